@@ -1,0 +1,4 @@
+//! pecd: a complete PEC provider.
+pub mod certs;
+pub mod pec;
+pub mod tls;

@@ -1,0 +1,1 @@
+//! Pure PEC domain logic.
