@@ -13,8 +13,7 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::x509::extension::{
-    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-    SubjectKeyIdentifier,
+    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
 };
 use openssl::x509::{X509Builder, X509Name, X509NameBuilder, X509};
 
@@ -85,13 +84,15 @@ fn base_builder(
 ) -> Result<X509Builder, ErrorStack> {
     let mut b = X509Builder::new()?;
     b.set_version(2)?;
-    b.set_serial_number(&serial()?)?;
+    let serial = serial()?;
+    b.set_serial_number(&serial)?;
     b.set_subject_name(subject)?;
     b.set_pubkey(key)?;
     // Backdate a little so that clocks a few minutes apart still agree.
     let not_before = Asn1Time::from_unix(unix_now() - 3600)?;
     b.set_not_before(&not_before)?;
-    b.set_not_after(&Asn1Time::days_from_now(days)?)?;
+    let not_after = Asn1Time::days_from_now(days)?;
+    b.set_not_after(&not_after)?;
     Ok(b)
 }
 
@@ -126,7 +127,11 @@ pub fn generate_ca(cn: &str) -> Result<CertKey, ErrorStack> {
 }
 
 /// An S/MIME signing certificate for `posta-certificata@<domain>`, issued by `ca`.
-pub fn generate_signing(ca: &CertKey, provider_name: &str, domain: &str) -> Result<CertKey, ErrorStack> {
+pub fn generate_signing(
+    ca: &CertKey,
+    provider_name: &str,
+    domain: &str,
+) -> Result<CertKey, ErrorStack> {
     let key = new_key(2048)?;
     let subject = name(&format!("Posta Certificata {provider_name}"), provider_name)?;
     let mut b = base_builder(&subject, &key, 1095)?;
@@ -159,7 +164,12 @@ pub fn generate_tls(ca: &CertKey, hostname: &str) -> Result<CertKey, ErrorStack>
             .key_encipherment()
             .build()?,
     )?;
-    b.append_extension(ExtendedKeyUsage::new().server_auth().client_auth().build()?)?;
+    b.append_extension(
+        ExtendedKeyUsage::new()
+            .server_auth()
+            .client_auth()
+            .build()?,
+    )?;
     let san = SubjectAlternativeName::new()
         .dns(hostname)
         .dns("localhost")

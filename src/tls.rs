@@ -13,7 +13,10 @@ use tokio_openssl::SslStream;
 pub type Acceptor = Arc<SslAcceptor>;
 
 /// Build an acceptor from PEM certificate (with optional chain after it) and key files.
-pub fn acceptor_from_files(cert: &Path, key: &Path) -> Result<Acceptor, openssl::error::ErrorStack> {
+pub fn acceptor_from_files(
+    cert: &Path,
+    key: &Path,
+) -> Result<Acceptor, openssl::error::ErrorStack> {
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
     b.set_certificate_chain_file(cert)?;
     b.set_private_key_file(key, SslFiletype::PEM)?;
@@ -22,7 +25,10 @@ pub fn acceptor_from_files(cert: &Path, key: &Path) -> Result<Acceptor, openssl:
 }
 
 /// Run the server side of a TLS handshake over an accepted TCP stream.
-pub async fn accept(acceptor: &SslAcceptor, tcp: TcpStream) -> std::io::Result<SslStream<TcpStream>> {
+pub async fn accept(
+    acceptor: &SslAcceptor,
+    tcp: TcpStream,
+) -> std::io::Result<SslStream<TcpStream>> {
     let ssl = Ssl::new(acceptor.context()).map_err(std::io::Error::other)?;
     let mut stream = SslStream::new(ssl, tcp).map_err(std::io::Error::other)?;
     Pin::new(&mut stream)

@@ -1,1 +1,4 @@
-//! Pure PEC domain logic.
+//! The pure PEC domain: no tokio, no sockets, no files, no SQLite, no system
+//! clock. Everything that needs "now" or a fresh id takes it as a parameter, so
+//! tests fix them and compare bytes.
+pub mod types;
