@@ -1,4 +1,6 @@
 //! pecd: a complete PEC provider.
 pub mod certs;
+pub mod config;
 pub mod pec;
+pub mod store;
 pub mod tls;

@@ -1,0 +1,627 @@
+//! The TOML configuration (`docs/configuration.md` documents every key).
+//!
+//! Key names are a contract with admins and scripts. Every table denies
+//! unknown keys, so a typo is an error naming the key instead of a setting
+//! silently ignored. [`Config::validate`] lists every remaining problem at
+//! once, each prefixed with its key, so `pecd check-config` can print them all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[provider]`
+    pub provider: ProviderSection,
+    /// `[signing]`
+    pub signing: SigningSection,
+    /// `[tls]`
+    pub tls: TlsSection,
+    /// `[listen]`
+    #[serde(default)]
+    pub listen: ListenSection,
+    /// `[trust]`
+    #[serde(default)]
+    pub trust: TrustSection,
+    /// `[limits]`
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// `[[route]]`
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Route>,
+    /// `[dns]`
+    #[serde(default)]
+    pub dns: DnsSection,
+    /// `[queue]`
+    #[serde(default)]
+    pub queue: QueueSection,
+    /// `[timers]`
+    #[serde(default)]
+    pub timers: TimersSection,
+    /// Folder of the config file; relative paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[provider]`: who we are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    /// Descriptive provider name (`gestore-emittente`).
+    pub name: String,
+    /// Certified domains served; the first is the provider domain.
+    pub domains: Vec<String>,
+    /// Host name for SMTP banners and generated ids.
+    pub hostname: String,
+    /// Folder of the database, spool and mailboxes.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+/// `[signing]`: the S/MIME signer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningSection {
+    /// Signing certificate (PEM).
+    pub certificate: PathBuf,
+    /// Signing key (PEM).
+    pub key: PathBuf,
+    /// Extra certificates embedded in each signature.
+    #[serde(default)]
+    pub chain: Vec<PathBuf>,
+    /// Generate a throwaway development PKI when the files are missing.
+    #[serde(default = "yes")]
+    pub generate_if_missing: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[tls]`: the server certificate for every listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Certificate chain (PEM).
+    pub certificate: PathBuf,
+    /// Key (PEM).
+    pub key: PathBuf,
+}
+
+/// `[listen]`: socket addresses; an absent key disables that listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    /// SMTP submission with STARTTLS (587).
+    pub submission: Option<String>,
+    /// SMTP submission over implicit TLS (465).
+    pub submissions: Option<String>,
+    /// Reception point, MX (25).
+    pub inbound: Option<String>,
+    /// IMAP with STARTTLS (143).
+    pub imap: Option<String>,
+    /// IMAP over implicit TLS (993).
+    pub imaps: Option<String>,
+}
+
+/// `[trust]`: whom we believe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSection {
+    /// Root certificates (PEM files) that issue provider certificates.
+    #[serde(default)]
+    pub ca: Vec<PathBuf>,
+    /// Provider index (`.toml` or `.ldif`).
+    #[serde(default = "default_index")]
+    pub index: PathBuf,
+    /// How often the index file is checked for changes.
+    #[serde(default = "default_index_check")]
+    pub index_check_interval: String,
+}
+
+impl Default for TrustSection {
+    fn default() -> Self {
+        TrustSection {
+            ca: Vec::new(),
+            index: default_index(),
+            index_check_interval: default_index_check(),
+        }
+    }
+}
+
+fn default_index() -> PathBuf {
+    PathBuf::from("index.toml")
+}
+
+fn default_index_check() -> String {
+    "2s".into()
+}
+
+/// `[limits]`: sizes and abuse protection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Largest message accepted, e.g. `"30MB"`.
+    #[serde(default = "default_max_size")]
+    pub max_message_size: String,
+    /// Most recipients per message.
+    #[serde(default = "default_max_rcpt")]
+    pub max_recipients: usize,
+    /// Concurrent connections per listener.
+    #[serde(default = "default_max_conn")]
+    pub max_connections: usize,
+    /// Idle time allowed between SMTP commands.
+    #[serde(default = "default_cmd_timeout")]
+    pub command_timeout: String,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_message_size: default_max_size(),
+            max_recipients: default_max_rcpt(),
+            max_connections: default_max_conn(),
+            command_timeout: default_cmd_timeout(),
+        }
+    }
+}
+
+fn default_max_size() -> String {
+    "30MB".into()
+}
+fn default_max_rcpt() -> usize {
+    100
+}
+fn default_max_conn() -> usize {
+    500
+}
+fn default_cmd_timeout() -> String {
+    "5m".into()
+}
+
+/// `[[route]]`: a static next hop for a domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Recipient domain.
+    pub domain: String,
+    /// `host:port` of the next hop.
+    pub next_hop: String,
+}
+
+/// `[dns]`: resolver used for MX lookups.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSection {
+    /// Name servers (`ip:port`); empty means the system resolver.
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+}
+
+/// `[queue]`: retries and shutdown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSection {
+    /// First retry delay.
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial: String,
+    /// Longest retry delay.
+    #[serde(default = "default_retry_max")]
+    pub retry_max: String,
+    /// Jobs run at once.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Time allowed for in-flight work on SIGTERM.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace: String,
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        QueueSection {
+            retry_initial: default_retry_initial(),
+            retry_max: default_retry_max(),
+            workers: default_workers(),
+            shutdown_grace: default_grace(),
+        }
+    }
+}
+
+fn default_retry_initial() -> String {
+    "1m".into()
+}
+fn default_retry_max() -> String {
+    "1h".into()
+}
+fn default_workers() -> usize {
+    32
+}
+fn default_grace() -> String {
+    "30s".into()
+}
+
+/// `[timers]`: the non-delivery deadlines of `pec-spec.md` §6.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimersSection {
+    /// Warning when neither presa in carico nor consegna arrived.
+    #[serde(default = "default_preavviso")]
+    pub preavviso_after: String,
+    /// Final notice when no consegna arrived.
+    #[serde(default = "default_expire")]
+    pub expire_after: String,
+}
+
+impl Default for TimersSection {
+    fn default() -> Self {
+        TimersSection {
+            preavviso_after: default_preavviso(),
+            expire_after: default_expire(),
+        }
+    }
+}
+
+fn default_preavviso() -> String {
+    "12h".into()
+}
+fn default_expire() -> String {
+    "24h".into()
+}
+
+/// Errors loading a configuration file.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Io(PathBuf, std::io::Error),
+    /// The file is not valid TOML or has unknown/missing keys.
+    Parse(PathBuf, String),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            ConfigError::Parse(p, e) => write!(f, "{}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parse `"30MB"`, `"512KB"`, `"1GB"`, `"1048576"` into bytes (powers of 1000 for
+/// KB/MB/GB as the law's "30 MB" means, KiB/MiB/GiB for binary).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like \"30MB\""))?;
+    let mult: usize = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "K" => 1_000,
+        "MB" | "M" => 1_000_000,
+        "GB" | "G" => 1_000_000_000,
+        "KIB" => 1 << 10,
+        "MIB" => 1 << 20,
+        "GIB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Parse `"250ms"`, `"30s"`, `"5m"`, `"12h"`, `"2d"` into a duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like \"30s\", \"5m\" or \"12h\""))?;
+    Ok(match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86400),
+        other => return Err(format!("unknown duration unit {other:?} in {s:?}")),
+    })
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not host:port ({e})"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
+impl Config {
+    /// Read and parse a file; relative paths are resolved against its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Io(path.to_path_buf(), e))?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        Config::from_str_at(&text, &base).map_err(|e| ConfigError::Parse(path.to_path_buf(), e))
+    }
+
+    /// Parse TOML text whose relative paths resolve against `base`.
+    pub fn from_str_at(text: &str, base: &Path) -> Result<Config, String> {
+        let mut c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.base_dir = base.to_path_buf();
+        for d in &mut c.provider.domains {
+            *d = d.trim().to_ascii_lowercase();
+        }
+        for r in &mut c.routes {
+            r.domain = r.domain.trim().to_ascii_lowercase();
+        }
+        Ok(c)
+    }
+
+    /// Resolve a path from the config against the config file's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The provider domain (first of `provider.domains`).
+    pub fn provider_domain(&self) -> &str {
+        self.provider
+            .domains
+            .first()
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    /// Whether `domain` is one of ours (case-insensitive).
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.provider
+            .domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// Absolute data folder.
+    pub fn data_dir(&self) -> PathBuf {
+        self.resolve(&self.provider.data_dir)
+    }
+
+    /// Maximum message size in bytes (validated).
+    pub fn max_message_size(&self) -> usize {
+        parse_size(&self.limits.max_message_size).unwrap_or(30_000_000)
+    }
+
+    /// A duration key, already validated; falls back to `default` if it is not.
+    pub fn duration(&self, value: &str, default: Duration) -> Duration {
+        parse_duration(value).unwrap_or(default)
+    }
+
+    /// Address of a listener key, if configured and valid.
+    pub fn listen_addr(&self, value: &Option<String>) -> Option<SocketAddr> {
+        value.as_deref().and_then(|v| parse_addr(v).ok())
+    }
+
+    /// The static next hop for a domain.
+    pub fn route_for(&self, domain: &str) -> Option<&str> {
+        self.routes
+            .iter()
+            .find(|r| r.domain.eq_ignore_ascii_case(domain))
+            .map(|r| r.next_hop.as_str())
+    }
+
+    /// Every problem, each as `key: message`. Empty means valid.
+    ///
+    /// `check_files` also requires the certificate files to exist unless the
+    /// config allows generating them.
+    pub fn validate(&self, check_files: bool) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.provider.name.trim().is_empty() {
+            p.push("provider.name: must not be empty".into());
+        }
+        if self.provider.domains.is_empty() {
+            p.push("provider.domains: list at least one certified domain".into());
+        }
+        for d in &self.provider.domains {
+            if !valid_domain(d) {
+                p.push(format!("provider.domains: {d:?} is not a domain name"));
+            }
+        }
+        if !valid_domain(&self.provider.hostname) {
+            p.push(format!(
+                "provider.hostname: {:?} is not a host name",
+                self.provider.hostname
+            ));
+        }
+        for (key, v) in [
+            ("listen.submission", &self.listen.submission),
+            ("listen.submissions", &self.listen.submissions),
+            ("listen.inbound", &self.listen.inbound),
+            ("listen.imap", &self.listen.imap),
+            ("listen.imaps", &self.listen.imaps),
+        ] {
+            if let Some(v) = v {
+                if let Err(e) = parse_addr(v) {
+                    p.push(format!("{key}: {e}"));
+                }
+            }
+        }
+        match parse_size(&self.limits.max_message_size) {
+            Ok(n) if n < 1000 => p.push("limits.max_message_size: too small".into()),
+            Ok(_) => {}
+            Err(e) => p.push(format!("limits.max_message_size: {e}")),
+        }
+        if self.limits.max_recipients < 50 {
+            p.push(format!(
+                "limits.max_recipients: {} is below the 50 recipients the PEC rules require (DM 2/11/2005 art. 12)",
+                self.limits.max_recipients
+            ));
+        }
+        if self.limits.max_connections == 0 {
+            p.push("limits.max_connections: must be at least 1".into());
+        }
+        if self.queue.workers == 0 {
+            p.push("queue.workers: must be at least 1".into());
+        }
+        for (key, v) in [
+            ("limits.command_timeout", &self.limits.command_timeout),
+            (
+                "trust.index_check_interval",
+                &self.trust.index_check_interval,
+            ),
+            ("queue.retry_initial", &self.queue.retry_initial),
+            ("queue.retry_max", &self.queue.retry_max),
+            ("queue.shutdown_grace", &self.queue.shutdown_grace),
+            ("timers.preavviso_after", &self.timers.preavviso_after),
+            ("timers.expire_after", &self.timers.expire_after),
+        ] {
+            if let Err(e) = parse_duration(v) {
+                p.push(format!("{key}: {e}"));
+            }
+        }
+        if let (Ok(a), Ok(b)) = (
+            parse_duration(&self.timers.preavviso_after),
+            parse_duration(&self.timers.expire_after),
+        ) {
+            if a >= b {
+                p.push("timers.preavviso_after: must be shorter than timers.expire_after".into());
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if !valid_domain(&r.domain) {
+                p.push(format!(
+                    "route[{i}].domain: {:?} is not a domain name",
+                    r.domain
+                ));
+            }
+            if let Err(e) = parse_addr(&r.next_hop) {
+                p.push(format!("route[{i}].next_hop: {e}"));
+            }
+        }
+        for (i, ns) in self.dns.nameservers.iter().enumerate() {
+            if ns.parse::<SocketAddr>().is_err() && ns.parse::<std::net::IpAddr>().is_err() {
+                p.push(format!("dns.nameservers[{i}]: {ns:?} is not ip or ip:port"));
+            }
+        }
+        if check_files {
+            let generate = self.signing.generate_if_missing;
+            let mut need = vec![
+                ("signing.certificate", &self.signing.certificate),
+                ("signing.key", &self.signing.key),
+                ("tls.certificate", &self.tls.certificate),
+                ("tls.key", &self.tls.key),
+            ];
+            for c in &self.signing.chain {
+                need.push(("signing.chain", c));
+            }
+            for c in &self.trust.ca {
+                need.push(("trust.ca", c));
+            }
+            for (key, path) in need {
+                let full = self.resolve(path);
+                if !generate && !full.exists() {
+                    p.push(format!("{key}: {} does not exist", full.display()));
+                }
+            }
+            let idx = self.resolve(&self.trust.index);
+            if !idx.exists() {
+                p.push(format!("trust.index: {} does not exist", idx.display()));
+            }
+        }
+        p
+    }
+}
+
+fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[provider]
+name = "Alpha PEC S.p.A."
+domains = ["PEC.alpha.test"]
+hostname = "mx.alpha.test"
+[signing]
+certificate = "certs/signing.pem"
+key = "certs/signing.key"
+[tls]
+certificate = "certs/tls.pem"
+key = "certs/tls.key"
+"#;
+
+    #[test]
+    fn minimal_config_parses_with_defaults() {
+        let c = Config::from_str_at(MINIMAL, Path::new("/etc/pecd")).unwrap();
+        assert_eq!(c.provider_domain(), "pec.alpha.test");
+        assert_eq!(c.max_message_size(), 30_000_000);
+        assert_eq!(c.data_dir(), PathBuf::from("/etc/pecd/data"));
+        assert!(c.validate(false).is_empty(), "{:?}", c.validate(false));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = format!("{MINIMAL}\n[limits]\nmax_mesage_size = \"1MB\"\n");
+        let e = Config::from_str_at(&text, Path::new(".")).unwrap_err();
+        assert!(e.contains("max_mesage_size"), "{e}");
+    }
+
+    #[test]
+    fn validate_lists_every_problem_with_its_key() {
+        let text = MINIMAL.replace("mx.alpha.test", "bad host!")
+            + "\n[limits]\nmax_recipients = 10\nmax_message_size = \"ten\"\n[timers]\npreavviso_after = \"30h\"\n";
+        let c = Config::from_str_at(&text, Path::new(".")).unwrap();
+        let p = c.validate(false);
+        for key in [
+            "provider.hostname",
+            "limits.max_recipients",
+            "limits.max_message_size",
+            "timers.preavviso_after",
+        ] {
+            assert!(
+                p.iter().any(|l| l.starts_with(key)),
+                "{key} missing in {p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("30MB").unwrap(), 30_000_000);
+        assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
+        assert!(parse_size("3 parsecs").is_err());
+        assert_eq!(parse_duration("12h").unwrap(), Duration::from_secs(43200));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("soon").is_err());
+    }
+}

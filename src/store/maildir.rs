@@ -1,0 +1,145 @@
+//! Delivery into Maildirs at `<mail_root>/<domain>/<localpart>/`.
+//!
+//! The Maildir protocol (write in `tmp/`, fsync, rename into `new/`) keeps the
+//! store readable by Dovecot or any Maildir tool. The file name is derived
+//! from the delivery's idempotency key, so a delivery repeated after a crash
+//! (file renamed, queue row not yet marked done) finds its own file and does
+//! not leave a second copy. Bytes are written exactly as given: they are what
+//! was signed.
+
+use std::path::{Path, PathBuf};
+
+/// Why a delivery failed.
+#[derive(Debug)]
+pub enum DeliveryError {
+    /// The address has no mailbox here.
+    NoMailbox,
+    /// The address cannot name a mailbox (path tricks, no `@`).
+    BadAddress,
+    /// The file system failed.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeliveryError::NoMailbox => write!(f, "no such mailbox"),
+            DeliveryError::BadAddress => write!(f, "address cannot name a mailbox"),
+            DeliveryError::Io(e) => write!(f, "mailbox write failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DeliveryError {}
+
+/// The Maildir folder of `address`, refusing anything that could escape the root.
+pub fn mailbox_path(mail_root: &Path, address: &str) -> Result<PathBuf, DeliveryError> {
+    let a = address.trim().to_ascii_lowercase();
+    let (local, domain) = a.rsplit_once('@').ok_or(DeliveryError::BadAddress)?;
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && !s.starts_with('.')
+            && !s.contains(['/', '\\', '\0'])
+    };
+    if !ok(local) || !ok(domain) {
+        return Err(DeliveryError::BadAddress);
+    }
+    Ok(mail_root.join(domain).join(local))
+}
+
+/// Create an empty Maildir for `address` (idempotent).
+pub fn create(mail_root: &Path, address: &str) -> Result<PathBuf, DeliveryError> {
+    let p = mailbox_path(mail_root, address)?;
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(p.join(sub)).map_err(DeliveryError::Io)?;
+    }
+    Ok(p)
+}
+
+/// Whether `address` has a Maildir.
+pub fn exists(mail_root: &Path, address: &str) -> bool {
+    mailbox_path(mail_root, address)
+        .map(|p| p.join("new").is_dir())
+        .unwrap_or(false)
+}
+
+fn hostname_part(hostname: &str) -> String {
+    hostname.replace('/', "\\057").replace(':', "\\072")
+}
+
+/// A stable Maildir base name for an idempotency key.
+pub fn file_name_for(key: &str, created_secs: i64, hostname: &str) -> String {
+    let digest = openssl::sha::sha256(key.as_bytes());
+    let hex: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{created_secs}.K{hex}.{}", hostname_part(hostname))
+}
+
+/// Deliver `bytes` to `address` under the base name `name` (see [`file_name_for`]).
+/// Returns the path of the new file, or of the earlier copy if this delivery
+/// already happened.
+pub fn deliver(
+    mail_root: &Path,
+    address: &str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<PathBuf, DeliveryError> {
+    let p = mailbox_path(mail_root, address)?;
+    if !p.join("new").is_dir() {
+        return Err(DeliveryError::NoMailbox);
+    }
+    let dst = p.join("new").join(name);
+    if dst.exists() {
+        return Ok(dst);
+    }
+    let seen = p.join("cur").join(format!("{name}:2,"));
+    if seen.exists() {
+        return Ok(seen);
+    }
+    if let Ok(rd) = std::fs::read_dir(p.join("cur")) {
+        // The user may already have flagged it; a flagged name keeps the base.
+        let prefix = format!("{name}:2,");
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                return Ok(e.path());
+            }
+        }
+    }
+    let tmp = p.join("tmp").join(name);
+    super::spool::write_durably(&tmp, &dst, bytes).map_err(DeliveryError::Io)?;
+    Ok(dst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deliver_is_exact_and_idempotent() {
+        let root = tempfile::tempdir().unwrap();
+        create(root.path(), "Bob@PEC.beta.test").unwrap();
+        let name = file_name_for("k1", 100, "mx.beta.test");
+        let bytes = b"Subject: x\r\n\r\nbody \r\n".to_vec();
+        let p1 = deliver(root.path(), "bob@pec.beta.test", &name, &bytes).unwrap();
+        let p2 = deliver(root.path(), "bob@pec.beta.test", &name, &bytes).unwrap();
+        assert_eq!(p1, p2);
+        assert_eq!(std::fs::read(&p1).unwrap(), bytes);
+        let n = std::fs::read_dir(root.path().join("pec.beta.test/bob/new"))
+            .unwrap()
+            .count();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn refuses_unknown_and_escaping_addresses() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            deliver(root.path(), "nobody@pec.beta.test", "n", b"x"),
+            Err(DeliveryError::NoMailbox)
+        ));
+        for bad in ["../x@y", "a@..", "a/b@c", "noat", ".hidden@d"] {
+            assert!(mailbox_path(root.path(), bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Durable state: one SQLite database (users, PEC log, work queue, timers,
+//! accepted messages) plus message bytes in fsynced files (spool, Maildirs).
+//!
+//! One writer thread owns the write connection. Callers hand it closures; it
+//! runs every closure that is waiting in one transaction (each in its own
+//! savepoint, so one failure does not spoil the others) and commits once:
+//! group commit, so many SMTP sessions share one fsync instead of paying one
+//! each. A closure's result is released only after that commit, which is what
+//! lets the SMTP layer answer `250` only for work that is on disk.
+
+pub mod log;
+pub mod maildir;
+pub mod queue;
+pub mod schema;
+pub mod spool;
+pub mod users;
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+
+use rusqlite::Connection;
+
+/// Errors from the store.
+#[derive(Debug)]
+pub enum StoreError {
+    /// SQLite said no.
+    Sql(rusqlite::Error),
+    /// A file operation failed.
+    Io(std::io::Error),
+    /// The writer thread is gone (shutting down).
+    Closed,
+    /// The batch the closure ran in failed to commit.
+    Commit(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Sql(e) => write!(f, "database: {e}"),
+            StoreError::Io(e) => write!(f, "file system: {e}"),
+            StoreError::Closed => write!(f, "store is shut down"),
+            StoreError::Commit(e) => write!(f, "commit failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sql(e)
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+
+/// Layout of the data folder.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The data folder itself.
+    pub data_dir: PathBuf,
+    /// `pecd.sqlite3`.
+    pub db: PathBuf,
+    /// Message bytes waiting for work.
+    pub spool: PathBuf,
+    /// Root of the Maildirs (`mail/<domain>/<localpart>/`).
+    pub mail: PathBuf,
+}
+
+impl Paths {
+    /// The standard layout under `data_dir`.
+    pub fn new(data_dir: &Path) -> Paths {
+        Paths {
+            data_dir: data_dir.to_path_buf(),
+            db: data_dir.join("pecd.sqlite3"),
+            spool: data_dir.join("spool"),
+            mail: data_dir.join("mail"),
+        }
+    }
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    paths: Paths,
+    writer: Mutex<Option<mpsc::Sender<WriteJob>>>,
+    readers: Mutex<Vec<Connection>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Open a connection with the settings every pecd connection uses.
+pub fn open_connection(db: &Path) -> rusqlite::Result<Connection> {
+    let c = Connection::open(db)?;
+    c.busy_timeout(std::time::Duration::from_secs(10))?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk when it returns; the 250 promise depends on it.
+    c.pragma_update(None, "synchronous", "FULL")?;
+    c.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(c)
+}
+
+impl Store {
+    /// Open (creating and migrating) the store under `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let paths = Paths::new(data_dir);
+        std::fs::create_dir_all(&paths.spool)?;
+        std::fs::create_dir_all(&paths.mail)?;
+        let mut conn = open_connection(&paths.db)?;
+        schema::migrate(&mut conn)?;
+        let (tx, rx) = mpsc::channel::<WriteJob>();
+        let thread = std::thread::Builder::new()
+            .name("pecd-store-writer".into())
+            .spawn(move || writer_loop(conn, rx))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                paths,
+                writer: Mutex::new(Some(tx)),
+                readers: Mutex::new(Vec::new()),
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// The data folder layout.
+    pub fn paths(&self) -> &Paths {
+        &self.inner.paths
+    }
+
+    fn submit(&self, job: WriteJob) -> Result<(), StoreError> {
+        let guard = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;
+        guard
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(job)
+            .map_err(|_| StoreError::Closed)
+    }
+
+    fn make_job<R, F>(f: F, done: impl FnOnce(Result<R, StoreError>) + Send + 'static) -> WriteJob
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        Box::new(move |conn: &Connection| match f(conn) {
+            Ok(r) => (
+                true,
+                Box::new(move |committed: Result<(), String>| match committed {
+                    Ok(()) => done(Ok(r)),
+                    Err(e) => done(Err(StoreError::Commit(e))),
+                }) as Completion,
+            ),
+            Err(e) => (false, Box::new(move |_| done(Err(e))) as Completion),
+        })
+    }
+
+    /// Run `f` in the next group-committed transaction; resolves after the commit.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(Self::make_job(f, move |r| {
+            let _ = tx.send(r);
+        }))?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Blocking form of [`Store::write`] for the CLI and worker threads.
+    pub fn write_blocking<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel();
+        self.submit(Self::make_job(f, move |r| {
+            let _ = tx.send(r);
+        }))?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Run a read-only closure on a pooled connection (off the async threads).
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .map_err(|e| StoreError::Commit(e.to_string()))?
+    }
+
+    /// Blocking form of [`Store::read`].
+    pub fn read_blocking<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError>,
+    {
+        let conn = {
+            let mut pool = self.inner.readers.lock().map_err(|_| StoreError::Closed)?;
+            pool.pop()
+        };
+        let conn = match conn {
+            Some(c) => c,
+            None => open_connection(&self.inner.paths.db)?,
+        };
+        let r = f(&conn);
+        if let Ok(mut pool) = self.inner.readers.lock() {
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+        }
+        r
+    }
+
+    /// Stop the writer after the work already handed to it; waits for it.
+    pub fn close(&self) {
+        if let Ok(mut w) = self.inner.writer.lock() {
+            w.take();
+        }
+        if let Ok(mut t) = self.inner.thread.lock() {
+            if let Some(t) = t.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut completions: Vec<(bool, Completion)> = Vec::with_capacity(batch.len());
+        let outcome = (|| -> rusqlite::Result<()> {
+            let mut txn = conn.transaction()?;
+            for job in batch.drain(..) {
+                let mut sp = txn.savepoint()?;
+                let (ok, done) = job(&sp);
+                if ok {
+                    sp.commit()?;
+                } else {
+                    sp.rollback()?;
+                    drop(sp);
+                }
+                completions.push((ok, done));
+            }
+            txn.commit()
+        })();
+        let committed = outcome.map_err(|e| e.to_string());
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "store commit failed");
+        }
+        // A job that was not committed must not be told it was; those that
+        // failed on their own already carry their error.
+        for (_, done) in completions {
+            done(committed.clone());
+        }
+        // Jobs left unrun (the transaction could not start) are dropped here:
+        // their callers see `StoreError::Closed`, never a false success.
+        drop(batch);
+    }
+}
+
+/// Milliseconds since the Unix epoch (the store's time unit).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn failed_closure_does_not_spoil_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = store.write(|c| {
+            c.execute(
+                "INSERT INTO users(address, password_hash, created_at) VALUES ('a@x.test','h',0)",
+                [],
+            )?;
+            Ok(())
+        });
+        let b = store.write(|c| {
+            c.execute(
+                "INSERT INTO users(address, password_hash, created_at) VALUES ('b@x.test','h',0)",
+                [],
+            )?;
+            Err::<(), _>(StoreError::Commit("refused".into()))
+        });
+        let (ra, rb) = tokio::join!(a, b);
+        assert!(ra.is_ok());
+        assert!(rb.is_err());
+        let n: i64 = store
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+}

@@ -1,0 +1,420 @@
+//! The work queue and the per-recipient PEC timers.
+//!
+//! Every piece of pending work is a row with a `due_at`; every deadline is a
+//! column, never a sleeping task, so a restart loses nothing. Rows carry an
+//! idempotency `key` (identificativo + recipient + kind): enqueueing the same
+//! work twice is a no-op, which is what keeps a replay after `kill -9` from
+//! producing a second busta or a second receipt.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Store a finished message (receipt, notice, anomaly) in a local mailbox.
+    Mailbox,
+    /// Delivery point: store a busta for one local recipient and emit its receipt.
+    LocalBusta,
+    /// Send a message to another provider or an ordinary MX.
+    Relay,
+    /// Reception point: verify and dispatch a message received from outside.
+    Inbound,
+}
+
+impl Kind {
+    /// Column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Mailbox => "mailbox",
+            Kind::LocalBusta => "local-busta",
+            Kind::Relay => "relay",
+            Kind::Inbound => "inbound",
+        }
+    }
+
+    /// Parse a column value.
+    pub fn parse(s: &str) -> Option<Kind> {
+        [Kind::Mailbox, Kind::LocalBusta, Kind::Relay, Kind::Inbound]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// Work to add.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Idempotency key.
+    pub key: String,
+    /// What to do.
+    pub kind: Kind,
+    /// PEC message concerned.
+    pub identificativo: Option<String>,
+    /// Envelope sender for relays.
+    pub mail_from: String,
+    /// Recipients this job serves.
+    pub recipients: Vec<String>,
+    /// Destination domain or host for relays.
+    pub next_hop: Option<String>,
+    /// Spool file with the bytes.
+    pub blob: Option<String>,
+    /// Kind-specific JSON.
+    pub data: Option<String>,
+    /// When to run.
+    pub due_at: i64,
+}
+
+/// A queued job as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    /// Row id (the CLI's ID).
+    pub id: i64,
+    /// Idempotency key.
+    pub key: String,
+    /// What to do.
+    pub kind: Kind,
+    /// PEC message concerned.
+    pub identificativo: Option<String>,
+    /// Envelope sender.
+    pub mail_from: String,
+    /// Recipients.
+    pub recipients: Vec<String>,
+    /// Destination.
+    pub next_hop: Option<String>,
+    /// Spool file.
+    pub blob: Option<String>,
+    /// Kind-specific JSON.
+    pub data: Option<String>,
+    /// pending / done / failed / cancelled.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Last error text.
+    pub last_error: Option<String>,
+    /// Next attempt (unix ms).
+    pub due_at: i64,
+    /// Creation time (unix ms).
+    pub created_at: i64,
+    /// Last change (unix ms).
+    pub updated_at: i64,
+}
+
+const COLS: &str = "id, key, kind, identificativo, mail_from, recipients, next_hop, blob, data, state, attempts, last_error, due_at, created_at, updated_at";
+
+fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
+    let kind: String = r.get(2)?;
+    let rcpts: String = r.get(5)?;
+    Ok(Job {
+        id: r.get(0)?,
+        key: r.get(1)?,
+        kind: Kind::parse(&kind).unwrap_or(Kind::Mailbox),
+        identificativo: r.get(3)?,
+        mail_from: r.get(4)?,
+        recipients: serde_json::from_str(&rcpts).unwrap_or_default(),
+        next_hop: r.get(6)?,
+        blob: r.get(7)?,
+        data: r.get(8)?,
+        state: r.get(9)?,
+        attempts: r.get(10)?,
+        last_error: r.get(11)?,
+        due_at: r.get(12)?,
+        created_at: r.get(13)?,
+        updated_at: r.get(14)?,
+    })
+}
+
+/// Add a job unless one with the same key exists. True if added.
+pub fn enqueue(conn: &Connection, j: &NewJob, now: i64) -> rusqlite::Result<bool> {
+    let rcpts = serde_json::to_string(&j.recipients).unwrap_or_else(|_| "[]".into());
+    let n = conn.prepare_cached(
+        "INSERT OR IGNORE INTO jobs(key, kind, identificativo, mail_from, recipients, next_hop, blob, data, due_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+    )?
+    .execute(params![
+        j.key,
+        j.kind.as_str(),
+        j.identificativo,
+        j.mail_from,
+        rcpts,
+        j.next_hop,
+        j.blob,
+        j.data,
+        j.due_at,
+        now
+    ])?;
+    Ok(n == 1)
+}
+
+/// Pending jobs due by `now`, earliest first.
+pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Job>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {COLS} FROM jobs WHERE state = 'pending' AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2"
+    ))?;
+    let rows = st.query_map(params![now, limit as i64], row_to_job)?;
+    rows.collect()
+}
+
+/// The earliest due time of any pending job or live timer.
+pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT min(t) FROM (
+            SELECT min(due_at) AS t FROM jobs WHERE state = 'pending'
+            UNION ALL SELECT min(preavviso_due) FROM timers WHERE preavviso_due IS NOT NULL
+            UNION ALL SELECT min(expire_due) FROM timers WHERE expire_due IS NOT NULL)",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// One job by id.
+pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Job>> {
+    conn.query_row(
+        &format!("SELECT {COLS} FROM jobs WHERE id = ?1"),
+        [id],
+        row_to_job,
+    )
+    .optional()
+}
+
+/// Jobs still pending (or every job with `all`), oldest first.
+pub fn list(conn: &Connection, all: bool) -> rusqlite::Result<Vec<Job>> {
+    let filter = if all { "" } else { "WHERE state = 'pending'" };
+    let mut st = conn.prepare(&format!(
+        "SELECT {COLS} FROM jobs {filter} ORDER BY created_at, id"
+    ))?;
+    let rows = st.query_map([], row_to_job)?;
+    rows.collect()
+}
+
+/// The job finished.
+pub fn mark_done(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET state = 'done', attempts = attempts + 1, last_error = NULL, updated_at = ?2 WHERE id = ?1",
+    )?
+    .execute(params![id, now])?;
+    Ok(())
+}
+
+/// The job failed for good.
+pub fn mark_failed(conn: &Connection, id: i64, error: &str, now: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET state = 'failed', attempts = attempts + 1, last_error = ?2, updated_at = ?3 WHERE id = ?1",
+    )?
+    .execute(params![id, error, now])?;
+    Ok(())
+}
+
+/// The job failed for now; try again at `due_at`.
+pub fn reschedule(
+    conn: &Connection,
+    id: i64,
+    error: &str,
+    due_at: i64,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET attempts = attempts + 1, last_error = ?2, due_at = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'pending'",
+    )?
+    .execute(params![id, error, due_at, now])?;
+    Ok(())
+}
+
+/// Make pending jobs due now (one, or all with `None`). Returns how many.
+pub fn retry_now(conn: &Connection, id: Option<i64>, now: i64) -> rusqlite::Result<usize> {
+    match id {
+        Some(id) => conn.execute(
+            "UPDATE jobs SET due_at = ?2, updated_at = ?2 WHERE id = ?1 AND state = 'pending'",
+            params![id, now],
+        ),
+        None => conn.execute(
+            "UPDATE jobs SET due_at = ?1, updated_at = ?1 WHERE state = 'pending'",
+            [now],
+        ),
+    }
+}
+
+/// Cancel a pending job. True if it was pending.
+pub fn cancel(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE jobs SET state = 'cancelled', last_error = 'cancelled by the operator', updated_at = ?2 WHERE id = ?1 AND state = 'pending'",
+        params![id, now],
+    )?;
+    Ok(n == 1)
+}
+
+/// Which deadline fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// The 12 h warning.
+    Preavviso,
+    /// The 24 h final notice.
+    Expire,
+}
+
+/// A timer that is due.
+#[derive(Debug, Clone)]
+pub struct DueTimer {
+    /// PEC message.
+    pub identificativo: String,
+    /// Certified recipient.
+    pub recipient: String,
+    /// Which deadline.
+    pub deadline: Deadline,
+}
+
+/// Start both deadlines for a certified recipient (no-op if already started).
+pub fn timer_start(
+    conn: &Connection,
+    identificativo: &str,
+    recipient: &str,
+    sent_at: i64,
+    preavviso_due: i64,
+    expire_due: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO timers(identificativo, recipient, sent_at, preavviso_due, expire_due) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![identificativo, recipient, sent_at, preavviso_due, expire_due])?;
+    Ok(())
+}
+
+/// A presa in carico arrived: only the 12 h warning stops. True if a live timer matched.
+pub fn timer_presa(
+    conn: &Connection,
+    identificativo: &str,
+    recipient: &str,
+    at: i64,
+) -> rusqlite::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE timers SET presa_at = coalesce(presa_at, ?3), preavviso_due = NULL
+         WHERE identificativo = ?1 AND recipient = ?2 AND closed_at IS NULL",
+        )?
+        .execute(params![identificativo, recipient, at])?;
+    Ok(n > 0)
+}
+
+/// A consegna or errore-consegna (or the final notice) closes the recipient.
+/// True if it was open.
+pub fn timer_close(
+    conn: &Connection,
+    identificativo: &str,
+    recipient: &str,
+    at: i64,
+    by: &str,
+) -> rusqlite::Result<bool> {
+    let n = conn.prepare_cached(
+        "UPDATE timers SET closed_at = ?3, closed_by = ?4, preavviso_due = NULL, expire_due = NULL
+         WHERE identificativo = ?1 AND recipient = ?2 AND closed_at IS NULL",
+    )?
+    .execute(params![identificativo, recipient, at, by])?;
+    Ok(n > 0)
+}
+
+/// Timers due by `now`.
+pub fn due_timers(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<DueTimer>> {
+    let mut out = Vec::new();
+    for (col, deadline) in [
+        ("preavviso_due", Deadline::Preavviso),
+        ("expire_due", Deadline::Expire),
+    ] {
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT identificativo, recipient FROM timers WHERE {col} IS NOT NULL AND {col} <= ?1 ORDER BY {col} LIMIT ?2"
+        ))?;
+        let rows = st.query_map(params![now, limit as i64], |r| {
+            Ok(DueTimer {
+                identificativo: r.get(0)?,
+                recipient: r.get(1)?,
+                deadline,
+            })
+        })?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
+/// Disarm one deadline after its notice was queued. True if it was armed.
+pub fn timer_fired(conn: &Connection, t: &DueTimer) -> rusqlite::Result<bool> {
+    let col = match t.deadline {
+        Deadline::Preavviso => "preavviso_due",
+        Deadline::Expire => "expire_due",
+    };
+    let n = conn.execute(
+        &format!("UPDATE timers SET {col} = NULL WHERE identificativo = ?1 AND recipient = ?2 AND {col} IS NOT NULL"),
+        params![t.identificativo, t.recipient],
+    )?;
+    Ok(n > 0)
+}
+
+/// Whether the recipient is still open (no consegna, no final notice).
+pub fn timer_open(
+    conn: &Connection,
+    identificativo: &str,
+    recipient: &str,
+) -> rusqlite::Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM timers WHERE identificativo = ?1 AND recipient = ?2 AND closed_at IS NULL",
+            params![identificativo, recipient],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut c).unwrap();
+        c
+    }
+
+    fn job(key: &str, due: i64) -> NewJob {
+        NewJob {
+            key: key.into(),
+            kind: Kind::Relay,
+            identificativo: Some("id@x".into()),
+            mail_from: "a@x".into(),
+            recipients: vec!["b@y".into()],
+            next_hop: Some("y".into()),
+            blob: None,
+            data: None,
+            due_at: due,
+        }
+    }
+
+    #[test]
+    fn enqueue_is_idempotent_and_due_respects_time() {
+        let c = db();
+        assert!(enqueue(&c, &job("k", 10), 0).unwrap());
+        assert!(!enqueue(&c, &job("k", 10), 0).unwrap());
+        assert!(due(&c, 5, 10).unwrap().is_empty());
+        let d = due(&c, 10, 10).unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].recipients, vec!["b@y".to_string()]);
+        reschedule(&c, d[0].id, "421 busy", 50, 10).unwrap();
+        assert_eq!(next_due(&c).unwrap(), Some(50));
+        mark_done(&c, d[0].id, 60).unwrap();
+        assert!(due(&c, 100, 10).unwrap().is_empty());
+        assert_eq!(next_due(&c).unwrap(), None);
+    }
+
+    #[test]
+    fn presa_stops_only_the_warning_and_consegna_closes() {
+        let c = db();
+        timer_start(&c, "id", "b@y", 0, 100, 200).unwrap();
+        assert!(timer_presa(&c, "id", "b@y", 50).unwrap());
+        let d = due_timers(&c, 300, 10).unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].deadline, Deadline::Expire);
+        assert!(timer_close(&c, "id", "b@y", 60, "consegna").unwrap());
+        assert!(due_timers(&c, 300, 10).unwrap().is_empty());
+        assert!(!timer_open(&c, "id", "b@y").unwrap());
+    }
+}

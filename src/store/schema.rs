@@ -1,0 +1,126 @@
+//! Append-only migrations tracked in `PRAGMA user_version` (cargo's habit).
+//!
+//! Never edit a migration that has shipped: add a new one.
+
+use rusqlite::Connection;
+
+/// Days the PEC log is kept (DPR 68/2005 art. 11: 30 months), rounded up.
+pub const LOG_RETENTION_DAYS: i64 = 915;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: users, PEC log, accepted messages, work queue, per-recipient timers.
+    r#"
+CREATE TABLE users (
+    address       TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+
+CREATE TABLE log (
+    id              INTEGER PRIMARY KEY,
+    ts              INTEGER NOT NULL,
+    event           TEXT NOT NULL,
+    identificativo  TEXT,
+    msgid           TEXT,
+    sender          TEXT,
+    recipients      TEXT,
+    subject         TEXT,
+    receipt_type    TEXT,
+    generated_msgid TEXT,
+    error           TEXT,
+    detail          TEXT
+);
+CREATE INDEX log_identificativo ON log(identificativo);
+CREATE INDEX log_msgid ON log(msgid);
+CREATE INDEX log_ts ON log(ts);
+CREATE TRIGGER log_is_append_only BEFORE UPDATE ON log
+BEGIN SELECT RAISE(ABORT, 'the PEC log is append-only'); END;
+CREATE TRIGGER log_kept_30_months BEFORE DELETE ON log
+WHEN OLD.ts > (CAST(strftime('%s','now') AS INTEGER) - 915 * 86400) * 1000
+BEGIN SELECT RAISE(ABORT, 'PEC log rows are kept 30 months'); END;
+
+CREATE TABLE messages (
+    identificativo TEXT PRIMARY KEY,
+    msgid          TEXT,
+    sender         TEXT NOT NULL,
+    subject        TEXT NOT NULL,
+    recipients     TEXT NOT NULL,
+    receipt_type   TEXT NOT NULL,
+    accepted_at    INTEGER NOT NULL
+);
+
+CREATE TABLE jobs (
+    id             INTEGER PRIMARY KEY,
+    key            TEXT NOT NULL UNIQUE,
+    kind           TEXT NOT NULL,
+    identificativo TEXT,
+    mail_from      TEXT NOT NULL DEFAULT '',
+    recipients     TEXT NOT NULL,
+    next_hop       TEXT,
+    blob           TEXT,
+    data           TEXT,
+    state          TEXT NOT NULL DEFAULT 'pending',
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    last_error     TEXT,
+    due_at         INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+);
+CREATE INDEX jobs_pending ON jobs(state, due_at);
+
+CREATE TABLE timers (
+    identificativo TEXT NOT NULL,
+    recipient      TEXT NOT NULL,
+    sent_at        INTEGER NOT NULL,
+    preavviso_due  INTEGER,
+    expire_due     INTEGER,
+    presa_at       INTEGER,
+    closed_at      INTEGER,
+    closed_by      TEXT,
+    PRIMARY KEY (identificativo, recipient)
+);
+CREATE INDEX timers_preavviso ON timers(preavviso_due) WHERE preavviso_due IS NOT NULL;
+CREATE INDEX timers_expire ON timers(expire_due) WHERE expire_due IS NOT NULL;
+"#,
+];
+
+/// Bring the database to the newest schema.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let target = i as i64 + 1;
+        if version >= target {
+            continue;
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", target)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_refuses_update_and_recent_delete() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate(&mut c).unwrap();
+        migrate(&mut c).unwrap();
+        let now = crate::store::now_ms();
+        c.execute("INSERT INTO log(ts, event) VALUES (?1, 'x')", [now])
+            .unwrap();
+        assert!(c.execute("UPDATE log SET event = 'y'", []).is_err());
+        assert!(c.execute("DELETE FROM log", []).is_err());
+        let old = now - (LOG_RETENTION_DAYS + 1) * 86_400_000;
+        c.execute("INSERT INTO log(ts, event) VALUES (?1, 'old')", [old])
+            .unwrap();
+        assert_eq!(
+            c.execute("DELETE FROM log WHERE event = 'old'", [])
+                .unwrap(),
+            1
+        );
+    }
+}
