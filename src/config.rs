@@ -198,12 +198,28 @@ pub struct Route {
 }
 
 /// `[dns]`: resolver used for MX lookups.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsSection {
     /// Name servers (`ip:port`); empty means the system resolver.
     #[serde(default)]
     pub nameservers: Vec<String>,
+    /// SMTP port of the mail exchangers found (25; other values only for test networks).
+    #[serde(default = "default_smtp_port")]
+    pub smtp_port: u16,
+}
+
+fn default_smtp_port() -> u16 {
+    25
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        DnsSection {
+            nameservers: Vec::new(),
+            smtp_port: default_smtp_port(),
+        }
+    }
 }
 
 /// `[queue]`: retries and shutdown.

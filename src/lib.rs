@@ -4,3 +4,6 @@ pub mod config;
 pub mod pec;
 pub mod store;
 pub mod tls;
+pub mod admin;
+pub mod cli;
+pub mod relay;

@@ -46,6 +46,7 @@ CREATE TABLE messages (
     subject        TEXT NOT NULL,
     recipients     TEXT NOT NULL,
     receipt_type   TEXT NOT NULL,
+    daticert       TEXT NOT NULL,
     accepted_at    INTEGER NOT NULL
 );
 

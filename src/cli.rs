@@ -1,0 +1,181 @@
+//! Command line (a contract: scripts rely on these names).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// pecd: a complete PEC (Posta Elettronica Certificata) provider.
+#[derive(Debug, Parser)]
+#[command(name = "pecd", version, about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = "config/pecd.toml")]
+    pub config: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the provider daemon.
+    Serve,
+    /// Validate the configuration and print every problem with its key.
+    CheckConfig,
+    /// Manage users (mailbox owners).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Print PEC log events, oldest first.
+    Log(LogArgs),
+    /// Write a ready-to-run provider into DIR.
+    Init(InitArgs),
+    /// Classify and verify a message file offline.
+    Verify(VerifyArgs),
+    /// Provider index tools.
+    #[command(subcommand)]
+    Index(IndexCommand),
+    /// Inspect and steer the work queue (works while the daemon runs).
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Start two providers on loopback and show a PEC travelling between them.
+    Demo,
+    /// End-to-end throughput benchmark on loopback.
+    Bench(BenchArgs),
+}
+
+/// `pecd user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user and create the mailbox.
+    Add {
+        /// Address, e.g. alice@pec.example.it.
+        address: String,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change a user's password.
+    Passwd {
+        /// Address.
+        address: String,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user (the mailbox is kept).
+    Del {
+        /// Address.
+        address: String,
+    },
+    /// List users.
+    List,
+}
+
+/// `pecd log …`
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// Only events of this identificativo.
+    #[arg(long = "id")]
+    pub id: Option<String>,
+    /// Only events of this original Message-ID.
+    #[arg(long)]
+    pub msgid: Option<String>,
+    /// Only events whose sender or recipients mention ADDR.
+    #[arg(long)]
+    pub address: Option<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pecd init …`
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Folder to create.
+    pub dir: PathBuf,
+    /// The provider's certified domain.
+    #[arg(long)]
+    pub domain: String,
+    /// Descriptive provider name.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `pecd verify …`
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Message file (.eml).
+    pub file: PathBuf,
+    /// Provider index to check the signer against.
+    #[arg(long)]
+    pub index: Option<PathBuf>,
+    /// Trusted root certificate (PEM); repeatable. Without it only integrity is checked.
+    #[arg(long)]
+    pub ca: Vec<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Verify the first inner part (a PEC wrapped by a mailing list or forwarder).
+    #[arg(long)]
+    pub inner: bool,
+}
+
+/// `pecd index …`
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Print the TOML equivalent of an LDIF provider index.
+    ImportLdif {
+        /// LDIF file.
+        file: PathBuf,
+    },
+}
+
+/// `pecd queue …`
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// List pending work.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job.
+    Show {
+        /// Job id.
+        id: i64,
+    },
+    /// Run a job (or all) now.
+    Retry {
+        /// Job id.
+        id: Option<i64>,
+        /// Every pending job.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Cancel a job; the sender gets a non-delivery notice.
+    Cancel {
+        /// Job id.
+        id: i64,
+    },
+}
+
+/// `pecd bench …`
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Messages to send.
+    #[arg(long, default_value_t = 2000)]
+    pub messages: usize,
+    /// Concurrent submission sessions.
+    #[arg(long, default_value_t = 20)]
+    pub concurrency: usize,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 2048)]
+    pub size: usize,
+    /// Recipients per message.
+    #[arg(long, default_value_t = 1)]
+    pub recipients: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,101 @@
+//! The reception point's SMTP side (MX for our domains).
+//!
+//! Nothing is judged here beyond "is this recipient ours": the message is
+//! stored as received (exact bytes) with an `inbound` job in one transaction,
+//! answered `250`, and the worker runs the checks of `pec-spec.md` §5.2. That
+//! keeps a peer's session short and makes every verdict survive a crash.
+
+use std::sync::Arc;
+
+use crate::smtp::{Backend, Envelope, Reply, SessionInfo};
+use crate::store::log::Event;
+use crate::store::queue::{self, Kind, NewJob};
+use crate::store::{self, spool};
+
+use super::Ctx;
+
+/// Backend of the inbound listener.
+pub struct InboundBackend {
+    ctx: Arc<Ctx>,
+}
+
+impl InboundBackend {
+    /// Backend for `ctx`.
+    pub fn new(ctx: Arc<Ctx>) -> InboundBackend {
+        InboundBackend { ctx }
+    }
+}
+
+impl Backend for InboundBackend {
+    async fn authenticate(&self, _info: &SessionInfo, _user: &str, _password: &str) -> Result<String, Reply> {
+        Err(Reply::auth_mechanism_unsupported())
+    }
+
+    async fn mail_from(&self, _info: &SessionInfo, _from: &str) -> Result<(), Reply> {
+        Ok(())
+    }
+
+    async fn rcpt_to(&self, _info: &SessionInfo, _env: &Envelope, rcpt: &str) -> Result<(), Reply> {
+        if self.ctx.is_local(rcpt) {
+            Ok(())
+        } else {
+            Err(Reply::relay_denied())
+        }
+    }
+
+    async fn data(&self, info: &SessionInfo, env: &Envelope, message: Vec<u8>) -> Reply {
+        let spool_dir = self.ctx.store.paths().spool.clone();
+        let stored = tokio::task::spawn_blocking(move || spool::put(&spool_dir, "inbound", &message))
+            .await;
+        let blob = match stored {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "spool write failed");
+                return Reply::local_error();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "spool task failed");
+                return Reply::local_error();
+            }
+        };
+        let now = store::now_ms();
+        let job = NewJob {
+            key: format!("inbound:{blob}"),
+            kind: Kind::Inbound,
+            identificativo: None,
+            mail_from: env.mail_from.clone(),
+            recipients: env.rcpt_to.iter().map(|r| r.to_ascii_lowercase()).collect(),
+            next_hop: None,
+            blob: Some(blob.clone()),
+            data: None,
+            due_at: now,
+        };
+        let mut ev = Event::new("ricezione", now);
+        ev.sender = Some(env.mail_from.clone());
+        ev.recipients = Some(env.rcpt_to.join(", "));
+        ev.detail = Some(format!(
+            "from {} helo {}",
+            info.peer,
+            info.helo.clone().unwrap_or_default()
+        ));
+        let r = self
+            .ctx
+            .store
+            .write(move |c| {
+                store::log::append(c, &ev)?;
+                queue::enqueue(c, &job, now)?;
+                Ok(())
+            })
+            .await;
+        match r {
+            Ok(()) => {
+                self.ctx.wake.notify_one();
+                Reply::queued(&blob)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "inbound commit failed");
+                Reply::local_error()
+            }
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! The running provider: wires the configuration, the store, the signer, the
+//! provider index and the listeners together, and runs the worker that moves
+//! queued work along.
+//!
+//! The path of a message (see `docs/architecture.md`):
+//! SMTP submission -> `submission` (pec::access, sign, one transaction, 250)
+//! -> `worker` (Maildir delivery / relay) -> peer's `inbound` (pec::reception)
+//! -> peer's `worker` (delivery point, receipts) -> back to the sender.
+
+pub mod inbound;
+pub mod lab;
+pub mod submission;
+pub mod tools;
+pub mod worker;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use openssl::x509::store::X509Store;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+use crate::config::Config;
+use crate::pec::clock::{Clock, SystemClock};
+use crate::pec::ids::{IdSource, RandomIds};
+use crate::pec::index::ProviderIndex;
+use crate::pec::smime::Signer;
+use crate::pec::types::{RecipientType, Unsigned};
+use crate::relay::Relay;
+use crate::store::Store;
+
+pub use tools::{bench_main, demo_main, index_main, queue_main, verify_main};
+
+/// Everything a session or a job needs, shared.
+pub struct Ctx {
+    /// The configuration.
+    pub cfg: Config,
+    /// Database and files.
+    pub store: Store,
+    /// Our S/MIME signer.
+    pub signer: Signer,
+    /// Trusted roots for peer signatures.
+    pub trust: X509Store,
+    /// The provider index, replaced on reload.
+    pub index: RwLock<Arc<ProviderIndex>>,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Id source.
+    pub ids: Arc<dyn IdSource>,
+    /// Outbound SMTP.
+    pub relay: Relay,
+    /// Nudges the worker when new work is committed.
+    pub wake: Notify,
+    /// Jobs being worked on right now (never picked twice).
+    pub running: Mutex<HashSet<i64>>,
+    /// Flips to true on shutdown.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    /// The provider domain.
+    pub fn domain(&self) -> &str {
+        self.cfg.provider_domain()
+    }
+
+    /// Our receipt address, `posta-certificata@<provider domain>`.
+    pub fn receipt_address(&self) -> String {
+        format!("posta-certificata@{}", self.domain())
+    }
+
+    /// The current index.
+    pub fn index(&self) -> Arc<ProviderIndex> {
+        self.index
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Whether an address is in one of our domains.
+    pub fn is_local(&self, address: &str) -> bool {
+        address
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| self.cfg.is_local_domain(d))
+    }
+
+    /// `certificato` for our domains and the index's, `esterno` otherwise.
+    pub fn recipient_type(&self, address: &str) -> RecipientType {
+        let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        if self.cfg.is_local_domain(domain) || self.index().is_certified(domain) {
+            RecipientType::Certificato
+        } else {
+            RecipientType::Esterno
+        }
+    }
+
+    /// Sign a built message with a fresh boundary.
+    pub fn sign(&self, msg: &Unsigned) -> Result<Vec<u8>, String> {
+        let boundary = crate::pec::ids::boundary(self.ids.as_ref());
+        self.signer.sign(msg, &boundary).map_err(|e| e.to_string())
+    }
+
+    /// Unix seconds now.
+    pub fn now_secs(&self) -> i64 {
+        self.clock.now()
+    }
+}
+
+/// Listener addresses actually bound (ports may have been 0 in the config).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Bound {
+    /// SMTP submission (STARTTLS).
+    pub submission: Option<SocketAddr>,
+    /// SMTP submission (implicit TLS).
+    pub submissions: Option<SocketAddr>,
+    /// Reception point.
+    pub inbound: Option<SocketAddr>,
+    /// IMAP (STARTTLS).
+    pub imap: Option<SocketAddr>,
+    /// IMAP (implicit TLS).
+    pub imaps: Option<SocketAddr>,
+}
+
+/// A provider running inside this process.
+pub struct Running {
+    /// Shared context.
+    pub ctx: Arc<Ctx>,
+    /// Where it listens.
+    pub bound: Bound,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stop accepting, let sessions and jobs finish within `grace`, close the store.
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.shutdown_tx.send(true);
+        self.ctx.wake.notify_waiters();
+        let all = futures_join(self.tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("shutdown grace period over; remaining work stays queued");
+        }
+        let store = self.ctx.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    }
+}
+
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Generate the development PKI when the config allows it and files are missing.
+pub fn ensure_dev_pki(cfg: &Config) -> Result<(), String> {
+    let files = [
+        &cfg.signing.certificate,
+        &cfg.signing.key,
+        &cfg.tls.certificate,
+        &cfg.tls.key,
+    ];
+    let missing = files.iter().any(|p| !cfg.resolve(p).exists());
+    if !missing || !cfg.signing.generate_if_missing {
+        return Ok(());
+    }
+    let ca_cert = cfg
+        .trust
+        .ca
+        .first()
+        .or(cfg.signing.chain.first())
+        .map(|p| cfg.resolve(p))
+        .unwrap_or_else(|| cfg.resolve(&cfg.signing.certificate).with_file_name("ca.pem"));
+    let ca_key = ca_cert.with_extension("key");
+    tracing::warn!(
+        signing = %cfg.resolve(&cfg.signing.certificate).display(),
+        "certificate files missing: generating a THROWAWAY development CA, signing and TLS certificate (set [signing] generate_if_missing = false in production)"
+    );
+    crate::certs::write_dev_pki(
+        &crate::certs::DevPkiPaths {
+            ca_cert: &ca_cert,
+            ca_key: Some(&ca_key),
+            signing_cert: &cfg.resolve(&cfg.signing.certificate),
+            signing_key: &cfg.resolve(&cfg.signing.key),
+            tls_cert: &cfg.resolve(&cfg.tls.certificate),
+            tls_key: &cfg.resolve(&cfg.tls.key),
+        },
+        &cfg.provider.name,
+        cfg.provider_domain(),
+        &cfg.provider.hostname,
+    )
+    .map_err(|e| format!("generating development certificates: {e}"))?;
+    let idx = cfg.resolve(&cfg.trust.index);
+    if !idx.exists() {
+        let text = crate::admin::own_index_text(&cfg.provider.name, cfg.provider_domain());
+        let rel = pathdiff(&cfg.resolve(&cfg.signing.certificate), idx.parent().unwrap_or(Path::new(".")));
+        let text = text.replace("certs/signing.pem", &rel);
+        std::fs::write(&idx, text).map_err(|e| format!("{}: {e}", idx.display()))?;
+    }
+    Ok(())
+}
+
+fn pathdiff(target: &Path, base: &Path) -> String {
+    let t: Vec<_> = target.components().collect();
+    let b: Vec<_> = base.components().collect();
+    let common = t.iter().zip(b.iter()).take_while(|(a, b)| a == b).count();
+    if common == 0 {
+        return target.display().to_string();
+    }
+    let mut out = PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &t[common..] {
+        out.push(c.as_os_str());
+    }
+    out.display().to_string()
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Load the provider index named by `[trust] index`.
+pub fn load_index(path: &Path) -> Result<ProviderIndex, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let is_ldif = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("ldif"));
+    let r = if is_ldif {
+        ProviderIndex::from_ldif(&text)
+    } else {
+        ProviderIndex::from_toml(&text, &|rel: &str| {
+            let p = base.join(rel);
+            std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
+        })
+    };
+    r.map_err(|e| format!("{}: {}", path.display(), e.0))
+}
+
+fn load_trust(cfg: &Config) -> Result<(X509Store, Vec<Vec<u8>>), String> {
+    let mut pems = Vec::new();
+    for p in &cfg.trust.ca {
+        pems.push(read(&cfg.resolve(p))?);
+    }
+    let refs: Vec<&[u8]> = pems.iter().map(Vec::as_slice).collect();
+    let store = crate::pec::smime::trust_store_from_pem(&refs).map_err(|e| format!("trust.ca: {e}"))?;
+    Ok((store, pems))
+}
+
+fn load_signer(cfg: &Config) -> Result<Signer, String> {
+    let cert = read(&cfg.resolve(&cfg.signing.certificate))?;
+    let key = read(&cfg.resolve(&cfg.signing.key))?;
+    let mut chain = Vec::new();
+    for p in &cfg.signing.chain {
+        chain.extend(read(&cfg.resolve(p))?);
+    }
+    Signer::from_pem(&cert, &key, &chain).map_err(|e| format!("signing: {e}"))
+}
+
+/// Problems with the trust material (certificates that do not load, index errors).
+pub fn check_trust(cfg: &Config) -> Vec<String> {
+    let mut p = Vec::new();
+    let generate_pending = cfg.signing.generate_if_missing
+        && !cfg.resolve(&cfg.signing.certificate).exists();
+    if !generate_pending {
+        if let Err(e) = load_signer(cfg) {
+            p.push(format!("signing.certificate: {e}"));
+        }
+        if let Err(e) = crate::tls::acceptor_from_files(
+            &cfg.resolve(&cfg.tls.certificate),
+            &cfg.resolve(&cfg.tls.key),
+        ) {
+            p.push(format!("tls.certificate: {e}"));
+        }
+        if let Err(e) = load_trust(cfg) {
+            p.push(e);
+        }
+        let idx = cfg.resolve(&cfg.trust.index);
+        if idx.exists() {
+            if let Err(e) = load_index(&idx) {
+                p.push(format!("trust.index: {e}"));
+            }
+        }
+    }
+    p
+}
+
+/// Create a user's mailbox with the standard folders.
+pub fn create_mailbox(mail_root: &Path, address: &str) -> Result<PathBuf, String> {
+    crate::imap::create_mailbox(mail_root, address).map_err(|e| format!("{address}: {e}"))
+}
+
+async fn bind(addr: &Option<String>, key: &str) -> Result<Option<TcpListener>, String> {
+    match addr {
+        None => Ok(None),
+        Some(a) => TcpListener::bind(a)
+            .await
+            .map(Some)
+            .map_err(|e| format!("listen.{key} {a}: {e}")),
+    }
+}
+
+/// Start a provider from a loaded config inside the current tokio runtime.
+pub async fn start(cfg: Config) -> Result<Running, String> {
+    ensure_dev_pki(&cfg)?;
+    let problems = cfg.validate(true);
+    if !problems.is_empty() {
+        return Err(problems.join("\n"));
+    }
+    let signer = load_signer(&cfg)?;
+    let (trust, trust_pems) = load_trust(&cfg)?;
+    let index = load_index(&cfg.resolve(&cfg.trust.index))?;
+    let acceptor = crate::tls::acceptor_from_files(
+        &cfg.resolve(&cfg.tls.certificate),
+        &cfg.resolve(&cfg.tls.key),
+    )
+    .map_err(|e| format!("tls: {e}"))?;
+    let data_dir = cfg.data_dir();
+    let store = {
+        let d = data_dir.clone();
+        tokio::task::spawn_blocking(move || Store::open(&d))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{}: {e}", data_dir.display()))?
+    };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let relay = Relay::new(&cfg.provider.hostname, trust_pems, Duration::from_secs(60));
+    let l_sub = bind(&cfg.listen.submission, "submission").await?;
+    let l_subs = bind(&cfg.listen.submissions, "submissions").await?;
+    let l_in = bind(&cfg.listen.inbound, "inbound").await?;
+    let l_imap = bind(&cfg.listen.imap, "imap").await?;
+    let l_imaps = bind(&cfg.listen.imaps, "imaps").await?;
+    let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+    let bound = Bound {
+        submission: local(&l_sub),
+        submissions: local(&l_subs),
+        inbound: local(&l_in),
+        imap: local(&l_imap),
+        imaps: local(&l_imaps),
+    };
+    let ctx = Arc::new(Ctx {
+        cfg,
+        store,
+        signer,
+        trust,
+        index: RwLock::new(Arc::new(index)),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(RandomIds),
+        relay,
+        wake: Notify::new(),
+        running: Mutex::new(HashSet::new()),
+        shutdown: shutdown_rx.clone(),
+    });
+    let mut tasks = Vec::new();
+    let smtp_cfg = |implicit: bool, mode: crate::smtp::Mode| {
+        Arc::new(submission::smtp_config(&ctx.cfg, acceptor.clone(), implicit, mode))
+    };
+    if let Some(l) = l_sub {
+        let b = Arc::new(submission::SubmissionBackend::new(ctx.clone()));
+        let c = smtp_cfg(false, crate::smtp::Mode::Submission);
+        tasks.push(tokio::spawn(crate::smtp::serve(l, c, b, shutdown_rx.clone())));
+    }
+    if let Some(l) = l_subs {
+        let b = Arc::new(submission::SubmissionBackend::new(ctx.clone()));
+        let c = smtp_cfg(true, crate::smtp::Mode::Submission);
+        tasks.push(tokio::spawn(crate::smtp::serve(l, c, b, shutdown_rx.clone())));
+    }
+    if let Some(l) = l_in {
+        let b = Arc::new(inbound::InboundBackend::new(ctx.clone()));
+        let c = smtp_cfg(false, crate::smtp::Mode::Inbound);
+        tasks.push(tokio::spawn(crate::smtp::serve(l, c, b, shutdown_rx.clone())));
+    }
+    for (l, implicit) in [(l_imap, false), (l_imaps, true)] {
+        if let Some(l) = l {
+            let c = Arc::new(crate::imap::ImapConfig::new(
+                ctx.store.paths().mail.clone(),
+                ctx.cfg.provider.hostname.clone(),
+                implicit,
+                acceptor.clone(),
+            ));
+            let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
+            tasks.push(tokio::spawn(crate::imap::serve(l, c, auth, shutdown_rx.clone())));
+        }
+    }
+    tasks.push(tokio::spawn(worker::run(ctx.clone())));
+    tasks.push(tokio::spawn(watch_index(ctx.clone())));
+    let info = serde_json::to_string_pretty(&bound).unwrap_or_default();
+    let _ = std::fs::write(ctx.store.paths().data_dir.join("listeners.json"), info);
+    tracing::info!(?bound, domain = ctx.domain(), "pecd provider running");
+    Ok(Running {
+        ctx,
+        bound,
+        shutdown_tx,
+        tasks,
+    })
+}
+
+/// Reload the index when its file changes (checked every `index_check_interval`).
+async fn watch_index(ctx: Arc<Ctx>) {
+    let path = ctx.cfg.resolve(&ctx.cfg.trust.index);
+    let every = ctx.cfg.duration(&ctx.cfg.trust.index_check_interval, Duration::from_secs(2));
+    let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last = stamp(&path);
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = stamp(&path);
+        if now != last {
+            last = now;
+            reload_index(&ctx);
+        }
+    }
+}
+
+/// Re-read the index file; on error keep the old one and say why.
+pub fn reload_index(ctx: &Ctx) {
+    let path = ctx.cfg.resolve(&ctx.cfg.trust.index);
+    match load_index(&path) {
+        Ok(idx) => {
+            let n = idx.providers.len();
+            if let Ok(mut g) = ctx.index.write() {
+                *g = Arc::new(idx);
+            }
+            tracing::info!(providers = n, "provider index reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "provider index not reloaded; keeping the previous one"),
+    }
+}
+
+/// `pecd serve`.
+pub fn serve_main(config: &Path) -> crate::admin::AdminResult {
+    let cfg = crate::admin::load_config(config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let grace = cfg.duration(&cfg.queue.shutdown_grace, Duration::from_secs(30));
+        let running = start(cfg).await?;
+        let ctx = running.ctx.clone();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => reload_index(&ctx),
+            }
+        }
+        tracing::info!("shutting down");
+        running.stop(grace).await;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

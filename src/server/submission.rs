@@ -1,0 +1,494 @@
+//! The access point (`pec-spec.md` §5.1): authenticated submission, formal
+//! checks, busta di trasporto and ricevuta di accettazione.
+//!
+//! Both messages are built and signed before the reply, and stored together
+//! with the queue rows and log events in one group-committed transaction:
+//! when the client reads `250` everything the promise needs is on disk.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::pec::access::{self, Accepted, Limits};
+use crate::pec::clock::ItalianTime;
+use crate::pec::daticert::{Certified, Destinatario};
+use crate::pec::envelope::{busta_di_trasporto, Provider};
+use crate::pec::receipt::{self, Emitter};
+use crate::pec::types::{RecipientType, Tipo};
+use crate::smtp::{Backend, Envelope, Reply, SessionInfo, SmtpConfig};
+use crate::store::log::Event;
+use crate::store::queue::{self, Kind, NewJob};
+use crate::store::{self, spool, users};
+use crate::throttle::LoginThrottle;
+
+use super::Ctx;
+
+/// SMTP settings for one listener of this provider.
+pub fn smtp_config(
+    cfg: &crate::config::Config,
+    tls: crate::tls::Acceptor,
+    implicit_tls: bool,
+    mode: crate::smtp::Mode,
+) -> SmtpConfig {
+    let mut c = SmtpConfig::new(&cfg.provider.hostname, mode);
+    c.implicit_tls = implicit_tls;
+    c.tls = Some(tls);
+    c.max_message_size = cfg.max_message_size();
+    c.max_recipients = cfg.limits.max_recipients;
+    c.max_connections = cfg.limits.max_connections;
+    c.command_timeout = cfg.duration(&cfg.limits.command_timeout, c.command_timeout);
+    c
+}
+
+/// Password checks shared by SMTP AUTH and IMAP LOGIN, with throttling.
+pub struct UserAuth {
+    ctx: Arc<Ctx>,
+    throttle: LoginThrottle,
+}
+
+impl UserAuth {
+    /// Authenticator over the users table.
+    pub fn new(ctx: Arc<Ctx>) -> UserAuth {
+        UserAuth {
+            ctx,
+            throttle: LoginThrottle::default(),
+        }
+    }
+
+    /// The canonical address if the password is right.
+    pub async fn check(&self, user: &str, password: &str, ip: IpAddr) -> Option<String> {
+        let address = users::normalize(user);
+        self.throttle.before_attempt(&address, ip).await;
+        let (a, pw) = (address.clone(), password.to_string());
+        let ok = self
+            .ctx
+            .store
+            .read(move |c| {
+                // argon2 is deliberately slow: it runs on the blocking pool.
+                Ok(users::password_hash(c, &a)?
+                    .map(|h| users::verify_password(&h, &pw))
+                    .unwrap_or(false))
+            })
+            .await
+            .unwrap_or(false);
+        self.throttle.record(&address, ip, ok);
+        ok.then_some(address)
+    }
+}
+
+impl crate::imap::ImapAuth for UserAuth {
+    async fn authenticate(&self, user: &str, password: &str, peer: IpAddr) -> Result<String, ()> {
+        self.check(user, password, peer).await.ok_or(())
+    }
+}
+
+/// The submission listeners' backend.
+pub struct SubmissionBackend {
+    ctx: Arc<Ctx>,
+    auth: UserAuth,
+}
+
+impl SubmissionBackend {
+    /// Backend for `ctx`.
+    pub fn new(ctx: Arc<Ctx>) -> SubmissionBackend {
+        SubmissionBackend {
+            auth: UserAuth::new(ctx.clone()),
+            ctx,
+        }
+    }
+}
+
+impl Backend for SubmissionBackend {
+    async fn authenticate(&self, info: &SessionInfo, user: &str, password: &str) -> Result<String, Reply> {
+        self.auth
+            .check(user, password, info.peer.ip())
+            .await
+            .ok_or_else(Reply::auth_failed)
+    }
+
+    async fn mail_from(&self, info: &SessionInfo, from: &str) -> Result<(), Reply> {
+        match &info.auth_user {
+            Some(u) if u.eq_ignore_ascii_case(from.trim()) => Ok(()),
+            Some(_) => Err(Reply::sender_not_owned()),
+            None => Err(Reply::auth_required()),
+        }
+    }
+
+    async fn rcpt_to(&self, _info: &SessionInfo, _env: &Envelope, rcpt: &str) -> Result<(), Reply> {
+        if valid_address(rcpt) {
+            Ok(())
+        } else {
+            Err(Reply::bad_recipient(rcpt))
+        }
+    }
+
+    async fn data(&self, info: &SessionInfo, env: &Envelope, message: Vec<u8>) -> Reply {
+        let ctx = self.ctx.clone();
+        let (mail_from, rcpts, user) = (
+            env.mail_from.clone(),
+            env.rcpt_to.clone(),
+            info.auth_user.clone(),
+        );
+        // Parsing and RSA signing are CPU work: keep them off the I/O threads.
+        let prepared = tokio::task::spawn_blocking(move || {
+            prepare(&ctx, &message, &mail_from, &rcpts, user.as_deref())
+        })
+        .await;
+        let prepared = match prepared {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "submission failed before commit");
+                return Reply::local_error();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "submission task failed");
+                return Reply::local_error();
+            }
+        };
+        let reply = prepared.reply.clone();
+        let ok = self.ctx.store.write(move |c| prepared.commit(c)).await;
+        match ok {
+            Ok(()) => {
+                self.ctx.wake.notify_one();
+                reply
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "submission commit failed");
+                Reply::local_error()
+            }
+        }
+    }
+}
+
+fn valid_address(a: &str) -> bool {
+    match a.rsplit_once('@') {
+        Some((l, d)) => !l.is_empty() && !d.is_empty() && !a.contains(char::is_whitespace),
+        None => false,
+    }
+}
+
+/// The ids and time shared by everything one submission produces.
+struct Stamp {
+    now_ms: i64,
+    when: ItalianTime,
+    identificativo: String,
+}
+
+/// What a submission will commit, prepared outside the store thread.
+pub(crate) struct Prepared {
+    reply: Reply,
+    log: Vec<Event>,
+    jobs: Vec<NewJob>,
+    message_row: Option<MessageRow>,
+    timers: Vec<(String, String, i64, i64, i64)>,
+}
+
+struct MessageRow {
+    identificativo: String,
+    msgid: Option<String>,
+    sender: String,
+    subject: String,
+    recipients: String,
+    receipt_type: String,
+    daticert: String,
+    accepted_at: i64,
+}
+
+impl Prepared {
+    fn commit(self, c: &rusqlite::Connection) -> Result<(), store::StoreError> {
+        if let Some(m) = &self.message_row {
+            c.execute(
+                "INSERT INTO messages(identificativo, msgid, sender, subject, recipients, receipt_type, daticert, accepted_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                rusqlite::params![
+                    m.identificativo,
+                    m.msgid,
+                    m.sender,
+                    m.subject,
+                    m.recipients,
+                    m.receipt_type,
+                    m.daticert,
+                    m.accepted_at
+                ],
+            )?;
+        }
+        for e in &self.log {
+            store::log::append(c, e)?;
+        }
+        let now = self.log.first().map(|e| e.ts).unwrap_or_else(store::now_ms);
+        for j in &self.jobs {
+            queue::enqueue(c, j, now)?;
+        }
+        for (id, rcpt, sent, pre, exp) in &self.timers {
+            queue::timer_start(c, id, rcpt, *sent, *pre, *exp)?;
+        }
+        Ok(())
+    }
+}
+
+/// Format recipients for the log: `a@x (certificato), b@y (esterno)`.
+pub fn recipients_text(d: &[Destinatario]) -> String {
+    d.iter()
+        .map(|r| format!("{} ({})", r.address, r.tipo.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A log event pre-filled from a message's certification data.
+pub fn event_for(kind: &str, ts: i64, c: &Certified) -> Event {
+    let mut e = Event::new(kind, ts);
+    e.identificativo = Some(c.identificativo.clone());
+    e.msgid = c.msgid.clone();
+    e.sender = Some(c.mittente.clone());
+    e.recipients = Some(recipients_text(&c.destinatari));
+    e.subject = Some(c.oggetto_str().to_string());
+    e
+}
+
+/// The Message-ID header of a built message.
+pub fn message_id_of(msg: &crate::pec::types::Unsigned) -> Option<String> {
+    msg.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("Message-ID"))
+        .map(|(_, v)| v.clone())
+}
+
+/// Job that delivers a finished message to a local mailbox or relays it to
+/// the recipient's provider.
+pub fn route_job(ctx: &Ctx, key: String, identificativo: &str, to: &str, blob: &str, data: serde_json::Value, due: i64) -> NewJob {
+    let local = ctx.is_local(to);
+    NewJob {
+        key,
+        kind: if local { Kind::Mailbox } else { Kind::Relay },
+        identificativo: Some(identificativo.to_string()),
+        mail_from: ctx.receipt_address(),
+        recipients: vec![to.to_ascii_lowercase()],
+        next_hop: if local {
+            None
+        } else {
+            to.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase())
+        },
+        blob: Some(blob.to_string()),
+        data: Some(data.to_string()),
+        due_at: due,
+    }
+}
+
+fn provider(ctx: &Ctx) -> Provider {
+    Provider {
+        name: ctx.cfg.provider.name.clone(),
+        domain: ctx.domain().to_string(),
+    }
+}
+
+/// The emitting provider for builders.
+pub fn our_provider(ctx: &Ctx) -> Provider {
+    provider(ctx)
+}
+
+fn prepare(
+    ctx: &Ctx,
+    raw: &[u8],
+    mail_from: &str,
+    rcpts: &[String],
+    user: Option<&str>,
+) -> Result<Prepared, String> {
+    let now = ctx.now_secs();
+    let stamp = Stamp {
+        now_ms: now * 1000 + (store::now_ms() % 1000),
+        when: ItalianTime::from_unix(now),
+        identificativo: crate::pec::ids::identificativo(
+            ctx.ids.as_ref(),
+            &ItalianTime::from_unix(now),
+            ctx.domain(),
+        ),
+    };
+    let limits = Limits {
+        max_message_size: ctx.cfg.max_message_size(),
+        max_recipients: ctx.cfg.limits.max_recipients,
+    };
+    match access::check(raw, mail_from, rcpts, user, &limits) {
+        Ok(acc) => accept(ctx, raw, &acc, &stamp),
+        Err(refusal) => refuse(ctx, &refusal, &stamp),
+    }
+}
+
+fn classify(ctx: &Ctx, acc: &Accepted) -> Vec<Destinatario> {
+    acc.recipients()
+        .into_iter()
+        .map(|a| Destinatario {
+            tipo: ctx.recipient_type(&a),
+            address: a,
+        })
+        .collect()
+}
+
+fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, String> {
+    let p = provider(ctx);
+    let destinatari = classify(ctx, acc);
+    let busta = busta_di_trasporto(
+        &p,
+        ctx.ids.as_ref(),
+        &s.when,
+        raw,
+        acc,
+        &s.identificativo,
+        &destinatari,
+    );
+    let signed_busta = ctx.sign(&busta.unsigned)?;
+    let emitter = Emitter {
+        provider: &p,
+        ids: ctx.ids.as_ref(),
+        when: s.when,
+    };
+    let acc_msg = receipt::accettazione(&emitter, &busta.certified);
+    let acc_msgid = message_id_of(&acc_msg);
+    let signed_acc = ctx.sign(&acc_msg)?;
+    let spool_dir = &ctx.store.paths().spool;
+    let busta_blob = spool::put(spool_dir, "busta", &signed_busta).map_err(|e| e.to_string())?;
+    let acc_blob = spool::put(spool_dir, "accettazione", &signed_acc).map_err(|e| e.to_string())?;
+    let c = &busta.certified;
+    let id = &s.identificativo;
+
+    let mut log = Vec::new();
+    let mut e = event_for("accettazione", s.now_ms, c);
+    e.generated_msgid = acc_msgid.clone();
+    log.push(e);
+    let mut e = event_for("busta-trasporto", s.now_ms, c);
+    e.generated_msgid = Some(format!("<{id}>"));
+    e.receipt_type = Some(c.ricevuta.as_str().to_string());
+    log.push(e);
+
+    let mut jobs = vec![route_job(
+        ctx,
+        format!("accettazione:{id}"),
+        id,
+        &c.mittente,
+        &acc_blob,
+        serde_json::json!({"tipo": Tipo::Accettazione.as_str(), "msgid": acc_msgid}),
+        s.now_ms,
+    )];
+    let mut timers = Vec::new();
+    let tcfg = timer_config(ctx);
+    let mut remote: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for d in &destinatari {
+        if ctx.is_local(&d.address) {
+            jobs.push(NewJob {
+                key: format!("busta:{id}:{}", d.address),
+                kind: Kind::LocalBusta,
+                identificativo: Some(id.clone()),
+                mail_from: c.mittente.clone(),
+                recipients: vec![d.address.clone()],
+                next_hop: None,
+                blob: Some(busta_blob.clone()),
+                data: None,
+                due_at: s.now_ms,
+            });
+        } else {
+            let domain = d.address.rsplit_once('@').map(|(_, x)| x).unwrap_or("");
+            remote
+                .entry(domain.to_string())
+                .or_default()
+                .push(d.address.clone());
+            if d.tipo == RecipientType::Certificato {
+                timers.push((
+                    id.clone(),
+                    d.address.clone(),
+                    s.now_ms,
+                    s.now_ms + tcfg.0,
+                    s.now_ms + tcfg.1,
+                ));
+            }
+        }
+    }
+    for (domain, rcpts) in remote {
+        jobs.push(NewJob {
+            key: format!("relay:{id}:{domain}"),
+            kind: Kind::Relay,
+            identificativo: Some(id.clone()),
+            mail_from: c.mittente.clone(),
+            recipients: rcpts,
+            next_hop: Some(domain),
+            blob: Some(busta_blob.clone()),
+            data: Some(serde_json::json!({"tipo": Tipo::PostaCertificata.as_str()}).to_string()),
+            due_at: s.now_ms,
+        });
+    }
+    Ok(Prepared {
+        reply: Reply::pec_accepted(id),
+        log,
+        jobs,
+        message_row: Some(MessageRow {
+            identificativo: id.clone(),
+            msgid: c.msgid.clone(),
+            sender: c.mittente.clone(),
+            subject: c.oggetto_str().to_string(),
+            recipients: recipients_text(&destinatari),
+            receipt_type: c.ricevuta.as_str().to_string(),
+            daticert: busta.daticert.to_xml(),
+            accepted_at: s.now_ms,
+        }),
+        timers,
+    })
+}
+
+/// `(preavviso_after, expire_after)` in milliseconds.
+pub fn timer_config(ctx: &Ctx) -> (i64, i64) {
+    let t = &ctx.cfg.timers;
+    let pre = ctx.cfg.duration(&t.preavviso_after, std::time::Duration::from_secs(12 * 3600));
+    let exp = ctx.cfg.duration(&t.expire_after, std::time::Duration::from_secs(24 * 3600));
+    (pre.as_millis() as i64, exp.as_millis() as i64)
+}
+
+fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String> {
+    let reply = Reply::pec_refused(r.code, r.status, &r.reason_en);
+    let p = provider(ctx);
+    let partial = &r.partial;
+    let c = Certified {
+        mittente: partial.from.clone(),
+        destinatari: classify(ctx, partial),
+        risposte: partial.risposte(),
+        oggetto: partial.subject.clone(),
+        identificativo: s.identificativo.clone(),
+        msgid: partial.msgid.clone(),
+        ricevuta: partial.receipt_type,
+    };
+    let mut e = event_for("non-accettazione", s.now_ms, &c);
+    e.error = Some(r.reason.clone());
+    if !r.notice || !ctx.is_local(&c.mittente) {
+        e.detail = Some(format!("refused at SMTP: {}", r.reason_en));
+        return Ok(Prepared {
+            reply,
+            log: vec![e],
+            jobs: vec![],
+            message_row: None,
+            timers: vec![],
+        });
+    }
+    let emitter = Emitter {
+        provider: &p,
+        ids: ctx.ids.as_ref(),
+        when: s.when,
+    };
+    let notice = receipt::non_accettazione(&emitter, &c, &r.reason, false);
+    let notice_id = message_id_of(&notice);
+    let signed = ctx.sign(&notice)?;
+    let blob = spool::put(&ctx.store.paths().spool, "non-accettazione", &signed)
+        .map_err(|e| e.to_string())?;
+    e.generated_msgid = notice_id.clone();
+    let job = route_job(
+        ctx,
+        format!("non-accettazione:{}", s.identificativo),
+        &s.identificativo,
+        &c.mittente,
+        &blob,
+        serde_json::json!({"tipo": Tipo::NonAccettazione.as_str(), "msgid": notice_id}),
+        s.now_ms,
+    );
+    Ok(Prepared {
+        reply,
+        log: vec![e],
+        jobs: vec![job],
+        message_row: None,
+        timers: vec![],
+    })
+}

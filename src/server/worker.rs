@@ -1,0 +1,867 @@
+//! The worker: one loop that sleeps until the earliest due time stored in the
+//! database (a job or a timer), runs what is due with bounded concurrency,
+//! and records each outcome and its log events in one transaction.
+//!
+//! Each job is idempotent by construction: deliveries use file names derived
+//! from the job key, follow-up work is enqueued under unique keys in the same
+//! transaction that marks the job done. A job interrupted by a crash simply
+//! runs again after restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use crate::pec::classify::{classify, PecMessage};
+use crate::pec::clock::ItalianTime;
+use crate::pec::daticert::{Certified, Daticert};
+use crate::pec::delivery;
+use crate::pec::envelope::busta_di_anomalia;
+use crate::pec::reception::{self, ReceptionInput, Verdict};
+use crate::pec::receipt::{self, Consegna, Emitter, Preavviso};
+use crate::pec::types::{Errore, ReceiptType, RecipientType, Tipo};
+use crate::relay::{NextHop, Outcome, TlsPolicy};
+use crate::store::log::Event;
+use crate::store::queue::{self, Deadline, DueTimer, Job, Kind, NewJob};
+use crate::store::{self, maildir, spool, users, StoreError};
+
+use super::submission::{event_for, message_id_of, our_provider, route_job, timer_config};
+use super::Ctx;
+
+/// How a job attempt ended.
+enum Fail {
+    /// Try again later.
+    Temporary(String),
+    /// Give up.
+    Permanent(String),
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Fail {
+        Fail::Temporary(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Fail {
+    fn from(e: std::io::Error) -> Fail {
+        Fail::Temporary(e.to_string())
+    }
+}
+
+/// Run until shutdown.
+pub async fn run(ctx: Arc<Ctx>) {
+    let slots = ctx.cfg.queue.workers.max(1);
+    let permits = Arc::new(Semaphore::new(slots));
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let now = store::now_ms();
+        if let Ok(due) = ctx.store.read(move |c| Ok(queue::due_timers(c, now, 200)?)).await {
+            for t in due {
+                if let Err(e) = fire_timer(&ctx, &t).await {
+                    tracing::error!(error = %e, id = %t.identificativo, "timer notice failed; will retry");
+                }
+            }
+        }
+        let mut started = 0;
+        let free = permits.available_permits();
+        if free > 0 {
+            let busy = ctx.running.lock().map(|r| r.len()).unwrap_or(0);
+            let jobs = ctx
+                .store
+                .read(move |c| Ok(queue::due(c, now, free + busy)?))
+                .await
+                .unwrap_or_default();
+            for job in jobs {
+                let fresh = ctx.running.lock().map(|mut r| r.insert(job.id)).unwrap_or(false);
+                if !fresh {
+                    continue;
+                }
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    if let Ok(mut r) = ctx.running.lock() {
+                        r.remove(&job.id);
+                    }
+                    break;
+                };
+                started += 1;
+                let ctx2 = ctx.clone();
+                tokio::spawn(async move {
+                    let id = job.id;
+                    run_job(&ctx2, job).await;
+                    if let Ok(mut r) = ctx2.running.lock() {
+                        r.remove(&id);
+                    }
+                    drop(permit);
+                    ctx2.wake.notify_one();
+                });
+            }
+        }
+        if started > 0 {
+            continue;
+        }
+        let next = ctx
+            .store
+            .read(|c| Ok(queue::next_due(c)?))
+            .await
+            .ok()
+            .flatten();
+        let wait = match next {
+            Some(t) if t > now => Duration::from_millis((t - now) as u64),
+            _ => Duration::from_secs(1),
+        }
+        .min(Duration::from_secs(1));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ctx.wake.notified() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    // Let in-flight jobs finish (the caller bounds this with the grace period).
+    let _ = permits.acquire_many(slots as u32).await;
+}
+
+async fn run_job(ctx: &Arc<Ctx>, job: Job) {
+    let r = match job.kind {
+        Kind::Mailbox => mailbox(ctx, &job).await,
+        Kind::LocalBusta => local_busta(ctx, &job).await,
+        Kind::Relay => relay(ctx, &job).await,
+        Kind::Inbound => inbound(ctx, &job).await,
+    };
+    let now = store::now_ms();
+    let outcome = match r {
+        Ok(()) => return,
+        Err(Fail::Temporary(e)) => {
+            let delay = backoff(ctx, job.attempts);
+            tracing::warn!(job = job.id, kind = job.kind.as_str(), error = %e, retry_in = ?delay, "job failed, will retry");
+            let id = job.id;
+            let due = now + delay.as_millis() as i64;
+            ctx.store
+                .write(move |c| Ok(queue::reschedule(c, id, &e, due, now)?))
+                .await
+        }
+        Err(Fail::Permanent(e)) => {
+            tracing::error!(job = job.id, kind = job.kind.as_str(), error = %e, "job failed for good");
+            let mut ev = Event::new("lavoro-fallito", now);
+            ev.identificativo = job.identificativo.clone();
+            ev.recipients = Some(job.recipients.join(", "));
+            ev.error = Some(e.clone());
+            ev.detail = Some(format!("job {} {}", job.id, job.kind.as_str()));
+            let id = job.id;
+            ctx.store
+                .write(move |c| {
+                    queue::mark_failed(c, id, &e, now)?;
+                    store::log::append(c, &ev)?;
+                    Ok(())
+                })
+                .await
+        }
+    };
+    if let Err(e) = outcome {
+        tracing::error!(error = %e, job = job.id, "could not record job outcome");
+    }
+}
+
+/// Exponential backoff with ±25 % jitter, between `[queue] retry_initial` and `retry_max`.
+fn backoff(ctx: &Ctx, attempts: i64) -> Duration {
+    let q = &ctx.cfg.queue;
+    let initial = ctx.cfg.duration(&q.retry_initial, Duration::from_secs(60));
+    let max = ctx.cfg.duration(&q.retry_max, Duration::from_secs(3600));
+    let mut b = [0u8; 2];
+    let _ = openssl::rand::rand_bytes(&mut b);
+    let unit = u16::from_le_bytes(b) as f64 / u16::MAX as f64;
+    let ms = crate::pec::timers::retry_delay(
+        attempts.max(0) as u32,
+        initial.as_millis() as u64,
+        max.as_millis() as u64,
+        0.25,
+        unit,
+    );
+    Duration::from_millis(ms.max(1))
+}
+
+fn blob_of(ctx: &Ctx, job: &Job) -> Result<Vec<u8>, Fail> {
+    let name = job
+        .blob
+        .as_deref()
+        .ok_or_else(|| Fail::Permanent("job has no message file".into()))?;
+    spool::get(&ctx.store.paths().spool, name).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Fail::Permanent(format!("spool file {name} is missing"))
+        } else {
+            Fail::Temporary(e.to_string())
+        }
+    })
+}
+
+fn job_data(job: &Job) -> serde_json::Value {
+    job.data
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn data_str(v: &serde_json::Value, key: &str) -> Option<String> {
+    v.get(key).and_then(|x| x.as_str()).map(str::to_string)
+}
+
+/// Store a finished message in a local mailbox.
+async fn mailbox(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
+    let rcpt = job
+        .recipients
+        .first()
+        .cloned()
+        .ok_or_else(|| Fail::Permanent("no recipient".into()))?;
+    let bytes = blob_of(ctx, job)?;
+    let name = maildir::file_name_for(&job.key, job.created_at / 1000, &ctx.cfg.provider.hostname);
+    let root = ctx.store.paths().mail.clone();
+    let r2 = rcpt.clone();
+    let delivered = tokio::task::spawn_blocking(move || maildir::deliver(&root, &r2, &name, &bytes))
+        .await
+        .map_err(|e| Fail::Temporary(e.to_string()))?;
+    match delivered {
+        Ok(_) => {}
+        Err(maildir::DeliveryError::Io(e)) => return Err(Fail::Temporary(e.to_string())),
+        Err(e) => return Err(Fail::Permanent(format!("{rcpt}: {e}"))),
+    }
+    let data = job_data(job);
+    let now = store::now_ms();
+    let mut ev = Event::new("deposito", now);
+    ev.identificativo = job.identificativo.clone();
+    ev.recipients = Some(rcpt.clone());
+    ev.generated_msgid = data_str(&data, "msgid");
+    ev.detail = Some(format!(
+        "{} stored in the mailbox of {rcpt}",
+        data_str(&data, "tipo").unwrap_or_else(|| "message".into())
+    ));
+    let id = job.id;
+    ctx.store
+        .write(move |c| {
+            queue::mark_done(c, id, now)?;
+            store::log::append(c, &ev)?;
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// The busta's certification data, or why it has none.
+fn busta_facts(bytes: &[u8]) -> Result<(PecMessage, Daticert), Fail> {
+    let m = classify(bytes);
+    let d = m
+        .daticert
+        .clone()
+        .ok_or_else(|| Fail::Permanent("busta without daticert.xml".into()))?;
+    Ok((m, d))
+}
+
+/// Signed bytes of a built message, written to the spool.
+fn sign_to_spool(ctx: &Ctx, msg: &crate::pec::types::Unsigned, hint: &str) -> Result<(String, Option<String>), Fail> {
+    let signed = ctx.sign(msg).map_err(Fail::Temporary)?;
+    let blob = spool::put(&ctx.store.paths().spool, hint, &signed)?;
+    Ok((blob, message_id_of(msg)))
+}
+
+/// Delivery point for one local recipient of a busta: store it and emit the
+/// avvenuta consegna, or the avviso di mancata consegna if there is no such mailbox.
+async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
+    let rcpt = job
+        .recipients
+        .first()
+        .cloned()
+        .ok_or_else(|| Fail::Permanent("no recipient".into()))?;
+    let bytes = blob_of(ctx, job)?;
+    let ctx2 = ctx.clone();
+    let key = job.key.clone();
+    let created = job.created_at;
+    let prepared = tokio::task::spawn_blocking(move || -> Result<(Event, NewJob), Fail> {
+        let (m, d) = busta_facts(&bytes)?;
+        let certified = Certified::from(&d);
+        let root = &ctx2.store.paths().mail;
+        let a = rcpt.clone();
+        let known = ctx2
+            .store
+            .read_blocking(move |c| Ok(users::exists(c, &a)?))?
+            && maildir::exists(root, &rcpt);
+        let p = our_provider(&ctx2);
+        let now = ctx2.now_secs();
+        let e = Emitter {
+            provider: &p,
+            ids: ctx2.ids.as_ref(),
+            when: ItalianTime::from_unix(now),
+        };
+        let now_ms = store::now_ms();
+        let id = certified.identificativo.clone();
+        if known {
+            let name = maildir::file_name_for(&key, created / 1000, &ctx2.cfg.provider.hostname);
+            match maildir::deliver(root, &rcpt, &name, &bytes) {
+                Ok(_) => {}
+                Err(maildir::DeliveryError::Io(e)) => return Err(Fail::Temporary(e.to_string())),
+                Err(e) => return Err(Fail::Permanent(e.to_string())),
+            }
+            let postacert = m.postacert.clone().map(|r| &bytes[r]).unwrap_or(&[]);
+            let kind = delivery::receipt_type_for(certified.ricevuta, delivery::is_cc(postacert, &rcpt));
+            let breve;
+            let consegna = match kind {
+                ReceiptType::Completa => Consegna::Completa(postacert),
+                ReceiptType::Breve => {
+                    breve = delivery::breve(postacert);
+                    Consegna::Breve(&breve)
+                }
+                ReceiptType::Sintetica => Consegna::Sintetica,
+            };
+            let msg = receipt::avvenuta_consegna(&e, &certified, &rcpt, consegna);
+            let (blob, msgid) = sign_to_spool(&ctx2, &msg, "consegna")?;
+            let mut ev = event_for("avvenuta-consegna", now_ms, &certified);
+            ev.receipt_type = Some(kind.as_str().into());
+            ev.generated_msgid = msgid.clone();
+            ev.detail = Some(format!("busta stored in the mailbox of {rcpt}"));
+            let j = route_job(
+                &ctx2,
+                format!("consegna:{id}:{rcpt}"),
+                &id,
+                &certified.mittente,
+                &blob,
+                serde_json::json!({"tipo": Tipo::AvvenutaConsegna.as_str(), "msgid": msgid}),
+                now_ms,
+            );
+            Ok((ev, j))
+        } else {
+            let esteso = receipt::no_dest_esteso(&ctx2.cfg.provider.name);
+            let msg = receipt::errore_consegna(&e, &certified, &rcpt, Errore::NoDest, &esteso);
+            let (blob, msgid) = sign_to_spool(&ctx2, &msg, "errore-consegna")?;
+            let mut ev = event_for("errore-consegna", now_ms, &certified);
+            ev.generated_msgid = msgid.clone();
+            ev.error = Some(esteso);
+            ev.detail = Some(format!("no mailbox {rcpt}"));
+            let j = route_job(
+                &ctx2,
+                format!("errore-consegna:{id}:{rcpt}"),
+                &id,
+                &certified.mittente,
+                &blob,
+                serde_json::json!({"tipo": Tipo::ErroreConsegna.as_str(), "msgid": msgid}),
+                now_ms,
+            );
+            Ok((ev, j))
+        }
+    })
+    .await
+    .map_err(|e| Fail::Temporary(e.to_string()))??;
+    let (ev, follow) = prepared;
+    let id = job.id;
+    let now = store::now_ms();
+    ctx.store
+        .write(move |c| {
+            queue::mark_done(c, id, now)?;
+            store::log::append(c, &ev)?;
+            queue::enqueue(c, &follow, now)?;
+            Ok(())
+        })
+        .await?;
+    ctx.wake.notify_one();
+    Ok(())
+}
+
+/// Where mail for `domain` goes: a static route, else its MX hosts.
+async fn next_hops(ctx: &Ctx, domain: &str) -> Result<Vec<NextHop>, Fail> {
+    let tls = if ctx.index().is_certified(domain) {
+        TlsPolicy::Required
+    } else {
+        TlsPolicy::Opportunistic
+    };
+    if let Some(hop) = ctx.cfg.route_for(domain) {
+        let (host, port) = hop
+            .rsplit_once(':')
+            .ok_or_else(|| Fail::Permanent(format!("route {hop}: no port")))?;
+        let port = port
+            .parse()
+            .map_err(|_| Fail::Permanent(format!("route {hop}: bad port")))?;
+        return Ok(vec![NextHop {
+            host: host.trim_matches(['[', ']']).to_string(),
+            port,
+            tls,
+        }]);
+    }
+    let servers: Vec<std::net::SocketAddr> = if ctx.cfg.dns.nameservers.is_empty() {
+        crate::relay::dns::system_nameservers()
+    } else {
+        ctx.cfg
+            .dns
+            .nameservers
+            .iter()
+            .filter_map(|s| {
+                s.parse()
+                    .ok()
+                    .or_else(|| s.parse::<std::net::IpAddr>().ok().map(|ip| (ip, 53).into()))
+            })
+            .collect()
+    };
+    let ips = crate::relay::dns::resolve_mx(&servers, domain)
+        .await
+        .map_err(Fail::Temporary)?;
+    Ok(ips
+        .into_iter()
+        .map(|ip| NextHop {
+            host: ip.to_string(),
+            port: ctx.cfg.dns.smtp_port,
+            tls,
+        })
+        .collect())
+}
+
+/// Send a message to another provider (or an ordinary MX).
+async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
+    let domain = job
+        .next_hop
+        .clone()
+        .ok_or_else(|| Fail::Permanent("relay job without destination".into()))?;
+    let bytes = blob_of(ctx, job)?;
+    let hops = next_hops(ctx, &domain).await?;
+    let mut outcome = Outcome::Temporary(format!("{domain}: no next hop"));
+    let mut used = None;
+    for hop in &hops {
+        outcome = ctx.relay.send(hop, &job.mail_from, &job.recipients, &bytes).await;
+        used = Some(format!("{}:{}", hop.host, hop.port));
+        if !matches!(outcome, Outcome::Temporary(_)) {
+            break;
+        }
+    }
+    let data = job_data(job);
+    let is_busta = data_str(&data, "tipo").as_deref() == Some(Tipo::PostaCertificata.as_str());
+    let now = store::now_ms();
+    match outcome {
+        Outcome::Sent => {
+            let mut ev = Event::new(if is_busta { "inoltro-busta" } else { "inoltro" }, now);
+            ev.identificativo = job.identificativo.clone();
+            ev.sender = Some(job.mail_from.clone());
+            ev.recipients = Some(job.recipients.join(", "));
+            ev.generated_msgid = data_str(&data, "msgid");
+            ev.detail = Some(format!(
+                "{} sent to {domain} via {}",
+                data_str(&data, "tipo").unwrap_or_default(),
+                used.unwrap_or_default()
+            ));
+            let id = job.id;
+            ctx.store
+                .write(move |c| {
+                    queue::mark_done(c, id, now)?;
+                    store::log::append(c, &ev)?;
+                    Ok(())
+                })
+                .await?;
+            Ok(())
+        }
+        Outcome::Temporary(e) => {
+            let (_, expire) = timer_config(ctx);
+            if is_busta && now > job.created_at + expire {
+                // The 24 h notice is the timers' duty; the relay just stops.
+                return Err(Fail::Permanent(format!("not delivered within the time limit: {e}")));
+            }
+            Err(Fail::Temporary(e))
+        }
+        Outcome::Permanent(e) => {
+            if is_busta {
+                refused_by_peer(ctx, job, &e).await?;
+                Ok(())
+            } else {
+                Err(Fail::Permanent(e))
+            }
+        }
+    }
+}
+
+/// A peer refused a busta for good: tell the sender for each certified
+/// recipient (ordinary recipients' bounces are not ours to certify).
+async fn refused_by_peer(ctx: &Arc<Ctx>, job: &Job, error: &str) -> Result<(), Fail> {
+    let id = job.identificativo.clone().unwrap_or_default();
+    let certified = load_certified(ctx, &id).await?;
+    let ctx2 = ctx.clone();
+    let rcpts = job.recipients.clone();
+    let err = error.to_string();
+    let job_id = job.id;
+    let (events, jobs) = tokio::task::spawn_blocking(move || -> Result<(Vec<Event>, Vec<NewJob>), Fail> {
+        let p = our_provider(&ctx2);
+        let e = Emitter {
+            provider: &p,
+            ids: ctx2.ids.as_ref(),
+            when: ItalianTime::from_unix(ctx2.now_secs()),
+        };
+        let now_ms = store::now_ms();
+        let mut events = Vec::new();
+        let mut jobs = Vec::new();
+        for r in &rcpts {
+            let mut ev = event_for("inoltro-fallito", now_ms, &certified);
+            ev.error = Some(err.clone());
+            ev.detail = Some(format!("refused for {r}"));
+            let certified_rcpt = certified
+                .destinatari
+                .iter()
+                .any(|d| d.address.eq_ignore_ascii_case(r) && d.tipo == RecipientType::Certificato);
+            if certified_rcpt {
+                let esteso = format!("5.0.0 - {} - {}", p.name, err.replace(['\r', '\n'], " "));
+                let msg = receipt::errore_consegna(&e, &certified, r, Errore::Altro, &esteso);
+                let (blob, msgid) = sign_to_spool(&ctx2, &msg, "errore-consegna")?;
+                ev.generated_msgid = msgid.clone();
+                jobs.push(route_job(
+                    &ctx2,
+                    format!("errore-consegna:{}:{r}", certified.identificativo),
+                    &certified.identificativo,
+                    &certified.mittente,
+                    &blob,
+                    serde_json::json!({"tipo": Tipo::ErroreConsegna.as_str(), "msgid": msgid}),
+                    now_ms,
+                ));
+            }
+            events.push(ev);
+        }
+        Ok((events, jobs))
+    })
+    .await
+    .map_err(|e| Fail::Temporary(e.to_string()))??;
+    let now = store::now_ms();
+    let rcpts = job.recipients.clone();
+    let err = error.to_string();
+    ctx.store
+        .write(move |c| {
+            queue::mark_failed(c, job_id, &err, now)?;
+            for e in &events {
+                store::log::append(c, e)?;
+            }
+            for j in &jobs {
+                queue::enqueue(c, j, now)?;
+            }
+            for r in &rcpts {
+                queue::timer_close(c, &id, r, now, "rifiuto-definitivo")?;
+            }
+            Ok(())
+        })
+        .await?;
+    ctx.wake.notify_one();
+    Ok(())
+}
+
+/// The certification data of a message we accepted.
+async fn load_certified(ctx: &Ctx, identificativo: &str) -> Result<Certified, Fail> {
+    let id = identificativo.to_string();
+    let xml: Option<String> = ctx
+        .store
+        .read(move |c| {
+            use rusqlite::OptionalExtension;
+            Ok(c.query_row(
+                "SELECT daticert FROM messages WHERE identificativo = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await?;
+    let xml = xml.ok_or_else(|| Fail::Permanent(format!("unknown message {identificativo}")))?;
+    let d = Daticert::parse(xml.as_bytes()).map_err(|e| Fail::Permanent(format!("{e:?}")))?;
+    Ok(Certified::from(&d))
+}
+
+/// Reception point: judge a received message and dispatch it.
+async fn inbound(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
+    let bytes = blob_of(ctx, job)?;
+    let ctx2 = ctx.clone();
+    let job2 = job.clone();
+    let (events, jobs, timers) = tokio::task::spawn_blocking(move || judge(&ctx2, &job2, &bytes))
+        .await
+        .map_err(|e| Fail::Temporary(e.to_string()))??;
+    let id = job.id;
+    let now = store::now_ms();
+    ctx.store
+        .write(move |c| {
+            queue::mark_done(c, id, now)?;
+            for e in &events {
+                store::log::append(c, e)?;
+            }
+            for j in &jobs {
+                queue::enqueue(c, j, now)?;
+            }
+            for t in &timers {
+                match t {
+                    TimerUpdate::Presa(id, r) => {
+                        queue::timer_presa(c, id, r, now)?;
+                    }
+                    TimerUpdate::Close(id, r, by) => {
+                        queue::timer_close(c, id, r, now, by)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    ctx.wake.notify_one();
+    Ok(())
+}
+
+enum TimerUpdate {
+    Presa(String, String),
+    Close(String, String, &'static str),
+}
+
+type Judged = (Vec<Event>, Vec<NewJob>, Vec<TimerUpdate>);
+
+fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
+    let index = ctx.index();
+    let now = ctx.now_secs();
+    let verdict = reception::receive(&ReceptionInput {
+        raw: bytes,
+        index: &index,
+        trust: Some(&ctx.trust),
+        our_domains: &ctx.cfg.provider.domains,
+        now,
+    });
+    let now_ms = store::now_ms();
+    let blob = job.blob.clone().unwrap_or_default();
+    let p = our_provider(ctx);
+    let e = Emitter {
+        provider: &p,
+        ids: ctx.ids.as_ref(),
+        when: ItalianTime::from_unix(now),
+    };
+    let mut events = Vec::new();
+    let mut jobs = Vec::new();
+    let mut timers = Vec::new();
+    match verdict {
+        Verdict::Busta {
+            message,
+            verified,
+            provider,
+            receipt_mailbox,
+            ..
+        } => {
+            let d = message
+                .daticert
+                .clone()
+                .ok_or_else(|| Fail::Permanent("busta without daticert".into()))?;
+            let c = Certified::from(&d);
+            let ours: Vec<String> = job
+                .recipients
+                .iter()
+                .filter(|r| ctx.is_local(r))
+                .cloned()
+                .collect();
+            let mut ev = event_for("busta-ricevuta", now_ms, &c);
+            ev.detail = Some(format!(
+                "from {provider} (signer SHA-1 {}), for {}",
+                verified.sha1_fingerprint,
+                ours.join(", ")
+            ));
+            events.push(ev);
+            let presa = receipt::presa_in_carico(&e, &c, &receipt_mailbox, &ours);
+            let (pblob, msgid) = sign_to_spool(ctx, &presa, "presa-in-carico")?;
+            let mut ev = event_for("presa-in-carico", now_ms, &c);
+            ev.generated_msgid = msgid.clone();
+            ev.detail = Some(format!("to {receipt_mailbox} for {}", ours.join(", ")));
+            events.push(ev);
+            jobs.push(route_job(
+                ctx,
+                format!("presa:{}:{blob}", c.identificativo),
+                &c.identificativo,
+                &receipt_mailbox,
+                &pblob,
+                serde_json::json!({"tipo": Tipo::PresaInCarico.as_str(), "msgid": msgid}),
+                now_ms,
+            ));
+            for r in ours {
+                jobs.push(NewJob {
+                    key: format!("busta:{}:{r}", c.identificativo),
+                    kind: Kind::LocalBusta,
+                    identificativo: Some(c.identificativo.clone()),
+                    mail_from: job.mail_from.clone(),
+                    recipients: vec![r],
+                    next_hop: None,
+                    blob: Some(blob.clone()),
+                    data: None,
+                    due_at: now_ms,
+                });
+            }
+        }
+        Verdict::Receipt {
+            tipo,
+            message,
+            provider,
+            ..
+        } => {
+            let d = message.daticert.clone();
+            let id = d.as_ref().map(|d| d.identificativo.clone()).unwrap_or_default();
+            let mut ev = match &d {
+                Some(d) => event_for(&format!("ricevuta-{}", tipo.as_str()), now_ms, &Certified::from(d)),
+                None => Event::new(&format!("ricevuta-{}", tipo.as_str()), now_ms),
+            };
+            ev.generated_msgid = message.message_id.clone();
+            ev.detail = Some(format!("from {provider}"));
+            if let Some(d) = &d {
+                match tipo {
+                    Tipo::PresaInCarico => {
+                        for r in &d.ricezione {
+                            timers.push(TimerUpdate::Presa(id.clone(), r.to_ascii_lowercase()));
+                        }
+                    }
+                    Tipo::AvvenutaConsegna | Tipo::ErroreConsegna => {
+                        if let Some(r) = &d.consegna {
+                            timers.push(TimerUpdate::Close(id.clone(), r.to_ascii_lowercase(), "ricevuta"));
+                        }
+                    }
+                    Tipo::PreavvisoErroreConsegna => {
+                        let fin = d.errore_esteso.as_deref().is_some_and(|x| x.trim_start().starts_with("5.4.1"));
+                        if fin {
+                            ev.event = "mancata-consegna-24h".into();
+                            ev.error = d.errore_esteso.clone();
+                            if let Some(r) = &d.consegna {
+                                timers.push(TimerUpdate::Close(id.clone(), r.to_ascii_lowercase(), "preavviso-5.4.1"));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let receipt_box = ctx.receipt_address();
+            for r in &job.recipients {
+                if r.eq_ignore_ascii_case(&receipt_box) {
+                    // Provider-to-provider traffic: consumed, never shown to users.
+                    continue;
+                }
+                jobs.push(NewJob {
+                    key: format!("ricevuta:{blob}:{r}"),
+                    kind: Kind::Mailbox,
+                    identificativo: Some(id.clone()),
+                    mail_from: String::new(),
+                    recipients: vec![r.clone()],
+                    next_hop: None,
+                    blob: Some(blob.clone()),
+                    data: Some(serde_json::json!({"tipo": tipo.as_str(), "msgid": message.message_id}).to_string()),
+                    due_at: now_ms,
+                });
+            }
+            events.push(ev);
+        }
+        Verdict::Anomaly { reason, message } => {
+            let msg = busta_di_anomalia(&p, ctx.ids.as_ref(), &e.when, bytes, &reason.italian());
+            let (ablob, msgid) = sign_to_spool(ctx, &msg, "anomalia")?;
+            let mut ev = Event::new("anomalia", now_ms);
+            ev.sender = message.from_address.clone().or(Some(job.mail_from.clone()));
+            ev.recipients = Some(job.recipients.join(", "));
+            ev.subject = message.subject.clone();
+            ev.msgid = message.message_id.clone();
+            ev.generated_msgid = msgid.clone();
+            ev.error = Some(reason.english());
+            events.push(ev);
+            for r in &job.recipients {
+                jobs.push(NewJob {
+                    key: format!("anomalia:{blob}:{r}"),
+                    kind: Kind::Mailbox,
+                    identificativo: None,
+                    mail_from: String::new(),
+                    recipients: vec![r.clone()],
+                    next_hop: None,
+                    blob: Some(ablob.clone()),
+                    data: Some(serde_json::json!({"tipo": "anomalia", "msgid": msgid}).to_string()),
+                    due_at: now_ms,
+                });
+            }
+        }
+    }
+    Ok((events, jobs, timers))
+}
+
+/// A 12 h or 24 h deadline passed: queue the notice to the sender.
+async fn fire_timer(ctx: &Arc<Ctx>, t: &DueTimer) -> Result<(), String> {
+    let certified = match load_certified(ctx, &t.identificativo).await {
+        Ok(c) => Some(c),
+        Err(Fail::Permanent(e)) => {
+            tracing::error!(error = %e, "timer for an unknown message; disarming");
+            None
+        }
+        Err(Fail::Temporary(e)) => return Err(e),
+    };
+    let ctx2 = ctx.clone();
+    let t2 = t.clone();
+    let built = match certified {
+        None => None,
+        Some(c) => Some(
+            tokio::task::spawn_blocking(move || -> Result<(Event, NewJob), String> {
+                let p = our_provider(&ctx2);
+                let e = Emitter {
+                    provider: &p,
+                    ids: ctx2.ids.as_ref(),
+                    when: ItalianTime::from_unix(ctx2.now_secs()),
+                };
+                let (stage, label) = match t2.deadline {
+                    Deadline::Preavviso => (Preavviso::Ore12, "12h"),
+                    Deadline::Expire => (Preavviso::Ore24, "24h"),
+                };
+                let msg = receipt::preavviso(&e, &c, &t2.recipient, stage);
+                let (blob, msgid) = sign_to_spool(&ctx2, &msg, "preavviso").map_err(|f| match f {
+                    Fail::Temporary(e) | Fail::Permanent(e) => e,
+                })?;
+                let now_ms = store::now_ms();
+                let mut ev = event_for("preavviso-errore-consegna", now_ms, &c);
+                ev.generated_msgid = msgid.clone();
+                ev.detail = Some(format!("{label} notice for {}", t2.recipient));
+                if stage == Preavviso::Ore24 {
+                    ev.error = Some(receipt::expiry_esteso(&p.name));
+                }
+                let j = route_job(
+                    &ctx2,
+                    format!("preavviso-{label}:{}:{}", c.identificativo, t2.recipient),
+                    &c.identificativo,
+                    &c.mittente,
+                    &blob,
+                    serde_json::json!({"tipo": Tipo::PreavvisoErroreConsegna.as_str(), "msgid": msgid}),
+                    now_ms,
+                );
+                Ok((ev, j))
+            })
+            .await
+            .map_err(|e| e.to_string())??,
+        ),
+    };
+    let t3 = t.clone();
+    let now = store::now_ms();
+    ctx.store
+        .write(move |c| {
+            if !queue::timer_fired(c, &t3)? {
+                return Ok(());
+            }
+            if let Some((ev, j)) = &built {
+                store::log::append(c, ev)?;
+                queue::enqueue(c, j, now)?;
+            }
+            if t3.deadline == Deadline::Expire {
+                queue::timer_close(c, &t3.identificativo, &t3.recipient, now, "scadenza-24h")?;
+                stop_relays(c, &t3.identificativo, now)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    ctx.wake.notify_one();
+    Ok(())
+}
+
+/// After the final notice the relay stops: fail pending relays of the busta
+/// whose certified recipients are all closed.
+fn stop_relays(c: &rusqlite::Connection, identificativo: &str, now: i64) -> rusqlite::Result<()> {
+    let mut st = c.prepare(
+        "SELECT id, recipients FROM jobs WHERE identificativo = ?1 AND kind = 'relay' AND state = 'pending'",
+    )?;
+    let rows: Vec<(i64, String)> = st
+        .query_map([identificativo], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, rcpts) in rows {
+        let rcpts: Vec<String> = serde_json::from_str(&rcpts).unwrap_or_default();
+        let mut open = false;
+        for r in &rcpts {
+            open |= queue::timer_open(c, identificativo, r)?;
+        }
+        if !open {
+            queue::mark_failed(c, id, "expired: final non-delivery notice sent", now)?;
+        }
+    }
+    Ok(())
+}

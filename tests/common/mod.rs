@@ -1,0 +1,510 @@
+//! Test harness: real `pecd` processes on 127.0.0.1 in temp dirs, a throwaway
+//! CA made at test time, a real SMTP client (lettre), and the `openssl` and
+//! `xmllint` CLIs as independent second opinions.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Path of the pecd binary cargo built for these tests.
+pub fn pecd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pecd"))
+}
+
+/// The shared reference material.
+pub fn shared_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A throwaway CA for one test.
+pub struct TestCa {
+    pub ca: pecd::certs::CertKey,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = pecd::certs::generate_ca("pecd test CA").unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
+        TestCa { ca, dir }
+    }
+    pub fn pem_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+    pub fn pem(&self) -> Vec<u8> {
+        self.ca.cert_pem()
+    }
+}
+
+/// Configuration of one test provider before it starts.
+pub struct ProviderSpec {
+    pub name: String,
+    pub domain: String,
+    pub users: Vec<String>,
+    pub extra_config: String,
+}
+
+impl ProviderSpec {
+    pub fn new(name: &str, domain: &str, users: &[&str]) -> ProviderSpec {
+        ProviderSpec {
+            name: name.into(),
+            domain: domain.into(),
+            users: users.iter().map(|u| format!("{u}@{domain}")).collect(),
+            extra_config: String::new(),
+        }
+    }
+}
+
+/// A provider's files and ports, started or not.
+pub struct TestProvider {
+    pub name: String,
+    pub domain: String,
+    pub dir: tempfile::TempDir,
+    pub submission: u16,
+    pub submissions: u16,
+    pub inbound: u16,
+    pub imap: u16,
+    pub imaps: u16,
+    pub ca_pem: PathBuf,
+    pub child: Option<Child>,
+    pub users: Vec<String>,
+}
+
+impl TestProvider {
+    /// Create the provider's folder: certificates from `ca`, config, users.
+    /// `index_entries` is the TOML of the `[[provider]]` entries of the index.
+    pub fn prepare(ca: &TestCa, spec: &ProviderSpec) -> TestProvider {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        std::fs::create_dir_all(&certs).unwrap();
+        std::fs::write(certs.join("ca.pem"), ca.pem()).unwrap();
+        let signing = pecd::certs::generate_signing(&ca.ca, &spec.name, &spec.domain).unwrap();
+        signing
+            .write(&certs.join("signing.pem"), &certs.join("signing.key"))
+            .unwrap();
+        let tls = pecd::certs::generate_tls(&ca.ca, &format!("mx.{}", spec.domain)).unwrap();
+        tls.write(&certs.join("tls.pem"), &certs.join("tls.key"))
+            .unwrap();
+        let p = TestProvider {
+            name: spec.name.clone(),
+            domain: spec.domain.clone(),
+            submission: free_port(),
+            submissions: free_port(),
+            inbound: free_port(),
+            imap: free_port(),
+            imaps: free_port(),
+            ca_pem: certs.join("ca.pem"),
+            child: None,
+            users: spec.users.clone(),
+            dir,
+        };
+        p.write_config(&spec.extra_config);
+        std::fs::write(p.dir.path().join("index.toml"), p.index_entry()).unwrap();
+        for u in &spec.users {
+            p.add_user(u, PASSWORD);
+        }
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join("pecd.toml")
+    }
+
+    fn write_config(&self, extra: &str) {
+        let text = format!(
+            r#"[provider]
+name = "{name}"
+domains = ["{domain}"]
+hostname = "mx.{domain}"
+data_dir = "data"
+
+[signing]
+certificate = "certs/signing.pem"
+key = "certs/signing.key"
+chain = ["certs/ca.pem"]
+generate_if_missing = false
+
+[tls]
+certificate = "certs/tls.pem"
+key = "certs/tls.key"
+
+[listen]
+submission = "127.0.0.1:{sub}"
+submissions = "127.0.0.1:{subs}"
+inbound = "127.0.0.1:{inb}"
+imap = "127.0.0.1:{imap}"
+imaps = "127.0.0.1:{imaps}"
+
+[trust]
+ca = ["certs/ca.pem"]
+index = "index.toml"
+index_check_interval = "200ms"
+
+{extra}
+"#,
+            name = self.name,
+            domain = self.domain,
+            sub = self.submission,
+            subs = self.submissions,
+            inb = self.inbound,
+            imap = self.imap,
+            imaps = self.imaps,
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    /// Append TOML to the config (e.g. `[[route]]` tables).
+    pub fn append_config(&self, extra: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.config_path())
+            .unwrap();
+        writeln!(f, "\n{extra}").unwrap();
+    }
+
+    /// This provider's `[[provider]]` index entry (certificate by absolute path).
+    pub fn index_entry(&self) -> String {
+        format!(
+            "[[provider]]\nname = \"{}\"\ndomains = [\"{}\"]\nreceipt_mailbox = \"posta-certificata@{}\"\ncertificate = \"{}\"\n\n",
+            self.name,
+            self.domain,
+            self.domain,
+            self.path().join("certs/signing.pem").display()
+        )
+    }
+
+    /// Replace the index with these entries.
+    pub fn write_index(&self, entries: &str) {
+        let tmp = self.path().join("index.toml.tmp");
+        std::fs::write(&tmp, entries).unwrap();
+        std::fs::rename(&tmp, self.path().join("index.toml")).unwrap();
+    }
+
+    /// Route mail for `other`'s domain to its inbound port.
+    pub fn route_to(&self, other: &TestProvider) {
+        self.append_config(&format!(
+            "[[route]]\ndomain = \"{}\"\nnext_hop = \"127.0.0.1:{}\"\n",
+            other.domain, other.inbound
+        ));
+    }
+
+    /// Run `pecd --config … ARGS` to completion.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        let mut c = Command::new(pecd_bin())
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    }
+
+    pub fn add_user(&self, address: &str, password: &str) {
+        let out = self.cli(&["user", "add", address, "--password-stdin"], &format!("{password}\n"));
+        assert!(
+            out.status.success(),
+            "user add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Start `pecd serve` and wait until it accepts connections.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path().join("pecd.log"))
+            .unwrap();
+        let child = Command::new(pecd_bin())
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("serve")
+            .env("RUST_LOG", "info,pecd=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for port in [self.submission, self.inbound, self.imap] {
+            loop {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break;
+                }
+                if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("pecd exited early ({st}):\n{}", self.log());
+                }
+                assert!(Instant::now() < deadline, "pecd did not start:\n{}", self.log());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// SIGKILL (for crash tests).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return c.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path().join("pecd.log")).unwrap_or_default()
+    }
+
+    /// The Maildir `new/` + `cur/` files of a user, oldest first.
+    pub fn mailbox(&self, address: &str) -> Vec<PathBuf> {
+        let (local, domain) = address.rsplit_once('@').unwrap();
+        let base = self.path().join("data/mail").join(domain).join(local);
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(rd) = std::fs::read_dir(base.join(sub)) {
+                for e in rd.flatten() {
+                    let t = e.metadata().and_then(|m| m.modified()).unwrap();
+                    files.push((t, e.path()));
+                }
+            }
+        }
+        files.sort();
+        files.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Messages in a user's mailbox whose header `name` has `value` (case-insensitive).
+    pub fn messages_with(&self, address: &str, name: &str, value: &str) -> Vec<Vec<u8>> {
+        self.mailbox(address)
+            .into_iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .filter(|m| header(m, name).is_some_and(|v| v.eq_ignore_ascii_case(value)))
+            .collect()
+    }
+
+    /// Wait until `f` returns Some, or panic with the provider log.
+    pub fn wait_for<T>(&self, what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}\n--- {} log ---\n{}", self.name, self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait until a user has `n` messages with header `name: value`.
+    pub fn wait_messages(&self, address: &str, name: &str, value: &str, n: usize) -> Vec<Vec<u8>> {
+        self.wait_for(&format!("{n} x {name}: {value} for {address}"), 30, || {
+            let m = self.messages_with(address, name, value);
+            (m.len() >= n).then_some(m)
+        })
+    }
+
+    /// `pecd log --json` parsed.
+    pub fn log_events(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let mut a = vec!["log", "--json"];
+        a.extend_from_slice(args);
+        let out = self.cli(&a, "");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// A lettre client for this provider's submission port.
+    pub fn smtp(&self, user: &str, implicit_tls: bool) -> AsyncSmtpTransport<Tokio1Executor> {
+        let ca = Certificate::from_pem(&std::fs::read(&self.ca_pem).unwrap()).unwrap();
+        let params = TlsParameters::builder("127.0.0.1".into())
+            .add_root_certificate(ca)
+            .build_native()
+            .unwrap();
+        let (port, tls) = if implicit_tls {
+            (self.submissions, Tls::Wrapper(params))
+        } else {
+            (self.submission, Tls::Required(params))
+        };
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(port)
+            .tls(tls)
+            .credentials(Credentials::new(user.into(), PASSWORD.into()))
+            .timeout(Some(Duration::from_secs(30)))
+            .build()
+    }
+
+    /// Submit raw bytes; returns the server's reply text or the error.
+    pub async fn submit_raw(
+        &self,
+        user: &str,
+        rcpts: &[&str],
+        raw: &[u8],
+        implicit_tls: bool,
+    ) -> Result<String, lettre::transport::smtp::Error> {
+        let t = self.smtp(user, implicit_tls);
+        let env = Envelope::new(
+            Some(user.parse::<Address>().unwrap()),
+            rcpts.iter().map(|r| r.parse::<Address>().unwrap()).collect(),
+        )
+        .unwrap();
+        t.send_raw(&env, raw)
+            .await
+            .map(|r| r.message().collect::<Vec<_>>().join(" "))
+    }
+
+    pub fn addr(&self, port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+}
+
+impl Drop for TestProvider {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A simple user message with CRLF line endings.
+pub fn message(from: &str, to: &[&str], cc: &[&str], subject: &str, extra: &str, body: &str) -> Vec<u8> {
+    let mut m = format!(
+        "From: {from}\r\nTo: {}\r\n",
+        to.join(", ")
+    );
+    if !cc.is_empty() {
+        m.push_str(&format!("Cc: {}\r\n", cc.join(", ")));
+    }
+    let id = pecd::store::spool::unique_suffix();
+    m.push_str(&format!(
+        "Subject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0100\r\nMessage-ID: <{id}@client.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n{extra}\r\n{body}\r\n"
+    ));
+    m.into_bytes()
+}
+
+/// First value of a top-level header (unfolded), case-insensitive.
+pub fn header(msg: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(msg);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let head = head.split("\n\n").next().unwrap_or("");
+    let mut cur: Option<String> = None;
+    for line in head.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.starts_with(' ') || line.starts_with('\t') {
+            if let Some(c) = cur.as_mut() {
+                c.push(' ');
+                c.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some(c) = cur.take() {
+            return Some(c);
+        }
+        if let Some((n, v)) = line.split_once(':') {
+            if n.trim().eq_ignore_ascii_case(name) {
+                cur = Some(v.trim().to_string());
+            }
+        }
+    }
+    cur
+}
+
+/// `openssl smime -verify -CAfile ca` on a message: the independent second opinion.
+pub fn openssl_verify(msg: &[u8], ca_pem: &Path) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("m.eml");
+    std::fs::write(&f, msg).unwrap();
+    let out = Command::new("openssl")
+        .args(["smime", "-verify", "-CAfile"])
+        .arg(ca_pem)
+        .arg("-in")
+        .arg(&f)
+        .args(["-out", "/dev/null"])
+        .output()
+        .expect("openssl CLI");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The decoded `daticert.xml` of a provider message (via pecd's reader).
+pub fn daticert(msg: &[u8]) -> pecd::pec::daticert::Daticert {
+    let m = pecd::pec::classify::read(msg);
+    m.daticert.expect("message has a daticert.xml")
+}
+
+/// Validate XML against `shared/daticert.dtd` with xmllint.
+pub fn xmllint_valid(xml: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("daticert.xml");
+    std::fs::write(&f, xml).unwrap();
+    let out = Command::new("xmllint")
+        .args(["--noout", "--dtdvalid"])
+        .arg(shared_dir().join("daticert.dtd"))
+        .arg(&f)
+        .output()
+        .expect("xmllint (Debian package libxml2-utils)");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Two providers on loopback that know and route to each other.
+pub fn two_providers(ca: &TestCa, a_users: &[&str], b_users: &[&str]) -> (TestProvider, TestProvider) {
+    let a = TestProvider::prepare(ca, &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", a_users));
+    let b = TestProvider::prepare(ca, &ProviderSpec::new("Beta PEC S.p.A.", "pec.beta.test", b_users));
+    let index = format!("{}{}", a.index_entry(), b.index_entry());
+    a.write_index(&index);
+    b.write_index(&index);
+    a.route_to(&b);
+    b.route_to(&a);
+    (a, b)
+}
