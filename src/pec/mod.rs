@@ -1,4 +1,5 @@
 //! The pure PEC domain: no tokio, no sockets, no files, no SQLite, no system
 //! clock. Everything that needs "now" or a fresh id takes it as a parameter, so
 //! tests fix them and compare bytes.
+pub mod daticert;
 pub mod types;
