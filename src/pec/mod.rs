@@ -5,6 +5,7 @@ pub mod clock;
 pub mod daticert;
 pub mod headers;
 pub mod ids;
+pub mod index;
 pub mod mime;
 pub mod smime;
 pub mod types;
