@@ -614,7 +614,7 @@ mod der {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::certs::{generate_ca, generate_signing};
     use std::path::PathBuf;
