@@ -8,5 +8,6 @@ pub mod headers;
 pub mod ids;
 pub mod index;
 pub mod mime;
+pub mod reception;
 pub mod smime;
 pub mod types;
