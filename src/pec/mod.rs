@@ -11,3 +11,4 @@ pub mod mime;
 pub mod reception;
 pub mod smime;
 pub mod types;
+pub mod verify;

@@ -256,7 +256,8 @@ mod tests {
     use crate::pec::index::Provider;
     use crate::pec::mime::encode_base64_lines;
     use crate::pec::smime::tests::samples;
-    use crate::pec::smime::{cert_sha1, tests_now, trust_store_from_pem, Signer};
+    use crate::pec::smime::tests::tests_now;
+    use crate::pec::smime::{cert_sha1, trust_store_from_pem, Signer};
     use crate::pec::types::{Errore, ReceiptType, RecipientType, Unsigned};
 
     fn daticert(tipo: Tipo) -> Daticert {

@@ -621,6 +621,14 @@ pub(crate) mod tests {
 
     const NOW: i64 = 1_760_000_000;
 
+    /// Wall clock for tests only (certificates are generated relative to it).
+    pub(crate) fn tests_now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
     pub(crate) fn samples() -> Vec<(String, Vec<u8>)> {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/pec-samples");
         let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
@@ -832,13 +840,4 @@ pub(crate) mod tests {
         assert!(matches!(r, Err(VerifyError::Expired(_))), "{r:?}");
         assert!(check_chain(&store, &sc.cert, None, tests_now()).is_ok());
     }
-}
-
-/// Wall clock for tests only (certificates are generated relative to it).
-#[cfg(test)]
-pub(crate) fn tests_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
