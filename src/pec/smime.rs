@@ -82,6 +82,8 @@ impl Signer {
     }
 
     /// Sign `msg` into a complete RFC 5322 message (CRLF line endings).
+    /// A `Content-Type` among `msg.headers` is dropped (the outer one is
+    /// ours); `MIME-Version: 1.0` is added unless already present.
     pub fn sign(&self, msg: &Unsigned, boundary: &str) -> Result<Vec<u8>, SmimeError> {
         if boundary.is_empty() || boundary.contains(['"', '\r', '\n']) {
             return Err(SmimeError(format!("unusable boundary {boundary:?}")));
