@@ -1,0 +1,460 @@
+//! The reception point decision (`pec-spec.md` §5.2) as a pure function.
+//!
+//! Inputs are the received bytes, the provider index, the trust store, our
+//! domains and "now"; the output says whether the message is a valid busta
+//! (→ presa in carico + delivery), a valid receipt (→ delivery), or must be
+//! wrapped in a busta di anomalia, with a reason in Italian (for the envelope
+//! text) and English (for the log). Virus scanning (step 1 of §5.2) is the
+//! caller's business and happens before this.
+//!
+//! Checks, in order: the message is S/MIME signed and the signature verifies
+//! (digest, signature, chain to `trust` at signing time); the signer's SHA-1 is
+//! a `providerCertificateHash` of a provider in the index that also manages
+//! the domain of the `From` address (`posta-certificata@<domain>`); the
+//! message is a well-formed PEC object (busta with daticert + postacert, or a
+//! known `X-Ricevuta` with a daticert of the same tipo). Only the domain of
+//! `From` is compared, not its local part, because providers differ there.
+
+use std::fmt;
+
+use openssl::x509::store::X509Store;
+
+use super::classify::{classify, domain_of, Kind, PecMessage};
+use super::index::ProviderIndex;
+use super::smime::{verify, Verified, VerifyError, VerifyOptions};
+use super::types::Tipo;
+
+/// Everything the decision depends on.
+#[derive(Clone, Copy)]
+pub struct ReceptionInput<'a> {
+    /// The message as received (after the SMTP dot-unstuffing).
+    pub raw: &'a [u8],
+    /// Provider index snapshot.
+    pub index: &'a ProviderIndex,
+    /// `[trust] ca`; `None` checks integrity only (tests, tools).
+    pub trust: Option<&'a X509Store>,
+    /// Our PEC domains (to list the local recipients of a busta).
+    pub our_domains: &'a [String],
+    /// Current time, Unix seconds.
+    pub now: i64,
+}
+
+/// Why a message becomes a busta di anomalia.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnomalyReason {
+    /// No PEC marker headers and no S/MIME signature: ordinary mail.
+    NotPec,
+    /// PEC headers but no signature.
+    NotSigned(String),
+    /// Signature present but unusable or wrong.
+    BadSignature(VerifyError),
+    /// Signer certificate does not chain to a trusted CA, or expired.
+    Untrusted(VerifyError),
+    /// Signer's fingerprint is not in the provider index.
+    SignerNotInIndex(String),
+    /// Signer is a known provider, but not the one managing the `From` domain.
+    DomainMismatch {
+        /// Provider that signed.
+        provider: String,
+        /// Domain of `From`.
+        domain: String,
+    },
+    /// Signed by a provider but not a well-formed PEC object.
+    Malformed(Vec<String>),
+}
+
+impl AnomalyReason {
+    /// Italian text for the anomaly envelope ("…per il seguente errore: <text>").
+    pub fn italian(&self) -> String {
+        match self {
+            AnomalyReason::NotPec => "messaggio non di posta certificata".into(),
+            AnomalyReason::NotSigned(_) => "firma non presente o non autentica".into(),
+            AnomalyReason::BadSignature(_) => {
+                "la firma digitale del messaggio non risulta valida (messaggio alterato o firma non autentica)".into()
+            }
+            AnomalyReason::Untrusted(_) => {
+                "la firma digitale del messaggio non risulta attendibile".into()
+            }
+            AnomalyReason::SignerNotInIndex(_) => {
+                "il firmatario non risulta nell'indice dei gestori di posta certificata".into()
+            }
+            AnomalyReason::DomainMismatch { domain, .. } => format!(
+                "dominio mittente {domain} non gestito dal gestore che ha firmato il messaggio"
+            ),
+            AnomalyReason::Malformed(p) => {
+                format!("messaggio di posta certificata non conforme ({})", p.join("; "))
+            }
+        }
+    }
+
+    /// English text for the log.
+    pub fn english(&self) -> String {
+        match self {
+            AnomalyReason::NotPec => "not a PEC message (ordinary mail, unsigned)".into(),
+            AnomalyReason::NotSigned(s) => format!("PEC headers but no S/MIME signature: {s}"),
+            AnomalyReason::BadSignature(e) | AnomalyReason::Untrusted(e) => e.to_string(),
+            AnomalyReason::SignerNotInIndex(fp) => {
+                format!("signer certificate SHA-1 {fp} is not in the provider index")
+            }
+            AnomalyReason::DomainMismatch { provider, domain } => {
+                format!("From domain {domain} is not managed by the signing provider {provider:?}")
+            }
+            AnomalyReason::Malformed(p) => format!("malformed PEC object: {}", p.join("; ")),
+        }
+    }
+}
+
+impl fmt::Display for AnomalyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.english())
+    }
+}
+
+/// Outcome of the reception point checks.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Valid busta di trasporto: send a presa in carico, hand to delivery.
+    Busta {
+        /// The classified message.
+        message: Box<PecMessage>,
+        /// Signature facts.
+        verified: Box<Verified>,
+        /// Name of the sender's provider (from the index).
+        provider: String,
+        /// Where the presa in carico goes (`mailReceipt`).
+        receipt_mailbox: String,
+        /// Recipients of the busta (daticert destinatari) in our domains.
+        local_recipients: Vec<String>,
+    },
+    /// Valid receipt or notice: hand to delivery (or consume a presa in carico).
+    Receipt {
+        /// Its `X-Ricevuta` type.
+        tipo: Tipo,
+        /// The classified message.
+        message: Box<PecMessage>,
+        /// Signature facts.
+        verified: Box<Verified>,
+        /// Name of the emitting provider.
+        provider: String,
+    },
+    /// Anything else: wrap in a busta di anomalia.
+    Anomaly {
+        /// Why.
+        reason: AnomalyReason,
+        /// The classified message (for subject, From, recipients).
+        message: Box<PecMessage>,
+    },
+}
+
+/// Decide what the reception point does with `input.raw`.
+pub fn receive(input: &ReceptionInput) -> Verdict {
+    let message = classify(input.raw);
+    let anomaly = |reason: AnomalyReason, message: PecMessage| Verdict::Anomaly {
+        reason,
+        message: Box::new(message),
+    };
+    let opts = VerifyOptions {
+        trust: input.trust,
+        now: input.now,
+    };
+    let verified = match verify(input.raw, &opts) {
+        Ok(v) => v,
+        Err(VerifyError::NotSigned(s)) => {
+            let reason = if message.kind == Kind::Ordinary {
+                AnomalyReason::NotPec
+            } else {
+                AnomalyReason::NotSigned(s)
+            };
+            return anomaly(reason, message);
+        }
+        Err(e @ (VerifyError::Untrusted(_) | VerifyError::Expired(_))) => {
+            return anomaly(AnomalyReason::Untrusted(e), message)
+        }
+        Err(e) => return anomaly(AnomalyReason::BadSignature(e), message),
+    };
+    let Some(provider) = input.index.provider_by_sha1(&verified.sha1) else {
+        return anomaly(
+            AnomalyReason::SignerNotInIndex(verified.sha1_fingerprint.clone()),
+            message,
+        );
+    };
+    let domain = message
+        .from_address
+        .as_deref()
+        .and_then(domain_of)
+        .unwrap_or_default();
+    if !provider.manages(&domain) {
+        return anomaly(
+            AnomalyReason::DomainMismatch {
+                provider: provider.name.clone(),
+                domain,
+            },
+            message,
+        );
+    }
+    match message.kind {
+        Kind::Busta | Kind::Ricevuta(_) if message.is_well_formed() => {}
+        Kind::Ordinary if message.problems.is_empty() => {
+            return anomaly(
+                AnomalyReason::Malformed(vec!["no X-Trasporto or X-Ricevuta header".into()]),
+                message,
+            )
+        }
+        Kind::Anomalia => {
+            let mut p = message.problems.clone();
+            p.insert(
+                0,
+                "a busta di anomalia is never relayed between providers".into(),
+            );
+            return anomaly(AnomalyReason::Malformed(p), message);
+        }
+        _ => {
+            let p = message.problems.clone();
+            return anomaly(AnomalyReason::Malformed(p), message);
+        }
+    }
+    let provider_name = provider.name.clone();
+    match message.kind {
+        Kind::Ricevuta(tipo) => Verdict::Receipt {
+            tipo,
+            message: Box::new(message),
+            verified: Box::new(verified),
+            provider: provider_name,
+        },
+        _ => {
+            let local_recipients = message
+                .daticert
+                .as_ref()
+                .map(|d| {
+                    d.destinatari
+                        .iter()
+                        .map(|r| r.address.clone())
+                        .filter(|a| {
+                            domain_of(a).is_some_and(|d| {
+                                input.our_domains.iter().any(|o| o.eq_ignore_ascii_case(&d))
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Verdict::Busta {
+                message: Box::new(message),
+                verified: Box::new(verified),
+                provider: provider_name,
+                receipt_mailbox: provider.receipt_mailbox.clone(),
+                local_recipients,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs::{generate_ca, generate_signing, CertKey};
+    use crate::pec::daticert::{DataOra, Daticert, Destinatario};
+    use crate::pec::index::Provider;
+    use crate::pec::mime::encode_base64_lines;
+    use crate::pec::smime::tests::samples;
+    use crate::pec::smime::tests::tests_now;
+    use crate::pec::smime::{cert_sha1, trust_store_from_pem, Signer};
+    use crate::pec::types::{Errore, ReceiptType, RecipientType, Unsigned};
+
+    fn daticert(tipo: Tipo) -> Daticert {
+        Daticert {
+            tipo,
+            errore: Errore::Nessuno,
+            mittente: "alice@pec.alpha.test".into(),
+            destinatari: vec![
+                Destinatario {
+                    address: "bob@pec.beta.test".into(),
+                    tipo: RecipientType::Certificato,
+                },
+                Destinatario {
+                    address: "carl@example.org".into(),
+                    tipo: RecipientType::Esterno,
+                },
+            ],
+            risposte: "alice@pec.alpha.test".into(),
+            oggetto: Some("prova".into()),
+            gestore_emittente: "Alpha PEC".into(),
+            data: DataOra {
+                zona: "+0100".into(),
+                giorno: "01/02/2026".into(),
+                ora: "10:00:00".into(),
+            },
+            identificativo: "opec1.20260201100000.1.1@pec.alpha.test".into(),
+            msgid: Some("<orig@alpha>".into()),
+            ricevuta: Some(ReceiptType::Completa),
+            consegna: None,
+            ricezione: vec![],
+            errore_esteso: None,
+        }
+    }
+
+    fn busta(signer: &Signer, with_postacert: bool) -> Vec<u8> {
+        let xml = daticert(Tipo::PostaCertificata).to_xml();
+        let mut e = String::from("Content-Type: multipart/mixed; boundary=\"mixed\"\r\n\r\n--mixed\r\nContent-Type: text/plain\r\n\r\nMessaggio di posta certificata\r\n--mixed\r\nContent-Type: application/xml; name=\"daticert.xml\"\r\nContent-Disposition: inline; filename=\"daticert.xml\"\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+        e.push_str(&String::from_utf8(encode_base64_lines(xml.as_bytes(), 76)).unwrap());
+        if with_postacert {
+            e.push_str("--mixed\r\nContent-Type: message/rfc822; name=\"postacert.eml\"\r\nContent-Disposition: inline; filename=\"postacert.eml\"\r\n\r\nFrom: alice@pec.alpha.test\r\nTo: bob@pec.beta.test\r\nSubject: prova\r\n\r\nciao\r\n");
+        }
+        e.push_str("--mixed--\r\n");
+        let msg = Unsigned {
+            headers: vec![
+                ("X-Trasporto".into(), "posta-certificata".into()),
+                ("Subject".into(), "POSTA CERTIFICATA: prova".into()),
+                (
+                    "From".into(),
+                    "\"Per conto di: alice@pec.alpha.test\" <posta-certificata@pec.alpha.test>"
+                        .into(),
+                ),
+                ("To".into(), "bob@pec.beta.test, carl@example.org".into()),
+                (
+                    "Message-ID".into(),
+                    "<opec1.20260201100000.1.1@pec.alpha.test>".into(),
+                ),
+            ],
+            entity: e.into_bytes(),
+        };
+        signer.sign(&msg, "----sig").unwrap()
+    }
+
+    fn signer_of(ck: &CertKey) -> Signer {
+        Signer::from_pem(&ck.cert_pem(), &ck.key_pem(), b"").unwrap()
+    }
+
+    fn index_with(name: &str, domain: &str, ck: &CertKey) -> Provider {
+        Provider {
+            name: name.into(),
+            domains: vec![domain.into()],
+            receipt_mailbox: format!("posta-certificata@{domain}"),
+            sha1: vec![cert_sha1(&ck.cert).unwrap()],
+            certificate_der: None,
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let ca = generate_ca("Test CA").unwrap();
+        let alpha = generate_signing(&ca, "Alpha PEC", "pec.alpha.test").unwrap();
+        let gamma = generate_signing(&ca, "Gamma PEC", "pec.gamma.test").unwrap();
+        let rogue_ca = generate_ca("Rogue CA").unwrap();
+        let rogue = generate_signing(&rogue_ca, "Alpha PEC", "pec.alpha.test").unwrap();
+        let index = ProviderIndex {
+            providers: vec![
+                index_with("Alpha PEC", "pec.alpha.test", &alpha),
+                index_with("Gamma PEC", "pec.gamma.test", &gamma),
+                index_with("Rogue", "pec.rogue.test", &rogue),
+            ],
+        };
+        let store = trust_store_from_pem(&[&ca.cert_pem()]).unwrap();
+        let ours = vec!["pec.beta.test".to_string()];
+        let run = |raw: &[u8]| {
+            receive(&ReceptionInput {
+                raw,
+                index: &index,
+                trust: Some(&store),
+                our_domains: &ours,
+                now: tests_now(),
+            })
+        };
+
+        let good = busta(&signer_of(&alpha), true);
+        match run(&good) {
+            Verdict::Busta {
+                provider,
+                receipt_mailbox,
+                local_recipients,
+                message,
+                ..
+            } => {
+                assert_eq!(provider, "Alpha PEC");
+                assert_eq!(receipt_mailbox, "posta-certificata@pec.alpha.test");
+                assert_eq!(local_recipients, vec!["bob@pec.beta.test"]);
+                assert_eq!(message.kind, Kind::Busta);
+            }
+            v => panic!("expected busta, got {v:?}"),
+        }
+
+        let reason = |v: Verdict| match v {
+            Verdict::Anomaly { reason, .. } => reason,
+            v => panic!("expected anomaly, got {v:?}"),
+        };
+        assert_eq!(
+            reason(run(b"From: a@b.it\r\nSubject: hi\r\n\r\nhello\r\n")),
+            AnomalyReason::NotPec
+        );
+        let mut altered = good.clone();
+        let p = altered.windows(7).position(|w| w == b"Messagg").unwrap();
+        altered[p] = b'm';
+        assert_eq!(
+            reason(run(&altered)),
+            AnomalyReason::BadSignature(VerifyError::DigestMismatch)
+        );
+        assert!(matches!(
+            reason(run(&busta(&signer_of(&rogue), true))),
+            AnomalyReason::Untrusted(_)
+        ));
+        // trusted CA, but the signer is in the index for another domain
+        assert!(matches!(
+            reason(run(&busta(&signer_of(&gamma), true))),
+            AnomalyReason::DomainMismatch { .. }
+        ));
+        // trusted CA, signer not in the index
+        let delta = generate_signing(&ca, "Delta", "pec.alpha.test").unwrap();
+        assert!(matches!(
+            reason(run(&busta(&signer_of(&delta), true))),
+            AnomalyReason::SignerNotInIndex(_)
+        ));
+        // well signed but no postacert
+        let r = reason(run(&busta(&signer_of(&alpha), false)));
+        assert!(
+            matches!(&r, AnomalyReason::Malformed(p) if p[0].contains("postacert")),
+            "{r:?}"
+        );
+        assert!(r.italian().contains("non conforme"));
+    }
+
+    #[test]
+    fn real_samples_with_their_providers() {
+        // An index naming the real signers: integrity-only (their chains expired).
+        let mut providers = Vec::new();
+        for (name, raw) in samples() {
+            if name.starts_with("ANON") || name.starts_with("NEG") || name.starts_with("namirial") {
+                continue;
+            }
+            let v = verify(
+                &raw,
+                &VerifyOptions {
+                    trust: None,
+                    now: 0,
+                },
+            )
+            .unwrap();
+            let dom = domain_of(&classify(&raw).from_address.unwrap()).unwrap();
+            providers.push(Provider {
+                name: dom.clone(),
+                domains: vec![dom],
+                receipt_mailbox: String::new(),
+                sha1: vec![v.sha1],
+                certificate_der: None,
+            });
+        }
+        let index = ProviderIndex { providers };
+        for (name, raw) in samples() {
+            let v = receive(&ReceptionInput {
+                raw: &raw,
+                index: &index,
+                trust: None,
+                our_domains: &[],
+                now: tests_now(),
+            });
+            let ok = !matches!(v, Verdict::Anomaly { .. });
+            let expect = !name.starts_with("ANON")
+                && !name.starts_with("NEG")
+                && !name.starts_with("namirial");
+            assert_eq!(ok, expect, "{name}: {v:?}");
+        }
+    }
+}

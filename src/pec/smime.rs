@@ -1,0 +1,845 @@
+//! S/MIME sign and verify on in-memory bytes (openssl), `pec-spec.md` §2, §7.1.
+//!
+//! Signing produces the wire format every provider uses: detached
+//! `multipart/signed`, SHA-256, signer certificate and chain embedded, signed
+//! attributes contentType / signingTime / messageDigest only.
+//!
+//! Verification takes the first body part byte-exact (via [`super::mime`]),
+//! canonicalises it to CRLF the way openssl does and checks the detached
+//! signature. The content digest is compared by us first, so that a tampered
+//! body ([`VerifyError::DigestMismatch`]) is told apart from a forged
+//! signature. With a trust store the chain is verified **at the signing time**
+//! stated in the signed attributes (issue 3: "was valid at signing time"), so
+//! old archived PEC still verifies after the provider certificate expired;
+//! `Verified::expired_now` reports that case. A signing time more than ten
+//! minutes after `now` is not believed and `now` is used instead.
+//!
+//! openssl reads the system clock for `signingTime` when signing; that is the
+//! one clock read in `src/pec` and it only affects a signed attribute.
+
+use std::fmt;
+use std::ops::Range;
+
+use openssl::hash::{hash, MessageDigest};
+use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
+use openssl::pkey::{PKey, Private};
+use openssl::stack::Stack;
+use openssl::x509::store::{X509Store, X509StoreBuilder};
+use openssl::x509::verify::X509VerifyParam;
+use openssl::x509::{X509NameRef, X509PurposeId, X509StoreContext, X509};
+
+use super::mime::{self, Entity};
+use super::types::Unsigned;
+
+/// Signature generation or key material failure.
+#[derive(Debug)]
+pub struct SmimeError(pub String);
+
+impl fmt::Display for SmimeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "S/MIME: {}", self.0)
+    }
+}
+
+impl std::error::Error for SmimeError {}
+
+impl From<openssl::error::ErrorStack> for SmimeError {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        SmimeError(e.to_string())
+    }
+}
+
+/// The provider's signing identity.
+pub struct Signer {
+    /// Signing certificate.
+    pub cert: X509,
+    /// Its private key.
+    pub key: PKey<Private>,
+    /// Intermediate certificates embedded after the signer certificate.
+    pub chain: Vec<X509>,
+}
+
+impl Signer {
+    /// Load from PEM: the certificate, the key and (possibly empty) chain PEMs.
+    pub fn from_pem(
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        chain_pem: &[u8],
+    ) -> Result<Signer, SmimeError> {
+        let cert = X509::from_pem(cert_pem)?;
+        let key = PKey::private_key_from_pem(key_pem)?;
+        let chain = if chain_pem.iter().all(|b| b.is_ascii_whitespace()) {
+            Vec::new()
+        } else {
+            X509::stack_from_pem(chain_pem)?
+        };
+        if !cert.public_key()?.public_eq(&key) {
+            return Err(SmimeError(
+                "certificate and private key do not match".into(),
+            ));
+        }
+        Ok(Signer { cert, key, chain })
+    }
+
+    /// Sign `msg` into a complete RFC 5322 message (CRLF line endings).
+    /// A `Content-Type` among `msg.headers` is dropped (the outer one is
+    /// ours); `MIME-Version: 1.0` is added unless already present.
+    pub fn sign(&self, msg: &Unsigned, boundary: &str) -> Result<Vec<u8>, SmimeError> {
+        if boundary.is_empty() || boundary.contains(['"', '\r', '\n']) {
+            return Err(SmimeError(format!("unusable boundary {boundary:?}")));
+        }
+        let signed = mime::canonicalize_crlf(&msg.entity);
+        let mut chain = Stack::new()?;
+        for c in &self.chain {
+            chain.push(c.clone())?;
+        }
+        let flags = Pkcs7Flags::DETACHED | Pkcs7Flags::BINARY | Pkcs7Flags::NOSMIMECAP;
+        let p7 = Pkcs7::sign(&self.cert, &self.key, &chain, &signed, flags)?;
+        let der = p7.to_der()?;
+
+        let mut out = Vec::with_capacity(msg.entity.len() + der.len() * 2 + 1024);
+        let mut has_mime_version = false;
+        for (name, value) in &msg.headers {
+            if name.eq_ignore_ascii_case("Content-Type") {
+                continue;
+            }
+            has_mime_version |= name.eq_ignore_ascii_case("MIME-Version");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if !has_mime_version {
+            out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+        }
+        out.extend_from_slice(
+            format!(
+                "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=\"sha-256\"; boundary=\"{boundary}\"\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(b"This is an S/MIME signed message\r\n\r\n");
+        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        // The line break before the next delimiter belongs to the delimiter,
+        // so the signed part is `entity` exactly.
+        out.extend_from_slice(&msg.entity);
+        out.extend_from_slice(format!("\r\n--{boundary}\r\n").as_bytes());
+        out.extend_from_slice(
+            b"Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n\
+              Content-Transfer-Encoding: base64\r\n\
+              Content-Disposition: attachment; filename=\"smime.p7s\"\r\n\
+              Content-Description: S/MIME Cryptographic Signature\r\n\r\n",
+        );
+        out.extend_from_slice(&mime::encode_base64_lines(&der, 64));
+        out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        Ok(out)
+    }
+}
+
+/// What to check besides integrity.
+#[derive(Clone, Copy)]
+pub struct VerifyOptions<'a> {
+    /// Trusted CAs (`[trust] ca`); `None` checks integrity only (like `-noverify`).
+    pub trust: Option<&'a X509Store>,
+    /// Current time (Unix seconds): bounds the believed signing time and sets `expired_now`.
+    pub now: i64,
+}
+
+/// A signature that verified.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// Signer certificate.
+    pub signer: X509,
+    /// Signer subject, `C=IT, O=…, CN=…` in certificate order.
+    pub signer_subject: String,
+    /// Signer issuer, same format.
+    pub issuer_subject: String,
+    /// SHA-1 of the signer certificate DER.
+    pub sha1: [u8; 20],
+    /// SHA-1 fingerprint, upper-case hex with colons (`AB:CD:…`).
+    pub sha1_fingerprint: String,
+    /// SHA-1 fingerprint, upper-case hex without separators.
+    pub sha1_hex: String,
+    /// `signingTime` signed attribute (Unix seconds).
+    pub signing_time: Option<i64>,
+    /// Digest algorithm of the signer info (`sha1`, `sha256`, …).
+    pub digest: String,
+    /// `micalg` parameter as written in the header.
+    pub micalg: String,
+    /// Byte range of the signed entity (first part of multipart/signed) in the input.
+    pub signed_entity: Range<usize>,
+    /// Whether the chain was verified against a trust store.
+    pub chain_checked: bool,
+    /// Signer certificate's notAfter is before `now` (verification was done at signing time).
+    pub expired_now: bool,
+}
+
+/// Why a signature does not verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    /// Not a `multipart/signed` S/MIME message.
+    NotSigned(String),
+    /// Structure unusable (no boundary, missing parts, undecodable PKCS#7).
+    Malformed(String),
+    /// Content digest differs from the signed `messageDigest`: altered after signing.
+    DigestMismatch,
+    /// The signature itself does not verify.
+    BadSignature(String),
+    /// Chain does not lead to a trusted CA (or a constraint/purpose fails).
+    Untrusted(String),
+    /// Signer certificate not valid at the signing time.
+    Expired(String),
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VerifyError::NotSigned(s) => write!(f, "not signed: {s}"),
+            VerifyError::Malformed(s) => write!(f, "malformed S/MIME: {s}"),
+            VerifyError::DigestMismatch => {
+                write!(
+                    f,
+                    "content digest mismatch: the message was altered after signing"
+                )
+            }
+            VerifyError::BadSignature(s) => write!(f, "bad signature: {s}"),
+            VerifyError::Untrusted(s) => write!(f, "untrusted signer certificate: {s}"),
+            VerifyError::Expired(s) => write!(f, "signer certificate expired: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+/// Verify a message whose top-level entity is `multipart/signed`.
+pub fn verify(raw: &[u8], opts: &VerifyOptions) -> Result<Verified, VerifyError> {
+    verify_entity(raw, &Entity::whole(raw), opts)
+}
+
+/// Verify the first body part of an outer `multipart/*` (a list server or
+/// gateway wrapped the signed message, as in the Namirial mailing-list sample).
+pub fn verify_inner(raw: &[u8], opts: &VerifyOptions) -> Result<Verified, VerifyError> {
+    let root = Entity::whole(raw);
+    let ct = root.content_type(raw);
+    if !ct.is_multipart() {
+        return Err(VerifyError::NotSigned(format!(
+            "outer entity is {}, not multipart",
+            ct.mime_type
+        )));
+    }
+    let boundary = ct
+        .param("boundary")
+        .ok_or_else(|| VerifyError::Malformed("outer multipart without boundary".into()))?;
+    let mp = mime::multipart_parts(raw, root.body.clone(), &boundary);
+    let first = mp
+        .parts
+        .first()
+        .ok_or_else(|| VerifyError::Malformed("outer multipart has no parts".into()))?;
+    verify_entity(raw, &Entity::parse(raw, first.clone()), opts)
+}
+
+/// Verify the `multipart/signed` entity `e` of `raw`.
+pub fn verify_entity(
+    raw: &[u8],
+    e: &Entity,
+    opts: &VerifyOptions,
+) -> Result<Verified, VerifyError> {
+    let ct = e.content_type(raw);
+    if ct.mime_type != "multipart/signed" {
+        return Err(VerifyError::NotSigned(format!(
+            "content type is {}",
+            ct.mime_type
+        )));
+    }
+    let protocol = ct
+        .param("protocol")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if protocol != "application/pkcs7-signature" && protocol != "application/x-pkcs7-signature" {
+        return Err(VerifyError::NotSigned(format!(
+            "unsupported multipart/signed protocol {protocol:?}"
+        )));
+    }
+    let micalg = ct.param("micalg").unwrap_or_default().to_ascii_lowercase();
+    let boundary = ct
+        .param("boundary")
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| VerifyError::Malformed("multipart/signed without boundary".into()))?;
+    let mp = mime::multipart_parts(raw, e.body.clone(), &boundary);
+    // openssl refuses a multipart/signed without its close delimiter; so do we.
+    if !mp.closed {
+        return Err(VerifyError::Malformed("missing close delimiter".into()));
+    }
+    if mp.parts.len() != 2 {
+        return Err(VerifyError::Malformed(format!(
+            "multipart/signed has {} parts, expected 2",
+            mp.parts.len()
+        )));
+    }
+    let signed_range = mp.parts[0].clone();
+    let sig = Entity::parse(raw, mp.parts[1].clone());
+    let sig_type = sig.content_type(raw).mime_type;
+    if sig_type != "application/pkcs7-signature" && sig_type != "application/x-pkcs7-signature" {
+        return Err(VerifyError::Malformed(format!(
+            "signature part is {sig_type}"
+        )));
+    }
+    let der = sig.decoded_body(raw);
+    let p7 = Pkcs7::from_der(&der)
+        .map_err(|e| VerifyError::Malformed(format!("signature is not PKCS#7: {e}")))?;
+    let content = mime::canonicalize_crlf(&raw[signed_range.clone()]);
+
+    let info = der::signer_info(&der);
+    if let Some(info) = &info {
+        if let (Some(md), Some(expected)) = (info.digest.message_digest(), &info.message_digest) {
+            let got = hash(md, &content).map_err(|e| VerifyError::BadSignature(e.to_string()))?;
+            if got.as_ref() != expected.as_slice() {
+                return Err(VerifyError::DigestMismatch);
+            }
+        }
+    }
+
+    let empty_certs: Stack<X509> =
+        Stack::new().map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let empty_store = X509StoreBuilder::new()
+        .map_err(|e| VerifyError::Malformed(e.to_string()))?
+        .build();
+    let flags = Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY;
+    if let Err(e) = p7.verify(&empty_certs, &empty_store, Some(&content), None, flags) {
+        let text = e.to_string();
+        return Err(if text.contains("digest failure") {
+            VerifyError::DigestMismatch
+        } else {
+            VerifyError::BadSignature(text)
+        });
+    }
+    let signers = p7
+        .signers(&empty_certs, Pkcs7Flags::empty())
+        .map_err(|e| VerifyError::Malformed(format!("no signer certificate: {e}")))?;
+    let signer = signers
+        .iter()
+        .next()
+        .map(|c| c.to_owned())
+        .ok_or_else(|| VerifyError::Malformed("no signer certificate".into()))?;
+
+    let signing_time = info.as_ref().and_then(|i| i.signing_time);
+    let at = match signing_time {
+        Some(t) if t <= opts.now + 600 => t,
+        _ => opts.now,
+    };
+    let mut chain_checked = false;
+    if let Some(trust) = opts.trust {
+        let embedded = p7.signed().and_then(|s| s.certificates());
+        check_chain(trust, &signer, embedded, at)?;
+        chain_checked = true;
+    }
+
+    let fp = signer
+        .digest(MessageDigest::sha1())
+        .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let mut sha1 = [0u8; 20];
+    sha1.copy_from_slice(&fp[..20.min(fp.len())]);
+    let expired_now = openssl::asn1::Asn1Time::from_unix(opts.now as libc::time_t)
+        .ok()
+        .map(|now| signer.not_after() < now)
+        .unwrap_or(false);
+    Ok(Verified {
+        signer_subject: name_to_string(signer.subject_name()),
+        issuer_subject: name_to_string(signer.issuer_name()),
+        sha1_fingerprint: hex_colon(&sha1),
+        sha1_hex: hex_plain(&sha1),
+        sha1,
+        signing_time,
+        digest: info
+            .as_ref()
+            .map(|i| i.digest.name().to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        micalg,
+        signed_entity: signed_range,
+        chain_checked,
+        expired_now,
+        signer,
+    })
+}
+
+fn check_chain(
+    trust: &X509Store,
+    signer: &X509,
+    embedded: Option<&openssl::stack::StackRef<X509>>,
+    at: i64,
+) -> Result<(), VerifyError> {
+    let err = |e: openssl::error::ErrorStack| VerifyError::Untrusted(e.to_string());
+    let mut b = X509StoreBuilder::new().map_err(err)?;
+    for c in trust.all_certificates() {
+        b.add_cert(c).map_err(err)?;
+    }
+    let mut param = X509VerifyParam::new().map_err(err)?;
+    param.set_time(at as libc::time_t);
+    param.set_purpose(X509PurposeId::SMIME_SIGN).map_err(err)?;
+    b.set_param(&param).map_err(err)?;
+    let store = b.build();
+    let mut untrusted = Stack::new().map_err(err)?;
+    if let Some(certs) = embedded {
+        for c in certs {
+            untrusted.push(c.to_owned()).map_err(err)?;
+        }
+    }
+    let mut ctx = X509StoreContext::new().map_err(err)?;
+    let (ok, code, text) = ctx
+        .init(&store, signer, &untrusted, |c| {
+            let ok = c.verify_cert()?;
+            Ok((ok, c.error().as_raw(), c.error().error_string()))
+        })
+        .map_err(err)?;
+    if ok {
+        return Ok(());
+    }
+    // X509_V_ERR_CERT_NOT_YET_VALID = 9, X509_V_ERR_CERT_HAS_EXPIRED = 10
+    if code == 9 || code == 10 {
+        Err(VerifyError::Expired(text.to_string()))
+    } else {
+        Err(VerifyError::Untrusted(text.to_string()))
+    }
+}
+
+/// Build a trust store from concatenated PEM certificates.
+pub fn trust_store_from_pem(pems: &[&[u8]]) -> Result<X509Store, SmimeError> {
+    let mut b = X509StoreBuilder::new()?;
+    for pem in pems {
+        for c in X509::stack_from_pem(pem)? {
+            b.add_cert(c)?;
+        }
+    }
+    Ok(b.build())
+}
+
+/// `C=IT, O=…, CN=…` in certificate order.
+pub fn name_to_string(name: &X509NameRef) -> String {
+    name.entries()
+        .map(|e| {
+            let key = e.object().nid().short_name().unwrap_or("?");
+            let val = e
+                .data()
+                .to_string()
+                .unwrap_or_else(|_| String::from_utf8_lossy(e.data().as_slice()).into_owned());
+            format!("{key}={val}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Upper-case hex with colons.
+pub fn hex_colon(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Upper-case hex without separators.
+pub fn hex_plain(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}
+
+/// SHA-1 of a certificate's DER.
+pub fn cert_sha1(cert: &X509) -> Result<[u8; 20], SmimeError> {
+    let d = cert.digest(MessageDigest::sha1())?;
+    let mut out = [0u8; 20];
+    out.copy_from_slice(&d[..20]);
+    Ok(out)
+}
+
+/// Minimal DER reading of the first SignerInfo: rust-openssl exposes no
+/// signed attributes, and we need signingTime and messageDigest.
+mod der {
+    use super::MessageDigest;
+
+    /// Digest algorithm of a SignerInfo.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Digest {
+        Sha1,
+        Sha224,
+        Sha256,
+        Sha384,
+        Sha512,
+        Other,
+    }
+
+    impl Digest {
+        pub fn name(self) -> &'static str {
+            match self {
+                Digest::Sha1 => "sha1",
+                Digest::Sha224 => "sha224",
+                Digest::Sha256 => "sha256",
+                Digest::Sha384 => "sha384",
+                Digest::Sha512 => "sha512",
+                Digest::Other => "unknown",
+            }
+        }
+        pub fn message_digest(self) -> Option<MessageDigest> {
+            Some(match self {
+                Digest::Sha1 => MessageDigest::sha1(),
+                Digest::Sha224 => MessageDigest::sha224(),
+                Digest::Sha256 => MessageDigest::sha256(),
+                Digest::Sha384 => MessageDigest::sha384(),
+                Digest::Sha512 => MessageDigest::sha512(),
+                Digest::Other => return None,
+            })
+        }
+    }
+
+    pub struct SignerInfo {
+        pub digest: Digest,
+        pub signing_time: Option<i64>,
+        pub message_digest: Option<Vec<u8>>,
+    }
+
+    /// (tag, content, rest); definite lengths only.
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let tag = *b.first()?;
+        let l0 = *b.get(1)?;
+        let (len, hdr) = if l0 < 0x80 {
+            (l0 as usize, 2)
+        } else {
+            let n = (l0 & 0x7f) as usize;
+            if n == 0 || n > 4 {
+                return None;
+            }
+            let mut len = 0usize;
+            for i in 0..n {
+                len = (len << 8) | *b.get(2 + i)? as usize;
+            }
+            (len, 2 + n)
+        };
+        let end = hdr.checked_add(len)?;
+        if end > b.len() {
+            return None;
+        }
+        Some((tag, &b[hdr..end], &b[end..]))
+    }
+
+    fn items(mut b: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            let (t, c, r) = tlv(b)?;
+            out.push((t, c));
+            b = r;
+        }
+        Some(out)
+    }
+
+    const OID_SHA1: &[u8] = &[0x2B, 0x0E, 0x03, 0x02, 0x1A];
+    const OID_SHA2_PREFIX: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02];
+    const OID_SIGNING_TIME: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, 0x05];
+    const OID_MESSAGE_DIGEST: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, 0x04];
+
+    pub fn signer_info(der: &[u8]) -> Option<SignerInfo> {
+        let (_, ci, _) = tlv(der)?; // ContentInfo SEQUENCE
+        let ci = items(ci)?;
+        let explicit = ci.iter().find(|(t, _)| *t == 0xA0)?.1;
+        let (_, sd, _) = tlv(explicit)?; // SignedData SEQUENCE
+        let sd = items(sd)?;
+        let signer_infos = sd.iter().rev().find(|(t, _)| *t == 0x31)?.1;
+        let (_, si, _) = tlv(signer_infos)?;
+        let si = items(si)?;
+        let alg = items(si.get(2)?.1)?;
+        let oid = alg.first()?.1;
+        let digest = if oid == OID_SHA1 {
+            Digest::Sha1
+        } else if oid.len() == 9 && oid.starts_with(OID_SHA2_PREFIX) {
+            match oid[8] {
+                1 => Digest::Sha256,
+                2 => Digest::Sha384,
+                3 => Digest::Sha512,
+                4 => Digest::Sha224,
+                _ => Digest::Other,
+            }
+        } else {
+            Digest::Other
+        };
+        let mut out = SignerInfo {
+            digest,
+            signing_time: None,
+            message_digest: None,
+        };
+        if let Some((_, attrs)) = si.iter().find(|(t, _)| *t == 0xA0) {
+            for (_, attr) in items(attrs)? {
+                let a = items(attr)?;
+                let (oid, set) = (a.first()?.1, a.get(1)?.1);
+                let (vt, v, _) = tlv(set)?;
+                if oid == OID_SIGNING_TIME {
+                    out.signing_time = parse_time(vt, v);
+                } else if oid == OID_MESSAGE_DIGEST && vt == 0x04 {
+                    out.message_digest = Some(v.to_vec());
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn parse_time(tag: u8, v: &[u8]) -> Option<i64> {
+        let s = std::str::from_utf8(v).ok()?;
+        let s = s.strip_suffix('Z')?;
+        let (year, rest) = match tag {
+            0x17 => {
+                let yy: i64 = s.get(0..2)?.parse().ok()?;
+                (if yy < 50 { 2000 + yy } else { 1900 + yy }, s.get(2..)?)
+            }
+            0x18 => (s.get(0..4)?.parse().ok()?, s.get(4..)?),
+            _ => return None,
+        };
+        let n = |r: std::ops::Range<usize>| -> Option<i64> { rest.get(r)?.parse().ok() };
+        let (mo, d, h, mi) = (n(0..2)?, n(2..4)?, n(4..6)?, n(6..8)?);
+        let sec = n(8..10).unwrap_or(0);
+        Some(days_from_civil(year, mo, d) * 86400 + h * 3600 + mi * 60 + sec)
+    }
+
+    /// Days since 1970-01-01 (Howard Hinnant's algorithm).
+    pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (m + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146097 + doe - 719468
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn time() {
+            assert_eq!(super::parse_time(0x17, b"181113153927Z"), Some(1542123567));
+            assert_eq!(super::parse_time(0x18, b"19700101000000Z"), Some(0));
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::certs::{generate_ca, generate_signing};
+    use std::path::PathBuf;
+
+    const NOW: i64 = 1_760_000_000;
+
+    /// Wall clock for tests only (certificates are generated relative to it).
+    pub(crate) fn tests_now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn samples() -> Vec<(String, Vec<u8>)> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/pec-samples");
+        let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+            .expect("pec-samples directory")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&p).unwrap())
+            })
+            .collect();
+        out.sort();
+        assert!(!out.is_empty(), "no sample read from {}", dir.display());
+        out
+    }
+
+    #[test]
+    fn sample_verdicts() {
+        let opts = VerifyOptions {
+            trust: None,
+            now: NOW,
+        };
+        let mut failures = Vec::new();
+        for (name, raw) in samples() {
+            let inner = name.starts_with("namirial");
+            let r = if inner {
+                verify_inner(&raw, &opts)
+            } else {
+                verify(&raw, &opts)
+            };
+            let expect_ok = !name.starts_with("NEG_") && !name.starts_with("ANON_");
+            match (&r, expect_ok) {
+                (Ok(v), true) => {
+                    assert_eq!(v.sha1_hex.len(), 40);
+                    assert!(v.signing_time.is_some(), "{name}: no signing time");
+                    assert!(v.signer_subject.contains("CN=Posta Certificata"), "{name}");
+                }
+                (Err(VerifyError::DigestMismatch), false) if name.starts_with("NEG_") => {}
+                (Err(_), false) if name.starts_with("ANON_") => {}
+                _ => failures.push(format!("{name}: {r:?}")),
+            }
+            if inner {
+                assert!(
+                    verify(&raw, &opts).is_err(),
+                    "{name}: whole file must not verify"
+                );
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "unexpected verdicts:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    #[test]
+    fn real_chain_with_system_roots() {
+        // Aruba 2018 chains AgID CA1 (embedded) -> Actalis root, valid at signing time.
+        let root = std::fs::read("/etc/ssl/certs/Actalis_Authentication_Root_CA.pem");
+        let Ok(root) = root else { return };
+        let store = trust_store_from_pem(&[&root]).unwrap();
+        let raw = samples()
+            .into_iter()
+            .find(|(n, _)| n == "aruba-2018_accettazione.eml")
+            .unwrap()
+            .1;
+        let v = verify(
+            &raw,
+            &VerifyOptions {
+                trust: Some(&store),
+                now: NOW,
+            },
+        )
+        .unwrap();
+        assert!(v.chain_checked);
+        assert!(v.expired_now);
+        assert_eq!(v.digest, "sha1");
+        // a different root is not trusted
+        let other = generate_ca("Other CA").unwrap();
+        let store = trust_store_from_pem(&[&other.cert_pem()]).unwrap();
+        let r = verify(
+            &raw,
+            &VerifyOptions {
+                trust: Some(&store),
+                now: NOW,
+            },
+        );
+        assert!(matches!(r, Err(VerifyError::Untrusted(_))), "{r:?}");
+    }
+
+    fn unsigned() -> Unsigned {
+        Unsigned {
+            headers: vec![
+                ("From".into(), "posta-certificata@pec.alpha.test".into()),
+                ("To".into(), "bob@pec.beta.test".into()),
+                ("Subject".into(), "ACCETTAZIONE: prova".into()),
+                ("X-Ricevuta".into(), "accettazione".into()),
+            ],
+            entity: b"Content-Type: text/plain; charset=\"utf-8\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\nRicevuta di accettazione\r\n\r\n-- fine\r\n".to_vec(),
+        }
+    }
+
+    fn openssl_verify(msg: &[u8], ca_pem: &[u8]) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let (m, ca) = (dir.path().join("m.eml"), dir.path().join("ca.pem"));
+        std::fs::write(&m, msg).unwrap();
+        std::fs::write(&ca, ca_pem).unwrap();
+        std::process::Command::new("openssl")
+            .args(["smime", "-verify", "-CAfile"])
+            .arg(&ca)
+            .arg("-in")
+            .arg(&m)
+            .args(["-out", "/dev/null"])
+            .output()
+            .expect("run openssl")
+            .status
+            .success()
+    }
+
+    #[test]
+    fn sign_round_trip() {
+        let ca = generate_ca("Test CA").unwrap();
+        let sc = generate_signing(&ca, "Alpha PEC", "pec.alpha.test").unwrap();
+        let signer = Signer::from_pem(&sc.cert_pem(), &sc.key_pem(), b"").unwrap();
+        let msg = unsigned();
+        let out = signer.sign(&msg, "----B0UNDARY42").unwrap();
+        let store = trust_store_from_pem(&[&ca.cert_pem()]).unwrap();
+        let now = tests_now();
+        let v = verify(
+            &out,
+            &VerifyOptions {
+                trust: Some(&store),
+                now,
+            },
+        )
+        .unwrap();
+        assert_eq!(&out[v.signed_entity.clone()], msg.entity.as_slice());
+        assert_eq!(v.digest, "sha256");
+        assert!(v.chain_checked && !v.expired_now);
+        assert!(v.signer_subject.contains("CN=Posta Certificata Alpha PEC"));
+        assert_eq!(v.sha1, cert_sha1(&sc.cert).unwrap());
+        assert!(
+            openssl_verify(&out, &ca.cert_pem()),
+            "openssl rejects our signature"
+        );
+
+        // one byte of the body flipped: both reject
+        let pos = out.windows(11).position(|w| w == b"Ricevuta di").unwrap();
+        let mut bad = out.clone();
+        bad[pos] = b'r';
+        assert_eq!(
+            verify(
+                &bad,
+                &VerifyOptions {
+                    trust: Some(&store),
+                    now
+                }
+            )
+            .unwrap_err(),
+            VerifyError::DigestMismatch
+        );
+        assert!(!openssl_verify(&bad, &ca.cert_pem()));
+
+        // signer from another CA: untrusted for us and for openssl
+        let other = generate_ca("Other CA").unwrap();
+        let osc = generate_signing(&other, "Evil PEC", "pec.alpha.test").unwrap();
+        let evil = Signer::from_pem(&osc.cert_pem(), &osc.key_pem(), b"").unwrap();
+        let out2 = evil.sign(&msg, "b").unwrap();
+        let r = verify(
+            &out2,
+            &VerifyOptions {
+                trust: Some(&store),
+                now,
+            },
+        );
+        assert!(matches!(r, Err(VerifyError::Untrusted(_))), "{r:?}");
+        assert!(!openssl_verify(&out2, &ca.cert_pem()));
+        // but integrity alone holds
+        assert!(verify(&out2, &VerifyOptions { trust: None, now }).is_ok());
+
+        // LF-converted copy still verifies (canonicalisation)
+        let lf: Vec<u8> = out.iter().copied().filter(|&b| b != b'\r').collect();
+        assert!(verify(
+            &lf,
+            &VerifyOptions {
+                trust: Some(&store),
+                now
+            }
+        )
+        .is_ok());
+
+        // not signed at all
+        let plain = b"From: a@b\r\nSubject: x\r\n\r\nhi\r\n";
+        assert!(matches!(
+            verify(plain, &VerifyOptions { trust: None, now }),
+            Err(VerifyError::NotSigned(_))
+        ));
+    }
+
+    #[test]
+    fn expired_at_signing_time() {
+        // A signing time after the signer's notAfter must read as Expired.
+        let ca = generate_ca("Test CA").unwrap();
+        let sc = generate_signing(&ca, "Alpha PEC", "pec.alpha.test").unwrap();
+        let store = trust_store_from_pem(&[&ca.cert_pem()]).unwrap();
+        let far = tests_now() + 5 * 365 * 86400;
+        let r = check_chain(&store, &sc.cert, None, far);
+        assert!(matches!(r, Err(VerifyError::Expired(_))), "{r:?}");
+        assert!(check_chain(&store, &sc.cert, None, tests_now()).is_ok());
+    }
+}
