@@ -92,7 +92,7 @@ pub struct Refusal {
     /// reply is the only answer, e.g. size beyond the threshold).
     pub notice: bool,
     /// Whatever could be parsed, for the notice (may be partial).
-    pub partial: Accepted,
+    pub partial: Box<Accepted>,
 }
 
 fn raw_value(msg: &[u8], name: &str) -> Option<String> {
@@ -144,7 +144,7 @@ pub fn check(
         code,
         status,
         notice: true,
-        partial: acc.clone(),
+        partial: Box::new(acc.clone()),
     };
 
     let n_rcpt = rcpt_to.len().max(1);

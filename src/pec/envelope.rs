@@ -79,8 +79,7 @@ pub(crate) fn daticert_part(d: &Daticert) -> Part {
 /// `postacert.eml`; the CTE states what the bytes really are.
 pub(crate) fn rfc822_part(msg: &[u8]) -> Part {
     let body = to_crlf(msg);
-    let cte = if body.iter().any(|&b| b == 0) || body.split(|&b| b == b'\n').any(|l| l.len() > 999)
-    {
+    let cte = if body.contains(&0) || body.split(|&b| b == b'\n').any(|l| l.len() > 999) {
         "binary"
     } else if body.iter().any(|&b| b >= 0x80) {
         "8bit"

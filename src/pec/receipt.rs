@@ -357,3 +357,314 @@ pub fn preavviso(e: &Emitter<'_>, c: &Certified, recipient: &str, stage: Preavvi
         None,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    //! Golden files: fixed clock and sequential ids, whole output compared
+    //! byte for byte with `tests/golden/`. `UPDATE_GOLDEN=1` rewrites them.
+    use super::*;
+    use crate::pec::access::{check, Limits};
+    use crate::pec::daticert::{Daticert, Destinatario};
+    use crate::pec::delivery::breve;
+    use crate::pec::envelope::{busta_di_anomalia, busta_di_trasporto, Busta};
+    use crate::pec::ids::{identificativo, SequentialIds};
+    use crate::pec::types::RecipientType;
+    use std::path::PathBuf;
+
+    /// 2018-11-13 16:39:27 +0100, the Aruba sample's consegna time.
+    const T0: i64 = 1_542_123_567;
+
+    const ORIGINAL: &[u8] = b"Received: from [127.0.0.1] by client\r\n\tfor <b@pec.beta.test>; Tue, 13 Nov 2018 16:39:26 +0100\r\nFrom: Mario Rossi <mario@pec.alpha.test>\r\nTo: Bianca <b@pec.beta.test>,\r\n  e@example.com\r\nCc: c@pec.alpha.test\r\nSubject: =?UTF-8?Q?Fattura_n=C2=B0_9_=E2=80=93_perch=C3=A9?=\r\nDate: Tue, 13 Nov 2018 16:39:26 +0100\r\nMessage-ID: <orig.1@client.example>\r\nX-TipoRicevuta: breve\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nIn allegato la fattura.\r\n--XX\r\nContent-Type: application/pdf; name=\"f.pdf\"\r\nContent-Disposition: attachment; filename=\"f.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nSGVsbG8=\r\n--XX--\r\n";
+
+    fn provider() -> Provider {
+        Provider {
+            name: "Alpha PEC S.p.A.".into(),
+            domain: "pec.alpha.test".into(),
+        }
+    }
+
+    fn flat(u: &Unsigned) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (k, v) in &u.headers {
+            out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
+        out.extend_from_slice(&u.entity);
+        out
+    }
+
+    fn golden(name: &str, got: &[u8]) {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, got).unwrap();
+            return;
+        }
+        let want = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+        assert!(
+            want == got,
+            "{} differs from the builder output (UPDATE_GOLDEN=1 rewrites it)",
+            path.display()
+        );
+    }
+
+    fn busta(ids: &SequentialIds) -> Busta {
+        let p = provider();
+        let when = ItalianTime::from_unix(T0);
+        let rcpt: Vec<String> = ["b@pec.beta.test", "e@example.com", "c@pec.alpha.test"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let acc = check(
+            ORIGINAL,
+            "mario@pec.alpha.test",
+            &rcpt,
+            None,
+            &Limits::default(),
+        )
+        .unwrap();
+        let dest: Vec<Destinatario> = acc
+            .recipients()
+            .into_iter()
+            .map(|a| Destinatario {
+                tipo: if a.ends_with("example.com") {
+                    RecipientType::Esterno
+                } else {
+                    RecipientType::Certificato
+                },
+                address: a,
+            })
+            .collect();
+        let id = identificativo(ids, &when, &p.domain);
+        busta_di_trasporto(&p, ids, &when, ORIGINAL, &acc, &id, &dest)
+    }
+
+    /// Every generated message, with a name, in a fixed order.
+    fn all() -> Vec<(&'static str, Unsigned, Option<Daticert>)> {
+        let ids = SequentialIds::default();
+        let p = provider();
+        let b = busta(&ids);
+        let c = b.certified.clone();
+        let at = |dt: i64| Emitter {
+            provider: &p,
+            ids: &ids,
+            when: ItalianTime::from_unix(T0 + dt),
+        };
+        let short = breve(&b.postacert);
+        let mut v: Vec<(&'static str, Unsigned)> = vec![
+            ("busta", b.unsigned.clone()),
+            ("accettazione", accettazione(&at(0), &c)),
+            (
+                "non-accettazione",
+                non_accettazione(
+                    &at(0),
+                    &c,
+                    "il campo Bcc (copia nascosta) non e' ammesso",
+                    false,
+                ),
+            ),
+            (
+                "non-accettazione-virus",
+                non_accettazione(&at(0), &c, "virus Eicar-Test-Signature", true),
+            ),
+            (
+                "presa-in-carico",
+                presa_in_carico(
+                    &at(1),
+                    &c,
+                    "ricevute@pec.alpha.test",
+                    &["b@pec.beta.test".to_string()],
+                ),
+            ),
+            (
+                "consegna-completa",
+                avvenuta_consegna(
+                    &at(2),
+                    &c,
+                    "b@pec.beta.test",
+                    Consegna::Completa(&b.postacert),
+                ),
+            ),
+            (
+                "consegna-breve",
+                avvenuta_consegna(&at(2), &c, "b@pec.beta.test", Consegna::Breve(&short)),
+            ),
+            (
+                "consegna-sintetica",
+                avvenuta_consegna(&at(2), &c, "c@pec.alpha.test", Consegna::Sintetica),
+            ),
+            (
+                "errore-consegna",
+                errore_consegna(
+                    &at(2),
+                    &c,
+                    "c@pec.alpha.test",
+                    Errore::NoDest,
+                    &no_dest_esteso(&p.name),
+                ),
+            ),
+            (
+                "preavviso-12h",
+                preavviso(&at(12 * 3600), &c, "b@pec.beta.test", Preavviso::Ore12),
+            ),
+            (
+                "preavviso-24h",
+                preavviso(&at(24 * 3600), &c, "b@pec.beta.test", Preavviso::Ore24),
+            ),
+        ];
+        v.push((
+            "anomalia",
+            busta_di_anomalia(
+                &p,
+                &ids,
+                &ItalianTime::from_unix(T0),
+                ORIGINAL,
+                "la firma digitale del messaggio non risulta attendibile",
+            ),
+        ));
+        v.into_iter()
+            .map(|(n, u)| {
+                let d = extract_daticert(&flat(&u));
+                (n, u, d)
+            })
+            .collect()
+    }
+
+    fn extract_daticert(msg: &[u8]) -> Option<Daticert> {
+        use mail_parser::MimeHeaders;
+        let m = mail_parser::MessageParser::default().parse(msg).unwrap();
+        let p = m
+            .parts
+            .iter()
+            .find(|p| p.attachment_name() == Some("daticert.xml"))?;
+        Some(Daticert::parse(p.contents()).unwrap())
+    }
+
+    #[test]
+    fn golden_messages() {
+        for (name, u, d) in all() {
+            golden(&format!("{name}.eml"), &flat(&u));
+            if let Some(d) = d {
+                golden(&format!("{name}.daticert.xml"), d.to_xml().as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn daticert_fields_by_type() {
+        let all = all();
+        let get = |n: &str| all.iter().find(|x| x.0 == n).unwrap();
+        let d = get("busta").2.clone().unwrap();
+        assert_eq!(d.tipo, Tipo::PostaCertificata);
+        assert_eq!(d.msgid.as_deref(), Some("<orig.1@client.example>"));
+        assert_eq!(d.ricevuta, Some(ReceiptType::Breve));
+        assert_eq!(d.oggetto.as_deref(), Some("Fattura n° 9 – perché"));
+        assert_eq!(d.data.zona, "+0100");
+        assert_eq!(d.destinatari.len(), 3);
+        assert_eq!(d.destinatari[1].tipo, RecipientType::Esterno);
+        let id = d.identificativo.clone();
+        for (name, u, dc) in &all {
+            if *name == "anomalia" {
+                assert!(dc.is_none());
+                assert_eq!(u.header("X-Trasporto"), Some("errore"));
+                continue;
+            }
+            let dc = dc.as_ref().unwrap();
+            assert_eq!(dc.identificativo, id, "{name}");
+            if *name != "busta" {
+                assert_eq!(u.header("X-Ricevuta"), Some(dc.tipo.as_str()), "{name}");
+                assert_eq!(u.header("From"), Some("posta-certificata@pec.alpha.test"));
+                assert_eq!(
+                    u.header("X-Riferimento-Message-ID"),
+                    Some("<orig.1@client.example>")
+                );
+            }
+        }
+        let e = get("errore-consegna").2.clone().unwrap();
+        assert_eq!(e.errore, Errore::NoDest);
+        assert!(e
+            .errore_esteso
+            .unwrap()
+            .starts_with("5.1.1 - Alpha PEC S.p.A. - "));
+        let f = get("preavviso-24h").2.clone().unwrap();
+        assert!(f.errore_esteso.unwrap().starts_with("5.4.1"));
+        assert_eq!(
+            get("presa-in-carico").1.header("To"),
+            Some("ricevute@pec.alpha.test")
+        );
+        assert_eq!(
+            get("presa-in-carico").2.clone().unwrap().ricezione,
+            vec!["b@pec.beta.test"]
+        );
+        assert_eq!(
+            get("consegna-sintetica").2.clone().unwrap().ricevuta,
+            Some(ReceiptType::Sintetica)
+        );
+        assert_eq!(get("preavviso-12h").2.clone().unwrap().data.ora, "04:39:27");
+    }
+
+    #[test]
+    fn busta_shape() {
+        let ids = SequentialIds::default();
+        let b = busta(&ids);
+        let u = &b.unsigned;
+        let id = "pecd.20181113163927.T000001@pec.alpha.test";
+        assert_eq!(u.header("Message-ID"), Some(format!("<{id}>").as_str()));
+        assert_eq!(
+            u.header("From"),
+            Some("\"Per conto di: mario@pec.alpha.test\" <posta-certificata@pec.alpha.test>")
+        );
+        assert_eq!(
+            u.header("To"),
+            Some("Bianca <b@pec.beta.test>,\r\n  e@example.com")
+        );
+        assert_eq!(u.header("Reply-To"), Some("mario@pec.alpha.test"));
+        assert_eq!(u.header("X-TipoRicevuta"), Some("breve"));
+        assert_eq!(u.header("Date"), Some("Tue, 13 Nov 2018 16:39:27 +0100"));
+        // postacert.eml: the original with only the Message-ID swap.
+        let (swapped, _) = crate::pec::headers::swap_message_id(ORIGINAL, id);
+        assert_eq!(b.postacert, swapped);
+        let s = String::from_utf8_lossy(&b.postacert);
+        assert!(s.contains(&format!("\r\nMessage-ID: <{id}>\r\n")));
+        assert!(s.contains("X-Riferimento-Message-ID: <orig.1@client.example>\r\n\r\n--XX"));
+        // The embedded bytes are exactly postacert.
+        assert!(u
+            .entity
+            .windows(b.postacert.len())
+            .any(|w| w == b.postacert.as_slice()));
+        assert!(
+            u.entity.iter().all(|&c| c != b'\n')
+                || !u.entity.windows(2).any(|w| w[0] != b'\r' && w[1] == b'\n')
+        );
+    }
+
+    #[test]
+    fn every_daticert_validates_against_the_dtd() {
+        let dtd = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/daticert.dtd");
+        assert!(dtd.exists(), "{} missing", dtd.display());
+        let dir = tempfile::tempdir().unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for (name, _, d) in all() {
+            let Some(d) = d else { continue };
+            seen.insert(d.tipo);
+            let f = dir.path().join(format!("{name}.xml"));
+            std::fs::write(&f, d.to_xml()).unwrap();
+            let out = std::process::Command::new("xmllint")
+                .arg("--noout")
+                .arg("--dtdvalid")
+                .arg(&dtd)
+                .arg(&f)
+                .output()
+                .expect("xmllint must be installed");
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // Every type we emit (rilevazione-virus is not built here).
+        assert_eq!(seen.len(), 7, "{seen:?}");
+    }
+}
