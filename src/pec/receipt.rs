@@ -634,10 +634,8 @@ mod tests {
             .entity
             .windows(b.postacert.len())
             .any(|w| w == b.postacert.as_slice()));
-        assert!(
-            u.entity.iter().all(|&c| c != b'\n')
-                || !u.entity.windows(2).any(|w| w[0] != b'\r' && w[1] == b'\n')
-        );
+        // CRLF throughout: no bare LF anywhere in the entity.
+        assert!(!u.entity.windows(2).any(|w| w[0] != b'\r' && w[1] == b'\n'));
     }
 
     #[test]
