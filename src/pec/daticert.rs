@@ -72,6 +72,70 @@ pub struct Daticert {
     pub errore_esteso: Option<String>,
 }
 
+/// What every document of one message's flow repeats about the original
+/// (the `intestazione` plus the correlation keys), whoever emits it: built
+/// from `access::Accepted` at the sender's provider, or from the busta's
+/// daticert at the recipient's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certified {
+    /// Sender of the original (bare address).
+    pub mittente: String,
+    /// Every To and Cc address with its type.
+    pub destinatari: Vec<Destinatario>,
+    /// Reply-To or sender.
+    pub risposte: String,
+    /// Decoded subject of the original.
+    pub oggetto: Option<String>,
+    /// The identificativo assigned at acceptance.
+    pub identificativo: String,
+    /// Original Message-ID with angle brackets, if any.
+    pub msgid: Option<String>,
+    /// Receipt type the sender requested.
+    pub ricevuta: ReceiptType,
+}
+
+impl Certified {
+    /// A daticert of `tipo` with this intestazione; the optional `dati`
+    /// elements (`ricevuta`, `consegna`, …) are left empty for the caller.
+    pub fn daticert(&self, tipo: Tipo, errore: Errore, gestore: &str, data: DataOra) -> Daticert {
+        Daticert {
+            tipo,
+            errore,
+            mittente: self.mittente.clone(),
+            destinatari: self.destinatari.clone(),
+            risposte: self.risposte.clone(),
+            oggetto: self.oggetto.clone(),
+            gestore_emittente: gestore.to_string(),
+            data,
+            identificativo: self.identificativo.clone(),
+            msgid: self.msgid.clone(),
+            ricevuta: None,
+            consegna: None,
+            ricezione: Vec::new(),
+            errore_esteso: None,
+        }
+    }
+
+    /// The subject as receipts quote it (empty if none).
+    pub fn oggetto_str(&self) -> &str {
+        self.oggetto.as_deref().unwrap_or("")
+    }
+}
+
+impl From<&Daticert> for Certified {
+    fn from(d: &Daticert) -> Certified {
+        Certified {
+            mittente: d.mittente.clone(),
+            destinatari: d.destinatari.clone(),
+            risposte: d.risposte.clone(),
+            oggetto: d.oggetto.clone(),
+            identificativo: d.identificativo.clone(),
+            msgid: d.msgid.clone(),
+            ricevuta: d.ricevuta.unwrap_or_default(),
+        }
+    }
+}
+
 /// Why a `daticert.xml` could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DaticertError {

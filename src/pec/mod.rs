@@ -1,14 +1,19 @@
 //! The pure PEC domain: no tokio, no sockets, no files, no SQLite, no system
 //! clock. Everything that needs "now" or a fresh id takes it as a parameter, so
 //! tests fix them and compare bytes.
+pub mod access;
 pub mod classify;
 pub mod clock;
 pub mod daticert;
+pub mod delivery;
+pub mod envelope;
 pub mod headers;
 pub mod ids;
 pub mod index;
 pub mod mime;
+pub mod receipt;
 pub mod reception;
 pub mod smime;
+pub mod timers;
 pub mod types;
 pub mod verify;

@@ -179,6 +179,16 @@ pub struct Unsigned {
     pub entity: Vec<u8>,
 }
 
+impl Unsigned {
+    /// First value of a header (name case-insensitive), as stored.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
