@@ -1,9 +1,33 @@
-//! pecd: a complete PEC provider.
-pub mod certs;
-pub mod config;
-pub mod pec;
-pub mod store;
-pub mod tls;
+//! pecd: a complete PEC (Posta Elettronica Certificata) provider in one daemon.
+//!
+//! ```text
+//! client --SMTP--> smtp + server::submission --pec::access--> store (blob + queue + log, one txn) --250-->
+//!   server::worker --relay--> peer's smtp + server::inbound --> store --> worker --pec::reception-->
+//!   delivery (Maildir) --pec::receipt--> back to the sender's provider --> sender's Maildir
+//! ```
+//!
+//! `pec` is the pure domain (no I/O); `smtp` and `imap` speak the protocols;
+//! `store` owns SQLite and the files; `server` wires them into a provider;
+//! `relay` is the SMTP client side.
+//!
+//! Glossary (Italian → English): *gestore* provider; *punto di accesso* access
+//! point; *punto di ricezione* reception point; *punto di consegna* delivery
+//! point; *busta di trasporto* transport envelope; *busta di anomalia* anomaly
+//! envelope; *ricevuta di accettazione* acceptance receipt; *avviso di non
+//! accettazione* non-acceptance notice; *presa in carico* take-charge receipt;
+//! *avvenuta consegna* delivery receipt (*completa* full, *breve* short,
+//! *sintetica* synthetic); *mancata consegna* non-delivery; *preavviso* early
+//! warning; *identificativo* the message's unique id; *daticert* the
+//! certification data XML; *indice dei gestori* provider index.
 pub mod admin;
+pub mod certs;
 pub mod cli;
+pub mod config;
+pub mod imap;
+pub mod pec;
 pub mod relay;
+pub mod server;
+pub mod smtp;
+pub mod store;
+pub mod throttle;
+pub mod tls;

@@ -1,0 +1,132 @@
+//! Accept loop: connection cap, implicit TLS, graceful drain (after mini-redis).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::{timeout, Duration};
+use tracing::{debug, error, info, warn, Instrument};
+
+use super::reply::Reply;
+use super::session::{wait_shutdown, Session};
+use super::stream::Stream;
+use super::{Backend, SmtpConfig};
+
+/// Serve SMTP on an already bound listener until `shutdown` turns true, then
+/// stop accepting, let every live session answer `421 4.3.2` at its next
+/// command (idle ones at once) and return when all sessions are gone. The
+/// caller bounds that drain with its own grace timeout.
+pub async fn serve<B: Backend>(
+    listener: TcpListener,
+    cfg: Arc<SmtpConfig>,
+    backend: Arc<B>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let local = listener.local_addr().ok();
+    if cfg.implicit_tls && cfg.tls.is_none() {
+        error!(
+            ?local,
+            "implicit TLS configured without a TLS context: connections will be closed"
+        );
+    }
+    info!(?local, mode = ?cfg.mode, implicit_tls = cfg.implicit_tls, "SMTP listener up");
+    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = wait_shutdown(&mut shutdown) => break,
+            Some(done) = sessions.join_next(), if !sessions.is_empty() => {
+                if let Err(e) = done {
+                    error!(error = %e, "SMTP session task failed");
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    // Pipelined replies are written in one go; don't let Nagle delay them.
+                    let _ = tcp.set_nodelay(true);
+                    let span = tracing::info_span!("smtp", %peer);
+                    match limit.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            let (cfg, backend, rx) = (cfg.clone(), backend.clone(), shutdown.clone());
+                            sessions.spawn(
+                                async move {
+                                    handle(tcp, peer, cfg, backend, rx).await;
+                                    drop(permit);
+                                }
+                                .instrument(span),
+                            );
+                        }
+                        Err(_) => {
+                            sessions.spawn(refuse_busy(tcp, cfg.clone()).instrument(span));
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning on the error.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    info!(
+        ?local,
+        live = sessions.len(),
+        "SMTP listener closed, draining sessions"
+    );
+    while let Some(done) = sessions.join_next().await {
+        if let Err(e) = done {
+            error!(error = %e, "SMTP session task failed");
+        }
+    }
+    info!(?local, "SMTP listener drained");
+}
+
+async fn handle<B: Backend>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    cfg: Arc<SmtpConfig>,
+    backend: Arc<B>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let stream = if cfg.implicit_tls {
+        let Some(acceptor) = cfg.tls.as_ref() else {
+            return;
+        };
+        match timeout(cfg.command_timeout, crate::tls::accept(acceptor, tcp)).await {
+            Ok(Ok(s)) => Stream::Tls(s),
+            Ok(Err(e)) => {
+                info!(error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                info!("TLS handshake timed out");
+                return;
+            }
+        }
+    } else {
+        Stream::Plain(tcp)
+    };
+    Session::new(stream, peer, cfg, backend, shutdown)
+        .run()
+        .await;
+}
+
+/// Over the connection cap: say so and close, without holding a slot.
+async fn refuse_busy(mut tcp: TcpStream, cfg: Arc<SmtpConfig>) {
+    warn!("connection limit reached, refusing");
+    // A TLS client could not read a plaintext reply; it just sees the close.
+    if cfg.implicit_tls {
+        return;
+    }
+    let _ = timeout(Duration::from_secs(10), async {
+        tcp.write_all(&Reply::busy().to_wire()).await?;
+        tcp.shutdown().await
+    })
+    .await;
+    debug!("refused connection closed");
+}
