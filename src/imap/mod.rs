@@ -1,0 +1,144 @@
+//! Mailbox access for users: an IMAP4rev1 server over the Maildir store.
+//!
+//! Shape (mini-redis style): [`serve`] takes an already bound listener and a
+//! shutdown signal; one task per connection ([`session`]); a semaphore caps
+//! connections. The wire format is imap-codec's: its `Fragmentizer` splits
+//! lines and literals (so an oversized literal is skipped without desyncing
+//! the stream) and its codecs parse commands and serialise every response.
+//! The mailbox model ([`maildir`]: UIDs, flags, folders) and the message
+//! structure ([`mime`]) are ours; commands on them run on blocking threads
+//! ([`engine`]) because they are file-system work.
+//!
+//! Security rules (issue 4): LOGIN and AUTHENTICATE PLAIN only over TLS
+//! (`LOGINDISABLED` before STARTTLS); failed logins are slowed down per
+//! address and per IP ([`crate::throttle`]); a session only ever resolves
+//! names inside its own user's Maildir.
+
+pub mod engine;
+pub mod maildir;
+pub mod mime;
+pub mod session;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::throttle::LoginThrottle;
+
+/// Checks user credentials (the same users as SMTP submission).
+pub trait ImapAuth: Send + Sync + 'static {
+    /// Ok(canonical lower-case address) or Err(()) for bad credentials.
+    fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> impl Future<Output = Result<String, ()>> + Send;
+}
+
+/// Settings of one IMAP listener.
+pub struct ImapConfig {
+    /// Root of all Maildirs (`<mail_root>/<domain>/<localpart>/`).
+    pub mail_root: PathBuf,
+    /// Host name in the greeting and in new Maildir file names.
+    pub hostname: String,
+    /// TLS from the first byte (imaps, 993) instead of STARTTLS (143).
+    pub implicit_tls: bool,
+    /// Server TLS context.
+    pub tls: crate::tls::Acceptor,
+    /// Largest literal accepted (APPEND size limit), in bytes.
+    pub max_literal: usize,
+    /// Inactivity timeout (RFC 3501 asks for at least 30 minutes).
+    pub idle_timeout: Duration,
+    /// How often a selected or idling session looks at the Maildir.
+    pub poll_interval: Duration,
+    /// Maximum simultaneous connections.
+    pub max_connections: usize,
+    /// Login throttle (share it with SMTP AUTH).
+    pub throttle: Arc<LoginThrottle>,
+}
+
+impl ImapConfig {
+    /// A configuration with the usual defaults for the other knobs.
+    pub fn new(
+        mail_root: PathBuf,
+        hostname: String,
+        implicit_tls: bool,
+        tls: crate::tls::Acceptor,
+    ) -> Self {
+        Self {
+            mail_root,
+            hostname,
+            implicit_tls,
+            tls,
+            max_literal: 64 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(30 * 60),
+            poll_interval: Duration::from_millis(250),
+            max_connections: 1000,
+            throttle: Arc::new(LoginThrottle::default()),
+        }
+    }
+}
+
+/// Accept connections until `shutdown` turns true; each one gets a session task.
+pub async fn serve<A: ImapAuth>(
+    listener: TcpListener,
+    cfg: Arc<ImapConfig>,
+    auth: Arc<A>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = session::wait_shutdown(&mut shutdown) => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "imap accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "imap connection limit reached");
+            tokio::spawn(session::refuse_busy(tcp));
+            continue;
+        };
+        let (cfg, auth, sd) = (cfg.clone(), auth.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = session::run(tcp, peer.ip(), cfg, auth, sd).await {
+                tracing::debug!(%peer, error = %e, "imap session ended with error");
+            }
+        });
+        // Reap finished sessions so the set does not grow without bound.
+        while tasks.try_join_next().is_some() {}
+    }
+    // Sessions see the same shutdown signal and say BYE; give them a moment.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// Create an empty Maildir (and the default Sent/Drafts/Trash folders) for a new user.
+pub fn create_mailbox(mail_root: &Path, address: &str) -> std::io::Result<PathBuf> {
+    maildir::create_user(mail_root, address).map_err(|e| match e {
+        maildir::StoreError::Io(e) => e,
+        other => std::io::Error::new(std::io::ErrorKind::InvalidInput, other.to_string()),
+    })
+}

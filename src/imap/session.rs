@@ -1,0 +1,678 @@
+//! One IMAP connection: TLS (implicit or STARTTLS), literals, login, IDLE,
+//! and hand-off of authenticated commands to the [`Engine`].
+//!
+//! States follow RFC 3501 §3: not authenticated -> authenticated (an
+//! `Engine` exists) -> selected (inside the engine) -> logout. Bytes are
+//! framed by imap-codec's `Fragmentizer`: it tells us about every literal
+//! before its bytes arrive, so synchronising literals over `max_literal` are
+//! refused before the client sends them and non-synchronising ones (LITERAL+)
+//! are read and dropped, and the session goes on in both cases.
+
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use imap_codec::encode::Encoder;
+use imap_codec::fragmentizer::{
+    DecodeMessageError, FragmentInfo, Fragmentizer, LiteralAnnouncement,
+};
+use imap_codec::imap_types::auth::{AuthMechanism, AuthenticateData};
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::{IString, LiteralMode, NString, Tag, Vec1};
+use imap_codec::imap_types::response::{
+    Capability, Code, CommandContinuationRequest, Data, Greeting, Response,
+};
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::{AuthenticateDataCodec, CommandCodec, GreetingCodec, IdleDoneCodec};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_openssl::SslStream;
+
+use super::engine::{push, status, Engine, Kind};
+use super::maildir::UserStore;
+use super::{ImapAuth, ImapConfig};
+
+/// Room for the command line around a literal, on top of `max_literal`.
+const LINE_SLACK: usize = 64 * 1024;
+
+/// A plain or TLS connection.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<SslStream<TcpStream>>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Tell a connection over the limit to come back later.
+pub async fn refuse_busy(mut tcp: TcpStream) {
+    let _ = tcp
+        .write_all(b"* BYE too many connections, try again later\r\n")
+        .await;
+}
+
+/// What the read loop produced.
+enum Next {
+    /// A complete message is in the fragmentizer.
+    Message,
+    /// The message was refused while being read (literal too large).
+    TooBig,
+    /// Connection closed, timed out, or server shutting down.
+    End,
+}
+
+struct Session<A: ImapAuth> {
+    conn: Option<Conn>,
+    frag: Fragmentizer,
+    cfg: Arc<ImapConfig>,
+    auth: Arc<A>,
+    peer: IpAddr,
+    shutdown: watch::Receiver<bool>,
+    tls: bool,
+    engine: Option<Engine>,
+    too_big: bool,
+}
+
+/// Serve one connection until LOGOUT, EOF, timeout or shutdown.
+pub async fn run<A: ImapAuth>(
+    tcp: TcpStream,
+    peer: IpAddr,
+    cfg: Arc<ImapConfig>,
+    auth: Arc<A>,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let _ = tcp.set_nodelay(true);
+    let (conn, tls) = if cfg.implicit_tls {
+        let s = tokio::time::timeout(Duration::from_secs(30), crate::tls::accept(&cfg.tls, tcp))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timeout"))??;
+        (Conn::Tls(Box::new(s)), true)
+    } else {
+        (Conn::Plain(tcp), false)
+    };
+    let max = cfg
+        .max_literal
+        .saturating_add(LINE_SLACK)
+        .min(u32::MAX as usize) as u32;
+    let mut s = Session {
+        conn: Some(conn),
+        frag: Fragmentizer::new(max),
+        cfg,
+        auth,
+        peer,
+        shutdown,
+        tls,
+        engine: None,
+        too_big: false,
+    };
+    s.main().await
+}
+
+impl<A: ImapAuth> Session<A> {
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let c = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no connection"))?;
+        c.write_all(bytes).await?;
+        c.flush().await
+    }
+
+    fn capabilities(&self) -> Vec<Capability<'static>> {
+        let mut v = vec![Capability::Imap4Rev1];
+        if self.engine.is_none() {
+            if self.tls {
+                v.push(Capability::Auth(AuthMechanism::Plain));
+                v.push(Capability::SaslIr);
+            } else {
+                v.push(Capability::StartTls);
+                v.push(Capability::LoginDisabled);
+            }
+        }
+        v.extend([
+            Capability::LiteralPlus,
+            Capability::Id,
+            Capability::Enable,
+            Capability::Idle,
+            Capability::Namespace,
+            Capability::UidPlus,
+            Capability::Move,
+            Capability::Unselect,
+        ]);
+        if let Ok(c) = Capability::try_from("SPECIAL-USE") {
+            v.push(c);
+        }
+        v
+    }
+
+    async fn main(&mut self) -> io::Result<()> {
+        let caps = Vec1::try_from(self.capabilities())
+            .ok()
+            .map(Code::Capability);
+        let text = format!("{} pecd IMAP4rev1 ready", self.cfg.hostname);
+        let greeting = Greeting::ok(caps, &text).map_err(|_| io::Error::other("greeting"))?;
+        let g = GreetingCodec::default().encode(&greeting).dump();
+        self.write(&g).await?;
+        loop {
+            match self.next_message().await? {
+                Next::End => return self.bye("closing connection").await,
+                Next::TooBig => {
+                    let tag = self.frag.decode_tag().map(|t| t.into_static());
+                    let mut out = vec![];
+                    status(
+                        &mut out,
+                        tag.as_ref(),
+                        Kind::Bad,
+                        Some(Code::TooBig),
+                        "literal too large",
+                    );
+                    self.write(&out).await?;
+                    continue;
+                }
+                Next::Message => {}
+            }
+            let decoded: Result<Command<'static>, Option<Tag<'static>>> =
+                match self.frag.decode_message(&CommandCodec::default()) {
+                    Ok(c) => Ok(c.into_static()),
+                    Err(DecodeMessageError::MessageTooLong { .. }) => {
+                        let tag = self.frag.decode_tag().map(|t| t.into_static());
+                        let mut out = vec![];
+                        status(
+                            &mut out,
+                            tag.as_ref(),
+                            Kind::Bad,
+                            Some(Code::TooBig),
+                            "command too large",
+                        );
+                        self.write(&out).await?;
+                        continue;
+                    }
+                    Err(_) => Err(self.frag.decode_tag().map(|t| t.into_static())),
+                };
+            match decoded {
+                Ok(cmd) => {
+                    if !self.handle(cmd).await? {
+                        return Ok(());
+                    }
+                }
+                Err(tag) => {
+                    let mut out = vec![];
+                    status(
+                        &mut out,
+                        tag.as_ref(),
+                        Kind::Bad,
+                        None,
+                        "syntax error in command",
+                    );
+                    self.write(&out).await?;
+                }
+            }
+        }
+    }
+
+    async fn bye(&mut self, why: &str) -> io::Result<()> {
+        let mut out = vec![];
+        if let Ok(s) = imap_codec::imap_types::response::Status::bye(None, why) {
+            push(&mut out, Response::Status(s));
+        }
+        let _ = self.write(&out).await;
+        if let Some(c) = self.conn.as_mut() {
+            let _ = c.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// Read until the fragmentizer holds a complete message.
+    async fn next_message(&mut self) -> io::Result<Next> {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match self.frag.progress() {
+                Some(FragmentInfo::Line {
+                    announcement: Some(LiteralAnnouncement { mode, length }),
+                    ..
+                }) => {
+                    if length as usize > self.cfg.max_literal {
+                        match mode {
+                            LiteralMode::Sync => {
+                                // The client waits for "+": refuse now, it never sends the bytes.
+                                self.frag.skip_message();
+                                self.too_big = false;
+                                return Ok(Next::TooBig);
+                            }
+                            LiteralMode::NonSync => {
+                                // The bytes are coming anyway: swallow them, then refuse.
+                                self.frag.poison_message();
+                                self.too_big = true;
+                            }
+                        }
+                    } else if mode == LiteralMode::Sync && !self.frag.is_message_poisoned() {
+                        let mut out = vec![];
+                        if let Ok(c) =
+                            CommandContinuationRequest::basic(None, "Ready for literal data")
+                        {
+                            push(&mut out, Response::CommandContinuationRequest(c));
+                        }
+                        self.write(&out).await?;
+                    }
+                    continue;
+                }
+                Some(_) => {
+                    if self.frag.is_message_complete() {
+                        if std::mem::take(&mut self.too_big) {
+                            return Ok(Next::TooBig);
+                        }
+                        return Ok(Next::Message);
+                    }
+                    continue;
+                }
+                None => {}
+            }
+            let conn = self
+                .conn
+                .as_mut()
+                .ok_or_else(|| io::Error::other("no connection"))?;
+            let n = tokio::select! {
+                r = tokio::time::timeout(self.cfg.idle_timeout, conn.read(&mut buf)) => match r {
+                    Ok(r) => r?,
+                    Err(_) => return Ok(Next::End),
+                },
+                _ = wait_shutdown(&mut self.shutdown) => return Ok(Next::End),
+            };
+            if n == 0 {
+                return Ok(Next::End);
+            }
+            self.frag.enqueue_bytes(&buf[..n]);
+        }
+    }
+
+    /// Handle one command; `false` ends the session.
+    async fn handle(&mut self, cmd: Command<'static>) -> io::Result<bool> {
+        let tag = cmd.tag.clone();
+        let mut out = vec![];
+        match cmd.body {
+            CommandBody::Capability => {
+                if let Ok(c) = Vec1::try_from(self.capabilities()) {
+                    push(&mut out, Response::Data(Data::Capability(c)));
+                }
+                status(&mut out, Some(&tag), Kind::Ok, None, "CAPABILITY completed");
+            }
+            CommandBody::Logout => {
+                if let Ok(s) = imap_codec::imap_types::response::Status::bye(None, "logging out") {
+                    push(&mut out, Response::Status(s));
+                }
+                status(&mut out, Some(&tag), Kind::Ok, None, "LOGOUT completed");
+                self.write(&out).await?;
+                if let Some(c) = self.conn.as_mut() {
+                    let _ = c.shutdown().await;
+                }
+                return Ok(false);
+            }
+            CommandBody::Noop if self.engine.is_none() => {
+                status(&mut out, Some(&tag), Kind::Ok, None, "NOOP completed");
+            }
+            CommandBody::StartTLS => {
+                if self.tls {
+                    status(&mut out, Some(&tag), Kind::Bad, None, "TLS already active");
+                } else {
+                    status(
+                        &mut out,
+                        Some(&tag),
+                        Kind::Ok,
+                        None,
+                        "begin TLS negotiation now",
+                    );
+                    self.write(&out).await?;
+                    return self.start_tls().await.map(|_| true);
+                }
+            }
+            CommandBody::Id { .. } => {
+                let params = vec![
+                    (
+                        IString::try_from("name").ok(),
+                        NString::try_from("pecd").ok(),
+                    ),
+                    (
+                        IString::try_from("vendor").ok(),
+                        NString::try_from("pecd").ok(),
+                    ),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k?, v?)))
+                .collect();
+                push(
+                    &mut out,
+                    Response::Data(Data::Id {
+                        parameters: Some(params),
+                    }),
+                );
+                status(&mut out, Some(&tag), Kind::Ok, None, "ID completed");
+            }
+            CommandBody::Login { username, password } => {
+                let user = String::from_utf8_lossy(username.as_ref()).to_string();
+                let pass = String::from_utf8_lossy(password.declassify().as_ref()).to_string();
+                self.login(&mut out, &tag, &user, &pass).await;
+            }
+            CommandBody::Authenticate {
+                mechanism,
+                initial_response,
+            } => {
+                if !self.tls {
+                    status(
+                        &mut out,
+                        Some(&tag),
+                        Kind::No,
+                        Some(privacy()),
+                        "authentication requires TLS",
+                    );
+                } else if self.engine.is_some() {
+                    status(
+                        &mut out,
+                        Some(&tag),
+                        Kind::Bad,
+                        None,
+                        "already authenticated",
+                    );
+                } else if mechanism != AuthMechanism::Plain {
+                    status(
+                        &mut out,
+                        Some(&tag),
+                        Kind::No,
+                        None,
+                        "unsupported mechanism",
+                    );
+                } else {
+                    let data = match initial_response {
+                        Some(ir) => Some(ir.declassify().to_vec()),
+                        None => self.sasl_round().await?,
+                    };
+                    match data {
+                        None => status(
+                            &mut out,
+                            Some(&tag),
+                            Kind::Bad,
+                            None,
+                            "authentication cancelled",
+                        ),
+                        Some(d) => {
+                            let parts: Vec<&[u8]> = d.split(|&b| b == 0).collect();
+                            if parts.len() != 3 || (!parts[0].is_empty() && parts[0] != parts[1]) {
+                                status(
+                                    &mut out,
+                                    Some(&tag),
+                                    Kind::No,
+                                    None,
+                                    "invalid PLAIN response",
+                                );
+                            } else {
+                                let user = String::from_utf8_lossy(parts[1]).to_string();
+                                let pass = String::from_utf8_lossy(parts[2]).to_string();
+                                self.login(&mut out, &tag, &user, &pass).await;
+                            }
+                        }
+                    }
+                }
+            }
+            _ if self.engine.is_none() => {
+                status(&mut out, Some(&tag), Kind::Bad, None, "log in first");
+            }
+            CommandBody::Enable { .. } => {
+                push(
+                    &mut out,
+                    Response::Data(Data::Enabled {
+                        capabilities: vec![],
+                    }),
+                );
+                status(&mut out, Some(&tag), Kind::Ok, None, "ENABLE completed");
+            }
+            CommandBody::Idle => return self.idle(&tag).await,
+            body => {
+                out = self.run_engine(move |e| e.execute(&tag, body)).await?;
+            }
+        }
+        self.write(&out).await?;
+        Ok(true)
+    }
+
+    /// Run engine work on a blocking thread (it is file-system work).
+    async fn run_engine<F>(&mut self, f: F) -> io::Result<Vec<u8>>
+    where
+        F: FnOnce(&mut Engine) -> Vec<u8> + Send + 'static,
+    {
+        let mut engine = self
+            .engine
+            .take()
+            .ok_or_else(|| io::Error::other("not authenticated"))?;
+        let (engine, out) = tokio::task::spawn_blocking(move || {
+            let out = f(&mut engine);
+            (engine, out)
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("engine task failed: {e}")))?;
+        self.engine = Some(engine);
+        Ok(out)
+    }
+
+    async fn start_tls(&mut self) -> io::Result<()> {
+        let Some(Conn::Plain(tcp)) = self.conn.take() else {
+            return Err(io::Error::other("STARTTLS on a TLS connection"));
+        };
+        let s = tokio::time::timeout(
+            Duration::from_secs(30),
+            crate::tls::accept(&self.cfg.tls, tcp),
+        )
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timeout"))??;
+        self.conn = Some(Conn::Tls(Box::new(s)));
+        self.tls = true;
+        // Anything pipelined after STARTTLS was sent in clear: drop it (CVE-2011-0411).
+        let max = self
+            .cfg
+            .max_literal
+            .saturating_add(LINE_SLACK)
+            .min(u32::MAX as usize) as u32;
+        self.frag = Fragmentizer::new(max);
+        Ok(())
+    }
+
+    /// One SASL round: send an empty challenge, read the answer. `None` = cancelled.
+    async fn sasl_round(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut out = vec![];
+        push(
+            &mut out,
+            Response::CommandContinuationRequest(CommandContinuationRequest::base64(
+                b"".as_slice(),
+            )),
+        );
+        self.write(&out).await?;
+        match self.next_message().await? {
+            Next::Message => {}
+            Next::TooBig => return Ok(None),
+            Next::End => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed during AUTHENTICATE",
+                ))
+            }
+        }
+        match self.frag.decode_message(&AuthenticateDataCodec::default()) {
+            Ok(AuthenticateData::Continue(d)) => Ok(Some(d.declassify().to_vec())),
+            _ => Ok(None),
+        }
+    }
+
+    async fn login(&mut self, out: &mut Vec<u8>, tag: &Tag<'static>, user: &str, pass: &str) {
+        if !self.tls {
+            status(
+                out,
+                Some(tag),
+                Kind::No,
+                Some(privacy()),
+                "LOGIN is disabled before STARTTLS",
+            );
+            return;
+        }
+        if self.engine.is_some() {
+            status(out, Some(tag), Kind::Bad, None, "already authenticated");
+            return;
+        }
+        let throttle = self.cfg.throttle.clone();
+        throttle.before_attempt(user, self.peer).await;
+        let res = self.auth.authenticate(user, pass, self.peer).await;
+        throttle.record(user, self.peer, res.is_ok());
+        let address = match res {
+            Ok(a) => a,
+            Err(()) => {
+                tracing::info!(peer = %self.peer, "imap login failed");
+                status(
+                    out,
+                    Some(tag),
+                    Kind::No,
+                    Some(auth_failed()),
+                    "invalid credentials",
+                );
+                return;
+            }
+        };
+        let (root, host) = (self.cfg.mail_root.clone(), self.cfg.hostname.clone());
+        let opened =
+            tokio::task::spawn_blocking(move || UserStore::open(&root, &address, &host)).await;
+        match opened {
+            Ok(Ok(store)) => {
+                self.engine = Some(Engine::new(store));
+                let caps = Vec1::try_from(self.capabilities())
+                    .ok()
+                    .map(Code::Capability);
+                status(out, Some(tag), Kind::Ok, caps, "logged in");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "imap cannot open mailbox");
+                status(out, Some(tag), Kind::No, None, "mailbox unavailable");
+            }
+            Err(_) => status(out, Some(tag), Kind::No, None, "mailbox unavailable"),
+        }
+    }
+
+    async fn idle(&mut self, tag: &Tag<'static>) -> io::Result<bool> {
+        let mut out = vec![];
+        if let Ok(c) = CommandContinuationRequest::basic(None, "idling") {
+            push(&mut out, Response::CommandContinuationRequest(c));
+        }
+        self.write(&out).await?;
+        let mut tick = tokio::time::interval(self.cfg.poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut buf = vec![0u8; 4096];
+        let deadline = tokio::time::sleep(self.cfg.idle_timeout);
+        tokio::pin!(deadline);
+        loop {
+            // DONE may already be buffered.
+            if let Some(_f) = self.frag.progress() {
+                if self.frag.is_message_complete() {
+                    let ok = self.frag.decode_message(&IdleDoneCodec::default()).is_ok();
+                    let mut out = vec![];
+                    if ok {
+                        status(&mut out, Some(tag), Kind::Ok, None, "IDLE terminated");
+                    } else {
+                        status(&mut out, Some(tag), Kind::Bad, None, "expected DONE");
+                    }
+                    self.write(&out).await?;
+                    return Ok(true);
+                }
+                continue;
+            }
+            let conn = self
+                .conn
+                .as_mut()
+                .ok_or_else(|| io::Error::other("no connection"))?;
+            tokio::select! {
+                r = conn.read(&mut buf) => {
+                    let n = r?;
+                    if n == 0 {
+                        return Ok(false);
+                    }
+                    self.frag.enqueue_bytes(&buf[..n]);
+                }
+                _ = tick.tick() => {
+                    let upd = self.run_engine(|e| {
+                        let mut o = vec![];
+                        e.updates(&mut o, true);
+                        o
+                    }).await?;
+                    if !upd.is_empty() {
+                        self.write(&upd).await?;
+                    }
+                }
+                _ = &mut deadline => {
+                    self.bye("idle timeout").await?;
+                    return Ok(false);
+                }
+                _ = wait_shutdown(&mut self.shutdown) => {
+                    self.bye("server shutting down").await?;
+                    return Ok(false);
+                }
+            }
+        }
+    }
+}
+
+fn privacy() -> Code<'static> {
+    Code::Other(imap_codec::imap_types::response::CodeOther::unvalidated(
+        b"PRIVACYREQUIRED".as_slice(),
+    ))
+}
+
+fn auth_failed() -> Code<'static> {
+    Code::Other(imap_codec::imap_types::response::CodeOther::unvalidated(
+        b"AUTHENTICATIONFAILED".as_slice(),
+    ))
+}
+
+/// Resolve when shutdown is requested; a dropped sender means "never".
+pub async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
