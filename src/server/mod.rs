@@ -7,6 +7,7 @@
 //! -> `worker` (Maildir delivery / relay) -> peer's `inbound` (pec::reception)
 //! -> peer's `worker` (delivery point, receipts) -> back to the sender.
 
+pub mod bench;
 pub mod inbound;
 pub mod lab;
 pub mod submission;

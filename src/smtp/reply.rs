@@ -269,6 +269,55 @@ impl Reply {
         Self::new(555, (5, 5, 4), format!("Unsupported parameter {name}"))
     }
 
+    // ---- PEC access and reception points ------------------------------------
+
+    /// MAIL FROM is not the authenticated user (pec-spec §5.1; no notice: the
+    /// sender is not who they claim).
+    pub fn sender_not_owned() -> Self {
+        Self::new(
+            553,
+            (5, 7, 1),
+            "Sender address rejected: not owned by the authenticated user",
+        )
+    }
+
+    /// RCPT that is not an address.
+    pub fn bad_recipient(rcpt: &str) -> Self {
+        Self::new(
+            553,
+            (5, 1, 3),
+            format!("{rcpt}: recipient address syntax is invalid"),
+        )
+    }
+
+    /// Inbound RCPT outside our domains.
+    pub fn relay_denied() -> Self {
+        Self::new(550, (5, 7, 1), "Relay access denied: not a domain of this provider")
+    }
+
+    /// A PEC message accepted: the text carries the identificativo.
+    pub fn pec_accepted(identificativo: &str) -> Self {
+        Self::new(
+            250,
+            (2, 0, 0),
+            format!("Ok: accepted as PEC, identificativo {identificativo}"),
+        )
+    }
+
+    /// A submission refused by the formal checks; the reason travels in the
+    /// reply (and in the avviso di non accettazione, where one is due).
+    pub fn pec_refused(code: u16, status: &str, reason: &str) -> Self {
+        let mut parts = status.split('.').map(|p| p.parse::<u16>().unwrap_or(0));
+        let class = parts.next().unwrap_or(5) as u8;
+        let subject = parts.next().unwrap_or(0);
+        let detail = parts.next().unwrap_or(0);
+        Self::new(
+            code,
+            (class, subject, detail),
+            format!("Message not accepted as PEC: {}", reason.replace(['\r', '\n'], " ")),
+        )
+    }
+
     // ---- limits --------------------------------------------------------------
 
     /// SIZE or actual content above the limit (RFC 1870).

@@ -1,0 +1,4 @@
+//! `pecd bench` (being written).
+pub fn run(_a: crate::cli::BenchArgs) -> crate::admin::AdminResult {
+    Err("bench: not implemented yet".into())
+}

@@ -1,0 +1,212 @@
+//! A laboratory of providers in one process on loopback, for `pecd demo` and
+//! `pecd bench`: a throwaway CA, one folder per provider, each in the other's
+//! index and static routes between them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::PoolConfig;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use crate::config::Config;
+use crate::store::{maildir, users};
+
+use super::Running;
+
+/// Password of every lab user.
+pub const LAB_PASSWORD: &str = "lab-password";
+
+/// One provider of the lab before it starts.
+pub struct LabProvider {
+    /// Descriptive name.
+    pub name: String,
+    /// Certified domain.
+    pub domain: String,
+    /// Local parts of its users.
+    pub users: Vec<String>,
+}
+
+/// Providers running in this process.
+pub struct Lab {
+    /// Root folder (removed by [`Lab::stop`]).
+    pub dir: PathBuf,
+    /// The providers, in the order given.
+    pub providers: Vec<Running>,
+    /// PEM of the lab CA.
+    pub ca_pem: Vec<u8>,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl Lab {
+    /// Create and start providers under a fresh folder in the temp dir.
+    /// `extra` is appended to every provider's config (e.g. `[queue]` settings).
+    pub async fn start(specs: &[LabProvider], extra: &str) -> Result<Lab, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "pecd-lab-{}-{}",
+            std::process::id(),
+            crate::store::spool::unique_suffix()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let ca = crate::certs::generate_ca("pecd lab CA").map_err(|e| e.to_string())?;
+        let ca_pem = ca.cert_pem();
+        let mut index = String::new();
+        let mut inbound_ports = Vec::new();
+        for s in specs {
+            let pdir = dir.join(&s.domain);
+            let certs = pdir.join("certs");
+            std::fs::create_dir_all(&certs).map_err(|e| e.to_string())?;
+            write(&certs.join("ca.pem"), &ca_pem)?;
+            let signing = crate::certs::generate_signing(&ca, &s.name, &s.domain)
+                .map_err(|e| e.to_string())?;
+            signing
+                .write(&certs.join("signing.pem"), &certs.join("signing.key"))
+                .map_err(|e| e.to_string())?;
+            let tls = crate::certs::generate_tls(&ca, &format!("mx.{}", s.domain))
+                .map_err(|e| e.to_string())?;
+            tls.write(&certs.join("tls.pem"), &certs.join("tls.key"))
+                .map_err(|e| e.to_string())?;
+            index.push_str(&format!(
+                "[[provider]]\nname = \"{}\"\ndomains = [\"{}\"]\nreceipt_mailbox = \"posta-certificata@{}\"\ncertificate = \"{}\"\n\n",
+                s.name,
+                s.domain,
+                s.domain,
+                certs.join("signing.pem").display()
+            ));
+            inbound_ports.push(free_port().map_err(|e| e.to_string())?);
+        }
+        let mut routes = String::new();
+        for (s, port) in specs.iter().zip(&inbound_ports) {
+            routes.push_str(&format!(
+                "[[route]]\ndomain = \"{}\"\nnext_hop = \"127.0.0.1:{port}\"\n\n",
+                s.domain
+            ));
+        }
+        let mut providers = Vec::new();
+        for (s, port) in specs.iter().zip(&inbound_ports) {
+            let pdir = dir.join(&s.domain);
+            write(&pdir.join("index.toml"), index.as_bytes())?;
+            let text = crate::admin::provider_config_text(&s.name, &s.domain, &format!("mx.{}", s.domain), [0, 0, *port, 0, 0])
+                + "\n"
+                + extra
+                + "\n"
+                + &routes;
+            let cfg = Config::from_str_at(&text, &pdir)?;
+            let data = cfg.data_dir();
+            let st = crate::store::Store::open(&data).map_err(|e| e.to_string())?;
+            for u in &s.users {
+                let addr = format!("{u}@{}", s.domain);
+                let hash = users::hash_password(LAB_PASSWORD)?;
+                let a = addr.clone();
+                st.write_blocking(move |c| Ok(users::add(c, &a, &hash, crate::store::now_ms())?))
+                    .map_err(|e| e.to_string())?;
+                super::create_mailbox(&st.paths().mail, &addr)?;
+            }
+            st.close();
+            providers.push(super::start(cfg).await?);
+        }
+        Ok(Lab {
+            dir,
+            providers,
+            ca_pem,
+        })
+    }
+
+    /// The standard pair: Alpha (alice) and Beta (bob).
+    pub async fn alpha_beta(extra: &str) -> Result<Lab, String> {
+        Lab::start(
+            &[
+                LabProvider {
+                    name: "Alpha PEC S.p.A.".into(),
+                    domain: "pec.alpha.test".into(),
+                    users: vec!["alice".into()],
+                },
+                LabProvider {
+                    name: "Beta PEC S.p.A.".into(),
+                    domain: "pec.beta.test".into(),
+                    users: vec!["bob".into()],
+                },
+            ],
+            extra,
+        )
+        .await
+    }
+
+    /// An authenticated STARTTLS submission client for provider `i`.
+    pub fn client(&self, i: usize, user: &str, pool: u32) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+        let p = &self.providers[i];
+        let addr = p.bound.submission.ok_or("no submission listener")?;
+        let ca = Certificate::from_pem(&self.ca_pem).map_err(|e| e.to_string())?;
+        let params = TlsParameters::builder("127.0.0.1".into())
+            .add_root_certificate(ca)
+            .build_native()
+            .map_err(|e| e.to_string())?;
+        Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(addr.port())
+            .tls(Tls::Required(params))
+            .credentials(Credentials::new(user.into(), LAB_PASSWORD.into()))
+            .pool_config(PoolConfig::new().max_size(pool.max(1)))
+            .timeout(Some(Duration::from_secs(60)))
+            .build())
+    }
+
+    /// Stop every provider and remove the folder.
+    pub async fn stop(self) {
+        for p in self.providers {
+            p.stop(Duration::from_secs(10)).await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Submit a simple text message; returns the identificativo from the reply.
+pub async fn submit(
+    t: &AsyncSmtpTransport<Tokio1Executor>,
+    from: &str,
+    to: &[String],
+    subject: &str,
+    body: &str,
+) -> Result<String, String> {
+    let mut raw = format!(
+        "From: {from}\r\nTo: {}\r\nSubject: {subject}\r\nMessage-ID: <{}@lab.client>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
+        to.join(", "),
+        crate::store::spool::unique_suffix()
+    );
+    raw.push_str(body);
+    raw.push_str("\r\n");
+    let env = Envelope::new(
+        Some(from.parse::<Address>().map_err(|e| e.to_string())?),
+        to.iter()
+            .map(|r| r.parse::<Address>().map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?,
+    )
+    .map_err(|e| e.to_string())?;
+    let resp = t
+        .send_raw(&env, raw.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = resp.message().collect::<Vec<_>>().join(" ");
+    Ok(text
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// The Maildir of `address` under a running provider.
+pub fn mailbox_of(p: &Running, address: &str) -> Option<PathBuf> {
+    maildir::mailbox_path(&p.ctx.store.paths().mail, address).ok()
+}
+
+/// Shared handle type for the lab's providers.
+pub type Shared = Arc<super::Ctx>;

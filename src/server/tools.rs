@@ -1,0 +1,383 @@
+//! Subcommands that need the provider machinery: `verify`, `index`,
+//! `queue`, `demo`, `bench`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::admin::{load_config, AdminResult};
+use crate::cli::{BenchArgs, IndexCommand, QueueCommand, VerifyArgs};
+use crate::pec::clock::{Clock, ItalianTime, SystemClock};
+use crate::pec::daticert::{Certified, Daticert};
+use crate::pec::envelope::Provider;
+use crate::pec::ids::RandomIds;
+use crate::pec::receipt::{self, Emitter};
+use crate::pec::types::{Errore, Tipo};
+use crate::pec::verify::{VerifyReport, VerifyRequest};
+use crate::store::log::Event;
+use crate::store::queue::{self, Kind, NewJob};
+use crate::store::{self, spool, Store};
+
+use super::lab::{self, Lab};
+
+/// `pecd verify FILE`.
+pub fn verify_main(a: VerifyArgs) -> AdminResult {
+    let raw = std::fs::read(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?;
+    let index = match &a.index {
+        Some(p) => Some(super::load_index(p)?),
+        None => None,
+    };
+    let mut pems = Vec::new();
+    for p in &a.ca {
+        pems.push(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?);
+    }
+    let refs: Vec<&[u8]> = pems.iter().map(Vec::as_slice).collect();
+    let trust = if refs.is_empty() {
+        None
+    } else {
+        Some(crate::pec::smime::trust_store_from_pem(&refs).map_err(|e| format!("--ca: {e}"))?)
+    };
+    let report = VerifyReport::build(
+        &raw,
+        &VerifyRequest {
+            index: index.as_ref(),
+            trust: trust.as_ref(),
+            inner: a.inner,
+            now: SystemClock.now(),
+        },
+    );
+    if a.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(if report.exit_code() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `pecd index …`.
+pub fn index_main(cmd: IndexCommand) -> AdminResult {
+    match cmd {
+        IndexCommand::ImportLdif { file } => {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let idx = crate::pec::index::ProviderIndex::from_ldif(&text)
+                .map_err(|e| format!("{}: {}", file.display(), e.0))?;
+            print!("{}", idx.to_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn age(ms: i64) -> String {
+    let s = ((store::now_ms() - ms) / 1000).max(0);
+    if s < 120 {
+        format!("{s}s")
+    } else if s < 7200 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{}h", s / 3600)
+    }
+}
+
+/// `pecd queue …` (works beside a running daemon: SQLite WAL).
+pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
+    let cfg = load_config(config)?;
+    let db = store::Paths::new(&cfg.data_dir()).db;
+    if !db.exists() {
+        return Err(format!("{}: no database yet (has the daemon run?)", db.display()).into());
+    }
+    match cmd {
+        QueueCommand::List { json } => {
+            let conn = store::open_connection(&db)?;
+            let jobs = queue::list(&conn, false)?;
+            let out = std::io::stdout();
+            let mut out = out.lock();
+            if !json {
+                writeln!(
+                    out,
+                    "{:>6}  {:<11} {:<40} {:<30} {:<18} {:>4}  {:<8} {:>5}  LAST ERROR",
+                    "ID", "KIND", "IDENTIFICATIVO", "RECIPIENT", "NEXT HOP", "TRY", "NEXT", "AGE"
+                )?;
+            }
+            for j in jobs {
+                if json {
+                    let mut v = serde_json::to_value(&j)?;
+                    v["next_attempt"] = serde_json::json!(store::log::iso_utc(j.due_at));
+                    v["age_seconds"] = serde_json::json!((store::now_ms() - j.created_at) / 1000);
+                    writeln!(out, "{v}")?;
+                } else {
+                    let next = if j.due_at <= store::now_ms() {
+                        "now".to_string()
+                    } else {
+                        format!("+{}s", (j.due_at - store::now_ms()) / 1000)
+                    };
+                    writeln!(
+                        out,
+                        "{:>6}  {:<11} {:<40} {:<30} {:<18} {:>4}  {:<8} {:>5}  {}",
+                        j.id,
+                        j.kind.as_str(),
+                        j.identificativo.clone().unwrap_or_default(),
+                        j.recipients.join(","),
+                        j.next_hop.clone().unwrap_or_else(|| "local".into()),
+                        j.attempts,
+                        next,
+                        age(j.created_at),
+                        j.last_error.clone().unwrap_or_default()
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QueueCommand::Show { id } => {
+            let conn = store::open_connection(&db)?;
+            match queue::get(&conn, id)? {
+                Some(j) => {
+                    println!("{}", serde_json::to_string_pretty(&j)?);
+                    if let Some(b) = &j.blob {
+                        println!("message file: {}", cfg.data_dir().join("spool").join(b).display());
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => Err(format!("no job {id}").into()),
+            }
+        }
+        QueueCommand::Retry { id, all } => {
+            if id.is_none() && !all {
+                return Err("give a job ID or --all".into());
+            }
+            let st = Store::open(&cfg.data_dir())?;
+            let now = store::now_ms();
+            let n = st.write_blocking(move |c| Ok(queue::retry_now(c, id, now)?))?;
+            st.close();
+            println!("{n} job(s) due now");
+            Ok(if n == 0 && id.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        QueueCommand::Cancel { id } => cancel(&cfg, id),
+    }
+}
+
+/// Cancel a job; for a busta the sender gets a signed non-delivery notice
+/// per recipient, built and queued by this process.
+fn cancel(cfg: &crate::config::Config, id: i64) -> AdminResult {
+    let st = Store::open(&cfg.data_dir())?;
+    let job = st
+        .read_blocking(move |c| Ok(queue::get(c, id)?))?
+        .ok_or_else(|| format!("no job {id}"))?;
+    if job.state != "pending" {
+        return Err(format!("job {id} is {}, not pending", job.state).into());
+    }
+    let mut notices: Vec<(NewJob, Event)> = Vec::new();
+    let carries_busta = matches!(job.kind, Kind::LocalBusta)
+        || (job.kind == Kind::Relay
+            && job
+                .data
+                .as_deref()
+                .is_some_and(|d| d.contains(Tipo::PostaCertificata.as_str())));
+    let now = store::now_ms();
+    if carries_busta {
+        let ident = job.identificativo.clone().unwrap_or_default();
+        let i2 = ident.clone();
+        let xml: Option<String> = st.read_blocking(move |c| {
+            use rusqlite::OptionalExtension;
+            Ok(c.query_row(
+                "SELECT daticert FROM messages WHERE identificativo = ?1",
+                [i2],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })?;
+        if let Some(xml) = xml {
+            let d = Daticert::parse(xml.as_bytes()).map_err(|e| format!("{e:?}"))?;
+            let c = Certified::from(&d);
+            let signer = super::load_signer(cfg)?;
+            let p = Provider {
+                name: cfg.provider.name.clone(),
+                domain: cfg.provider_domain().to_string(),
+            };
+            let ids = RandomIds;
+            let e = Emitter {
+                provider: &p,
+                ids: &ids,
+                when: ItalianTime::from_unix(SystemClock.now()),
+            };
+            let esteso = format!(
+                "5.3.0 - {} - consegna annullata dal gestore",
+                cfg.provider.name
+            );
+            for r in &job.recipients {
+                let msg = receipt::errore_consegna(&e, &c, r, Errore::Altro, &esteso);
+                let msgid = super::submission::message_id_of(&msg);
+                let signed = signer
+                    .sign(&msg, &crate::pec::ids::boundary(&ids))
+                    .map_err(|e| e.to_string())?;
+                let blob = spool::put(&st.paths().spool, "annullamento", &signed)?;
+                let mut ev = super::submission::event_for("errore-consegna", now, &c);
+                ev.generated_msgid = msgid.clone();
+                ev.error = Some(esteso.clone());
+                ev.detail = Some(format!("job {id} cancelled by the operator; recipient {r}"));
+                let local = c
+                    .mittente
+                    .rsplit_once('@')
+                    .is_some_and(|(_, d)| cfg.is_local_domain(d));
+                notices.push((
+                    NewJob {
+                        key: format!("annullamento:{ident}:{r}"),
+                        kind: if local { Kind::Mailbox } else { Kind::Relay },
+                        identificativo: Some(ident.clone()),
+                        mail_from: format!("posta-certificata@{}", cfg.provider_domain()),
+                        recipients: vec![c.mittente.clone()],
+                        next_hop: (!local)
+                            .then(|| c.mittente.rsplit_once('@').map(|(_, d)| d.to_string()))
+                            .flatten(),
+                        blob: Some(blob),
+                        data: Some(serde_json::json!({"tipo": Tipo::ErroreConsegna.as_str(), "msgid": msgid}).to_string()),
+                        due_at: now,
+                    },
+                    ev,
+                ));
+            }
+        }
+    }
+    let rcpts = job.recipients.clone();
+    let ident = job.identificativo.clone().unwrap_or_default();
+    let n_notices = notices.len();
+    let cancelled = st.write_blocking(move |c| {
+        if !queue::cancel(c, id, now)? {
+            return Ok(false);
+        }
+        let mut ev = Event::new("annullamento", now);
+        ev.identificativo = Some(ident.clone()).filter(|s| !s.is_empty());
+        ev.recipients = Some(rcpts.join(", "));
+        ev.detail = Some(format!("job {id} cancelled by the operator"));
+        store::log::append(c, &ev)?;
+        for (j, e) in &notices {
+            queue::enqueue(c, j, now)?;
+            store::log::append(c, e)?;
+        }
+        for r in &rcpts {
+            queue::timer_close(c, &ident, r, now, "annullamento")?;
+        }
+        Ok(true)
+    })?;
+    st.close();
+    if cancelled {
+        println!("job {id} cancelled; {n_notices} non-delivery notice(s) queued for the sender");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(format!("job {id} was no longer pending").into())
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+/// Count `deposito` events on a provider whose detail starts with `tipo` and
+/// that concern `address`.
+fn deposits(p: &super::Running, tipo: &str) -> Vec<Event> {
+    let q = store::log::Query {
+        event: Some("deposito".into()),
+        ..Default::default()
+    };
+    let t = tipo.to_string();
+    p.ctx
+        .store
+        .read_blocking(move |c| Ok(store::log::query(c, &q)?))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.detail.as_deref().is_some_and(|d| d.starts_with(&t)))
+        .collect()
+}
+
+fn events(p: &super::Running, kind: &str) -> Vec<Event> {
+    let q = store::log::Query {
+        event: Some(kind.into()),
+        ..Default::default()
+    };
+    p.ctx
+        .store
+        .read_blocking(move |c| Ok(store::log::query(c, &q)?))
+        .unwrap_or_default()
+}
+
+/// `pecd demo`.
+pub fn demo_main() -> AdminResult {
+    let rt = runtime()?;
+    rt.block_on(async {
+        println!("Starting two providers on loopback (temporary folder, throwaway CA)...");
+        let lab = Lab::alpha_beta("").await?;
+        let (a, b) = (&lab.providers[0], &lab.providers[1]);
+        println!(
+            "  Alpha PEC S.p.A.  pec.alpha.test  submission {}  inbound {}",
+            a.bound.submission.map(|x| x.to_string()).unwrap_or_default(),
+            a.bound.inbound.map(|x| x.to_string()).unwrap_or_default()
+        );
+        println!(
+            "  Beta PEC S.p.A.   pec.beta.test   submission {}  inbound {}",
+            b.bound.submission.map(|x| x.to_string()).unwrap_or_default(),
+            b.bound.inbound.map(|x| x.to_string()).unwrap_or_default()
+        );
+        let client = lab.client(0, "alice@pec.alpha.test", 1)?;
+        let t0 = Instant::now();
+        let t0_ms = store::now_ms();
+        println!("\nalice@pec.alpha.test -> bob@pec.beta.test: \"Saluti da Alpha\"");
+        let id = lab::submit(
+            &client,
+            "alice@pec.alpha.test",
+            &["bob@pec.beta.test".into()],
+            "Saluti da Alpha",
+            "Ciao Bob, questa e' una PEC.",
+        )
+        .await?;
+        println!("  {:>7.1} ms  250 from Alpha's access point, identificativo {id}", t0.elapsed().as_secs_f64() * 1000.0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut shown = [false; 4];
+        while Instant::now() < deadline && !shown.iter().all(|s| *s) {
+            let steps: [(usize, Vec<Event>, &str); 4] = [
+                (0, deposits(a, "accettazione"), "ACCETTAZIONE in alice's mailbox (signed by Alpha)"),
+                (1, deposits(b, "posta-certificata").into_iter().chain(events(b, "avvenuta-consegna")).collect(), "POSTA CERTIFICATA (busta) in bob's mailbox at Beta"),
+                (2, events(a, "ricevuta-presa-in-carico"), "PRESA IN CARICO from Beta received and logged by Alpha"),
+                (3, deposits(a, "avvenuta-consegna"), "CONSEGNA (ricevuta completa, signed by Beta) in alice's mailbox"),
+            ];
+            for (i, evs, text) in steps {
+                if !shown[i] {
+                    if let Some(e) = evs.first() {
+                        shown[i] = true;
+                        println!("  {:>7.1} ms  {text}", (e.ts - t0_ms) as f64);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ok = shown.iter().all(|s| *s);
+        if ok {
+            println!("\nThe whole chain took {:.0} ms.", t0.elapsed().as_secs_f64() * 1000.0);
+            println!("Alpha's log for this message:");
+            let q = store::log::Query {
+                identificativo: Some(id.clone()),
+                ..Default::default()
+            };
+            for e in a.ctx.store.read_blocking(move |c| Ok(store::log::query(c, &q)?)).unwrap_or_default() {
+                println!("  {} {:<26} {}", store::log::iso_utc(e.ts), e.event, e.detail.unwrap_or_default());
+            }
+        } else {
+            println!("\nThe chain did not complete within 30 s.");
+        }
+        lab.stop().await;
+        Ok::<_, Box<dyn std::error::Error>>(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    })
+}
+
+/// `pecd bench`.
+pub fn bench_main(a: BenchArgs) -> AdminResult {
+    super::bench::run(a)
+}
