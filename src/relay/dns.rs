@@ -120,7 +120,11 @@ pub async fn lookup(servers: &[SocketAddr], name: &str, qtype: u16) -> Result<Ve
             let _ = openssl::rand::rand_bytes(&mut b);
             u16::from_be_bytes(b)
         };
-        let bind = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+        let bind = if server.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
         let sock = match UdpSocket::bind(bind).await {
             Ok(s) => s,
             Err(e) => {
@@ -208,6 +212,9 @@ mod tests {
             vec![Record::Mx(10, "mx.pec.beta.test".into())]
         );
         assert!(parse_response(8, &r).is_none());
-        assert!(parse_response(7, &r[..20]).is_some_and(|v| v.is_empty()) || parse_response(7, &r[..20]).is_none());
+        assert!(
+            parse_response(7, &r[..20]).is_some_and(|v| v.is_empty())
+                || parse_response(7, &r[..20]).is_none()
+        );
     }
 }

@@ -82,7 +82,10 @@ impl Relay {
     }
 
     fn transport(&self, hop: &NextHop) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-        let mut pools = self.pools.lock().map_err(|_| "relay pool poisoned".to_string())?;
+        let mut pools = self
+            .pools
+            .lock()
+            .map_err(|_| "relay pool poisoned".to_string())?;
         if let Some(t) = pools.get(hop) {
             return Ok(t.clone());
         }
@@ -109,14 +112,24 @@ impl Relay {
             .hello_name(ClientId::Domain(self.hello.clone()))
             .timeout(Some(self.timeout))
             .tls(tls)
-            .pool_config(PoolConfig::new().max_size(8).idle_timeout(Duration::from_secs(30)))
+            .pool_config(
+                PoolConfig::new()
+                    .max_size(8)
+                    .idle_timeout(Duration::from_secs(30)),
+            )
             .build();
         pools.insert(hop.clone(), t.clone());
         Ok(t)
     }
 
     /// Send `bytes` as is to `hop` for `rcpts` in one transaction.
-    pub async fn send(&self, hop: &NextHop, mail_from: &str, rcpts: &[String], bytes: &[u8]) -> Outcome {
+    pub async fn send(
+        &self,
+        hop: &NextHop,
+        mail_from: &str,
+        rcpts: &[String],
+        bytes: &[u8],
+    ) -> Outcome {
         let from = if mail_from.is_empty() {
             None
         } else {

@@ -27,7 +27,12 @@ impl InboundBackend {
 }
 
 impl Backend for InboundBackend {
-    async fn authenticate(&self, _info: &SessionInfo, _user: &str, _password: &str) -> Result<String, Reply> {
+    async fn authenticate(
+        &self,
+        _info: &SessionInfo,
+        _user: &str,
+        _password: &str,
+    ) -> Result<String, Reply> {
         Err(Reply::auth_mechanism_unsupported())
     }
 
@@ -45,8 +50,8 @@ impl Backend for InboundBackend {
 
     async fn data(&self, info: &SessionInfo, env: &Envelope, message: Vec<u8>) -> Reply {
         let spool_dir = self.ctx.store.paths().spool.clone();
-        let stored = tokio::task::spawn_blocking(move || spool::put(&spool_dir, "inbound", &message))
-            .await;
+        let stored =
+            tokio::task::spawn_blocking(move || spool::put(&spool_dir, "inbound", &message)).await;
         let blob = match stored {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {

@@ -41,7 +41,9 @@ pub struct Lab {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -96,8 +98,12 @@ impl Lab {
         for (s, port) in specs.iter().zip(&inbound_ports) {
             let pdir = dir.join(&s.domain);
             write(&pdir.join("index.toml"), index.as_bytes())?;
-            let text = crate::admin::provider_config_text(&s.name, &s.domain, &format!("mx.{}", s.domain), [0, 0, *port, 0, 0])
-                + "\n"
+            let text = crate::admin::provider_config_text(
+                &s.name,
+                &s.domain,
+                &format!("mx.{}", s.domain),
+                [0, 0, *port, 0, 0],
+            ) + "\n"
                 + extra
                 + "\n"
                 + &routes;
@@ -143,7 +149,12 @@ impl Lab {
     }
 
     /// An authenticated STARTTLS submission client for provider `i`.
-    pub fn client(&self, i: usize, user: &str, pool: u32) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    pub fn client(
+        &self,
+        i: usize,
+        user: &str,
+        pool: u32,
+    ) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
         let p = &self.providers[i];
         let addr = p.bound.submission.ok_or("no submission listener")?;
         let ca = Certificate::from_pem(&self.ca_pem).map_err(|e| e.to_string())?;
@@ -151,13 +162,15 @@ impl Lab {
             .add_root_certificate(ca)
             .build_native()
             .map_err(|e| e.to_string())?;
-        Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
-            .port(addr.port())
-            .tls(Tls::Required(params))
-            .credentials(Credentials::new(user.into(), LAB_PASSWORD.into()))
-            .pool_config(PoolConfig::new().max_size(pool.max(1)))
-            .timeout(Some(Duration::from_secs(60)))
-            .build())
+        Ok(
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+                .port(addr.port())
+                .tls(Tls::Required(params))
+                .credentials(Credentials::new(user.into(), LAB_PASSWORD.into()))
+                .pool_config(PoolConfig::new().max_size(pool.max(1)))
+                .timeout(Some(Duration::from_secs(60)))
+                .build(),
+        )
     }
 
     /// Stop every provider and remove the folder.
@@ -196,11 +209,7 @@ pub async fn submit(
         .await
         .map_err(|e| e.to_string())?;
     let text = resp.message().collect::<Vec<_>>().join(" ");
-    Ok(text
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .to_string())
+    Ok(text.rsplit(' ').next().unwrap_or_default().to_string())
 }
 
 /// The Maildir of `address` under a running provider.

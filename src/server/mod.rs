@@ -173,7 +173,10 @@ pub fn ensure_dev_pki(cfg: &Config) -> Result<(), String> {
         .first()
         .or(cfg.signing.chain.first())
         .map(|p| cfg.resolve(p))
-        .unwrap_or_else(|| cfg.resolve(&cfg.signing.certificate).with_file_name("ca.pem"));
+        .unwrap_or_else(|| {
+            cfg.resolve(&cfg.signing.certificate)
+                .with_file_name("ca.pem")
+        });
     let ca_key = ca_cert.with_extension("key");
     tracing::warn!(
         signing = %cfg.resolve(&cfg.signing.certificate).display(),
@@ -196,7 +199,10 @@ pub fn ensure_dev_pki(cfg: &Config) -> Result<(), String> {
     let idx = cfg.resolve(&cfg.trust.index);
     if !idx.exists() {
         let text = crate::admin::own_index_text(&cfg.provider.name, cfg.provider_domain());
-        let rel = pathdiff(&cfg.resolve(&cfg.signing.certificate), idx.parent().unwrap_or(Path::new(".")));
+        let rel = pathdiff(
+            &cfg.resolve(&cfg.signing.certificate),
+            idx.parent().unwrap_or(Path::new(".")),
+        );
         let text = text.replace("certs/signing.pem", &rel);
         std::fs::write(&idx, text).map_err(|e| format!("{}: {e}", idx.display()))?;
     }
@@ -248,7 +254,8 @@ fn load_trust(cfg: &Config) -> Result<(X509Store, Vec<Vec<u8>>), String> {
         pems.push(read(&cfg.resolve(p))?);
     }
     let refs: Vec<&[u8]> = pems.iter().map(Vec::as_slice).collect();
-    let store = crate::pec::smime::trust_store_from_pem(&refs).map_err(|e| format!("trust.ca: {e}"))?;
+    let store =
+        crate::pec::smime::trust_store_from_pem(&refs).map_err(|e| format!("trust.ca: {e}"))?;
     Ok((store, pems))
 }
 
@@ -265,8 +272,8 @@ fn load_signer(cfg: &Config) -> Result<Signer, String> {
 /// Problems with the trust material (certificates that do not load, index errors).
 pub fn check_trust(cfg: &Config) -> Vec<String> {
     let mut p = Vec::new();
-    let generate_pending = cfg.signing.generate_if_missing
-        && !cfg.resolve(&cfg.signing.certificate).exists();
+    let generate_pending =
+        cfg.signing.generate_if_missing && !cfg.resolve(&cfg.signing.certificate).exists();
     if !generate_pending {
         if let Err(e) = load_signer(cfg) {
             p.push(format!("signing.certificate: {e}"));
@@ -358,22 +365,42 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     });
     let mut tasks = Vec::new();
     let smtp_cfg = |implicit: bool, mode: crate::smtp::Mode| {
-        Arc::new(submission::smtp_config(&ctx.cfg, acceptor.clone(), implicit, mode))
+        Arc::new(submission::smtp_config(
+            &ctx.cfg,
+            acceptor.clone(),
+            implicit,
+            mode,
+        ))
     };
     if let Some(l) = l_sub {
         let b = Arc::new(submission::SubmissionBackend::new(ctx.clone()));
         let c = smtp_cfg(false, crate::smtp::Mode::Submission);
-        tasks.push(tokio::spawn(crate::smtp::serve(l, c, b, shutdown_rx.clone())));
+        tasks.push(tokio::spawn(crate::smtp::serve(
+            l,
+            c,
+            b,
+            shutdown_rx.clone(),
+        )));
     }
     if let Some(l) = l_subs {
         let b = Arc::new(submission::SubmissionBackend::new(ctx.clone()));
         let c = smtp_cfg(true, crate::smtp::Mode::Submission);
-        tasks.push(tokio::spawn(crate::smtp::serve(l, c, b, shutdown_rx.clone())));
+        tasks.push(tokio::spawn(crate::smtp::serve(
+            l,
+            c,
+            b,
+            shutdown_rx.clone(),
+        )));
     }
     if let Some(l) = l_in {
         let b = Arc::new(inbound::InboundBackend::new(ctx.clone()));
         let c = smtp_cfg(false, crate::smtp::Mode::Inbound);
-        tasks.push(tokio::spawn(crate::smtp::serve(l, c, b, shutdown_rx.clone())));
+        tasks.push(tokio::spawn(crate::smtp::serve(
+            l,
+            c,
+            b,
+            shutdown_rx.clone(),
+        )));
     }
     for (l, implicit) in [(l_imap, false), (l_imaps, true)] {
         if let Some(l) = l {
@@ -384,7 +411,12 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
                 acceptor.clone(),
             ));
             let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
-            tasks.push(tokio::spawn(crate::imap::serve(l, c, auth, shutdown_rx.clone())));
+            tasks.push(tokio::spawn(crate::imap::serve(
+                l,
+                c,
+                auth,
+                shutdown_rx.clone(),
+            )));
         }
     }
     tasks.push(tokio::spawn(worker::run(ctx.clone())));
@@ -403,7 +435,9 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
 /// Reload the index when its file changes (checked every `index_check_interval`).
 async fn watch_index(ctx: Arc<Ctx>) {
     let path = ctx.cfg.resolve(&ctx.cfg.trust.index);
-    let every = ctx.cfg.duration(&ctx.cfg.trust.index_check_interval, Duration::from_secs(2));
+    let every = ctx
+        .cfg
+        .duration(&ctx.cfg.trust.index_check_interval, Duration::from_secs(2));
     let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut last = stamp(&path);
     let mut shutdown = ctx.shutdown.clone();
@@ -431,7 +465,9 @@ pub fn reload_index(ctx: &Ctx) {
             }
             tracing::info!(providers = n, "provider index reloaded");
         }
-        Err(e) => tracing::error!(error = %e, "provider index not reloaded; keeping the previous one"),
+        Err(e) => {
+            tracing::error!(error = %e, "provider index not reloaded; keeping the previous one")
+        }
     }
 }
 

@@ -98,7 +98,12 @@ impl SubmissionBackend {
 }
 
 impl Backend for SubmissionBackend {
-    async fn authenticate(&self, info: &SessionInfo, user: &str, password: &str) -> Result<String, Reply> {
+    async fn authenticate(
+        &self,
+        info: &SessionInfo,
+        user: &str,
+        password: &str,
+    ) -> Result<String, Reply> {
         self.auth
             .check(user, password, info.peer.ip())
             .await
@@ -254,7 +259,15 @@ pub fn message_id_of(msg: &crate::pec::types::Unsigned) -> Option<String> {
 
 /// Job that delivers a finished message to a local mailbox or relays it to
 /// the recipient's provider.
-pub fn route_job(ctx: &Ctx, key: String, identificativo: &str, to: &str, blob: &str, data: serde_json::Value, due: i64) -> NewJob {
+pub fn route_job(
+    ctx: &Ctx,
+    key: String,
+    identificativo: &str,
+    to: &str,
+    blob: &str,
+    data: serde_json::Value,
+    due: i64,
+) -> NewJob {
     let local = ctx.is_local(to);
     NewJob {
         key,
@@ -434,8 +447,13 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
 /// `(preavviso_after, expire_after)` in milliseconds.
 pub fn timer_config(ctx: &Ctx) -> (i64, i64) {
     let t = &ctx.cfg.timers;
-    let pre = ctx.cfg.duration(&t.preavviso_after, std::time::Duration::from_secs(12 * 3600));
-    let exp = ctx.cfg.duration(&t.expire_after, std::time::Duration::from_secs(24 * 3600));
+    let pre = ctx.cfg.duration(
+        &t.preavviso_after,
+        std::time::Duration::from_secs(12 * 3600),
+    );
+    let exp = ctx
+        .cfg
+        .duration(&t.expire_after, std::time::Duration::from_secs(24 * 3600));
     (pre.as_millis() as i64, exp.as_millis() as i64)
 }
 

@@ -139,7 +139,10 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
                 Some(j) => {
                     println!("{}", serde_json::to_string_pretty(&j)?);
                     if let Some(b) = &j.blob {
-                        println!("message file: {}", cfg.data_dir().join("spool").join(b).display());
+                        println!(
+                            "message file: {}",
+                            cfg.data_dir().join("spool").join(b).display()
+                        );
                     }
                     Ok(ExitCode::SUCCESS)
                 }
@@ -278,7 +281,9 @@ fn cancel(cfg: &crate::config::Config, id: i64) -> AdminResult {
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 /// Count `deposito` events on a provider whose detail starts with `tipo` and
@@ -318,12 +323,18 @@ pub fn demo_main() -> AdminResult {
         let (a, b) = (&lab.providers[0], &lab.providers[1]);
         println!(
             "  Alpha PEC S.p.A.  pec.alpha.test  submission {}  inbound {}",
-            a.bound.submission.map(|x| x.to_string()).unwrap_or_default(),
+            a.bound
+                .submission
+                .map(|x| x.to_string())
+                .unwrap_or_default(),
             a.bound.inbound.map(|x| x.to_string()).unwrap_or_default()
         );
         println!(
             "  Beta PEC S.p.A.   pec.beta.test   submission {}  inbound {}",
-            b.bound.submission.map(|x| x.to_string()).unwrap_or_default(),
+            b.bound
+                .submission
+                .map(|x| x.to_string())
+                .unwrap_or_default(),
             b.bound.inbound.map(|x| x.to_string()).unwrap_or_default()
         );
         let client = lab.client(0, "alice@pec.alpha.test", 1)?;
@@ -338,15 +349,37 @@ pub fn demo_main() -> AdminResult {
             "Ciao Bob, questa e' una PEC.",
         )
         .await?;
-        println!("  {:>7.1} ms  250 from Alpha's access point, identificativo {id}", t0.elapsed().as_secs_f64() * 1000.0);
+        println!(
+            "  {:>7.1} ms  250 from Alpha's access point, identificativo {id}",
+            t0.elapsed().as_secs_f64() * 1000.0
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut shown = [false; 4];
         while Instant::now() < deadline && !shown.iter().all(|s| *s) {
             let steps: [(usize, Vec<Event>, &str); 4] = [
-                (0, deposits(a, "accettazione"), "ACCETTAZIONE in alice's mailbox (signed by Alpha)"),
-                (1, deposits(b, "posta-certificata").into_iter().chain(events(b, "avvenuta-consegna")).collect(), "POSTA CERTIFICATA (busta) in bob's mailbox at Beta"),
-                (2, events(a, "ricevuta-presa-in-carico"), "PRESA IN CARICO from Beta received and logged by Alpha"),
-                (3, deposits(a, "avvenuta-consegna"), "CONSEGNA (ricevuta completa, signed by Beta) in alice's mailbox"),
+                (
+                    0,
+                    deposits(a, "accettazione"),
+                    "ACCETTAZIONE in alice's mailbox (signed by Alpha)",
+                ),
+                (
+                    1,
+                    deposits(b, "posta-certificata")
+                        .into_iter()
+                        .chain(events(b, "avvenuta-consegna"))
+                        .collect(),
+                    "POSTA CERTIFICATA (busta) in bob's mailbox at Beta",
+                ),
+                (
+                    2,
+                    events(a, "ricevuta-presa-in-carico"),
+                    "PRESA IN CARICO from Beta received and logged by Alpha",
+                ),
+                (
+                    3,
+                    deposits(a, "avvenuta-consegna"),
+                    "CONSEGNA (ricevuta completa, signed by Beta) in alice's mailbox",
+                ),
             ];
             for (i, evs, text) in steps {
                 if !shown[i] {
@@ -360,20 +393,37 @@ pub fn demo_main() -> AdminResult {
         }
         let ok = shown.iter().all(|s| *s);
         if ok {
-            println!("\nThe whole chain took {:.0} ms.", t0.elapsed().as_secs_f64() * 1000.0);
+            println!(
+                "\nThe whole chain took {:.0} ms.",
+                t0.elapsed().as_secs_f64() * 1000.0
+            );
             println!("Alpha's log for this message:");
             let q = store::log::Query {
                 identificativo: Some(id.clone()),
                 ..Default::default()
             };
-            for e in a.ctx.store.read_blocking(move |c| Ok(store::log::query(c, &q)?)).unwrap_or_default() {
-                println!("  {} {:<26} {}", store::log::iso_utc(e.ts), e.event, e.detail.unwrap_or_default());
+            for e in a
+                .ctx
+                .store
+                .read_blocking(move |c| Ok(store::log::query(c, &q)?))
+                .unwrap_or_default()
+            {
+                println!(
+                    "  {} {:<26} {}",
+                    store::log::iso_utc(e.ts),
+                    e.event,
+                    e.detail.unwrap_or_default()
+                );
             }
         } else {
             println!("\nThe chain did not complete within 30 s.");
         }
         lab.stop().await;
-        Ok::<_, Box<dyn std::error::Error>>(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        Ok::<_, Box<dyn std::error::Error>>(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     })
 }
 

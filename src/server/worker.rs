@@ -17,8 +17,8 @@ use crate::pec::clock::ItalianTime;
 use crate::pec::daticert::{Certified, Daticert};
 use crate::pec::delivery;
 use crate::pec::envelope::busta_di_anomalia;
-use crate::pec::reception::{self, ReceptionInput, Verdict};
 use crate::pec::receipt::{self, Consegna, Emitter, Preavviso};
+use crate::pec::reception::{self, ReceptionInput, Verdict};
 use crate::pec::types::{Errore, ReceiptType, RecipientType, Tipo};
 use crate::relay::{NextHop, Outcome, TlsPolicy};
 use crate::store::log::Event;
@@ -58,7 +58,11 @@ pub async fn run(ctx: Arc<Ctx>) {
             break;
         }
         let now = store::now_ms();
-        if let Ok(due) = ctx.store.read(move |c| Ok(queue::due_timers(c, now, 200)?)).await {
+        if let Ok(due) = ctx
+            .store
+            .read(move |c| Ok(queue::due_timers(c, now, 200)?))
+            .await
+        {
             for t in due {
                 if let Err(e) = fire_timer(&ctx, &t).await {
                     tracing::error!(error = %e, id = %t.identificativo, "timer notice failed; will retry");
@@ -75,7 +79,11 @@ pub async fn run(ctx: Arc<Ctx>) {
                 .await
                 .unwrap_or_default();
             for job in jobs {
-                let fresh = ctx.running.lock().map(|mut r| r.insert(job.id)).unwrap_or(false);
+                let fresh = ctx
+                    .running
+                    .lock()
+                    .map(|mut r| r.insert(job.id))
+                    .unwrap_or(false);
                 if !fresh {
                     continue;
                 }
@@ -217,9 +225,10 @@ async fn mailbox(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     let name = maildir::file_name_for(&job.key, job.created_at / 1000, &ctx.cfg.provider.hostname);
     let root = ctx.store.paths().mail.clone();
     let r2 = rcpt.clone();
-    let delivered = tokio::task::spawn_blocking(move || maildir::deliver(&root, &r2, &name, &bytes))
-        .await
-        .map_err(|e| Fail::Temporary(e.to_string()))?;
+    let delivered =
+        tokio::task::spawn_blocking(move || maildir::deliver(&root, &r2, &name, &bytes))
+            .await
+            .map_err(|e| Fail::Temporary(e.to_string()))?;
     match delivered {
         Ok(_) => {}
         Err(maildir::DeliveryError::Io(e)) => return Err(Fail::Temporary(e.to_string())),
@@ -257,7 +266,11 @@ fn busta_facts(bytes: &[u8]) -> Result<(PecMessage, Daticert), Fail> {
 }
 
 /// Signed bytes of a built message, written to the spool.
-fn sign_to_spool(ctx: &Ctx, msg: &crate::pec::types::Unsigned, hint: &str) -> Result<(String, Option<String>), Fail> {
+fn sign_to_spool(
+    ctx: &Ctx,
+    msg: &crate::pec::types::Unsigned,
+    hint: &str,
+) -> Result<(String, Option<String>), Fail> {
     let signed = ctx.sign(msg).map_err(Fail::Temporary)?;
     let blob = spool::put(&ctx.store.paths().spool, hint, &signed)?;
     Ok((blob, message_id_of(msg)))
@@ -301,7 +314,8 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
                 Err(e) => return Err(Fail::Permanent(e.to_string())),
             }
             let postacert = m.postacert.clone().map(|r| &bytes[r]).unwrap_or(&[]);
-            let kind = delivery::receipt_type_for(certified.ricevuta, delivery::is_cc(postacert, &rcpt));
+            let kind =
+                delivery::receipt_type_for(certified.ricevuta, delivery::is_cc(postacert, &rcpt));
             let breve;
             let consegna = match kind {
                 ReceiptType::Completa => Consegna::Completa(postacert),
@@ -422,7 +436,10 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     let mut outcome = Outcome::Temporary(format!("{domain}: no next hop"));
     let mut used = None;
     for hop in &hops {
-        outcome = ctx.relay.send(hop, &job.mail_from, &job.recipients, &bytes).await;
+        outcome = ctx
+            .relay
+            .send(hop, &job.mail_from, &job.recipients, &bytes)
+            .await;
         used = Some(format!("{}:{}", hop.host, hop.port));
         if !matches!(outcome, Outcome::Temporary(_)) {
             break;
@@ -457,7 +474,9 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
             let (_, expire) = timer_config(ctx);
             if is_busta && now > job.created_at + expire {
                 // The 24 h notice is the timers' duty; the relay just stops.
-                return Err(Fail::Permanent(format!("not delivered within the time limit: {e}")));
+                return Err(Fail::Permanent(format!(
+                    "not delivered within the time limit: {e}"
+                )));
             }
             Err(Fail::Temporary(e))
         }
@@ -481,45 +500,45 @@ async fn refused_by_peer(ctx: &Arc<Ctx>, job: &Job, error: &str) -> Result<(), F
     let rcpts = job.recipients.clone();
     let err = error.to_string();
     let job_id = job.id;
-    let (events, jobs) = tokio::task::spawn_blocking(move || -> Result<(Vec<Event>, Vec<NewJob>), Fail> {
-        let p = our_provider(&ctx2);
-        let e = Emitter {
-            provider: &p,
-            ids: ctx2.ids.as_ref(),
-            when: ItalianTime::from_unix(ctx2.now_secs()),
-        };
-        let now_ms = store::now_ms();
-        let mut events = Vec::new();
-        let mut jobs = Vec::new();
-        for r in &rcpts {
-            let mut ev = event_for("inoltro-fallito", now_ms, &certified);
-            ev.error = Some(err.clone());
-            ev.detail = Some(format!("refused for {r}"));
-            let certified_rcpt = certified
-                .destinatari
-                .iter()
-                .any(|d| d.address.eq_ignore_ascii_case(r) && d.tipo == RecipientType::Certificato);
-            if certified_rcpt {
-                let esteso = format!("5.0.0 - {} - {}", p.name, err.replace(['\r', '\n'], " "));
-                let msg = receipt::errore_consegna(&e, &certified, r, Errore::Altro, &esteso);
-                let (blob, msgid) = sign_to_spool(&ctx2, &msg, "errore-consegna")?;
-                ev.generated_msgid = msgid.clone();
-                jobs.push(route_job(
-                    &ctx2,
-                    format!("errore-consegna:{}:{r}", certified.identificativo),
-                    &certified.identificativo,
-                    &certified.mittente,
-                    &blob,
-                    serde_json::json!({"tipo": Tipo::ErroreConsegna.as_str(), "msgid": msgid}),
-                    now_ms,
-                ));
+    let (events, jobs) =
+        tokio::task::spawn_blocking(move || -> Result<(Vec<Event>, Vec<NewJob>), Fail> {
+            let p = our_provider(&ctx2);
+            let e = Emitter {
+                provider: &p,
+                ids: ctx2.ids.as_ref(),
+                when: ItalianTime::from_unix(ctx2.now_secs()),
+            };
+            let now_ms = store::now_ms();
+            let mut events = Vec::new();
+            let mut jobs = Vec::new();
+            for r in &rcpts {
+                let mut ev = event_for("inoltro-fallito", now_ms, &certified);
+                ev.error = Some(err.clone());
+                ev.detail = Some(format!("refused for {r}"));
+                let certified_rcpt = certified.destinatari.iter().any(|d| {
+                    d.address.eq_ignore_ascii_case(r) && d.tipo == RecipientType::Certificato
+                });
+                if certified_rcpt {
+                    let esteso = format!("5.0.0 - {} - {}", p.name, err.replace(['\r', '\n'], " "));
+                    let msg = receipt::errore_consegna(&e, &certified, r, Errore::Altro, &esteso);
+                    let (blob, msgid) = sign_to_spool(&ctx2, &msg, "errore-consegna")?;
+                    ev.generated_msgid = msgid.clone();
+                    jobs.push(route_job(
+                        &ctx2,
+                        format!("errore-consegna:{}:{r}", certified.identificativo),
+                        &certified.identificativo,
+                        &certified.mittente,
+                        &blob,
+                        serde_json::json!({"tipo": Tipo::ErroreConsegna.as_str(), "msgid": msgid}),
+                        now_ms,
+                    ));
+                }
+                events.push(ev);
             }
-            events.push(ev);
-        }
-        Ok((events, jobs))
-    })
-    .await
-    .map_err(|e| Fail::Temporary(e.to_string()))??;
+            Ok((events, jobs))
+        })
+        .await
+        .map_err(|e| Fail::Temporary(e.to_string()))??;
     let now = store::now_ms();
     let rcpts = job.recipients.clone();
     let err = error.to_string();
@@ -688,9 +707,16 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
             ..
         } => {
             let d = message.daticert.clone();
-            let id = d.as_ref().map(|d| d.identificativo.clone()).unwrap_or_default();
+            let id = d
+                .as_ref()
+                .map(|d| d.identificativo.clone())
+                .unwrap_or_default();
             let mut ev = match &d {
-                Some(d) => event_for(&format!("ricevuta-{}", tipo.as_str()), now_ms, &Certified::from(d)),
+                Some(d) => event_for(
+                    &format!("ricevuta-{}", tipo.as_str()),
+                    now_ms,
+                    &Certified::from(d),
+                ),
                 None => Event::new(&format!("ricevuta-{}", tipo.as_str()), now_ms),
             };
             ev.generated_msgid = message.message_id.clone();
@@ -704,16 +730,27 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                     }
                     Tipo::AvvenutaConsegna | Tipo::ErroreConsegna => {
                         if let Some(r) = &d.consegna {
-                            timers.push(TimerUpdate::Close(id.clone(), r.to_ascii_lowercase(), "ricevuta"));
+                            timers.push(TimerUpdate::Close(
+                                id.clone(),
+                                r.to_ascii_lowercase(),
+                                "ricevuta",
+                            ));
                         }
                     }
                     Tipo::PreavvisoErroreConsegna => {
-                        let fin = d.errore_esteso.as_deref().is_some_and(|x| x.trim_start().starts_with("5.4.1"));
+                        let fin = d
+                            .errore_esteso
+                            .as_deref()
+                            .is_some_and(|x| x.trim_start().starts_with("5.4.1"));
                         if fin {
                             ev.event = "mancata-consegna-24h".into();
                             ev.error = d.errore_esteso.clone();
                             if let Some(r) = &d.consegna {
-                                timers.push(TimerUpdate::Close(id.clone(), r.to_ascii_lowercase(), "preavviso-5.4.1"));
+                                timers.push(TimerUpdate::Close(
+                                    id.clone(),
+                                    r.to_ascii_lowercase(),
+                                    "preavviso-5.4.1",
+                                ));
                             }
                         }
                     }
@@ -734,7 +771,10 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                     recipients: vec![r.clone()],
                     next_hop: None,
                     blob: Some(blob.clone()),
-                    data: Some(serde_json::json!({"tipo": tipo.as_str(), "msgid": message.message_id}).to_string()),
+                    data: Some(
+                        serde_json::json!({"tipo": tipo.as_str(), "msgid": message.message_id})
+                            .to_string(),
+                    ),
                     due_at: now_ms,
                 });
             }

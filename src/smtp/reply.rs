@@ -292,7 +292,11 @@ impl Reply {
 
     /// Inbound RCPT outside our domains.
     pub fn relay_denied() -> Self {
-        Self::new(550, (5, 7, 1), "Relay access denied: not a domain of this provider")
+        Self::new(
+            550,
+            (5, 7, 1),
+            "Relay access denied: not a domain of this provider",
+        )
     }
 
     /// A PEC message accepted: the text carries the identificativo.
@@ -314,7 +318,10 @@ impl Reply {
         Self::new(
             code,
             (class, subject, detail),
-            format!("Message not accepted as PEC: {}", reason.replace(['\r', '\n'], " ")),
+            format!(
+                "Message not accepted as PEC: {}",
+                reason.replace(['\r', '\n'], " ")
+            ),
         )
     }
 

@@ -228,7 +228,10 @@ index_check_interval = "200ms"
     }
 
     pub fn add_user(&self, address: &str, password: &str) {
-        let out = self.cli(&["user", "add", address, "--password-stdin"], &format!("{password}\n"));
+        let out = self.cli(
+            &["user", "add", address, "--password-stdin"],
+            &format!("{password}\n"),
+        );
         assert!(
             out.status.success(),
             "user add: {}",
@@ -264,7 +267,11 @@ index_check_interval = "200ms"
                 if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                     panic!("pecd exited early ({st}):\n{}", self.log());
                 }
-                assert!(Instant::now() < deadline, "pecd did not start:\n{}", self.log());
+                assert!(
+                    Instant::now() < deadline,
+                    "pecd did not start:\n{}",
+                    self.log()
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -333,7 +340,11 @@ index_check_interval = "200ms"
                 return v;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}\n--- {} log ---\n{}", self.name, self.log());
+                panic!(
+                    "timed out waiting for {what}\n--- {} log ---\n{}",
+                    self.name,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -352,7 +363,11 @@ index_check_interval = "200ms"
         let mut a = vec!["log", "--json"];
         a.extend_from_slice(args);
         let out = self.cli(&a, "");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
@@ -391,7 +406,10 @@ index_check_interval = "200ms"
         let t = self.smtp(user, implicit_tls);
         let env = Envelope::new(
             Some(user.parse::<Address>().unwrap()),
-            rcpts.iter().map(|r| r.parse::<Address>().unwrap()).collect(),
+            rcpts
+                .iter()
+                .map(|r| r.parse::<Address>().unwrap())
+                .collect(),
         )
         .unwrap();
         t.send_raw(&env, raw)
@@ -411,11 +429,15 @@ impl Drop for TestProvider {
 }
 
 /// A simple user message with CRLF line endings.
-pub fn message(from: &str, to: &[&str], cc: &[&str], subject: &str, extra: &str, body: &str) -> Vec<u8> {
-    let mut m = format!(
-        "From: {from}\r\nTo: {}\r\n",
-        to.join(", ")
-    );
+pub fn message(
+    from: &str,
+    to: &[&str],
+    cc: &[&str],
+    subject: &str,
+    extra: &str,
+    body: &str,
+) -> Vec<u8> {
+    let mut m = format!("From: {from}\r\nTo: {}\r\n", to.join(", "));
     if !cc.is_empty() {
         m.push_str(&format!("Cc: {}\r\n", cc.join(", ")));
     }
@@ -475,7 +497,7 @@ pub fn openssl_verify(msg: &[u8], ca_pem: &Path) -> Result<(), String> {
 
 /// The decoded `daticert.xml` of a provider message (via pecd's reader).
 pub fn daticert(msg: &[u8]) -> pecd::pec::daticert::Daticert {
-    let m = pecd::pec::classify::read(msg);
+    let m = pecd::pec::classify::classify(msg);
     m.daticert.expect("message has a daticert.xml")
 }
 
@@ -498,9 +520,19 @@ pub fn xmllint_valid(xml: &str) -> Result<(), String> {
 }
 
 /// Two providers on loopback that know and route to each other.
-pub fn two_providers(ca: &TestCa, a_users: &[&str], b_users: &[&str]) -> (TestProvider, TestProvider) {
-    let a = TestProvider::prepare(ca, &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", a_users));
-    let b = TestProvider::prepare(ca, &ProviderSpec::new("Beta PEC S.p.A.", "pec.beta.test", b_users));
+pub fn two_providers(
+    ca: &TestCa,
+    a_users: &[&str],
+    b_users: &[&str],
+) -> (TestProvider, TestProvider) {
+    let a = TestProvider::prepare(
+        ca,
+        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", a_users),
+    );
+    let b = TestProvider::prepare(
+        ca,
+        &ProviderSpec::new("Beta PEC S.p.A.", "pec.beta.test", b_users),
+    );
     let index = format!("{}{}", a.index_entry(), b.index_entry());
     a.write_index(&index);
     b.write_index(&index);
