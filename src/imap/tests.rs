@@ -329,8 +329,8 @@ raw 'FETCH 1:* (FLAGS'\nraw_literal 10000000 0\nnoop\nraw_literal 200000 1\nnoop
     assert_eq!(typ(&r[6]), "ERR", "wrong password: {}", r[6]);
     assert!(data(&r[6]).contains("AUTHENTICATIONFAILED"), "{}", r[6]);
     assert_eq!(typ(&r[7]), "OK", "login: {}", r[7]);
-    for i in 8..=10 {
-        assert_eq!(typ(&r[i]), "NO", "escape attempt {i}: {}", r[i]);
+    for (i, rec) in r.iter().enumerate().take(11).skip(8) {
+        assert_eq!(typ(rec), "NO", "escape attempt {i}: {rec}");
     }
     assert_eq!(typ(&r[11]), "BAD", "truncated command: {}", r[11]);
     assert_eq!(typ(&r[12]), "BAD", "oversized sync literal: {}", r[12]);
@@ -387,4 +387,97 @@ async fn idle_announces_a_delivery_within_a_second() {
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folders_namespace_status_and_read_only() {
+    let h = start(1 << 20).await;
+    h.drop_new(MARIO, "INBOX", "1732380000.M1P1Q1.mx.alpha.test", PLAIN_MSG);
+    let script = "login\nraw 'LIST \"\" \"\"'\nnamespace\nraw 'ID (\"name\" \"imaplib\")'\nlsub \"\" *\n\
+status INBOX (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)\ncreate Lavoro.Clienti\nrename Lavoro Ufficio\nlist \"\" Ufficio*\n\
+delete Ufficio.Clienti\ndelete INBOX\nexamine INBOX\nstore 1 +FLAGS (\\Seen)\nfetch 1 (BODY[TEXT])\nclose\n\
+select INBOX\nfetch 1 (BODY[TEXT])\nraw 'ENABLE UTF8=ACCEPT'\nunselect\nlogout";
+    let r = h.client(true, "tls", MARIO, "segreto", script).await;
+    let delim = r[2]["untagged"].to_string();
+    assert!(
+        delim.contains("* LIST (\\\\Noselect) \\\".\\\" \\\"\\\""),
+        "{delim}"
+    );
+    assert!(
+        data(&r[3]).contains("((\\\"\\\" \\\".\\\")) NIL NIL"),
+        "{}",
+        r[3]
+    );
+    assert!(
+        r[4]["untagged"]
+            .to_string()
+            .contains("* ID (\\\"name\\\" \\\"pecd\\\""),
+        "{}",
+        r[4]
+    );
+    assert!(data(&r[5]).contains("Sent"), "{}", r[5]);
+    assert!(
+        data(&r[6]).contains("MESSAGES 1 UNSEEN 1 UIDNEXT 2"),
+        "{}",
+        r[6]
+    );
+    assert_eq!(typ(&r[8]), "OK", "rename: {}", r[8]);
+    let l = data(&r[9]);
+    assert!(
+        l.contains("Ufficio.Clienti") && l.contains("HasChildren"),
+        "{l}"
+    );
+    assert_eq!(typ(&r[10]), "OK", "{}", r[10]);
+    assert_eq!(typ(&r[11]), "NO", "INBOX cannot be deleted: {}", r[11]);
+    assert_eq!(typ(&r[13]), "NO", "STORE on EXAMINE: {}", r[13]);
+    // BODY[] (not PEEK) on a read-only mailbox leaves \Seen unset ...
+    assert!(!data(&r[14]).contains("Seen"), "{}", r[14]);
+    // ... and on a read-write one sets it, in the file name too.
+    assert!(data(&r[17]).contains("\\\\Seen"), "{}", r[17]);
+    assert!(
+        h.files(MARIO, "INBOX")[0].ends_with(":2,S"),
+        "{:?}",
+        h.files(MARIO, "INBOX")
+    );
+    assert_eq!(typ(&r[18]), "OK", "{}", r[18]);
+    assert_eq!(typ(&r[19]), "OK", "{}", r[19]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uidvalidity_and_uids_survive_a_server_restart() {
+    let h = start(1 << 20).await;
+    h.drop_new(MARIO, "INBOX", "1732380000.M1P1Q1.mx.alpha.test", PLAIN_MSG);
+    h.drop_new(MARIO, "INBOX", "1732380001.M1P1Q1.mx.alpha.test", PLAIN_MSG);
+    let a = h
+        .client(
+            true,
+            "tls",
+            MARIO,
+            "segreto",
+            "login\nselect INBOX\nuid SEARCH ALL\nlogout",
+        )
+        .await;
+    // A second, independent server over the same store (as after a restart).
+    let h2 = start(1 << 20).await;
+    let src = h.maildir(MARIO);
+    let dst = h2.maildir(MARIO);
+    std::fs::remove_dir_all(&dst).unwrap();
+    std::fs::rename(&src, &dst).unwrap();
+    h2.drop_new(MARIO, "INBOX", "1732380002.M1P1Q1.mx.alpha.test", PLAIN_MSG);
+    let b = h2
+        .client(
+            true,
+            "tls",
+            MARIO,
+            "segreto",
+            "login\nselect INBOX\nuid SEARCH ALL\nlogout",
+        )
+        .await;
+    assert_eq!(
+        a[2]["uidvalidity"], b[2]["uidvalidity"],
+        "{} {}",
+        a[2], b[2]
+    );
+    assert_eq!(data(&a[3]), "[\"1 2\"]");
+    assert_eq!(data(&b[3]), "[\"1 2 3\"]");
 }
