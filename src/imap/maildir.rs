@@ -17,7 +17,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -467,8 +466,8 @@ impl UserStore {
     }
 }
 
-/// An exclusive `flock` held while the guard lives.
-struct Lock(fs::File);
+/// An exclusive `flock` held while the guard lives (closing the file releases it).
+struct Lock(#[allow(dead_code)] fs::File);
 
 impl Lock {
     fn take(path: &Path) -> io::Result<Lock> {
@@ -477,21 +476,8 @@ impl Lock {
             .truncate(false)
             .write(true)
             .open(path)?;
-        // SAFETY: flock on a file descriptor we own; no memory is shared.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        f.lock()?;
         Ok(Lock(f))
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        // SAFETY: see `take`; closing the file would release it anyway.
-        unsafe {
-            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
-        }
     }
 }
 

@@ -94,8 +94,8 @@ pub async fn refuse_busy(mut tcp: TcpStream) {
 enum Next {
     /// A complete message is in the fragmentizer.
     Message,
-    /// The message was refused while being read (literal too large).
-    TooBig,
+    /// The message was refused while being read (literal too large); its tag.
+    TooBig(Option<Tag<'static>>),
     /// Connection closed, timed out, or server shutting down.
     End,
 }
@@ -195,8 +195,7 @@ impl<A: ImapAuth> Session<A> {
         loop {
             match self.next_message().await? {
                 Next::End => return self.bye("closing connection").await,
-                Next::TooBig => {
-                    let tag = self.frag.decode_tag().map(|t| t.into_static());
+                Next::TooBig(tag) => {
                     let mut out = vec![];
                     status(
                         &mut out,
@@ -274,9 +273,10 @@ impl<A: ImapAuth> Session<A> {
                         match mode {
                             LiteralMode::Sync => {
                                 // The client waits for "+": refuse now, it never sends the bytes.
+                                let tag = self.frag.decode_tag().map(|t| t.into_static());
                                 self.frag.skip_message();
                                 self.too_big = false;
-                                return Ok(Next::TooBig);
+                                return Ok(Next::TooBig(tag));
                             }
                             LiteralMode::NonSync => {
                                 // The bytes are coming anyway: swallow them, then refuse.
@@ -298,7 +298,9 @@ impl<A: ImapAuth> Session<A> {
                 Some(_) => {
                     if self.frag.is_message_complete() {
                         if std::mem::take(&mut self.too_big) {
-                            return Ok(Next::TooBig);
+                            return Ok(Next::TooBig(
+                                self.frag.decode_tag().map(|t| t.into_static()),
+                            ));
                         }
                         return Ok(Next::Message);
                     }
@@ -525,7 +527,7 @@ impl<A: ImapAuth> Session<A> {
         self.write(&out).await?;
         match self.next_message().await? {
             Next::Message => {}
-            Next::TooBig => return Ok(None),
+            Next::TooBig(_) => return Ok(None),
             Next::End => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
