@@ -222,7 +222,7 @@ async fn mailbox(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         .cloned()
         .ok_or_else(|| Fail::Permanent("no recipient".into()))?;
     let bytes = blob_of(ctx, job)?;
-    let name = maildir::file_name_for(&job.key, job.created_at / 1000, &ctx.cfg.provider.hostname);
+    let name = maildir::file_name_for(&job.key, job.created_at, &ctx.cfg.provider.hostname);
     let root = ctx.store.paths().mail.clone();
     let r2 = rcpt.clone();
     let delivered =
@@ -307,7 +307,7 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         let now_ms = store::now_ms();
         let id = certified.identificativo.clone();
         if known {
-            let name = maildir::file_name_for(&key, created / 1000, &ctx2.cfg.provider.hostname);
+            let name = maildir::file_name_for(&key, created, &ctx2.cfg.provider.hostname);
             match maildir::deliver(root, &rcpt, &name, &bytes) {
                 Ok(_) => {}
                 Err(maildir::DeliveryError::Io(e)) => return Err(Fail::Temporary(e.to_string())),

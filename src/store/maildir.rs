@@ -69,11 +69,17 @@ fn hostname_part(hostname: &str) -> String {
     hostname.replace('/', "\\057").replace(':', "\\072")
 }
 
-/// A stable Maildir base name for an idempotency key.
-pub fn file_name_for(key: &str, created_secs: i64, hostname: &str) -> String {
+/// A stable Maildir base name for an idempotency key; names sort in the
+/// order the work was created (readers that list by name show mail in order).
+pub fn file_name_for(key: &str, created_ms: i64, hostname: &str) -> String {
     let digest = openssl::sha::sha256(key.as_bytes());
     let hex: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{created_secs}.K{hex}.{}", hostname_part(hostname))
+    format!(
+        "{}.M{:06}K{hex}.{}",
+        created_ms.div_euclid(1000),
+        created_ms.rem_euclid(1000) * 1000,
+        hostname_part(hostname)
+    )
 }
 
 /// Deliver `bytes` to `address` under the base name `name` (see [`file_name_for`]).
@@ -119,7 +125,7 @@ mod tests {
     fn deliver_is_exact_and_idempotent() {
         let root = tempfile::tempdir().unwrap();
         create(root.path(), "Bob@PEC.beta.test").unwrap();
-        let name = file_name_for("k1", 100, "mx.beta.test");
+        let name = file_name_for("k1", 100_000, "mx.beta.test");
         let bytes = b"Subject: x\r\n\r\nbody \r\n".to_vec();
         let p1 = deliver(root.path(), "bob@pec.beta.test", &name, &bytes).unwrap();
         let p2 = deliver(root.path(), "bob@pec.beta.test", &name, &bytes).unwrap();
