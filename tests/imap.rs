@@ -35,7 +35,7 @@ fn imap(
     recs
 }
 
-fn step<'a>(recs: &'a [Value], n: usize) -> &'a Value {
+fn step(recs: &[Value], n: usize) -> &Value {
     recs.iter()
         .find(|r| r["step"] == n)
         .unwrap_or_else(|| panic!("no step {n} in {recs:#?}"))
