@@ -60,6 +60,8 @@ pub struct Ctx {
     pub running: Mutex<HashSet<i64>>,
     /// Flips to true on shutdown.
     pub shutdown: watch::Receiver<bool>,
+    /// Failed-login slowdown shared by SMTP AUTH and IMAP.
+    pub throttle: Arc<crate::throttle::LoginThrottle>,
 }
 
 impl Ctx {
@@ -362,6 +364,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         wake: Notify::new(),
         running: Mutex::new(HashSet::new()),
         shutdown: shutdown_rx.clone(),
+        throttle: Arc::new(crate::throttle::LoginThrottle::default()),
     });
     let mut tasks = Vec::new();
     let smtp_cfg = |implicit: bool, mode: crate::smtp::Mode| {
@@ -404,12 +407,15 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     }
     for (l, implicit) in [(l_imap, false), (l_imaps, true)] {
         if let Some(l) = l {
-            let c = Arc::new(crate::imap::ImapConfig::new(
+            let mut c = crate::imap::ImapConfig::new(
                 ctx.store.paths().mail.clone(),
                 ctx.cfg.provider.hostname.clone(),
                 implicit,
                 acceptor.clone(),
-            ));
+            );
+            c.throttle = ctx.throttle.clone();
+            c.max_literal = ctx.cfg.max_message_size();
+            let c = Arc::new(c);
             let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
             tasks.push(tokio::spawn(crate::imap::serve(
                 l,

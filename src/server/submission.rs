@@ -18,7 +18,6 @@ use crate::smtp::{Backend, Envelope, Reply, SessionInfo, SmtpConfig};
 use crate::store::log::Event;
 use crate::store::queue::{self, Kind, NewJob};
 use crate::store::{self, spool, users};
-use crate::throttle::LoginThrottle;
 
 use super::Ctx;
 
@@ -39,25 +38,20 @@ pub fn smtp_config(
     c
 }
 
-/// Password checks shared by SMTP AUTH and IMAP LOGIN, with throttling.
+/// Password checks shared by SMTP AUTH and IMAP LOGIN.
 pub struct UserAuth {
     ctx: Arc<Ctx>,
-    throttle: LoginThrottle,
 }
 
 impl UserAuth {
     /// Authenticator over the users table.
     pub fn new(ctx: Arc<Ctx>) -> UserAuth {
-        UserAuth {
-            ctx,
-            throttle: LoginThrottle::default(),
-        }
+        UserAuth { ctx }
     }
 
-    /// The canonical address if the password is right.
-    pub async fn check(&self, user: &str, password: &str, ip: IpAddr) -> Option<String> {
+    /// The canonical address if the password is right (no throttling).
+    pub async fn verify(&self, user: &str, password: &str) -> Option<String> {
         let address = users::normalize(user);
-        self.throttle.before_attempt(&address, ip).await;
         let (a, pw) = (address.clone(), password.to_string());
         let ok = self
             .ctx
@@ -70,14 +64,23 @@ impl UserAuth {
             })
             .await
             .unwrap_or(false);
-        self.throttle.record(&address, ip, ok);
         ok.then_some(address)
+    }
+
+    /// [`UserAuth::verify`] behind the provider-wide login throttle.
+    pub async fn check(&self, user: &str, password: &str, ip: IpAddr) -> Option<String> {
+        let address = users::normalize(user);
+        self.ctx.throttle.before_attempt(&address, ip).await;
+        let r = self.verify(user, password).await;
+        self.ctx.throttle.record(&address, ip, r.is_some());
+        r
     }
 }
 
 impl crate::imap::ImapAuth for UserAuth {
-    async fn authenticate(&self, user: &str, password: &str, peer: IpAddr) -> Result<String, ()> {
-        self.check(user, password, peer).await.ok_or(())
+    async fn authenticate(&self, user: &str, password: &str, _peer: IpAddr) -> Result<String, ()> {
+        // The IMAP session applies the same shared throttle itself.
+        self.verify(user, password).await.ok_or(())
     }
 }
 
@@ -86,6 +89,7 @@ pub struct SubmissionBackend {
     ctx: Arc<Ctx>,
     auth: UserAuth,
 }
+
 
 impl SubmissionBackend {
     /// Backend for `ctx`.
