@@ -90,7 +90,6 @@ pub struct SubmissionBackend {
     auth: UserAuth,
 }
 
-
 impl SubmissionBackend {
     /// Backend for `ctx`.
     pub fn new(ctx: Arc<Ctx>) -> SubmissionBackend {

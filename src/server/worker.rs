@@ -53,11 +53,17 @@ pub async fn run(ctx: Arc<Ctx>) {
     let slots = ctx.cfg.queue.workers.max(1);
     let permits = Arc::new(Semaphore::new(slots));
     let mut shutdown = ctx.shutdown.clone();
+    let mut next_sweep = 0;
     loop {
         if *shutdown.borrow() {
             break;
         }
         let now = store::now_ms();
+        if now >= next_sweep {
+            next_sweep = now + SWEEP_EVERY_MS;
+            let ctx2 = ctx.clone();
+            tokio::task::spawn_blocking(move || sweep(&ctx2));
+        }
         if let Ok(due) = ctx
             .store
             .read(move |c| Ok(queue::due_timers(c, now, 200)?))
@@ -168,6 +174,66 @@ async fn run_job(ctx: &Arc<Ctx>, job: Job) {
     };
     if let Err(e) = outcome {
         tracing::error!(error = %e, job = job.id, "could not record job outcome");
+    }
+}
+
+const SWEEP_EVERY_MS: i64 = 60_000;
+/// A finished job's file is kept this long (a minute: any straggler is done).
+const BLOB_SETTLE_MS: i64 = 60_000;
+/// Finished jobs are forgotten after a week; the PEC log keeps the record.
+const JOB_KEEP_MS: i64 = 7 * 86_400_000;
+/// Spool files no job names (a crash between writing and committing) go after a day.
+const ORPHAN_AGE: Duration = Duration::from_secs(86_400);
+
+/// Housekeeping: remove spool files of finished work, forget old finished
+/// jobs, drop orphan spool files and PEC log rows past the legal 30 months.
+fn sweep(ctx: &Ctx) {
+    let spool_dir = ctx.store.paths().spool.clone();
+    let now = store::now_ms();
+    let blobs = ctx
+        .store
+        .read_blocking(move |c| Ok(queue::finished_blobs(c, now, BLOB_SETTLE_MS, 5000)?))
+        .unwrap_or_default();
+    for b in blobs {
+        if spool::remove(&spool_dir, &b).is_ok() {
+            let _ = ctx
+                .store
+                .write_blocking(move |c| Ok(queue::forget_blob(c, &b)?));
+        }
+    }
+    let _ = ctx.store.write_blocking(move |c| {
+        queue::purge_finished(c, now, JOB_KEEP_MS)?;
+        store::log::purge_expired(c, now)?;
+        Ok(())
+    });
+    let Ok(rd) = std::fs::read_dir(&spool_dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > ORPHAN_AGE);
+        if !old {
+            continue;
+        }
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            // A write that never reached its rename.
+            let _ = std::fs::remove_file(e.path());
+            continue;
+        }
+        let n = name.clone();
+        let used = ctx
+            .store
+            .read_blocking(move |c| Ok(queue::blob_referenced(c, &n)?))
+            .unwrap_or(true);
+        if !used {
+            tracing::warn!(file = %name, "removing orphan spool file");
+            let _ = spool::remove(&spool_dir, &name);
+        }
     }
 }
 

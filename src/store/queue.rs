@@ -365,6 +365,51 @@ pub fn timer_open(
         .is_some())
 }
 
+/// Spool files no longer needed: every job naming them is finished (done or
+/// cancelled) and has been for `settle_ms`. Failed jobs keep their file for
+/// the operator. Returns the names; the caller deletes the files and then
+/// calls [`forget_blob`].
+pub fn finished_blobs(
+    conn: &Connection,
+    now: i64,
+    settle_ms: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<String>> {
+    let mut st = conn.prepare_cached(
+        "SELECT blob FROM jobs WHERE blob IS NOT NULL GROUP BY blob
+         HAVING sum(state IN ('pending', 'failed')) = 0 AND max(updated_at) < ?1
+         LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![now - settle_ms, limit as i64], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// The spool file `blob` was removed.
+pub fn forget_blob(conn: &Connection, blob: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE jobs SET blob = NULL WHERE blob = ?1")?
+        .execute([blob])?;
+    Ok(())
+}
+
+/// Whether any job names the spool file.
+pub fn blob_referenced(conn: &Connection, blob: &str) -> rusqlite::Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM jobs WHERE blob = ?1 LIMIT 1", [blob], |_| {
+            Ok(())
+        })
+        .optional()?
+        .is_some())
+}
+
+/// Drop finished jobs older than `keep_ms` (their idempotency keys are only
+/// needed while a replay after a crash is possible). Returns rows removed.
+pub fn purge_finished(conn: &Connection, now: i64, keep_ms: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM jobs WHERE state IN ('done', 'cancelled') AND blob IS NULL AND updated_at < ?1",
+        [now - keep_ms],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +448,37 @@ mod tests {
         mark_done(&c, d[0].id, 60).unwrap();
         assert!(due(&c, 100, 10).unwrap().is_empty());
         assert_eq!(next_due(&c).unwrap(), None);
+    }
+
+    #[test]
+    fn blobs_are_released_only_when_every_job_is_finished() {
+        let c = db();
+        let mut a = job("a", 0);
+        a.blob = Some("b1".into());
+        let mut b = job("b", 0);
+        b.blob = Some("b1".into());
+        enqueue(&c, &a, 0).unwrap();
+        enqueue(&c, &b, 0).unwrap();
+        let ids: Vec<i64> = due(&c, 0, 10).unwrap().iter().map(|j| j.id).collect();
+        mark_done(&c, ids[0], 10).unwrap();
+        assert!(finished_blobs(&c, 1_000_000, 100, 10).unwrap().is_empty());
+        mark_failed(&c, ids[1], "x", 10).unwrap();
+        assert!(
+            finished_blobs(&c, 1_000_000, 100, 10).unwrap().is_empty(),
+            "failed jobs keep their file"
+        );
+        c.execute("UPDATE jobs SET state = 'done'", []).unwrap();
+        assert!(
+            finished_blobs(&c, 50, 100, 10).unwrap().is_empty(),
+            "not settled yet"
+        );
+        assert_eq!(
+            finished_blobs(&c, 1_000_000, 100, 10).unwrap(),
+            vec!["b1".to_string()]
+        );
+        forget_blob(&c, "b1").unwrap();
+        assert!(!blob_referenced(&c, "b1").unwrap());
+        assert_eq!(purge_finished(&c, 1_000_000, 100).unwrap(), 2);
     }
 
     #[test]
