@@ -743,9 +743,11 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
             ev.generated_msgid = msgid.clone();
             ev.detail = Some(format!("to {receipt_mailbox} for {}", ours.join(", ")));
             events.push(ev);
+            // Keyed by what it certifies, so a busta the peer sends twice
+            // (our 250 lost on the way) gets one presa in carico, not two.
             jobs.push(route_job(
                 ctx,
-                format!("presa:{}:{blob}", c.identificativo),
+                format!("presa:{}:{}", c.identificativo, ours.join(",")),
                 &c.identificativo,
                 &receipt_mailbox,
                 &pblob,
@@ -830,7 +832,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                     continue;
                 }
                 jobs.push(NewJob {
-                    key: format!("ricevuta:{blob}:{r}"),
+                    key: format!("ricevuta:{}:{r}", dedup_key(&message, &blob)),
                     kind: Kind::Mailbox,
                     identificativo: Some(id.clone()),
                     mail_from: String::new(),
@@ -859,7 +861,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
             events.push(ev);
             for r in &job.recipients {
                 jobs.push(NewJob {
-                    key: format!("anomalia:{blob}:{r}"),
+                    key: format!("anomalia:{}:{r}", dedup_key(&message, &blob)),
                     kind: Kind::Mailbox,
                     identificativo: None,
                     mail_from: String::new(),
@@ -873,6 +875,16 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
         }
     }
     Ok((events, jobs, timers))
+}
+
+/// What identifies a received message across repeated transmissions: its
+/// Message-ID when it has one, else the spool file it arrived in.
+fn dedup_key(m: &PecMessage, blob: &str) -> String {
+    m.message_id
+        .as_deref()
+        .map(|id| id.trim().trim_matches(['<', '>']).to_string())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| blob.to_string())
 }
 
 /// A 12 h or 24 h deadline passed: queue the notice to the sender.
