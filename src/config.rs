@@ -457,6 +457,10 @@ impl Config {
         if self.provider.domains.is_empty() {
             p.push("provider.domains: list at least one certified domain".into());
         }
+        if self.provider_domain().len() > 200 {
+            // Identificativi are `<~45 octets>@<provider domain>` and must stay within 250.
+            p.push("provider.domains: the first domain is longer than 200 characters".into());
+        }
         for d in &self.provider.domains {
             if !valid_domain(d) {
                 p.push(format!("provider.domains: {d:?} is not a domain name"));

@@ -152,9 +152,12 @@ pub async fn lookup(servers: &[SocketAddr], name: &str, qtype: u16) -> Result<Ve
     Err(last)
 }
 
-/// The mail exchangers of `domain` as IPv4 addresses, best first. Falls back to
-/// the domain's own A record when it has no MX (RFC 5321 §5.1).
-pub async fn resolve_mx(servers: &[SocketAddr], domain: &str) -> Result<Vec<Ipv4Addr>, String> {
+/// The mail exchangers of `domain`, best first, as (host name, IPv4 address).
+/// Falls back to the domain's own A record when it has no MX (RFC 5321 §5.1).
+pub async fn resolve_mx(
+    servers: &[SocketAddr],
+    domain: &str,
+) -> Result<Vec<(String, Ipv4Addr)>, String> {
     let mut mx: Vec<(u16, String)> = lookup(servers, domain, TYPE_MX)
         .await?
         .into_iter()
@@ -167,22 +170,22 @@ pub async fn resolve_mx(servers: &[SocketAddr], domain: &str) -> Result<Vec<Ipv4
     if mx.is_empty() {
         mx.push((0, domain.to_string()));
     }
-    let mut ips = Vec::new();
+    let mut out = Vec::new();
     for (_, host) in mx {
         if let Ok(ip) = host.parse::<Ipv4Addr>() {
-            ips.push(ip);
+            out.push((host.clone(), ip));
             continue;
         }
         for r in lookup(servers, &host, TYPE_A).await.unwrap_or_default() {
             if let Record::A(ip) = r {
-                ips.push(ip);
+                out.push((host.clone(), ip));
             }
         }
     }
-    if ips.is_empty() {
+    if out.is_empty() {
         Err(format!("{domain}: no mail exchanger address found"))
     } else {
-        Ok(ips)
+        Ok(out)
     }
 }
 

@@ -31,8 +31,10 @@ pub enum TlsPolicy {
 /// Where to send.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NextHop {
-    /// Host name or IP.
+    /// Host name or IP to connect to.
     pub host: String,
+    /// Name the peer's TLS certificate must carry (the MX host name; else `host`).
+    pub tls_name: String,
     /// TCP port.
     pub port: u16,
     /// TLS policy.
@@ -89,7 +91,7 @@ impl Relay {
         if let Some(t) = pools.get(hop) {
             return Ok(t.clone());
         }
-        let mut params = TlsParameters::builder(hop.host.clone());
+        let mut params = TlsParameters::builder(hop.tls_name.clone());
         params = match hop.tls {
             TlsPolicy::Required => {
                 for pem in &self.roots {

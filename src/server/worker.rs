@@ -458,8 +458,10 @@ async fn next_hops(ctx: &Ctx, domain: &str) -> Result<Vec<NextHop>, Fail> {
         let port = port
             .parse()
             .map_err(|_| Fail::Permanent(format!("route {hop}: bad port")))?;
+        let host = host.trim_matches(['[', ']']).to_string();
         return Ok(vec![NextHop {
-            host: host.trim_matches(['[', ']']).to_string(),
+            tls_name: host.clone(),
+            host,
             port,
             tls,
         }]);
@@ -483,8 +485,11 @@ async fn next_hops(ctx: &Ctx, domain: &str) -> Result<Vec<NextHop>, Fail> {
         .map_err(Fail::Temporary)?;
     Ok(ips
         .into_iter()
-        .map(|ip| NextHop {
+        // Dial the address our resolver found, but check the certificate
+        // against the exchanger's name: that is what a peer's certificate names.
+        .map(|(name, ip)| NextHop {
             host: ip.to_string(),
+            tls_name: name,
             port: ctx.cfg.dns.smtp_port,
             tls,
         })

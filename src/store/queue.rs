@@ -315,12 +315,18 @@ pub fn timer_close(
 /// Timers due by `now`.
 pub fn due_timers(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<DueTimer>> {
     let mut out = Vec::new();
-    for (col, deadline) in [
-        ("preavviso_due", Deadline::Preavviso),
-        ("expire_due", Deadline::Expire),
+    // A warning whose final deadline has also passed (the provider was down
+    // through both) is not sent: the final notice says everything.
+    for (col, extra, deadline) in [
+        (
+            "preavviso_due",
+            " AND (expire_due IS NULL OR expire_due > ?1)",
+            Deadline::Preavviso,
+        ),
+        ("expire_due", "", Deadline::Expire),
     ] {
         let mut st = conn.prepare_cached(&format!(
-            "SELECT identificativo, recipient FROM timers WHERE {col} IS NOT NULL AND {col} <= ?1 ORDER BY {col} LIMIT ?2"
+            "SELECT identificativo, recipient FROM timers WHERE {col} IS NOT NULL AND {col} <= ?1{extra} ORDER BY {col} LIMIT ?2"
         ))?;
         let rows = st.query_map(params![now, limit as i64], |r| {
             Ok(DueTimer {
@@ -492,5 +498,17 @@ mod tests {
         assert!(timer_close(&c, "id", "b@y", 60, "consegna").unwrap());
         assert!(due_timers(&c, 300, 10).unwrap().is_empty());
         assert!(!timer_open(&c, "id", "b@y").unwrap());
+    }
+
+    #[test]
+    fn overdue_warning_is_skipped_when_the_final_deadline_passed_too() {
+        let c = db();
+        timer_start(&c, "id", "b@y", 0, 100, 200).unwrap();
+        let d = due_timers(&c, 150, 10).unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].deadline, Deadline::Preavviso);
+        let d = due_timers(&c, 250, 10).unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].deadline, Deadline::Expire);
     }
 }
