@@ -410,8 +410,8 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
                     id.clone(),
                     d.address.clone(),
                     s.now_ms,
-                    s.now_ms + tcfg.0,
-                    s.now_ms + tcfg.1,
+                    crate::pec::timers::preavviso_due(s.now_ms, &tcfg),
+                    crate::pec::timers::expiry_due(s.now_ms, &tcfg),
                 ));
             }
         }
@@ -447,8 +447,8 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
     })
 }
 
-/// `(preavviso_after, expire_after)` in milliseconds.
-pub fn timer_config(ctx: &Ctx) -> (i64, i64) {
+/// `[timers]` in milliseconds.
+pub fn timer_config(ctx: &Ctx) -> crate::pec::timers::TimerConfig {
     let t = &ctx.cfg.timers;
     let pre = ctx.cfg.duration(
         &t.preavviso_after,
@@ -457,9 +457,11 @@ pub fn timer_config(ctx: &Ctx) -> (i64, i64) {
     let exp = ctx
         .cfg
         .duration(&t.expire_after, std::time::Duration::from_secs(24 * 3600));
-    (pre.as_millis() as i64, exp.as_millis() as i64)
+    crate::pec::timers::TimerConfig {
+        preavviso_after: pre.as_millis() as i64,
+        expiry_after: exp.as_millis() as i64,
+    }
 }
-
 fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String> {
     let reply = Reply::pec_refused(r.code, r.status, &r.reason_en);
     let p = provider(ctx);

@@ -237,7 +237,7 @@ fn sweep(ctx: &Ctx) {
     }
 }
 
-/// Exponential backoff with ±25 % jitter, between `[queue] retry_initial` and `retry_max`.
+/// Exponential backoff shortened by up to 25 % jitter, between `[queue] retry_initial` and `retry_max`.
 fn backoff(ctx: &Ctx, attempts: i64) -> Duration {
     let q = &ctx.cfg.queue;
     let initial = ctx.cfg.duration(&q.retry_initial, Duration::from_secs(60));
@@ -542,7 +542,7 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
             Ok(())
         }
         Outcome::Temporary(e) => {
-            let (_, expire) = timer_config(ctx);
+            let expire = timer_config(ctx).expiry_after;
             if is_busta && now > job.created_at + expire {
                 // The 24 h notice is the timers' duty; the relay just stops.
                 return Err(Fail::Permanent(format!(
