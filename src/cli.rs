@@ -178,4 +178,7 @@ pub struct BenchArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Keep the peer provider down: measure submission and memory with everything queued.
+    #[arg(long)]
+    pub dead_peer: bool,
 }

@@ -137,6 +137,15 @@ pub async fn run(ctx: Arc<Ctx>) {
 }
 
 async fn run_job(ctx: &Arc<Ctx>, job: Job) {
+    // The loop picked this job from a snapshot that may predate the commit of
+    // an earlier run of it (finished, or rescheduled, just before): only the
+    // row as it is now says whether it is still due.
+    let id = job.id;
+    let now = store::now_ms();
+    let job = match ctx.store.read(move |c| Ok(queue::get(c, id)?)).await {
+        Ok(Some(j)) if j.state == "pending" && j.due_at <= now => j,
+        _ => return,
+    };
     let r = match job.kind {
         Kind::Mailbox => mailbox(ctx, &job).await,
         Kind::LocalBusta => local_busta(ctx, &job).await,
