@@ -16,9 +16,14 @@ use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// Path of the pecd binary cargo built for these tests.
+/// Path of the pecd binary cargo built for these tests. `PECD_BIN` overrides
+/// it: with a target dir shared by several worktrees, `target/debug/pecd` is
+/// whichever worktree linked last, while `deps/pecd-<hash>` is this one's.
 pub fn pecd_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pecd"))
+    match std::env::var_os("PECD_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_pecd")),
+    }
 }
 
 /// The shared reference material.
