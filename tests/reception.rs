@@ -103,6 +103,11 @@ fn check_anomaly(anomaly: &[u8], original: &[u8], ca: &TestCa) {
         )
     );
     assert_eq!(header(anomaly, "X-Ricevuta"), None);
+    let text = String::from_utf8_lossy(anomaly).replace("=\r\n", "");
+    assert!(
+        text.contains("non sono stati certificati"),
+        "the anomaly does not say why"
+    );
     assert!(
         classify(anomaly).daticert.is_none(),
         "no daticert in an anomaly"
