@@ -171,6 +171,7 @@ async fn anything_not_a_genuine_pec_becomes_an_anomaly() {
         "presa-in-carico",
         "avvenuta-consegna",
         "errore-consegna",
+        "ricevuta-avvenuta-consegna",
     ];
     let a_before: Vec<usize> = pec_kinds.iter().map(|k| count(&a, k)).collect();
     let b_before: Vec<usize> = ["ricevuta-presa-in-carico", "ricevuta-avvenuta-consegna"]
