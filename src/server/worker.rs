@@ -873,7 +873,13 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
             ev.generated_msgid = msgid.clone();
             ev.error = Some(reason.english());
             events.push(ev);
+            let receipt_box = ctx.receipt_address();
             for r in &job.recipients {
+                if r.eq_ignore_ascii_case(&receipt_box) {
+                    // Our receipt mailbox is no user's: the anomaly is logged
+                    // above; a Maildir job would only fail ("no such mailbox").
+                    continue;
+                }
                 jobs.push(NewJob {
                     key: format!("anomalia:{}:{r}", dedup_key(&message, &blob)),
                     kind: Kind::Mailbox,

@@ -16,9 +16,14 @@ use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// Path of the pecd binary cargo built for these tests.
+/// Path of the pecd binary cargo built for these tests. `PECD_BIN` overrides
+/// it: with a target dir shared by several worktrees, `target/debug/pecd` is
+/// whichever worktree linked last, while `deps/pecd-<hash>` is this one's.
 pub fn pecd_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pecd"))
+    match std::env::var_os("PECD_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_pecd")),
+    }
 }
 
 /// The shared reference material.
@@ -539,4 +544,176 @@ pub fn two_providers(
     a.route_to(&b);
     b.route_to(&a);
     (a, b)
+}
+
+// ---- Added for the relay / reception / verify tests (t-relay) ----
+
+/// A plain (no TLS) SMTP client speaking raw lines, for the inbound port.
+pub struct RawSmtp {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+}
+
+impl RawSmtp {
+    /// Connect and read the greeting (must be 220).
+    pub fn connect(port: u16) -> RawSmtp {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut c = RawSmtp {
+            reader: std::io::BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+        };
+        let (code, text) = c.reply();
+        assert_eq!(code, 220, "greeting: {text}");
+        c
+    }
+
+    /// Read one (possibly multi-line) reply.
+    pub fn reply(&mut self) -> (u16, String) {
+        use std::io::BufRead;
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).unwrap();
+            assert!(n > 0, "connection closed; so far: {all}");
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return (line[..3].parse().unwrap(), all);
+            }
+        }
+    }
+
+    /// Send one command line and read the reply.
+    pub fn cmd(&mut self, line: &str) -> (u16, String) {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+        self.reply()
+    }
+
+    /// `DATA`, the dot-stuffed message, `.`; returns the final reply.
+    pub fn data(&mut self, msg: &[u8]) -> (u16, String) {
+        let (code, text) = self.cmd("DATA");
+        assert_eq!(code, 354, "DATA: {text}");
+        let mut wire = Vec::with_capacity(msg.len() + 64);
+        for line in msg.split_inclusive(|&b| b == b'\n') {
+            if line.starts_with(b".") {
+                wire.push(b'.');
+            }
+            wire.extend_from_slice(line);
+        }
+        if !wire.ends_with(b"\r\n") {
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b".\r\n");
+        self.writer.write_all(&wire).unwrap();
+        self.reply()
+    }
+}
+
+/// Deliver `msg` over plain SMTP to `port` (e.g. a provider's inbound
+/// listener), asserting every step succeeds; returns the final reply text.
+pub fn send_plain(port: u16, from: &str, rcpts: &[&str], msg: &[u8]) -> String {
+    let mut c = RawSmtp::connect(port);
+    let (code, text) = c.cmd("EHLO tester.example");
+    assert_eq!(code, 250, "{text}");
+    let (code, text) = c.cmd(&format!("MAIL FROM:<{from}>"));
+    assert_eq!(code, 250, "{text}");
+    for r in rcpts {
+        let (code, text) = c.cmd(&format!("RCPT TO:<{r}>"));
+        assert_eq!(code, 250, "RCPT {r}: {text}");
+    }
+    let (code, text) = c.data(msg);
+    assert_eq!(code, 250, "end of DATA: {text}");
+    c.cmd("QUIT");
+    text
+}
+
+/// The identificativo out of the access point's `250` reply text.
+pub fn identificativo_in(reply: &str) -> String {
+    reply
+        .split("identificativo ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no identificativo in {reply:?}"))
+        .to_string()
+}
+
+impl TestProvider {
+    /// Every stored message of every mailbox (`data/mail/**/{new,cur}/*`).
+    pub fn all_mail(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p
+                    .parent()
+                    .and_then(|d| d.file_name())
+                    .is_some_and(|n| n == "new" || n == "cur")
+                {
+                    out.push((p.clone(), std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.path().join("data/mail"), &mut out);
+        out
+    }
+
+    /// Every file in the spool (messages generated or received).
+    pub fn spool_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.path().join("data/spool"))
+            .unwrap()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".eml") && !name.starts_with('.') {
+                out.push((e.path(), std::fs::read(e.path()).unwrap()));
+            }
+        }
+        out
+    }
+
+    /// Log events of one type.
+    pub fn events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.log_events(&[])
+            .into_iter()
+            .filter(|e| e["event"] == event)
+            .collect()
+    }
+
+    /// Wait until `n` log events of type `event` satisfy `pred`.
+    pub fn wait_events(
+        &self,
+        event: &str,
+        n: usize,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        self.wait_for(&format!("{n} x log event {event}"), 30, || {
+            let v: Vec<_> = self.events(event).into_iter().filter(&pred).collect();
+            (v.len() >= n).then_some(v)
+        })
+    }
+
+    /// A connection to the provider's database (WAL: fine beside the daemon).
+    pub fn db(&self) -> rusqlite::Connection {
+        pecd::store::open_connection(&self.path().join("data/pecd.sqlite3")).unwrap()
+    }
+
+    /// Send SIGHUP to the running daemon.
+    pub fn sighup(&self) {
+        let c = self.child.as_ref().expect("provider running");
+        unsafe { libc::kill(c.id() as i32, libc::SIGHUP) };
+    }
+}
+
+/// The bytes of `postacert.eml` inside a provider message.
+pub fn postacert_of(msg: &[u8]) -> Vec<u8> {
+    let m = pecd::pec::classify::classify(msg);
+    msg[m.postacert.expect("message has a postacert.eml")].to_vec()
 }

@@ -1,0 +1,396 @@
+//! The reception point (issue 3): whatever reaches the inbound port without
+//! being a genuine PEC object of a provider in the index becomes a signed
+//! busta di anomalia, never a PEC; relay is denied; the provider index is
+//! reloaded at runtime (file change and SIGHUP).
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pecd::pec::classify::classify;
+use pecd::pec::smime::Signer;
+use pecd::pec::types::Unsigned;
+
+const ALICE: &str = "alice@pec.alpha.test";
+const BOB: &str = "bob@pec.beta.test";
+
+async fn submit(p: &TestProvider, from: &str, rcpts: &[&str], msg: &[u8]) -> String {
+    let reply = p
+        .submit_raw(from, rcpts, msg, false)
+        .await
+        .expect("submission accepted");
+    identificativo_in(&reply)
+}
+
+/// The first message in `address`'s mailbox with `name: value` and `<id>` in `id_header`.
+fn wait_with_id(p: &TestProvider, address: &str, name: &str, value: &str, id: &str) -> Vec<u8> {
+    p.wait_for(
+        &format!("{name}: {value} about {id} for {address}"),
+        30,
+        || {
+            p.messages_with(address, name, value)
+                .into_iter()
+                .find(|m| classify(m).daticert.is_some_and(|d| d.identificativo == id))
+        },
+    )
+}
+
+/// Re-sign a provider message's signed entity, headers kept, with `signer`.
+fn resign(signed: &[u8], signer: &Signer) -> Vec<u8> {
+    let m = classify(signed);
+    let entity = signed[m.signed_entity.expect("a signed message")].to_vec();
+    let (fields, _) = pecd::pec::headers::raw_fields(signed);
+    let headers = fields
+        .iter()
+        .filter(|f| !f.name.eq_ignore_ascii_case("Content-Type"))
+        .map(|f| {
+            let v = String::from_utf8_lossy(f.raw_value(signed));
+            (f.name.clone(), v.trim_start().to_string())
+        })
+        .collect();
+    signer
+        .sign(&Unsigned { headers, entity }, "resigned-by-the-test")
+        .unwrap()
+}
+
+/// Flip the case of the first letter of `marker` inside the signed part.
+fn flip_byte(signed: &[u8], marker: &[u8]) -> Vec<u8> {
+    let range = classify(signed).signed_entity.expect("a signed message");
+    let at = signed[range.clone()]
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .map(|i| i + range.start)
+        .unwrap_or_else(|| {
+            panic!(
+                "{:?} not in the signed part",
+                String::from_utf8_lossy(marker)
+            )
+        });
+    let mut out = signed.to_vec();
+    out[at] ^= 0x20;
+    out
+}
+
+fn signer_for(ca: &pecd::certs::CertKey, name: &str, domain: &str) -> Signer {
+    let c = pecd::certs::generate_signing(ca, name, domain).unwrap();
+    Signer::from_pem(&c.cert_pem(), &c.key_pem(), &ca.cert_pem()).unwrap()
+}
+
+/// An anomaly envelope in `address`'s mailbox wrapping exactly `original`.
+fn wait_anomaly_of(p: &TestProvider, address: &str, original: &[u8]) -> Vec<u8> {
+    p.wait_for("busta di anomalia wrapping the message", 30, || {
+        p.messages_with(address, "X-Trasporto", "errore")
+            .into_iter()
+            .find(|m| postacert_of(m) == original)
+    })
+}
+
+/// Check the shape of an anomaly envelope built by Alpha around `original`.
+fn check_anomaly(anomaly: &[u8], original: &[u8], ca: &TestCa) {
+    let o = classify(original);
+    assert_eq!(
+        header(anomaly, "Subject").unwrap(),
+        format!(
+            "ANOMALIA MESSAGGIO: {}",
+            o.subject.clone().unwrap_or_default()
+        )
+    );
+    assert_eq!(
+        header(anomaly, "From").unwrap(),
+        format!(
+            "\"Per conto di: {}\" <posta-certificata@pec.alpha.test>",
+            o.from_address.clone().unwrap()
+        )
+    );
+    assert_eq!(header(anomaly, "X-Ricevuta"), None);
+    let text = String::from_utf8_lossy(anomaly).replace("=\r\n", "");
+    assert!(
+        text.contains("non sono stati certificati"),
+        "the anomaly does not say why"
+    );
+    assert!(
+        classify(anomaly).daticert.is_none(),
+        "no daticert in an anomaly"
+    );
+    openssl_verify(anomaly, &ca.pem_path()).expect("the anomaly envelope verifies");
+}
+
+fn count(p: &TestProvider, event: &str) -> usize {
+    p.events(event).len()
+}
+
+fn reloads(p: &TestProvider) -> usize {
+    p.log().matches("provider index reloaded").count()
+}
+
+/// Each kind of bad message becomes an anomaly; nothing is delivered as
+/// PEC and no receipt is emitted; relaying is denied.
+#[tokio::test]
+async fn anything_not_a_genuine_pec_becomes_an_anomaly() {
+    let ca = TestCa::new();
+    let (mut a, mut b) = two_providers(&ca, &["alice"], &["bob"]);
+    a.start();
+    b.start();
+
+    // Relay denied, STARTTLS offered, no TLS needed to talk.
+    let mut c = RawSmtp::connect(a.inbound);
+    let (code, ehlo) = c.cmd("EHLO tester.example");
+    assert_eq!(code, 250);
+    assert!(ehlo.contains("STARTTLS"), "{ehlo}");
+    assert!(!ehlo.contains("AUTH"), "{ehlo}");
+    assert_eq!(c.cmd("MAIL FROM:<someone@example.org>").0, 250);
+    for outside in ["victim@example.org", BOB] {
+        let (code, text) = c.cmd(&format!("RCPT TO:<{outside}>"));
+        assert_eq!(code, 550, "{text}");
+        assert!(text.contains("5.7.1"), "{text}");
+    }
+    assert_eq!(c.cmd(&format!("RCPT TO:<{ALICE}>")).0, 250);
+    c.cmd("QUIT");
+
+    // Genuine traffic to copy from: a busta from Beta and a consegna from Beta.
+    let m = message(BOB, &[ALICE], &[], "Originale", "", "testo originale");
+    let idb = submit(&b, BOB, &[ALICE], &m).await;
+    let busta = wait_with_id(&a, ALICE, "X-Trasporto", "posta-certificata", &idb);
+    let m = message(ALICE, &[BOB], &[], "Andata", "", "andata");
+    let ida = submit(&a, ALICE, &[BOB], &m).await;
+    let consegna = wait_with_id(&a, ALICE, "X-Ricevuta", "avvenuta-consegna", &ida);
+    openssl_verify(&busta, &ca.pem_path()).unwrap();
+    openssl_verify(&consegna, &ca.pem_path()).unwrap();
+    // Let the flows finish (presa in carico of both) before taking the baseline.
+    a.wait_events("ricevuta-presa-in-carico", 1, |e| {
+        e["identificativo"] == ida
+    });
+    b.wait_events("ricevuta-presa-in-carico", 1, |e| {
+        e["identificativo"] == idb
+    });
+    b.wait_events("ricevuta-avvenuta-consegna", 1, |e| {
+        e["identificativo"] == idb
+    });
+    let pec_kinds = [
+        "busta-ricevuta",
+        "presa-in-carico",
+        "avvenuta-consegna",
+        "errore-consegna",
+        "ricevuta-avvenuta-consegna",
+    ];
+    let a_before: Vec<usize> = pec_kinds.iter().map(|k| count(&a, k)).collect();
+    let b_before: Vec<usize> = ["ricevuta-presa-in-carico", "ricevuta-avvenuta-consegna"]
+        .iter()
+        .map(|k| count(&b, k))
+        .collect();
+    let bustas_before = a
+        .messages_with(ALICE, "X-Trasporto", "posta-certificata")
+        .len();
+    let consegne_before = a
+        .messages_with(ALICE, "X-Ricevuta", "avvenuta-consegna")
+        .len();
+
+    let other_ca = pecd::certs::generate_ca("Some Other CA").unwrap();
+    let foreign = signer_for(&other_ca, "Beta PEC S.p.A.", "pec.beta.test");
+    let not_indexed = signer_for(&ca.ca, "Gamma PEC S.p.A.", "pec.gamma.test");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "plain mail",
+            message(
+                "mario.rossi@example.org",
+                &[ALICE],
+                &[],
+                "Posta ordinaria",
+                "",
+                "non certificata",
+            ),
+            "not a PEC message",
+        ),
+        (
+            "busta signed by an untrusted CA",
+            resign(&busta, &foreign),
+            "untrusted signer certificate",
+        ),
+        (
+            "busta signed by a trusted provider not in the index",
+            resign(&busta, &not_indexed),
+            "is not in the provider index",
+        ),
+        (
+            "busta altered after signing",
+            flip_byte(&busta, b"Messaggio di Posta Certificata"),
+            "content digest mismatch",
+        ),
+        (
+            "receipt with a broken signature",
+            flip_byte(&consegna, b"Ricevuta di avvenuta consegna"),
+            "content digest mismatch",
+        ),
+    ];
+    // The re-signed copies differ from a genuine busta only in the signer
+    // (else the test would prove something else): openssl agrees.
+    assert!(openssl_verify(&cases[1].1, &ca.pem_path()).is_err());
+    assert!(openssl_verify(&cases[2].1, &ca.pem_path()).is_ok());
+    for (what, bytes, _) in &cases {
+        let reply = send_plain(
+            a.inbound,
+            "posta-certificata@pec.beta.test",
+            &[ALICE],
+            bytes,
+        );
+        assert!(reply.contains("2.0.0"), "{what}: {reply}");
+    }
+    for (what, bytes, reason) in &cases {
+        let anomaly = wait_anomaly_of(&a, ALICE, bytes);
+        check_anomaly(&anomaly, bytes, &ca);
+        let subject = classify(bytes).subject.unwrap_or_default();
+        let logged = a.wait_events("anomalia", 1, |e| {
+            e["subject"] == subject.as_str()
+                && e["error"].as_str().is_some_and(|r| r.contains(reason))
+        });
+        assert!(
+            !logged.is_empty(),
+            "{what}: no anomalia event with {reason:?}"
+        );
+    }
+    assert_eq!(count(&a, "anomalia"), cases.len());
+    // Let any wrongly emitted receipt travel before looking for it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let a_after: Vec<usize> = pec_kinds.iter().map(|k| count(&a, k)).collect();
+    assert_eq!(a_after, a_before, "{pec_kinds:?} at Alpha changed");
+    let b_after: Vec<usize> = ["ricevuta-presa-in-carico", "ricevuta-avvenuta-consegna"]
+        .iter()
+        .map(|k| count(&b, k))
+        .collect();
+    assert_eq!(b_after, b_before, "Beta received receipts for anomalies");
+    assert_eq!(
+        a.messages_with(ALICE, "X-Trasporto", "posta-certificata")
+            .len(),
+        bustas_before,
+        "an anomaly was delivered as a busta"
+    );
+    assert_eq!(
+        a.messages_with(ALICE, "X-Ricevuta", "avvenuta-consegna")
+            .len(),
+        consegne_before,
+        "a broken receipt was delivered as a receipt"
+    );
+    for (p, m) in a.all_mail() {
+        if let Err(e) = openssl_verify(&m, &ca.pem_path()) {
+            panic!("{}: {e}", p.display());
+        }
+    }
+    a.stop();
+    b.stop();
+}
+
+/// Removing Beta from Alpha's index at runtime turns Beta's bustas and
+/// receipts into anomalies; putting it back restores them; SIGHUP reloads too.
+#[tokio::test]
+async fn index_reload_changes_the_verdict() {
+    let ca = TestCa::new();
+    let (mut a, mut b) = two_providers(&ca, &["alice"], &["bob"]);
+    a.start();
+    b.start();
+    let full = format!("{}{}", a.index_entry(), b.index_entry());
+    let only_a = a.index_entry();
+
+    // Beta removed: its busta and its receipts become anomalies at Alpha.
+    let n = reloads(&a);
+    a.write_index(&only_a);
+    a.wait_for("index reload", 10, || (reloads(&a) > n).then_some(()));
+    let m = message(BOB, &[ALICE], &[], "Fuori indice", "", "1");
+    let id1 = submit(&b, BOB, &[ALICE], &m).await;
+    let anomaly = a.wait_for("anomaly wrapping Beta's busta", 30, || {
+        a.messages_with(ALICE, "X-Trasporto", "errore")
+            .into_iter()
+            .find(|x| header(&postacert_of(x), "Message-ID") == Some(format!("<{id1}>")))
+    });
+    assert_eq!(
+        header(&postacert_of(&anomaly), "X-Trasporto").as_deref(),
+        Some("posta-certificata")
+    );
+    openssl_verify(&anomaly, &ca.pem_path()).unwrap();
+    a.wait_events("anomalia", 1, |e| {
+        e["error"]
+            .as_str()
+            .is_some_and(|r| r.contains("not in the provider index"))
+    });
+    let m = message(ALICE, &[BOB], &[], "Ricevuta fuori indice", "", "2");
+    let id2 = submit(&a, ALICE, &[BOB], &m).await;
+    let anomaly = a.wait_for("anomaly wrapping Beta's consegna", 30, || {
+        a.messages_with(ALICE, "X-Trasporto", "errore")
+            .into_iter()
+            .find(|x| {
+                let inner = postacert_of(x);
+                header(&inner, "X-Ricevuta").as_deref() == Some("avvenuta-consegna")
+                    && classify(&inner)
+                        .daticert
+                        .is_some_and(|d| d.identificativo == id2)
+            })
+    });
+    openssl_verify(&anomaly, &ca.pem_path()).unwrap();
+    assert!(a
+        .messages_with(ALICE, "X-Ricevuta", "avvenuta-consegna")
+        .is_empty());
+    assert!(a
+        .messages_with(ALICE, "X-Trasporto", "posta-certificata")
+        .is_empty());
+
+    // Beta's presa in carico for id2 was addressed to Alpha's receipt
+    // mailbox: logged as an anomaly, not a failed delivery to a user.
+    a.wait_events("anomalia", 1, |e| {
+        e["recipients"] == "posta-certificata@pec.alpha.test"
+            && e["subject"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("PRESA IN CARICO"))
+    });
+    assert!(
+        a.events("lavoro-fallito").is_empty(),
+        "{:?}",
+        a.events("lavoro-fallito")
+    );
+    // Beta back: accepted again.
+    let n = reloads(&a);
+    a.write_index(&full);
+    a.wait_for("index reload", 10, || (reloads(&a) > n).then_some(()));
+    let m = message(BOB, &[ALICE], &[], "Di nuovo in indice", "", "3");
+    let id3 = submit(&b, BOB, &[ALICE], &m).await;
+    let busta = wait_with_id(&a, ALICE, "X-Trasporto", "posta-certificata", &id3);
+    openssl_verify(&busta, &ca.pem_path()).unwrap();
+    wait_with_id(&b, BOB, "X-Ricevuta", "avvenuta-consegna", &id3);
+
+    // SIGHUP: the file changes but keeps its old mtime, so only the signal
+    // can make Alpha notice.
+    let path = a.path().join("index.toml");
+    let old = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let tmp = a.path().join("index.toml.sighup");
+    std::fs::write(&tmp, &only_a).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let n = reloads(&a);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(reloads(&a), n, "the watcher reloaded an unchanged mtime");
+    a.sighup();
+    a.wait_for("reload on SIGHUP", 10, || (reloads(&a) > n).then_some(()));
+    let m = message(BOB, &[ALICE], &[], "Dopo SIGHUP", "", "4");
+    let id4 = submit(&b, BOB, &[ALICE], &m).await;
+    a.wait_for("anomaly after SIGHUP", 30, || {
+        a.messages_with(ALICE, "X-Trasporto", "errore")
+            .into_iter()
+            .find(|x| header(&postacert_of(x), "Message-ID") == Some(format!("<{id4}>")))
+    });
+    assert_eq!(
+        a.messages_with(ALICE, "X-Trasporto", "posta-certificata")
+            .len(),
+        1,
+        "only the busta sent while Beta was in the index was accepted"
+    );
+    for (p, m) in a.all_mail() {
+        if let Err(e) = openssl_verify(&m, &ca.pem_path()) {
+            panic!("{}: {e}", p.display());
+        }
+    }
+    a.stop();
+    b.stop();
+}

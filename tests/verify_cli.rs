@@ -1,0 +1,368 @@
+//! `pecd verify` on the real sample corpus and on our own messages, and
+//! `pecd index import-ldif` (issue 3).
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+fn pecd(args: &[&str]) -> Output {
+    Command::new(pecd_bin()).args(args).output().unwrap()
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "--json output does not parse ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// The README's verdicts: (file, verifies, signer CN fragment, needs --inner).
+const SAMPLES: &[(&str, bool, &str, bool)] = &[
+    ("aruba-2018_accettazione.eml", true, "ARUBA PEC", false),
+    (
+        "aruba-2018_avvenuta-consegna_completa.eml",
+        true,
+        "ARUBA PEC",
+        false,
+    ),
+    ("aruba-2014_busta-trasporto_a.eml", true, "ARUBA PEC", false),
+    ("aruba-2014_busta-trasporto_b.eml", true, "ARUBA PEC", false),
+    ("aruba-2014_accettazione.eml", true, "ARUBA PEC", false),
+    (
+        "aruba-2014_avvenuta-consegna_completa.eml",
+        true,
+        "ARUBA PEC",
+        false,
+    ),
+    (
+        "sogei-2018_busta-trasporto_sdi-invio-file.eml",
+        true,
+        "Sogei",
+        false,
+    ),
+    (
+        "sogei-2018_busta-trasporto_sdi-ricevuta-consegna.eml",
+        true,
+        "Sogei",
+        false,
+    ),
+    (
+        "namirial-2024_busta-trasporto_via-mailinglist.eml",
+        true,
+        "Namirial",
+        true,
+    ),
+    (
+        "NEG_sogei-2018_busta-trasporto_sdi-ricevuta-consegna_ws-stripped.eml",
+        false,
+        "",
+        false,
+    ),
+    (
+        "NEG_sogei-2019_busta-trasporto_sdi-mancata-consegna_ws-stripped.eml",
+        false,
+        "",
+        false,
+    ),
+    ("ANON_accettazione_fakepec.eml", false, "", false),
+    ("ANON_errore-consegna_fakepec.eml", false, "", false),
+    ("ANON_avvenuta-consegna_sha256.eml", false, "", false),
+    ("ANON_busta-trasporto_sha256.eml", false, "", false),
+];
+
+#[test]
+fn sample_corpus_gets_the_readme_verdicts() {
+    let dir = shared_dir().join("pec-samples");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".eml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no sample read from {}", dir.display());
+    for f in &files {
+        assert!(
+            SAMPLES.iter().any(|s| s.0 == f),
+            "{f} is not in this test's table: add the README's verdict"
+        );
+    }
+    let mut read = 0;
+    for (name, verifies, signer, inner) in SAMPLES {
+        let path = dir.join(name);
+        assert!(path.exists(), "{name} missing from {}", dir.display());
+        let p = path.to_str().unwrap();
+        let mut args = vec!["verify", p, "--json"];
+        if *inner {
+            // The whole file does not verify: the list wrapped it.
+            let whole = pecd(&args);
+            assert_eq!(whole.status.code(), Some(1), "{name} without --inner");
+            assert_eq!(json_of(&whole)["ok"], false);
+            args.push("--inner");
+        }
+        let out = pecd(&args);
+        let j = json_of(&out);
+        read += 1;
+        let code = out.status.code();
+        if *verifies {
+            assert_eq!(
+                code,
+                Some(0),
+                "{name} should verify: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            assert_eq!(j["ok"], true, "{name}");
+            assert_eq!(j["signature"]["verdict"], "valid", "{name}");
+            assert_eq!(j["signature"]["chain_checked"], false, "{name}");
+            let subject = j["signature"]["signer_subject"].as_str().unwrap_or("");
+            assert!(subject.contains(signer), "{name}: signer {subject}");
+            let fp = j["signature"]["sha1_fingerprint"].as_str().unwrap_or("");
+            assert_eq!(fp.len(), 59, "{name}: SHA-1 {fp:?}");
+            assert!(j["signature"]["signing_time"].is_i64(), "{name}");
+            assert!(j["daticert"]["identificativo"].is_string(), "{name}");
+            assert!(j["daticert"]["mittente"].is_string(), "{name}");
+            // The text form names the same facts.
+            let mut text_args = vec!["verify", p];
+            if *inner {
+                text_args.push("--inner");
+            }
+            let text = pecd(&text_args);
+            assert_eq!(text.status.code(), Some(0), "{name} (text)");
+            assert!(String::from_utf8_lossy(&text.stdout).contains(fp), "{name}");
+        } else {
+            assert_eq!(
+                code,
+                Some(1),
+                "{name} should be rejected: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            assert_eq!(j["ok"], false, "{name}");
+            assert!(
+                !j["reasons"].as_array().unwrap().is_empty(),
+                "{name}: no reason given"
+            );
+            if name.starts_with("NEG_") {
+                let reasons = j["reasons"].to_string();
+                assert!(reasons.contains("digest"), "{name}: {reasons}");
+            }
+        }
+    }
+    assert_eq!(read, SAMPLES.len());
+}
+
+#[test]
+fn verify_fails_when_nothing_is_read() {
+    let out = pecd(&["verify", "/nonexistent/message.eml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let out = pecd(&["verify", empty.path().to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json_of(&out)["ok"], false);
+}
+
+/// Base64 of `der`, folded as LDIF does (76 columns, continuation lines
+/// start with one space).
+fn ldif_b64(attr: &str, der: &[u8]) -> String {
+    let b64 = openssl::base64::encode_block(der);
+    let line = format!("{attr}:: {b64}");
+    let mut out = String::new();
+    let mut rest = line.as_str();
+    let mut first = true;
+    while !rest.is_empty() {
+        let take = rest.len().min(if first { 76 } else { 75 });
+        if !first {
+            out.push(' ');
+        }
+        out.push_str(&rest[..take]);
+        out.push('\n');
+        rest = &rest[take..];
+        first = false;
+    }
+    out
+}
+
+fn sha1_hex(pem_path: &Path) -> String {
+    let cert = openssl::x509::X509::from_pem(&std::fs::read(pem_path).unwrap()).unwrap();
+    let d = cert.digest(openssl::hash::MessageDigest::sha1()).unwrap();
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn our_messages_with_ca_and_index_and_ldif_import() {
+    let ca = TestCa::new();
+    let mut a = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]),
+    );
+    let b = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Beta PEC S.p.A.", "pec.beta.test", &["bob"]),
+    );
+    a.start();
+    let msg = message(
+        "alice@pec.alpha.test",
+        &["alice@pec.alpha.test"],
+        &[],
+        "Da verificare",
+        "",
+        "x",
+    );
+    a.submit_raw(
+        "alice@pec.alpha.test",
+        &["alice@pec.alpha.test"],
+        &msg,
+        false,
+    )
+    .await
+    .unwrap();
+    let acc = a.wait_messages("alice@pec.alpha.test", "X-Ricevuta", "accettazione", 1);
+    let busta = a.wait_messages(
+        "alice@pec.alpha.test",
+        "X-Trasporto",
+        "posta-certificata",
+        1,
+    );
+    a.stop();
+    let work = tempfile::tempdir().unwrap();
+    let acc_file = work.path().join("accettazione.eml");
+    std::fs::write(&acc_file, &acc[0]).unwrap();
+    let busta_file = work.path().join("busta.eml");
+    std::fs::write(&busta_file, &busta[0]).unwrap();
+    let other = pecd::certs::generate_ca("Unrelated CA").unwrap();
+    let other_pem = work.path().join("other-ca.pem");
+    std::fs::write(&other_pem, other.cert_pem()).unwrap();
+    let (acc_p, busta_p, ca_p, other_p) = (
+        acc_file.to_str().unwrap(),
+        busta_file.to_str().unwrap(),
+        ca.pem_path(),
+        other_pem.to_str().unwrap().to_string(),
+    );
+    let ca_p = ca_p.to_str().unwrap();
+
+    for f in [acc_p, busta_p] {
+        let ok = pecd(&["verify", f, "--ca", ca_p, "--json"]);
+        assert_eq!(
+            ok.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&ok.stdout)
+        );
+        let j = json_of(&ok);
+        assert_eq!(j["signature"]["chain_checked"], true);
+        assert_eq!(j["daticert"]["gestore_emittente"], "Alpha PEC S.p.A.");
+        let bad = pecd(&["verify", f, "--ca", &other_p, "--json"]);
+        assert_eq!(bad.status.code(), Some(1), "unrelated CA accepted for {f}");
+        assert_eq!(json_of(&bad)["ok"], false);
+        // Both CAs: the right one is enough.
+        let both = pecd(&["verify", f, "--ca", &other_p, "--ca", ca_p]);
+        assert_eq!(both.status.code(), Some(0));
+    }
+    assert_eq!(
+        json_of(&pecd(&["verify", busta_p, "--json"]))["kind"],
+        "busta"
+    );
+
+    // An LDIF index (pec-spec §10): Alpha by certificate (DER, base64,
+    // folded) plus a roll-over hash, Beta by hash only.
+    let a_cert_pem = a.path().join("certs/signing.pem");
+    let a_der = openssl::x509::X509::from_pem(&std::fs::read(&a_cert_pem).unwrap())
+        .unwrap()
+        .to_der()
+        .unwrap();
+    let b_sha1 = sha1_hex(&b.path().join("certs/signing.pem"));
+    let b_sha1_colons = b_sha1
+        .as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap().to_ascii_uppercase())
+        .collect::<Vec<_>>()
+        .join(":");
+    let rollover = "00112233445566778899aabbccddeeff00112233";
+    let ldif = format!(
+        "version: 1\n\n\
+         dn: o=postacert\nobjectClass: top\nobjectClass: organization\no: postacert\n\n\
+         dn: providerName=Alpha PEC S.p.A.,o=postacert\nobjectClass: top\nobjectClass: provider\n\
+         providerName: Alpha PEC S.p.A.\nproviderCertificateHash: {rollover}\n{}\
+         mailReceipt: posta-certificata@pec.alpha.test\nmanagedDomains: pec.alpha.test\n\
+         managedDomains: PEC.Alpha-Due.test\n\n\
+         dn: providerName=Beta PEC S.p.A.,o=postacert\nobjectClass: top\nobjectClass: provider\n\
+         providerName: Beta PEC S.p.A.\nproviderCertificateHash: {b_sha1_colons}\n\
+         mailReceipt: ricevute@pec.beta.test\nmanagedDomains: pec.beta.test\n",
+        ldif_b64("providerCertificate", &a_der)
+    );
+    let ldif_file = work.path().join("index.ldif");
+    std::fs::write(&ldif_file, &ldif).unwrap();
+    let out = pecd(&["index", "import-ldif", ldif_file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "import-ldif: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let toml_text = String::from_utf8(out.stdout).unwrap();
+    let idx = pecd::pec::index::ProviderIndex::from_toml(&toml_text, &|p: &str| {
+        Err(format!("no file {p}"))
+    })
+    .unwrap_or_else(|e| panic!("import output is not an index: {}\n{toml_text}", e.0));
+    assert_eq!(idx.providers.len(), 2, "{toml_text}");
+    let pa = idx
+        .provider_for_domain("pec.alpha-due.test")
+        .expect("alpha");
+    assert_eq!(pa.name, "Alpha PEC S.p.A.");
+    assert_eq!(pa.receipt_mailbox, "posta-certificata@pec.alpha.test");
+    assert_eq!(pa.sha1.len(), 2, "roll-over hash and certificate hash");
+    let pb = idx.provider_for_domain("pec.beta.test").expect("beta");
+    assert_eq!(pb.receipt_mailbox, "ricevute@pec.beta.test");
+    let b_raw: Vec<u8> = (0..20)
+        .map(|i| u8::from_str_radix(&b_sha1[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(pb.sha1, vec![<[u8; 20]>::try_from(b_raw).unwrap()]);
+
+    // pecd itself accepts it: as --index for verify, as [trust] index of a provider.
+    let imported = work.path().join("imported.toml");
+    std::fs::write(&imported, &toml_text).unwrap();
+    let v = pecd(&[
+        "verify",
+        busta_p,
+        "--ca",
+        ca_p,
+        "--index",
+        imported.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+    assert_eq!(json_of(&v)["provider"], "Alpha PEC S.p.A.");
+    // ... and the LDIF directly.
+    let v = pecd(&[
+        "verify",
+        busta_p,
+        "--index",
+        ldif_file.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(v.status.code(), Some(0));
+    assert_eq!(json_of(&v)["provider"], "Alpha PEC S.p.A.");
+    // An index without Alpha: the signer is unknown.
+    let only_b = work.path().join("only-beta.toml");
+    std::fs::write(&only_b, b.index_entry()).unwrap();
+    let v = pecd(&["verify", busta_p, "--index", only_b.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(1));
+
+    std::fs::copy(&imported, a.path().join("index.toml")).unwrap();
+    let cc = a.cli(&["check-config"], "");
+    assert!(
+        cc.status.success(),
+        "check-config with the imported index: {}{}",
+        String::from_utf8_lossy(&cc.stdout),
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    a.start();
+    a.stop();
+}
