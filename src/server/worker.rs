@@ -846,7 +846,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                     continue;
                 }
                 jobs.push(NewJob {
-                    key: format!("ricevuta:{}:{r}", dedup_key(&message, &blob)),
+                    key: format!("ricevuta:{}:{r}", dedup_key(bytes)),
                     kind: Kind::Mailbox,
                     identificativo: Some(id.clone()),
                     mail_from: String::new(),
@@ -881,7 +881,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                     continue;
                 }
                 jobs.push(NewJob {
-                    key: format!("anomalia:{}:{r}", dedup_key(&message, &blob)),
+                    key: format!("anomalia:{}:{r}", dedup_key(bytes)),
                     kind: Kind::Mailbox,
                     identificativo: None,
                     mail_from: String::new(),
@@ -897,14 +897,15 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
     Ok((events, jobs, timers))
 }
 
-/// What identifies a received message across repeated transmissions: its
-/// Message-ID when it has one, else the spool file it arrived in.
-fn dedup_key(m: &PecMessage, blob: &str) -> String {
-    m.message_id
-        .as_deref()
-        .map(|id| id.trim().trim_matches(['<', '>']).to_string())
-        .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| blob.to_string())
+/// What identifies a received message across repeated transmissions: the
+/// digest of its bytes. A peer that sends again after losing our `250` sends
+/// the same bytes; an altered copy under the same Message-ID is another
+/// message and must get its own anomaly envelope.
+fn dedup_key(bytes: &[u8]) -> String {
+    openssl::sha::sha256(bytes)[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A 12 h or 24 h deadline passed: queue the notice to the sender.
