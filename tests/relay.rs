@@ -724,3 +724,52 @@ async fn connections_to_a_busy_peer_are_reused() {
     a.stop();
     b.stop();
 }
+
+/// A peer that refuses the busta for good (5xx): the relay stops at once and
+/// the sender gets a signed avviso di mancata consegna naming the refusal;
+/// the recipient's timers are closed, so no time-limit notice follows.
+#[tokio::test]
+async fn permanent_refusal_by_a_peer_is_reported_to_the_sender() {
+    let ca = TestCa::new();
+    let (mut a, mut b) = two_providers(&ca, &["alice"], &["bob"]);
+    a.append_config("[timers]\npreavviso_after = \"3s\"\nexpire_after = \"6s\"\n");
+    // Beta takes nothing bigger than 3 kB: the busta of a 4 kB message is
+    // refused with 552 at MAIL FROM SIZE= or at the end of DATA.
+    b.append_config("[limits]\nmax_message_size = \"3KB\"\n");
+    a.start();
+    b.start();
+    let big = "x".repeat(4000);
+    let m = message(
+        ALICE,
+        &["bob@pec.beta.test"],
+        &[],
+        "Troppo grande",
+        "",
+        &big,
+    );
+    let id = submit(&a, ALICE, &["bob@pec.beta.test"], &m).await;
+    let notice = wait_receipts(&a, ALICE, "errore-consegna", &id, 1);
+    verified(&notice[0], &ca, "notice of a permanent refusal");
+    let d = daticert(&notice[0]);
+    assert_eq!(d.consegna.as_deref(), Some("bob@pec.beta.test"));
+    let esteso = d.errore_esteso.unwrap_or_default();
+    assert!(
+        esteso.contains("552"),
+        "the peer's reply is quoted: {esteso}"
+    );
+    a.wait_events("inoltro-fallito", 1, |e| e["identificativo"] == id);
+    let out = a.cli(&["queue", "list", "--json"], "");
+    let pending: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|j: &serde_json::Value| j["identificativo"] == id)
+        .collect();
+    assert!(pending.is_empty(), "nothing left to retry: {pending:?}");
+    // Past both deadlines: the closed recipient gets no time-limit notice.
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(receipts_for(&a, ALICE, "preavviso-errore-consegna", &id).is_empty());
+    assert!(b.mailbox("bob@pec.beta.test").is_empty());
+    a.stop();
+    b.stop();
+}
