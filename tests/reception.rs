@@ -394,3 +394,48 @@ async fn index_reload_changes_the_verdict() {
     a.stop();
     b.stop();
 }
+
+/// The reception point has the same size limit and SMTP-smuggling defence as
+/// the access point: nothing oversized or smuggled becomes a message.
+#[tokio::test]
+async fn inbound_limits_and_smuggling() {
+    let ca = TestCa::new();
+    let mut a = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]),
+    );
+    a.append_config("[limits]\nmax_message_size = \"5KB\"\n");
+    a.start();
+    let mut s = RawSmtp::connect(a.inbound);
+    assert_eq!(s.cmd("EHLO peer.test").0, 250);
+    let (code, text) = s.cmd("MAIL FROM:<x@peer.test> SIZE=10000");
+    assert_eq!(code, 552, "{text}");
+    assert_eq!(s.cmd("MAIL FROM:<x@peer.test>").0, 250);
+    assert_eq!(s.cmd("RCPT TO:<alice@pec.alpha.test>").0, 250);
+    let big = format!("Subject: big\r\n\r\n{}\r\n", "y".repeat(6000));
+    let (code, text) = s.data(big.as_bytes());
+    assert_eq!(code, 552, "oversize DATA: {text}");
+    // `\n.\r\n` must neither end the message nor start a second transaction.
+    assert_eq!(s.cmd("MAIL FROM:<x@peer.test>").0, 250);
+    assert_eq!(s.cmd("RCPT TO:<alice@pec.alpha.test>").0, 250);
+    assert_eq!(s.cmd("DATA").0, 354);
+    let smuggled = b"Subject: one\r\n\r\nhello\n.\r\nMAIL FROM:<evil@peer.test>\r\nRCPT TO:<alice@pec.alpha.test>\r\nDATA\r\nSubject: two\r\n\r\nsmuggled\r\n.\r\n";
+    let (code, text) = s.raw(smuggled);
+    assert_eq!(code, 554, "smuggling refused whole: {text}");
+    // The same with a bare CR before the dot.
+    assert_eq!(s.cmd("MAIL FROM:<x@peer.test>").0, 250);
+    assert_eq!(s.cmd("RCPT TO:<alice@pec.alpha.test>").0, 250);
+    assert_eq!(s.cmd("DATA").0, 354);
+    let (code, text) =
+        s.raw(b"Subject: three\r\n\r\nhello\r.\r\nMAIL FROM:<evil@peer.test>\r\n.\r\n");
+    assert_eq!(code, 554, "bare CR smuggling refused whole: {text}");
+    assert_eq!(s.cmd("QUIT").0, 221);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        a.events("ricezione").is_empty(),
+        "nothing was received: {:?}",
+        a.events("ricezione")
+    );
+    assert!(a.mailbox("alice@pec.alpha.test").is_empty());
+    a.stop();
+}

@@ -591,6 +591,12 @@ impl RawSmtp {
         self.reply()
     }
 
+    /// Write bytes exactly as given (no dot-stuffing) and read one reply.
+    pub fn raw(&mut self, bytes: &[u8]) -> (u16, String) {
+        self.writer.write_all(bytes).unwrap();
+        self.reply()
+    }
+
     /// `DATA`, the dot-stuffed message, `.`; returns the final reply.
     pub fn data(&mut self, msg: &[u8]) -> (u16, String) {
         let (code, text) = self.cmd("DATA");
