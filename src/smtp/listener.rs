@@ -98,7 +98,7 @@ async fn handle<B: Backend>(
             return;
         };
         match timeout(cfg.command_timeout, crate::tls::accept(acceptor, tcp)).await {
-            Ok(Ok(s)) => Stream::Tls(s),
+            Ok(Ok(s)) => Stream::Tls(Box::new(s)),
             Ok(Err(e)) => {
                 info!(error = %e, "TLS handshake failed");
                 return;
