@@ -16,9 +16,13 @@ use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// Path of the pecd binary cargo built for these tests.
+/// Path of the pecd binary cargo built for these tests. `PECD_BIN` overrides
+/// it: worktrees sharing one CARGO_TARGET_DIR overwrite each other's
+/// `target/debug/pecd`, so a helper points at its own `deps/pecd-<hash>`.
 pub fn pecd_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pecd"))
+    std::env::var_os("PECD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pecd")))
 }
 
 /// The shared reference material.
