@@ -106,7 +106,9 @@ async fn refused(p: &TestProvider, rcpts: &[&str], raw: &[u8], reason: &str) -> 
 async fn formal_refusals_get_a_signed_non_accettazione() {
     let ca = TestCa::new();
     let p = provider(&ca, "");
-    let cases: Vec<(&str, Vec<u8>, Vec<&str>, &str, &str)> = vec![
+    // (name, message, RCPT TO, English reason in the reply, Italian in errore-esteso)
+    type Case<'a> = (&'a str, Vec<u8>, Vec<&'a str>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "hidden",
             message(ALICE, &[BOB], &[], "Nascosto", "", "x"),
