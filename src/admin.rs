@@ -43,14 +43,15 @@ pub fn load_config(path: &Path) -> Result<Config, Box<dyn std::error::Error>> {
 }
 
 fn check_config(path: &Path) -> AdminResult {
-    let cfg = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            println!("{e}");
-            return Ok(ExitCode::FAILURE);
+    // Key errors are collected rather than fatal: every problem is printed.
+    let (cfg, mut problems) = Config::load_reporting(path);
+    let Some(cfg) = cfg else {
+        for p in &problems {
+            println!("{p}");
         }
+        return Ok(ExitCode::FAILURE);
     };
-    let mut problems = cfg.validate(true);
+    problems.extend(cfg.validate(true));
     problems.extend(crate::server::check_trust(&cfg));
     if problems.is_empty() {
         println!("{}: ok", path.display());

@@ -366,6 +366,51 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|e| ConfigError::Io(path.to_path_buf(), e))?;
+        Config::load_text(path, &text)
+    }
+
+    /// Like [`Config::load`], but for `check-config`: a key error does not
+    /// stop the check. Each unknown key or badly typed value is reported as
+    /// `table.key: message`, its line is set aside and the rest is parsed
+    /// again, so the caller can still validate everything else.
+    pub fn load_reporting(path: &Path) -> (Option<Config>, Vec<String>) {
+        let mut text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => return (None, vec![format!("{}: {e}", path.display())]),
+        };
+        let mut problems = Vec::new();
+        // Each round removes at least one line, so this ends; the cap is a guard.
+        for _ in 0..256 {
+            let e = match toml::from_str::<Config>(&text) {
+                Ok(_) => break,
+                Err(e) => e,
+            };
+            match e.span().and_then(|r| key_lines(&text, r)) {
+                Some((key, lines)) => {
+                    problems.push(format!("{key}: {}", e.message().trim()));
+                    text = text
+                        .split_inclusive('\n')
+                        .enumerate()
+                        .filter(|(i, _)| !lines.contains(i))
+                        .map(|(_, l)| l)
+                        .collect();
+                }
+                None => {
+                    problems.push(format!("{}: {e}", path.display()));
+                    return (None, problems);
+                }
+            }
+        }
+        match Config::load_text(path, &text) {
+            Ok(c) => (Some(c), problems),
+            Err(e) => {
+                problems.push(e.to_string());
+                (None, problems)
+            }
+        }
+    }
+
+    fn load_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let base = path
             .parent()
             .map(Path::to_path_buf)
@@ -375,7 +420,7 @@ impl Config {
         } else {
             base
         };
-        Config::from_str_at(&text, &base).map_err(|e| ConfigError::Parse(path.to_path_buf(), e))
+        Config::from_str_at(text, &base).map_err(|e| ConfigError::Parse(path.to_path_buf(), e))
     }
 
     /// Parse TOML text whose relative paths resolve against `base`.
@@ -571,6 +616,43 @@ impl Config {
     }
 }
 
+/// For an error at `span`: the dotted key (`limits.max_recipients`,
+/// `route[0].next_hop`) and the line numbers of its `key = value` entry.
+/// None when the span is not inside such an entry (a header, a whole table).
+fn key_lines(text: &str, span: std::ops::Range<usize>) -> Option<(String, std::ops::Range<usize>)> {
+    let first = text[..span.start.min(text.len())].matches('\n').count();
+    let last = text[..span.end.min(text.len())]
+        .trim_end_matches(['\r', '\n'])
+        .matches('\n')
+        .count()
+        .max(first);
+    let lines: Vec<&str> = text.lines().collect();
+    let line = lines.get(first)?.trim();
+    if line.starts_with('[') || line.starts_with('#') {
+        return None;
+    }
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    let mut table = String::new();
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    for l in &lines[..first] {
+        let l = l.trim();
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let n = counts.entry(name.trim().to_string()).or_insert(0);
+            table = format!("{}[{}]", name.trim(), *n);
+            *n += 1;
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            table = name.trim().to_string();
+        }
+    }
+    let path = if table.is_empty() {
+        key.to_string()
+    } else {
+        format!("{table}.{key}")
+    };
+    Some((path, first..last + 1))
+}
+
 fn valid_domain(d: &str) -> bool {
     !d.is_empty()
         && d.len() <= 253
@@ -633,6 +715,29 @@ key = "certs/tls.key"
                 "{key} missing in {p:?}"
             );
         }
+    }
+
+    #[test]
+    fn load_reporting_lists_every_key_error_and_keeps_going() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pecd.toml");
+        let text = format!(
+            "{MINIMAL}\n[limits]\nmax_mesage_size = \"1MB\"\nmax_recipients = \"many\"\n\n[[route]]\ndomain = \"a.test\"\nnext_hop = \"127.0.0.1:25\"\nhop = 1\n[timers]\npreavviso_after = \"soon\"\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let (cfg, p) = Config::load_reporting(&path);
+        let cfg = cfg.expect("the rest still parses");
+        assert!(
+            p[0].starts_with("limits.max_mesage_size: unknown field"),
+            "{p:?}"
+        );
+        assert!(p[1].starts_with("limits.max_recipients: "), "{p:?}");
+        assert!(p[2].starts_with("route[0].hop: unknown field"), "{p:?}");
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(cfg
+            .validate(false)
+            .iter()
+            .any(|l| l.starts_with("timers.preavviso_after")));
     }
 
     #[test]

@@ -197,8 +197,9 @@ pub fn check(
             "5.6.0",
         ));
     }
-    acc.from = from[0].clone();
-    if !acc.from.eq_ignore_ascii_case(mail_from.trim()) {
+    // Checked before taking From as the sender: the notice of this refusal
+    // goes to the authenticated MAIL FROM, never to the forged From.
+    if !from[0].eq_ignore_ascii_case(mail_from.trim()) {
         return Err(refuse(
             &acc,
             "il mittente (From) non corrisponde al mittente della sessione SMTP (MAIL FROM)",
@@ -207,6 +208,7 @@ pub fn check(
             "5.7.1",
         ));
     }
+    acc.from = from[0].clone();
     if acc.to.is_empty() {
         return Err(refuse(
             &acc,
@@ -317,6 +319,10 @@ mod tests {
         let l = Limits::default();
         let r = refused(MSG, "other@pec.alpha.test", &all, l);
         assert!(r.reason.contains("MAIL FROM") && r.notice);
+        assert_eq!(
+            r.partial.from, "other@pec.alpha.test",
+            "notice to the session's sender"
+        );
         let r = refused(MSG, "mario@pec.alpha.test", &all[..2], l);
         assert!(r.reason.contains("RCPT TO"));
         let hidden = [

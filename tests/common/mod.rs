@@ -720,6 +720,179 @@ impl TestProvider {
 
 /// The bytes of `postacert.eml` inside a provider message.
 pub fn postacert_of(msg: &[u8]) -> Vec<u8> {
-    let m = pecd::pec::classify::classify(msg);
-    msg[m.postacert.expect("message has a postacert.eml")].to_vec()
+    postacert(msg).expect("message has a postacert.eml")
+}
+
+// ---- additions for the access-point tests (t-access) ------------------------
+
+/// Decoded bytes of the first leaf part named `filename` (e.g. `daticert.xml`).
+pub fn part_named(msg: &[u8], filename: &str) -> Option<Vec<u8>> {
+    pecd::pec::mime::walk(msg, 0..msg.len())
+        .into_iter()
+        .find(|e| {
+            e.filename(msg)
+                .is_some_and(|f| f.eq_ignore_ascii_case(filename))
+        })
+        .map(|e| e.decoded_body(msg))
+}
+
+/// The raw `daticert.xml` bytes as they travel (base64 removed), not re-serialised.
+pub fn raw_daticert(msg: &[u8]) -> Vec<u8> {
+    part_named(msg, "daticert.xml").expect("message has a daticert.xml part")
+}
+
+/// Validate the raw daticert.xml of a message against the DTD with xmllint.
+pub fn xmllint_message(msg: &[u8]) -> Result<(), String> {
+    let xml = raw_daticert(msg);
+    xmllint_valid(std::str::from_utf8(&xml).map_err(|e| e.to_string())?)
+}
+
+/// The embedded `postacert.eml` bytes, if any.
+pub fn postacert(msg: &[u8]) -> Option<Vec<u8>> {
+    part_named(msg, "postacert.eml")
+}
+
+/// Every file under `<data_dir>/mail` (all mailboxes, new/ and cur/).
+pub fn all_mail_files(p: &TestProvider) -> Vec<PathBuf> {
+    p.all_mail().into_iter().map(|(path, _)| path).collect()
+}
+
+/// Contents of every spool file (what was written right after signing).
+pub fn spool_files(p: &TestProvider) -> Vec<Vec<u8>> {
+    p.spool_files()
+        .into_iter()
+        .map(|(_, bytes)| bytes)
+        .collect()
+}
+
+/// A plain or TLS byte stream for [`SecureSmtp`].
+pub enum RawStream {
+    Plain(std::net::TcpStream),
+    Tls(Box<openssl::ssl::SslStream<std::net::TcpStream>>),
+    Gone,
+}
+
+impl std::io::Read for RawStream {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            RawStream::Plain(s) => s.read(b),
+            RawStream::Tls(s) => s.read(b),
+            RawStream::Gone => Ok(0),
+        }
+    }
+}
+
+impl std::io::Write for RawStream {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            RawStream::Plain(s) => s.write(b),
+            RawStream::Tls(s) => s.write(b),
+            RawStream::Gone => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            RawStream::Plain(s) => s.flush(),
+            RawStream::Tls(s) => s.flush(),
+            RawStream::Gone => Ok(()),
+        }
+    }
+}
+
+/// A hand-driven SMTP client (for what lettre refuses to send).
+pub struct SecureSmtp {
+    pub stream: RawStream,
+    buf: Vec<u8>,
+    ca: PathBuf,
+}
+
+fn tls_client(tcp: std::net::TcpStream, ca: &Path) -> RawStream {
+    use openssl::ssl::{SslConnector, SslMethod};
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_ca_file(ca).unwrap();
+    let s = b.build().connect("127.0.0.1", tcp).unwrap();
+    RawStream::Tls(Box::new(s))
+}
+
+impl SecureSmtp {
+    /// Connect to `port`; `implicit_tls` wraps the socket in TLS first (465-style).
+    /// The greeting is read and checked.
+    pub fn connect(port: u16, ca: &Path, implicit_tls: bool) -> SecureSmtp {
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let stream = if implicit_tls {
+            tls_client(tcp, ca)
+        } else {
+            RawStream::Plain(tcp)
+        };
+        let mut c = SecureSmtp {
+            stream,
+            buf: Vec::new(),
+            ca: ca.to_path_buf(),
+        };
+        let (code, text) = c.reply();
+        assert_eq!(code, 220, "greeting: {text}");
+        c
+    }
+
+    /// Read one (possibly multi-line) reply: code and all text lines joined by `\n`.
+    pub fn reply(&mut self) -> (u16, String) {
+        use std::io::Read;
+        let mut lines = Vec::new();
+        loop {
+            while let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..i + 2).collect();
+                let line = String::from_utf8_lossy(&line[..i]).into_owned();
+                let last = line.as_bytes().get(3) != Some(&b'-');
+                lines.push(line);
+                if last {
+                    let code = lines.last().unwrap()[..3].parse().unwrap_or(0);
+                    let text = lines
+                        .iter()
+                        .map(|l| l.get(4..).unwrap_or(""))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    return (code, text);
+                }
+            }
+            let mut tmp = [0u8; 4096];
+            let n = self.stream.read(&mut tmp).unwrap_or(0);
+            if n == 0 {
+                return (0, format!("connection closed after {lines:?}"));
+            }
+            self.buf.extend_from_slice(&tmp[..n]);
+        }
+    }
+
+    /// Send raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.stream.write_all(bytes).unwrap();
+        self.stream.flush().unwrap();
+    }
+
+    /// Send one command line (CRLF added) and read its reply.
+    pub fn cmd(&mut self, line: &str) -> (u16, String) {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// STARTTLS and the TLS handshake (certificate checked against the test CA).
+    pub fn starttls(&mut self) {
+        let (code, text) = self.cmd("STARTTLS");
+        assert_eq!(code, 220, "STARTTLS: {text}");
+        assert!(self.buf.is_empty());
+        let RawStream::Plain(tcp) = std::mem::replace(&mut self.stream, RawStream::Gone) else {
+            panic!("STARTTLS on a TLS stream");
+        };
+        self.stream = tls_client(tcp, &self.ca);
+    }
+
+    /// EHLO, then AUTH PLAIN with `user` / `password`; returns the AUTH reply.
+    pub fn ehlo_auth(&mut self, user: &str, password: &str) -> (u16, String) {
+        let (code, text) = self.cmd("EHLO client.test");
+        assert_eq!(code, 250, "{text}");
+        let token = openssl::base64::encode_block(format!("\0{user}\0{password}").as_bytes());
+        self.cmd(&format!("AUTH PLAIN {token}"))
+    }
 }

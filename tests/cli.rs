@@ -1,0 +1,426 @@
+//! The command line contract: `check-config`, `user add/passwd/del/list`,
+//! `log` with its filters, `init`, development certificates on a fresh
+//! checkout, and a clean exit on SIGTERM. Every test runs the real binary.
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ALICE: &str = "alice@pec.alpha.test";
+const BOB: &str = "bob@pec.alpha.test";
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn alpha(ca: &TestCa, users: &[&str]) -> TestProvider {
+    TestProvider::prepare(
+        ca,
+        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", users),
+    )
+}
+
+#[test]
+fn check_config_accepts_a_good_config_and_names_every_problem() {
+    let ca = TestCa::new();
+    let p = alpha(&ca, &[]);
+    let ok = p.cli(&["check-config"], "");
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+
+    // One unknown key and several bad values: each is reported with its key.
+    let cfg = std::fs::read_to_string(p.config_path()).unwrap();
+    let bad = cfg.replace("hostname = \"mx.pec.alpha.test\"", "hostname = \"bad host!\"")
+        + "\n[limits]\nmax_recipients = 10\nmax_mesage_size = \"1MB\"\n\n[timers]\npreavviso_after = \"soon\"\n";
+    std::fs::write(p.config_path(), bad).unwrap();
+    let out = p.cli(&["check-config"], "");
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    for key in [
+        "limits.max_mesage_size",
+        "provider.hostname",
+        "limits.max_recipients",
+        "timers.preavviso_after",
+    ] {
+        assert!(
+            t.lines().any(|l| l.contains(key)),
+            "{key} not reported in:\n{t}"
+        );
+    }
+}
+
+/// AUTH PLAIN over implicit TLS; the reply code.
+fn auth_code(p: &TestProvider, user: &str, password: &str) -> u16 {
+    let mut c = SecureSmtp::connect(p.submissions, &p.ca_pem, true);
+    c.ehlo_auth(user, password).0
+}
+
+#[test]
+fn user_add_passwd_del_list() {
+    let ca = TestCa::new();
+    let mut p = alpha(&ca, &["alice"]);
+    let carol = "carol@pec.alpha.test";
+    let out = p.cli(
+        &["user", "add", carol, "--password-stdin"],
+        "first password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let maildir = p.path().join("data/mail/pec.alpha.test/carol");
+    for sub in ["new", "cur", "tmp"] {
+        assert!(maildir.join(sub).is_dir(), "{sub}/ of carol's Maildir");
+    }
+    let dup = p.cli(&["user", "add", carol, "--password-stdin"], "x\n");
+    assert!(!dup.status.success(), "adding twice must fail");
+    let foreign = p.cli(
+        &["user", "add", "eve@elsewhere.test", "--password-stdin"],
+        "x\n",
+    );
+    assert!(!foreign.status.success(), "a domain we do not serve");
+    let list = p.cli(&["user", "list"], "");
+    let l = String::from_utf8_lossy(&list.stdout);
+    assert!(l.lines().any(|x| x.trim() == ALICE), "{l}");
+    assert!(l.lines().any(|x| x.trim() == carol), "{l}");
+
+    p.start();
+    assert_eq!(auth_code(&p, carol, "first password"), 235);
+    let out = p.cli(
+        &["user", "passwd", carol, "--password-stdin"],
+        "second password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(auth_code(&p, carol, "first password"), 535, "old password");
+    assert_eq!(auth_code(&p, carol, "second password"), 235, "new password");
+    let missing = p.cli(
+        &[
+            "user",
+            "passwd",
+            "nobody@pec.alpha.test",
+            "--password-stdin",
+        ],
+        "x\n",
+    );
+    assert!(!missing.status.success());
+
+    let out = p.cli(&["user", "del", carol], "");
+    assert!(out.status.success(), "{}", text(&out));
+    let list = p.cli(&["user", "list"], "");
+    let l = String::from_utf8_lossy(&list.stdout);
+    assert!(!l.contains(carol) && l.contains(ALICE), "{l}");
+    assert_eq!(auth_code(&p, carol, "second password"), 535, "deleted user");
+    assert_eq!(p.stop().and_then(|s| s.code()), Some(0));
+}
+
+fn identificativo_of(reply: &str) -> String {
+    reply
+        .split("identificativo ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no identificativo in {reply:?}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn log_filters_oldest_first_and_survives_restart() {
+    let ca = TestCa::new();
+    let mut p = alpha(&ca, &["alice", "bob", "carol"]);
+    p.start();
+    let m1 = message(ALICE, &[BOB], &[], "Primo", "", "uno");
+    let m2 = message(ALICE, &["carol@pec.alpha.test"], &[], "Secondo", "", "due");
+    let id1 = identificativo_of(&p.submit_raw(ALICE, &[BOB], &m1, false).await.unwrap());
+    let id2 = identificativo_of(
+        &p.submit_raw(ALICE, &["carol@pec.alpha.test"], &m2, false)
+            .await
+            .unwrap(),
+    );
+    p.wait_messages(ALICE, "X-Ricevuta", "avvenuta-consegna", 2);
+    // Storing the accettazione and the consegna in alice's box ends a flow.
+    p.wait_for("both flows logged", 30, || {
+        let ev = p.log_events(&[]);
+        (ev.iter().filter(|e| e["event"] == "deposito").count() >= 4).then_some(())
+    });
+
+    let by_id = p.log_events(&["--id", &id1]);
+    let kinds: Vec<&str> = by_id.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    for k in ["accettazione", "busta-trasporto", "avvenuta-consegna"] {
+        assert!(kinds.contains(&k), "{k} not in {kinds:?}");
+    }
+    assert!(by_id.iter().all(|e| e["identificativo"] == id1.as_str()));
+    assert_eq!(kinds[0], "accettazione", "oldest first: {kinds:?}");
+    let ts: Vec<i64> = by_id.iter().map(|e| e["ts"].as_i64().unwrap()).collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{ts:?}");
+
+    let msgid1 = header(&m1, "Message-ID").unwrap();
+    let by_msgid = p.log_events(&["--msgid", &msgid1]);
+    assert!(!by_msgid.is_empty());
+    assert!(by_msgid
+        .iter()
+        .all(|e| e["msgid"] == msgid1.as_str() && e["identificativo"] == id1.as_str()));
+    assert!(by_msgid.iter().any(|e| e["event"] == "accettazione"));
+    // Without angle brackets too.
+    assert_eq!(
+        p.log_events(&["--msgid", msgid1.trim_matches(['<', '>'])])
+            .len(),
+        by_msgid.len()
+    );
+
+    let by_addr = p.log_events(&["--address", BOB]);
+    assert!(!by_addr.is_empty());
+    assert!(by_addr.iter().all(|e| e["identificativo"] != id2.as_str()));
+    assert!(by_addr.iter().all(|e| {
+        let s = format!("{} {}", e["sender"], e["recipients"]).to_ascii_lowercase();
+        s.contains(BOB)
+    }));
+
+    // Human format: one line per event, oldest first, with the identificativo.
+    let human = p.cli(&["log", "--id", &id1], "");
+    assert!(human.status.success());
+    let lines: Vec<String> = String::from_utf8_lossy(&human.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), by_id.len());
+    assert!(lines[0].contains("accettazione") && lines[0].contains(&id1));
+
+    // The log survives a restart, unchanged.
+    let before = p.log_events(&[]);
+    assert_eq!(p.stop().and_then(|s| s.code()), Some(0));
+    let stopped = p.log_events(&[]);
+    assert_eq!(stopped, before, "readable while the daemon is down");
+    p.start();
+    let after = p.log_events(&[]);
+    assert_eq!(&after[..before.len()], &before[..]);
+    assert_eq!(p.stop().and_then(|s| s.code()), Some(0));
+}
+
+/// Replace every `127.0.0.1:<port>` in a config's [listen] with free ports;
+/// returns the submission port.
+fn free_listen_ports(cfg: &Path) -> u16 {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    let mut out = String::new();
+    let mut sub = 0;
+    for line in text.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        if ["submission", "submissions", "inbound", "imap", "imaps"].contains(&key) {
+            let port = free_port();
+            if key == "submission" {
+                sub = port;
+            }
+            out.push_str(&format!("{key} = \"127.0.0.1:{port}\"\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    std::fs::write(cfg, out).unwrap();
+    assert_ne!(sub, 0, "no submission listener in {}", cfg.display());
+    sub
+}
+
+/// A `pecd serve` child with its output in `log`.
+struct Daemon {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn start(cfg: &Path, log: &Path) -> Daemon {
+        let f = std::fs::File::create(log).unwrap();
+        let child = Command::new(pecd_bin())
+            .arg("--config")
+            .arg(cfg)
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_port(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("pecd exited ({st}):\n{}", self.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not listening:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("pecd did not exit:\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn sigterm(&mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.wait_exit(30)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn init_writes_a_provider_that_check_config_accepts_and_serve_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("prov");
+    let out = Command::new(pecd_bin())
+        .args(["init"])
+        .arg(&dir)
+        .args([
+            "--domain",
+            "pec.example.test",
+            "--name",
+            "Example PEC S.p.A.",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("user add"), "prints what to do next");
+    let cfg = dir.join("pecd.toml");
+    for f in [
+        "pecd.toml",
+        "index.toml",
+        "certs/ca.pem",
+        "certs/signing.pem",
+        "certs/signing.key",
+        "certs/tls.pem",
+        "certs/tls.key",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} written");
+    }
+    let cfg_text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(cfg_text.contains("\"pec.example.test\""), "{cfg_text}");
+    assert!(cfg_text.contains("Example PEC S.p.A."), "{cfg_text}");
+    // The signing certificate is for posta-certificata@<domain>.
+    let x509 = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(dir.join("certs/signing.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&x509.stdout).contains("posta-certificata@pec.example.test"),
+        "{}",
+        text(&x509)
+    );
+
+    let check = Command::new(pecd_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+
+    // A second init into the same folder refuses to overwrite it.
+    let again = Command::new(pecd_bin())
+        .args(["init"])
+        .arg(&dir)
+        .args(["--domain", "pec.example.test"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+
+    // The standard ports of the written config may be taken or privileged here.
+    let port = free_listen_ports(&cfg);
+    let mut d = Daemon::start(&cfg, &tmp.path().join("serve.log"));
+    d.wait_port(port);
+    let st = d.sigterm();
+    assert_eq!(st.code(), Some(0), "SIGTERM exit:\n{}", d.output());
+}
+
+/// A checkout-like tree: `config/pecd.toml` and `config/index.toml` as
+/// shipped (ports made free), no certificates.
+fn checkout_like(generate: bool) -> (tempfile::TempDir, std::path::PathBuf, u16) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(tmp.path().join("config")).unwrap();
+    std::fs::create_dir_all(tmp.path().join("certs")).unwrap();
+    let cfg = tmp.path().join("config/pecd.toml");
+    let shipped = std::fs::read_to_string(root.join("config/pecd.toml")).unwrap();
+    assert!(shipped.contains("generate_if_missing = true"));
+    let text = if generate {
+        shipped
+    } else {
+        shipped.replace("generate_if_missing = true", "generate_if_missing = false")
+    };
+    std::fs::write(&cfg, text).unwrap();
+    std::fs::copy(
+        root.join("config/index.toml"),
+        tmp.path().join("config/index.toml"),
+    )
+    .unwrap();
+    let port = free_listen_ports(&cfg);
+    (tmp, cfg, port)
+}
+
+#[test]
+fn fresh_checkout_generates_dev_certificates_with_a_warning() {
+    let (tmp, cfg, port) = checkout_like(true);
+    let mut d = Daemon::start(&cfg, &tmp.path().join("serve.log"));
+    d.wait_port(port);
+    for f in ["ca.pem", "signing.pem", "signing.key", "tls.pem", "tls.key"] {
+        assert!(tmp.path().join("certs").join(f).is_file(), "certs/{f}");
+    }
+    let out = d.output();
+    assert!(
+        out.lines()
+            .any(|l| l.contains("WARN") && l.to_ascii_lowercase().contains("generat")),
+        "no warning about generated certificates:\n{out}"
+    );
+    // The generated TLS certificate is really served, from the generated CA.
+    let mut c = SecureSmtp::connect(port, &tmp.path().join("certs/ca.pem"), false);
+    assert_eq!(c.cmd("EHLO client.test").0, 250);
+    c.starttls();
+    assert_eq!(c.cmd("EHLO client.test").0, 250);
+    drop(c);
+    let st = d.sigterm();
+    assert_eq!(st.code(), Some(0), "SIGTERM exit:\n{}", d.output());
+}
+
+#[test]
+fn missing_certificates_without_generation_refuse_to_start() {
+    let (tmp, cfg, _port) = checkout_like(false);
+    let mut d = Daemon::start(&cfg, &tmp.path().join("serve.log"));
+    let st = d.wait_exit(30);
+    let out = d.output();
+    assert!(!st.success(), "started without certificates:\n{out}");
+    assert!(
+        out.contains("signing.certificate") && out.contains("does not exist"),
+        "unclear error:\n{out}"
+    );
+    assert!(!tmp.path().join("certs/signing.pem").exists());
+}
