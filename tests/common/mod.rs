@@ -32,12 +32,27 @@ pub fn shared_dir() -> PathBuf {
 }
 
 /// A free loopback port (bound then released).
+///
+/// Ports come from below the kernel's ephemeral range (32768+), so outgoing
+/// connections made meanwhile cannot take them, and from a counter, so two
+/// providers of this test binary never get the same one. (Handing out
+/// `bind(0)` ports instead lost races under load: the port was released for
+/// pecd to bind and a client socket took it first.)
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + std::process::id() % 10_000,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let p = 20_000 + (NEXT.fetch_add(1, Ordering::SeqCst) - 20_000) % 12_000;
+        if TcpListener::bind(("127.0.0.1", p as u16)).is_ok() {
+            return p as u16;
+        }
+    }
 }
 
 /// A throwaway CA for one test.
