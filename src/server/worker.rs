@@ -594,11 +594,24 @@ async fn inbound(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     ctx.store
         .write(move |c| {
             queue::mark_done(c, id, now)?;
-            for e in &events {
-                store::log::append(c, e)?;
-            }
+            // A presa in carico already queued (the same busta received
+            // twice) is not emitted again: drop the event that announces it.
+            // (Receptions themselves are logged each time: they happened.)
+            let mut repeated = Vec::new();
             for j in &jobs {
-                queue::enqueue(c, j, now)?;
+                if !queue::enqueue(c, j, now)? {
+                    repeated.extend(job_msgid(j));
+                }
+            }
+            for e in &events {
+                if e.event == "presa-in-carico"
+                    && e.generated_msgid
+                        .as_ref()
+                        .is_some_and(|m| repeated.contains(m))
+                {
+                    continue;
+                }
+                store::log::append(c, e)?;
             }
             for t in &timers {
                 match t {
@@ -615,6 +628,12 @@ async fn inbound(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         .await?;
     ctx.wake.notify_one();
     Ok(())
+}
+
+/// The Message-ID a queued job's message carries (from its data).
+fn job_msgid(j: &NewJob) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(j.data.as_deref()?).ok()?;
+    data_str(&v, "msgid")
 }
 
 enum TimerUpdate {
@@ -677,9 +696,11 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
             ev.generated_msgid = msgid.clone();
             ev.detail = Some(format!("to {receipt_mailbox} for {}", ours.join(", ")));
             events.push(ev);
+            // Keyed by what it certifies, not by the received copy: a busta
+            // sent again (its 250 lost) must not be taken in charge twice.
             jobs.push(route_job(
                 ctx,
-                format!("presa:{}:{blob}", c.identificativo),
+                format!("presa:{}:{}", c.identificativo, ours.join(",")),
                 &c.identificativo,
                 &receipt_mailbox,
                 &pblob,
@@ -758,13 +779,16 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                 }
             }
             let receipt_box = ctx.receipt_address();
+            // A receipt sent again by a peer whose 250 was lost carries the
+            // same Message-ID: it must reach the mailbox once.
+            let copy = message.message_id.clone().unwrap_or_else(|| blob.clone());
             for r in &job.recipients {
                 if r.eq_ignore_ascii_case(&receipt_box) {
                     // Provider-to-provider traffic: consumed, never shown to users.
                     continue;
                 }
                 jobs.push(NewJob {
-                    key: format!("ricevuta:{blob}:{r}"),
+                    key: format!("ricevuta:{copy}:{r}"),
                     kind: Kind::Mailbox,
                     identificativo: Some(id.clone()),
                     mail_from: String::new(),
