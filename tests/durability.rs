@@ -108,38 +108,48 @@ async fn kill9_during_load_loses_nothing_acknowledged_and_duplicates_nothing() {
         }));
     }
     first_ack.notified().await;
-    // A random moment in the next ~2.5 s of load.
+    // A random moment under load: after a random number of acknowledgements
+    // (between 30 and 230 of the 270), while every client is mid-stream.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .subsec_nanos() as u64;
-    let delay = Duration::from_millis(200 + nanos % 2300);
-    tokio::time::sleep(delay).await;
+        .subsec_nanos() as usize;
+    let target = 30 + nanos % 200;
+    let t0 = Instant::now();
+    while acked.lock().unwrap().len() < target {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "load too slow: {} acknowledged",
+            acked.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let delay = t0.elapsed();
     a.lock().unwrap().kill9();
     for t in tasks {
         t.await.unwrap();
     }
     let acked: BTreeSet<String> = acked.lock().unwrap().clone();
     eprintln!(
-        "killed after {delay:?}; {} messages acknowledged",
+        "killed {delay:?} after the first 250 (target {target}); {} acknowledged",
         acked.len()
     );
     assert!(!acked.is_empty());
 
     let mut a = Arc::try_unwrap(a).ok().unwrap().into_inner().unwrap();
     a.start();
-    let t = a.wait_for("every acknowledged message to complete", 90, || {
-        let t = tally(&a, &b);
-        acked
-            .iter()
-            .all(|id| t.get(id).is_some_and(|p| *p == COMPLETE))
-            .then_some(())
-    });
-    let _ = t;
+    wait_complete(&a, &b, &acked, 90);
     // Let both queues drain, then judge everything that exists.
-    a.wait_for("both queues to drain", 60, || {
-        (pending(&a) == 0 && pending(&b) == 0).then_some(())
-    });
+    let t0 = Instant::now();
+    while pending(&a) + pending(&b) > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "queues did not drain: A {:#?} B {:#?}",
+            queue_jobs(&a),
+            queue_jobs(&b)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     std::thread::sleep(Duration::from_millis(500));
     let t = tally(&a, &b);
     for id in &acked {
@@ -247,21 +257,29 @@ async fn sigterm_answers_421_exits_within_grace_and_keeps_acknowledged_work() {
     assert!(st.success(), "{st}");
     // New connections are refused while it is down, then everything completes.
     a.start();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let acked: BTreeSet<String> = acked.into_iter().collect();
+    wait_complete(&a, &b, &acked, 30);
+}
+
+/// Wait until every identificativo in `ids` is complete, or fail with what is not.
+fn wait_complete(a: &TestProvider, b: &TestProvider, ids: &BTreeSet<String>, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let t = tally(&a, &b);
-        if acked
+        let t = tally(a, b);
+        let missing: Vec<_> = ids
             .iter()
-            .all(|id| t.get(id).is_some_and(|p| *p == COMPLETE))
-        {
-            break;
+            .filter(|id| t.get(*id) != Some(&COMPLETE))
+            .map(|id| (id, t.get(id)))
+            .collect();
+        if missing.is_empty() {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "acknowledged messages incomplete after restart: {:#?}\nqueue A {:#?}\nqueue B {:#?}",
-            acked.iter().map(|id| (id, t.get(id))).collect::<Vec<_>>(),
-            queue_jobs(&a),
-            queue_jobs(&b)
+            "acknowledged messages incomplete: {missing:#?}\nqueue A {:#?}\nqueue B {:#?}\nlog A {}",
+            queue_jobs(a),
+            queue_jobs(b),
+            a.log()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
