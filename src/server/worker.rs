@@ -97,7 +97,20 @@ pub async fn run(ctx: Arc<Ctx>) {
                 let ctx2 = ctx.clone();
                 tokio::spawn(async move {
                     let id = job.id;
-                    run_job(&ctx2, job).await;
+                    // The due list may predate the commit of a run that just
+                    // ended (and left `running`): read the row again now that
+                    // we hold the id, so a finished or rescheduled job is not
+                    // run a second time (a relay would send its message twice).
+                    let fresh = ctx2
+                        .store
+                        .read(move |c| Ok(queue::get(c, id)?))
+                        .await
+                        .ok()
+                        .flatten()
+                        .filter(|j| j.state == "pending" && j.due_at <= store::now_ms());
+                    if let Some(job) = fresh {
+                        run_job(&ctx2, job).await;
+                    }
                     if let Ok(mut r) = ctx2.running.lock() {
                         r.remove(&id);
                     }
