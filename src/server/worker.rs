@@ -103,7 +103,20 @@ pub async fn run(ctx: Arc<Ctx>) {
                 let ctx2 = ctx.clone();
                 tokio::spawn(async move {
                     let id = job.id;
-                    run_job(&ctx2, job).await;
+                    // The due list may predate the commit of a run that just
+                    // ended (and left `running`): read the row again now that
+                    // we hold the id, so a finished or rescheduled job is not
+                    // run a second time (a relay would send its message twice).
+                    let fresh = ctx2
+                        .store
+                        .read(move |c| Ok(queue::get(c, id)?))
+                        .await
+                        .ok()
+                        .flatten()
+                        .filter(|j| j.state == "pending" && j.due_at <= store::now_ms());
+                    if let Some(job) = fresh {
+                        run_job(&ctx2, job).await;
+                    }
                     if let Ok(mut r) = ctx2.running.lock() {
                         r.remove(&id);
                     }
@@ -137,15 +150,6 @@ pub async fn run(ctx: Arc<Ctx>) {
 }
 
 async fn run_job(ctx: &Arc<Ctx>, job: Job) {
-    // The loop picked this job from a snapshot that may predate the commit of
-    // an earlier run of it (finished, or rescheduled, just before): only the
-    // row as it is now says whether it is still due.
-    let id = job.id;
-    let now = store::now_ms();
-    let job = match ctx.store.read(move |c| Ok(queue::get(c, id)?)).await {
-        Ok(Some(j)) if j.state == "pending" && j.due_at <= now => j,
-        _ => return,
-    };
     let r = match job.kind {
         Kind::Mailbox => mailbox(ctx, &job).await,
         Kind::LocalBusta => local_busta(ctx, &job).await,
@@ -674,11 +678,24 @@ async fn inbound(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     ctx.store
         .write(move |c| {
             queue::mark_done(c, id, now)?;
-            for e in &events {
-                store::log::append(c, e)?;
-            }
+            // A presa in carico already queued (the same busta received
+            // twice) is not emitted again: drop the event that announces it.
+            // (Receptions themselves are logged each time: they happened.)
+            let mut repeated = Vec::new();
             for j in &jobs {
-                queue::enqueue(c, j, now)?;
+                if !queue::enqueue(c, j, now)? {
+                    repeated.extend(job_msgid(j));
+                }
+            }
+            for e in &events {
+                if e.event == "presa-in-carico"
+                    && e.generated_msgid
+                        .as_ref()
+                        .is_some_and(|m| repeated.contains(m))
+                {
+                    continue;
+                }
+                store::log::append(c, e)?;
             }
             for t in &timers {
                 match t {
@@ -695,6 +712,12 @@ async fn inbound(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         .await?;
     ctx.wake.notify_one();
     Ok(())
+}
+
+/// The Message-ID a queued job's message carries (from its data).
+fn job_msgid(j: &NewJob) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(j.data.as_deref()?).ok()?;
+    data_str(&v, "msgid")
 }
 
 enum TimerUpdate {

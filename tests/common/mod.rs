@@ -911,3 +911,58 @@ impl SecureSmtp {
         self.cmd(&format!("AUTH PLAIN {token}"))
     }
 }
+
+/// `[timers]`/`[queue]` TOML with second-scale durations (timers, durability tests).
+pub fn fast_timers(preavviso: &str, expire: &str) -> String {
+    format!(
+        "[timers]\npreavviso_after = \"{preavviso}\"\nexpire_after = \"{expire}\"\n\n[queue]\nretry_initial = \"1s\"\nretry_max = \"2s\"\nshutdown_grace = \"5s\"\n"
+    )
+}
+
+/// The identificativo at the end of a `250 … identificativo ID` reply.
+pub fn ident_of(reply: &str) -> String {
+    reply.rsplit(' ').next().unwrap_or_default().to_string()
+}
+
+/// Route `domain` to a loopback port where nothing listens.
+pub fn route_dead(p: &TestProvider, domain: &str) {
+    p.append_config(&format!(
+        "[[route]]\ndomain = \"{domain}\"\nnext_hop = \"127.0.0.1:{}\"\n",
+        free_port()
+    ));
+}
+
+/// Log events of one type (and, if given, one identificativo).
+pub fn events_of(p: &TestProvider, event: &str, id: Option<&str>) -> Vec<serde_json::Value> {
+    let mut args = vec![];
+    if let Some(id) = id {
+        args.extend_from_slice(&["--id", id]);
+    }
+    p.log_events(&args)
+        .into_iter()
+        .filter(|e| e["event"] == event)
+        .collect()
+}
+
+/// `pecd queue list --json` parsed.
+pub fn queue_jobs(p: &TestProvider) -> Vec<serde_json::Value> {
+    let out = p.cli(&["queue", "list", "--json"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Messages of a user's mailbox that refer to `identificativo` (via daticert or X-Riferimento).
+pub fn receipts_for(p: &TestProvider, user: &str, tipo: &str, id: &str) -> Vec<Vec<u8>> {
+    p.messages_with(user, "X-Ricevuta", tipo)
+        .into_iter()
+        .filter(|m| daticert(m).identificativo == id)
+        .collect()
+}

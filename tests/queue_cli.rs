@@ -1,0 +1,131 @@
+//! `pecd queue list|show|retry|cancel` against a running daemon, with
+//! messages stuck on a dead peer.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const ALICE: &str = "alice@pec.alpha.test";
+const BOB: &str = "bob@pec.beta.test";
+
+fn relay_job(a: &TestProvider, id: &str) -> serde_json::Value {
+    queue_jobs(a)
+        .into_iter()
+        .find(|j| j["identificativo"] == id && j["kind"] == "relay")
+        .unwrap_or_else(|| panic!("no pending relay job for {id}"))
+}
+
+fn attempts(a: &TestProvider, id: &str) -> i64 {
+    relay_job(a, id)["attempts"].as_i64().unwrap()
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn queue_cli_lists_shows_retries_and_cancels_while_the_daemon_runs() {
+    let ca = TestCa::new();
+    let mut spec = ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]);
+    // Long retries: only `queue retry` makes a new attempt within the test.
+    spec.extra_config = "[timers]\npreavviso_after = \"1h\"\nexpire_after = \"2h\"\n\n[queue]\nretry_initial = \"10m\"\nretry_max = \"1h\"\n".into();
+    let mut a = TestProvider::prepare(&ca, &spec);
+    let b = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Beta PEC S.p.A.", "pec.beta.test", &["bob"]),
+    );
+    a.write_index(&format!("{}{}", a.index_entry(), b.index_entry()));
+    route_dead(&a, "pec.beta.test");
+    a.start();
+    let mut ids = Vec::new();
+    for s in ["Primo", "Secondo"] {
+        let m = message(ALICE, &[BOB], &[], s, "", "x");
+        ids.push(ident_of(
+            &a.submit_raw(ALICE, &[BOB], &m, false).await.unwrap(),
+        ));
+    }
+    a.wait_for("first attempts to fail", 15, || {
+        ids.iter().all(|id| attempts(&a, id) >= 1).then_some(())
+    });
+
+    // list --json: every column of the contract.
+    let j = relay_job(&a, &ids[0]);
+    let job_id = j["id"].as_i64().unwrap();
+    assert_eq!(j["recipients"], serde_json::json!([BOB]));
+    assert_eq!(j["next_hop"], "pec.beta.test");
+    assert_eq!(j["attempts"], 1);
+    assert!(j["last_error"].as_str().unwrap().contains("refused"), "{j}");
+    assert!(j["next_attempt"].as_str().unwrap().ends_with('Z'), "{j}");
+    assert!(j["age_seconds"].as_i64().unwrap() >= 0);
+    // list (text): the same facts in a table.
+    let text = ok(&a.cli(&["queue", "list"], ""));
+    let line = text
+        .lines()
+        .find(|l| l.contains(&ids[0]) && l.contains("relay"))
+        .unwrap_or_else(|| panic!("no line for {}: {text}", ids[0]));
+    for want in [job_id.to_string().as_str(), BOB, "pec.beta.test", "refused"] {
+        assert!(line.contains(want), "{want} missing in {line:?}");
+    }
+    assert!(text.lines().next().unwrap().contains("LAST ERROR"));
+    assert!(line.contains('+'), "next attempt in the future: {line}");
+
+    // show
+    let shown = ok(&a.cli(&["queue", "show", &job_id.to_string()], ""));
+    assert!(
+        shown.contains(&ids[0]) && shown.contains("message file:"),
+        "{shown}"
+    );
+    assert!(!a.cli(&["queue", "show", "999999"], "").status.success());
+
+    // retry ID: only that job runs again, promptly.
+    ok(&a.cli(&["queue", "retry", &job_id.to_string()], ""));
+    a.wait_for("the retried job to make an attempt", 10, || {
+        (attempts(&a, &ids[0]) >= 2).then_some(())
+    });
+    assert_eq!(attempts(&a, &ids[1]), 1, "the other job was left alone");
+    // retry --all
+    ok(&a.cli(&["queue", "retry", "--all"], ""));
+    a.wait_for("every job to make an attempt", 10, || {
+        (attempts(&a, &ids[0]) >= 3 && attempts(&a, &ids[1]) >= 2).then_some(())
+    });
+    assert!(
+        !a.cli(&["queue", "retry"], "").status.success(),
+        "needs ID or --all"
+    );
+
+    // cancel: the sender gets a signed non-delivery notice; the log says so.
+    let out = ok(&a.cli(&["queue", "cancel", &job_id.to_string()], ""));
+    assert!(out.contains("cancelled"), "{out}");
+    let notice = a.wait_for("the non-delivery notice", 15, || {
+        let m = receipts_for(&a, ALICE, "errore-consegna", &ids[0]);
+        (!m.is_empty()).then_some(m)
+    });
+    assert_eq!(notice.len(), 1);
+    openssl_verify(&notice[0], &a.ca_pem).expect("notice verifies with openssl");
+    let d = daticert(&notice[0]);
+    assert_eq!(d.consegna.as_deref(), Some(BOB));
+    assert!(d.errore_esteso.is_some());
+    assert_eq!(events_of(&a, "annullamento", Some(&ids[0])).len(), 1);
+    assert!(
+        queue_jobs(&a)
+            .iter()
+            .all(|j| j["identificativo"] != ids[0].as_str()),
+        "the cancelled job left the queue"
+    );
+    assert!(
+        !a.cli(&["queue", "cancel", &job_id.to_string()], "")
+            .status
+            .success(),
+        "a job is cancelled once"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(receipts_for(&a, ALICE, "errore-consegna", &ids[0]).len(), 1);
+    // The other message is still queued.
+    assert_eq!(relay_job(&a, &ids[1])["state"], "pending");
+}
