@@ -863,13 +863,22 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                 }
             }
             let receipt_box = ctx.receipt_address();
+            // The signature verified, so its Message-ID names this receipt:
+            // a peer sending it again (its 250 lost) must reach the mailbox
+            // once, even if the copy differs in unsigned bytes.
+            let copy = message
+                .message_id
+                .as_deref()
+                .map(|m| m.trim().trim_matches(['<', '>']).to_string())
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| dedup_key(bytes));
             for r in &job.recipients {
                 if r.eq_ignore_ascii_case(&receipt_box) {
                     // Provider-to-provider traffic: consumed, never shown to users.
                     continue;
                 }
                 jobs.push(NewJob {
-                    key: format!("ricevuta:{}:{r}", dedup_key(bytes)),
+                    key: format!("ricevuta:{copy}:{r}"),
                     kind: Kind::Mailbox,
                     identificativo: Some(id.clone()),
                     mail_from: String::new(),
@@ -920,10 +929,10 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
     Ok((events, jobs, timers))
 }
 
-/// What identifies a received message across repeated transmissions: the
-/// digest of its bytes. A peer that sends again after losing our `250` sends
-/// the same bytes; an altered copy under the same Message-ID is another
-/// message and must get its own anomaly envelope.
+/// What identifies an unverifiable received message across repeated
+/// transmissions: the digest of its bytes. A peer that sends again after
+/// losing our `250` sends the same bytes; an altered copy under the same
+/// Message-ID is another message and gets its own anomaly envelope.
 fn dedup_key(bytes: &[u8]) -> String {
     openssl::sha::sha256(bytes)[..16]
         .iter()
