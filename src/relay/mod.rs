@@ -69,16 +69,19 @@ pub struct Relay {
     hello: String,
     roots: Vec<Vec<u8>>,
     timeout: Duration,
+    pool_size: u32,
     pools: Mutex<HashMap<NextHop, AsyncSmtpTransport<Tokio1Executor>>>,
 }
 
 impl Relay {
-    /// A relay that says `EHLO hello` and trusts the given PEM roots for required TLS.
-    pub fn new(hello: &str, roots: Vec<Vec<u8>>, timeout: Duration) -> Relay {
+    /// A relay that says `EHLO hello`, trusts the given PEM roots for required
+    /// TLS, and keeps up to `pool_size` connections open per next hop.
+    pub fn new(hello: &str, roots: Vec<Vec<u8>>, timeout: Duration, pool_size: u32) -> Relay {
         Relay {
             hello: hello.to_string(),
             roots,
             timeout,
+            pool_size: pool_size.max(1),
             pools: Mutex::new(HashMap::new()),
         }
     }
@@ -114,9 +117,11 @@ impl Relay {
             .hello_name(ClientId::Domain(self.hello.clone()))
             .timeout(Some(self.timeout))
             .tls(tls)
+            // As many connections as jobs may send at once: one opened beyond
+            // the pool is closed after a single message, a TLS handshake wasted.
             .pool_config(
                 PoolConfig::new()
-                    .max_size(8)
+                    .max_size(self.pool_size)
                     .idle_timeout(Duration::from_secs(30)),
             )
             .build();

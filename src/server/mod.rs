@@ -338,7 +338,12 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
             .map_err(|e| format!("{}: {e}", data_dir.display()))?
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let relay = Relay::new(&cfg.provider.hostname, trust_pems, Duration::from_secs(60));
+    let relay = Relay::new(
+        &cfg.provider.hostname,
+        trust_pems,
+        Duration::from_secs(60),
+        cfg.queue.workers as u32,
+    );
     let l_sub = bind(&cfg.listen.submission, "submission").await?;
     let l_subs = bind(&cfg.listen.submissions, "submissions").await?;
     let l_in = bind(&cfg.listen.inbound, "inbound").await?;
