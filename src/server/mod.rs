@@ -62,6 +62,9 @@ pub struct Ctx {
     pub shutdown: watch::Receiver<bool>,
     /// Failed-login slowdown shared by SMTP AUTH and IMAP.
     pub throttle: Arc<crate::throttle::LoginThrottle>,
+    /// Password checks running at once. Each argon2id check holds 19 MiB, so
+    /// a burst of logins must queue instead of multiplying that by the burst.
+    pub password_checks: tokio::sync::Semaphore,
 }
 
 impl Ctx {
@@ -370,6 +373,9 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         running: Mutex::new(HashSet::new()),
         shutdown: shutdown_rx.clone(),
         throttle: Arc::new(crate::throttle::LoginThrottle::default()),
+        password_checks: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        ),
     });
     let mut tasks = Vec::new();
     let smtp_cfg = |implicit: bool, mode: crate::smtp::Mode| {

@@ -53,6 +53,9 @@ impl UserAuth {
     pub async fn verify(&self, user: &str, password: &str) -> Option<String> {
         let address = users::normalize(user);
         let (a, pw) = (address.clone(), password.to_string());
+        let Ok(_slot) = self.ctx.password_checks.acquire().await else {
+            return None;
+        };
         let ok = self
             .ctx
             .store
