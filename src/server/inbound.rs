@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use crate::smtp::{Backend, Envelope, Reply, SessionInfo};
+use crate::store;
 use crate::store::log::Event;
 use crate::store::queue::{self, Kind, NewJob};
-use crate::store::{self, spool};
 
 use super::Ctx;
 
@@ -49,9 +49,8 @@ impl Backend for InboundBackend {
     }
 
     async fn data(&self, info: &SessionInfo, env: &Envelope, message: Vec<u8>) -> Reply {
-        let spool_dir = self.ctx.store.paths().spool.clone();
-        let stored =
-            tokio::task::spawn_blocking(move || spool::put(&spool_dir, "inbound", &message)).await;
+        let store = self.ctx.store.clone();
+        let stored = tokio::task::spawn_blocking(move || store.put_blob("inbound", &message)).await;
         let blob = match stored {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {

@@ -17,7 +17,7 @@ use crate::pec::types::{RecipientType, Tipo};
 use crate::smtp::{Backend, Envelope, Reply, SessionInfo, SmtpConfig};
 use crate::store::log::Event;
 use crate::store::queue::{self, Kind, NewJob};
-use crate::store::{self, spool, users};
+use crate::store::{self, users};
 
 use super::Ctx;
 
@@ -362,9 +362,14 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
     let acc_msg = receipt::accettazione(&emitter, &busta.certified);
     let acc_msgid = message_id_of(&acc_msg);
     let signed_acc = ctx.sign(&acc_msg)?;
-    let spool_dir = &ctx.store.paths().spool;
-    let busta_blob = spool::put(spool_dir, "busta", &signed_busta).map_err(|e| e.to_string())?;
-    let acc_blob = spool::put(spool_dir, "accettazione", &signed_acc).map_err(|e| e.to_string())?;
+    let busta_blob = ctx
+        .store
+        .put_blob("busta", &signed_busta)
+        .map_err(|e| e.to_string())?;
+    let acc_blob = ctx
+        .store
+        .put_blob("accettazione", &signed_acc)
+        .map_err(|e| e.to_string())?;
     let c = &busta.certified;
     let id = &s.identificativo;
 
@@ -498,7 +503,9 @@ fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String>
     let notice = receipt::non_accettazione(&emitter, &c, &r.reason, false);
     let notice_id = message_id_of(&notice);
     let signed = ctx.sign(&notice)?;
-    let blob = spool::put(&ctx.store.paths().spool, "non-accettazione", &signed)
+    let blob = ctx
+        .store
+        .put_blob("non-accettazione", &signed)
         .map_err(|e| e.to_string())?;
     e.generated_msgid = notice_id.clone();
     let job = route_job(

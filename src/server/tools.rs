@@ -17,7 +17,7 @@ use crate::pec::types::{Errore, Tipo};
 use crate::pec::verify::{VerifyReport, VerifyRequest};
 use crate::store::log::Event;
 use crate::store::queue::{self, Kind, NewJob};
-use crate::store::{self, spool, Store};
+use crate::store::{self, Store};
 
 use super::lab::{self, Lab};
 
@@ -222,7 +222,7 @@ fn cancel(cfg: &crate::config::Config, id: i64) -> AdminResult {
                 let signed = signer
                     .sign(&msg, &crate::pec::ids::boundary(&ids))
                     .map_err(|e| e.to_string())?;
-                let blob = spool::put(&st.paths().spool, "annullamento", &signed)?;
+                let blob = st.put_blob("annullamento", &signed)?;
                 let mut ev = super::submission::event_for("errore-consegna", now, &c);
                 ev.generated_msgid = msgid.clone();
                 ev.error = Some(esteso.clone());

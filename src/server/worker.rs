@@ -302,12 +302,11 @@ async fn mailbox(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         .ok_or_else(|| Fail::Permanent("no recipient".into()))?;
     let bytes = blob_of(ctx, job)?;
     let name = maildir::file_name_for(&job.key, job.created_at, &ctx.cfg.provider.hostname);
-    let root = ctx.store.paths().mail.clone();
+    let store = ctx.store.clone();
     let r2 = rcpt.clone();
-    let delivered =
-        tokio::task::spawn_blocking(move || maildir::deliver(&root, &r2, &name, &bytes))
-            .await
-            .map_err(|e| Fail::Temporary(e.to_string()))?;
+    let delivered = tokio::task::spawn_blocking(move || store.deliver(&r2, &name, &bytes))
+        .await
+        .map_err(|e| Fail::Temporary(e.to_string()))?;
     match delivered {
         Ok(_) => {}
         Err(maildir::DeliveryError::Io(e)) => return Err(Fail::Temporary(e.to_string())),
@@ -351,7 +350,7 @@ fn sign_to_spool(
     hint: &str,
 ) -> Result<(String, Option<String>), Fail> {
     let signed = ctx.sign(msg).map_err(Fail::Temporary)?;
-    let blob = spool::put(&ctx.store.paths().spool, hint, &signed)?;
+    let blob = ctx.store.put_blob(hint, &signed)?;
     Ok((blob, message_id_of(msg)))
 }
 
@@ -387,7 +386,7 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         let id = certified.identificativo.clone();
         if known {
             let name = maildir::file_name_for(&key, created, &ctx2.cfg.provider.hostname);
-            match maildir::deliver(root, &rcpt, &name, &bytes) {
+            match ctx2.store.deliver(&rcpt, &name, &bytes) {
                 Ok(_) => {}
                 Err(maildir::DeliveryError::Io(e)) => return Err(Fail::Temporary(e.to_string())),
                 Err(e) => return Err(Fail::Permanent(e.to_string())),

@@ -84,7 +84,9 @@ pub fn file_name_for(key: &str, created_ms: i64, hostname: &str) -> String {
 
 /// Deliver `bytes` to `address` under the base name `name` (see [`file_name_for`]).
 /// Returns the path of the new file, or of the earlier copy if this delivery
-/// already happened.
+/// already happened. The `new/` directory still has to be synced for the
+/// entry to survive a crash: [`super::Store::deliver`] does that with the
+/// group commit that records the delivery.
 pub fn deliver(
     mail_root: &Path,
     address: &str,
@@ -113,7 +115,7 @@ pub fn deliver(
         }
     }
     let tmp = p.join("tmp").join(name);
-    super::spool::write_durably(&tmp, &dst, bytes).map_err(DeliveryError::Io)?;
+    super::spool::write_and_rename(&tmp, &dst, bytes).map_err(DeliveryError::Io)?;
     Ok(dst)
 }
 

@@ -15,6 +15,7 @@ pub mod schema;
 pub mod spool;
 pub mod users;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -92,8 +93,12 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// Directories with new entries whose fsync is owed before the next commit.
+type DirtyDirs = Arc<Mutex<HashSet<PathBuf>>>;
+
 struct Inner {
     paths: Paths,
+    dirty: DirtyDirs,
     writer: Mutex<Option<mpsc::Sender<WriteJob>>>,
     readers: Mutex<Vec<Connection>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -119,12 +124,15 @@ impl Store {
         let mut conn = open_connection(&paths.db)?;
         schema::migrate(&mut conn)?;
         let (tx, rx) = mpsc::channel::<WriteJob>();
+        let dirty: DirtyDirs = Arc::default();
+        let d2 = dirty.clone();
         let thread = std::thread::Builder::new()
             .name("pecd-store-writer".into())
-            .spawn(move || writer_loop(conn, rx))?;
+            .spawn(move || writer_loop(conn, rx, d2))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 paths,
+                dirty,
                 writer: Mutex::new(Some(tx)),
                 readers: Mutex::new(Vec::new()),
                 thread: Mutex::new(Some(thread)),
@@ -135,6 +143,35 @@ impl Store {
     /// The data folder layout.
     pub fn paths(&self) -> &Paths {
         &self.inner.paths
+    }
+
+    fn mark_dirty(&self, dir: &Path) {
+        if let Ok(mut d) = self.inner.dirty.lock() {
+            d.insert(dir.to_path_buf());
+        }
+    }
+
+    /// Write message bytes to the spool (data fsynced now, the directory
+    /// entry with the next group commit, before any row naming it).
+    pub fn put_blob(&self, name_hint: &str, bytes: &[u8]) -> std::io::Result<String> {
+        let name = spool::put(&self.inner.paths.spool, name_hint, bytes)?;
+        self.mark_dirty(&self.inner.paths.spool);
+        Ok(name)
+    }
+
+    /// Deliver into a Maildir (see [`maildir::deliver`]); the `new/` entry is
+    /// made durable with the next group commit, before the delivery is recorded.
+    pub fn deliver(
+        &self,
+        address: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<PathBuf, maildir::DeliveryError> {
+        let path = maildir::deliver(&self.inner.paths.mail, address, name, bytes)?;
+        if let Some(dir) = path.parent() {
+            self.mark_dirty(dir);
+        }
+        Ok(path)
     }
 
     fn submit(&self, job: WriteJob) -> Result<(), StoreError> {
@@ -236,7 +273,7 @@ impl Store {
     }
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>) {
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>, dirty: DirtyDirs) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < 512 {
@@ -258,6 +295,18 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>) {
                     drop(sp);
                 }
                 completions.push((ok, done));
+            }
+            // Files written before these rows were handed to us: their
+            // directory entries must be on disk before a row names them.
+            let dirs: Vec<PathBuf> = dirty
+                .lock()
+                .map(|mut d| d.drain().collect())
+                .unwrap_or_default();
+            for d in &dirs {
+                if let Err(e) = spool::sync_dir(d) {
+                    tracing::error!(dir = %d.display(), error = %e, "directory fsync failed");
+                    return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(e)));
+                }
             }
             txn.commit()
         })();

@@ -4,12 +4,20 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Write `bytes` as a new spool file and make it durable; returns its name.
+/// Write `bytes` as a new spool file with its data on disk; returns its
+/// name. The directory entry becomes durable when the directory is synced:
+/// use [`super::Store::put_blob`], whose writer thread syncs the spool
+/// directory once per group commit, before any row naming the file commits.
+/// No temporary name is needed: until a committed row names it, the file is
+/// nobody's (the sweeper removes such orphans).
 pub fn put(spool: &Path, name_hint: &str, bytes: &[u8]) -> std::io::Result<String> {
     let name = format!("{}.{}.eml", name_hint, unique_suffix());
-    let tmp = spool.join(format!(".{name}.tmp"));
-    let dst = spool.join(&name);
-    write_durably(&tmp, &dst, bytes)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(spool.join(&name))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
     Ok(name)
 }
 
@@ -36,18 +44,20 @@ fn path_of(spool: &Path, name: &str) -> std::io::Result<PathBuf> {
     Ok(spool.join(name))
 }
 
-/// tmp -> fsync -> rename -> fsync(dir): after this returns the file survives a crash.
-pub fn write_durably(tmp: &Path, dst: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// tmp -> fsync -> rename: the file appears whole or not at all. The new
+/// directory entry is durable once the directory is synced ([`sync_dir`]).
+pub fn write_and_rename(tmp: &Path, dst: &Path, bytes: &[u8]) -> std::io::Result<()> {
     {
         let mut f = std::fs::File::create(tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
-    std::fs::rename(tmp, dst)?;
-    if let Some(dir) = dst.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    std::fs::rename(tmp, dst)
+}
+
+/// Make the entries of a directory durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// A process-unique suffix: time, pid and a counter.
