@@ -78,7 +78,7 @@ async fn queue_cli_lists_shows_retries_and_cancels_while_the_daemon_runs() {
     // show
     let shown = ok(&a.cli(&["queue", "show", &job_id.to_string()], ""));
     assert!(
-        shown.contains(&ids[0]) && shown.contains("message file:"),
+        shown.contains(&ids[0]) && shown.contains("message bytes:"),
         "{shown}"
     );
     assert!(!a.cli(&["queue", "show", "999999"], "").status.success());

@@ -50,7 +50,7 @@ impl Backend for InboundBackend {
 
     async fn data(&self, info: &SessionInfo, env: &Envelope, message: Vec<u8>) -> Reply {
         let store = self.ctx.store.clone();
-        let stored = tokio::task::spawn_blocking(move || store.put_blob("inbound", &message)).await;
+        let stored = tokio::task::spawn_blocking(move || store.put_blob(&message)).await;
         let blob = match stored {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {

@@ -364,12 +364,9 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
     let signed_acc = ctx.sign(&acc_msg)?;
     let busta_blob = ctx
         .store
-        .put_blob("busta", &signed_busta)
+        .put_blob(&signed_busta)
         .map_err(|e| e.to_string())?;
-    let acc_blob = ctx
-        .store
-        .put_blob("accettazione", &signed_acc)
-        .map_err(|e| e.to_string())?;
+    let acc_blob = ctx.store.put_blob(&signed_acc).map_err(|e| e.to_string())?;
     let c = &busta.certified;
     let id = &s.identificativo;
 
@@ -503,10 +500,7 @@ fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String>
     let notice = receipt::non_accettazione(&emitter, &c, &r.reason, false);
     let notice_id = message_id_of(&notice);
     let signed = ctx.sign(&notice)?;
-    let blob = ctx
-        .store
-        .put_blob("non-accettazione", &signed)
-        .map_err(|e| e.to_string())?;
+    let blob = ctx.store.put_blob(&signed).map_err(|e| e.to_string())?;
     e.generated_msgid = notice_id.clone();
     let job = route_job(
         ctx,

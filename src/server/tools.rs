@@ -138,10 +138,10 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
             match queue::get(&conn, id)? {
                 Some(j) => {
                     println!("{}", serde_json::to_string_pretty(&j)?);
-                    if let Some(b) = &j.blob {
+                    if let Some((seg, range)) = j.blob.as_deref().and_then(|b| b.split_once('@')) {
                         println!(
-                            "message file: {}",
-                            cfg.data_dir().join("spool").join(b).display()
+                            "message bytes: {} at {range} (offset+length)",
+                            cfg.data_dir().join("spool").join(seg).display()
                         );
                     }
                     Ok(ExitCode::SUCCESS)
@@ -222,7 +222,7 @@ fn cancel(cfg: &crate::config::Config, id: i64) -> AdminResult {
                 let signed = signer
                     .sign(&msg, &crate::pec::ids::boundary(&ids))
                     .map_err(|e| e.to_string())?;
-                let blob = st.put_blob("annullamento", &signed)?;
+                let blob = st.put_blob(&signed)?;
                 let mut ev = super::submission::event_for("errore-consegna", now, &c);
                 ev.generated_msgid = msgid.clone();
                 ev.error = Some(esteso.clone());

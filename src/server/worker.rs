@@ -23,7 +23,7 @@ use crate::pec::types::{Errore, ReceiptType, RecipientType, Tipo};
 use crate::relay::{NextHop, Outcome, TlsPolicy};
 use crate::store::log::Event;
 use crate::store::queue::{self, Deadline, DueTimer, Job, Kind, NewJob};
-use crate::store::{self, maildir, spool, users, StoreError};
+use crate::store::{self, maildir, users, StoreError};
 
 use super::submission::{event_for, message_id_of, our_provider, route_job, timer_config};
 use super::Ctx;
@@ -191,27 +191,33 @@ async fn run_job(ctx: &Arc<Ctx>, job: Job) {
 }
 
 const SWEEP_EVERY_MS: i64 = 60_000;
-/// A finished job's file is kept this long (a minute: any straggler is done).
-const BLOB_SETTLE_MS: i64 = 60_000;
-/// Finished jobs are forgotten after a week; the PEC log keeps the record.
+/// A spool segment is kept this long after its last write (a minute: any
+/// straggler is done).
+const SEGMENT_SETTLE: Duration = Duration::from_secs(60);
+/// Finished jobs are forgotten after a week, and a failed job stops holding
+/// its bytes for the operator; the PEC log keeps the record.
 const JOB_KEEP_MS: i64 = 7 * 86_400_000;
-/// Spool files no job names (a crash between writing and committing) go after a day.
-const ORPHAN_AGE: Duration = Duration::from_secs(86_400);
 
-/// Housekeeping: remove spool files of finished work, forget old finished
-/// jobs, drop orphan spool files and PEC log rows past the legal 30 months.
+/// Housekeeping: remove spool segments no pending work names, forget old
+/// finished jobs, and purge PEC log rows past the legal 30 months.
 fn sweep(ctx: &Ctx) {
-    let spool_dir = ctx.store.paths().spool.clone();
     let now = store::now_ms();
-    let blobs = ctx
-        .store
-        .read_blocking(move |c| Ok(queue::finished_blobs(c, now, BLOB_SETTLE_MS, 5000)?))
-        .unwrap_or_default();
-    for b in blobs {
-        if spool::remove(&spool_dir, &b).is_ok() {
+    for (seg, age) in ctx.store.spool().old_segments() {
+        if age < SEGMENT_SETTLE {
+            continue;
+        }
+        let s2 = seg.clone();
+        let used = ctx
+            .store
+            .read_blocking(move |c| Ok(queue::segment_in_use(c, &s2, now, JOB_KEEP_MS)?))
+            .unwrap_or(true);
+        if used {
+            continue;
+        }
+        if ctx.store.spool().remove_segment(&seg).is_ok() {
             let _ = ctx
                 .store
-                .write_blocking(move |c| Ok(queue::forget_blob(c, &b)?));
+                .write_blocking(move |c| Ok(queue::forget_segment(c, &seg)?));
         }
     }
     let _ = ctx.store.write_blocking(move |c| {
@@ -219,35 +225,6 @@ fn sweep(ctx: &Ctx) {
         store::log::purge_expired(c, now)?;
         Ok(())
     });
-    let Ok(rd) = std::fs::read_dir(&spool_dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > ORPHAN_AGE);
-        if !old {
-            continue;
-        }
-        if name.starts_with('.') && name.ends_with(".tmp") {
-            // A write that never reached its rename.
-            let _ = std::fs::remove_file(e.path());
-            continue;
-        }
-        let n = name.clone();
-        let used = ctx
-            .store
-            .read_blocking(move |c| Ok(queue::blob_referenced(c, &n)?))
-            .unwrap_or(true);
-        if !used {
-            tracing::warn!(file = %name, "removing orphan spool file");
-            let _ = spool::remove(&spool_dir, &name);
-        }
-    }
 }
 
 /// Exponential backoff shortened by up to 25 % jitter, between `[queue] retry_initial` and `retry_max`.
@@ -273,9 +250,12 @@ fn blob_of(ctx: &Ctx, job: &Job) -> Result<Vec<u8>, Fail> {
         .blob
         .as_deref()
         .ok_or_else(|| Fail::Permanent("job has no message file".into()))?;
-    spool::get(&ctx.store.paths().spool, name).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Fail::Permanent(format!("spool file {name} is missing"))
+    ctx.store.get_blob(name).map_err(|e| {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
+        ) {
+            Fail::Permanent(format!("spool bytes {name} are missing"))
         } else {
             Fail::Temporary(e.to_string())
         }
@@ -347,10 +327,9 @@ fn busta_facts(bytes: &[u8]) -> Result<(PecMessage, Daticert), Fail> {
 fn sign_to_spool(
     ctx: &Ctx,
     msg: &crate::pec::types::Unsigned,
-    hint: &str,
 ) -> Result<(String, Option<String>), Fail> {
     let signed = ctx.sign(msg).map_err(Fail::Temporary)?;
-    let blob = ctx.store.put_blob(hint, &signed)?;
+    let blob = ctx.store.put_blob(&signed)?;
     Ok((blob, message_id_of(msg)))
 }
 
@@ -404,7 +383,7 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
                 ReceiptType::Sintetica => Consegna::Sintetica,
             };
             let msg = receipt::avvenuta_consegna(&e, &certified, &rcpt, consegna);
-            let (blob, msgid) = sign_to_spool(&ctx2, &msg, "consegna")?;
+            let (blob, msgid) = sign_to_spool(&ctx2, &msg)?;
             let mut ev = event_for("avvenuta-consegna", now_ms, &certified);
             ev.receipt_type = Some(kind.as_str().into());
             ev.generated_msgid = msgid.clone();
@@ -422,7 +401,7 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         } else {
             let esteso = receipt::no_dest_esteso(&ctx2.cfg.provider.name);
             let msg = receipt::errore_consegna(&e, &certified, &rcpt, Errore::NoDest, &esteso);
-            let (blob, msgid) = sign_to_spool(&ctx2, &msg, "errore-consegna")?;
+            let (blob, msgid) = sign_to_spool(&ctx2, &msg)?;
             let mut ev = event_for("errore-consegna", now_ms, &certified);
             ev.generated_msgid = msgid.clone();
             ev.error = Some(esteso);
@@ -604,7 +583,7 @@ async fn refused_by_peer(ctx: &Arc<Ctx>, job: &Job, error: &str) -> Result<(), F
                 if certified_rcpt {
                     let esteso = format!("5.0.0 - {} - {}", p.name, err.replace(['\r', '\n'], " "));
                     let msg = receipt::errore_consegna(&e, &certified, r, Errore::Altro, &esteso);
-                    let (blob, msgid) = sign_to_spool(&ctx2, &msg, "errore-consegna")?;
+                    let (blob, msgid) = sign_to_spool(&ctx2, &msg)?;
                     ev.generated_msgid = msgid.clone();
                     jobs.push(route_job(
                         &ctx2,
@@ -774,7 +753,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
             ));
             events.push(ev);
             let presa = receipt::presa_in_carico(&e, &c, &receipt_mailbox, &ours);
-            let (pblob, msgid) = sign_to_spool(ctx, &presa, "presa-in-carico")?;
+            let (pblob, msgid) = sign_to_spool(ctx, &presa)?;
             let mut ev = event_for("presa-in-carico", now_ms, &c);
             ev.generated_msgid = msgid.clone();
             ev.detail = Some(format!("to {receipt_mailbox} for {}", ours.join(", ")));
@@ -895,7 +874,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
         }
         Verdict::Anomaly { reason, message } => {
             let msg = busta_di_anomalia(&p, ctx.ids.as_ref(), &e.when, bytes, &reason.italian());
-            let (ablob, msgid) = sign_to_spool(ctx, &msg, "anomalia")?;
+            let (ablob, msgid) = sign_to_spool(ctx, &msg)?;
             let mut ev = Event::new("anomalia", now_ms);
             ev.sender = message.from_address.clone().or(Some(job.mail_from.clone()));
             ev.recipients = Some(job.recipients.join(", "));
@@ -966,7 +945,7 @@ async fn fire_timer(ctx: &Arc<Ctx>, t: &DueTimer) -> Result<(), String> {
                     Deadline::Expire => (Preavviso::Ore24, "24h"),
                 };
                 let msg = receipt::preavviso(&e, &c, &t2.recipient, stage);
-                let (blob, msgid) = sign_to_spool(&ctx2, &msg, "preavviso").map_err(|f| match f {
+                let (blob, msgid) = sign_to_spool(&ctx2, &msg).map_err(|f| match f {
                     Fail::Temporary(e) | Fail::Permanent(e) => e,
                 })?;
                 let now_ms = store::now_ms();

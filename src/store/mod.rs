@@ -98,6 +98,7 @@ type DirtyDirs = Arc<Mutex<HashSet<PathBuf>>>;
 
 struct Inner {
     paths: Paths,
+    spool: Arc<spool::Spool>,
     dirty: DirtyDirs,
     writer: Mutex<Option<mpsc::Sender<WriteJob>>>,
     readers: Mutex<Vec<Connection>>,
@@ -125,13 +126,15 @@ impl Store {
         schema::migrate(&mut conn)?;
         let (tx, rx) = mpsc::channel::<WriteJob>();
         let dirty: DirtyDirs = Arc::default();
-        let d2 = dirty.clone();
+        let spool = Arc::new(spool::Spool::open(&paths.spool)?);
+        let (d2, s2) = (dirty.clone(), spool.clone());
         let thread = std::thread::Builder::new()
             .name("pecd-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, d2))?;
+            .spawn(move || writer_loop(conn, rx, d2, s2))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 paths,
+                spool,
                 dirty,
                 writer: Mutex::new(Some(tx)),
                 readers: Mutex::new(Vec::new()),
@@ -151,12 +154,20 @@ impl Store {
         }
     }
 
-    /// Write message bytes to the spool (data fsynced now, the directory
-    /// entry with the next group commit, before any row naming it).
-    pub fn put_blob(&self, name_hint: &str, bytes: &[u8]) -> std::io::Result<String> {
-        let name = spool::put(&self.inner.paths.spool, name_hint, bytes)?;
-        self.mark_dirty(&self.inner.paths.spool);
-        Ok(name)
+    /// Append message bytes to the spool; they reach the disk with the next
+    /// group commit, before any row naming them commits.
+    pub fn put_blob(&self, bytes: &[u8]) -> std::io::Result<String> {
+        self.inner.spool.append(bytes)
+    }
+
+    /// The bytes of a spool name.
+    pub fn get_blob(&self, name: &str) -> std::io::Result<Vec<u8>> {
+        self.inner.spool.get(name)
+    }
+
+    /// The spool itself (housekeeping).
+    pub fn spool(&self) -> &spool::Spool {
+        &self.inner.spool
     }
 
     /// Deliver into a Maildir (see [`maildir::deliver`]); the `new/` entry is
@@ -273,7 +284,12 @@ impl Store {
     }
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>, dirty: DirtyDirs) {
+fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<WriteJob>,
+    dirty: DirtyDirs,
+    spool: Arc<spool::Spool>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < 512 {
@@ -296,8 +312,12 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>, dirty: DirtyD
                 }
                 completions.push((ok, done));
             }
-            // Files written before these rows were handed to us: their
-            // directory entries must be on disk before a row names them.
+            // Bytes and files written before these rows were handed to us
+            // must be on disk before a row names them.
+            if let Err(e) = spool.sync() {
+                tracing::error!(error = %e, "spool fsync failed");
+                return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(e)));
+            }
             let dirs: Vec<PathBuf> = dirty
                 .lock()
                 .map(|mut d| d.drain().collect())

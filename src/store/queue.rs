@@ -371,40 +371,32 @@ pub fn timer_open(
         .is_some())
 }
 
-/// Spool files no longer needed: every job naming them is finished (done or
-/// cancelled) and has been for `settle_ms`. Failed jobs keep their file for
-/// the operator. Returns the names; the caller deletes the files and then
-/// calls [`forget_blob`].
-pub fn finished_blobs(
+/// Whether a pending job (or a failed one younger than `failed_keep_ms`,
+/// kept for the operator) still names bytes in spool segment `segment`.
+pub fn segment_in_use(
     conn: &Connection,
+    segment: &str,
     now: i64,
-    settle_ms: i64,
-    limit: usize,
-) -> rusqlite::Result<Vec<String>> {
-    let mut st = conn.prepare_cached(
-        "SELECT blob FROM jobs WHERE blob IS NOT NULL GROUP BY blob
-         HAVING sum(state IN ('pending', 'failed')) = 0 AND max(updated_at) < ?1
-         LIMIT ?2",
-    )?;
-    let rows = st.query_map(params![now - settle_ms, limit as i64], |r| r.get(0))?;
-    rows.collect()
-}
-
-/// The spool file `blob` was removed.
-pub fn forget_blob(conn: &Connection, blob: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE jobs SET blob = NULL WHERE blob = ?1")?
-        .execute([blob])?;
-    Ok(())
-}
-
-/// Whether any job names the spool file.
-pub fn blob_referenced(conn: &Connection, blob: &str) -> rusqlite::Result<bool> {
+    failed_keep_ms: i64,
+) -> rusqlite::Result<bool> {
     Ok(conn
-        .query_row("SELECT 1 FROM jobs WHERE blob = ?1 LIMIT 1", [blob], |_| {
-            Ok(())
-        })
+        .query_row(
+            "SELECT 1 FROM jobs WHERE blob LIKE ?1 || '@%'
+             AND (state = 'pending' OR (state = 'failed' AND updated_at > ?2)) LIMIT 1",
+            params![segment, now - failed_keep_ms],
+            |_| Ok(()),
+        )
         .optional()?
         .is_some())
+}
+
+/// Spool segment `segment` was removed: no row names its bytes any more.
+pub fn forget_segment(conn: &Connection, segment: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE jobs SET blob = NULL WHERE blob LIKE ?1 || '@%'",
+        [segment],
+    )?;
+    Ok(())
 }
 
 /// Drop finished jobs older than `keep_ms` (their idempotency keys are only
@@ -457,33 +449,26 @@ mod tests {
     }
 
     #[test]
-    fn blobs_are_released_only_when_every_job_is_finished() {
+    fn segments_are_released_only_when_no_pending_job_names_them() {
         let c = db();
         let mut a = job("a", 0);
-        a.blob = Some("b1".into());
+        a.blob = Some("seg-00000001.spool@0+10".into());
         let mut b = job("b", 0);
-        b.blob = Some("b1".into());
+        b.blob = Some("seg-00000001.spool@10+5".into());
         enqueue(&c, &a, 0).unwrap();
         enqueue(&c, &b, 0).unwrap();
         let ids: Vec<i64> = due(&c, 0, 10).unwrap().iter().map(|j| j.id).collect();
         mark_done(&c, ids[0], 10).unwrap();
-        assert!(finished_blobs(&c, 1_000_000, 100, 10).unwrap().is_empty());
+        assert!(segment_in_use(&c, "seg-00000001.spool", 100, 1000).unwrap());
+        assert!(!segment_in_use(&c, "seg-00000002.spool", 100, 1000).unwrap());
         mark_failed(&c, ids[1], "x", 10).unwrap();
         assert!(
-            finished_blobs(&c, 1_000_000, 100, 10).unwrap().is_empty(),
-            "failed jobs keep their file"
+            segment_in_use(&c, "seg-00000001.spool", 100, 1000).unwrap(),
+            "a recent failure keeps its bytes"
         );
+        assert!(!segment_in_use(&c, "seg-00000001.spool", 10_000, 1000).unwrap());
+        forget_segment(&c, "seg-00000001.spool").unwrap();
         c.execute("UPDATE jobs SET state = 'done'", []).unwrap();
-        assert!(
-            finished_blobs(&c, 50, 100, 10).unwrap().is_empty(),
-            "not settled yet"
-        );
-        assert_eq!(
-            finished_blobs(&c, 1_000_000, 100, 10).unwrap(),
-            vec!["b1".to_string()]
-        );
-        forget_blob(&c, "b1").unwrap();
-        assert!(!blob_referenced(&c, "b1").unwrap());
         assert_eq!(purge_finished(&c, 1_000_000, 100).unwrap(), 2);
     }
 

@@ -685,17 +685,29 @@ impl TestProvider {
         out
     }
 
-    /// Every file in the spool (messages generated or received).
+    /// Every message in the spool (generated or received), read through the
+    /// names the queue holds: `(segment file, bytes)`.
     pub fn spool_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        use std::os::unix::fs::FileExt;
+        let names: Vec<String> = {
+            let db = self.db();
+            let mut st = db
+                .prepare("SELECT DISTINCT blob FROM jobs WHERE blob IS NOT NULL")
+                .unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
         let mut out = Vec::new();
-        for e in std::fs::read_dir(self.path().join("data/spool"))
-            .unwrap()
-            .flatten()
-        {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".eml") && !name.starts_with('.') {
-                out.push((e.path(), std::fs::read(e.path()).unwrap()));
-            }
+        for n in names {
+            let (seg, range) = n.split_once('@').unwrap();
+            let (off, len) = range.split_once('+').unwrap();
+            let path = self.path().join("data/spool").join(seg);
+            let f = std::fs::File::open(&path).unwrap();
+            let mut buf = vec![0u8; len.parse().unwrap()];
+            f.read_exact_at(&mut buf, off.parse().unwrap()).unwrap();
+            out.push((path, buf));
         }
         out
     }
