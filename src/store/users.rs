@@ -23,8 +23,52 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Each argon2id check holds 19 MiB (the default memory cost) for its
+/// duration: a burst of logins (20 sessions opening at once) multiplied that
+/// into a 400 MB resident peak. The CPU bounds the useful parallelism anyway,
+/// so at most one check per core runs at a time; the rest wait their turn.
+struct Slots {
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+fn slots() -> &'static Slots {
+    static SLOTS: std::sync::OnceLock<Slots> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| Slots {
+        free: std::sync::Mutex::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        ),
+        freed: std::sync::Condvar::new(),
+    })
+}
+
+struct Slot;
+
+impl Slot {
+    fn take() -> Slot {
+        let s = slots();
+        let mut free = s.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = s.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let s = slots();
+        *s.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        s.freed.notify_one();
+    }
+}
+
 /// Check a password against a stored PHC string.
 pub fn verify_password(hash: &str, password: &str) -> bool {
+    let _slot = Slot::take();
     match PasswordHash::new(hash) {
         Ok(h) => Argon2::default()
             .verify_password(password.as_bytes(), &h)
