@@ -175,10 +175,11 @@ pub struct BenchArgs {
     /// Recipients per message.
     #[arg(long, default_value_t = 1)]
     pub recipients: usize,
+    /// Stop the recipients' provider first and measure memory with every
+    /// message queued for it (no delivery is awaited).
+    #[arg(long)]
+    pub dead_peer: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-    /// Keep the peer provider down: measure submission and memory with everything queued.
-    #[arg(long)]
-    pub dead_peer: bool,
 }

@@ -67,6 +67,9 @@ pub struct Ctx {
     pub password_checks: tokio::sync::Semaphore,
 }
 
+/// S/MIME signatures made by every provider in this process (for `pecd bench`).
+pub static SIGNATURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl Ctx {
     /// The provider domain.
     pub fn domain(&self) -> &str {
@@ -105,6 +108,7 @@ impl Ctx {
 
     /// Sign a built message with a fresh boundary.
     pub fn sign(&self, msg: &Unsigned) -> Result<Vec<u8>, String> {
+        SIGNATURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let boundary = crate::pec::ids::boundary(self.ids.as_ref());
         self.signer.sign(msg, &boundary).map_err(|e| e.to_string())
     }
