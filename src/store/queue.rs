@@ -146,10 +146,11 @@ pub fn enqueue(conn: &Connection, j: &NewJob, now: i64) -> rusqlite::Result<bool
     Ok(n == 1)
 }
 
-/// Pending jobs due by `now`, earliest first.
+/// Pending jobs due by `now`: mailbox deliveries first (cheap, and what a
+/// waiting user sees: the accettazione), then earliest first.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Job>> {
     let mut st = conn.prepare_cached(&format!(
-        "SELECT {COLS} FROM jobs WHERE state = 'pending' AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2"
+        "SELECT {COLS} FROM jobs WHERE state = 'pending' AND due_at <= ?1 ORDER BY kind != 'mailbox', due_at, id LIMIT ?2"
     ))?;
     let rows = st.query_map(params![now, limit as i64], row_to_job)?;
     rows.collect()
