@@ -333,6 +333,37 @@ fn sign_to_spool(
     Ok((blob, message_id_of(msg)))
 }
 
+/// What emitting one receipt or notice commits: its log event and the job
+/// that carries it to its addressee.
+type Emitted = (Event, NewJob);
+
+/// Sign `msg` about message `c`, spool it, and prepare the `event` row and the
+/// job (idempotency `key`) that brings it to `to`.
+fn emit(
+    ctx: &Ctx,
+    msg: &crate::pec::types::Unsigned,
+    tipo: Tipo,
+    event: &str,
+    c: &Certified,
+    key: String,
+    to: &str,
+) -> Result<Emitted, Fail> {
+    let (blob, msgid) = sign_to_spool(ctx, msg)?;
+    let now_ms = store::now_ms();
+    let mut ev = event_for(event, now_ms, c);
+    ev.generated_msgid = msgid.clone();
+    let job = route_job(
+        ctx,
+        key,
+        &c.identificativo,
+        to,
+        &blob,
+        serde_json::json!({"tipo": tipo.as_str(), "msgid": msgid}),
+        now_ms,
+    );
+    Ok((ev, job))
+}
+
 /// Delivery point for one local recipient of a busta: store it and emit the
 /// avvenuta consegna, or the avviso di mancata consegna if there is no such mailbox.
 async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
@@ -361,7 +392,6 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
             ids: ctx2.ids.as_ref(),
             when: ItalianTime::from_unix(now),
         };
-        let now_ms = store::now_ms();
         let id = certified.identificativo.clone();
         if known {
             let name = maildir::file_name_for(&key, created, &ctx2.cfg.provider.hostname);
@@ -383,38 +413,32 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
                 ReceiptType::Sintetica => Consegna::Sintetica,
             };
             let msg = receipt::avvenuta_consegna(&e, &certified, &rcpt, consegna);
-            let (blob, msgid) = sign_to_spool(&ctx2, &msg)?;
-            let mut ev = event_for("avvenuta-consegna", now_ms, &certified);
-            ev.receipt_type = Some(kind.as_str().into());
-            ev.generated_msgid = msgid.clone();
-            ev.detail = Some(format!("busta stored in the mailbox of {rcpt}"));
-            let j = route_job(
+            let (mut ev, j) = emit(
                 &ctx2,
+                &msg,
+                Tipo::AvvenutaConsegna,
+                "avvenuta-consegna",
+                &certified,
                 format!("consegna:{id}:{rcpt}"),
-                &id,
                 &certified.mittente,
-                &blob,
-                serde_json::json!({"tipo": Tipo::AvvenutaConsegna.as_str(), "msgid": msgid}),
-                now_ms,
-            );
+            )?;
+            ev.receipt_type = Some(kind.as_str().into());
+            ev.detail = Some(format!("busta stored in the mailbox of {rcpt}"));
             Ok((ev, j))
         } else {
             let esteso = receipt::no_dest_esteso(&ctx2.cfg.provider.name);
             let msg = receipt::errore_consegna(&e, &certified, &rcpt, Errore::NoDest, &esteso);
-            let (blob, msgid) = sign_to_spool(&ctx2, &msg)?;
-            let mut ev = event_for("errore-consegna", now_ms, &certified);
-            ev.generated_msgid = msgid.clone();
+            let (mut ev, j) = emit(
+                &ctx2,
+                &msg,
+                Tipo::ErroreConsegna,
+                "errore-consegna",
+                &certified,
+                format!("errore-consegna:{id}:{rcpt}"),
+                &certified.mittente,
+            )?;
             ev.error = Some(esteso);
             ev.detail = Some(format!("no mailbox {rcpt}"));
-            let j = route_job(
-                &ctx2,
-                format!("errore-consegna:{id}:{rcpt}"),
-                &id,
-                &certified.mittente,
-                &blob,
-                serde_json::json!({"tipo": Tipo::ErroreConsegna.as_str(), "msgid": msgid}),
-                now_ms,
-            );
             Ok((ev, j))
         }
     })
@@ -583,17 +607,17 @@ async fn refused_by_peer(ctx: &Arc<Ctx>, job: &Job, error: &str) -> Result<(), F
                 if certified_rcpt {
                     let esteso = format!("5.0.0 - {} - {}", p.name, err.replace(['\r', '\n'], " "));
                     let msg = receipt::errore_consegna(&e, &certified, r, Errore::Altro, &esteso);
-                    let (blob, msgid) = sign_to_spool(&ctx2, &msg)?;
-                    ev.generated_msgid = msgid.clone();
-                    jobs.push(route_job(
+                    let (notice, j) = emit(
                         &ctx2,
+                        &msg,
+                        Tipo::ErroreConsegna,
+                        "errore-consegna",
+                        &certified,
                         format!("errore-consegna:{}:{r}", certified.identificativo),
-                        &certified.identificativo,
                         &certified.mittente,
-                        &blob,
-                        serde_json::json!({"tipo": Tipo::ErroreConsegna.as_str(), "msgid": msgid}),
-                        now_ms,
-                    ));
+                    )?;
+                    ev.generated_msgid = notice.generated_msgid;
+                    jobs.push(j);
                 }
                 events.push(ev);
             }
@@ -753,22 +777,20 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
             ));
             events.push(ev);
             let presa = receipt::presa_in_carico(&e, &c, &receipt_mailbox, &ours);
-            let (pblob, msgid) = sign_to_spool(ctx, &presa)?;
-            let mut ev = event_for("presa-in-carico", now_ms, &c);
-            ev.generated_msgid = msgid.clone();
-            ev.detail = Some(format!("to {receipt_mailbox} for {}", ours.join(", ")));
-            events.push(ev);
             // Keyed by what it certifies, so a busta the peer sends twice
             // (our 250 lost on the way) gets one presa in carico, not two.
-            jobs.push(route_job(
+            let (mut ev, j) = emit(
                 ctx,
+                &presa,
+                Tipo::PresaInCarico,
+                "presa-in-carico",
+                &c,
                 format!("presa:{}:{}", c.identificativo, ours.join(",")),
-                &c.identificativo,
                 &receipt_mailbox,
-                &pblob,
-                serde_json::json!({"tipo": Tipo::PresaInCarico.as_str(), "msgid": msgid}),
-                now_ms,
-            ));
+            )?;
+            ev.detail = Some(format!("to {receipt_mailbox} for {}", ours.join(", ")));
+            events.push(ev);
+            jobs.push(j);
             for r in ours {
                 jobs.push(NewJob {
                     key: format!("busta:{}:{r}", c.identificativo),
@@ -945,25 +967,22 @@ async fn fire_timer(ctx: &Arc<Ctx>, t: &DueTimer) -> Result<(), String> {
                     Deadline::Expire => (Preavviso::Ore24, "24h"),
                 };
                 let msg = receipt::preavviso(&e, &c, &t2.recipient, stage);
-                let (blob, msgid) = sign_to_spool(&ctx2, &msg).map_err(|f| match f {
+                let (mut ev, j) = emit(
+                    &ctx2,
+                    &msg,
+                    Tipo::PreavvisoErroreConsegna,
+                    "preavviso-errore-consegna",
+                    &c,
+                    format!("preavviso-{label}:{}:{}", c.identificativo, t2.recipient),
+                    &c.mittente,
+                )
+                .map_err(|f| match f {
                     Fail::Temporary(e) | Fail::Permanent(e) => e,
                 })?;
-                let now_ms = store::now_ms();
-                let mut ev = event_for("preavviso-errore-consegna", now_ms, &c);
-                ev.generated_msgid = msgid.clone();
                 ev.detail = Some(format!("{label} notice for {}", t2.recipient));
                 if stage == Preavviso::Ore24 {
                     ev.error = Some(receipt::expiry_esteso(&p.name));
                 }
-                let j = route_job(
-                    &ctx2,
-                    format!("preavviso-{label}:{}:{}", c.identificativo, t2.recipient),
-                    &c.identificativo,
-                    &c.mittente,
-                    &blob,
-                    serde_json::json!({"tipo": Tipo::PreavvisoErroreConsegna.as_str(), "msgid": msgid}),
-                    now_ms,
-                );
                 Ok((ev, j))
             })
             .await
