@@ -175,6 +175,9 @@ pub struct BenchArgs {
     /// Recipients per message.
     #[arg(long, default_value_t = 1)]
     pub recipients: usize,
+    /// Offered load in messages per second (0: as fast as the sessions go).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
     /// Stop the recipients' provider first and measure memory with every
     /// message queued for it (no delivery is awaited).
     #[arg(long)]

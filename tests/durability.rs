@@ -357,3 +357,38 @@ async fn peer_retransmission_delivers_and_emits_nothing_twice() {
         "Alpha received one presa in carico"
     );
 }
+
+/// Peer down, then up: the relays are retried and each message is delivered
+/// once, with one busta per recipient and one consegna for the sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_down_then_up_delivers_each_message_once() {
+    let ca = TestCa::new();
+    let (mut a, mut b) = two_providers(&ca, &["alice", "carol"], &["bob"]);
+    a.append_config(&fast_timers("1h", "2h"));
+    a.start();
+    let mut ids = BTreeSet::new();
+    for i in 0..3 {
+        let msg = message(ALICE, &[CAROL, BOB], &[], &format!("attesa {i}"), "", "x");
+        ids.insert(ident_of(
+            &a.submit_raw(ALICE, &[CAROL, BOB], &msg, false)
+                .await
+                .unwrap(),
+        ));
+    }
+    a.wait_for("failed relay attempts while Beta is down", 15, || {
+        let jobs = queue_jobs(&a);
+        let failing = jobs
+            .iter()
+            .filter(|j| j["kind"] == "relay" && j["attempts"].as_i64().unwrap_or(0) >= 1)
+            .count();
+        (failing == 3).then_some(())
+    });
+    b.start();
+    wait_complete(&a, &b, &ids, 30);
+    std::thread::sleep(Duration::from_secs(2));
+    let t = tally(&a, &b);
+    assert_eq!(t.len(), 3);
+    for id in &ids {
+        assert_eq!(t.get(id), Some(&COMPLETE), "{id}");
+    }
+}

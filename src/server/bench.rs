@@ -27,6 +27,8 @@ pub struct Report {
     pub size: usize,
     /// Recipients per message.
     pub recipients: usize,
+    /// Offered load (messages/s, 0 = unpaced).
+    pub rate: f64,
     /// Messages that got `250`.
     pub accepted: usize,
     /// Wall time from the first send to the last consegna (s).
@@ -275,12 +277,19 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
     let mut tasks = Vec::new();
     for client in clients {
         let (next, sent, text, rcpts) = (next.clone(), sent.clone(), text.clone(), rcpts.clone());
+        let rate = a.rate;
+        let start = tokio::time::Instant::now();
         tasks.push(tokio::spawn(async move {
             let mut failures = 0usize;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= n {
                     return failures;
+                }
+                if rate > 0.0 {
+                    // Open loop: message i leaves at i / rate, whoever sends it.
+                    let due = start + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due).await;
                 }
                 let at = store::now_ms();
                 let t = Instant::now();
@@ -374,6 +383,7 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
         concurrency: conc,
         size: a.size,
         recipients: nrcpt,
+        rate: a.rate,
         accepted,
         seconds,
         messages_per_second: mps,
