@@ -3,14 +3,6 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    // glibc raises its mmap threshold after the first large free, so each
-    // 19 MiB argon2 buffer and each large message then lands in a heap arena
-    // and stays resident: measured, 20 concurrent logins kept ~400 MB.
-    // A fixed threshold hands big blocks back to the OS when freed.
-    // SAFETY: mallopt only tunes the allocator; called before any thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
     let cli = pecd::cli::Cli::parse();
     // The demo and the benchmark print their own report; the daemon's chatter
     // would drown it unless asked for with RUST_LOG.
