@@ -54,6 +54,12 @@ pub async fn run(ctx: Arc<Ctx>) {
     let permits = Arc::new(Semaphore::new(slots));
     let mut shutdown = ctx.shutdown.clone();
     let mut next_sweep = 0;
+    let mut next_timer_check = 0;
+    // Jobs that ended since the due list was last read. That list is a
+    // snapshot: it may predate the commit of a run that has just ended (and
+    // left `running`), and such a job must not run twice (a relay would send
+    // its message again). Cleared before each read, filled after each commit.
+    let ended: Arc<std::sync::Mutex<std::collections::HashSet<i64>>> = Arc::default();
     loop {
         if *shutdown.borrow() {
             break;
@@ -64,11 +70,17 @@ pub async fn run(ctx: Arc<Ctx>) {
             let ctx2 = ctx.clone();
             tokio::task::spawn_blocking(move || sweep(&ctx2));
         }
-        if let Ok(due) = ctx
-            .store
-            .read(move |c| Ok(queue::due_timers(c, now, 200)?))
-            .await
-        {
+        // Deadlines have second-scale meaning: looking a few times a second
+        // is enough, and spares a query per job completion under load.
+        let timers = if now >= next_timer_check {
+            next_timer_check = now + TIMER_CHECK_MS;
+            ctx.store
+                .read(move |c| Ok(queue::due_timers(c, now, 200)?))
+                .await
+        } else {
+            Ok(Vec::new())
+        };
+        if let Ok(due) = timers {
             for t in due {
                 if let Err(e) = fire_timer(&ctx, &t).await {
                     tracing::error!(error = %e, id = %t.identificativo, "timer notice failed; will retry");
@@ -79,12 +91,18 @@ pub async fn run(ctx: Arc<Ctx>) {
         let free = permits.available_permits();
         if free > 0 {
             let busy = ctx.running.lock().map(|r| r.len()).unwrap_or(0);
+            if let Ok(mut e) = ended.lock() {
+                e.clear();
+            }
             let jobs = ctx
                 .store
                 .read(move |c| Ok(queue::due(c, now, free + busy)?))
                 .await
                 .unwrap_or_default();
             for job in jobs {
+                if ended.lock().map(|e| e.contains(&job.id)).unwrap_or(true) {
+                    continue;
+                }
                 let fresh = ctx
                     .running
                     .lock()
@@ -101,21 +119,13 @@ pub async fn run(ctx: Arc<Ctx>) {
                 };
                 started += 1;
                 let ctx2 = ctx.clone();
+                let ended2 = ended.clone();
                 tokio::spawn(async move {
                     let id = job.id;
-                    // The due list may predate the commit of a run that just
-                    // ended (and left `running`): read the row again now that
-                    // we hold the id, so a finished or rescheduled job is not
-                    // run a second time (a relay would send its message twice).
-                    let fresh = ctx2
-                        .store
-                        .read(move |c| Ok(queue::get(c, id)?))
-                        .await
-                        .ok()
-                        .flatten()
-                        .filter(|j| j.state == "pending" && j.due_at <= store::now_ms());
-                    if let Some(job) = fresh {
-                        run_job(&ctx2, job).await;
+                    run_job(&ctx2, job).await;
+                    // Order matters: marked ended before it leaves `running`.
+                    if let Ok(mut e) = ended2.lock() {
+                        e.insert(id);
                     }
                     if let Ok(mut r) = ctx2.running.lock() {
                         r.remove(&id);
@@ -138,6 +148,7 @@ pub async fn run(ctx: Arc<Ctx>) {
             Some(t) if t > now => Duration::from_millis((t - now) as u64),
             _ => Duration::from_secs(1),
         }
+        .min(Duration::from_millis((next_timer_check - now).max(1) as u64))
         .min(Duration::from_secs(1));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -191,6 +202,8 @@ async fn run_job(ctx: &Arc<Ctx>, job: Job) {
 }
 
 const SWEEP_EVERY_MS: i64 = 60_000;
+/// How often due 12 h / 24 h deadlines are looked for.
+const TIMER_CHECK_MS: i64 = 200;
 /// A spool segment is kept this long after its last write (a minute: any
 /// straggler is done).
 const SEGMENT_SETTLE: Duration = Duration::from_secs(60);
