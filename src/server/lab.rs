@@ -3,7 +3,6 @@
 //! index and static routes between them.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::address::Envelope;
@@ -13,7 +12,7 @@ use lettre::transport::smtp::PoolConfig;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::config::Config;
-use crate::store::{maildir, users};
+use crate::store::users;
 
 use super::Running;
 
@@ -211,11 +210,3 @@ pub async fn submit(
     let text = resp.message().collect::<Vec<_>>().join(" ");
     Ok(text.rsplit(' ').next().unwrap_or_default().to_string())
 }
-
-/// The Maildir of `address` under a running provider.
-pub fn mailbox_of(p: &Running, address: &str) -> Option<PathBuf> {
-    maildir::mailbox_path(&p.ctx.store.paths().mail, address).ok()
-}
-
-/// Shared handle type for the lab's providers.
-pub type Shared = Arc<super::Ctx>;
