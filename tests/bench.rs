@@ -1,0 +1,42 @@
+//! `pecd bench` runs end to end and reports what issue 5 asks for (a small
+//! run: the figures themselves are recorded in docs/performance.md).
+mod common;
+
+#[test]
+fn bench_reports_throughput_latency_and_the_signing_bound() {
+    let out = std::process::Command::new(common::pecd_bin())
+        .args([
+            "bench",
+            "--messages",
+            "12",
+            "--concurrency",
+            "3",
+            "--recipients",
+            "2",
+            "--json",
+        ])
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run pecd bench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON object");
+    assert_eq!(r["accepted"], 12, "{r:#}");
+    assert!(r["messages_per_second"].as_f64().unwrap() > 0.0, "{r:#}");
+    // busta + accettazione + presa in carico + one consegna per recipient.
+    assert_eq!(r["signatures_per_message"].as_f64().unwrap(), 5.0, "{r:#}");
+    for k in ["reply_ms", "accettazione_ms", "consegna_ms"] {
+        assert!(r[k]["p99"].as_f64().unwrap() > 0.0, "{k}: {r:#}");
+        assert_eq!(r[k]["n"], 12, "{k}: {r:#}");
+    }
+    assert!(r["peak_rss_mib"].as_f64().unwrap() > 0.0);
+    let bound = r["signing_bound_messages_per_second"].as_f64().unwrap();
+    let fraction = r["fraction_of_signing_bound"].as_f64().unwrap();
+    assert!(
+        bound > 0.0 && (fraction - r["messages_per_second"].as_f64().unwrap() / bound).abs() < 1e-9
+    );
+}
