@@ -5,10 +5,11 @@
 //! cost a file creation and two fsyncs each (measured: a fifth of all CPU on
 //! a busy provider); appending costs neither: the store writer syncs the
 //! segments written since its last commit once per group commit, before any
-//! row naming their bytes commits. Every process start opens a fresh segment,
-//! so a torn tail left by a crash is never appended to; bytes nobody's row
-//! names are simply never read, and a segment goes when no pending job names
-//! it (see `server::worker::sweep`).
+//! row naming their bytes commits. Each process appends only to segments it
+//! created itself (named by their creation time, so the daemon and a CLI
+//! command never share one), so a torn tail left by a crash is never appended
+//! to; bytes nobody's row names are simply never read, and a segment goes when
+//! no pending job names it (see `server::worker::sweep`).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -29,13 +30,13 @@ struct Segment {
 /// The spool: append message bytes, read them back by name.
 pub struct Spool {
     dir: PathBuf,
-    current: Mutex<Segment>,
+    current: Mutex<Option<Segment>>,
     unsynced: Mutex<HashMap<u64, Arc<File>>>,
 }
 
 /// File name of segment `id`.
 pub fn segment_file(id: u64) -> String {
-    format!("seg-{id:08}.spool")
+    format!("seg-{id:020}.spool")
 }
 
 fn segment_id(file_name: &str) -> Option<u64> {
@@ -44,6 +45,15 @@ fn segment_id(file_name: &str) -> Option<u64> {
         .strip_suffix(".spool")?
         .parse()
         .ok()
+}
+
+/// A fresh segment id: nanoseconds since the epoch, so ids grow over time and
+/// two processes practically never pick the same (creation is exclusive).
+fn fresh_id() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
 }
 
 /// The segment file a blob name points into.
@@ -56,50 +66,61 @@ fn bad(what: &str) -> std::io::Error {
 }
 
 impl Spool {
-    /// Open the spool in `dir`, starting a fresh segment after the newest one.
+    /// Open the spool in `dir`; a segment is created at the first append.
     pub fn open(dir: &Path) -> std::io::Result<Spool> {
         std::fs::create_dir_all(dir)?;
-        let newest = std::fs::read_dir(dir)?
-            .flatten()
-            .filter_map(|e| segment_id(&e.file_name().to_string_lossy()))
-            .max()
-            .unwrap_or(0);
-        let first = Self::create(dir, newest + 1)?;
         Ok(Spool {
             dir: dir.to_path_buf(),
-            current: Mutex::new(first),
+            current: Mutex::new(None),
             unsynced: Mutex::new(HashMap::new()),
         })
     }
 
-    fn create(dir: &Path, id: u64) -> std::io::Result<Segment> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(dir.join(segment_file(id)))?;
-        // Once per segment, not per message: the entry must outlive a crash.
-        sync_dir(dir)?;
-        Ok(Segment {
-            id,
-            file: Arc::new(file),
-            len: 0,
-        })
+    fn create(dir: &Path, after: u64) -> std::io::Result<Segment> {
+        let mut id = fresh_id().max(after + 1);
+        loop {
+            let r = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(dir.join(segment_file(id)));
+            match r {
+                Ok(file) => {
+                    // Once per segment, not per message: the entry must outlive a crash.
+                    sync_dir(dir)?;
+                    return Ok(Segment {
+                        id,
+                        file: Arc::new(file),
+                        len: 0,
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => id += 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
-    /// Name of the segment being appended to (never removed while current).
+    /// Name of the segment this process appends to (never removed while current).
     pub fn current_segment(&self) -> Option<String> {
-        self.current.lock().ok().map(|c| segment_file(c.id))
+        self.current
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| segment_file(c.id)))
     }
 
     /// Append `bytes`; returns their name. Durable after [`Spool::sync`].
     pub fn append(&self, bytes: &[u8]) -> std::io::Result<String> {
         let len = bytes.len() as u64;
         let (id, file, offset) = {
-            let mut cur = self.current.lock().map_err(|_| bad("spool lock"))?;
-            if cur.len > 0 && cur.len + len > SEGMENT_MAX {
-                *cur = Self::create(&self.dir, cur.id + 1)?;
+            let mut guard = self.current.lock().map_err(|_| bad("spool lock"))?;
+            let full = guard
+                .as_ref()
+                .is_none_or(|c| c.len > 0 && c.len + len > SEGMENT_MAX);
+            if full {
+                let after = guard.as_ref().map_or(0, |c| c.id);
+                *guard = Some(Self::create(&self.dir, after)?);
             }
+            let cur = guard.as_mut().ok_or_else(|| bad("spool segment"))?;
             let offset = cur.len;
             cur.len += len;
             (cur.id, cur.file.clone(), offset)
@@ -200,4 +221,37 @@ pub fn unique_suffix() -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_read_back_and_two_writers_never_share_a_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Spool::open(dir.path()).unwrap();
+        assert!(
+            daemon.current_segment().is_none(),
+            "no segment before the first append"
+        );
+        let a = daemon.append(b"first message\r\n").unwrap();
+        let b = daemon.append(b"second\r\n").unwrap();
+        daemon.sync().unwrap();
+        assert_eq!(daemon.get(&a).unwrap(), b"first message\r\n");
+        assert_eq!(daemon.get(&b).unwrap(), b"second\r\n");
+        assert_eq!(segment_of(&a), segment_of(&b));
+        // A CLI command opening the same spool writes to its own segment.
+        let cli = Spool::open(dir.path()).unwrap();
+        let c = cli.append(b"notice").unwrap();
+        assert_ne!(segment_of(&c), segment_of(&a));
+        assert_eq!(daemon.get(&c).unwrap(), b"notice");
+        // The daemon sees the CLI's segment as an old one, never its own.
+        let old: Vec<String> = daemon.old_segments().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(old, vec![segment_of(&c).unwrap().to_string()]);
+        assert!(daemon.get("seg-x.spool@0+1").is_err());
+        assert!(daemon
+            .get(&format!("{}@0+999", segment_of(&a).unwrap()))
+            .is_err());
+    }
 }
