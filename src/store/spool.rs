@@ -1,6 +1,6 @@
 //! Message bytes waiting for work.
 //!
-//! Pending messages are appended to segment files (`seg-NNNNNNNN.spool`, up
+//! Pending messages are appended to segment files (`seg-<ns>.spool`, up
 //! to 64 MiB each) and named by `segment@offset+length`. One file per message
 //! cost a file creation and two fsyncs each (measured: a fifth of all CPU on
 //! a busy provider); appending costs neither: the store writer syncs the
