@@ -251,3 +251,44 @@ async fn imap_refusals_leave_the_session_alive() {
     assert!(["NO", "BAD"].contains(&typ(&r, 6).as_str()), "{r:#?}");
     assert_eq!(typ(&r, 7), "OK", "session still alive: {r:#?}");
 }
+
+/// Wrong passwords slow the next attempts down, per address and per IP, and
+/// the slowdown is shared by IMAP LOGIN and SMTP AUTH.
+#[tokio::test]
+async fn failed_logins_are_slowed_down_across_protocols() {
+    let ca = TestCa::new();
+    let mut p = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]),
+    );
+    p.start();
+    let alice = "alice@pec.alpha.test";
+    let t0 = std::time::Instant::now();
+    let r = imap(
+        &p,
+        p.imaps,
+        "tls",
+        alice,
+        PASSWORD,
+        "login_as alice@pec.alpha.test wrong1\nlogin_as alice@pec.alpha.test wrong2\nlogin_as alice@pec.alpha.test wrong3\n",
+    );
+    let imap_time = t0.elapsed();
+    for n in 1..=3 {
+        assert_ne!(typ(&r, n), "OK", "{r:#?}");
+    }
+    // No delay before the first failure, 0.5 s before the second, 1 s before the third.
+    assert!(
+        imap_time >= std::time::Duration::from_millis(1400),
+        "{imap_time:?}"
+    );
+    // The fourth failure comes over SMTP: it waits 2 s more.
+    let t1 = std::time::Instant::now();
+    let mut smtp = SecureSmtp::connect(p.submissions, &p.ca_pem, true);
+    let (code, text) = smtp.ehlo_auth(alice, "wrong4");
+    assert_eq!(code, 535, "wrong password refused: {text}");
+    assert!(
+        t1.elapsed() >= std::time::Duration::from_millis(1800),
+        "{:?}",
+        t1.elapsed()
+    );
+}
