@@ -263,6 +263,20 @@ certificate = "certs/signing.pem"
     )
 }
 
+/// The empty index `pecd init` writes: no peers yet, and this provider's own
+/// entry as a comment, ready to hand to the peers for their indexes.
+pub fn empty_index_text(name: &str, domain: &str) -> String {
+    let own: String = own_index_text(name, domain)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("# {l}\n"))
+        .collect();
+    format!(
+        "# Provider index (pec-spec.md §10): one [[provider]] table per peer provider.\n\
+         # Empty for now. This provider's own entry, for the peers' indexes:\n{own}"
+    )
+}
+
 fn init(a: InitArgs) -> AdminResult {
     let domain = a.domain.trim().to_ascii_lowercase();
     let name = a.name.unwrap_or_else(|| format!("PEC {domain}"));
@@ -290,11 +304,13 @@ fn init(a: InitArgs) -> AdminResult {
         a.dir.join("pecd.toml"),
         provider_config_text(&name, &domain, &hostname, [587, 465, 25, 143, 993]),
     )?;
-    std::fs::write(a.dir.join("index.toml"), own_index_text(&name, &domain))?;
+    std::fs::write(a.dir.join("index.toml"), empty_index_text(&name, &domain))?;
     let cfg_path = a.dir.join("pecd.toml");
     println!("Created a provider for {domain} in {}:", a.dir.display());
     println!("  pecd.toml   configuration (listens on 127.0.0.1, standard ports: edit [listen])");
-    println!("  index.toml  provider index (add your peers)");
+    println!(
+        "  index.toml  provider index: empty (add your peers; your own entry is in a comment)"
+    );
     println!("  certs/      a freshly generated CA, signing and TLS certificate (replace the");
     println!("              signing certificate with the one AgID issues before going live)");
     println!("Next:");
