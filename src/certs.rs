@@ -97,10 +97,7 @@ fn base_builder(
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    crate::pec::clock::since_epoch().as_secs() as i64
 }
 
 /// A self-signed CA named after the provider (or the test).

@@ -110,10 +110,7 @@ async fn kill9_during_load_loses_nothing_acknowledged_and_duplicates_nothing() {
     first_ack.notified().await;
     // A random moment under load: after a random number of acknowledgements
     // (between 30 and 230 of the 270), while every client is mid-stream.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as usize;
+    let nanos = pecd::pec::clock::since_epoch().subsec_nanos() as usize;
     let target = 30 + nanos % 200;
     let t0 = Instant::now();
     while acked.lock().unwrap().len() < target {

@@ -199,10 +199,7 @@ impl Backend for LazyPeer {
             domain: "pec.beta.test".into(),
         };
         let ids = RandomIds;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
+        let now = pecd::pec::clock::since_epoch().as_secs() as i64;
         let e = Emitter {
             provider: &p,
             ids: &ids,

@@ -212,9 +212,7 @@ static UNIQ: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh unique Maildir base name (`secs.MusecPpidQn.host`).
 pub fn unique_name(hostname: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = crate::pec::clock::since_epoch();
     let q = UNIQ.fetch_add(1, Ordering::Relaxed);
     let host: String = hostname
         .chars()
@@ -516,10 +514,7 @@ struct UidList {
 
 impl UidList {
     fn fresh() -> Self {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32)
-            .unwrap_or(1);
+        let now = crate::pec::clock::since_epoch().as_secs() as u32;
         UidList {
             validity: now.max(1),
             next: 1,

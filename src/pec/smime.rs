@@ -625,10 +625,7 @@ pub(crate) mod tests {
 
     /// Wall clock for tests only (certificates are generated relative to it).
     pub(crate) fn tests_now() -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
+        crate::pec::clock::since_epoch().as_secs() as i64
     }
 
     pub(crate) fn samples() -> Vec<(String, Vec<u8>)> {

@@ -347,10 +347,7 @@ fn writer_loop(
 
 /// Milliseconds since the Unix epoch (the store's time unit).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    crate::pec::clock::since_epoch().as_millis() as i64
 }
 
 #[cfg(test)]

@@ -50,10 +50,7 @@ fn segment_id(file_name: &str) -> Option<u64> {
 /// A fresh segment id: nanoseconds since the epoch, so ids grow over time and
 /// two processes practically never pick the same (creation is exclusive).
 fn fresh_id() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
+    (crate::pec::clock::since_epoch().as_nanos() as u64).max(1)
 }
 
 /// The segment file a blob name points into.
@@ -211,9 +208,7 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 pub fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let t = crate::pec::clock::since_epoch();
     format!(
         "{}{:06}P{}Q{}",
         t.as_secs(),
