@@ -152,7 +152,13 @@ pub async fn run(ctx: Arc<Ctx>) {
         .min(Duration::from_secs(1));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = ctx.wake.notified() => {}
+            _ = ctx.wake.notified() => {
+                // Under load every finishing job wakes us: let a few finish
+                // together so one query hands out several jobs.
+                if permits.available_permits() < slots {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
             _ = shutdown.changed() => {}
         }
     }
