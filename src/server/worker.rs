@@ -321,14 +321,27 @@ async fn mailbox(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         "{} stored in the mailbox of {rcpt}",
         data_str(&data, "tipo").unwrap_or_else(|| "message".into())
     ));
-    let id = job.id;
+    complete(ctx, job.id, ev, None).await
+}
+
+/// Record a job as done, with its log event and the follow-up work it
+/// produced, in one transaction; then nudge the loop for the follow-ups.
+async fn complete(ctx: &Ctx, id: i64, ev: Event, follow: Option<NewJob>) -> Result<(), Fail> {
+    let now = store::now_ms();
+    let more = follow.is_some();
     ctx.store
         .write(move |c| {
             queue::mark_done(c, id, now)?;
             store::log::append(c, &ev)?;
+            if let Some(j) = &follow {
+                queue::enqueue(c, j, now)?;
+            }
             Ok(())
         })
         .await?;
+    if more {
+        ctx.wake.notify_one();
+    }
     Ok(())
 }
 
@@ -464,18 +477,7 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     .await
     .map_err(|e| Fail::Temporary(e.to_string()))??;
     let (ev, follow) = prepared;
-    let id = job.id;
-    let now = store::now_ms();
-    ctx.store
-        .write(move |c| {
-            queue::mark_done(c, id, now)?;
-            store::log::append(c, &ev)?;
-            queue::enqueue(c, &follow, now)?;
-            Ok(())
-        })
-        .await?;
-    ctx.wake.notify_one();
-    Ok(())
+    complete(ctx, job.id, ev, Some(follow)).await
 }
 
 /// Where mail for `domain` goes: a static route, else its MX hosts.
@@ -565,15 +567,7 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
                 data_str(&data, "tipo").unwrap_or_default(),
                 used.unwrap_or_default()
             ));
-            let id = job.id;
-            ctx.store
-                .write(move |c| {
-                    queue::mark_done(c, id, now)?;
-                    store::log::append(c, &ev)?;
-                    Ok(())
-                })
-                .await?;
-            Ok(())
+            complete(ctx, job.id, ev, None).await
         }
         Outcome::Temporary(e) => {
             let expire = timer_config(ctx).expiry_after;
