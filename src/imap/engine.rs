@@ -850,6 +850,30 @@ impl Engine {
         Ok(())
     }
 
+    /// The existing folder an APPEND/COPY/MOVE targets; for a missing one the
+    /// tagged `NO [TRYCREATE]` is written and `None` returned (RFC 3501 6.3.11).
+    fn target_folder(
+        &self,
+        out: &mut Vec<u8>,
+        tag: &Tag<'_>,
+        m: &Mailbox<'_>,
+    ) -> Result<Option<Folder>, StoreError> {
+        match self.store.existing(&mbox_name(m)?) {
+            Ok(f) => Ok(Some(f)),
+            Err(StoreError::NoSuchFolder) => {
+                status(
+                    out,
+                    Some(tag),
+                    Kind::No,
+                    Some(Code::TryCreate),
+                    "no such mailbox",
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn append(
         &mut self,
         out: &mut Vec<u8>,
@@ -859,20 +883,8 @@ impl Engine {
         date: Option<&DateTime>,
         data: &[u8],
     ) -> Result<(), StoreError> {
-        let name = mbox_name(m)?;
-        let folder = match self.store.existing(&name) {
-            Ok(f) => f,
-            Err(StoreError::NoSuchFolder) => {
-                status(
-                    out,
-                    Some(tag),
-                    Kind::No,
-                    Some(Code::TryCreate),
-                    "no such mailbox",
-                );
-                return Ok(());
-            }
-            Err(e) => return Err(e),
+        let Some(folder) = self.target_folder(out, tag, m)? else {
+            return Ok(());
         };
         let mtime = date.and_then(|d| {
             let secs = d.as_ref().timestamp();
@@ -1173,20 +1185,8 @@ impl Engine {
         uid: bool,
         is_move: bool,
     ) -> Result<(), StoreError> {
-        let name = mbox_name(m)?;
-        let dest = match self.store.existing(&name) {
-            Ok(f) => f,
-            Err(StoreError::NoSuchFolder) => {
-                status(
-                    out,
-                    Some(tag),
-                    Kind::No,
-                    Some(Code::TryCreate),
-                    "no such mailbox",
-                );
-                return Ok(());
-            }
-            Err(e) => return Err(e),
+        let Some(dest) = self.target_folder(out, tag, m)? else {
+            return Ok(());
         };
         let Some(sel) = self.selected.as_mut() else {
             return Err(StoreError::Refused("no mailbox selected"));
