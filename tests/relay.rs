@@ -577,18 +577,12 @@ async fn peer_down_then_up() {
     let m = message(ALICE, &["bob@pec.beta.test"], &[], "Dopo", "", "giu");
     let id = submit(&a, ALICE, &["bob@pec.beta.test"], &m).await;
     let job = a.wait_for("relay job retried", 30, || {
-        let out = a.cli(&["queue", "list", "--json"], "");
-        assert!(out.status.success());
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .find(|j| {
-                j["kind"] == "relay"
-                    && j["identificativo"] == id
-                    && j["state"] == "pending"
-                    && j["attempts"].as_i64().unwrap_or(0) > 0
-            })
+        queue_jobs(&a).into_iter().find(|j| {
+            j["kind"] == "relay"
+                && j["identificativo"] == id
+                && j["state"] == "pending"
+                && j["attempts"].as_i64().unwrap_or(0) > 0
+        })
     });
     assert_eq!(job["next_hop"], "pec.beta.test");
     assert!(
@@ -651,11 +645,8 @@ async fn mx_lookup_and_required_tls() {
         vec![("g@pec.gamma.test".to_string(), RecipientType::Certificato)]
     );
     let job = a.wait_for("relay to Gamma failed for lack of TLS", 30, || {
-        let out = a.cli(&["queue", "list", "--json"], "");
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        queue_jobs(&a)
+            .into_iter()
             .find(|j| j["identificativo"] == idg && j["attempts"].as_i64().unwrap_or(0) > 0)
     });
     assert_eq!(job["state"], "pending", "a TLS failure is temporary: {job}");
@@ -758,12 +749,9 @@ async fn permanent_refusal_by_a_peer_is_reported_to_the_sender() {
         "the peer's reply is quoted: {esteso}"
     );
     a.wait_events("inoltro-fallito", 1, |e| e["identificativo"] == id);
-    let out = a.cli(&["queue", "list", "--json"], "");
-    let pending: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|j: &serde_json::Value| j["identificativo"] == id)
+    let pending: Vec<serde_json::Value> = queue_jobs(&a)
+        .into_iter()
+        .filter(|j| j["identificativo"] == id)
         .collect();
     assert!(pending.is_empty(), "nothing left to retry: {pending:?}");
     // Past both deadlines: the closed recipient gets no time-limit notice.

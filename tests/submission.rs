@@ -329,18 +329,12 @@ async fn starttls_submission_accettazione_busta_consegna_and_errors() {
 
     // The esterno recipient waits in the queue, after a failed attempt too.
     let job = p.wait_for("a failed relay attempt for dave", 30, || {
-        let out = p.cli(&["queue", "list", "--json"], "");
-        assert!(out.status.success());
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .find(|j| {
-                j["recipients"]
-                    .as_array()
-                    .is_some_and(|r| r.iter().any(|x| x == DAVE))
-                    && j["attempts"].as_i64().unwrap_or(0) >= 1
-            })
+        queue_jobs(&p).into_iter().find(|j| {
+            j["recipients"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x == DAVE))
+                && j["attempts"].as_i64().unwrap_or(0) >= 1
+        })
     });
     assert_eq!(job["identificativo"], id.as_str());
     assert_eq!(job["next_hop"], "ordinaria.example");

@@ -153,15 +153,7 @@ impl<A: ImapAuth> Session<A> {
             match self.next_message().await? {
                 Next::End => return self.bye("closing connection").await,
                 Next::TooBig(tag) => {
-                    let mut out = vec![];
-                    status(
-                        &mut out,
-                        tag.as_ref(),
-                        Kind::Bad,
-                        Some(Code::TooBig),
-                        "literal too large",
-                    );
-                    self.write(&out).await?;
+                    self.too_big(tag.as_ref(), "literal too large").await?;
                     continue;
                 }
                 Next::Message => {}
@@ -171,15 +163,7 @@ impl<A: ImapAuth> Session<A> {
                     Ok(c) => Ok(c.into_static()),
                     Err(DecodeMessageError::MessageTooLong { .. }) => {
                         let tag = self.frag.decode_tag().map(|t| t.into_static());
-                        let mut out = vec![];
-                        status(
-                            &mut out,
-                            tag.as_ref(),
-                            Kind::Bad,
-                            Some(Code::TooBig),
-                            "command too large",
-                        );
-                        self.write(&out).await?;
+                        self.too_big(tag.as_ref(), "command too large").await?;
                         continue;
                     }
                     Err(_) => Err(self.frag.decode_tag().map(|t| t.into_static())),
@@ -203,6 +187,13 @@ impl<A: ImapAuth> Session<A> {
                 }
             }
         }
+    }
+
+    /// Tagged `BAD [TOOBIG]`: the input was refused, the session goes on.
+    async fn too_big(&mut self, tag: Option<&Tag<'static>>, what: &str) -> io::Result<()> {
+        let mut out = vec![];
+        status(&mut out, tag, Kind::Bad, Some(Code::TooBig), what);
+        self.write(&out).await
     }
 
     async fn bye(&mut self, why: &str) -> io::Result<()> {

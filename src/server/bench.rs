@@ -12,7 +12,7 @@ use crate::admin::AdminResult;
 use crate::cli::BenchArgs;
 use crate::store;
 
-use super::lab::{self, Lab, LabProvider};
+use super::lab::{self, Lab};
 
 const ALICE: &str = "alice@pec.alpha.test";
 
@@ -239,22 +239,7 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
         .iter()
         .map(|u| format!("{u}@pec.beta.test"))
         .collect();
-    let mut lab = Lab::start(
-        &[
-            LabProvider {
-                name: "Alpha PEC S.p.A.".into(),
-                domain: "pec.alpha.test".into(),
-                users: vec!["alice".into()],
-            },
-            LabProvider {
-                name: "Beta PEC S.p.A.".into(),
-                domain: "pec.beta.test".into(),
-                users: beta_users,
-            },
-        ],
-        "",
-    )
-    .await?;
+    let mut lab = Lab::alpha_beta(&beta_users, "").await?;
     if a.dead_peer {
         if let Some(b) = lab.providers.pop() {
             b.stop(Duration::from_secs(5)).await;

@@ -127,8 +127,8 @@ impl Lab {
         })
     }
 
-    /// The standard pair: Alpha (alice) and Beta (bob).
-    pub async fn alpha_beta(extra: &str) -> Result<Lab, String> {
+    /// The standard pair: Alpha (alice) and Beta (`beta_users`).
+    pub async fn alpha_beta(beta_users: &[String], extra: &str) -> Result<Lab, String> {
         Lab::start(
             &[
                 LabProvider {
@@ -139,7 +139,7 @@ impl Lab {
                 LabProvider {
                     name: "Beta PEC S.p.A.".into(),
                     domain: "pec.beta.test".into(),
-                    users: vec!["bob".into()],
+                    users: beta_users.to_vec(),
                 },
             ],
             extra,

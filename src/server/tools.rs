@@ -319,7 +319,7 @@ pub fn demo_main() -> AdminResult {
     let rt = runtime()?;
     rt.block_on(async {
         println!("Starting two providers on loopback (temporary folder, throwaway CA)...");
-        let lab = Lab::alpha_beta("").await?;
+        let lab = Lab::alpha_beta(&["bob".into()], "").await?;
         let (a, b) = (&lab.providers[0], &lab.providers[1]);
         println!(
             "  Alpha PEC S.p.A.  pec.alpha.test  submission {}  inbound {}",

@@ -292,13 +292,17 @@ fn data_str(v: &serde_json::Value, key: &str) -> Option<String> {
     v.get(key).and_then(|x| x.as_str()).map(str::to_string)
 }
 
-/// Store a finished message in a local mailbox.
-async fn mailbox(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
-    let rcpt = job
-        .recipients
+/// The one recipient a mailbox or local-busta job serves.
+fn sole_recipient(job: &Job) -> Result<String, Fail> {
+    job.recipients
         .first()
         .cloned()
-        .ok_or_else(|| Fail::Permanent("no recipient".into()))?;
+        .ok_or_else(|| Fail::Permanent("no recipient".into()))
+}
+
+/// Store a finished message in a local mailbox.
+async fn mailbox(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
+    let rcpt = sole_recipient(job)?;
     let bytes = blob_of(ctx, job)?;
     let name = maildir::file_name_for(&job.key, job.created_at, &ctx.cfg.provider.hostname);
     let store = ctx.store.clone();
@@ -399,11 +403,7 @@ fn emit(
 /// Delivery point for one local recipient of a busta: store it and emit the
 /// avvenuta consegna, or the avviso di mancata consegna if there is no such mailbox.
 async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
-    let rcpt = job
-        .recipients
-        .first()
-        .cloned()
-        .ok_or_else(|| Fail::Permanent("no recipient".into()))?;
+    let rcpt = sole_recipient(job)?;
     let bytes = blob_of(ctx, job)?;
     let ctx2 = ctx.clone();
     let key = job.key.clone();

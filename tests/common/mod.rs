@@ -378,11 +378,9 @@ index_check_interval = "200ms"
         })
     }
 
-    /// `pecd log --json` parsed.
-    pub fn log_events(&self, args: &[&str]) -> Vec<serde_json::Value> {
-        let mut a = vec!["log", "--json"];
-        a.extend_from_slice(args);
-        let out = self.cli(&a, "");
+    /// `pecd … ARGS` whose output is one JSON object per line, parsed.
+    pub fn cli_json(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let out = self.cli(args, "");
         assert!(
             out.status.success(),
             "{}",
@@ -393,6 +391,13 @@ index_check_interval = "200ms"
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    /// `pecd log --json` parsed.
+    pub fn log_events(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let mut a = vec!["log", "--json"];
+        a.extend_from_slice(args);
+        self.cli_json(&a)
     }
 
     /// A lettre client for this provider's submission port.
@@ -958,17 +963,7 @@ pub fn events_of(p: &TestProvider, event: &str, id: Option<&str>) -> Vec<serde_j
 
 /// `pecd queue list --json` parsed.
 pub fn queue_jobs(p: &TestProvider) -> Vec<serde_json::Value> {
-    let out = p.cli(&["queue", "list", "--json"], "");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    p.cli_json(&["queue", "list", "--json"])
 }
 
 /// Messages of a user's mailbox that refer to `identificativo` (via daticert or X-Riferimento).
