@@ -355,6 +355,22 @@ async fn index_reload_changes_the_verdict() {
     openssl_verify(&busta, &ca.pem_path()).unwrap();
     wait_with_id(&b, BOB, "X-Ricevuta", "avvenuta-consegna", &id3);
 
+    // A broken index file is refused with an error and the last good index
+    // stays in force: Beta is still trusted.
+    let n = reloads(&a);
+    a.write_index("[[provider]]\nname = \"half written\"\nno_such_key = 1\n");
+    a.wait_for("the refused reload logged", 10, || {
+        a.log()
+            .contains("provider index not reloaded")
+            .then_some(())
+    });
+    assert_eq!(reloads(&a), n, "a broken index was taken");
+    let m = message(BOB, &[ALICE], &[], "Indice rotto", "", "5");
+    let id5 = submit(&b, BOB, &[ALICE], &m).await;
+    wait_with_id(&a, ALICE, "X-Trasporto", "posta-certificata", &id5);
+    a.write_index(&full);
+    a.wait_for("index reload", 10, || (reloads(&a) > n).then_some(()));
+
     // SIGHUP: the file changes but keeps its old mtime, so only the signal
     // can make Alpha notice.
     let path = a.path().join("index.toml");
@@ -383,8 +399,8 @@ async fn index_reload_changes_the_verdict() {
     assert_eq!(
         a.messages_with(ALICE, "X-Trasporto", "posta-certificata")
             .len(),
-        1,
-        "only the busta sent while Beta was in the index was accepted"
+        2,
+        "only the bustas sent while Beta was in the (last good) index were accepted"
     );
     for (p, m) in a.all_mail() {
         if let Err(e) = openssl_verify(&m, &ca.pem_path()) {
