@@ -258,7 +258,7 @@ fn default_retry_max() -> String {
     "1h".into()
 }
 fn default_workers() -> usize {
-    32
+    96
 }
 fn default_grace() -> String {
     "30s".into()

@@ -90,13 +90,29 @@ pub async fn run(ctx: Arc<Ctx>) {
         let mut started = 0;
         let free = permits.available_permits();
         if free > 0 {
-            let busy = ctx.running.lock().map(|r| r.len()).unwrap_or(0);
+            let busy: std::collections::HashSet<i64> =
+                ctx.running.lock().map(|r| r.clone()).unwrap_or_default();
             if let Ok(mut e) = ended.lock() {
                 e.clear();
             }
+            // Running jobs are still pending in the table: read past them by
+            // id, and load whole rows only for the ones that will run.
+            let limit = free + busy.len();
             let jobs = ctx
                 .store
-                .read(move |c| Ok(queue::due(c, now, free + busy)?))
+                .read(move |c| {
+                    let mut jobs = Vec::new();
+                    for id in queue::due_ids(c, now, limit)? {
+                        if jobs.len() == free {
+                            break;
+                        }
+                        if busy.contains(&id) {
+                            continue;
+                        }
+                        jobs.extend(queue::pending(c, id)?);
+                    }
+                    Ok(jobs)
+                })
                 .await
                 .unwrap_or_default();
             for job in jobs {
@@ -307,9 +323,11 @@ async fn mailbox(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     let name = maildir::file_name_for(&job.key, job.created_at, &ctx.cfg.provider.hostname);
     let store = ctx.store.clone();
     let r2 = rcpt.clone();
-    let delivered = tokio::task::spawn_blocking(move || store.deliver(&r2, &name, &bytes))
-        .await
-        .map_err(|e| Fail::Temporary(e.to_string()))?;
+    let (created, attempts) = (job.created_at, job.attempts);
+    let delivered =
+        tokio::task::spawn_blocking(move || store.deliver(&r2, &name, &bytes, created, attempts))
+            .await
+            .map_err(|e| Fail::Temporary(e.to_string()))?;
     match delivered {
         Ok(_) => {}
         Err(maildir::DeliveryError::Io(e)) => return Err(Fail::Temporary(e.to_string())),
@@ -407,7 +425,7 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     let bytes = blob_of(ctx, job)?;
     let ctx2 = ctx.clone();
     let key = job.key.clone();
-    let created = job.created_at;
+    let (created, attempts) = (job.created_at, job.attempts);
     let prepared = tokio::task::spawn_blocking(move || -> Result<(Event, NewJob), Fail> {
         let (m, d) = busta_facts(&bytes)?;
         let certified = Certified::from(&d);
@@ -427,7 +445,7 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         let id = certified.identificativo.clone();
         if known {
             let name = maildir::file_name_for(&key, created, &ctx2.cfg.provider.hostname);
-            match ctx2.store.deliver(&rcpt, &name, &bytes) {
+            match ctx2.store.deliver(&rcpt, &name, &bytes, created, attempts) {
                 Ok(_) => {}
                 Err(maildir::DeliveryError::Io(e)) => return Err(Fail::Temporary(e.to_string())),
                 Err(e) => return Err(Fail::Permanent(e.to_string())),

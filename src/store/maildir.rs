@@ -1,12 +1,18 @@
 //! Delivery into Maildirs at `<mail_root>/<domain>/<localpart>/`.
 //!
-//! The Maildir protocol (write in `tmp/`, fsync, rename into `new/`) keeps the
-//! store readable by Dovecot or any Maildir tool. The file name is derived
+//! The Maildir protocol (the file is built in `tmp/` and appears in `new/`
+//! whole, once synced) keeps the store readable by Dovecot or any Maildir
+//! tool. The file name is derived
 //! from the delivery's idempotency key, so a delivery repeated after a crash
 //! (file renamed, queue row not yet marked done) finds its own file and does
 //! not leave a second copy. Bytes are written exactly as given: they are what
 //! was signed.
 
+use std::ffi::CString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// Why a delivery failed.
@@ -84,14 +90,19 @@ pub fn file_name_for(key: &str, created_ms: i64, hostname: &str) -> String {
 
 /// Deliver `bytes` to `address` under the base name `name` (see [`file_name_for`]).
 /// Returns the path of the new file, or of the earlier copy if this delivery
-/// already happened. The `new/` directory still has to be synced for the
-/// entry to survive a crash: [`super::Store::deliver`] does that with the
-/// group commit that records the delivery.
+/// already happened. `thorough` also looks for a copy the user has already
+/// flagged, which means listing `cur/`: only a retry, or work left by an
+/// earlier process, can have one, and listing a big mailbox per delivery
+/// would make delivery cost grow with the mailbox. The `new/` directory
+/// still has to be synced for the entry to survive a crash:
+/// [`super::Store::deliver`] does that with the group commit that records
+/// the delivery.
 pub fn deliver(
     mail_root: &Path,
     address: &str,
     name: &str,
     bytes: &[u8],
+    thorough: bool,
 ) -> Result<PathBuf, DeliveryError> {
     let p = mailbox_path(mail_root, address)?;
     if !p.join("new").is_dir() {
@@ -105,18 +116,75 @@ pub fn deliver(
     if seen.exists() {
         return Ok(seen);
     }
-    if let Ok(rd) = std::fs::read_dir(p.join("cur")) {
-        // The user may already have flagged it; a flagged name keeps the base.
-        let prefix = format!("{name}:2,");
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix) {
-                return Ok(e.path());
+    if thorough {
+        if let Ok(rd) = std::fs::read_dir(p.join("cur")) {
+            // The user may already have flagged it; a flagged name keeps the base.
+            let prefix = format!("{name}:2,");
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    return Ok(e.path());
+                }
             }
         }
     }
-    let tmp = p.join("tmp").join(name);
-    super::spool::write_and_rename(&tmp, &dst, bytes).map_err(DeliveryError::Io)?;
+    write_new(&p.join("tmp"), name, &dst, bytes).map_err(DeliveryError::Io)?;
     Ok(dst)
+}
+
+/// Write `bytes` as `dst`, which appears whole or not at all. The file is
+/// built as an unnamed inode in `tmp_dir` (`O_TMPFILE`) and linked into place:
+/// creating it takes no directory lock (concurrent deliveries to one mailbox
+/// queued on the `tmp/` lock while ext4 allocated inodes), a crash leaves
+/// nothing behind in `tmp/`, and an existing `dst` is never replaced. Where
+/// `O_TMPFILE` or `/proc` is missing, the classic `tmp/name` -> rename.
+fn write_new(tmp_dir: &Path, name: &str, dst: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let unnamed = std::fs::OpenOptions::new()
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(tmp_dir);
+    match unnamed {
+        Ok(mut f) => {
+            f.write_all(bytes)?;
+            let from = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))?;
+            let to = CString::new(dst.as_os_str().as_bytes())?;
+            // SAFETY: both are NUL-terminated strings that outlive the call.
+            let linked = unsafe {
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    from.as_ptr(),
+                    libc::AT_FDCWD,
+                    to.as_ptr(),
+                    libc::AT_SYMLINK_FOLLOW,
+                )
+            };
+            let e = std::io::Error::last_os_error();
+            if linked == 0 || e.kind() == std::io::ErrorKind::AlreadyExists {
+                // Synced once linked, so that the link count is on disk too;
+                // the directory entry is synced with the group commit.
+                return f.sync_all();
+            }
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                return Err(e);
+            }
+        }
+        Err(e)
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
+            ) =>
+        {
+            return Err(e)
+        }
+        Err(_) => {}
+    }
+    let tmp = tmp_dir.join(name);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dst)
 }
 
 #[cfg(test)]
@@ -129,21 +197,28 @@ mod tests {
         create(root.path(), "Bob@PEC.beta.test").unwrap();
         let name = file_name_for("k1", 100_000, "mx.beta.test");
         let bytes = b"Subject: x\r\n\r\nbody \r\n".to_vec();
-        let p1 = deliver(root.path(), "bob@pec.beta.test", &name, &bytes).unwrap();
-        let p2 = deliver(root.path(), "bob@pec.beta.test", &name, &bytes).unwrap();
+        let p1 = deliver(root.path(), "bob@pec.beta.test", &name, &bytes, false).unwrap();
+        let p2 = deliver(root.path(), "bob@pec.beta.test", &name, &bytes, false).unwrap();
         assert_eq!(p1, p2);
         assert_eq!(std::fs::read(&p1).unwrap(), bytes);
         let n = std::fs::read_dir(root.path().join("pec.beta.test/bob/new"))
             .unwrap()
             .count();
         assert_eq!(n, 1);
+        // Read and flagged by the user: only a thorough retry finds it.
+        let box_dir = root.path().join("pec.beta.test/bob");
+        let flagged = box_dir.join("cur").join(format!("{name}:2,FS"));
+        std::fs::rename(&p1, &flagged).unwrap();
+        let again = deliver(root.path(), "bob@pec.beta.test", &name, &bytes, true).unwrap();
+        assert_eq!(again, flagged);
+        assert_eq!(std::fs::read_dir(box_dir.join("new")).unwrap().count(), 0);
     }
 
     #[test]
     fn refuses_unknown_and_escaping_addresses() {
         let root = tempfile::tempdir().unwrap();
         assert!(matches!(
-            deliver(root.path(), "nobody@pec.beta.test", "n", b"x"),
+            deliver(root.path(), "nobody@pec.beta.test", "n", b"x", true),
             Err(DeliveryError::NoMailbox)
         ));
         for bad in ["../x@y", "a@..", "a/b@c", "noat", ".hidden@d"] {

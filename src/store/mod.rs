@@ -98,6 +98,8 @@ type DirtyDirs = Arc<Mutex<HashSet<PathBuf>>>;
 
 struct Inner {
     paths: Paths,
+    /// When this process opened the store (unix ms).
+    opened_ms: i64,
     spool: Arc<spool::Spool>,
     dirty: DirtyDirs,
     writer: Mutex<Option<mpsc::Sender<WriteJob>>>,
@@ -113,12 +115,16 @@ pub fn open_connection(db: &Path) -> rusqlite::Result<Connection> {
     // FULL: a commit is on disk when it returns; the 250 promise depends on it.
     c.pragma_update(None, "synchronous", "FULL")?;
     c.pragma_update(None, "foreign_keys", "ON")?;
+    // Statement journals of the group commit's savepoints would otherwise be
+    // files created and deleted per batch.
+    c.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(c)
 }
 
 impl Store {
     /// Open (creating and migrating) the store under `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let opened_ms = now_ms();
         let paths = Paths::new(data_dir);
         std::fs::create_dir_all(&paths.spool)?;
         std::fs::create_dir_all(&paths.mail)?;
@@ -134,6 +140,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 paths,
+                opened_ms,
                 spool,
                 dirty,
                 writer: Mutex::new(Some(tx)),
@@ -170,15 +177,21 @@ impl Store {
         &self.inner.spool
     }
 
-    /// Deliver into a Maildir (see [`maildir::deliver`]); the `new/` entry is
+    /// Deliver into a Maildir (see [`maildir::deliver`]) for work created at
+    /// `created_ms` and tried `attempts` times before; the `new/` entry is
     /// made durable with the next group commit, before the delivery is recorded.
     pub fn deliver(
         &self,
         address: &str,
         name: &str,
         bytes: &[u8],
+        created_ms: i64,
+        attempts: i64,
     ) -> Result<PathBuf, maildir::DeliveryError> {
-        let path = maildir::deliver(&self.inner.paths.mail, address, name, bytes)?;
+        // Work created by this process and never tried cannot have left a
+        // copy that the user has since read and flagged.
+        let thorough = attempts > 0 || created_ms < self.inner.opened_ms;
+        let path = maildir::deliver(&self.inner.paths.mail, address, name, bytes, thorough)?;
         if let Some(dir) = path.parent() {
             self.mark_dirty(dir);
         }

@@ -146,14 +146,35 @@ pub fn enqueue(conn: &Connection, j: &NewJob, now: i64) -> rusqlite::Result<bool
     Ok(n == 1)
 }
 
-/// Pending jobs due by `now`: mailbox deliveries first (cheap, and what a
-/// waiting user sees: the accettazione), then earliest first.
-pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Job>> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {COLS} FROM jobs WHERE state = 'pending' AND due_at <= ?1 ORDER BY kind != 'mailbox', due_at, id LIMIT ?2"
-    ))?;
-    let rows = st.query_map(params![now, limit as i64], row_to_job)?;
-    rows.collect()
+/// Ids of up to `limit` pending jobs due at `now`: mailbox deliveries first
+/// (a sender waits for the accettazione), then the rest by due time. Both
+/// read in index order, so a poll costs the same with a backlog of thousands.
+pub fn due_ids(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<i64>> {
+    let mut ids: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM jobs WHERE state = 'pending' AND kind = 'mailbox' AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
+        )?
+        .query_map(params![now, limit as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if ids.len() < limit {
+        let rest = conn
+            .prepare_cached(
+                "SELECT id FROM jobs WHERE state = 'pending' AND due_at <= ?1 AND kind <> 'mailbox' ORDER BY due_at, id LIMIT ?2",
+            )?
+            .query_map(params![now, (limit - ids.len()) as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        ids.extend(rest);
+    }
+    Ok(ids)
+}
+
+/// A job by id if it is still pending.
+pub fn pending(conn: &Connection, id: i64) -> rusqlite::Result<Option<Job>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLS} FROM jobs WHERE id = ?1 AND state = 'pending'"
+    ))?
+    .query_row([id], row_to_job)
+    .optional()
 }
 
 /// The earliest due time of any pending job or live timer.
@@ -431,6 +452,35 @@ mod tests {
             data: None,
             due_at: due,
         }
+    }
+
+    fn due(c: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Job>> {
+        let ids = due_ids(c, now, limit)?;
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| pending(c, id).unwrap())
+            .collect())
+    }
+
+    #[test]
+    fn mailbox_deliveries_come_first_then_by_due_time() {
+        let c = db();
+        let mut late_mailbox = job("m", 30);
+        late_mailbox.kind = Kind::Mailbox;
+        enqueue(&c, &job("r2", 20), 0).unwrap();
+        enqueue(&c, &job("r1", 10), 0).unwrap();
+        enqueue(&c, &late_mailbox, 0).unwrap();
+        let keys = |n| -> Vec<String> {
+            due(&c, 100, n)
+                .unwrap()
+                .into_iter()
+                .map(|j| j.key)
+                .collect()
+        };
+        assert_eq!(keys(10), ["m", "r1", "r2"]);
+        assert_eq!(keys(2), ["m", "r1"]);
+        assert_eq!(keys(1), ["m"]);
+        assert!(due(&c, 15, 10).unwrap().iter().all(|j| j.key == "r1"));
     }
 
     #[test]

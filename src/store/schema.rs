@@ -83,6 +83,10 @@ CREATE TABLE timers (
 CREATE INDEX timers_preavviso ON timers(preavviso_due) WHERE preavviso_due IS NOT NULL;
 CREATE INDEX timers_expire ON timers(expire_due) WHERE expire_due IS NOT NULL;
 "#,
+    // 2: due mailbox deliveries (taken first) found without sorting the backlog.
+    r#"
+CREATE INDEX jobs_pending_kind ON jobs(state, kind, due_at);
+"#,
 ];
 
 /// Bring the database to the newest schema.

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -32,6 +31,10 @@ pub struct Spool {
     dir: PathBuf,
     current: Mutex<Option<Segment>>,
     unsynced: Mutex<HashMap<u64, Arc<File>>>,
+    /// Open handles of segments read from: a busy provider reads each
+    /// message several times, and a path lookup per read costs more than
+    /// the read.
+    readers: Mutex<HashMap<u64, Arc<File>>>,
 }
 
 /// File name of segment `id`.
@@ -70,6 +73,7 @@ impl Spool {
             dir: dir.to_path_buf(),
             current: Mutex::new(None),
             unsynced: Mutex::new(HashMap::new()),
+            readers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -148,13 +152,21 @@ impl Spool {
         let (off, len) = range.split_once('+').ok_or_else(|| bad("bad spool name"))?;
         let off: u64 = off.parse().map_err(|_| bad("bad spool offset"))?;
         let len: usize = len.parse().map_err(|_| bad("bad spool length"))?;
-        if segment_id(seg).is_none() {
-            return Err(bad("bad spool segment"));
-        }
-        let f = File::open(self.dir.join(seg))?;
+        let id = segment_id(seg).ok_or_else(|| bad("bad spool segment"))?;
+        let f = self.reader(id)?;
         let mut buf = vec![0u8; len];
         f.read_exact_at(&mut buf, off)?;
         Ok(buf)
+    }
+
+    fn reader(&self, id: u64) -> std::io::Result<Arc<File>> {
+        let mut readers = self.readers.lock().map_err(|_| bad("spool lock"))?;
+        if let Some(f) = readers.get(&id) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(self.dir.join(segment_file(id)))?);
+        readers.insert(id, f.clone());
+        Ok(f)
     }
 
     /// Segment files on disk other than the current one, with their age.
@@ -178,25 +190,15 @@ impl Spool {
 
     /// Remove a segment file (missing is fine).
     pub fn remove_segment(&self, name: &str) -> std::io::Result<()> {
-        if segment_id(name).is_none() {
-            return Err(bad("not a segment"));
+        let id = segment_id(name).ok_or_else(|| bad("not a segment"))?;
+        if let Ok(mut readers) = self.readers.lock() {
+            readers.remove(&id);
         }
         match std::fs::remove_file(self.dir.join(name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
     }
-}
-
-/// tmp -> fsync -> rename: the file appears whole or not at all. The new
-/// directory entry is durable once the directory is synced ([`sync_dir`]).
-pub fn write_and_rename(tmp: &Path, dst: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    {
-        let mut f = std::fs::File::create(tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(tmp, dst)
 }
 
 /// Make the entries of a directory durable.
