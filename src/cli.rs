@@ -182,6 +182,9 @@ pub struct BenchArgs {
     /// message queued for it (no delivery is awaited).
     #[arg(long)]
     pub dead_peer: bool,
+    /// `[queue] workers` of both providers (default: the configuration's).
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

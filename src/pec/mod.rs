@@ -15,5 +15,6 @@ pub mod receipt;
 pub mod reception;
 pub mod smime;
 pub mod timers;
+pub mod trust;
 pub mod types;
 pub mod verify;

@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use openssl::x509::store::X509Store;
+use crate::pec::smime::Trust;
 
 use super::classify::{classify, domain_of, Kind, PecMessage};
 use super::index::ProviderIndex;
@@ -32,7 +32,7 @@ pub struct ReceptionInput<'a> {
     /// Provider index snapshot.
     pub index: &'a ProviderIndex,
     /// `[trust] ca`; `None` checks integrity only (tests, tools).
-    pub trust: Option<&'a X509Store>,
+    pub trust: Option<&'a Trust>,
     /// Our PEC domains (to list the local recipients of a busta).
     pub our_domains: &'a [String],
     /// Current time, Unix seconds.

@@ -29,6 +29,8 @@ use openssl::x509::verify::X509VerifyParam;
 use openssl::x509::{X509NameRef, X509PurposeId, X509StoreContext, X509};
 
 use super::mime::{self, Entity};
+use super::trust::KnownCert;
+pub use super::trust::Trust;
 use super::types::Unsigned;
 
 /// Signature generation or key material failure.
@@ -140,7 +142,7 @@ impl Signer {
 #[derive(Clone, Copy)]
 pub struct VerifyOptions<'a> {
     /// Trusted CAs (`[trust] ca`); `None` checks integrity only (like `-noverify`).
-    pub trust: Option<&'a X509Store>,
+    pub trust: Option<&'a Trust>,
     /// Current time (Unix seconds): bounds the believed signing time and sets `expired_now`.
     pub now: i64,
 }
@@ -244,6 +246,16 @@ pub fn verify_entity(
     e: &Entity,
     opts: &VerifyOptions,
 ) -> Result<Verified, VerifyError> {
+    verify_signed(raw, e, opts, true)
+}
+
+/// [`verify_entity`]; `known` lets [`Trust::verify_known`] answer first.
+pub(crate) fn verify_signed(
+    raw: &[u8],
+    e: &Entity,
+    opts: &VerifyOptions,
+    known: bool,
+) -> Result<Verified, VerifyError> {
     let ct = e.content_type(raw);
     if ct.mime_type != "multipart/signed" {
         return Err(VerifyError::NotSigned(format!(
@@ -285,20 +297,49 @@ pub fn verify_entity(
         )));
     }
     let der = sig.decoded_body(raw);
-    let p7 = Pkcs7::from_der(&der)
-        .map_err(|e| VerifyError::Malformed(format!("signature is not PKCS#7: {e}")))?;
     let content = mime::canonicalize_crlf(&raw[signed_range.clone()]);
 
     let info = der::signer_info(&der);
+    let mut digest_matched = None;
     if let Some(info) = &info {
         if let (Some(md), Some(expected)) = (info.digest.message_digest(), &info.message_digest) {
             let got = hash(md, &content).map_err(|e| VerifyError::BadSignature(e.to_string()))?;
             if got.as_ref() != expected.as_slice() {
                 return Err(VerifyError::DigestMismatch);
             }
+            digest_matched = Some((info.digest, md));
+        }
+    }
+    let signing_time = info.as_ref().and_then(|i| i.signing_time);
+    let at = match signing_time {
+        Some(t) if t <= opts.now + 600 => t,
+        _ => opts.now,
+    };
+    let verdict = |k: &KnownCert, chain_checked: bool| Verified {
+        signer: k.x509.clone(),
+        signer_subject: k.subject.clone(),
+        issuer_subject: k.issuer.clone(),
+        sha1_fingerprint: hex_colon(&k.sha1),
+        sha1_hex: hex_plain(&k.sha1),
+        sha1: k.sha1,
+        signing_time,
+        digest: info
+            .as_ref()
+            .map(|i| i.digest.name().to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        micalg: micalg.clone(),
+        signed_entity: signed_range.clone(),
+        chain_checked,
+        expired_now: k.not_after < opts.now,
+    };
+    if let (true, Some(trust), Some((digest, md))) = (known, opts.trust, digest_matched) {
+        if let Some(k) = trust.verify_known(&der, digest, md, at) {
+            return Ok(verdict(&k, true));
         }
     }
 
+    let p7 = Pkcs7::from_der(&der)
+        .map_err(|e| VerifyError::Malformed(format!("signature is not PKCS#7: {e}")))?;
     let empty_certs: Stack<X509> =
         Stack::new().map_err(|e| VerifyError::Malformed(e.to_string()))?;
     let empty_store = X509StoreBuilder::new()
@@ -322,52 +363,24 @@ pub fn verify_entity(
         .map(|c| c.to_owned())
         .ok_or_else(|| VerifyError::Malformed("no signer certificate".into()))?;
 
-    let signing_time = info.as_ref().and_then(|i| i.signing_time);
-    let at = match signing_time {
-        Some(t) if t <= opts.now + 600 => t,
-        _ => opts.now,
-    };
     let mut chain_checked = false;
     if let Some(trust) = opts.trust {
         let embedded = p7.signed().and_then(|s| s.certificates());
-        check_chain(trust, &signer, embedded, at)?;
+        check_chain(trust.store(), &signer, embedded, at)?;
         chain_checked = true;
     }
-
-    let fp = signer
-        .digest(MessageDigest::sha1())
-        .map_err(|e| VerifyError::Malformed(e.to_string()))?;
-    let mut sha1 = [0u8; 20];
-    sha1.copy_from_slice(&fp[..20.min(fp.len())]);
-    let expired_now = openssl::asn1::Asn1Time::from_unix(opts.now as libc::time_t)
-        .ok()
-        .map(|now| signer.not_after() < now)
-        .unwrap_or(false);
-    Ok(Verified {
-        signer_subject: name_to_string(signer.subject_name()),
-        issuer_subject: name_to_string(signer.issuer_name()),
-        sha1_fingerprint: hex_colon(&sha1),
-        sha1_hex: hex_plain(&sha1),
-        sha1,
-        signing_time,
-        digest: info
-            .as_ref()
-            .map(|i| i.digest.name().to_string())
-            .unwrap_or_else(|| "unknown".into()),
-        micalg,
-        signed_entity: signed_range,
-        chain_checked,
-        expired_now,
-        signer,
-    })
+    let k = KnownCert::new(signer).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    Ok(verdict(&k, chain_checked))
 }
 
-fn check_chain(
+/// Verify `signer`'s chain to `trust` at time `at`; on success, the span of
+/// times the chain found is valid for (latest notBefore, earliest notAfter).
+pub(crate) fn check_chain(
     trust: &X509Store,
     signer: &X509,
     embedded: Option<&openssl::stack::StackRef<X509>>,
     at: i64,
-) -> Result<(), VerifyError> {
+) -> Result<(i64, i64), VerifyError> {
     let err = |e: openssl::error::ErrorStack| VerifyError::Untrusted(e.to_string());
     let mut b = X509StoreBuilder::new().map_err(err)?;
     for c in trust.all_certificates() {
@@ -385,14 +398,23 @@ fn check_chain(
         }
     }
     let mut ctx = X509StoreContext::new().map_err(err)?;
-    let (ok, code, text) = ctx
+    let (ok, code, text, span) = ctx
         .init(&store, signer, &untrusted, |c| {
             let ok = c.verify_cert()?;
-            Ok((ok, c.error().as_raw(), c.error().error_string()))
+            let span = c.chain().map(|chain| {
+                chain.iter().fold((i64::MIN, i64::MAX), |(lo, hi), x| {
+                    (
+                        lo.max(unix_time(x.not_before()).unwrap_or(i64::MAX)),
+                        hi.min(unix_time(x.not_after()).unwrap_or(i64::MIN)),
+                    )
+                })
+            });
+            Ok((ok, c.error().as_raw(), c.error().error_string(), span))
         })
         .map_err(err)?;
     if ok {
-        return Ok(());
+        // A chain whose dates cannot be read is valid only at `at`.
+        return Ok(span.filter(|(lo, hi)| lo <= hi).unwrap_or((at, at)));
     }
     // X509_V_ERR_CERT_NOT_YET_VALID = 9, X509_V_ERR_CERT_HAS_EXPIRED = 10
     if code == 9 || code == 10 {
@@ -402,15 +424,22 @@ fn check_chain(
     }
 }
 
-/// Build a trust store from concatenated PEM certificates.
-pub fn trust_store_from_pem(pems: &[&[u8]]) -> Result<X509Store, SmimeError> {
+/// An ASN.1 time as Unix seconds.
+pub(crate) fn unix_time(t: &openssl::asn1::Asn1TimeRef) -> Option<i64> {
+    let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
+    let d = epoch.diff(t).ok()?;
+    Some(i64::from(d.days) * 86_400 + i64::from(d.secs))
+}
+
+/// Trust the CAs of concatenated PEM certificates.
+pub fn trust_store_from_pem(pems: &[&[u8]]) -> Result<Trust, SmimeError> {
     let mut b = X509StoreBuilder::new()?;
     for pem in pems {
         for c in X509::stack_from_pem(pem)? {
             b.add_cert(c)?;
         }
     }
-    Ok(b.build())
+    Ok(Trust::new(b.build()))
 }
 
 /// `C=IT, O=…, CN=…` in certificate order.
@@ -451,7 +480,7 @@ pub fn cert_sha1(cert: &X509) -> Result<[u8; 20], SmimeError> {
 
 /// Minimal DER reading of the first SignerInfo: rust-openssl exposes no
 /// signed attributes, and we need signingTime and messageDigest.
-mod der {
+pub(crate) mod der {
     use super::MessageDigest;
 
     /// Digest algorithm of a SignerInfo.
@@ -526,6 +555,122 @@ mod der {
             b = r;
         }
         Some(out)
+    }
+
+    /// (tag, content, whole element, rest).
+    type DerTlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+    /// Like [`tlv`], also returning the whole element, and only for the
+    /// minimal (DER) length encoding: bytes that are verified as they stand
+    /// must be the encoding the signer signed, with nothing to re-encode.
+    fn der_tlv(b: &[u8]) -> Option<DerTlv<'_>> {
+        let (tag, content, rest) = tlv(b)?;
+        let full = &b[..b.len() - rest.len()];
+        let len = content.len();
+        let minimal = match len {
+            0..=0x7f => 2,
+            0x80..=0xff => 3,
+            0x100..=0xffff => 4,
+            0x1_0000..=0xff_ffff => 5,
+            _ => 6,
+        };
+        (full.len() - len == minimal).then_some((tag, content, full, rest))
+    }
+
+    /// (tag, content, whole element).
+    type DerItem<'a> = (u8, &'a [u8], &'a [u8]);
+
+    fn der_items(mut b: &[u8]) -> Option<Vec<DerItem<'_>>> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            let (t, c, full, r) = der_tlv(b)?;
+            out.push((t, c, full));
+            b = r;
+        }
+        Some(out)
+    }
+
+    /// The parts of a detached, single-signer PKCS#7 SignedData that a
+    /// verification needs, as they stand in the DER.
+    pub struct SignedParts<'a> {
+        /// Each embedded certificate, whole.
+        pub certs: Vec<&'a [u8]>,
+        /// The signer's issuer Name, whole.
+        pub issuer: &'a [u8],
+        /// The signer's serial number (INTEGER content).
+        pub serial: &'a [u8],
+        /// The signed attributes, whole, as tagged in the SignerInfo (`[0]`).
+        pub attrs: &'a [u8],
+        /// Digest the signature uses, when the signature algorithm names one.
+        pub sig_digest: Option<Digest>,
+        /// The signature value.
+        pub signature: &'a [u8],
+    }
+
+    const OID_SIGNED_DATA: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x02];
+    const OID_RSA_PREFIX: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01];
+
+    /// [`SignedParts`] of `der`, or `None` for anything else (several
+    /// signers, embedded content, no signed attributes, a signature
+    /// algorithm other than RSA PKCS#1 v1.5, non-DER lengths).
+    pub fn signed_parts(der: &[u8]) -> Option<SignedParts<'_>> {
+        let (_, ci, _, _) = der_tlv(der)?;
+        let ci = der_items(ci)?;
+        if ci.len() != 2 || ci[0].1 != OID_SIGNED_DATA || ci[1].0 != 0xA0 {
+            return None;
+        }
+        let (_, sd, _, _) = der_tlv(ci[1].1)?;
+        let sd = der_items(sd)?;
+        // version, digestAlgorithms, contentInfo, [0] certificates, signerInfos
+        let [(0x02, _, _), (0x31, _, _), (0x30, content_info, _), (0xA0, certs, _), (0x31, infos, _)] =
+            sd.as_slice()
+        else {
+            return None;
+        };
+        if der_items(content_info)?.len() != 1 {
+            return None; // the content is embedded, not detached
+        }
+        let certs = der_items(certs)?
+            .into_iter()
+            .map(|(_, _, full)| full)
+            .collect();
+        let infos = der_items(infos)?;
+        let [(0x30, info, _)] = infos.as_slice() else {
+            return None;
+        };
+        // version, issuerAndSerialNumber, digestAlgorithm, [0] attributes,
+        // digestEncryptionAlgorithm, encryptedDigest (no unsigned attributes)
+        let info = der_items(info)?;
+        let [(0x02, _, _), (0x30, ias, _), (0x30, _, _), (0xA0, _, attrs), (0x30, sig_alg, _), (0x04, signature, _)] =
+            info.as_slice()
+        else {
+            return None;
+        };
+        let ias = der_items(ias)?;
+        let [(0x30, _, issuer), (0x02, serial, _)] = ias.as_slice() else {
+            return None;
+        };
+        let sig_oid = der_items(sig_alg)?.first().map(|(_, c, _)| *c)?;
+        if sig_oid.len() != 9 || !sig_oid.starts_with(OID_RSA_PREFIX) {
+            return None;
+        }
+        let sig_digest = match sig_oid[8] {
+            1 => None,
+            5 => Some(Digest::Sha1),
+            11 => Some(Digest::Sha256),
+            12 => Some(Digest::Sha384),
+            13 => Some(Digest::Sha512),
+            14 => Some(Digest::Sha224),
+            _ => return None,
+        };
+        Some(SignedParts {
+            certs,
+            issuer,
+            serial,
+            attrs,
+            sig_digest,
+            signature,
+        })
     }
 
     const OID_SHA1: &[u8] = &[0x2B, 0x0E, 0x03, 0x02, 0x1A];
@@ -835,8 +980,8 @@ pub(crate) mod tests {
         let sc = generate_signing(&ca, "Alpha PEC", "pec.alpha.test").unwrap();
         let store = trust_store_from_pem(&[&ca.cert_pem()]).unwrap();
         let far = tests_now() + 5 * 365 * 86400;
-        let r = check_chain(&store, &sc.cert, None, far);
+        let r = check_chain(store.store(), &sc.cert, None, far);
         assert!(matches!(r, Err(VerifyError::Expired(_))), "{r:?}");
-        assert!(check_chain(&store, &sc.cert, None, tests_now()).is_ok());
+        assert!(check_chain(store.store(), &sc.cert, None, tests_now()).is_ok());
     }
 }

@@ -9,7 +9,7 @@
 //! verifies, 1 otherwise. `--inner` verifies the first part of an outer
 //! multipart (a list server wrapped the signed message).
 
-use openssl::x509::store::X509Store;
+use crate::pec::smime::Trust;
 use serde::Serialize;
 
 use super::classify::{classify, domain_of, Kind};
@@ -24,7 +24,7 @@ pub struct VerifyRequest<'a> {
     /// Provider index (`--index`): the signer must be listed for the `From` domain.
     pub index: Option<&'a ProviderIndex>,
     /// Trusted CAs (`--ca`): the chain is verified at signing time.
-    pub trust: Option<&'a X509Store>,
+    pub trust: Option<&'a Trust>,
     /// Verify the first inner part of an outer multipart (`--inner`).
     pub inner: bool,
     /// Current time, Unix seconds.

@@ -239,7 +239,11 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
         .iter()
         .map(|u| format!("{u}@pec.beta.test"))
         .collect();
-    let mut lab = Lab::alpha_beta(&beta_users, "").await?;
+    let extra = a
+        .workers
+        .map(|w| format!("[queue]\nworkers = {w}\n"))
+        .unwrap_or_default();
+    let mut lab = Lab::alpha_beta(&beta_users, &extra).await?;
     if a.dead_peer {
         if let Some(b) = lab.providers.pop() {
             b.stop(Duration::from_secs(5)).await;

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use openssl::x509::store::X509Store;
+use crate::pec::smime::Trust;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
@@ -45,7 +45,7 @@ pub struct Ctx {
     /// Our S/MIME signer.
     pub signer: Signer,
     /// Trusted roots for peer signatures.
-    pub trust: X509Store,
+    pub trust: Trust,
     /// The provider index, replaced on reload.
     pub index: RwLock<Arc<ProviderIndex>>,
     /// Time source.
@@ -270,7 +270,7 @@ pub fn load_index(path: &Path) -> Result<ProviderIndex, String> {
     r.map_err(|e| format!("{}: {}", path.display(), e.0))
 }
 
-fn load_trust(cfg: &Config) -> Result<(X509Store, Vec<Vec<u8>>), String> {
+fn load_trust(cfg: &Config) -> Result<(Trust, Vec<Vec<u8>>), String> {
     let mut pems = Vec::new();
     for p in &cfg.trust.ca {
         pems.push(read(&cfg.resolve(p))?);
