@@ -1046,8 +1046,9 @@ async fn fire_timer(ctx: &Arc<Ctx>, t: &DueTimer) -> Result<(), String> {
 /// After the final notice the relay stops: fail pending relays of the busta
 /// whose certified recipients are all closed.
 fn stop_relays(c: &rusqlite::Connection, identificativo: &str, now: i64) -> rusqlite::Result<()> {
+    // `kind <> 'mailbox'` spelled out: it lets SQLite use the partial index.
     let mut st = c.prepare(
-        "SELECT id, recipients FROM jobs WHERE identificativo = ?1 AND kind = 'relay' AND state = 'pending'",
+        "SELECT id, recipients FROM jobs WHERE identificativo = ?1 AND kind = 'relay' AND state = 'pending' AND kind <> 'mailbox'",
     )?;
     let rows: Vec<(i64, String)> = st
         .query_map([identificativo], |r| Ok((r.get(0)?, r.get(1)?)))?

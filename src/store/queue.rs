@@ -181,7 +181,8 @@ pub fn pending(conn: &Connection, id: i64) -> rusqlite::Result<Option<Job>> {
 pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     conn.query_row(
         "SELECT min(t) FROM (
-            SELECT min(due_at) AS t FROM jobs WHERE state = 'pending'
+            SELECT min(due_at) AS t FROM jobs WHERE state = 'pending' AND kind = 'mailbox'
+            UNION ALL SELECT min(due_at) FROM jobs WHERE state = 'pending' AND kind <> 'mailbox'
             UNION ALL SELECT min(preavviso_due) FROM timers WHERE preavviso_due IS NOT NULL
             UNION ALL SELECT min(expire_due) FROM timers WHERE expire_due IS NOT NULL)",
         [],

@@ -83,9 +83,14 @@ CREATE TABLE timers (
 CREATE INDEX timers_preavviso ON timers(preavviso_due) WHERE preavviso_due IS NOT NULL;
 CREATE INDEX timers_expire ON timers(expire_due) WHERE expire_due IS NOT NULL;
 "#,
-    // 2: due mailbox deliveries (taken first) found without sorting the backlog.
+    // 2: due jobs found in index order, mailbox deliveries (taken first)
+    // apart; partial indexes hold pending rows only, so finishing a job
+    // removes one entry instead of rewriting two (the week of finished jobs
+    // kept for idempotency made the old index the biggest write per job).
     r#"
-CREATE INDEX jobs_pending_kind ON jobs(state, kind, due_at);
+DROP INDEX jobs_pending;
+CREATE INDEX jobs_due_mailbox ON jobs(due_at) WHERE state = 'pending' AND kind = 'mailbox';
+CREATE INDEX jobs_due_other ON jobs(due_at) WHERE state = 'pending' AND kind <> 'mailbox';
 "#,
 ];
 
