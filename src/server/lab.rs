@@ -37,6 +37,38 @@ pub struct Lab {
     pub providers: Vec<Running>,
     /// PEM of the lab CA.
     pub ca_pem: Vec<u8>,
+    /// One runtime per provider, as each would be its own process: sharing
+    /// one made every provider's tasks queue behind the other's.
+    runtimes: Vec<OwnRuntime>,
+}
+
+/// A runtime that may be dropped from async code (it is shut down in the
+/// background instead of blocking on its tasks).
+pub struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnRuntime {
+    /// A multi-threaded runtime whose threads are called `name`.
+    pub fn new(name: &str) -> Result<OwnRuntime, String> {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name(name)
+            .build()
+            .map(|rt| OwnRuntime(Some(rt)))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Its handle, to spawn on.
+    pub fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.0.as_ref().map(|rt| rt.handle())
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -94,6 +126,7 @@ impl Lab {
             ));
         }
         let mut providers = Vec::new();
+        let mut runtimes = Vec::new();
         for (s, port) in specs.iter().zip(&inbound_ports) {
             let pdir = dir.join(&s.domain);
             write(&pdir.join("index.toml"), index.as_bytes())?;
@@ -118,12 +151,21 @@ impl Lab {
                 super::create_mailbox(&st.paths().mail, &addr)?;
             }
             st.close();
-            providers.push(super::start(cfg).await?);
+            let rt = OwnRuntime::new(&format!("pecd-{}", s.domain))?;
+            let handle = rt.handle().ok_or("runtime gone")?;
+            providers.push(
+                handle
+                    .spawn(super::start(cfg))
+                    .await
+                    .map_err(|e| e.to_string())??,
+            );
+            runtimes.push(rt);
         }
         Ok(Lab {
             dir,
             providers,
             ca_pem,
+            runtimes,
         })
     }
 
@@ -177,6 +219,7 @@ impl Lab {
         for p in self.providers {
             p.stop(Duration::from_secs(10)).await;
         }
+        drop(self.runtimes);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
