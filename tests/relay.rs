@@ -24,6 +24,8 @@ struct Txn {
 #[derive(Default)]
 struct SinkState {
     txns: Vec<Txn>,
+    /// Close the connection after each transaction, without a word.
+    hang_up: bool,
 }
 
 /// A tiny ESMTP server on 127.0.0.1 run by its own tokio runtime thread (the
@@ -35,10 +37,17 @@ struct Sink {
 
 impl Sink {
     fn start() -> Sink {
+        Sink::start_with(false)
+    }
+
+    fn start_with(hang_up: bool) -> Sink {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.set_nonblocking(true).unwrap();
         let port = l.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(SinkState::default()));
+        let state = Arc::new(Mutex::new(SinkState {
+            hang_up,
+            ..SinkState::default()
+        }));
         let st = state.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -131,7 +140,15 @@ async fn sink_session(s: tokio::net::TcpStream, st: Arc<Mutex<SinkState>>) {
                 data.extend_from_slice(&l);
             }
             cur.data = data;
-            st.lock().unwrap().txns.push(std::mem::take(&mut cur));
+            let hang_up = {
+                let mut g = st.lock().unwrap();
+                g.txns.push(std::mem::take(&mut cur));
+                g.hang_up
+            };
+            if hang_up {
+                let _ = w.write_all(b"250 queued\r\n").await;
+                return;
+            }
             b"250 queued\r\n"
         } else if up == "RSET" {
             cur = Txn::default();
@@ -714,6 +731,42 @@ async fn connections_to_a_busy_peer_are_reused() {
     );
     a.stop();
     b.stop();
+}
+
+/// A pooled connection that the peer has closed meanwhile is not an error:
+/// the next message goes out at once on a fresh connection, exactly once.
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_peer_is_replaced() {
+    let ca = TestCa::new();
+    let sink = Sink::start_with(true);
+    let spec = ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]);
+    let mut a = TestProvider::prepare(&ca, &spec);
+    a.append_config(&format!(
+        "[[route]]\ndomain = \"plain.test\"\nnext_hop = \"127.0.0.1:{}\"\n",
+        sink.port
+    ));
+    a.start();
+    let mut ids = Vec::new();
+    for i in 1..=2 {
+        let m = message(ALICE, &["z@plain.test"], &[], &format!("Uno {i}"), "", "x");
+        ids.push(submit(&a, ALICE, &["z@plain.test"], &m).await);
+        sink.wait_txns(i);
+        // Let the peer's hang-up reach the pooled connection.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let got: Vec<Option<String>> = sink
+        .txns()
+        .iter()
+        .map(|t| header(&t.data, "Message-ID"))
+        .collect();
+    let want: Vec<Option<String>> = ids.iter().map(|id| Some(format!("<{id}>"))).collect();
+    assert_eq!(got, want, "each busta once, in order");
+    assert!(
+        queue_jobs(&a).is_empty(),
+        "nothing left to retry: {:?}",
+        queue_jobs(&a)
+    );
+    a.stop();
 }
 
 /// A peer that refuses the busta for good (5xx): the relay stops at once and

@@ -1,8 +1,11 @@
 //! Outbound SMTP to peer providers and ordinary MX hosts (lettre client,
 //! native-tls, i.e. OpenSSL).
 //!
-//! One pooled transport per next hop, so bursts to a busy peer reuse
-//! connections. TLS is required toward providers in the index (their
+//! Connections are pooled per next hop, so bursts to a busy peer reuse
+//! them; a pooled connection is used without the NOOP probe lettre's own
+//! pool sends before every message (a round trip per message): if it went
+//! stale, the MAIL command fails before anything was sent, and the message
+//! goes out on a fresh connection. TLS is required toward providers in the index (their
 //! certificates must chain to `[trust] ca`) and opportunistic toward ordinary
 //! domains, as most MX hosts on the open internet present certificates no one
 //! could verify.
@@ -11,13 +14,14 @@ pub mod dns;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lettre::address::Envelope;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
-use lettre::transport::smtp::PoolConfig;
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::response::Response;
+use lettre::Address;
 
 /// How hard to insist on TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,13 +68,32 @@ pub fn classify(e: &lettre::transport::smtp::Error) -> Outcome {
     }
 }
 
+/// A connection kept open for the next message, since `since`.
+struct Idle {
+    conn: AsyncSmtpConnection,
+    since: Instant,
+}
+
+/// Pooled connections idle longer than this are closed, not reused.
+const IDLE_MAX: Duration = Duration::from_secs(30);
+
 /// The SMTP client side of the provider.
 pub struct Relay {
-    hello: String,
+    hello: ClientId,
     roots: Vec<Vec<u8>>,
     timeout: Duration,
-    pool_size: u32,
-    pools: Mutex<HashMap<NextHop, AsyncSmtpTransport<Tokio1Executor>>>,
+    pool_size: usize,
+    /// TLS settings per hop, built once (building loads the system roots).
+    tls: Mutex<HashMap<NextHop, TlsParameters>>,
+    idle: Mutex<HashMap<NextHop, Vec<Idle>>>,
+}
+
+/// Where a transaction failed: before anything was sent, or later.
+enum Failed {
+    /// The MAIL command got no reply: on a pooled connection, it went stale.
+    Mail(lettre::transport::smtp::Error),
+    /// Any later step (or a reply refusing MAIL).
+    After(lettre::transport::smtp::Error),
 }
 
 impl Relay {
@@ -78,21 +101,19 @@ impl Relay {
     /// TLS, and keeps up to `pool_size` connections open per next hop.
     pub fn new(hello: &str, roots: Vec<Vec<u8>>, timeout: Duration, pool_size: u32) -> Relay {
         Relay {
-            hello: hello.to_string(),
+            hello: ClientId::Domain(hello.to_string()),
             roots,
             timeout,
-            pool_size: pool_size.max(1),
-            pools: Mutex::new(HashMap::new()),
+            pool_size: pool_size.max(1) as usize,
+            tls: Mutex::new(HashMap::new()),
+            idle: Mutex::new(HashMap::new()),
         }
     }
 
-    fn transport(&self, hop: &NextHop) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-        let mut pools = self
-            .pools
-            .lock()
-            .map_err(|_| "relay pool poisoned".to_string())?;
-        if let Some(t) = pools.get(hop) {
-            return Ok(t.clone());
+    fn tls_parameters(&self, hop: &NextHop) -> Result<TlsParameters, String> {
+        let mut cache = self.tls.lock().map_err(|_| "relay TLS cache poisoned")?;
+        if let Some(p) = cache.get(hop) {
+            return Ok(p.clone());
         }
         let mut params = TlsParameters::builder(hop.tls_name.clone());
         params = match hop.tls {
@@ -108,25 +129,100 @@ impl Relay {
                 .dangerous_accept_invalid_hostnames(true),
         };
         let params = params.build_native().map_err(|e| e.to_string())?;
-        let tls = match hop.tls {
-            TlsPolicy::Required => Tls::Required(params),
-            TlsPolicy::Opportunistic => Tls::Opportunistic(params),
+        cache.insert(hop.clone(), params.clone());
+        Ok(params)
+    }
+
+    async fn connect(&self, hop: &NextHop) -> Result<AsyncSmtpConnection, Outcome> {
+        let params = self
+            .tls_parameters(hop)
+            .map_err(|e| Outcome::Temporary(format!("TLS setup: {e}")))?;
+        let tcp = tcp_connect(&hop.host, hop.port, self.timeout)
+            .await
+            .map_err(|e| {
+                Outcome::Temporary(format!("connect to {}:{}: {e}", hop.host, hop.port))
+            })?;
+        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
+            .await
+            .map_err(|e| classify(&e))?;
+        let upgrade = match hop.tls {
+            TlsPolicy::Required => true,
+            TlsPolicy::Opportunistic => conn.can_starttls(),
         };
-        let t = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(hop.host.clone())
-            .port(hop.port)
-            .hello_name(ClientId::Domain(self.hello.clone()))
-            .timeout(Some(self.timeout))
-            .tls(tls)
-            // As many connections as jobs may send at once: one opened beyond
-            // the pool is closed after a single message, a TLS handshake wasted.
-            .pool_config(
-                PoolConfig::new()
-                    .max_size(self.pool_size)
-                    .idle_timeout(Duration::from_secs(30)),
-            )
-            .build();
-        pools.insert(hop.clone(), t.clone());
-        Ok(t)
+        if upgrade {
+            conn.starttls(params, &self.hello)
+                .await
+                .map_err(|e| classify(&e))?;
+        }
+        Ok(conn)
+    }
+
+    fn checkout(&self, hop: &NextHop) -> Option<AsyncSmtpConnection> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.get_mut(hop)?;
+        while let Some(i) = list.pop() {
+            if i.since.elapsed() < IDLE_MAX && !i.conn.has_broken() {
+                return Some(i.conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, hop: &NextHop, conn: AsyncSmtpConnection) {
+        if conn.has_broken() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            let list = idle.entry(hop.clone()).or_default();
+            // As many as jobs may send at once: one opened beyond the pool is
+            // closed after a single message, a TLS handshake wasted.
+            if list.len() < self.pool_size {
+                list.push(Idle {
+                    conn,
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+
+    /// Close pooled connections idle too long (housekeeping).
+    pub fn prune_idle(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            for list in idle.values_mut() {
+                list.retain(|i| i.since.elapsed() < IDLE_MAX);
+            }
+            idle.retain(|_, list| !list.is_empty());
+        }
+    }
+
+    /// One SMTP transaction on `conn`; the reply to the message.
+    async fn transact(
+        conn: &mut AsyncSmtpConnection,
+        env: &Envelope,
+        bytes: &[u8],
+    ) -> Result<Response, Failed> {
+        let mut params = Vec::new();
+        if !bytes.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let non_ascii = |a: &Address| !AsRef::<str>::as_ref(a).is_ascii();
+        if (env.from().is_some_and(non_ascii) || env.to().iter().any(non_ascii))
+            && conn.server_info().supports_feature(Extension::SmtpUtfEight)
+        {
+            params.push(MailParameter::SmtpUtfEight);
+        }
+        match conn.command(Mail::new(env.from().cloned(), params)).await {
+            Ok(_) => {}
+            Err(e) if e.is_transient() || e.is_permanent() => return Err(Failed::After(e)),
+            Err(e) => return Err(Failed::Mail(e)),
+        }
+        for to in env.to() {
+            conn.command(Rcpt::new(to.clone(), vec![]))
+                .await
+                .map_err(Failed::After)?;
+        }
+        conn.command(Data).await.map_err(Failed::After)?;
+        conn.message(bytes).await.map_err(Failed::After)
     }
 
     /// Send `bytes` as is to `hop` for `rcpts` in one transaction.
@@ -156,13 +252,75 @@ impl Relay {
             Ok(e) => e,
             Err(e) => return Outcome::Permanent(e.to_string()),
         };
-        let t = match self.transport(hop) {
-            Ok(t) => t,
-            Err(e) => return Outcome::Temporary(format!("TLS setup: {e}")),
+        let (mut conn, mut pooled) = match self.checkout(hop) {
+            Some(c) => (c, true),
+            None => match self.connect(hop).await {
+                Ok(c) => (c, false),
+                Err(o) => return o,
+            },
         };
-        match t.send_raw(&env, bytes).await {
-            Ok(_) => Outcome::Sent,
-            Err(e) => classify(&e),
+        loop {
+            match Self::transact(&mut conn, &env, bytes).await {
+                Ok(_) => {
+                    self.checkin(hop, conn);
+                    return Outcome::Sent;
+                }
+                Err(Failed::Mail(_)) if pooled => {
+                    // Stale: the peer closed it while it waited in the pool.
+                    conn.abort().await;
+                    pooled = false;
+                    conn = match self.connect(hop).await {
+                        Ok(c) => c,
+                        Err(o) => return o,
+                    };
+                }
+                Err(Failed::Mail(e) | Failed::After(e)) => {
+                    conn.abort().await;
+                    return classify(&e);
+                }
+            }
         }
     }
+}
+
+/// One transaction on an open connection (a client that keeps its own
+/// session, such as `pecd bench`); the reply to the message.
+pub async fn send_on(
+    conn: &mut AsyncSmtpConnection,
+    env: &Envelope,
+    bytes: &[u8],
+) -> Result<Response, lettre::transport::smtp::Error> {
+    Relay::transact(conn, env, bytes)
+        .await
+        .map_err(|(Failed::Mail(e) | Failed::After(e))| e)
+}
+
+/// A TCP connection to `host:port` (each address in turn, `timeout` each)
+/// with Nagle's algorithm off. lettre writes the message and the final
+/// `.` separately; with Nagle on, the `.` waited for the peer's delayed
+/// ACK, 40 ms on Linux, on every transaction.
+pub async fn tcp_connect(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => {
+                tcp.set_nodelay(true)?;
+                return Ok(tcp);
+            }
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => {
+                last = Some(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connection timed out",
+                ))
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to")
+    }))
 }

@@ -256,14 +256,21 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
     // on the providers' runtimes they queued behind the providers' work.
     let client_rt = lab::OwnRuntime::new("pecd-bench-client")?;
     let on_client = client_rt.handle().ok_or("client runtime gone")?.clone();
+    // Each session is one connection used message after message, as
+    // smtp-source does: no per-message NOOP probe (lettre's pool sends one).
+    let addr = lab.providers[0]
+        .bound
+        .submission
+        .ok_or("no submission listener")?;
+    let tls = lab.client_tls()?;
     let mut clients = Vec::with_capacity(conc);
     for _ in 0..conc {
-        let c = lab.client(0, ALICE, 1)?;
-        let c2 = c.clone();
-        on_client
-            .spawn(async move { c2.test_connection().await })
-            .await??;
-        clients.push(c);
+        let tls = tls.clone();
+        clients.push(
+            on_client
+                .spawn(async move { lab::session(addr, tls, ALICE).await })
+                .await??,
+        );
     }
     let sigs0 = super::SIGNATURES.load(Ordering::Relaxed);
     let (cpu0, _) = rusage();
@@ -271,7 +278,7 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
     let next = Arc::new(AtomicUsize::new(0));
     let sent: Arc<Mutex<Vec<(String, i64, f64)>>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
     let mut tasks = Vec::new();
-    for client in clients {
+    for mut client in clients {
         let (next, sent, text, rcpts) = (next.clone(), sent.clone(), text.clone(), rcpts.clone());
         let rate = a.rate;
         let start = tokio::time::Instant::now();
@@ -289,7 +296,14 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
                 }
                 let at = store::now_ms();
                 let t = Instant::now();
-                match lab::submit(&client, ALICE, &rcpts, &format!("Bench {i}"), &text).await {
+                let sent_one = match lab::message(ALICE, &rcpts, &format!("Bench {i}"), &text) {
+                    Ok((env, raw)) => crate::relay::send_on(&mut client, &env, raw.as_bytes())
+                        .await
+                        .map(|r| lab::identificativo_of(&r))
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                };
+                match sent_one {
                     Ok(id) => {
                         let ms = t.elapsed().as_secs_f64() * 1000.0;
                         if let Ok(mut s) = sent.lock() {

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
 use lettre::transport::smtp::PoolConfig;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
@@ -189,6 +191,15 @@ impl Lab {
         .await
     }
 
+    /// TLS settings of a client that trusts the lab CA.
+    pub fn client_tls(&self) -> Result<TlsParameters, String> {
+        let ca = Certificate::from_pem(&self.ca_pem).map_err(|e| e.to_string())?;
+        TlsParameters::builder("127.0.0.1".into())
+            .add_root_certificate(ca)
+            .build_native()
+            .map_err(|e| e.to_string())
+    }
+
     /// An authenticated STARTTLS submission client for provider `i`.
     pub fn client(
         &self,
@@ -198,11 +209,7 @@ impl Lab {
     ) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
         let p = &self.providers[i];
         let addr = p.bound.submission.ok_or("no submission listener")?;
-        let ca = Certificate::from_pem(&self.ca_pem).map_err(|e| e.to_string())?;
-        let params = TlsParameters::builder("127.0.0.1".into())
-            .add_root_certificate(ca)
-            .build_native()
-            .map_err(|e| e.to_string())?;
+        let params = self.client_tls()?;
         Ok(
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
                 .port(addr.port())
@@ -224,14 +231,13 @@ impl Lab {
     }
 }
 
-/// Submit a simple text message; returns the identificativo from the reply.
-pub async fn submit(
-    t: &AsyncSmtpTransport<Tokio1Executor>,
+/// A simple text message from `from` to `to`, with its envelope.
+pub fn message(
     from: &str,
     to: &[String],
     subject: &str,
     body: &str,
-) -> Result<String, String> {
+) -> Result<(Envelope, String), String> {
     let mut raw = format!(
         "From: {from}\r\nTo: {}\r\nSubject: {subject}\r\nMessage-ID: <{}@lab.client>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
         to.join(", "),
@@ -246,10 +252,52 @@ pub async fn submit(
             .collect::<Result<_, _>>()?,
     )
     .map_err(|e| e.to_string())?;
+    Ok((env, raw))
+}
+
+/// The identificativo in an access point's `250` to DATA.
+pub fn identificativo_of(reply: &Response) -> String {
+    let text = reply.message().collect::<Vec<_>>().join(" ");
+    text.rsplit(' ').next().unwrap_or_default().to_string()
+}
+
+/// Submit a simple text message; returns the identificativo from the reply.
+pub async fn submit(
+    t: &AsyncSmtpTransport<Tokio1Executor>,
+    from: &str,
+    to: &[String],
+    subject: &str,
+    body: &str,
+) -> Result<String, String> {
+    let (env, raw) = message(from, to, subject, body)?;
     let resp = t
         .send_raw(&env, raw.as_bytes())
         .await
         .map_err(|e| e.to_string())?;
-    let text = resp.message().collect::<Vec<_>>().join(" ");
-    Ok(text.rsplit(' ').next().unwrap_or_default().to_string())
+    Ok(identificativo_of(&resp))
+}
+
+/// An authenticated STARTTLS session with the access point at `lab_addr`,
+/// kept by its caller as a mail client keeps its connection.
+pub async fn session(
+    lab_addr: std::net::SocketAddr,
+    tls: TlsParameters,
+    user: &str,
+) -> Result<AsyncSmtpConnection, String> {
+    let hello = ClientId::Domain("lab.client".into());
+    let ip = lab_addr.ip().to_string();
+    let tcp = crate::relay::tcp_connect(&ip, lab_addr.port(), Duration::from_secs(60))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut c = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
+        .await
+        .map_err(|e| e.to_string())?;
+    c.starttls(tls, &hello).await.map_err(|e| e.to_string())?;
+    c.auth(
+        &[Mechanism::Plain],
+        &Credentials::new(user.into(), LAB_PASSWORD.into()),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(c)
 }

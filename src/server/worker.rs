@@ -233,10 +233,11 @@ const SEGMENT_SETTLE: Duration = Duration::from_secs(60);
 /// its bytes for the operator; the PEC log keeps the record.
 const JOB_KEEP_MS: i64 = 7 * 86_400_000;
 
-/// Housekeeping: remove spool segments no pending work names, forget old
-/// finished jobs, and purge PEC log rows past the legal 30 months.
+/// Housekeeping: close relay connections idle too long, remove spool
+/// segments no pending work names, forget old finished jobs, and purge PEC log rows past the legal 30 months.
 fn sweep(ctx: &Ctx) {
     let now = store::now_ms();
+    ctx.relay.prune_idle();
     for (seg, age) in ctx.store.spool().old_segments() {
         if age < SEGMENT_SETTLE {
             continue;
