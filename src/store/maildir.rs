@@ -178,6 +178,11 @@ fn write_new(tmp_dir: &Path, name: &str, dst: &Path, bytes: &[u8]) -> std::io::R
         }
         Err(_) => {}
     }
+    write_renamed(tmp_dir, name, dst, bytes)
+}
+
+/// The classic Maildir write: `tmp/name`, synced, renamed to `dst`.
+fn write_renamed(tmp_dir: &Path, name: &str, dst: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = tmp_dir.join(name);
     {
         let mut f = std::fs::File::create(&tmp)?;
@@ -212,6 +217,22 @@ mod tests {
         let again = deliver(root.path(), "bob@pec.beta.test", &name, &bytes, true).unwrap();
         assert_eq!(again, flagged);
         assert_eq!(std::fs::read_dir(box_dir.join("new")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn both_ways_of_writing_leave_only_the_whole_file() {
+        let root = tempfile::tempdir().unwrap();
+        let p = create(root.path(), "bob@pec.beta.test").unwrap();
+        let bytes = b"Subject: y\r\n\r\nbody\r\n";
+        let (a, b) = (p.join("new").join("a"), p.join("new").join("b"));
+        write_new(&p.join("tmp"), "a", &a, bytes).unwrap();
+        write_renamed(&p.join("tmp"), "b", &b, bytes).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), bytes);
+        assert_eq!(std::fs::read(&b).unwrap(), bytes);
+        assert_eq!(std::fs::read_dir(p.join("tmp")).unwrap().count(), 0);
+        // An existing file is never replaced.
+        write_new(&p.join("tmp"), "a", &a, b"other").unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), bytes);
     }
 
     #[test]
