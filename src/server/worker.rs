@@ -234,7 +234,8 @@ const SEGMENT_SETTLE: Duration = Duration::from_secs(60);
 const JOB_KEEP_MS: i64 = 7 * 86_400_000;
 
 /// Housekeeping: close relay connections idle too long, remove spool
-/// segments no pending work names, forget old finished jobs, and purge PEC log rows past the legal 30 months.
+/// segments no pending work names, forget old finished jobs, and purge PEC
+/// log rows past the legal 30 months.
 fn sweep(ctx: &Ctx) {
     let now = store::now_ms();
     ctx.relay.prune_idle();
