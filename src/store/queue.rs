@@ -202,10 +202,18 @@ pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Job>> {
 
 /// Jobs still pending (or every job with `all`), oldest first.
 pub fn list(conn: &Connection, all: bool) -> rusqlite::Result<Vec<Job>> {
-    let filter = if all { "" } else { "WHERE state = 'pending'" };
-    let mut st = conn.prepare(&format!(
-        "SELECT {COLS} FROM jobs {filter} ORDER BY created_at, id"
-    ))?;
+    // Pending rows through the two partial indexes: the table also holds a
+    // week of finished jobs.
+    let sql = if all {
+        format!("SELECT {COLS} FROM jobs ORDER BY created_at, id")
+    } else {
+        format!(
+            "SELECT {COLS} FROM jobs WHERE state = 'pending' AND kind = 'mailbox'
+             UNION ALL SELECT {COLS} FROM jobs WHERE state = 'pending' AND kind <> 'mailbox'
+             ORDER BY created_at, id"
+        )
+    };
+    let mut st = conn.prepare(&sql)?;
     let rows = st.query_map([], row_to_job)?;
     rows.collect()
 }
@@ -250,10 +258,13 @@ pub fn retry_now(conn: &Connection, id: Option<i64>, now: i64) -> rusqlite::Resu
             "UPDATE jobs SET due_at = ?2, updated_at = ?2 WHERE id = ?1 AND state = 'pending'",
             params![id, now],
         ),
-        None => conn.execute(
-            "UPDATE jobs SET due_at = ?1, updated_at = ?1 WHERE state = 'pending'",
+        None => Ok(conn.execute(
+            "UPDATE jobs SET due_at = ?1, updated_at = ?1 WHERE state = 'pending' AND kind = 'mailbox'",
             [now],
-        ),
+        )? + conn.execute(
+            "UPDATE jobs SET due_at = ?1, updated_at = ?1 WHERE state = 'pending' AND kind <> 'mailbox'",
+            [now],
+        )?),
     }
 }
 
