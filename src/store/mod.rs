@@ -367,6 +367,28 @@ pub fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_replayed_delivery_finds_the_copy_the_user_already_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mail = store.paths().mail.clone();
+        let box_dir = maildir::create(&mail, "bob@pec.beta.test").unwrap();
+        let bytes = b"Subject: z\r\n\r\nbody\r\n";
+        let name = maildir::file_name_for("k", 1_000, "mx.test");
+        let flagged = box_dir.join("cur").join(format!("{name}:2,S"));
+        std::fs::write(&flagged, bytes).unwrap();
+        let opened = store.inner.opened_ms;
+        // Work left by an earlier process, and a retry in this one.
+        for (created, attempts) in [(opened - 1, 0), (opened + 1, 1)] {
+            let got = store
+                .deliver("bob@pec.beta.test", &name, bytes, created, attempts)
+                .unwrap();
+            assert_eq!(got, flagged);
+        }
+        assert_eq!(std::fs::read_dir(box_dir.join("new")).unwrap().count(), 0);
+        store.close();
+    }
+
     #[tokio::test]
     async fn failed_closure_does_not_spoil_the_batch() {
         let dir = tempfile::tempdir().unwrap();
