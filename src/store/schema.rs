@@ -87,10 +87,13 @@ CREATE INDEX timers_expire ON timers(expire_due) WHERE expire_due IS NOT NULL;
     // apart; partial indexes hold pending rows only, so finishing a job
     // removes one entry instead of rewriting two (the week of finished jobs
     // kept for idempotency made the old index the biggest write per job).
+    // The relays of one message are found without a scan when its final
+    // notice stops them (that runs in the writer thread).
     r#"
 DROP INDEX jobs_pending;
 CREATE INDEX jobs_due_mailbox ON jobs(due_at) WHERE state = 'pending' AND kind = 'mailbox';
 CREATE INDEX jobs_due_other ON jobs(due_at) WHERE state = 'pending' AND kind <> 'mailbox';
+CREATE INDEX jobs_pending_by_message ON jobs(identificativo) WHERE state = 'pending' AND kind <> 'mailbox';
 "#,
 ];
 
