@@ -238,6 +238,9 @@ pub struct QueueSection {
     /// Time allowed for in-flight work on SIGTERM.
     #[serde(default = "default_grace")]
     pub shutdown_grace: String,
+    /// Time a peer may take to connect, or to answer one SMTP step.
+    #[serde(default = "default_relay_timeout")]
+    pub relay_timeout: String,
 }
 
 impl Default for QueueSection {
@@ -247,10 +250,15 @@ impl Default for QueueSection {
             retry_max: default_retry_max(),
             workers: default_workers(),
             shutdown_grace: default_grace(),
+            relay_timeout: default_relay_timeout(),
         }
     }
 }
 
+/// RFC 5321 §4.5.3.2 asks clients to wait 5 minutes for most replies.
+fn default_relay_timeout() -> String {
+    "5m".into()
+}
 fn default_retry_initial() -> String {
     "1m".into()
 }
@@ -556,6 +564,7 @@ impl Config {
             ("queue.retry_initial", &self.queue.retry_initial),
             ("queue.retry_max", &self.queue.retry_max),
             ("queue.shutdown_grace", &self.queue.shutdown_grace),
+            ("queue.relay_timeout", &self.queue.relay_timeout),
             ("timers.preavviso_after", &self.timers.preavviso_after),
             ("timers.expire_after", &self.timers.expire_after),
         ] {

@@ -26,6 +26,8 @@ struct SinkState {
     txns: Vec<Txn>,
     /// Close the connection after each transaction, without a word.
     hang_up: bool,
+    /// Never answer MAIL (a peer that has stopped responding).
+    mute_at_mail: bool,
 }
 
 /// A tiny ESMTP server on 127.0.0.1 run by its own tokio runtime thread (the
@@ -37,15 +39,16 @@ struct Sink {
 
 impl Sink {
     fn start() -> Sink {
-        Sink::start_with(false)
+        Sink::start_with(false, false)
     }
 
-    fn start_with(hang_up: bool) -> Sink {
+    fn start_with(hang_up: bool, mute_at_mail: bool) -> Sink {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.set_nonblocking(true).unwrap();
         let port = l.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(SinkState {
             hang_up,
+            mute_at_mail,
             ..SinkState::default()
         }));
         let st = state.clone();
@@ -113,6 +116,11 @@ async fn sink_session(s: tokio::net::TcpStream, st: Arc<Mutex<SinkState>>) {
         } else if up.starts_with("HELO") || up.starts_with("NOOP") {
             b"250 ok\r\n"
         } else if up.starts_with("MAIL FROM:") {
+            if st.lock().unwrap().mute_at_mail {
+                // Hold the connection open and say nothing, ever.
+                while r.read_until(b'\n', &mut Vec::new()).await.unwrap_or(0) > 0 {}
+                return;
+            }
             cur = Txn {
                 mail_from: angle_addr(&text),
                 ..Txn::default()
@@ -738,7 +746,7 @@ async fn connections_to_a_busy_peer_are_reused() {
 #[tokio::test]
 async fn a_pooled_connection_closed_by_the_peer_is_replaced() {
     let ca = TestCa::new();
-    let sink = Sink::start_with(true);
+    let sink = Sink::start_with(true, false);
     let spec = ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]);
     let mut a = TestProvider::prepare(&ca, &spec);
     a.append_config(&format!(
@@ -766,6 +774,37 @@ async fn a_pooled_connection_closed_by_the_peer_is_replaced() {
         "nothing left to retry: {:?}",
         queue_jobs(&a)
     );
+    a.stop();
+}
+
+/// A peer that stops answering does not hold a job (and a worker slot)
+/// forever: after `[queue] relay_timeout` it is a temporary failure, retried.
+#[tokio::test]
+async fn a_silent_peer_is_a_temporary_failure() {
+    let ca = TestCa::new();
+    let sink = Sink::start_with(false, true);
+    let spec = ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]);
+    let mut a = TestProvider::prepare(&ca, &spec);
+    a.append_config(&format!(
+        "[queue]\nrelay_timeout = \"1s\"\nretry_initial = \"1h\"\n\n[[route]]\ndomain = \"plain.test\"\nnext_hop = \"127.0.0.1:{}\"\n",
+        sink.port
+    ));
+    a.start();
+    let m = message(ALICE, &["z@plain.test"], &[], "Muto", "", "x");
+    let id = submit(&a, ALICE, &["z@plain.test"], &m).await;
+    let job = a.wait_for("relay to the silent peer failed", 20, || {
+        queue_jobs(&a)
+            .into_iter()
+            .find(|j| j["identificativo"] == id && j["attempts"].as_i64().unwrap_or(0) > 0)
+    });
+    assert_eq!(job["state"], "pending", "{job}");
+    assert!(
+        job["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no answer to MAIL")),
+        "{job}"
+    );
+    assert!(sink.txns().is_empty());
     a.stop();
 }
 

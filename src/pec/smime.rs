@@ -12,7 +12,9 @@
 //! stated in the signed attributes (issue 3: "was valid at signing time"), so
 //! old archived PEC still verifies after the provider certificate expired;
 //! `Verified::expired_now` reports that case. A signing time more than ten
-//! minutes after `now` is not believed and `now` is used instead.
+//! minutes after `now` is not believed and `now` is used instead. With a
+//! trust store, `Trust::verify_known` answers first for certificates and
+//! chains already seen; OpenSSL's full path decides everything else.
 //!
 //! openssl reads the system clock for `signingTime` when signing; that is the
 //! one clock read in `src/pec` and it only affects a signed attribute.

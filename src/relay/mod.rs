@@ -88,12 +88,28 @@ pub struct Relay {
     idle: Mutex<HashMap<NextHop, Vec<Idle>>>,
 }
 
-/// Where a transaction failed: before anything was sent, or later.
+/// Why a transaction failed.
 enum Failed {
-    /// The MAIL command got no reply: on a pooled connection, it went stale.
-    Mail(lettre::transport::smtp::Error),
-    /// Any later step (or a reply refusing MAIL).
-    After(lettre::transport::smtp::Error),
+    /// MAIL got no reply (an I/O error or silence): nothing was sent, and on
+    /// a pooled connection the peer has probably closed it meanwhile.
+    Mail(String),
+    /// A refusal, or a failure at any later step.
+    After(Outcome),
+}
+
+/// `step` within `limit`; silence is a temporary failure named after the step.
+async fn within<T>(
+    limit: Duration,
+    step: &str,
+    f: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
+) -> Result<T, Outcome> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r.map_err(|e| classify(&e)),
+        Err(_) => Err(Outcome::Temporary(format!(
+            "no answer to {step} within {}s",
+            limit.as_secs()
+        ))),
+    }
 }
 
 impl Relay {
@@ -142,17 +158,18 @@ impl Relay {
             .map_err(|e| {
                 Outcome::Temporary(format!("connect to {}:{}: {e}", hop.host, hop.port))
             })?;
-        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
-            .await
-            .map_err(|e| classify(&e))?;
+        let mut conn = within(
+            self.timeout,
+            "the greeting and EHLO",
+            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
+        )
+        .await?;
         let upgrade = match hop.tls {
             TlsPolicy::Required => true,
             TlsPolicy::Opportunistic => conn.can_starttls(),
         };
         if upgrade {
-            conn.starttls(params, &self.hello)
-                .await
-                .map_err(|e| classify(&e))?;
+            within(self.timeout, "STARTTLS", conn.starttls(params, &self.hello)).await?;
         }
         Ok(conn)
     }
@@ -195,11 +212,13 @@ impl Relay {
         }
     }
 
-    /// One SMTP transaction on `conn`; the reply to the message.
+    /// One SMTP transaction on `conn`, each step within `limit`; the reply
+    /// to the message.
     async fn transact(
         conn: &mut AsyncSmtpConnection,
         env: &Envelope,
         bytes: &[u8],
+        limit: Duration,
     ) -> Result<Response, Failed> {
         let mut params = Vec::new();
         if !bytes.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
@@ -211,18 +230,32 @@ impl Relay {
         {
             params.push(MailParameter::SmtpUtfEight);
         }
-        match conn.command(Mail::new(env.from().cloned(), params)).await {
-            Ok(_) => {}
-            Err(e) if e.is_transient() || e.is_permanent() => return Err(Failed::After(e)),
-            Err(e) => return Err(Failed::Mail(e)),
+        let mail = conn.command(Mail::new(env.from().cloned(), params));
+        match tokio::time::timeout(limit, mail).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.is_transient() || e.is_permanent() => {
+                return Err(Failed::After(classify(&e)))
+            }
+            Ok(Err(e)) => return Err(Failed::Mail(e.to_string())),
+            Err(_) => return Err(Failed::Mail("no answer to MAIL".into())),
         }
         for to in env.to() {
-            conn.command(Rcpt::new(to.clone(), vec![]))
+            within(limit, "RCPT", conn.command(Rcpt::new(to.clone(), vec![])))
                 .await
                 .map_err(Failed::After)?;
         }
-        conn.command(Data).await.map_err(Failed::After)?;
-        conn.message(bytes).await.map_err(Failed::After)
+        within(limit, "DATA", conn.command(Data))
+            .await
+            .map_err(Failed::After)?;
+        within(limit, "the message", conn.message(bytes))
+            .await
+            .map_err(Failed::After)
+    }
+
+    /// Say QUIT and close a connection not to be reused; a peer that has
+    /// gone silent does not hold us (a few seconds at most).
+    async fn close(mut conn: AsyncSmtpConnection, limit: Duration) {
+        let _ = tokio::time::timeout(limit.min(Duration::from_secs(5)), conn.abort()).await;
     }
 
     /// Send `bytes` as is to `hop` for `rcpts` in one transaction.
@@ -260,23 +293,27 @@ impl Relay {
             },
         };
         loop {
-            match Self::transact(&mut conn, &env, bytes).await {
+            match Self::transact(&mut conn, &env, bytes, self.timeout).await {
                 Ok(_) => {
                     self.checkin(hop, conn);
                     return Outcome::Sent;
                 }
                 Err(Failed::Mail(_)) if pooled => {
                     // Stale: the peer closed it while it waited in the pool.
-                    conn.abort().await;
+                    Self::close(conn, self.timeout).await;
                     pooled = false;
                     conn = match self.connect(hop).await {
                         Ok(c) => c,
                         Err(o) => return o,
                     };
                 }
-                Err(Failed::Mail(e) | Failed::After(e)) => {
-                    conn.abort().await;
-                    return classify(&e);
+                Err(Failed::Mail(e)) => {
+                    Self::close(conn, self.timeout).await;
+                    return Outcome::Temporary(e);
+                }
+                Err(Failed::After(o)) => {
+                    Self::close(conn, self.timeout).await;
+                    return o;
                 }
             }
         }
@@ -284,15 +321,21 @@ impl Relay {
 }
 
 /// One transaction on an open connection (a client that keeps its own
-/// session, such as `pecd bench`); the reply to the message.
+/// session, such as `pecd bench`), each step within `limit`; the reply to
+/// the message.
 pub async fn send_on(
     conn: &mut AsyncSmtpConnection,
     env: &Envelope,
     bytes: &[u8],
-) -> Result<Response, lettre::transport::smtp::Error> {
-    Relay::transact(conn, env, bytes)
+    limit: Duration,
+) -> Result<Response, String> {
+    Relay::transact(conn, env, bytes, limit)
         .await
-        .map_err(|(Failed::Mail(e) | Failed::After(e))| e)
+        .map_err(|f| match f {
+            Failed::Mail(e) => e,
+            Failed::After(Outcome::Temporary(e) | Outcome::Permanent(e)) => e,
+            Failed::After(Outcome::Sent) => "sent".into(),
+        })
 }
 
 /// A TCP connection to `host:port` (each address in turn, `timeout` each)

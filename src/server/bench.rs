@@ -296,14 +296,7 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
                 }
                 let at = store::now_ms();
                 let t = Instant::now();
-                let sent_one = match lab::message(ALICE, &rcpts, &format!("Bench {i}"), &text) {
-                    Ok((env, raw)) => crate::relay::send_on(&mut client, &env, raw.as_bytes())
-                        .await
-                        .map(|r| lab::identificativo_of(&r))
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e),
-                };
-                match sent_one {
+                match lab::submit(&mut client, ALICE, &rcpts, &format!("Bench {i}"), &text).await {
                     Ok(id) => {
                         let ms = t.elapsed().as_secs_f64() * 1000.0;
                         if let Ok(mut s) = sent.lock() {

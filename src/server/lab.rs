@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
-use lettre::transport::smtp::PoolConfig;
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::Address;
 
 use crate::config::Config;
 use crate::store::users;
@@ -200,27 +199,6 @@ impl Lab {
             .map_err(|e| e.to_string())
     }
 
-    /// An authenticated STARTTLS submission client for provider `i`.
-    pub fn client(
-        &self,
-        i: usize,
-        user: &str,
-        pool: u32,
-    ) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-        let p = &self.providers[i];
-        let addr = p.bound.submission.ok_or("no submission listener")?;
-        let params = self.client_tls()?;
-        Ok(
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
-                .port(addr.port())
-                .tls(Tls::Required(params))
-                .credentials(Credentials::new(user.into(), LAB_PASSWORD.into()))
-                .pool_config(PoolConfig::new().max_size(pool.max(1)))
-                .timeout(Some(Duration::from_secs(60)))
-                .build(),
-        )
-    }
-
     /// Stop every provider and remove the folder.
     pub async fn stop(self) {
         for p in self.providers {
@@ -232,7 +210,7 @@ impl Lab {
 }
 
 /// A simple text message from `from` to `to`, with its envelope.
-pub fn message(
+fn message(
     from: &str,
     to: &[String],
     subject: &str,
@@ -256,26 +234,27 @@ pub fn message(
 }
 
 /// The identificativo in an access point's `250` to DATA.
-pub fn identificativo_of(reply: &Response) -> String {
+fn identificativo_of(reply: &Response) -> String {
     let text = reply.message().collect::<Vec<_>>().join(" ");
     text.rsplit(' ').next().unwrap_or_default().to_string()
 }
 
-/// Submit a simple text message; returns the identificativo from the reply.
+/// Submit a simple text message on an open session; returns the
+/// identificativo from the reply.
 pub async fn submit(
-    t: &AsyncSmtpTransport<Tokio1Executor>,
+    conn: &mut AsyncSmtpConnection,
     from: &str,
     to: &[String],
     subject: &str,
     body: &str,
 ) -> Result<String, String> {
     let (env, raw) = message(from, to, subject, body)?;
-    let resp = t
-        .send_raw(&env, raw.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(identificativo_of(&resp))
+    let reply = crate::relay::send_on(conn, &env, raw.as_bytes(), CLIENT_TIMEOUT).await?;
+    Ok(identificativo_of(&reply))
 }
+
+/// How long a lab client waits for the access point.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An authenticated STARTTLS session with the access point at `lab_addr`,
 /// kept by its caller as a mail client keeps its connection.
@@ -286,7 +265,7 @@ pub async fn session(
 ) -> Result<AsyncSmtpConnection, String> {
     let hello = ClientId::Domain("lab.client".into());
     let ip = lab_addr.ip().to_string();
-    let tcp = crate::relay::tcp_connect(&ip, lab_addr.port(), Duration::from_secs(60))
+    let tcp = crate::relay::tcp_connect(&ip, lab_addr.port(), CLIENT_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     let mut c = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)

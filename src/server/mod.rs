@@ -362,7 +362,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     let relay = Relay::new(
         &cfg.provider.hostname,
         trust_pems,
-        Duration::from_secs(60),
+        cfg.duration(&cfg.queue.relay_timeout, Duration::from_secs(300)),
         cfg.queue.workers as u32,
     );
     let l_sub = bind(&cfg.listen.submission, "submission").await?;

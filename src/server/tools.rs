@@ -337,12 +337,14 @@ pub fn demo_main() -> AdminResult {
                 .unwrap_or_default(),
             b.bound.inbound.map(|x| x.to_string()).unwrap_or_default()
         );
-        let client = lab.client(0, "alice@pec.alpha.test", 1)?;
+        let submission = a.bound.submission.ok_or("no submission listener")?;
+        let mut client =
+            lab::session(submission, lab.client_tls()?, "alice@pec.alpha.test").await?;
         let t0 = Instant::now();
         let t0_ms = store::now_ms();
         println!("\nalice@pec.alpha.test -> bob@pec.beta.test: \"Saluti da Alpha\"");
         let id = lab::submit(
-            &client,
+            &mut client,
             "alice@pec.alpha.test",
             &["bob@pec.beta.test".into()],
             "Saluti da Alpha",
