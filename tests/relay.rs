@@ -669,11 +669,7 @@ async fn mx_lookup_and_required_tls() {
         types_of(&daticert(&acc[0])),
         vec![("g@pec.gamma.test".to_string(), RecipientType::Certificato)]
     );
-    let job = a.wait_for("relay to Gamma failed for lack of TLS", 30, || {
-        queue_jobs(&a)
-            .into_iter()
-            .find(|j| j["identificativo"] == idg && j["attempts"].as_i64().unwrap_or(0) > 0)
-    });
+    let job = failed_attempt(&a, &idg, "relay to Gamma failed for lack of TLS");
     assert_eq!(job["state"], "pending", "a TLS failure is temporary: {job}");
     assert!(
         sink.txns()
@@ -741,19 +737,35 @@ async fn connections_to_a_busy_peer_are_reused() {
     b.stop();
 }
 
+/// The queue row of `id` once an attempt of it has failed.
+fn failed_attempt(p: &TestProvider, id: &str, what: &str) -> serde_json::Value {
+    p.wait_for(what, 30, || {
+        queue_jobs(p)
+            .into_iter()
+            .find(|j| j["identificativo"] == id && j["attempts"].as_i64().unwrap_or(0) > 0)
+    })
+}
+
+/// Alpha alone, started, with `plain.test` (an ordinary domain) routed to
+/// `sink`; `queue` is the body of a `[queue]` section.
+fn alpha_routing_to(ca: &TestCa, sink: &Sink, queue: &str) -> TestProvider {
+    let spec = ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]);
+    let mut a = TestProvider::prepare(ca, &spec);
+    a.append_config(&format!(
+        "[queue]\n{queue}\n[[route]]\ndomain = \"plain.test\"\nnext_hop = \"127.0.0.1:{}\"\n",
+        sink.port
+    ));
+    a.start();
+    a
+}
+
 /// A pooled connection that the peer has closed meanwhile is not an error:
 /// the next message goes out at once on a fresh connection, exactly once.
 #[tokio::test]
 async fn a_pooled_connection_closed_by_the_peer_is_replaced() {
     let ca = TestCa::new();
     let sink = Sink::start_with(true, false);
-    let spec = ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]);
-    let mut a = TestProvider::prepare(&ca, &spec);
-    a.append_config(&format!(
-        "[[route]]\ndomain = \"plain.test\"\nnext_hop = \"127.0.0.1:{}\"\n",
-        sink.port
-    ));
-    a.start();
+    let mut a = alpha_routing_to(&ca, &sink, "");
     let mut ids = Vec::new();
     for i in 1..=2 {
         let m = message(ALICE, &["z@plain.test"], &[], &format!("Uno {i}"), "", "x");
@@ -783,20 +795,14 @@ async fn a_pooled_connection_closed_by_the_peer_is_replaced() {
 async fn a_silent_peer_is_a_temporary_failure() {
     let ca = TestCa::new();
     let sink = Sink::start_with(false, true);
-    let spec = ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]);
-    let mut a = TestProvider::prepare(&ca, &spec);
-    a.append_config(&format!(
-        "[queue]\nrelay_timeout = \"1s\"\nretry_initial = \"1h\"\n\n[[route]]\ndomain = \"plain.test\"\nnext_hop = \"127.0.0.1:{}\"\n",
-        sink.port
-    ));
-    a.start();
+    let mut a = alpha_routing_to(
+        &ca,
+        &sink,
+        "relay_timeout = \"1s\"\nretry_initial = \"1h\"\n",
+    );
     let m = message(ALICE, &["z@plain.test"], &[], "Muto", "", "x");
     let id = submit(&a, ALICE, &["z@plain.test"], &m).await;
-    let job = a.wait_for("relay to the silent peer failed", 20, || {
-        queue_jobs(&a)
-            .into_iter()
-            .find(|j| j["identificativo"] == id && j["attempts"].as_i64().unwrap_or(0) > 0)
-    });
+    let job = failed_attempt(&a, &id, "relay to the silent peer failed");
     assert_eq!(job["state"], "pending", "{job}");
     assert!(
         job["last_error"]
