@@ -1,5 +1,5 @@
 //! The corpus test at the crate boundary: every `.eml` under
-//! `../shared/pec-samples/` (real provider messages, see its README) is read
+//! `tests/fixtures/pec-samples/` (real provider messages, see its README) is read
 //! with `pecd::pec::classify::classify`; the PEC type, identificativo, msgid
 //! and daticert fields are printed and checked against what the README says
 //! about each file. The signatures the README lists as verifying must verify
@@ -72,8 +72,8 @@ fn is_digits(s: &str) -> bool {
 }
 
 #[test]
-fn every_shared_sample_is_read() {
-    let dir = shared_dir().join("pec-samples");
+fn every_sample_is_read() {
+    let dir = fixtures_dir().join("pec-samples");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()
@@ -269,7 +269,7 @@ fn every_shared_sample_is_read() {
 
     assert!(
         read > 0,
-        "no sample read from {} (is ../shared/pec-samples there?)",
+        "no sample read from {} (is tests/fixtures/pec-samples there?)",
         dir.display()
     );
     // README: the aruba-2014 accettazione and consegna are one flow.

@@ -76,7 +76,7 @@ const SAMPLES: &[(&str, bool, &str, bool)] = &[
 
 #[test]
 fn sample_corpus_gets_the_readme_verdicts() {
-    let dir = shared_dir().join("pec-samples");
+    let dir = fixtures_dir().join("pec-samples");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()

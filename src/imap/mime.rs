@@ -670,14 +670,7 @@ Subject: inner\r\nFrom: c@z.test\r\n\r\ninner body\r\n--BB--\r\n";
     }
 
     fn samples_dir() -> std::path::PathBuf {
-        let m = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        [
-            m.join("../shared/pec-samples"),
-            m.join("../../shared/pec-samples"),
-        ]
-        .into_iter()
-        .find(|p| p.is_dir())
-        .expect("pec-samples directory not found")
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pec-samples")
     }
 
     /// Every real sample yields a BODYSTRUCTURE and ENVELOPE that the codec

@@ -508,7 +508,8 @@ mod tests {
 
     #[test]
     fn reads_the_daticert_of_every_sample() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pec-samples");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pec-samples");
         let mut read = 0;
         let mut names: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()

@@ -640,7 +640,7 @@ mod tests {
 
     #[test]
     fn every_daticert_validates_against_the_dtd() {
-        let dtd = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/daticert.dtd");
+        let dtd = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/daticert.dtd");
         assert!(dtd.exists(), "{} missing", dtd.display());
         let dir = tempfile::tempdir().unwrap();
         let mut seen = std::collections::HashSet::new();

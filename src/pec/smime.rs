@@ -776,7 +776,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn samples() -> Vec<(String, Vec<u8>)> {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/pec-samples");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pec-samples");
         let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
             .expect("pec-samples directory")
             .filter_map(|e| e.ok())

@@ -26,9 +26,10 @@ pub fn pecd_bin() -> PathBuf {
     }
 }
 
-/// The shared reference material.
-pub fn shared_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+/// Reference material the tests need, copied byte for byte into the
+/// repository (a user's clone has nothing beside it).
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// A free loopback port (bound then released).
@@ -526,14 +527,14 @@ pub fn daticert(msg: &[u8]) -> pecd::pec::daticert::Daticert {
     m.daticert.expect("message has a daticert.xml")
 }
 
-/// Validate XML against `shared/daticert.dtd` with xmllint.
+/// Validate XML against `tests/fixtures/daticert.dtd` with xmllint.
 pub fn xmllint_valid(xml: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("daticert.xml");
     std::fs::write(&f, xml).unwrap();
     let out = Command::new("xmllint")
         .args(["--noout", "--dtdvalid"])
-        .arg(shared_dir().join("daticert.dtd"))
+        .arg(fixtures_dir().join("daticert.dtd"))
         .arg(&f)
         .output()
         .expect("xmllint (Debian package libxml2-utils)");
