@@ -39,7 +39,7 @@ fn identificativo_of(reply: &str) -> String {
 /// Subject decoded by mail-parser (independent of our RFC 2047 code).
 fn decoded_subject(msg: &[u8]) -> String {
     mail_parser::MessageParser::default()
-        .parse(msg)
+        .parse_headers(msg)
         .and_then(|m| m.subject().map(str::to_string))
         .expect("subject")
 }

@@ -15,7 +15,9 @@ use imap_codec::imap_types::body::{
 use imap_codec::imap_types::core::{IString, NString, Vec1};
 use imap_codec::imap_types::envelope::{Address, Envelope};
 use imap_codec::imap_types::fetch::Section;
-use mail_parser::{HeaderValue, MessageParser, MimeHeaders, PartType};
+use mail_parser::{HeaderValue, MimeHeaders, PartType};
+
+use crate::pec::headers::{parse_header_block, parse_message};
 
 /// Nesting limit for multiparts and attached messages (hostile input).
 const MAX_DEPTH: usize = 20;
@@ -67,8 +69,10 @@ pub fn parse_tree(raw: &[u8]) -> Node {
 
 fn parse_at(whole: &[u8], r: Range<usize>, depth: usize) -> Node {
     let slice = &whole[r.clone()];
-    match MessageParser::default().parse(slice) {
-        Some(m) if !m.parts.is_empty() => {
+    // Too deep to parse (or unparsable): one text leaf, so BODYSTRUCTURE
+    // answers with a truncated structure and the bytes stay readable as is.
+    match parse_message(slice) {
+        Ok(m) if !m.parts.is_empty() => {
             let mut root = from_part(whole, &m, 0, r.start, depth);
             // The root body runs to the end of the bytes we were given.
             root.header.start = r.start;
@@ -307,7 +311,7 @@ pub fn envelope(header: &[u8]) -> Envelope<'static> {
             .find(|(n, _)| n == name)
             .map(|(_, r)| field_value(&header[r.clone()]))
     };
-    let parsed = MessageParser::default().parse_headers(header);
+    let parsed = parse_header_block(header);
     let get = |name: &str| -> Vec<Address<'static>> {
         match &parsed {
             Some(m) => addresses(m.header(name)),
@@ -538,7 +542,7 @@ pub fn search_text(raw: &[u8]) -> SearchText {
     let hend = header_end(raw);
     let header = &raw[..hend];
     let mut st = SearchText::default();
-    let parsed = MessageParser::default().parse(raw);
+    let parsed = parse_message(raw).ok();
     let decoded: Vec<(String, String)> = parsed
         .as_ref()
         .map(|m| {

@@ -8,9 +8,10 @@
 //! required: real clients always send it, and its absence harms nothing we
 //! certify (the provider's own time is what the receipts carry).
 
-use mail_parser::{HeaderName, MessageParser};
+use mail_parser::HeaderName;
 
-use super::headers::{addresses, decode_unstructured, raw_fields};
+use super::headers::{addresses, decode_unstructured, parse_header_block, raw_fields};
+use super::mime::check_nesting;
 use super::types::ReceiptType;
 
 /// Provider limits (DM art. 12 requires accepting ≥ 50 recipients and
@@ -160,7 +161,7 @@ pub fn check(
         return Err(r);
     }
 
-    let Some(msg) = MessageParser::default().parse(raw) else {
+    let Some(msg) = parse_header_block(raw) else {
         return Err(refuse(
             &acc,
             "messaggio non conforme a RFC 5322",
@@ -262,6 +263,17 @@ pub fn check(
             "too many recipients",
             550,
             "5.5.3",
+        ));
+    }
+    // Last, so that the refusal's notice has the sender and subject: an
+    // otherwise well-formed message gets its signed non-accettazione.
+    if check_nesting(raw).is_err() {
+        return Err(refuse(
+            &acc,
+            "struttura MIME annidata oltre il limite consentito",
+            "MIME structure nested too deeply",
+            554,
+            "5.6.0",
         ));
     }
     if raw.len().saturating_mul(n_rcpt) > limits.max_message_size {

@@ -27,10 +27,10 @@
 //! alone (they are part of an attached message, itself hashed if it is an
 //! attachment).
 
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::{MimeHeaders, PartType};
 use openssl::hash::{hash, MessageDigest};
 
-use super::headers::addresses;
+use super::headers::{addresses, parse_header_block, parse_message};
 use super::types::ReceiptType;
 
 /// The receipt type a recipient gets: Cc ⇒ sintetica, else what was requested.
@@ -45,7 +45,7 @@ pub fn receipt_type_for(requested: ReceiptType, recipient_in_cc: bool) -> Receip
 /// Is `recipient` a Cc (and not also a To) recipient of the original
 /// (given as `postacert.eml`)?
 pub fn is_cc(postacert: &[u8], recipient: &str) -> bool {
-    let Some(m) = MessageParser::default().parse(postacert) else {
+    let Some(m) = parse_header_block(postacert) else {
         return false;
     };
     let r = recipient.to_ascii_lowercase();
@@ -73,7 +73,7 @@ fn param_safe(name: &str) -> String {
 /// output use the line terminator of the input (CRLF when it comes from the
 /// busta). Unparsable input is returned unchanged.
 pub fn breve(postacert: &[u8]) -> Vec<u8> {
-    let Some(m) = MessageParser::default().parse(postacert) else {
+    let Ok(m) = parse_message(postacert) else {
         return postacert.to_vec();
     };
     let eol = super::headers::line_ending(postacert);
@@ -168,7 +168,7 @@ mod tests {
         let head = b"From: a@pec.alpha.test\r\nTo: b@pec.alpha.test\r\nCc: c@pec.alpha.test\r\nSubject: fattura\r\nContent-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\nVedi allegato.\r\n--XX\r\n";
         assert!(out.starts_with(head));
         assert!(out.ends_with(b"\r\n--XX--\r\n"));
-        let m = MessageParser::default().parse(&out).unwrap();
+        let m = parse_message(&out).unwrap();
         assert_eq!(m.attachment_count(), 1);
         assert_eq!(
             m.attachment(0).unwrap().attachment_name(),

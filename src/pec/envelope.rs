@@ -13,14 +13,12 @@
 //! document would contradict the envelope; receivers recognise it by
 //! `X-Trasporto: errore` alone. The original is attached unmodified.
 
-use mail_parser::MessageParser;
-
 use super::access::Accepted;
 use super::clock::ItalianTime;
 use super::daticert::{Certified, Daticert, Destinatario};
 use super::headers::{
-    addresses, base64_lines, per_conto_di, prefixed_subject, quoted_printable, raw_fields,
-    swap_message_id, to_crlf,
+    addresses, base64_lines, parse_header_block, per_conto_di, prefixed_subject, quoted_printable,
+    raw_fields, swap_message_id, to_crlf,
 };
 use super::ids::{boundary, message_id, IdSource};
 use super::types::{Errore, RecipientType, Tipo, Unsigned};
@@ -231,7 +229,7 @@ pub fn busta_di_anomalia(
     original: &[u8],
     reason: &str,
 ) -> Unsigned {
-    let parsed = MessageParser::default().parse(original);
+    let parsed = parse_header_block(original);
     let from = parsed
         .as_ref()
         .and_then(|m| addresses(m, "From").into_iter().next())

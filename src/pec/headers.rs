@@ -147,11 +147,38 @@ pub fn swap_message_id(original: &[u8], identificativo: &str) -> (Vec<u8>, Optio
     (out, msgid)
 }
 
+/// Why [`parse_message`] gave no message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unparsable {
+    /// Nested deeper than [`crate::pec::mime::MAX_NESTED_MESSAGES`]: parsing
+    /// (or dropping) it could exhaust the stack.
+    TooDeep,
+    /// mail-parser found no message in the bytes.
+    Malformed,
+}
+
+/// The one door to mail-parser's full parse: nesting is bounded first
+/// ([`crate::pec::mime::check_nesting`]), since its message tree is built,
+/// copied and dropped recursively. Everything that needs only header fields
+/// uses [`parse_header_block`] instead.
+pub fn parse_message(raw: &[u8]) -> Result<Message<'_>, Unparsable> {
+    crate::pec::mime::check_nesting(raw).map_err(|_| Unparsable::TooDeep)?;
+    #[allow(clippy::disallowed_methods)]
+    MessageParser::default()
+        .parse(raw)
+        .ok_or(Unparsable::Malformed)
+}
+
+/// The top-level header fields of a message, parsed; the body is not read,
+/// so no input depth can make this recurse.
+pub fn parse_header_block(raw: &[u8]) -> Option<Message<'_>> {
+    MessageParser::default().parse_headers(raw)
+}
+
 /// Decode an unstructured header value (RFC 2047 encoded words, folding).
 pub fn decode_unstructured(raw: &str) -> String {
     let fake = format!("Subject: {raw}\r\n\r\n");
-    MessageParser::default()
-        .parse(fake.as_bytes())
+    parse_header_block(fake.as_bytes())
         .and_then(|m| m.subject().map(str::to_string))
         .unwrap_or_else(|| raw.trim().to_string())
 }
@@ -447,7 +474,7 @@ mod tests {
     #[test]
     fn address_lists() {
         let raw = b"From: \"A\" <A@B.it>\r\nTo: x@y.it, Grp: P@q.it, r@s.it;\r\nTo: z@w.it\r\nCc:\r\n\r\n";
-        let m = MessageParser::default().parse(raw).unwrap();
+        let m = parse_message(raw).unwrap();
         assert_eq!(addresses(&m, "From"), vec!["a@b.it"]);
         assert_eq!(
             addresses(&m, "To"),

@@ -635,9 +635,247 @@ fn walk_into(raw: &[u8], range: Range<usize>, depth: usize, out: &mut Vec<Entity
     }
 }
 
+/// Most `Content-Type` fields that can open a nested message (`message/*`,
+/// `multipart/digest`) one message may hold, across every encoded layer.
+///
+/// mail-parser builds one Rust value per nested message and drops (and, for
+/// encoded ones, copies) that tree recursively: tens of thousands of levels,
+/// a few dozen bytes each, overflow a thread's stack and abort the process.
+/// Real messages stay far below this (a busta holds two or three levels; a
+/// message forwarding a few hundred messages is the rare case refused here).
+pub const MAX_NESTED_MESSAGES: usize = 256;
+
+/// A message whose structure is too deep (or too costly to bound) to parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooDeep;
+
+/// Check, without recursion and before any parser sees the bytes, that a
+/// message cannot nest more than [`MAX_NESTED_MESSAGES`] messages.
+///
+/// Every level of mail-parser's tree needs a `Content-Type` naming
+/// `message/rfc822`, `message/global` or `multipart/digest` inside that
+/// level, so counting such header lines anywhere in the bytes (body lines
+/// that merely look like one count too) bounds the depth from above whatever
+/// the boundaries. Parts with such a type and a base64 or quoted-printable
+/// encoding are decoded and re-parsed by mail-parser, so their decoded bytes
+/// are counted as well (from each place the body can start; mail-parser does
+/// this for three levels, we follow every level up to a decoding budget).
+pub fn check_nesting(raw: &[u8]) -> Result<(), TooDeep> {
+    let budget = raw.len().saturating_mul(4).saturating_add(1 << 20);
+    let mut decoded = 0usize;
+    let mut count = 0usize;
+    let mut work: Vec<std::borrow::Cow<'_, [u8]>> = vec![raw.into()];
+    while let Some(buf) = work.pop() {
+        // The header block being read: does it declare a nested message,
+        // and with which encoding (Some(true): base64, Some(false): QP)?
+        let mut block_message = false;
+        let mut block_encoding: Option<bool> = None;
+        let (mut in_ct, mut in_cte) = (false, false);
+        for (start, line) in lines_with_offsets(&buf) {
+            let body = trim_cr(line);
+            if body.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+                // A blank line may end the block and start the body. A line
+                // of blanks may instead continue it, for some parsers: then
+                // the body can start here or at the next empty line, and
+                // both are decoded (a superset of what mail-parser reads).
+                if let (true, Some(b64)) = (block_message, block_encoding) {
+                    let from = (start + line.len()).min(buf.len());
+                    let piece = decode_lenient(&buf[from..], b64);
+                    decoded = decoded.saturating_add(piece.len());
+                    if decoded > budget {
+                        return Err(TooDeep);
+                    }
+                    work.push(piece.into());
+                }
+                if body.is_empty() {
+                    block_message = false;
+                    block_encoding = None;
+                }
+                (in_ct, in_cte) = (false, false);
+                continue;
+            }
+            if !matches!(body.first(), Some(b' ' | b'\t')) {
+                in_ct = field_named(body, b"content-type");
+                in_cte = !in_ct && field_named(body, b"content-transfer-encoding");
+            }
+            if in_ct && (contains_ci(body, b"message") || contains_ci(body, b"digest")) {
+                count += 1;
+                if count > MAX_NESTED_MESSAGES {
+                    return Err(TooDeep);
+                }
+                block_message = true;
+            }
+            if in_cte {
+                if contains_ci(body, b"base64") {
+                    block_encoding = Some(true);
+                } else if contains_ci(body, b"quoted-printable") {
+                    block_encoding = Some(false);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lines of `buf` (each with its `\n`, if any) and where each starts.
+fn lines_with_offsets(buf: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= buf.len() {
+            return None;
+        }
+        let end = memchr(b'\n', &buf[at..]).map_or(buf.len(), |i| at + i + 1);
+        let r = (at, &buf[at..end]);
+        at = end;
+        Some(r)
+    })
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    let l = line.strip_suffix(b"\n").unwrap_or(line);
+    l.strip_suffix(b"\r").unwrap_or(l)
+}
+
+/// `name`, case-insensitively, then optional blanks and a colon.
+fn field_named(line: &[u8], name: &[u8]) -> bool {
+    line.len() > name.len()
+        && line[..name.len()].eq_ignore_ascii_case(name)
+        && line[name.len()..]
+            .iter()
+            .find(|b| **b != b' ' && **b != b'\t')
+            == Some(&b':')
+}
+
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Decode everything from `data` on, skipping what does not belong to the
+/// encoding, so the real part's content is a prefix of the result.
+fn decode_lenient(data: &[u8], base64: bool) -> Vec<u8> {
+    if !base64 {
+        return decode_quoted_printable(data);
+    }
+    let mut out = Vec::with_capacity(data.len() / 4 * 3);
+    let (mut acc, mut n) = (0u32, 0u8);
+    for &c in data {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => {
+                // Padding ends a quantum; what follows starts a fresh one.
+                match n {
+                    2 => out.push((acc >> 4) as u8),
+                    3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
+                    _ => {}
+                }
+                (acc, n) = (0, 0);
+                continue;
+            }
+            _ => continue,
+        };
+        acc = (acc << 6) | v as u32;
+        n += 1;
+        if n == 4 {
+            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+            (acc, n) = (0, 0);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `levels` messages, each the whole body of the one around it.
+    fn nested(levels: usize) -> Vec<u8> {
+        let mut m = b"From: a@b.test\r\nSubject: deep\r\n".to_vec();
+        for _ in 0..levels {
+            m.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+        }
+        m.extend_from_slice(b"Subject: bottom\r\n\r\nhello\r\n");
+        m
+    }
+
+    #[test]
+    fn a_deep_chain_is_refused_before_parsing() {
+        // The shape that aborted the daemon: ~30 bytes a level.
+        assert_eq!(check_nesting(&nested(50_000)), Err(TooDeep));
+        assert_eq!(
+            check_nesting(&nested(MAX_NESTED_MESSAGES + 1)),
+            Err(TooDeep)
+        );
+        assert_eq!(check_nesting(&nested(MAX_NESTED_MESSAGES)), Ok(()));
+        // Header names are matched as parsers match them.
+        let m = b"CONTENT-TYPE : Message/RFC822\r\n\r\n".repeat(MAX_NESTED_MESSAGES + 1);
+        assert_eq!(check_nesting(&m), Err(TooDeep));
+    }
+
+    #[test]
+    fn what_is_accepted_parses_and_drops_on_a_small_stack() {
+        // mail-parser recurses when it drops the tree: the most we let
+        // through must fit in far less than a tokio worker's 2 MiB.
+        let m = nested(MAX_NESTED_MESSAGES);
+        std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(move || {
+                let parsed = crate::pec::headers::parse_message(&m).unwrap();
+                let mut depth = 0;
+                let mut at = &parsed;
+                while let Some(inner) = at.parts.iter().find_map(|p| match &p.body {
+                    mail_parser::PartType::Message(m) => Some(m),
+                    _ => None,
+                }) {
+                    depth += 1;
+                    at = inner;
+                }
+                assert_eq!(depth, MAX_NESTED_MESSAGES);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn encoded_nested_messages_are_counted_after_decoding() {
+        let inner = nested(MAX_NESTED_MESSAGES + 10);
+        let b64 = encode_base64_lines(&inner, 76);
+        let mut m = b"From: a@b.test\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+        m.extend_from_slice(&b64);
+        m.extend_from_slice(b"\r\n--b--\r\n");
+        assert_eq!(check_nesting(&m), Err(TooDeep));
+        // The encoding may also come first, and the block end with blanks.
+        let mut m = b"Content-Transfer-Encoding: quoted-printable\r\nContent-Type:\r\n message/rfc822\r\n \r\n\r\n".to_vec();
+        m.extend_from_slice(&inner);
+        assert_eq!(check_nesting(&m), Err(TooDeep));
+        // An ordinary attached message, encoded or not, is fine.
+        let small = encode_base64_lines(&nested(3), 76);
+        let mut m =
+            b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+        m.extend_from_slice(&small);
+        assert_eq!(check_nesting(&m), Ok(()));
+    }
+
+    #[test]
+    fn every_real_sample_is_within_bounds() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pec-samples");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "eml") {
+                let raw = std::fs::read(&p).unwrap();
+                assert_eq!(check_nesting(&raw), Ok(()), "{}", p.display());
+                n += 1;
+            }
+        }
+        assert!(n > 10, "only {n} samples read from {}", dir.display());
+    }
 
     #[test]
     fn header_block_lf_and_crlf() {

@@ -534,7 +534,7 @@ mod tests {
 
     fn extract_daticert(msg: &[u8]) -> Option<Daticert> {
         use mail_parser::MimeHeaders;
-        let m = mail_parser::MessageParser::default().parse(msg).unwrap();
+        let m = crate::pec::headers::parse_message(msg).unwrap();
         let p = m
             .parts
             .iter()

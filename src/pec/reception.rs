@@ -61,6 +61,9 @@ pub enum AnomalyReason {
     },
     /// Signed by a provider but not a well-formed PEC object.
     Malformed(Vec<String>),
+    /// Nested deeper than any parser here may follow
+    /// ([`crate::pec::mime::check_nesting`]); never judged further.
+    TooDeep,
 }
 
 impl AnomalyReason {
@@ -84,6 +87,9 @@ impl AnomalyReason {
             AnomalyReason::Malformed(p) => {
                 format!("messaggio di posta certificata non conforme ({})", p.join("; "))
             }
+            AnomalyReason::TooDeep => {
+                "struttura MIME del messaggio annidata oltre il limite consentito".into()
+            }
         }
     }
 
@@ -100,6 +106,10 @@ impl AnomalyReason {
                 format!("From domain {domain} is not managed by the signing provider {provider:?}")
             }
             AnomalyReason::Malformed(p) => format!("malformed PEC object: {}", p.join("; ")),
+            AnomalyReason::TooDeep => format!(
+                "MIME structure nested deeper than {} messages",
+                crate::pec::mime::MAX_NESTED_MESSAGES
+            ),
         }
     }
 }
@@ -153,6 +163,11 @@ pub fn receive(input: &ReceptionInput) -> Verdict {
         reason,
         message: Box::new(message),
     };
+    // Before anything parses the body: a busta di anomalia wraps the bytes
+    // without reading them, and nothing downstream certifies such a message.
+    if crate::pec::mime::check_nesting(input.raw).is_err() {
+        return anomaly(AnomalyReason::TooDeep, message);
+    }
     let opts = VerifyOptions {
         trust: input.trust,
         now: input.now,
