@@ -65,7 +65,8 @@ fn check_config(path: &Path) -> AdminResult {
 }
 
 fn read_password(from_stdin: bool, address: &str) -> Result<String, Box<dyn std::error::Error>> {
-    let pw = if from_stdin || unsafe { libc::isatty(0) } == 0 {
+    use std::io::IsTerminal;
+    let pw = if from_stdin || !std::io::stdin().is_terminal() {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
         line.trim_end_matches(['\r', '\n']).to_string()
@@ -84,24 +85,7 @@ fn read_password(from_stdin: bool, address: &str) -> Result<String, Box<dyn std:
 }
 
 fn prompt_hidden(prompt: &str) -> std::io::Result<String> {
-    eprint!("{prompt}");
-    std::io::stderr().flush()?;
-    // SAFETY: plain termios calls on fd 0, restored before returning.
-    let mut term: libc::termios = unsafe { std::mem::zeroed() };
-    let have_tty = unsafe { libc::tcgetattr(0, &mut term) } == 0;
-    if have_tty {
-        let mut quiet = term;
-        quiet.c_lflag &= !libc::ECHO;
-        unsafe { libc::tcsetattr(0, libc::TCSANOW, &quiet) };
-    }
-    let mut line = String::new();
-    let r = std::io::stdin().lock().read_line(&mut line);
-    if have_tty {
-        unsafe { libc::tcsetattr(0, libc::TCSANOW, &term) };
-    }
-    eprintln!();
-    r?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    crate::sys::termios::read_hidden(prompt)
 }
 
 fn user(config: &Path, cmd: UserCommand) -> AdminResult {
@@ -113,7 +97,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             address,
             password_stdin,
         } => {
-            let address = users::normalize(&address);
+            let address = users::validate_new_address(&address)?;
             let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
             if !cfg.is_local_domain(domain) {
                 return Err(format!(
@@ -126,12 +110,15 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
                 .map_err(|e| format!("{address}: {e}"))?;
             let pw = read_password(password_stdin, &address)?;
             let hash = users::hash_password(&pw)?;
+            // The mailbox first (creating it is idempotent), the user row
+            // last: a failure in between leaves no listed user without a
+            // mailbox, and running the command again finishes the job.
+            crate::server::create_mailbox(&st.paths().mail, &address)?;
             let a = address.clone();
             let added = st.write_blocking(move |c| Ok(users::add(c, &a, &hash, now)?))?;
             if !added {
                 return Err(format!("{address}: user exists (use `user passwd`)").into());
             }
-            crate::server::create_mailbox(&st.paths().mail, &address)?;
             println!("added {address}");
             ExitCode::SUCCESS
         }

@@ -29,5 +29,6 @@ pub mod relay;
 pub mod server;
 pub mod smtp;
 pub mod store;
+pub mod sys;
 pub mod throttle;
 pub mod tls;

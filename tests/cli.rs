@@ -281,7 +281,7 @@ impl Daemon {
     }
 
     fn sigterm(&mut self) -> std::process::ExitStatus {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        signal(self.child.id(), "TERM");
         self.wait_exit(30)
     }
 }

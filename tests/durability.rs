@@ -240,7 +240,7 @@ async fn sigterm_answers_421_exits_within_grace_and_keeps_acknowledged_work() {
     }
     let pid = a.child.as_ref().unwrap().id() as i32;
     let t0 = Instant::now();
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+    signal(pid as u32, "TERM");
     std::thread::sleep(Duration::from_millis(300));
     w.write_all(b"NOOP\r\n").unwrap();
     let reply = read_reply(&mut r);

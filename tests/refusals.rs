@@ -209,16 +209,17 @@ async fn formal_refusals_get_a_signed_non_accettazione() {
 #[tokio::test]
 async fn oversize_is_a_plain_552_without_notice() {
     let ca = TestCa::new();
-    let p = provider(&ca, "[limits]\nmax_message_size = \"2000\"\n");
+    // Room for the busta of a small message (~7 KB), not for 30 KB.
+    let p = provider(&ca, "[limits]\nmax_message_size = \"20000\"\n");
 
     // Announced size above the limit: refused at MAIL.
     let mut c = SecureSmtp::connect(p.submissions, &p.ca_pem, true);
     let (code, caps) = c.cmd("EHLO client.test");
     assert_eq!(code, 250);
-    assert!(caps.lines().any(|l| l == "SIZE 2000"), "{caps}");
+    assert!(caps.lines().any(|l| l == "SIZE 20000"), "{caps}");
     let token = openssl::base64::encode_block(format!("\0{ALICE}\0{PASSWORD}").as_bytes());
     assert_eq!(c.cmd(&format!("AUTH PLAIN {token}")).0, 235);
-    let (code, text) = c.cmd(&format!("MAIL FROM:<{ALICE}> SIZE=5000"));
+    let (code, text) = c.cmd(&format!("MAIL FROM:<{ALICE}> SIZE=50000"));
     assert_eq!(code, 552, "{text}");
     assert!(text.starts_with("5.3.4"), "{text}");
 
@@ -226,7 +227,7 @@ async fn oversize_is_a_plain_552_without_notice() {
     assert_eq!(c.cmd(&format!("MAIL FROM:<{ALICE}>")).0, 250);
     assert_eq!(c.cmd(&format!("RCPT TO:<{BOB}>")).0, 250);
     assert_eq!(c.cmd("DATA").0, 354);
-    let big = message(ALICE, &[BOB], &[], "Grande", "", &"x".repeat(3000));
+    let big = message(ALICE, &[BOB], &[], "Grande", "", &"x".repeat(30000));
     c.send(&big);
     let (code, text) = c.cmd(".");
     assert_eq!(code, 552, "{text}");

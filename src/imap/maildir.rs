@@ -167,20 +167,8 @@ pub fn cur_name(base: &str, flags: &Flags) -> String {
 /// Split an address at the last '@' into (domain, localpart), lower-cased and
 /// checked so that neither part can climb out of the mail root.
 pub fn address_dir(mail_root: &Path, address: &str) -> Result<PathBuf, StoreError> {
-    let a = address.trim().to_ascii_lowercase();
-    let (local, domain) = a
-        .rsplit_once('@')
-        .ok_or_else(|| StoreError::BadName(address.to_string()))?;
-    for part in [local, domain] {
-        let ok = !part.is_empty()
-            && !part.starts_with('.')
-            && !part.contains(['/', '\\', '\0'])
-            && !part.chars().any(|c| c.is_control());
-        if !ok {
-            return Err(StoreError::BadName(address.to_string()));
-        }
-    }
-    Ok(mail_root.join(domain).join(local))
+    crate::store::maildir::mailbox_path(mail_root, address)
+        .map_err(|_| StoreError::BadName(address.to_string()))
 }
 
 /// Check an IMAP folder name (already resolved against INBOX) and give its

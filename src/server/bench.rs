@@ -92,14 +92,7 @@ impl Percentiles {
 }
 
 fn rusage() -> (f64, f64) {
-    // SAFETY: getrusage fills the struct we own; RUSAGE_SELF is always valid.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    (
-        t(ru.ru_utime) + t(ru.ru_stime),
-        ru.ru_maxrss as f64 / 1024.0,
-    )
+    crate::sys::rusage::own()
 }
 
 /// RSA-2048 PKCS#1 SHA-256 signatures per second on one thread (about 1 s).

@@ -58,6 +58,8 @@ pub struct Ctx {
     pub wake: Notify,
     /// Jobs being worked on right now (never picked twice).
     pub running: Mutex<HashSet<i64>>,
+    /// The same, in a file a crash leaves behind (the crash-loop guard).
+    pub inflight: Arc<crate::store::inflight::Inflight>,
     /// Flips to true on shutdown.
     pub shutdown: watch::Receiver<bool>,
     /// Failed-login slowdown shared by SMTP AUTH and IMAP.
@@ -153,6 +155,8 @@ impl Running {
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!("shutdown grace period over; remaining work stays queued");
         }
+        // A job cut short by the grace period did not crash the process.
+        self.ctx.inflight.clear();
         let store = self.ctx.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
     }
@@ -170,11 +174,7 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
 /// putting a loaded daemon at 400-500 MB. A fixed threshold keeps large
 /// blocks in mmap, returned on free (pecd bench --dead-peer: 420 -> ~80 MiB).
 fn pin_mmap_threshold() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning; valid at any time.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
+    crate::sys::mallopt::mmap_threshold(128 * 1024);
 }
 
 /// Generate the development PKI when the config allows it and files are missing.
@@ -358,6 +358,8 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("{}: {e}", data_dir.display()))?
     };
+    let (inflight, crashed) = crate::store::inflight::Inflight::open(&data_dir.join("inflight"))
+        .map_err(|e| format!("{}: {e}", data_dir.join("inflight").display()))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let relay = Relay::new(
         &cfg.provider.hostname,
@@ -389,6 +391,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         relay,
         wake: Notify::new(),
         running: Mutex::new(HashSet::new()),
+        inflight,
         shutdown: shutdown_rx.clone(),
         throttle: Arc::new(crate::throttle::LoginThrottle::default()),
         password_checks: tokio::sync::Semaphore::new(
@@ -454,6 +457,9 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
             )));
         }
     }
+    // Before the worker picks anything: a job that was running when the
+    // last process died is counted, and held if it keeps killing it.
+    worker::after_crash(&ctx, &crashed).await;
     tasks.push(tokio::spawn(worker::run(ctx.clone())));
     tasks.push(tokio::spawn(watch_index(ctx.clone())));
     let info = serde_json::to_string_pretty(&bound).unwrap_or_default();

@@ -354,6 +354,26 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
         &destinatari,
     );
     let signed_busta = ctx.sign(&busta.unsigned)?;
+    // What travels is the busta, a few KB larger than the original: a peer
+    // with our limit would refuse it after we had certified the acceptance.
+    let max = ctx.cfg.max_message_size();
+    if signed_busta.len() > max {
+        let refusal = access::Refusal {
+            reason: format!(
+                "la busta di trasporto ({} byte) supererebbe la dimensione massima consentita ({max} byte)",
+                signed_busta.len()
+            ),
+            reason_en: format!(
+                "the busta di trasporto would be {} bytes, over the {max}-byte limit",
+                signed_busta.len()
+            ),
+            code: 552,
+            status: "5.3.4",
+            notice: false,
+            partial: Box::new(acc.clone()),
+        };
+        return refuse(ctx, &refusal, s);
+    }
     let emitter = Emitter {
         provider: &p,
         ids: ctx.ids.as_ref(),

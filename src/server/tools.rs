@@ -111,7 +111,9 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
                     v["age_seconds"] = serde_json::json!((store::now_ms() - j.created_at) / 1000);
                     writeln!(out, "{v}")?;
                 } else {
-                    let next = if j.due_at <= store::now_ms() {
+                    let next = if j.state == "held" {
+                        "held".to_string()
+                    } else if j.due_at <= store::now_ms() {
                         "now".to_string()
                     } else {
                         format!("+{}s", (j.due_at - store::now_ms()) / 1000)

@@ -138,7 +138,9 @@ pub async fn run(ctx: Arc<Ctx>) {
                 let ended2 = ended.clone();
                 tokio::spawn(async move {
                     let id = job.id;
+                    let marker = ctx2.inflight.enter(id);
                     run_job(&ctx2, job).await;
+                    drop(marker);
                     // Order matters: marked ended before it leaves `running`.
                     if let Ok(mut e) = ended2.lock() {
                         e.insert(id);
@@ -610,9 +612,77 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     }
 }
 
+/// Jobs the previous process left running when it died (from the in-flight
+/// file): count each crash, and hold a job that has crashed the process
+/// [`queue::MAX_CRASHES`] times. A held busta is not delivered: its sender
+/// gets an avviso di mancata consegna for each certified recipient, and the
+/// PEC log records the hold. `pecd queue retry ID` releases it.
+pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[i64]) {
+    for &id in ids {
+        let now = store::now_ms();
+        let held = ctx
+            .store
+            .write(move |c| Ok(queue::record_crash(c, id, now)?))
+            .await;
+        let job = match held {
+            Ok(Some(job)) => job,
+            Ok(None) => {
+                tracing::warn!(
+                    job = id,
+                    "the process died while this job ran; it will run again"
+                );
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(job = id, error = %e, "could not record a crashed job");
+                continue;
+            }
+        };
+        let why = job.last_error.clone().unwrap_or_default();
+        tracing::error!(job = id, kind = job.kind.as_str(), reason = %why, "job held");
+        let mut ev = Event::new("lavoro-sospeso", now);
+        ev.identificativo = job.identificativo.clone();
+        ev.sender = Some(job.mail_from.clone()).filter(|s| !s.is_empty());
+        ev.recipients = Some(job.recipients.join(", "));
+        ev.error = Some(why.clone());
+        ev.detail = Some(format!("job {} {} held", job.id, job.kind.as_str()));
+        if let Err(e) = ctx
+            .store
+            .write(move |c| Ok(store::log::append(c, &ev)?))
+            .await
+        {
+            tracing::error!(job = id, error = %e, "could not log a held job");
+        }
+        let ours = job.identificativo.as_deref().is_some_and(|i| !i.is_empty());
+        if ours && matches!(job.kind, Kind::Relay | Kind::LocalBusta) {
+            let why = "messaggio sospeso: ha causato ripetuti errori interni del gestore";
+            match undelivered(ctx, &job, why, Finish::Held).await {
+                Ok(()) | Err(Fail::Permanent(_)) => {}
+                Err(Fail::Temporary(e)) => {
+                    tracing::error!(job = id, error = %e, "could not tell the sender of a held job");
+                }
+            }
+        }
+    }
+}
+
+/// What becomes of a job whose recipients are told it was not delivered.
+enum Finish {
+    /// The peer refused it: failed.
+    Failed,
+    /// It kept crashing the process: already held.
+    Held,
+}
+
 /// A peer refused a busta for good: tell the sender for each certified
 /// recipient (ordinary recipients' bounces are not ours to certify).
 async fn refused_by_peer(ctx: &Arc<Ctx>, job: &Job, error: &str) -> Result<(), Fail> {
+    undelivered(ctx, job, error, Finish::Failed).await
+}
+
+/// Tell the sender of a busta that it was not delivered to the job's
+/// certified recipients, close their timers, and finish the job.
+async fn undelivered(ctx: &Arc<Ctx>, job: &Job, error: &str, finish: Finish) -> Result<(), Fail> {
     let id = job.identificativo.clone().unwrap_or_default();
     let certified = load_certified(ctx, &id).await?;
     let ctx2 = ctx.clone();
@@ -663,7 +733,9 @@ async fn refused_by_peer(ctx: &Arc<Ctx>, job: &Job, error: &str) -> Result<(), F
     let err = error.to_string();
     ctx.store
         .write(move |c| {
-            queue::mark_failed(c, job_id, &err, now)?;
+            if let Finish::Failed = finish {
+                queue::mark_failed(c, job_id, &err, now)?;
+            }
             for e in &events {
                 store::log::append(c, e)?;
             }

@@ -8,11 +8,8 @@
 //! not leave a second copy. Bytes are written exactly as given: they are what
 //! was signed.
 
-use std::ffi::CString;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// Why a delivery failed.
@@ -38,16 +35,16 @@ impl std::fmt::Display for DeliveryError {
 
 impl std::error::Error for DeliveryError {}
 
-/// The Maildir folder of `address`, refusing anything that could escape the root.
+/// The Maildir folder of `address`, refusing anything that could escape the
+/// root: the one address-to-path rule, for delivery, IMAP and `user add`.
 pub fn mailbox_path(mail_root: &Path, address: &str) -> Result<PathBuf, DeliveryError> {
     let a = address.trim().to_ascii_lowercase();
     let (local, domain) = a.rsplit_once('@').ok_or(DeliveryError::BadAddress)?;
     let ok = |s: &str| {
         !s.is_empty()
-            && s != "."
-            && s != ".."
             && !s.starts_with('.')
-            && !s.contains(['/', '\\', '\0'])
+            && !s.contains(['/', '\\'])
+            && !s.chars().any(|c| c.is_control())
     };
     if !ok(local) || !ok(domain) {
         return Err(DeliveryError::BadAddress);
@@ -146,26 +143,20 @@ fn write_new(tmp_dir: &Path, name: &str, dst: &Path, bytes: &[u8]) -> std::io::R
     match unnamed {
         Ok(mut f) => {
             f.write_all(bytes)?;
-            let from = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))?;
-            let to = CString::new(dst.as_os_str().as_bytes())?;
-            // SAFETY: both are NUL-terminated strings that outlive the call.
-            let linked = unsafe {
-                libc::linkat(
-                    libc::AT_FDCWD,
-                    from.as_ptr(),
-                    libc::AT_FDCWD,
-                    to.as_ptr(),
-                    libc::AT_SYMLINK_FOLLOW,
-                )
-            };
-            let e = std::io::Error::last_os_error();
-            if linked == 0 || e.kind() == std::io::ErrorKind::AlreadyExists {
+            let linked = crate::sys::linkat::link_unnamed(&f, dst);
+            if linked.is_ok()
+                || linked
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists)
+            {
                 // Synced once linked, so that the link count is on disk too;
                 // the directory entry is synced with the group commit.
                 return f.sync_all();
             }
-            if e.raw_os_error() != Some(libc::ENOENT) {
-                return Err(e);
+            if let Err(e) = linked {
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(e);
+                }
             }
         }
         Err(e)

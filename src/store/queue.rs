@@ -210,6 +210,7 @@ pub fn list(conn: &Connection, all: bool) -> rusqlite::Result<Vec<Job>> {
         format!(
             "SELECT {COLS} FROM jobs WHERE state = 'pending' AND kind = 'mailbox'
              UNION ALL SELECT {COLS} FROM jobs WHERE state = 'pending' AND kind <> 'mailbox'
+             UNION ALL SELECT {COLS} FROM jobs WHERE state = 'held'
              ORDER BY created_at, id"
         )
     };
@@ -251,11 +252,13 @@ pub fn reschedule(
     Ok(())
 }
 
-/// Make pending jobs due now (one, or all with `None`). Returns how many.
+/// Make pending jobs due now (one, or all with `None`; a held job only by
+/// its id). Returns how many.
 pub fn retry_now(conn: &Connection, id: Option<i64>, now: i64) -> rusqlite::Result<usize> {
     match id {
         Some(id) => conn.execute(
-            "UPDATE jobs SET due_at = ?2, updated_at = ?2 WHERE id = ?1 AND state = 'pending'",
+            // A held job runs again only when the operator names it.
+            "UPDATE jobs SET state = 'pending', crashes = 0, due_at = ?2, updated_at = ?2 WHERE id = ?1 AND state IN ('pending', 'held')",
             params![id, now],
         ),
         None => Ok(conn.execute(
@@ -266,6 +269,31 @@ pub fn retry_now(conn: &Connection, id: Option<i64>, now: i64) -> rusqlite::Resu
             [now],
         )?),
     }
+}
+
+/// Times the process may die while running one job before it is held.
+pub const MAX_CRASHES: i64 = 3;
+
+/// The process died while job `id` ran: count it, and hold the job once it
+/// has done so [`MAX_CRASHES`] times. Returns the job when it was just held.
+pub fn record_crash(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<Option<Job>> {
+    conn.execute(
+        "UPDATE jobs SET crashes = crashes + 1, updated_at = ?2 WHERE id = ?1 AND state = 'pending'",
+        params![id, now],
+    )?;
+    let held = conn.execute(
+        "UPDATE jobs SET state = 'held', last_error = ?2, updated_at = ?3 WHERE id = ?1 AND state = 'pending' AND crashes >= ?4",
+        params![
+            id,
+            format!("held: the process died {MAX_CRASHES} times while running this job"),
+            now,
+            MAX_CRASHES
+        ],
+    )?;
+    if held == 0 {
+        return Ok(None);
+    }
+    get(conn, id)
 }
 
 /// Cancel a pending job. True if it was pending.

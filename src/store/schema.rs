@@ -95,6 +95,12 @@ CREATE INDEX jobs_due_mailbox ON jobs(due_at) WHERE state = 'pending' AND kind =
 CREATE INDEX jobs_due_other ON jobs(due_at) WHERE state = 'pending' AND kind <> 'mailbox';
 CREATE INDEX jobs_pending_by_message ON jobs(identificativo) WHERE state = 'pending' AND kind <> 'mailbox';
 "#,
+    // 3: how many times the process died while a job was running; past
+    // queue::MAX_CRASHES the job is held ('held') instead of run again.
+    r#"
+ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_held ON jobs(id) WHERE state = 'held';
+"#,
 ];
 
 /// Bring the database to the newest schema.
@@ -105,7 +111,9 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         if version >= target {
             continue;
         }
-        let tx = conn.transaction()?;
+        // Exclusive: a second process starting at once waits instead of
+        // running the same migration in between.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", target)?;
         tx.commit()?;

@@ -12,6 +12,53 @@ pub fn normalize(address: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// Local parts no user may take: the provider's own receipt mailbox and the
+/// name bounces come from.
+pub const RESERVED_LOCAL_PARTS: &[&str] = &["posta-certificata", "mailer-daemon"];
+
+/// Check an address for a new mailbox and give its normal form. One rule for
+/// every way a user is made: an RFC 5321 dot-atom local part of at most 64
+/// octets (no quoted strings, and no `/` or `\`, which are atext but would
+/// name other directories), a domain of LDH labels, no control characters,
+/// not a reserved name.
+pub fn validate_new_address(address: &str) -> Result<String, String> {
+    let a = normalize(address);
+    let (local, domain) = a
+        .rsplit_once('@')
+        .ok_or_else(|| format!("{a:?}: not an address (no @)"))?;
+    if local.is_empty() || local.len() > 64 {
+        return Err(format!(
+            "{a:?}: the local part must be 1 to 64 characters (RFC 5321), not {}",
+            local.len()
+        ));
+    }
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-=?^_`{|}~".contains(c);
+    if let Some(c) = local.chars().find(|&c| c != '.' && !atext(c)) {
+        return Err(format!(
+            "{a:?}: character {c:?} is not allowed in a mailbox name (letters, digits and !#$%&'*+-=?^_`{{|}}~ only)"
+        ));
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err(format!(
+            "{a:?}: dots may not start or end the local part, nor follow each other"
+        ));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if domain.len() > 253 || !domain.split('.').all(label_ok) {
+        return Err(format!("{a:?}: {domain:?} is not a valid domain name"));
+    }
+    if RESERVED_LOCAL_PARTS.contains(&local) {
+        return Err(format!("{a:?}: {local}@ is reserved for the provider"));
+    }
+    Ok(a)
+}
+
 /// Hash a password with argon2id (PHC string).
 pub fn hash_password(password: &str) -> Result<String, String> {
     let mut raw = [0u8; 16];
@@ -79,6 +126,33 @@ pub fn exists(conn: &Connection, address: &str) -> rusqlite::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_addresses_follow_one_rule() {
+        assert_eq!(
+            validate_new_address(" Mario.Rossi+pec@PEC.Example.it ").unwrap(),
+            "mario.rossi+pec@pec.example.it"
+        );
+        for bad in [
+            &format!("{}@pec.test", "a".repeat(65)),
+            "ma\u{7}rio@pec.test",
+            "mario\n@pec.test",
+            "\"quoted\"@pec.test",
+            "a/b@pec.test",
+            "..@pec.test",
+            ".mario@pec.test",
+            "ma..rio@pec.test",
+            "mario@pec..test",
+            "mario@-pec.test",
+            "posta-certificata@pec.test",
+            "MAILER-DAEMON@pec.test",
+            "nobody",
+            "@pec.test",
+        ] {
+            assert!(validate_new_address(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_new_address(&format!("{}@pec.test", "a".repeat(64))).is_ok());
+    }
 
     #[test]
     fn add_verify_passwd_delete() {

@@ -32,6 +32,15 @@ pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// Send a signal (`TERM`, `HUP`, …) to a process, through kill(1).
+pub fn signal(pid: u32, name: &str) {
+    let st = Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .status()
+        .expect("kill(1)");
+    assert!(st.success(), "kill -s {name} {pid}");
+}
+
 /// A free loopback port (bound then released).
 ///
 /// Ports come from below the kernel's ephemeral range (32768+), so outgoing
@@ -309,7 +318,7 @@ index_check_interval = "200ms"
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        signal(c.id(), "TERM");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(st) = c.try_wait().unwrap() {
@@ -747,7 +756,7 @@ impl TestProvider {
     /// Send SIGHUP to the running daemon.
     pub fn sighup(&self) {
         let c = self.child.as_ref().expect("provider running");
-        unsafe { libc::kill(c.id() as i32, libc::SIGHUP) };
+        signal(c.id(), "HUP");
     }
 }
 
