@@ -1,7 +1,9 @@
 //! The reception point (issue 3): whatever reaches the inbound port without
 //! being a genuine PEC object of a provider in the index becomes a signed
 //! busta di anomalia, never a PEC; relay is denied; the provider index is
-//! reloaded at runtime (file change and SIGHUP).
+//! reloaded at runtime (file change and SIGHUP). A genuine busta is certified
+//! only as its daticert says: not for a recipient it does not list, not under
+//! altered outer headers (issue 9 §2).
 mod common;
 
 use std::time::Duration;
@@ -454,4 +456,214 @@ async fn inbound_limits_and_smuggling() {
     );
     assert!(a.mailbox("alice@pec.alpha.test").is_empty());
     a.stop();
+}
+
+// ---- issue 9 §2: false certification -------------------------------------
+
+const CAROL: &str = "carol@pec.beta.test";
+
+/// Every address a receipt certifies something for (`consegna`, `ricezione`).
+fn named_in(receipt: &[u8]) -> Vec<String> {
+    let d = classify(receipt).daticert.expect("a receipt with daticert");
+    d.consegna
+        .into_iter()
+        .chain(d.ricezione)
+        .map(|a| a.to_ascii_lowercase())
+        .collect()
+}
+
+/// Every receipt a provider signed (its spool keeps what it emitted).
+fn receipts_signed_by(p: &TestProvider) -> Vec<Vec<u8>> {
+    spool_files(p)
+        .into_iter()
+        .filter(|m| header(m, "X-Ricevuta").is_some())
+        .collect()
+}
+
+/// Wait until a provider's queue has no job left, then a little longer for
+/// anything a wrong decision would still send.
+fn settle(p: &TestProvider) {
+    p.wait_for("the queue to drain", 30, || {
+        queue_jobs(p).is_empty().then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+}
+
+/// A genuine busta from Alpha for bob, replayed into Beta's inbound port with
+/// `RCPT TO` carol (another local user) and bob: carol gets a busta di
+/// anomalia, not a PEC; no presa in carico and no consegna names carol; bob
+/// still has his one busta and alice her one consegna.
+#[tokio::test]
+async fn replayed_busta_to_an_unlisted_recipient_is_an_anomaly() {
+    let ca = TestCa::new();
+    let (mut a, mut b) = two_providers(&ca, &["alice"], &["bob", "carol"]);
+    a.start();
+    b.start();
+    let m = message(ALICE, &[BOB], &[], "Solo per Bob", "", "riservato");
+    let id = submit(&a, ALICE, &[BOB], &m).await;
+    let busta = wait_with_id(&b, BOB, "X-Trasporto", "posta-certificata", &id);
+    wait_with_id(&a, ALICE, "X-Ricevuta", "avvenuta-consegna", &id);
+    a.wait_events("ricevuta-presa-in-carico", 1, |e| e["identificativo"] == id);
+    openssl_verify(&busta, &ca.pem_path()).expect("the genuine busta verifies");
+
+    let reply = send_plain(b.inbound, ALICE, &[CAROL, BOB], &busta);
+    assert!(reply.contains("2.0.0"), "{reply}");
+
+    let anomaly = wait_anomaly_of(&b, CAROL, &busta);
+    openssl_verify(&anomaly, &ca.pem_path()).expect("the anomaly verifies");
+    assert!(header(&anomaly, "Subject")
+        .unwrap()
+        .starts_with("ANOMALIA MESSAGGIO: "));
+    let text = String::from_utf8_lossy(&anomaly).replace("=\r\n", "");
+    assert!(
+        text.contains("non risulta tra i destinatari"),
+        "the anomaly does not say why"
+    );
+    b.wait_events("anomalia", 1, |e| {
+        e["recipients"] == CAROL
+            && e["identificativo"] == id
+            && e["error"]
+                .as_str()
+                .is_some_and(|r| r.contains("not among its daticert destinatari"))
+    });
+    settle(&b);
+    settle(&a);
+
+    assert!(
+        b.messages_with(CAROL, "X-Trasporto", "posta-certificata")
+            .is_empty(),
+        "carol got the busta as PEC"
+    );
+    assert_eq!(b.mailbox(CAROL).len(), 1, "carol: the anomaly only");
+    assert_eq!(b.mailbox(BOB).len(), 1, "bob: his one busta");
+    assert!(
+        receipts_signed_by(&b).len() >= 2,
+        "Beta's presa in carico and consegna are in its spool"
+    );
+    for p in [&a, &b] {
+        for r in receipts_signed_by(p) {
+            assert!(
+                !named_in(&r).contains(&CAROL.to_string()),
+                "{} signed a receipt naming carol:\n{}",
+                p.name,
+                String::from_utf8_lossy(&r)
+            );
+        }
+    }
+    assert_eq!(events_of(&b, "presa-in-carico", Some(&id)).len(), 1);
+    assert_eq!(events_of(&b, "avvenuta-consegna", Some(&id)).len(), 1);
+    assert!(events_of(&b, "errore-consegna", Some(&id)).is_empty());
+    let consegne = receipts_for(&a, ALICE, "avvenuta-consegna", &id);
+    assert_eq!(consegne.len(), 1, "alice: one consegna");
+    assert_eq!(named_in(&consegne[0]), vec![BOB.to_string()]);
+    assert_eq!(
+        events_of(&a, "ricevuta-presa-in-carico", Some(&id)).len(),
+        1,
+        "Alpha received one presa in carico"
+    );
+    a.stop();
+    b.stop();
+}
+
+/// A genuine busta whose unsigned outer Subject, From or To was changed on
+/// the way (the signature still verifies, openssl agrees) reaches bob as a
+/// busta di anomalia naming the header, and no presa in carico or consegna
+/// is emitted for it; the unaltered busta, sent last, is certified.
+#[tokio::test]
+async fn busta_with_altered_outer_headers_is_an_anomaly() {
+    let ca = TestCa::new();
+    let mut a = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]),
+    );
+    let mut b = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Beta PEC S.p.A.", "pec.beta.test", &["bob", "carol"]),
+    );
+    let index = format!("{}{}", a.index_entry(), b.index_entry());
+    a.write_index(&index);
+    b.write_index(&index);
+    b.route_to(&a);
+    // Alpha's relay never reaches Beta: the test delivers each copy itself,
+    // so Beta sees this busta for the first time in an altered form.
+    route_dead(&a, "pec.beta.test");
+    a.start();
+    b.start();
+    let m = message(ALICE, &[BOB], &[], "Busta originale", "", "contenuto");
+    let id = submit(&a, ALICE, &[BOB], &m).await;
+    let busta = a.wait_for("the busta in Alpha's spool", 30, || {
+        spool_files(&a).into_iter().find(|m| {
+            header(m, "X-Trasporto").as_deref() == Some("posta-certificata")
+                && daticert(m).identificativo == id
+        })
+    });
+    let text = String::from_utf8(busta.clone()).unwrap();
+    let swap = |from: &str, to: &str| {
+        assert!(text.contains(from), "{from:?} not in the busta");
+        text.replacen(from, to, 1).into_bytes()
+    };
+    let cases = [
+        (
+            "Subject",
+            swap(
+                "Subject: POSTA CERTIFICATA: Busta originale",
+                "Subject: POSTA CERTIFICATA: Sollecito di pagamento",
+            ),
+        ),
+        (
+            "From",
+            swap(
+                "\"Per conto di: alice@pec.alpha.test\"",
+                "\"Per conto di: direttore@pec.alpha.test\"",
+            ),
+        ),
+        (
+            "To/Cc",
+            swap(&format!("To: {BOB}"), &format!("To: {BOB}, {CAROL}")),
+        ),
+    ];
+    for (header_name, bytes) in &cases {
+        openssl_verify(bytes, &ca.pem_path())
+            .unwrap_or_else(|e| panic!("{header_name}: the altered copy must still verify: {e}"));
+        let reply = send_plain(b.inbound, ALICE, &[BOB], bytes);
+        assert!(reply.contains("2.0.0"), "{header_name}: {reply}");
+    }
+    for (header_name, bytes) in &cases {
+        let anomaly = wait_anomaly_of(&b, BOB, bytes);
+        openssl_verify(&anomaly, &ca.pem_path()).unwrap();
+        let subject = classify(bytes).subject.unwrap_or_default();
+        b.wait_events("anomalia", 1, |e| {
+            e["subject"] == subject.as_str()
+                && e["error"]
+                    .as_str()
+                    .is_some_and(|r| r.contains(&format!("outer {header_name}")))
+        });
+    }
+    settle(&b);
+    assert!(
+        b.messages_with(BOB, "X-Trasporto", "posta-certificata")
+            .is_empty(),
+        "an altered busta was delivered as PEC"
+    );
+    assert!(
+        b.mailbox(CAROL).is_empty(),
+        "carol is no envelope recipient"
+    );
+    for event in ["busta-ricevuta", "presa-in-carico", "avvenuta-consegna"] {
+        assert!(
+            events_of(&b, event, Some(&id)).is_empty(),
+            "{event} for an altered busta"
+        );
+    }
+    assert!(receipts_signed_by(&b).is_empty(), "Beta signed a receipt");
+    assert!(a.events("ricevuta-presa-in-carico").is_empty());
+    assert!(a.events("ricevuta-avvenuta-consegna").is_empty());
+
+    // The genuine bytes, by the same path: certified (the setup is sound).
+    send_plain(b.inbound, ALICE, &[BOB], &busta);
+    wait_with_id(&b, BOB, "X-Trasporto", "posta-certificata", &id);
+    b.wait_events("presa-in-carico", 1, |e| e["identificativo"] == id);
+    wait_with_id(&a, ALICE, "X-Ricevuta", "avvenuta-consegna", &id);
+    a.stop();
+    b.stop();
 }

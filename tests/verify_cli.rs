@@ -154,6 +154,108 @@ fn sample_corpus_gets_the_readme_verdicts() {
     assert_eq!(read, SAMPLES.len());
 }
 
+/// `openssl smime -verify -noverify`: the content digest and signature only.
+fn openssl_integrity(path: &Path) -> bool {
+    Command::new("openssl")
+        .args(["smime", "-verify", "-noverify", "-in"])
+        .arg(path)
+        .args(["-out", "/dev/null"])
+        .output()
+        .expect("openssl CLI")
+        .status
+        .success()
+}
+
+/// A genuine sample with one unsigned outer header changed still verifies
+/// (openssl agrees), but `pecd verify` names the header and fails, in text
+/// and in JSON.
+#[test]
+fn altered_outer_headers_are_reported() {
+    let dir = fixtures_dir().join("pec-samples");
+    let read = |n: &str| String::from_utf8(std::fs::read(dir.join(n)).unwrap()).unwrap();
+    let busta = read("aruba-2014_busta-trasporto_b.eml");
+    let receipt = read("aruba-2018_avvenuta-consegna_completa.eml");
+    let swap = |s: &str, from: &str, to: &str| {
+        assert!(s.contains(from), "{from:?} not in the sample");
+        s.replacen(from, to, 1)
+    };
+    let cases = [
+        (
+            swap(
+                &busta,
+                "Subject: POSTA CERTIFICATA: Re: test",
+                "Subject: POSTA CERTIFICATA: Re: diffida",
+            ),
+            "Subject",
+        ),
+        (
+            swap(
+                &busta,
+                "Per conto di: thinkstudio@pec.it",
+                "Per conto di: tribunale@pec.it",
+            ),
+            "From",
+        ),
+        (
+            swap(
+                &busta,
+                "To: Lorenzo Battistini <l.battistini@pec.it>",
+                "To: Carol <carol@pec.it>",
+            ),
+            "To/Cc",
+        ),
+        (
+            swap(&busta, "Message-ID: <opec275.", "Message-ID: <xpec275."),
+            "Message-ID",
+        ),
+        (
+            swap(&receipt, "Subject: CONSEGNA: ", "Subject: ACCETTAZIONE: "),
+            "Subject",
+        ),
+        (
+            swap(
+                &receipt,
+                "X-Riferimento-Message-ID: <1542123565.",
+                "X-Riferimento-Message-ID: <2542123565.",
+            ),
+            "X-Riferimento-Message-ID",
+        ),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, (bytes, header)) in cases.iter().enumerate() {
+        let path = tmp.path().join(format!("altered-{i}.eml"));
+        std::fs::write(&path, bytes).unwrap();
+        assert!(
+            openssl_integrity(&path),
+            "{header}: openssl rejects the copy"
+        );
+        let p = path.to_str().unwrap();
+        let out = pecd(&["verify", p, "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{header}");
+        let j = json_of(&out);
+        assert_eq!(j["ok"], false, "{header}");
+        assert_eq!(j["signature"]["verdict"], "valid", "{header}");
+        let m = j["header_mismatches"].as_array().unwrap();
+        assert_eq!(m.len(), 1, "{header}: {m:?}");
+        assert_eq!(m[0]["header"], *header);
+        assert!(
+            j["reasons"]
+                .to_string()
+                .contains(&format!("outer {header}")),
+            "{header}: {}",
+            j["reasons"]
+        );
+        let text = pecd(&["verify", p]);
+        assert_eq!(text.status.code(), Some(1), "{header} (text)");
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            text.contains(&format!("{:<26}{header} is", "Header mismatch:")),
+            "{header}:\n{text}"
+        );
+        assert!(text.contains("NOT VALID"), "{header}:\n{text}");
+    }
+}
+
 #[test]
 fn verify_fails_when_nothing_is_read() {
     let out = pecd(&["verify", "/nonexistent/message.eml"]);

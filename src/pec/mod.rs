@@ -4,6 +4,7 @@
 pub mod access;
 pub mod classify;
 pub mod clock;
+pub mod consistency;
 pub mod daticert;
 pub mod delivery;
 pub mod envelope;

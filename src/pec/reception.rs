@@ -12,14 +12,22 @@
 //! a `providerCertificateHash` of a provider in the index that also manages
 //! the domain of the `From` address (`posta-certificata@<domain>`); the
 //! message is a well-formed PEC object (busta with daticert + postacert, or a
-//! known `X-Ricevuta` with a daticert of the same tipo). Only the domain of
-//! `From` is compared, not its local part, because providers differ there.
+//! known `X-Ricevuta` with a daticert of the same tipo); its unsigned outer
+//! headers say what its daticert certifies ([`super::consistency`]). Only the
+//! domain of `From` is compared with the signer, not its local part, because
+//! providers differ there.
+//!
+//! A valid busta is certified only for the recipients its daticert lists:
+//! [`split_recipients`] tells the caller which SMTP recipients those are; any
+//! other recipient (a replay under another `RCPT TO`) gets
+//! [`AnomalyReason::NotAddressed`].
 
 use std::fmt;
 
 use crate::pec::smime::Trust;
 
 use super::classify::{classify, domain_of, Kind, PecMessage};
+use super::consistency::{self, CheckOptions, Mismatch};
 use super::index::ProviderIndex;
 use super::smime::{verify, Verified, VerifyError, VerifyOptions};
 use super::types::Tipo;
@@ -64,6 +72,10 @@ pub enum AnomalyReason {
     /// Nested deeper than any parser here may follow
     /// ([`crate::pec::mime::check_nesting`]); never judged further.
     TooDeep,
+    /// The unsigned outer headers differ from the signed daticert.
+    HeaderMismatch(Vec<Mismatch>),
+    /// A valid busta reached SMTP recipients its daticert does not list.
+    NotAddressed(Vec<String>),
 }
 
 impl AnomalyReason {
@@ -90,6 +102,14 @@ impl AnomalyReason {
             AnomalyReason::TooDeep => {
                 "struttura MIME del messaggio annidata oltre il limite consentito".into()
             }
+            AnomalyReason::HeaderMismatch(m) => format!(
+                "le intestazioni del messaggio ({}) non corrispondono ai dati di certificazione",
+                m.iter().map(|m| m.header).collect::<Vec<_>>().join(", ")
+            ),
+            AnomalyReason::NotAddressed(_) => {
+                "il destinatario non risulta tra i destinatari del messaggio di posta certificata"
+                    .into()
+            }
         }
     }
 
@@ -109,6 +129,17 @@ impl AnomalyReason {
             AnomalyReason::TooDeep => format!(
                 "MIME structure nested deeper than {} messages",
                 crate::pec::mime::MAX_NESTED_MESSAGES
+            ),
+            AnomalyReason::HeaderMismatch(m) => format!(
+                "outer headers differ from daticert: {}",
+                m.iter()
+                    .map(Mismatch::english)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            AnomalyReason::NotAddressed(r) => format!(
+                "valid busta, but {} not among its daticert destinatari",
+                r.join(", ")
             ),
         }
     }
@@ -228,6 +259,10 @@ pub fn receive(input: &ReceptionInput) -> Verdict {
             return anomaly(AnomalyReason::Malformed(p), message);
         }
     }
+    let mismatches = consistency::check(input.raw, &message, CheckOptions::default());
+    if !mismatches.is_empty() {
+        return anomaly(AnomalyReason::HeaderMismatch(mismatches), message);
+    }
     let provider_name = provider.name.clone();
     match message.kind {
         Kind::Ricevuta(tipo) => Verdict::Receipt {
@@ -261,6 +296,17 @@ pub fn receive(input: &ReceptionInput) -> Verdict {
             }
         }
     }
+}
+
+/// The SMTP recipients of a valid busta split into those its daticert lists
+/// (`local_recipients` of [`Verdict::Busta`]: delivered as PEC, named in
+/// receipts) and the others (an anomaly each), both in envelope order.
+pub fn split_recipients(envelope: &[String], listed: &[String]) -> (Vec<String>, Vec<String>) {
+    envelope.iter().cloned().partition(|r| {
+        listed
+            .iter()
+            .any(|l| l.trim().eq_ignore_ascii_case(r.trim()))
+    })
 }
 
 #[cfg(test)]
@@ -325,6 +371,7 @@ mod tests {
                         .into(),
                 ),
                 ("To".into(), "bob@pec.beta.test, carl@example.org".into()),
+                ("X-Riferimento-Message-ID".into(), "<orig@alpha>".into()),
                 (
                     "Message-ID".into(),
                     "<opec1.20260201100000.1.1@pec.alpha.test>".into(),
@@ -429,6 +476,68 @@ mod tests {
             "{r:?}"
         );
         assert!(r.italian().contains("non conforme"));
+
+        // The signature still verifies once an outer header is changed,
+        // but the busta no longer says what it certifies.
+        let swap = |from: &str, to: &str| {
+            let s = String::from_utf8(good.clone()).unwrap();
+            assert!(s.contains(from), "{from}");
+            s.replacen(from, to, 1).into_bytes()
+        };
+        for (bytes, header) in [
+            (
+                swap(
+                    "Subject: POSTA CERTIFICATA: prova",
+                    "Subject: POSTA CERTIFICATA: paga subito",
+                ),
+                "Subject",
+            ),
+            (
+                swap("Per conto di: alice@", "Per conto di: direttore@"),
+                "From",
+            ),
+            (
+                swap("To: bob@pec.beta.test, ", "To: carol@pec.beta.test, "),
+                "To/Cc",
+            ),
+            (
+                swap("Message-ID: <opec1.", "Message-ID: <opec2."),
+                "Message-ID",
+            ),
+        ] {
+            match reason(run(&bytes)) {
+                AnomalyReason::HeaderMismatch(m) => {
+                    assert_eq!(m.len(), 1, "{m:?}");
+                    assert_eq!(m[0].header, header);
+                    let r = AnomalyReason::HeaderMismatch(m);
+                    assert!(r.english().contains(header), "{}", r.english());
+                    assert!(r.italian().contains(header), "{}", r.italian());
+                }
+                r => panic!("{header}: expected a header mismatch, got {r:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn only_listed_recipients_are_certified() {
+        let env = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let listed = env(&["Bob@pec.beta.test", "dan@pec.beta.test"]);
+        let (yes, no) = split_recipients(
+            &env(&[
+                "carol@pec.beta.test",
+                "bob@pec.beta.test",
+                "eve@pec.beta.test",
+            ]),
+            &listed,
+        );
+        assert_eq!(yes, env(&["bob@pec.beta.test"]));
+        assert_eq!(no, env(&["carol@pec.beta.test", "eve@pec.beta.test"]));
+        let (yes, no) = split_recipients(&env(&["carol@pec.beta.test"]), &listed);
+        assert!(yes.is_empty());
+        assert_eq!(no, env(&["carol@pec.beta.test"]));
+        let r = AnomalyReason::NotAddressed(no);
+        assert!(r.english().contains("carol@pec.beta.test"));
+        assert!(r.italian().contains("non risulta tra i destinatari"));
     }
 
     #[test]
@@ -470,6 +579,26 @@ mod tests {
                 && !name.starts_with("NEG")
                 && !name.starts_with("namirial");
             assert_eq!(ok, expect, "{name}: {v:?}");
+            if !expect {
+                continue;
+            }
+            // The same genuine bytes under another outer subject.
+            let text = String::from_utf8_lossy(&raw);
+            let at = text.find("Subject: ").unwrap() + "Subject: ".len();
+            let mut altered = raw.clone();
+            altered.splice(at..at, b"URGENTE ".iter().copied());
+            let v = receive(&ReceptionInput {
+                raw: &altered,
+                index: &index,
+                trust: None,
+                our_domains: &[],
+                now: tests_now(),
+            });
+            assert!(
+                matches!(&v, Verdict::Anomaly { reason: AnomalyReason::HeaderMismatch(m), .. }
+                    if m.iter().map(|m| m.header).collect::<Vec<_>>() == ["Subject"]),
+                "{name}: {v:?}"
+            );
         }
     }
 }

@@ -6,14 +6,17 @@
 //! -noverify`), checks the signer against the index when one is given, and
 //! lists every daticert field. Exit status: 0 when it is a valid PEC object
 //! (busta, anomalia or receipt, structurally complete) whose signature
-//! verifies, 1 otherwise. `--inner` verifies the first part of an outer
-//! multipart (a list server wrapped the signed message).
+//! verifies and whose outer headers say what its daticert certifies
+//! ([`super::consistency`], the reception point's rule), 1 otherwise.
+//! `--inner` verifies the first part of an outer multipart (a list server
+//! wrapped the signed message; its `[tag]` subject words are then tolerated).
 
 use crate::pec::smime::Trust;
 use serde::Serialize;
 
 use super::classify::{classify, domain_of, Kind};
 use super::clock::civil_from_days;
+use super::consistency::{self, CheckOptions};
 use super::daticert::Daticert;
 use super::index::ProviderIndex;
 use super::smime::{verify, verify_inner, VerifyOptions};
@@ -167,8 +170,21 @@ pub struct VerifyReport {
     pub daticert: Option<DaticertReport>,
     /// Size of postacert.eml, when present.
     pub postacert_bytes: Option<usize>,
+    /// Outer headers that differ from the daticert (also listed in `reasons`).
+    pub header_mismatches: Vec<HeaderMismatchReport>,
     /// Every reason the message is not ok.
     pub reasons: Vec<String>,
+}
+
+/// One outer header that differs from the daticert.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HeaderMismatchReport {
+    /// Header name (`Subject`, `From`, `Message-ID`, `To/Cc`, …).
+    pub header: String,
+    /// What the daticert implies.
+    pub expected: String,
+    /// What the message carries (`null`: absent).
+    pub found: Option<String>,
 }
 
 fn utc(t: i64) -> String {
@@ -259,6 +275,11 @@ impl VerifyReport {
             reasons.push("not a PEC object: no X-Trasporto or X-Ricevuta header".into());
         }
         reasons.extend(msg.problems.iter().cloned());
+        let opts = CheckOptions {
+            list_wrapped: req.inner,
+        };
+        let mismatches = consistency::check(raw, &msg, opts);
+        reasons.extend(mismatches.iter().map(|m| m.english()));
         let (kind, tipo) = match msg.kind {
             Kind::Busta => ("busta", None),
             Kind::Anomalia => ("anomalia", None),
@@ -280,6 +301,14 @@ impl VerifyReport {
             provider,
             daticert: msg.daticert.as_ref().map(DaticertReport::from),
             postacert_bytes: msg.postacert.as_ref().map(|r| r.len()),
+            header_mismatches: mismatches
+                .into_iter()
+                .map(|m| HeaderMismatchReport {
+                    header: m.header.into(),
+                    expected: m.expected,
+                    found: m.found,
+                })
+                .collect(),
             reasons,
         }
     }
@@ -390,6 +419,19 @@ impl VerifyReport {
         }
         if let Some(n) = self.postacert_bytes {
             kv("postacert.eml:", &format!("{n} bytes"));
+        }
+        for m in &self.header_mismatches {
+            kv(
+                "Header mismatch:",
+                &format!(
+                    "{} is {} but daticert says {:?}",
+                    m.header,
+                    m.found
+                        .as_ref()
+                        .map_or("absent".to_string(), |f| format!("{f:?}")),
+                    m.expected
+                ),
+            );
         }
         for r in &self.reasons {
             kv("Reason:", r);
@@ -528,6 +570,46 @@ mod tests {
         assert_eq!(r.tipo.as_deref(), Some("avvenuta-consegna"));
         assert!(r.postacert_bytes.is_some());
         assert_eq!(utc(1542123567), "2018-11-13T15:39:27Z");
+    }
+
+    #[test]
+    fn outer_headers_are_checked_against_daticert() {
+        let raw = samples()
+            .into_iter()
+            .find(|(n, _)| n == "sogei-2018_busta-trasporto_sdi-invio-file.eml")
+            .unwrap()
+            .1;
+        let req = VerifyRequest {
+            index: None,
+            trust: None,
+            inner: false,
+            now: NOW,
+        };
+        let good = VerifyReport::build(&raw, &req);
+        assert!(
+            good.ok && good.header_mismatches.is_empty(),
+            "{:?}",
+            good.reasons
+        );
+        let text = String::from_utf8(raw).unwrap().replacen(
+            "Subject: POSTA CERTIFICATA: Invio File",
+            "Subject: POSTA CERTIFICATA: Sollecito File",
+            1,
+        );
+        let r = VerifyReport::build(text.as_bytes(), &req);
+        assert!(!r.ok);
+        assert_eq!(r.exit_code(), 1);
+        assert_eq!(r.signature.verdict, "valid", "the signature still verifies");
+        assert_eq!(r.header_mismatches.len(), 1);
+        assert_eq!(r.header_mismatches[0].header, "Subject");
+        assert!(r.reasons.iter().any(|x| x.contains("outer Subject")));
+        assert!(r.to_text().contains("Header mismatch:"));
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["header_mismatches"][0]["header"], "Subject");
+        assert_eq!(
+            json["header_mismatches"][0]["expected"],
+            "POSTA CERTIFICATA: Invio File 7339338 (SIMULAZIONE)"
+        );
     }
 
     #[test]

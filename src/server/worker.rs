@@ -18,7 +18,7 @@ use crate::pec::daticert::{Certified, Daticert};
 use crate::pec::delivery;
 use crate::pec::envelope::busta_di_anomalia;
 use crate::pec::receipt::{self, Consegna, Emitter, Preavviso};
-use crate::pec::reception::{self, ReceptionInput, Verdict};
+use crate::pec::reception::{self, AnomalyReason, ReceptionInput, Verdict};
 use crate::pec::types::{Errore, ReceiptType, RecipientType, Tipo};
 use crate::relay::{NextHop, Outcome, TlsPolicy};
 use crate::store::log::Event;
@@ -861,41 +861,53 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
             verified,
             provider,
             receipt_mailbox,
-            ..
+            local_recipients,
         } => {
             let d = message
                 .daticert
                 .clone()
                 .ok_or_else(|| Fail::Permanent("busta without daticert".into()))?;
             let c = Certified::from(&d);
-            let ours: Vec<String> = job
+            let envelope: Vec<String> = job
                 .recipients
                 .iter()
                 .filter(|r| ctx.is_local(r))
                 .cloned()
                 .collect();
-            let mut ev = event_for("busta-ricevuta", now_ms, &c);
-            ev.detail = Some(format!(
-                "from {provider} (signer SHA-1 {}), for {}",
-                verified.sha1_fingerprint,
-                ours.join(", ")
-            ));
-            events.push(ev);
-            let presa = receipt::presa_in_carico(&e, &c, &receipt_mailbox, &ours);
-            // Keyed by what it certifies, so a busta the peer sends twice
-            // (our 250 lost on the way) gets one presa in carico, not two.
-            let (mut ev, j) = emit(
-                ctx,
-                &presa,
-                Tipo::PresaInCarico,
-                "presa-in-carico",
-                &c,
-                format!("presa:{}:{}", c.identificativo, ours.join(",")),
-                &receipt_mailbox,
-            )?;
-            ev.detail = Some(format!("to {receipt_mailbox} for {}", ours.join(", ")));
-            events.push(ev);
-            jobs.push(j);
+            // The envelope is not signed: only the recipients the daticert
+            // lists are certified; a replay to anyone else is an anomaly.
+            let (ours, unlisted) = reception::split_recipients(&envelope, &local_recipients);
+            if !unlisted.is_empty() {
+                let reason = AnomalyReason::NotAddressed(unlisted.clone());
+                let (mut ev, mut js) = anomaly_for(ctx, &e, bytes, &reason, &message, &unlisted)?;
+                ev.identificativo = Some(c.identificativo.clone());
+                events.push(ev);
+                jobs.append(&mut js);
+            }
+            if !ours.is_empty() {
+                let mut ev = event_for("busta-ricevuta", now_ms, &c);
+                ev.detail = Some(format!(
+                    "from {provider} (signer SHA-1 {}), for {}",
+                    verified.sha1_fingerprint,
+                    ours.join(", ")
+                ));
+                events.push(ev);
+                let presa = receipt::presa_in_carico(&e, &c, &receipt_mailbox, &ours);
+                // Keyed by what it certifies, so a busta the peer sends twice
+                // (our 250 lost on the way) gets one presa in carico, not two.
+                let (mut ev, j) = emit(
+                    ctx,
+                    &presa,
+                    Tipo::PresaInCarico,
+                    "presa-in-carico",
+                    &c,
+                    format!("presa:{}:{}", c.identificativo, ours.join(",")),
+                    &receipt_mailbox,
+                )?;
+                ev.detail = Some(format!("to {receipt_mailbox} for {}", ours.join(", ")));
+                events.push(ev);
+                jobs.push(j);
+            }
             for r in ours {
                 jobs.push(NewJob {
                     key: format!("busta:{}:{r}", c.identificativo),
@@ -1000,38 +1012,60 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
             events.push(ev);
         }
         Verdict::Anomaly { reason, message } => {
-            let msg = busta_di_anomalia(&p, ctx.ids.as_ref(), &e.when, bytes, &reason.italian());
-            let (ablob, msgid) = sign_to_spool(ctx, &msg)?;
-            let mut ev = Event::new("anomalia", now_ms);
-            ev.sender = message.from_address.clone().or(Some(job.mail_from.clone()));
-            ev.recipients = Some(job.recipients.join(", "));
-            ev.subject = message.subject.clone();
-            ev.msgid = message.message_id.clone();
-            ev.generated_msgid = msgid.clone();
-            ev.error = Some(reason.english());
+            let (mut ev, mut js) = anomaly_for(ctx, &e, bytes, &reason, &message, &job.recipients)?;
+            ev.sender = ev.sender.or(Some(job.mail_from.clone()));
             events.push(ev);
-            let receipt_box = ctx.receipt_address();
-            for r in &job.recipients {
-                if r.eq_ignore_ascii_case(&receipt_box) {
-                    // Our receipt mailbox is no user's: the anomaly is logged
-                    // above; a Maildir job would only fail ("no such mailbox").
-                    continue;
-                }
-                jobs.push(NewJob {
-                    key: format!("anomalia:{}:{r}", dedup_key(bytes)),
-                    kind: Kind::Mailbox,
-                    identificativo: None,
-                    mail_from: String::new(),
-                    recipients: vec![r.clone()],
-                    next_hop: None,
-                    blob: Some(ablob.clone()),
-                    data: Some(serde_json::json!({"tipo": "anomalia", "msgid": msgid}).to_string()),
-                    due_at: now_ms,
-                });
-            }
+            jobs.append(&mut js);
         }
     }
     Ok((events, jobs, timers))
+}
+
+/// A signed busta di anomalia around `bytes` for `recipients`: its log
+/// event and one mailbox job per recipient (none for our receipt mailbox).
+fn anomaly_for(
+    ctx: &Ctx,
+    e: &Emitter<'_>,
+    bytes: &[u8],
+    reason: &AnomalyReason,
+    message: &PecMessage,
+    recipients: &[String],
+) -> Result<(Event, Vec<NewJob>), Fail> {
+    let msg = busta_di_anomalia(
+        e.provider,
+        ctx.ids.as_ref(),
+        &e.when,
+        bytes,
+        &reason.italian(),
+    );
+    let (ablob, msgid) = sign_to_spool(ctx, &msg)?;
+    let now_ms = store::now_ms();
+    let mut ev = Event::new("anomalia", now_ms);
+    ev.sender = message.from_address.clone();
+    ev.recipients = Some(recipients.join(", "));
+    ev.subject = message.subject.clone();
+    ev.msgid = message.message_id.clone();
+    ev.generated_msgid = msgid.clone();
+    ev.error = Some(reason.english());
+    let receipt_box = ctx.receipt_address();
+    let jobs = recipients
+        .iter()
+        // Our receipt mailbox is no user's: the anomaly is logged; a
+        // Maildir job would only fail ("no such mailbox").
+        .filter(|r| !r.eq_ignore_ascii_case(&receipt_box))
+        .map(|r| NewJob {
+            key: format!("anomalia:{}:{r}", dedup_key(bytes)),
+            kind: Kind::Mailbox,
+            identificativo: None,
+            mail_from: String::new(),
+            recipients: vec![r.clone()],
+            next_hop: None,
+            blob: Some(ablob.clone()),
+            data: Some(serde_json::json!({"tipo": "anomalia", "msgid": msgid}).to_string()),
+            due_at: now_ms,
+        })
+        .collect();
+    Ok((ev, jobs))
 }
 
 /// What identifies an unverifiable received message across repeated
