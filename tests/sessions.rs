@@ -425,3 +425,48 @@ fn bad_imap_commands_end_the_session_after_max_bad_commands() {
         "no BYE after the limit: {rest:?}"
     );
 }
+
+// ---- our relay against a peer's per-IP cap ----------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_to_one_peer_is_relayed_within_its_per_ip_cap() {
+    let ca = TestCa::new();
+    let (mut a, mut b) = two_providers(&ca, &["alice"], &["bob"]);
+    // Only `queue retry` makes a second attempt within the test.
+    a.append_config("[queue]\nretry_initial = \"10m\"\nretry_max = \"1h\"\n");
+    a.start();
+    const N: usize = 30;
+    let bob = "bob@pec.beta.test";
+    let t = a.smtp(ALICE, true);
+    for i in 0..N {
+        let msg = message(ALICE, &[bob], &[], &format!("backlog {i}"), "", "ciao\r\n");
+        let env = lettre::address::Envelope::new(
+            Some(ALICE.parse().unwrap()),
+            vec![bob.parse().unwrap()],
+        )
+        .unwrap();
+        lettre::AsyncTransport::send_raw(&t, &env, &msg)
+            .await
+            .unwrap();
+    }
+    // Beta was down: every relay failed once. Now it is up and all of them run at once.
+    a.wait_for("every relay attempted once", 30, || {
+        let failed = queue_jobs(&a)
+            .into_iter()
+            .filter(|j| j["kind"] == "relay" && j["attempts"].as_i64() >= Some(1))
+            .count();
+        (failed >= N).then_some(())
+    });
+    b.start();
+    let out = a.cli(&["queue", "retry", "--all"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    b.wait_messages(bob, "X-Trasporto", "posta-certificata", N);
+    assert!(
+        !b.log().contains("connection limit reached"),
+        "the relay opened more connections than the peer allows per IP"
+    );
+}
