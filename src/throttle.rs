@@ -165,8 +165,10 @@ impl LoginThrottle {
         }
     }
 
+    /// The same normalisation as the users table, so `<Victim@X>` and
+    /// `victim@x` (one account) are one key, whatever the protocol passes.
     fn key(addr: &str) -> String {
-        addr.trim().to_ascii_lowercase()
+        crate::store::users::normalize(addr)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -367,6 +369,8 @@ mod tests {
             now += w;
         }
         assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+        let other = IpAddr::from([10, 9, 9, 9]);
+        assert!(t.reserve_at(" <a@X>", other, now).unwrap() > Duration::ZERO);
     }
 
     #[test]
