@@ -158,9 +158,25 @@ pub struct LimitsSection {
     /// Concurrent connections per listener.
     #[serde(default = "default_max_conn")]
     pub max_connections: usize,
-    /// Idle time allowed between SMTP commands.
+    /// Concurrent connections from one IP (IPv6: one /64) per listener.
+    #[serde(default = "default_max_conn_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Longest time for one whole command line (SMTP and IMAP), idle wait included.
     #[serde(default = "default_cmd_timeout")]
     pub command_timeout: String,
+    /// Longest time for one whole SMTP DATA transfer (and an IMAP command with literals).
+    #[serde(default = "default_data_timeout")]
+    pub data_timeout: String,
+    /// Bad commands (refused recipients and senders, failed logins, syntax
+    /// errors) answered in one session; the next one gets `421` / `BYE`.
+    #[serde(default = "default_max_bad_commands")]
+    pub max_bad_commands: usize,
+    /// Login delay after the first failure for an address or network; doubles per failure.
+    #[serde(default = "default_login_delay")]
+    pub login_delay: String,
+    /// Cap of the login delay, and of the time an attempt may queue.
+    #[serde(default = "default_login_max_delay")]
+    pub login_max_delay: String,
 }
 
 impl Default for LimitsSection {
@@ -169,7 +185,12 @@ impl Default for LimitsSection {
             max_message_size: default_max_size(),
             max_recipients: default_max_rcpt(),
             max_connections: default_max_conn(),
+            max_connections_per_ip: default_max_conn_per_ip(),
             command_timeout: default_cmd_timeout(),
+            data_timeout: default_data_timeout(),
+            max_bad_commands: default_max_bad_commands(),
+            login_delay: default_login_delay(),
+            login_max_delay: default_login_max_delay(),
         }
     }
 }
@@ -183,8 +204,25 @@ fn default_max_rcpt() -> usize {
 fn default_max_conn() -> usize {
     500
 }
+fn default_max_conn_per_ip() -> usize {
+    20
+}
 fn default_cmd_timeout() -> String {
     "5m".into()
+}
+/// 30 MB at a slow 64 KB/s still fits; a trickling client does not.
+fn default_data_timeout() -> String {
+    "10m".into()
+}
+/// Twice the old engine default of 10: a client fixing typos is not cut off.
+fn default_max_bad_commands() -> usize {
+    20
+}
+fn default_login_delay() -> String {
+    "500ms".into()
+}
+fn default_login_max_delay() -> String {
+    "30s".into()
 }
 
 /// `[[route]]`: a static next hop for a domain.
@@ -552,11 +590,36 @@ impl Config {
         if self.limits.max_connections == 0 {
             p.push("limits.max_connections: must be at least 1".into());
         }
+        if self.limits.max_connections_per_ip == 0 {
+            p.push("limits.max_connections_per_ip: must be at least 1".into());
+        }
+        if self.limits.max_bad_commands == 0 {
+            p.push("limits.max_bad_commands: must be at least 1".into());
+        }
+        if let (Ok(a), Ok(b)) = (
+            parse_duration(&self.limits.login_delay),
+            parse_duration(&self.limits.login_max_delay),
+        ) {
+            if a > b {
+                p.push("limits.login_delay: must not exceed limits.login_max_delay".into());
+            }
+        }
+        for (key, v) in [
+            ("limits.command_timeout", &self.limits.command_timeout),
+            ("limits.data_timeout", &self.limits.data_timeout),
+        ] {
+            if parse_duration(v).is_ok_and(|d| d.is_zero()) {
+                p.push(format!("{key}: must be longer than 0"));
+            }
+        }
         if self.queue.workers == 0 {
             p.push("queue.workers: must be at least 1".into());
         }
         for (key, v) in [
             ("limits.command_timeout", &self.limits.command_timeout),
+            ("limits.data_timeout", &self.limits.data_timeout),
+            ("limits.login_delay", &self.limits.login_delay),
+            ("limits.login_max_delay", &self.limits.login_max_delay),
             (
                 "trust.index_check_interval",
                 &self.trust.index_check_interval,
@@ -747,6 +810,34 @@ key = "certs/tls.key"
             .validate(false)
             .iter()
             .any(|l| l.starts_with("timers.preavviso_after")));
+    }
+
+    #[test]
+    fn session_limits_have_defaults_and_are_validated() {
+        let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
+        assert_eq!(c.limits.max_connections_per_ip, 20);
+        assert_eq!(c.limits.max_bad_commands, 20);
+        assert_eq!(c.limits.data_timeout, "10m");
+        assert_eq!(c.limits.login_delay, "500ms");
+        assert_eq!(c.limits.login_max_delay, "30s");
+        let text = format!(
+            "{MINIMAL}\n[limits]\nmax_connections_per_ip = 0\nmax_bad_commands = 0\ndata_timeout = \"0s\"\nlogin_delay = \"1m\"\nlogin_max_delay = \"30s\"\ncommand_timeout = \"slow\"\n"
+        );
+        let p = Config::from_str_at(&text, Path::new("."))
+            .unwrap()
+            .validate(false);
+        for key in [
+            "limits.max_connections_per_ip",
+            "limits.max_bad_commands",
+            "limits.data_timeout",
+            "limits.login_delay",
+            "limits.command_timeout",
+        ] {
+            assert!(
+                p.iter().any(|l| l.starts_with(key)),
+                "{key} missing in {p:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,16 +1,29 @@
-//! Login throttling shared by IMAP LOGIN/AUTHENTICATE and SMTP AUTH.
+//! Abuse limits shared by every listener: the login throttle (SMTP AUTH,
+//! IMAP LOGIN/AUTHENTICATE) and the per-IP connection cap.
 //!
-//! Password guessing is slowed down, not refused: after `n` consecutive
-//! failures for an address (or from an IP) the next attempt waits
-//! `base * 2^(n-1)`, capped at `max_delay`. A success resets the address and
-//! the IP. Memory is bounded: when a table is full, the entry with the oldest
-//! failure is forgotten (an attacker cycling through many keys only ever gets
-//! the small delays, which is the price of a fixed memory budget).
+//! Password guessing is slowed down, not refused. Failures are counted per
+//! target address and per source network ([`network_of`]: IPv4 /24, IPv6
+//! /64), across all connections and protocols; after `n` failures the next
+//! attempt for that key waits `base * 2^(n-1)`, capped at `max_delay`.
+//!
+//! Attempts against one key queue behind each other: each attempt reserves
+//! the next slot (`next_allowed = max(now, next_allowed) + delay`), so 100
+//! parallel guesses wait 100 delays, not one. An attempt that would have to
+//! queue longer than `max_delay` is refused without checking the password
+//! (the caller answers "try later"), so sessions are never parked for hours.
+//!
+//! A success clears only its own address's counter: the network's counter
+//! stays, otherwise an attacker holding one account could spray guesses at
+//! every other one, logging in to his own between guesses.
+//!
+//! Memory is bounded: when a table is full, the entry with the oldest failure
+//! is forgotten (an attacker cycling through many keys only ever gets the
+//! small delays, which is the price of a fixed memory budget).
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::IpAddr;
-use std::sync::Mutex;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Tunables of a [`LoginThrottle`].
@@ -18,11 +31,11 @@ use std::time::{Duration, Instant};
 pub struct ThrottleConfig {
     /// Delay after the first failure; doubles with every further failure.
     pub base_delay: Duration,
-    /// Upper bound of the delay.
+    /// Upper bound of the delay, and of the time an attempt may queue.
     pub max_delay: Duration,
     /// Failures older than this are forgotten.
     pub forget_after: Duration,
-    /// Maximum number of tracked addresses and (separately) IPs.
+    /// Maximum number of tracked addresses and (separately) networks.
     pub max_entries: usize,
 }
 
@@ -37,15 +50,49 @@ impl Default for ThrottleConfig {
     }
 }
 
+/// The network a login failure is charged to: the /24 of an IPv4 address
+/// (IPv4-mapped IPv6 included), the /64 of an IPv6 address. One host usually
+/// holds a whole /64, and a /24 rarely spans more than one organisation.
+pub fn network_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4_net(v4)),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4_net(v4)),
+            None => IpAddr::V6(v6_net(v6)),
+        },
+    }
+}
+
+fn v4_net(v4: Ipv4Addr) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(v4) & 0xffff_ff00)
+}
+
+fn v6_net(v6: Ipv6Addr) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))
+}
+
+/// The key connections are counted under: the address itself for IPv4, its
+/// /64 for IPv6 (a host picks any address of its /64 at will).
+pub fn host_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6_net(v6)),
+        },
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
+struct Entry {
+    failures: u32,
     last: Instant,
+    next_allowed: Instant,
 }
 
 #[derive(Debug)]
 struct Table<K> {
-    map: HashMap<K, Failures>,
+    map: HashMap<K, Entry>,
 }
 
 impl<K: Hash + Eq + Clone> Table<K> {
@@ -55,49 +102,45 @@ impl<K: Hash + Eq + Clone> Table<K> {
         }
     }
 
-    fn count(&mut self, key: &K, now: Instant, forget: Duration) -> u32 {
-        match self.map.get(key) {
-            Some(f) if now.duration_since(f.last) < forget => f.count,
-            Some(_) => {
-                self.map.remove(key);
-                0
-            }
-            None => 0,
+    /// The entry of `key` unless its failures are too old to matter.
+    fn live(&mut self, key: &K, now: Instant, forget: Duration) -> Option<&mut Entry> {
+        let stale = self
+            .map
+            .get(key)
+            .is_some_and(|e| now.saturating_duration_since(e.last) >= forget);
+        if stale {
+            self.map.remove(key);
         }
+        self.map.get_mut(key)
     }
 
-    fn fail(&mut self, key: K, now: Instant, max: usize) {
-        if !self.map.contains_key(&key) && self.map.len() >= max {
+    fn entry(&mut self, key: K, now: Instant, max: usize) -> &mut Entry {
+        if !self.map.contains_key(&key) && self.map.len() >= max.max(1) {
             // Evicting the stalest entry keeps memory bounded under a flood of new keys.
             if let Some(old) = self
                 .map
                 .iter()
-                .min_by_key(|(_, f)| f.last)
+                .min_by_key(|(_, e)| e.last)
                 .map(|(k, _)| k.clone())
             {
                 self.map.remove(&old);
             }
         }
-        let e = self.map.entry(key).or_insert(Failures {
-            count: 0,
+        self.map.entry(key).or_insert(Entry {
+            failures: 0,
             last: now,
-        });
-        e.count = e.count.saturating_add(1);
-        e.last = now;
-    }
-
-    fn reset(&mut self, key: &K) {
-        self.map.remove(key);
+            next_allowed: now,
+        })
     }
 }
 
 #[derive(Debug)]
 struct Inner {
     by_addr: Table<String>,
-    by_ip: Table<IpAddr>,
+    by_net: Table<IpAddr>,
 }
 
-/// Per-address and per-IP exponential delay after failed logins.
+/// Per-address and per-network queued delay after failed logins.
 #[derive(Debug)]
 pub struct LoginThrottle {
     cfg: ThrottleConfig,
@@ -117,76 +160,187 @@ impl LoginThrottle {
             cfg,
             inner: Mutex::new(Inner {
                 by_addr: Table::new(),
-                by_ip: Table::new(),
+                by_net: Table::new(),
             }),
         }
     }
 
+    /// The same normalisation as the users table, so `<Victim@X>` and
+    /// `victim@x` (one account) are one key, whatever the protocol passes.
     fn key(addr: &str) -> String {
-        addr.trim().to_ascii_lowercase()
+        crate::store::users::normalize(addr)
     }
 
-    /// How long the next attempt for `addr` from `ip` must wait.
-    pub fn delay_for(&self, addr: &str, ip: IpAddr) -> Duration {
-        let now = Instant::now();
-        let forget = self.cfg.forget_after;
-        let n = {
-            let mut g = match self.inner.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            let a = g.by_addr.count(&Self::key(addr), now, forget);
-            let i = g.by_ip.count(&ip, now, forget);
-            a.max(i)
-        };
-        if n == 0 {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn delay(&self, failures: u32) -> Duration {
+        if failures == 0 {
             return Duration::ZERO;
         }
-        let shift = (n - 1).min(20);
+        let shift = (failures - 1).min(20);
         self.cfg
             .base_delay
             .saturating_mul(1u32 << shift)
             .min(self.cfg.max_delay)
     }
 
-    /// Sleep as long as the failure history of `addr` and `ip` asks for.
-    pub async fn before_attempt(&self, addr: &str, ip: IpAddr) {
-        let d = self.delay_for(addr, ip);
-        if !d.is_zero() {
-            tokio::time::sleep(d).await;
+    /// Reserve the next slot for an attempt on `addr` from `ip` at `now`:
+    /// how long to wait for it, or `None` when the queue is already longer
+    /// than `max_delay` (refuse without checking the password).
+    pub fn reserve_at(&self, addr: &str, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let forget = self.cfg.forget_after;
+        let key = Self::key(addr);
+        let net = network_of(ip);
+        let mut g = self.lock();
+        let mut slot = now;
+        if let Some(e) = g.by_addr.live(&key, now, forget) {
+            slot = slot.max(e.next_allowed);
         }
+        if let Some(e) = g.by_net.live(&net, now, forget) {
+            slot = slot.max(e.next_allowed);
+        }
+        let wait = slot.saturating_duration_since(now);
+        if wait > self.cfg.max_delay {
+            return None;
+        }
+        // Only keys with failures get an entry; a clean key never queues.
+        if let Some(e) = g.by_addr.map.get_mut(&key) {
+            e.next_allowed = slot + self.delay(e.failures);
+        }
+        if let Some(e) = g.by_net.map.get_mut(&net) {
+            e.next_allowed = slot + self.delay(e.failures);
+        }
+        Some(wait)
+    }
+
+    /// Wait for this attempt's slot. `false`: too many attempts are queued
+    /// already; refuse this one without checking the password.
+    #[must_use]
+    pub async fn before_attempt(&self, addr: &str, ip: IpAddr) -> bool {
+        match self.reserve_at(addr, ip, Instant::now()) {
+            None => false,
+            Some(d) => {
+                if !d.is_zero() {
+                    tokio::time::sleep(d).await;
+                }
+                true
+            }
+        }
+    }
+
+    /// Record the outcome of an attempt made at `now`.
+    pub fn record_at(&self, addr: &str, ip: IpAddr, ok: bool, now: Instant) {
+        let max = self.cfg.max_entries;
+        let key = Self::key(addr);
+        let mut g = self.lock();
+        if ok {
+            g.by_addr.map.remove(&key);
+            return;
+        }
+        let forget = self.cfg.forget_after;
+        let net = network_of(ip);
+        // Stale history must not add to the new count.
+        g.by_addr.live(&key, now, forget);
+        g.by_net.live(&net, now, forget);
+        let a = g.by_addr.entry(key, now, max);
+        a.failures = a.failures.saturating_add(1);
+        a.last = now;
+        a.next_allowed = a.next_allowed.max(now + self.delay(a.failures));
+        let n = g.by_net.entry(net, now, max);
+        n.failures = n.failures.saturating_add(1);
+        n.last = now;
+        n.next_allowed = n.next_allowed.max(now + self.delay(n.failures));
     }
 
     /// Record the outcome of an attempt.
     pub fn record(&self, addr: &str, ip: IpAddr, ok: bool) {
-        let now = Instant::now();
-        let max = self.cfg.max_entries;
-        let mut g = match self.inner.lock() {
+        self.record_at(addr, ip, ok, Instant::now());
+    }
+
+    /// Number of tracked (address, network) entries; for tests and metrics.
+    pub fn tracked(&self) -> (usize, usize) {
+        let g = self.lock();
+        (g.by_addr.map.len(), g.by_net.map.len())
+    }
+}
+
+/// Live connections per client host ([`host_of`]) on one listener.
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    max: usize,
+    live: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One admitted connection; dropping it frees the slot.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    limit: Arc<ConnectionLimit>,
+    key: IpAddr,
+}
+
+impl ConnectionLimit {
+    /// At most `max` live connections per host.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            live: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+        match self.live.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
-        };
-        if ok {
-            g.by_addr.reset(&Self::key(addr));
-            g.by_ip.reset(&ip);
-        } else {
-            g.by_addr.fail(Self::key(addr), now, max);
-            g.by_ip.fail(ip, now, max);
         }
     }
 
-    /// Number of tracked (address, IP) entries; for tests and metrics.
-    pub fn tracked(&self) -> (usize, usize) {
-        let g = match self.inner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        (g.by_addr.map.len(), g.by_ip.map.len())
+    /// A slot for a connection from `ip`, or `None` if that host has `max` already.
+    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+        let key = host_of(ip);
+        let mut g = self.lock();
+        let n = g.entry(key).or_insert(0);
+        if *n >= self.max {
+            if *n == 0 {
+                g.remove(&key);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            limit: self.clone(),
+            key,
+        })
+    }
+
+    /// Live connections from `ip`'s host.
+    pub fn live(&self, ip: IpAddr) -> usize {
+        self.lock().get(&host_of(ip)).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut g = self.limit.lock();
+        if let Some(n) = g.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                // Entries exist only for hosts with live connections: memory follows the cap.
+                g.remove(&self.key);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
 
     fn cfg() -> ThrottleConfig {
         ThrottleConfig {
@@ -197,44 +351,144 @@ mod tests {
         }
     }
 
-    #[test]
-    fn delay_doubles_and_is_capped_then_resets_on_success() {
-        let t = LoginThrottle::new(cfg());
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        assert_eq!(t.delay_for("a@x", ip), Duration::ZERO);
-        t.record("a@x", ip, false);
-        assert_eq!(t.delay_for("A@X", ip), Duration::from_millis(100));
-        t.record("a@x", ip, false);
-        assert_eq!(t.delay_for("a@x", ip), Duration::from_millis(200));
-        for _ in 0..10 {
-            t.record("a@x", ip, false);
-        }
-        assert_eq!(t.delay_for("a@x", ip), Duration::from_millis(1000));
-        t.record("a@x", ip, true);
-        assert_eq!(t.delay_for("a@x", ip), Duration::ZERO);
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
     }
 
     #[test]
-    fn ip_failures_slow_other_addresses_from_that_ip() {
+    fn sequential_failures_double_the_wait_up_to_the_cap() {
         let t = LoginThrottle::new(cfg());
-        let ip: IpAddr = "127.0.0.2".parse().unwrap();
-        let other: IpAddr = "127.0.0.3".parse().unwrap();
-        t.record("a@x", ip, false);
-        t.record("b@x", ip, false);
-        assert_eq!(t.delay_for("c@x", ip), Duration::from_millis(200));
-        assert_eq!(t.delay_for("c@x", other), Duration::ZERO);
-        // The address keeps its own history whatever the IP.
-        assert_eq!(t.delay_for("a@x", other), Duration::from_millis(100));
+        let ip = ip("127.0.0.1");
+        let mut now = Instant::now();
+        assert_eq!(t.reserve_at("a@x", ip, now), Some(Duration::ZERO));
+        let mut waits = vec![];
+        for _ in 0..6 {
+            t.record_at("a@x", ip, false, now);
+            let w = t.reserve_at("A@X ", ip, now).unwrap();
+            waits.push(w.as_millis());
+            now += w;
+        }
+        assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+        let other = IpAddr::from([10, 9, 9, 9]);
+        assert!(t.reserve_at(" <a@X>", other, now).unwrap() > Duration::ZERO);
+    }
+
+    #[test]
+    fn parallel_attempts_queue_behind_one_another() {
+        let t = LoginThrottle::new(cfg());
+        let ip = ip("10.0.0.1");
+        let now = Instant::now();
+        t.record_at("a@x", ip, false, now);
+        // Five attempts arriving at once get five successive slots, not one.
+        let waits: Vec<_> = (0..5)
+            .map(|_| t.reserve_at("a@x", ip, now).unwrap().as_millis())
+            .collect();
+        assert_eq!(waits, [100, 200, 300, 400, 500]);
+        // Past max_delay of queue, attempts are refused unchecked.
+        for _ in 0..5 {
+            t.reserve_at("a@x", ip, now);
+        }
+        assert_eq!(t.reserve_at("a@x", ip, now), None);
+        assert!(t
+            .reserve_at("a@x", ip, now + Duration::from_secs(2))
+            .is_some());
+    }
+
+    #[test]
+    fn a_success_clears_only_its_own_address() {
+        let t = LoginThrottle::new(ThrottleConfig {
+            max_entries: 100,
+            ..cfg()
+        });
+        let ip = ip("192.0.2.7");
+        let now = Instant::now();
+        for u in ["u1@x", "u2@x", "u3@x"] {
+            t.record_at(u, ip, false, now);
+        }
+        t.record_at("mine@x", ip, true, now);
+        // The network keeps its three failures: a fresh address still waits.
+        assert_eq!(t.reserve_at("fresh@x", ip, now), Some(400 * MS));
+        // And so does every address that failed, queued behind the network.
+        assert_eq!(t.reserve_at("u1@x", ip, now), Some(800 * MS));
+        t.record_at("u1@x", ip, true, now);
+        assert_eq!(t.tracked(), (2, 1));
+    }
+
+    #[test]
+    fn failures_are_charged_to_the_network() {
+        let t = LoginThrottle::new(cfg());
+        let now = Instant::now();
+        t.record_at("a@x", ip("198.51.100.1"), false, now);
+        t.record_at("b@x", ip("198.51.100.200"), false, now);
+        assert_eq!(
+            t.reserve_at("c@x", ip("198.51.100.99"), now),
+            Some(200 * MS)
+        );
+        assert_eq!(
+            t.reserve_at("c@x", ip("198.51.101.1"), now),
+            Some(Duration::ZERO)
+        );
+        t.record_at("a@x", ip("2001:db8:1:2::1"), false, now);
+        assert!(
+            t.reserve_at("z@x", ip("2001:db8:1:2:ffff::9"), now)
+                .unwrap()
+                > Duration::ZERO
+        );
+        assert_eq!(
+            t.reserve_at("z@x", ip("2001:db8:1:3::1"), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            network_of(ip("::ffff:203.0.113.9")),
+            ip("203.0.113.0"),
+            "IPv4-mapped addresses count as IPv4"
+        );
+    }
+
+    #[test]
+    fn old_failures_are_forgotten() {
+        let t = LoginThrottle::new(cfg());
+        let ip = ip("127.0.0.1");
+        let now = Instant::now();
+        for _ in 0..5 {
+            t.record_at("a@x", ip, false, now);
+        }
+        let later = now + Duration::from_secs(61);
+        assert_eq!(t.reserve_at("a@x", ip, later), Some(Duration::ZERO));
+        t.record_at("a@x", ip, false, later);
+        assert_eq!(t.reserve_at("a@x", ip, later), Some(100 * MS));
     }
 
     #[test]
     fn memory_is_bounded() {
         let t = LoginThrottle::new(cfg());
+        let now = Instant::now();
         for i in 0..50u8 {
-            let ip = IpAddr::from([127, 0, 1, i]);
-            t.record(&format!("u{i}@x"), ip, false);
+            let ip = IpAddr::from([10, i, 1, 1]);
+            t.record_at(&format!("u{i}@x"), ip, false, now + u32::from(i) * MS);
+            t.reserve_at(&format!("u{i}@x"), ip, now);
         }
-        let (a, i) = t.tracked();
-        assert!(a <= 3 && i <= 3, "{a} {i}");
+        let (a, n) = t.tracked();
+        assert!(a <= 3 && n <= 3, "{a} {n}");
+    }
+
+    #[test]
+    fn connection_slots_are_counted_per_host_and_freed_on_drop() {
+        let l = ConnectionLimit::new(2);
+        let a = ip("127.0.0.1");
+        let s1 = l.try_acquire(a).unwrap();
+        let _s2 = l.try_acquire(a).unwrap();
+        assert!(l.try_acquire(a).is_none());
+        assert!(l.try_acquire(ip("127.0.0.2")).is_some());
+        drop(s1);
+        assert_eq!(l.live(a), 1);
+        assert!(l.try_acquire(a).is_some());
+        // One IPv6 host owns its /64.
+        let _v = l.try_acquire(ip("2001:db8::1")).unwrap();
+        let _w = l.try_acquire(ip("2001:db8::2")).unwrap();
+        assert!(l.try_acquire(ip("2001:db8::3")).is_none());
+        let z = ConnectionLimit::new(0);
+        assert!(z.try_acquire(a).is_none());
+        assert_eq!(z.live(a), 0);
     }
 }

@@ -11,8 +11,12 @@
 //!
 //! Security rules (issue 4): LOGIN and AUTHENTICATE PLAIN only over TLS
 //! (`LOGINDISABLED` before STARTTLS); failed logins are slowed down per
-//! address and per IP ([`crate::throttle`]); a session only ever resolves
+//! address and per network ([`crate::throttle`]); a session only ever resolves
 //! names inside its own user's Maildir.
+//!
+//! Abuse limits (issue 9): connections per client host, a deadline for each
+//! whole command (a client trickling bytes is cut off), and `* BYE` after
+//! `max_bad_commands` BAD or failed-login answers.
 
 pub mod engine;
 pub mod maildir;
@@ -62,6 +66,14 @@ pub struct ImapConfig {
     pub poll_interval: Duration,
     /// Maximum simultaneous connections.
     pub max_connections: usize,
+    /// Maximum simultaneous connections from one client host; more get `* BYE`.
+    pub max_connections_per_ip: usize,
+    /// Longest time for one command, from its first byte to its last.
+    pub command_timeout: Duration,
+    /// Longest time for one command carrying literals (APPEND).
+    pub data_timeout: Duration,
+    /// BAD or failed-login commands answered in one session; the next gets `* BYE`.
+    pub max_bad_commands: usize,
     /// Login throttle (share it with SMTP AUTH).
     pub throttle: Arc<LoginThrottle>,
 }
@@ -83,6 +95,10 @@ impl ImapConfig {
             idle_timeout: Duration::from_secs(30 * 60),
             poll_interval: Duration::from_millis(250),
             max_connections: 1000,
+            max_connections_per_ip: 20,
+            command_timeout: Duration::from_secs(5 * 60),
+            data_timeout: Duration::from_secs(10 * 60),
+            max_bad_commands: 20,
             throttle: Arc::new(LoginThrottle::default()),
         }
     }
@@ -96,6 +112,7 @@ pub async fn serve<A: ImapAuth>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+    let per_ip = crate::throttle::ConnectionLimit::new(cfg.max_connections_per_ip);
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         if *shutdown.borrow() {
@@ -113,14 +130,29 @@ pub async fn serve<A: ImapAuth>(
                 continue;
             }
         };
+        // One host must not take every slot: its own cap is checked first.
+        let Some(slot) = per_ip.try_acquire(peer.ip()) else {
+            tracing::warn!(%peer, "imap per-IP connection limit reached");
+            tokio::spawn(session::refuse(
+                tcp,
+                cfg.implicit_tls,
+                "too many connections from your address, try again later",
+            ));
+            continue;
+        };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "imap connection limit reached");
-            tokio::spawn(session::refuse_busy(tcp));
+            tokio::spawn(session::refuse(
+                tcp,
+                cfg.implicit_tls,
+                "too many connections, try again later",
+            ));
             continue;
         };
         let (cfg, auth, sd) = (cfg.clone(), auth.clone(), shutdown.clone());
         tasks.spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             if let Err(e) = session::run(tcp, peer.ip(), cfg, auth, sd).await {
                 tracing::debug!(%peer, error = %e, "imap session ended with error");
             }

@@ -40,11 +40,18 @@ const LINE_SLACK: usize = 64 * 1024;
 
 use crate::tls::Stream as Conn;
 
-/// Tell a connection over the limit to come back later.
-pub async fn refuse_busy(mut tcp: TcpStream) {
-    let _ = tcp
-        .write_all(b"* BYE too many connections, try again later\r\n")
-        .await;
+/// Tell a connection over a limit to come back later. Over implicit TLS a
+/// plaintext BYE would be noise, and a handshake is work we refuse to do:
+/// that client just sees the close.
+pub async fn refuse(mut tcp: TcpStream, implicit_tls: bool, why: &str) {
+    if implicit_tls {
+        return;
+    }
+    let mut out = vec![];
+    if let Ok(s) = imap_codec::imap_types::response::Status::bye(None, why) {
+        push(&mut out, Response::Status(s));
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.write_all(&out)).await;
 }
 
 /// What the read loop produced.
@@ -67,6 +74,8 @@ struct Session<A: ImapAuth> {
     tls: bool,
     engine: Option<Engine>,
     too_big: bool,
+    /// BAD and failed-login answers so far.
+    bad: usize,
 }
 
 /// Serve one connection until LOGOUT, EOF, timeout or shutdown.
@@ -100,6 +109,7 @@ pub async fn run<A: ImapAuth>(
         tls,
         engine: None,
         too_big: false,
+        bad: 0,
     };
     s.main().await
 }
@@ -153,7 +163,11 @@ impl<A: ImapAuth> Session<A> {
             match self.next_message().await? {
                 Next::End => return self.bye("closing connection").await,
                 Next::TooBig(tag) => {
+                    self.bad += 1;
                     self.too_big(tag.as_ref(), "literal too large").await?;
+                    if self.too_many_bad() {
+                        return self.bye("too many bad commands").await;
+                    }
                     continue;
                 }
                 Next::Message => {}
@@ -175,6 +189,7 @@ impl<A: ImapAuth> Session<A> {
                     }
                 }
                 Err(tag) => {
+                    self.bad += 1;
                     let mut out = vec![];
                     status(
                         &mut out,
@@ -186,7 +201,19 @@ impl<A: ImapAuth> Session<A> {
                     self.write(&out).await?;
                 }
             }
+            if self.too_many_bad() {
+                return self.bye("too many bad commands").await;
+            }
         }
+    }
+
+    /// Past `max_bad_commands` the client is probing, not working: BYE.
+    fn too_many_bad(&self) -> bool {
+        if self.bad > self.cfg.max_bad_commands {
+            tracing::warn!(peer = %self.peer, bad = self.bad, "imap: too many bad commands, closing");
+            return true;
+        }
+        false
     }
 
     /// Tagged `BAD [TOOBIG]`: the input was refused, the session goes on.
@@ -208,15 +235,25 @@ impl<A: ImapAuth> Session<A> {
         Ok(())
     }
 
-    /// Read until the fragmentizer holds a complete message.
+    /// Read until the fragmentizer holds a complete message. Waiting for a
+    /// command's first byte is bounded by `idle_timeout`; from there the whole
+    /// command by `command_timeout` (`data_timeout` once it announces a
+    /// literal), so a client trickling bytes cannot hold the session.
     async fn next_message(&mut self) -> io::Result<Next> {
         let mut buf = vec![0u8; 16 * 1024];
+        let mut started: Option<tokio::time::Instant> = None;
+        let mut literal = false;
         loop {
-            match self.frag.progress() {
+            let progress = self.frag.progress();
+            if progress.is_some() && started.is_none() {
+                started = Some(tokio::time::Instant::now());
+            }
+            match progress {
                 Some(FragmentInfo::Line {
                     announcement: Some(LiteralAnnouncement { mode, length }),
                     ..
                 }) => {
+                    literal = true;
                     if length as usize > self.cfg.max_literal {
                         match mode {
                             LiteralMode::Sync => {
@@ -260,16 +297,28 @@ impl<A: ImapAuth> Session<A> {
                 .conn
                 .as_mut()
                 .ok_or_else(|| io::Error::other("no connection"))?;
+            let idle = tokio::time::Instant::now() + self.cfg.idle_timeout;
+            let deadline = match started {
+                None => idle,
+                Some(t) if literal => idle.min(t + self.cfg.data_timeout),
+                Some(t) => idle.min(t + self.cfg.command_timeout),
+            };
             let n = tokio::select! {
-                r = tokio::time::timeout(self.cfg.idle_timeout, conn.read(&mut buf)) => match r {
+                r = tokio::time::timeout_at(deadline, conn.read(&mut buf)) => match r {
                     Ok(r) => r?,
-                    Err(_) => return Ok(Next::End),
+                    Err(_) => {
+                        if started.is_some() {
+                            tracing::info!(peer = %self.peer, "imap command timeout");
+                        }
+                        return Ok(Next::End);
+                    }
                 },
                 _ = wait_shutdown(&mut self.shutdown) => return Ok(Next::End),
             };
             if n == 0 {
                 return Ok(Next::End);
             }
+            started.get_or_insert_with(tokio::time::Instant::now);
             self.frag.enqueue_bytes(&buf[..n]);
         }
     }
@@ -402,6 +451,7 @@ impl<A: ImapAuth> Session<A> {
                 }
             }
             _ if self.engine.is_none() => {
+                self.bad += 1;
                 status(&mut out, Some(&tag), Kind::Bad, None, "log in first");
             }
             CommandBody::Enable { .. } => {
@@ -505,12 +555,23 @@ impl<A: ImapAuth> Session<A> {
             return;
         }
         let throttle = self.cfg.throttle.clone();
-        throttle.before_attempt(user, self.peer).await;
+        if !throttle.before_attempt(user, self.peer).await {
+            self.bad += 1;
+            status(
+                out,
+                Some(tag),
+                Kind::No,
+                Some(unavailable()),
+                "too many failed logins, try again later",
+            );
+            return;
+        }
         let res = self.auth.authenticate(user, pass, self.peer).await;
         throttle.record(user, self.peer, res.is_ok());
         let address = match res {
             Ok(a) => a,
             Err(()) => {
+                self.bad += 1;
                 tracing::info!(peer = %self.peer, "imap login failed");
                 status(
                     out,
@@ -606,6 +667,13 @@ impl<A: ImapAuth> Session<A> {
 fn privacy() -> Code<'static> {
     Code::Other(imap_codec::imap_types::response::CodeOther::unvalidated(
         b"PRIVACYREQUIRED".as_slice(),
+    ))
+}
+
+/// RFC 5530: the password was not checked, try later.
+fn unavailable() -> Code<'static> {
+    Code::Other(imap_codec::imap_types::response::CodeOther::unvalidated(
+        b"UNAVAILABLE".as_slice(),
     ))
 }
 

@@ -13,8 +13,10 @@
 pub mod dns;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
@@ -77,6 +79,12 @@ struct Idle {
 /// Pooled connections idle longer than this are closed, not reused.
 const IDLE_MAX: Duration = Duration::from_secs(30);
 
+/// Connections open at once to one next hop. A peer caps connections per
+/// client IP (pecd's `[limits] max_connections_per_ip` defaults to 20, as
+/// does Postfix's destination concurrency): beyond it every extra attempt
+/// would be a `421` and a retry minutes later, so jobs wait for a slot instead.
+const MAX_PER_HOP: usize = 20;
+
 /// The SMTP client side of the provider.
 pub struct Relay {
     hello: ClientId,
@@ -86,6 +94,8 @@ pub struct Relay {
     /// TLS settings per hop, built once (building loads the system roots).
     tls: Mutex<HashMap<NextHop, TlsParameters>>,
     idle: Mutex<HashMap<NextHop, Vec<Idle>>>,
+    /// [`MAX_PER_HOP`] slots per next hop.
+    slots: Mutex<HashMap<NextHop, Arc<Semaphore>>>,
 }
 
 /// Why a transaction failed.
@@ -123,7 +133,18 @@ impl Relay {
             pool_size: pool_size.max(1) as usize,
             tls: Mutex::new(HashMap::new()),
             idle: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn hop_slots(&self, hop: &NextHop) -> Arc<Semaphore> {
+        let mut g = match self.slots.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.entry(hop.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(MAX_PER_HOP)))
+            .clone()
     }
 
     fn tls_parameters(&self, hop: &NextHop) -> Result<TlsParameters, String> {
@@ -284,6 +305,9 @@ impl Relay {
         let env = match Envelope::new(from, to) {
             Ok(e) => e,
             Err(e) => return Outcome::Permanent(e.to_string()),
+        };
+        let Ok(_slot) = self.hop_slots(hop).acquire_owned().await else {
+            return Outcome::Temporary("no connection slot for this hop".into());
         };
         let (mut conn, mut pooled) = match self.checkout(hop) {
             Some(c) => (c, true),

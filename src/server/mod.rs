@@ -334,6 +334,16 @@ async fn bind(addr: &Option<String>, key: &str) -> Result<Option<TcpListener>, S
     }
 }
 
+/// The login throttle's tunables from `[limits]`.
+fn throttle_config(cfg: &Config) -> crate::throttle::ThrottleConfig {
+    let d = crate::throttle::ThrottleConfig::default();
+    crate::throttle::ThrottleConfig {
+        base_delay: cfg.duration(&cfg.limits.login_delay, d.base_delay),
+        max_delay: cfg.duration(&cfg.limits.login_max_delay, d.max_delay),
+        ..d
+    }
+}
+
 /// Start a provider from a loaded config inside the current tokio runtime.
 pub async fn start(cfg: Config) -> Result<Running, String> {
     pin_mmap_threshold();
@@ -380,6 +390,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         imap: local(&l_imap),
         imaps: local(&l_imaps),
     };
+    let throttle = Arc::new(crate::throttle::LoginThrottle::new(throttle_config(&cfg)));
     let ctx = Arc::new(Ctx {
         cfg,
         store,
@@ -393,7 +404,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         running: Mutex::new(HashSet::new()),
         inflight,
         shutdown: shutdown_rx.clone(),
-        throttle: Arc::new(crate::throttle::LoginThrottle::default()),
+        throttle,
         password_checks: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         ),
@@ -447,6 +458,11 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
             );
             c.throttle = ctx.throttle.clone();
             c.max_literal = ctx.cfg.max_message_size();
+            let limits = &ctx.cfg.limits;
+            c.max_connections_per_ip = limits.max_connections_per_ip;
+            c.command_timeout = ctx.cfg.duration(&limits.command_timeout, c.command_timeout);
+            c.data_timeout = ctx.cfg.duration(&limits.data_timeout, c.data_timeout);
+            c.max_bad_commands = limits.max_bad_commands;
             let c = Arc::new(c);
             let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
             tasks.push(tokio::spawn(crate::imap::serve(

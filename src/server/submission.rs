@@ -34,7 +34,10 @@ pub fn smtp_config(
     c.max_message_size = cfg.max_message_size();
     c.max_recipients = cfg.limits.max_recipients;
     c.max_connections = cfg.limits.max_connections;
+    c.max_connections_per_ip = cfg.limits.max_connections_per_ip;
     c.command_timeout = cfg.duration(&cfg.limits.command_timeout, c.command_timeout);
+    c.data_timeout = cfg.duration(&cfg.limits.data_timeout, c.data_timeout);
+    c.max_errors = cfg.limits.max_bad_commands;
     c
 }
 
@@ -70,13 +73,16 @@ impl UserAuth {
         ok.then_some(address)
     }
 
-    /// [`UserAuth::verify`] behind the provider-wide login throttle.
-    pub async fn check(&self, user: &str, password: &str, ip: IpAddr) -> Option<String> {
+    /// [`UserAuth::verify`] behind the provider-wide login throttle; the
+    /// error is the SMTP reply (credentials invalid, or too many queued attempts).
+    pub async fn check(&self, user: &str, password: &str, ip: IpAddr) -> Result<String, Reply> {
         let address = users::normalize(user);
-        self.ctx.throttle.before_attempt(&address, ip).await;
+        if !self.ctx.throttle.before_attempt(&address, ip).await {
+            return Err(Reply::auth_throttled());
+        }
         let r = self.verify(user, password).await;
         self.ctx.throttle.record(&address, ip, r.is_some());
-        r
+        r.ok_or_else(Reply::auth_failed)
     }
 }
 
@@ -110,10 +116,7 @@ impl Backend for SubmissionBackend {
         user: &str,
         password: &str,
     ) -> Result<String, Reply> {
-        self.auth
-            .check(user, password, info.peer.ip())
-            .await
-            .ok_or_else(Reply::auth_failed)
+        self.auth.check(user, password, info.peer.ip()).await
     }
 
     async fn mail_from(&self, info: &SessionInfo, from: &str) -> Result<(), Reply> {

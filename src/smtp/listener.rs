@@ -14,6 +14,7 @@ use super::reply::Reply;
 use super::session::{wait_shutdown, Session};
 use super::stream::Stream;
 use super::{Backend, SmtpConfig};
+use crate::throttle::ConnectionLimit;
 
 /// Serve SMTP on an already bound listener until `shutdown` turns true, then
 /// stop accepting, let every live session answer `421 4.3.2` at its next
@@ -34,6 +35,7 @@ pub async fn serve<B: Backend>(
     }
     info!(?local, mode = ?cfg.mode, implicit_tls = cfg.implicit_tls, "SMTP listener up");
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let per_ip = ConnectionLimit::new(cfg.max_connections_per_ip);
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
@@ -48,6 +50,11 @@ pub async fn serve<B: Backend>(
                     // Pipelined replies are written in one go; don't let Nagle delay them.
                     let _ = tcp.set_nodelay(true);
                     let span = tracing::info_span!("smtp", %peer);
+                    // One host must not take every slot: its own cap is checked first.
+                    let Some(slot) = per_ip.try_acquire(peer.ip()) else {
+                        sessions.spawn(refuse(tcp, cfg.clone(), Reply::too_many_from_ip()).instrument(span));
+                        continue;
+                    };
                     match limit.clone().try_acquire_owned() {
                         Ok(permit) => {
                             let (cfg, backend, rx) = (cfg.clone(), backend.clone(), shutdown.clone());
@@ -55,12 +62,14 @@ pub async fn serve<B: Backend>(
                                 async move {
                                     handle(tcp, peer, cfg, backend, rx).await;
                                     drop(permit);
+                                    drop(slot);
                                 }
                                 .instrument(span),
                             );
                         }
                         Err(_) => {
-                            sessions.spawn(refuse_busy(tcp, cfg.clone()).instrument(span));
+                            drop(slot);
+                            sessions.spawn(refuse(tcp, cfg.clone(), Reply::busy()).instrument(span));
                         }
                     }
                 }
@@ -116,15 +125,15 @@ async fn handle<B: Backend>(
         .await;
 }
 
-/// Over the connection cap: say so and close, without holding a slot.
-async fn refuse_busy(mut tcp: TcpStream, cfg: Arc<SmtpConfig>) {
-    warn!("connection limit reached, refusing");
+/// Over a connection cap: say so and close, without holding a slot.
+async fn refuse(mut tcp: TcpStream, cfg: Arc<SmtpConfig>, reply: Reply) {
+    warn!(reply = %reply, "connection limit reached, refusing");
     // A TLS client could not read a plaintext reply; it just sees the close.
     if cfg.implicit_tls {
         return;
     }
     let _ = timeout(Duration::from_secs(10), async {
-        tcp.write_all(&Reply::busy().to_wire()).await?;
+        tcp.write_all(&reply.to_wire()).await?;
         tcp.shutdown().await
     })
     .await;

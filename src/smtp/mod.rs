@@ -56,13 +56,15 @@ pub struct SmtpConfig {
     pub max_message_size: usize,
     /// Recipients per transaction.
     pub max_recipients: usize,
-    /// Longest wait for the next command.
+    /// Longest time for one command line, from our last reply to its line end.
     pub command_timeout: Duration,
     /// Longest DATA phase, from 354 to the terminator.
     pub data_timeout: Duration,
     /// Concurrent sessions; more are told `421 4.7.0` and closed.
     pub max_connections: usize,
-    /// Bad commands tolerated before `421 4.7.0` and close.
+    /// Concurrent sessions from one client host; more are told `421 4.7.0` and closed.
+    pub max_connections_per_ip: usize,
+    /// Bad commands (refused MAIL/RCPT included) tolerated before `421 4.7.0` and close.
     pub max_errors: usize,
 }
 
@@ -79,6 +81,7 @@ impl SmtpConfig {
             command_timeout: Duration::from_secs(5 * 60),
             data_timeout: Duration::from_secs(10 * 60),
             max_connections: 256,
+            max_connections_per_ip: 20,
             max_errors: 10,
         }
     }
@@ -96,6 +99,7 @@ impl std::fmt::Debug for SmtpConfig {
             .field("command_timeout", &self.command_timeout)
             .field("data_timeout", &self.data_timeout)
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("max_errors", &self.max_errors)
             .finish()
     }

@@ -178,6 +178,12 @@ impl Reply {
         Self::new(535, (5, 7, 8), "Authentication credentials invalid")
     }
 
+    /// Too many recent failed logins for this address or network are queued
+    /// already: the password was not checked (RFC 4954 §6 temporary failure).
+    pub fn auth_throttled() -> Self {
+        Self::new(454, (4, 7, 0), "Too many failed logins, try again later")
+    }
+
     /// The client answered `*` to a challenge.
     pub fn auth_cancelled() -> Self {
         Self::new(501, (5, 7, 0), "Authentication cancelled")
@@ -352,7 +358,7 @@ impl Reply {
 
     // ---- closing replies -----------------------------------------------------
 
-    /// Client idle too long.
+    /// Client idle too long, or too slow to finish a command or DATA.
     pub fn timeout() -> Self {
         Self::new(421, (4, 4, 2), "Timeout exceeded, closing connection")
     }
@@ -360,6 +366,15 @@ impl Reply {
     /// Connection limit reached.
     pub fn busy() -> Self {
         Self::new(421, (4, 7, 0), "Too many connections, try again later")
+    }
+
+    /// This client address already holds `max_connections_per_ip` sessions.
+    pub fn too_many_from_ip() -> Self {
+        Self::new(
+            421,
+            (4, 7, 0),
+            "Too many connections from your address, try again later",
+        )
     }
 
     /// Too many bad commands.

@@ -192,7 +192,10 @@ impl<S: SmtpStream, B: Backend> Session<S, B> {
     }
 
     /// Next line, up to the AUTH limit; the caller applies tighter limits.
+    /// The whole line must arrive within `command_timeout` (not each read:
+    /// a client trickling a byte at a time would hold the session forever).
     async fn read_line(&mut self) -> Input {
+        let deadline = Instant::now() + self.cfg.command_timeout;
         loop {
             let buf = &self.rbuf[self.rpos..];
             if let Some(i) = buf.iter().position(|&b| b == b'\n') {
@@ -223,7 +226,7 @@ impl<S: SmtpStream, B: Backend> Session<S, B> {
             let rbuf = &mut self.rbuf;
             let shutdown = &mut self.shutdown;
             tokio::select! {
-                r = timeout(self.cfg.command_timeout, stream.read_buf(rbuf)) => match r {
+                r = timeout_at(deadline, stream.read_buf(rbuf)) => match r {
                     Err(_) => return Input::Timeout,
                     Ok(Ok(0)) => return Input::Closed,
                     Ok(Ok(_)) => {}
@@ -385,7 +388,7 @@ impl<S: SmtpStream, B: Backend> Session<S, B> {
             }
             Err(reply) => {
                 info!(from = %from, code = reply.code, "sender refused");
-                self.push(reply);
+                return self.error(reply);
             }
         }
         Flow::Continue
@@ -404,18 +407,18 @@ impl<S: SmtpStream, B: Backend> Session<S, B> {
             self.push(Reply::too_many_recipients());
             return Flow::Continue;
         }
-        let reply = match self.backend.rcpt_to(&self.info, env, &to).await {
+        match self.backend.rcpt_to(&self.info, env, &to).await {
             Ok(()) => {
                 env.rcpt_to.push(to);
-                Reply::rcpt_ok()
+                self.push(Reply::rcpt_ok());
+                Flow::Continue
             }
             Err(reply) => {
                 info!(to = %to, code = reply.code, "recipient refused");
-                reply
+                // Thousands of refused recipients in one session are probing, not mail.
+                self.error(reply)
             }
-        };
-        self.push(reply);
-        Flow::Continue
+        }
     }
 
     fn data(&mut self) -> Flow {
