@@ -198,7 +198,8 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
 }
 
 /// The config `pecd init` writes (also the shape of `config/pecd.toml`).
-pub fn provider_config_text(name: &str, domain: &str, hostname: &str, ports: [u16; 5]) -> String {
+/// `ports`: submission, submissions, inbound, imap, imaps, admin.
+pub fn provider_config_text(name: &str, domain: &str, hostname: &str, ports: [u16; 6]) -> String {
     format!(
         r#"# pecd provider configuration; every key is documented in docs/configuration.md.
 
@@ -225,6 +226,9 @@ inbound = "127.0.0.1:{}"
 imap = "127.0.0.1:{}"
 imaps = "127.0.0.1:{}"
 
+[admin]
+listen = "127.0.0.1:{}"
+
 [trust]
 ca = ["certs/ca.pem"]
 index = "index.toml"
@@ -233,7 +237,7 @@ index = "index.toml"
 max_message_size = "30MB"
 max_recipients = 100
 "#,
-        ports[0], ports[1], ports[2], ports[3], ports[4]
+        ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
     )
 }
 
@@ -289,7 +293,7 @@ fn init(a: InitArgs) -> AdminResult {
     .map_err(|e| format!("generating certificates: {e}"))?;
     std::fs::write(
         a.dir.join("pecd.toml"),
-        provider_config_text(&name, &domain, &hostname, [587, 465, 25, 143, 993]),
+        provider_config_text(&name, &domain, &hostname, [587, 465, 25, 143, 993, 2980]),
     )?;
     std::fs::write(a.dir.join("index.toml"), empty_index_text(&name, &domain))?;
     let cfg_path = a.dir.join("pecd.toml");

@@ -42,6 +42,9 @@ pub struct Config {
     /// `[timers]`
     #[serde(default)]
     pub timers: TimersSection,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: AdminSection,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -110,6 +113,16 @@ pub struct ListenSection {
     pub imap: Option<String>,
     /// IMAP over implicit TLS (993).
     pub imaps: Option<String>,
+}
+
+/// `[admin]`: the operator's HTTP listener (`/metrics`, `/health`): plain
+/// HTTP, meant for loopback, never the users' web listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// `host:port`; absent: no admin listener (the shipped config and
+    /// `pecd init` set `127.0.0.1:2980`).
+    pub listen: Option<String>,
 }
 
 /// `[trust]`: whom we believe.

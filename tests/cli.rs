@@ -206,7 +206,16 @@ fn free_listen_ports(cfg: &Path) -> u16 {
     let mut sub = 0;
     for line in text.lines() {
         let key = line.split('=').next().unwrap_or("").trim();
-        if ["submission", "submissions", "inbound", "imap", "imaps"].contains(&key) {
+        if [
+            "submission",
+            "submissions",
+            "inbound",
+            "imap",
+            "imaps",
+            "listen",
+        ]
+        .contains(&key)
+        {
             let port = free_port();
             if key == "submission" {
                 sub = port;

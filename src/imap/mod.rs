@@ -76,6 +76,8 @@ pub struct ImapConfig {
     pub max_bad_commands: usize,
     /// Login throttle (share it with SMTP AUTH).
     pub throttle: Arc<LoginThrottle>,
+    /// Open connections, for the metrics.
+    pub connections: crate::metrics::ConnectionGauge,
 }
 
 impl ImapConfig {
@@ -100,6 +102,7 @@ impl ImapConfig {
             data_timeout: Duration::from_secs(10 * 60),
             max_bad_commands: 20,
             throttle: Arc::new(LoginThrottle::default()),
+            connections: crate::metrics::ConnectionGauge::detached(),
         }
     }
 }
@@ -153,6 +156,7 @@ pub async fn serve<A: ImapAuth>(
         tasks.spawn(async move {
             let _permit = permit;
             let _slot = slot;
+            let _open = cfg.connections.open();
             if let Err(e) = session::run(tcp, peer.ip(), cfg, auth, sd).await {
                 tracing::debug!(%peer, error = %e, "imap session ended with error");
             }

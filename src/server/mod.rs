@@ -7,6 +7,7 @@
 //! -> `worker` (Maildir delivery / relay) -> peer's `inbound` (pec::reception)
 //! -> peer's `worker` (delivery point, receipts) -> back to the sender.
 
+mod admin_http;
 pub mod bench;
 pub mod inbound;
 pub mod lab;
@@ -62,6 +63,8 @@ pub struct Ctx {
     pub inflight: Arc<crate::store::inflight::Inflight>,
     /// Flips to true on shutdown.
     pub shutdown: watch::Receiver<bool>,
+    /// The operator's counters and gauges (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Failed-login slowdown shared by SMTP AUTH and IMAP.
     pub throttle: Arc<crate::throttle::LoginThrottle>,
     /// Password checks running at once. Each argon2id check holds 19 MiB, so
@@ -111,6 +114,7 @@ impl Ctx {
     /// Sign a built message with a fresh boundary.
     pub fn sign(&self, msg: &Unsigned) -> Result<Vec<u8>, String> {
         SIGNATURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.signature();
         let boundary = crate::pec::ids::boundary(self.ids.as_ref());
         self.signer.sign(msg, &boundary).map_err(|e| e.to_string())
     }
@@ -330,7 +334,7 @@ async fn bind(addr: &Option<String>, key: &str) -> Result<Option<TcpListener>, S
         Some(a) => TcpListener::bind(a)
             .await
             .map(Some)
-            .map_err(|e| format!("listen.{key} {a}: {e}")),
+            .map_err(|e| format!("{key} {a}: {e}")),
     }
 }
 
@@ -377,11 +381,12 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         cfg.duration(&cfg.queue.relay_timeout, Duration::from_secs(300)),
         cfg.queue.workers as u32,
     );
-    let l_sub = bind(&cfg.listen.submission, "submission").await?;
-    let l_subs = bind(&cfg.listen.submissions, "submissions").await?;
-    let l_in = bind(&cfg.listen.inbound, "inbound").await?;
-    let l_imap = bind(&cfg.listen.imap, "imap").await?;
-    let l_imaps = bind(&cfg.listen.imaps, "imaps").await?;
+    let l_sub = bind(&cfg.listen.submission, "listen.submission").await?;
+    let l_subs = bind(&cfg.listen.submissions, "listen.submissions").await?;
+    let l_in = bind(&cfg.listen.inbound, "listen.inbound").await?;
+    let l_imap = bind(&cfg.listen.imap, "listen.imap").await?;
+    let l_imaps = bind(&cfg.listen.imaps, "listen.imaps").await?;
+    let l_admin = bind(&cfg.admin.listen, "admin.listen").await?;
     let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let bound = Bound {
         submission: local(&l_sub),
@@ -403,6 +408,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         wake: Notify::new(),
         running: Mutex::new(HashSet::new()),
         inflight,
+        metrics: Arc::new(crate::metrics::Metrics::new()),
         shutdown: shutdown_rx.clone(),
         throttle,
         password_checks: tokio::sync::Semaphore::new(
@@ -410,68 +416,70 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         ),
     });
     let mut tasks = Vec::new();
-    let smtp_cfg = |implicit: bool, mode: crate::smtp::Mode| {
-        Arc::new(submission::smtp_config(
-            &ctx.cfg,
-            acceptor.clone(),
-            implicit,
-            mode,
-        ))
-    };
-    if let Some(l) = l_sub {
-        let b = Arc::new(submission::SubmissionBackend::new(ctx.clone()));
-        let c = smtp_cfg(false, crate::smtp::Mode::Submission);
-        tasks.push(tokio::spawn(crate::smtp::serve(
+    // Every listener declared once: its name (config key, metrics label,
+    // health entry), its socket and what it speaks.
+    use crate::smtp::Mode;
+    enum Speaks {
+        Smtp(Mode, bool),
+        Imap(bool),
+    }
+    let declared = [
+        ("submission", l_sub, Speaks::Smtp(Mode::Submission, false)),
+        ("submissions", l_subs, Speaks::Smtp(Mode::Submission, true)),
+        ("inbound", l_in, Speaks::Smtp(Mode::Inbound, false)),
+        ("imap", l_imap, Speaks::Imap(false)),
+        ("imaps", l_imaps, Speaks::Imap(true)),
+    ];
+    let mut watched = Vec::new();
+    for (name, l, speaks) in declared {
+        let Some(l) = l else { continue };
+        let sd = shutdown_rx.clone();
+        let task = match speaks {
+            Speaks::Smtp(mode, implicit) => {
+                let mut c = submission::smtp_config(&ctx.cfg, acceptor.clone(), implicit, mode);
+                c.connections = ctx.metrics.connections(name);
+                let c = Arc::new(c);
+                match mode {
+                    Mode::Submission => {
+                        let b = Arc::new(submission::SubmissionBackend::new(ctx.clone()));
+                        tokio::spawn(crate::smtp::serve(l, c, b, sd))
+                    }
+                    Mode::Inbound => {
+                        let b = Arc::new(inbound::InboundBackend::new(ctx.clone()));
+                        tokio::spawn(crate::smtp::serve(l, c, b, sd))
+                    }
+                }
+            }
+            Speaks::Imap(implicit) => {
+                let mut c = crate::imap::ImapConfig::new(
+                    ctx.store.paths().mail.clone(),
+                    ctx.cfg.provider.hostname.clone(),
+                    implicit,
+                    acceptor.clone(),
+                );
+                c.throttle = ctx.throttle.clone();
+                c.max_literal = ctx.cfg.max_message_size();
+                let limits = &ctx.cfg.limits;
+                c.max_connections_per_ip = limits.max_connections_per_ip;
+                c.command_timeout = ctx.cfg.duration(&limits.command_timeout, c.command_timeout);
+                c.data_timeout = ctx.cfg.duration(&limits.data_timeout, c.data_timeout);
+                c.max_bad_commands = limits.max_bad_commands;
+                c.connections = ctx.metrics.connections(name);
+                let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
+                tokio::spawn(crate::imap::serve(l, Arc::new(c), auth, sd))
+            }
+        };
+        watched.push((name, task.abort_handle()));
+        tasks.push(task);
+    }
+    if let Some(l) = l_admin {
+        let w = admin_http::Watched { listeners: watched };
+        tasks.push(tokio::spawn(admin_http::serve(
             l,
-            c,
-            b,
+            ctx.clone(),
+            w,
             shutdown_rx.clone(),
         )));
-    }
-    if let Some(l) = l_subs {
-        let b = Arc::new(submission::SubmissionBackend::new(ctx.clone()));
-        let c = smtp_cfg(true, crate::smtp::Mode::Submission);
-        tasks.push(tokio::spawn(crate::smtp::serve(
-            l,
-            c,
-            b,
-            shutdown_rx.clone(),
-        )));
-    }
-    if let Some(l) = l_in {
-        let b = Arc::new(inbound::InboundBackend::new(ctx.clone()));
-        let c = smtp_cfg(false, crate::smtp::Mode::Inbound);
-        tasks.push(tokio::spawn(crate::smtp::serve(
-            l,
-            c,
-            b,
-            shutdown_rx.clone(),
-        )));
-    }
-    for (l, implicit) in [(l_imap, false), (l_imaps, true)] {
-        if let Some(l) = l {
-            let mut c = crate::imap::ImapConfig::new(
-                ctx.store.paths().mail.clone(),
-                ctx.cfg.provider.hostname.clone(),
-                implicit,
-                acceptor.clone(),
-            );
-            c.throttle = ctx.throttle.clone();
-            c.max_literal = ctx.cfg.max_message_size();
-            let limits = &ctx.cfg.limits;
-            c.max_connections_per_ip = limits.max_connections_per_ip;
-            c.command_timeout = ctx.cfg.duration(&limits.command_timeout, c.command_timeout);
-            c.data_timeout = ctx.cfg.duration(&limits.data_timeout, c.data_timeout);
-            c.max_bad_commands = limits.max_bad_commands;
-            let c = Arc::new(c);
-            let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
-            tasks.push(tokio::spawn(crate::imap::serve(
-                l,
-                c,
-                auth,
-                shutdown_rx.clone(),
-            )));
-        }
     }
     // Before the worker picks anything: a job that was running when the
     // last process died is counted, and held if it keeps killing it.

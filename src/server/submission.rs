@@ -82,14 +82,30 @@ impl UserAuth {
         }
         let r = self.verify(user, password).await;
         self.ctx.throttle.record(&address, ip, r.is_some());
-        r.ok_or_else(Reply::auth_failed)
+        self.logged(r, "smtp", &address, ip)
+            .ok_or_else(Reply::auth_failed)
+    }
+
+    /// Log a login's outcome (with protocol, user and peer) and count a
+    /// failure in the metrics; gives the outcome back.
+    fn logged(&self, r: Option<String>, protocol: &str, user: &str, ip: IpAddr) -> Option<String> {
+        match &r {
+            Some(u) => tracing::info!(protocol, user = %u, peer = %ip, "login"),
+            None => {
+                tracing::warn!(protocol, user, peer = %ip, "login failed");
+                self.ctx.metrics.login_failure(protocol);
+            }
+        }
+        r
     }
 }
 
 impl crate::imap::ImapAuth for UserAuth {
-    async fn authenticate(&self, user: &str, password: &str, _peer: IpAddr) -> Result<String, ()> {
+    async fn authenticate(&self, user: &str, password: &str, peer: IpAddr) -> Result<String, ()> {
         // The IMAP session applies the same shared throttle itself.
-        self.verify(user, password).await.ok_or(())
+        let r = self.verify(user, password).await;
+        self.logged(r, "imap", &users::normalize(user), peer)
+            .ok_or(())
     }
 }
 
@@ -163,6 +179,7 @@ impl Backend for SubmissionBackend {
         match ok {
             Ok(()) => {
                 self.ctx.wake.notify_one();
+                self.ctx.metrics.submission(reply.is_positive());
                 reply
             }
             Err(e) => {
@@ -383,6 +400,7 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
         when: s.when,
     };
     let acc_msg = receipt::accettazione(&emitter, &busta.certified);
+    ctx.metrics.receipt(Tipo::Accettazione.as_str());
     let acc_msgid = message_id_of(&acc_msg);
     let signed_acc = ctx.sign(&acc_msg)?;
     let busta_blob = ctx
@@ -521,6 +539,7 @@ fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String>
         when: s.when,
     };
     let notice = receipt::non_accettazione(&emitter, &c, &r.reason, false);
+    ctx.metrics.receipt(Tipo::NonAccettazione.as_str());
     let notice_id = message_id_of(&notice);
     let signed = ctx.sign(&notice)?;
     let blob = ctx.store.put_blob(&signed).map_err(|e| e.to_string())?;

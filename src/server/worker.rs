@@ -407,6 +407,7 @@ fn emit(
     to: &str,
 ) -> Result<Emitted, Fail> {
     let (blob, msgid) = sign_to_spool(ctx, msg)?;
+    ctx.metrics.receipt(tipo.as_str());
     let now_ms = store::now_ms();
     let mut ev = event_for(event, now_ms, c);
     ev.generated_msgid = msgid.clone();
@@ -478,6 +479,11 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
             )?;
             ev.receipt_type = Some(kind.as_str().into());
             ev.detail = Some(format!("busta stored in the mailbox of {rcpt}"));
+            if ctx2.is_local(&certified.mittente) {
+                // Our own sender: this job was queued by the acceptance.
+                ctx2.metrics
+                    .consegna_after((store::now_ms() - created) as f64 / 1000.0);
+            }
             Ok((ev, j))
         } else {
             let esteso = receipt::no_dest_esteso(&ctx2.cfg.provider.name);
@@ -569,6 +575,11 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
             .relay
             .send(hop, &job.mail_from, &job.recipients, &bytes)
             .await;
+        ctx.metrics.relay_attempt(match outcome {
+            Outcome::Sent => "ok",
+            Outcome::Temporary(_) => "temporary",
+            Outcome::Permanent(_) => "permanent",
+        });
         used = Some(format!("{}:{}", hop.host, hop.port));
         if !matches!(outcome, Outcome::Temporary(_)) {
             break;
@@ -782,8 +793,10 @@ async fn inbound(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         .map_err(|e| Fail::Temporary(e.to_string()))??;
     let id = job.id;
     let now = store::now_ms();
-    ctx.store
+    let consegne = ctx
+        .store
         .write(move |c| {
+            let mut consegne = Vec::new();
             queue::mark_done(c, id, now)?;
             // A presa in carico already queued (the same busta received
             // twice) is not emitted again: drop the event that announces it.
@@ -812,11 +825,19 @@ async fn inbound(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
                     TimerUpdate::Close(id, r, by) => {
                         queue::timer_close(c, id, r, now, by)?;
                     }
+                    TimerUpdate::Consegna(id, r) => {
+                        if let Some(sent) = queue::timer_close(c, id, r, now, "ricevuta")? {
+                            consegne.push((now - sent) as f64 / 1000.0);
+                        }
+                    }
                 }
             }
-            Ok(())
+            Ok(consegne)
         })
         .await?;
+    for s in consegne {
+        ctx.metrics.consegna_after(s);
+    }
     ctx.wake.notify_one();
     Ok(())
 }
@@ -830,6 +851,8 @@ fn job_msgid(j: &NewJob) -> Option<String> {
 enum TimerUpdate {
     Presa(String, String),
     Close(String, String, &'static str),
+    /// Closed by an avvenuta consegna: also timed for the metrics.
+    Consegna(String, String),
 }
 
 type Judged = (Vec<Event>, Vec<NewJob>, Vec<TimerUpdate>);
@@ -950,7 +973,12 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                             timers.push(TimerUpdate::Presa(id.clone(), r.to_ascii_lowercase()));
                         }
                     }
-                    Tipo::AvvenutaConsegna | Tipo::ErroreConsegna => {
+                    Tipo::AvvenutaConsegna => {
+                        if let Some(r) = &d.consegna {
+                            timers.push(TimerUpdate::Consegna(id.clone(), r.to_ascii_lowercase()));
+                        }
+                    }
+                    Tipo::ErroreConsegna => {
                         if let Some(r) = &d.consegna {
                             timers.push(TimerUpdate::Close(
                                 id.clone(),

@@ -102,6 +102,7 @@ async fn handle<B: Backend>(
     backend: Arc<B>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let _open = cfg.connections.open();
     let stream = if cfg.implicit_tls {
         let Some(acceptor) = cfg.tls.as_ref() else {
             return;

@@ -66,6 +66,8 @@ pub struct SmtpConfig {
     pub max_connections_per_ip: usize,
     /// Bad commands (refused MAIL/RCPT included) tolerated before `421 4.7.0` and close.
     pub max_errors: usize,
+    /// Open connections, for the metrics.
+    pub connections: crate::metrics::ConnectionGauge,
 }
 
 impl SmtpConfig {
@@ -83,6 +85,7 @@ impl SmtpConfig {
             max_connections: 256,
             max_connections_per_ip: 20,
             max_errors: 10,
+            connections: crate::metrics::ConnectionGauge::detached(),
         }
     }
 }

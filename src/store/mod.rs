@@ -238,6 +238,36 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Prove the store takes writes: a row committed through the writer
+    /// thread (so a stuck writer or a full or read-only disk shows), and a
+    /// file created and removed in the spool folder.
+    pub async fn check_writable(&self) -> Result<(), String> {
+        let now = now_ms();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO health (id, at) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET at = ?1",
+                [now],
+            )?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+        let probe = self.paths().spool.join(".health-probe");
+        let spool = self.paths().spool.clone();
+        tokio::task::spawn_blocking(move || {
+            std::fs::write(&probe, b"ok")
+                .and_then(|()| std::fs::remove_file(&probe))
+                .map_err(|e| format!("spool {}: {e}", spool.display()))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Jobs by state, for the metrics.
+    pub async fn job_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(|c| Ok(queue::counts(c)?)).await
+    }
+
     /// Blocking form of [`Store::write`] for the CLI and worker threads.
     pub fn write_blocking<R, F>(&self, f: F) -> Result<R, StoreError>
     where

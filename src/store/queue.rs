@@ -271,6 +271,30 @@ pub fn retry_now(conn: &Connection, id: Option<i64>, now: i64) -> rusqlite::Resu
     }
 }
 
+/// How many jobs are pending, held and failed (the states an operator
+/// watches; finished ones are only kept a week for idempotency).
+pub fn counts(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    let n = |sql: &str| {
+        conn.prepare_cached(sql)?
+            .query_row([], |r| r.get::<_, i64>(0))
+    };
+    Ok(vec![
+        (
+            "pending".into(),
+            n("SELECT count(*) FROM jobs WHERE state = 'pending' AND kind = 'mailbox'")?
+                + n("SELECT count(*) FROM jobs WHERE state = 'pending' AND kind <> 'mailbox'")?,
+        ),
+        (
+            "held".into(),
+            n("SELECT count(*) FROM jobs WHERE state = 'held'")?,
+        ),
+        (
+            "failed".into(),
+            n("SELECT count(*) FROM jobs WHERE state = 'failed'")?,
+        ),
+    ])
+}
+
 /// Times the process may die while running one job before it is held.
 pub const MAX_CRASHES: i64 = 3;
 
@@ -358,20 +382,20 @@ pub fn timer_presa(
 }
 
 /// A consegna or errore-consegna (or the final notice) closes the recipient.
-/// True if it was open.
+/// Gives its acceptance time (`sent_at`, ms) if it was open.
 pub fn timer_close(
     conn: &Connection,
     identificativo: &str,
     recipient: &str,
     at: i64,
     by: &str,
-) -> rusqlite::Result<bool> {
-    let n = conn.prepare_cached(
+) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(
         "UPDATE timers SET closed_at = ?3, closed_by = ?4, preavviso_due = NULL, expire_due = NULL
-         WHERE identificativo = ?1 AND recipient = ?2 AND closed_at IS NULL",
+         WHERE identificativo = ?1 AND recipient = ?2 AND closed_at IS NULL RETURNING sent_at",
     )?
-    .execute(params![identificativo, recipient, at, by])?;
-    Ok(n > 0)
+    .query_row(params![identificativo, recipient, at, by], |r| r.get(0))
+    .optional()
 }
 
 /// Timers due by `now`.
@@ -571,7 +595,9 @@ mod tests {
         let d = due_timers(&c, 300, 10).unwrap();
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].deadline, Deadline::Expire);
-        assert!(timer_close(&c, "id", "b@y", 60, "consegna").unwrap());
+        assert!(timer_close(&c, "id", "b@y", 60, "consegna")
+            .unwrap()
+            .is_some());
         assert!(due_timers(&c, 300, 10).unwrap().is_empty());
         assert!(!timer_open(&c, "id", "b@y").unwrap());
     }

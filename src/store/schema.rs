@@ -97,9 +97,13 @@ CREATE INDEX jobs_pending_by_message ON jobs(identificativo) WHERE state = 'pend
 "#,
     // 3: how many times the process died while a job was running; past
     // queue::MAX_CRASHES the job is held ('held') instead of run again.
+    // Held and failed jobs are counted for the metrics through their own
+    // small indexes (the table also keeps a week of finished jobs).
     r#"
 ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX jobs_held ON jobs(id) WHERE state = 'held';
+CREATE INDEX jobs_failed ON jobs(id) WHERE state = 'failed';
+CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);
 "#,
 ];
 

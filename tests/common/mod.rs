@@ -115,6 +115,7 @@ pub struct TestProvider {
     pub inbound: u16,
     pub imap: u16,
     pub imaps: u16,
+    pub admin: u16,
     pub ca_pem: PathBuf,
     pub child: Option<Child>,
     pub users: Vec<String>,
@@ -143,6 +144,7 @@ impl TestProvider {
             inbound: free_port(),
             imap: free_port(),
             imaps: free_port(),
+            admin: free_port(),
             ca_pem: certs.join("ca.pem"),
             child: None,
             users: spec.users.clone(),
@@ -189,6 +191,9 @@ inbound = "127.0.0.1:{inb}"
 imap = "127.0.0.1:{imap}"
 imaps = "127.0.0.1:{imaps}"
 
+[admin]
+listen = "127.0.0.1:{admin}"
+
 [trust]
 ca = ["certs/ca.pem"]
 index = "index.toml"
@@ -203,6 +208,7 @@ index_check_interval = "200ms"
             inb = self.inbound,
             imap = self.imap,
             imaps = self.imaps,
+            admin = self.admin,
         );
         std::fs::write(self.config_path(), text).unwrap();
     }

@@ -1,0 +1,182 @@
+//! Issue 10 §3: the admin listener's `/metrics` (read with Python's
+//! reference parser) and `/health`, against a real provider.
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// `GET path` over plain HTTP/1.1; (status, body).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    // axum sends small bodies whole, but a chunked one is decoded here.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((len, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            rest = &tail[n + 2..];
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+/// Every sample of `/metrics`, as the reference parser reads them.
+fn scrape(p: &TestProvider) -> HashMap<String, f64> {
+    let (status, text) = http_get(p.admin, "/metrics");
+    assert_eq!(status, 200, "{text}");
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/prom_parse.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(py)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the exposition does not parse: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn get(m: &HashMap<String, f64>, key: &str) -> f64 {
+    m.get(key).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_move_with_the_traffic_and_health_names_what_fails() {
+    let ca = TestCa::new();
+    let mut p = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice", "bob"]),
+    );
+    p.start();
+    let (alice, bob) = ("alice@pec.alpha.test", "bob@pec.alpha.test");
+
+    let (status, body) = http_get(p.admin, "/health");
+    assert_eq!(status, 200, "{body}");
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["store"], "ok", "{h}");
+    for l in ["submission", "submissions", "inbound", "imap", "imaps"] {
+        assert_eq!(h["listeners"][l], "up", "{h}");
+    }
+
+    let before = scrape(&p);
+    // One PEC delivered, one refused, one wrong password on each protocol.
+    let msg = message(alice, &[bob], &[], "misurato", "", "ciao");
+    p.submit_raw(alice, &[bob], &msg, false).await.unwrap();
+    p.wait_messages(alice, "X-Ricevuta", "avvenuta-consegna", 1);
+    let bcc = message(
+        alice,
+        &[bob],
+        &[],
+        "nascosto",
+        "Bcc: x@pec.alpha.test\r\n",
+        "x",
+    );
+    assert!(p.submit_raw(alice, &[bob], &bcc, false).await.is_err());
+    let mut c = SecureSmtp::connect(p.submissions, &p.ca_pem, true);
+    assert_eq!(c.ehlo_auth(alice, "wrong").0, 535);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p.imap)).unwrap();
+    let mut greeting = [0u8; 512];
+    let _ = s.read(&mut greeting).unwrap();
+    // Refused before TLS: not a password check, so it must not count.
+    s.write_all(b"a LOGIN alice@pec.alpha.test wrong\r\n")
+        .unwrap();
+    let _ = s.read(&mut greeting).unwrap();
+    let r = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/imap_client.py"))
+        .args([
+            "127.0.0.1",
+            &p.imaps.to_string(),
+            "tls",
+            alice,
+            "wrong",
+            "login",
+        ])
+        .env("IMAP_CAFILE", &p.ca_pem)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        out.contains("\"ERR\"") && out.contains("AUTHENTICATIONFAILED"),
+        "{out}"
+    );
+
+    let after = p.wait_for("metrics to move", 20, || {
+        let m = scrape(&p);
+        (get(&m, "pecd_submission_to_consegna_seconds_count{}") >= 1.0).then_some(m)
+    });
+    let delta = |k: &str| get(&after, k) - get(&before, k);
+    assert_eq!(delta("pecd_submissions_total{result=accepted}"), 1.0);
+    assert_eq!(delta("pecd_submissions_total{result=refused}"), 1.0);
+    assert!(delta("pecd_receipts_total{tipo=accettazione}") >= 1.0);
+    assert!(delta("pecd_receipts_total{tipo=avvenuta-consegna}") >= 1.0);
+    assert!(delta("pecd_receipts_total{tipo=non-accettazione}") >= 1.0);
+    // busta + accettazione + consegna + non-accettazione, at least.
+    assert!(delta("pecd_signatures_total{}") >= 4.0, "{after:?}");
+    assert_eq!(delta("pecd_login_failures_total{protocol=smtp}"), 1.0);
+    assert_eq!(delta("pecd_login_failures_total{protocol=imap}"), 1.0);
+    assert!(
+        after.contains_key("pecd_queue_jobs{state=pending}"),
+        "{after:?}"
+    );
+    assert!(after.contains_key("pecd_queue_jobs{state=held}"));
+    // The SMTP session still open above is counted on its listener.
+    assert!(get(&after, "pecd_connections{listener=submissions}") >= 1.0);
+    let sum = get(&after, "pecd_submission_to_consegna_seconds_sum{}");
+    assert!(sum > 0.0 && sum < 30.0, "{sum}");
+    drop(c);
+
+    // The spool cannot take files: 503, and the failing part is named.
+    let spool = p.path().join("data/spool");
+    let aside = p.path().join("data/spool.aside");
+    std::fs::rename(&spool, &aside).unwrap();
+    std::fs::write(&spool, b"not a folder").unwrap();
+    let (status, body) = http_get(p.admin, "/health");
+    std::fs::remove_file(&spool).unwrap();
+    std::fs::rename(&aside, &spool).unwrap();
+    assert_eq!(status, 503, "{body}");
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["failing"], serde_json::json!(["store"]), "{h}");
+    assert!(h["store"].as_str().unwrap().contains("spool"), "{h}");
+    assert_eq!(http_get(p.admin, "/health").0, 200);
+}
