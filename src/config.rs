@@ -161,6 +161,9 @@ pub struct LimitsSection {
     /// Idle time allowed between SMTP commands.
     #[serde(default = "default_cmd_timeout")]
     pub command_timeout: String,
+    /// RAM all sessions together may hold for message bytes, e.g. `"256MB"`.
+    #[serde(default = "default_memory_budget")]
+    pub memory_budget: String,
 }
 
 impl Default for LimitsSection {
@@ -170,6 +173,7 @@ impl Default for LimitsSection {
             max_recipients: default_max_rcpt(),
             max_connections: default_max_conn(),
             command_timeout: default_cmd_timeout(),
+            memory_budget: default_memory_budget(),
         }
     }
 }
@@ -185,6 +189,9 @@ fn default_max_conn() -> usize {
 }
 fn default_cmd_timeout() -> String {
     "5m".into()
+}
+fn default_memory_budget() -> String {
+    "256MB".into()
 }
 
 /// `[[route]]`: a static next hop for a domain.
@@ -480,6 +487,11 @@ impl Config {
         parse_size(&self.limits.max_message_size).unwrap_or(30_000_000)
     }
 
+    /// `[limits] memory_budget` in bytes (validated).
+    pub fn memory_budget(&self) -> usize {
+        parse_size(&self.limits.memory_budget).unwrap_or(256_000_000)
+    }
+
     /// A duration key, already validated; falls back to `default` if it is not.
     pub fn duration(&self, value: &str, default: Duration) -> Duration {
         parse_duration(value).unwrap_or(default)
@@ -542,6 +554,19 @@ impl Config {
             Ok(n) if n < 1000 => p.push("limits.max_message_size: too small".into()),
             Ok(_) => {}
             Err(e) => p.push(format!("limits.max_message_size: {e}")),
+        }
+        match parse_size(&self.limits.memory_budget) {
+            // One largest submission must fit, or it could never be taken.
+            Ok(n) if n / crate::memory::SUBMISSION_FACTOR < self.max_message_size() => {
+                p.push(format!(
+                    "limits.memory_budget: must be at least {} x limits.max_message_size ({} bytes)",
+                    crate::memory::SUBMISSION_FACTOR,
+                    self.max_message_size()
+                        .saturating_mul(crate::memory::SUBMISSION_FACTOR)
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => p.push(format!("limits.memory_budget: {e}")),
         }
         if self.limits.max_recipients < 50 {
             p.push(format!(
@@ -690,6 +715,27 @@ key = "certs/signing.key"
 certificate = "certs/tls.pem"
 key = "certs/tls.key"
 "#;
+
+    #[test]
+    fn memory_budget_must_hold_one_largest_submission() {
+        let c = Config::from_str_at(MINIMAL, Path::new("/etc/pecd")).unwrap();
+        assert_eq!(c.memory_budget(), 256_000_000);
+        let at = |budget: &str| {
+            let text = format!(
+                "{MINIMAL}\n[limits]\nmax_message_size = \"10MB\"\nmemory_budget = \"{budget}\"\n"
+            );
+            Config::from_str_at(&text, Path::new("/etc/pecd"))
+                .unwrap()
+                .validate(false)
+        };
+        assert!(at("60MB").is_empty(), "{:?}", at("60MB"));
+        let p = at("59MB");
+        assert!(
+            p.len() == 1 && p[0].starts_with("limits.memory_budget: must be at least 6 x"),
+            "{p:?}"
+        );
+        assert!(at("lots")[0].starts_with("limits.memory_budget: "));
+    }
 
     #[test]
     fn minimal_config_parses_with_defaults() {
