@@ -396,13 +396,19 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         ),
     });
     let mut tasks = Vec::new();
+    let memory = crate::memory::MemoryBudget::new(ctx.cfg.memory_budget());
+    let incoming = ctx.store.paths().data_dir.join("incoming");
+    crate::smtp::remove_spool_leftovers(&incoming)
+        .map_err(|e| format!("{}: {e}", incoming.display()))?;
     let smtp_cfg = |implicit: bool, mode: crate::smtp::Mode| {
-        Arc::new(submission::smtp_config(
-            &ctx.cfg,
-            acceptor.clone(),
-            implicit,
-            mode,
-        ))
+        let mut c = submission::smtp_config(&ctx.cfg, acceptor.clone(), implicit, mode);
+        c.memory = memory.clone();
+        c.spool_dir = incoming.clone();
+        c.message_memory_factor = match mode {
+            crate::smtp::Mode::Submission => crate::memory::SUBMISSION_FACTOR,
+            crate::smtp::Mode::Inbound => crate::memory::INBOUND_FACTOR,
+        };
+        Arc::new(c)
     };
     if let Some(l) = l_sub {
         let b = Arc::new(submission::SubmissionBackend::new(ctx.clone()));
