@@ -190,6 +190,9 @@ pub struct LimitsSection {
     /// Cap of the login delay, and of the time an attempt may queue.
     #[serde(default = "default_login_max_delay")]
     pub login_max_delay: String,
+    /// RAM all sessions together may hold for message bytes, e.g. `"256MB"`.
+    #[serde(default = "default_memory_budget")]
+    pub memory_budget: String,
 }
 
 impl Default for LimitsSection {
@@ -204,6 +207,7 @@ impl Default for LimitsSection {
             max_bad_commands: default_max_bad_commands(),
             login_delay: default_login_delay(),
             login_max_delay: default_login_max_delay(),
+            memory_budget: default_memory_budget(),
         }
     }
 }
@@ -236,6 +240,9 @@ fn default_login_delay() -> String {
 }
 fn default_login_max_delay() -> String {
     "30s".into()
+}
+fn default_memory_budget() -> String {
+    "256MB".into()
 }
 
 /// `[[route]]`: a static next hop for a domain.
@@ -531,6 +538,11 @@ impl Config {
         parse_size(&self.limits.max_message_size).unwrap_or(30_000_000)
     }
 
+    /// `[limits] memory_budget` in bytes (validated).
+    pub fn memory_budget(&self) -> usize {
+        parse_size(&self.limits.memory_budget).unwrap_or(256_000_000)
+    }
+
     /// A duration key, already validated; falls back to `default` if it is not.
     pub fn duration(&self, value: &str, default: Duration) -> Duration {
         parse_duration(value).unwrap_or(default)
@@ -593,6 +605,19 @@ impl Config {
             Ok(n) if n < 1000 => p.push("limits.max_message_size: too small".into()),
             Ok(_) => {}
             Err(e) => p.push(format!("limits.max_message_size: {e}")),
+        }
+        match parse_size(&self.limits.memory_budget) {
+            // One largest submission must fit, or it could never be taken.
+            Ok(n) if n / crate::memory::SUBMISSION_FACTOR < self.max_message_size() => {
+                p.push(format!(
+                    "limits.memory_budget: must be at least {} x limits.max_message_size ({} bytes)",
+                    crate::memory::SUBMISSION_FACTOR,
+                    self.max_message_size()
+                        .saturating_mul(crate::memory::SUBMISSION_FACTOR)
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => p.push(format!("limits.memory_budget: {e}")),
         }
         if self.limits.max_recipients < 50 {
             p.push(format!(
@@ -766,6 +791,27 @@ key = "certs/signing.key"
 certificate = "certs/tls.pem"
 key = "certs/tls.key"
 "#;
+
+    #[test]
+    fn memory_budget_must_hold_one_largest_submission() {
+        let c = Config::from_str_at(MINIMAL, Path::new("/etc/pecd")).unwrap();
+        assert_eq!(c.memory_budget(), 256_000_000);
+        let at = |budget: &str| {
+            let text = format!(
+                "{MINIMAL}\n[limits]\nmax_message_size = \"10MB\"\nmemory_budget = \"{budget}\"\n"
+            );
+            Config::from_str_at(&text, Path::new("/etc/pecd"))
+                .unwrap()
+                .validate(false)
+        };
+        assert!(at("60MB").is_empty(), "{:?}", at("60MB"));
+        let p = at("59MB");
+        assert!(
+            p.len() == 1 && p[0].starts_with("limits.memory_budget: must be at least 6 x"),
+            "{p:?}"
+        );
+        assert!(at("lots")[0].starts_with("limits.memory_budget: "));
+    }
 
     #[test]
     fn minimal_config_parses_with_defaults() {

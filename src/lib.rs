@@ -24,6 +24,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod imap;
+pub mod memory;
 pub mod metrics;
 pub mod pec;
 pub mod relay;

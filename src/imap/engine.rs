@@ -442,6 +442,24 @@ impl Engine {
 
     /// Execute one command; returns the encoded responses (tagged one last).
     pub fn execute(&mut self, tag: &Tag<'static>, body: CommandBody<'static>) -> Vec<u8> {
+        let mut streamed = vec![];
+        let rest = self.execute_to(tag, body, &mut |chunk| {
+            streamed.extend_from_slice(&chunk);
+            true
+        });
+        streamed.extend_from_slice(&rest);
+        streamed
+    }
+
+    /// Execute one command, handing the bulk of big responses (FETCH) to
+    /// `sink` as it is produced; returns the rest, tagged response last.
+    /// `sink` answering false (the client is gone) stops the command.
+    pub fn execute_to(
+        &mut self,
+        tag: &Tag<'static>,
+        body: CommandBody<'static>,
+        sink: &mut dyn FnMut(Vec<u8>) -> bool,
+    ) -> Vec<u8> {
         let mut out = vec![];
         // Expunges may be announced except after the sequence-number commands.
         let mut allow_expunge = true;
@@ -572,7 +590,12 @@ impl Engine {
                         ..
                     } => {
                         allow_expunge = uid;
-                        self.fetch(&mut out, tag, &sequence_set, &macro_or_item_names, uid)
+                        let mut w = Writer {
+                            out: &mut out,
+                            sink,
+                            gone: false,
+                        };
+                        self.fetch(&mut w, tag, &sequence_set, &macro_or_item_names, uid)
                     }
                     CommandBody::Store {
                         sequence_set,
@@ -979,7 +1002,7 @@ impl Engine {
 
     fn fetch(
         &mut self,
-        out: &mut Vec<u8>,
+        w: &mut Writer<'_>,
         tag: &Tag<'_>,
         set: &SequenceSet,
         what: &MacroOrMessageDataItemNames<'_>,
@@ -1036,7 +1059,10 @@ impl Engine {
                 }
             }
             let m = &sel.msgs[i];
-            let mut items = vec![];
+            let seq = i as u32 + 1;
+            // One response, written item by item: a command naming the same
+            // big section forty times must not cost forty copies of it.
+            let mut resp = w.fetch_response(seq);
             for n in &names {
                 let item = match n {
                     MessageDataItemName::Uid => MessageDataItem::Uid(nz(m.uid)),
@@ -1065,14 +1091,23 @@ impl Engine {
                                 MessageDataItem::Body(mime::body_structure(raw, tree, false))
                             }
                             MessageDataItemName::Rfc822 => {
-                                MessageDataItem::Rfc822(literal(raw.clone()))
+                                resp.literal_item(MessageDataItem::Rfc822, raw);
+                                continue;
                             }
-                            MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(
-                                literal(raw[tree.header.clone()].to_vec()),
-                            ),
-                            MessageDataItemName::Rfc822Text => MessageDataItem::Rfc822Text(
-                                literal(raw[tree.body.clone()].to_vec()),
-                            ),
+                            MessageDataItemName::Rfc822Header => {
+                                resp.literal_item(
+                                    MessageDataItem::Rfc822Header,
+                                    &raw[tree.header.clone()],
+                                );
+                                continue;
+                            }
+                            MessageDataItemName::Rfc822Text => {
+                                resp.literal_item(
+                                    MessageDataItem::Rfc822Text,
+                                    &raw[tree.body.clone()],
+                                );
+                                continue;
+                            }
                             MessageDataItemName::BodyExt {
                                 section, partial, ..
                             } => {
@@ -1084,33 +1119,39 @@ impl Engine {
                                         let end = start
                                             .saturating_add(len.get() as usize)
                                             .min(bytes.len());
-                                        (bytes[start..end].to_vec(), Some(*o))
+                                        (&bytes[start..end], Some(*o))
                                     }
-                                    None => (bytes, None),
+                                    None => (&bytes[..], None),
                                 };
-                                MessageDataItem::BodyExt {
-                                    section: section.clone().map(|s| {
-                                        imap_codec::imap_types::IntoStatic::into_static(s)
-                                    }),
-                                    origin,
-                                    data: literal(data),
-                                }
+                                let section = section
+                                    .clone()
+                                    .map(imap_codec::imap_types::IntoStatic::into_static);
+                                resp.literal_item(
+                                    |data| MessageDataItem::BodyExt {
+                                        section,
+                                        origin,
+                                        data,
+                                    },
+                                    data,
+                                );
+                                continue;
                             }
                             _ => continue,
                         }
                     }
                 };
-                items.push(item);
+                resp.item(item);
             }
             if flags_changed && !names.contains(&MessageDataItemName::Flags) {
-                items.push(MessageDataItem::Flags(fetch_flags(m)));
+                resp.item(MessageDataItem::Flags(fetch_flags(m)));
             }
-            if let Ok(d) = Data::fetch(i as u32 + 1, items) {
-                push(out, Response::Data(d));
+            resp.end();
+            if w.gone {
+                break;
             }
         }
         status(
-            out,
+            w.out,
             Some(tag),
             Kind::Ok,
             None,
@@ -1230,6 +1271,126 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Buffered responses with a way out for the big ones.
+struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+    sink: &'a mut dyn FnMut(Vec<u8>) -> bool,
+    /// The sink refused a chunk: the client is gone, the rest is dropped.
+    gone: bool,
+}
+
+/// Bytes gathered before they are handed to the sink.
+const STREAM_CHUNK: usize = 256 * 1024;
+
+impl<'a> Writer<'a> {
+    /// Hand over what is buffered; false once the client is gone.
+    fn flush(&mut self) -> bool {
+        if !self.gone && !self.out.is_empty() {
+            self.gone = !(self.sink)(std::mem::take(self.out));
+        }
+        !self.gone
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if self.gone {
+            return;
+        }
+        if self.out.len() + bytes.len() <= STREAM_CHUNK {
+            self.out.extend_from_slice(bytes);
+            return;
+        }
+        if !self.flush() {
+            return;
+        }
+        for piece in bytes.chunks(STREAM_CHUNK) {
+            if piece.len() < STREAM_CHUNK {
+                self.out.extend_from_slice(piece);
+            } else if !(self.sink)(piece.to_vec()) {
+                self.gone = true;
+                return;
+            }
+        }
+    }
+
+    fn fetch_response<'w>(&'w mut self, seq: u32) -> FetchResponse<'w, 'a> {
+        FetchResponse {
+            w: self,
+            seq,
+            items: 0,
+        }
+    }
+}
+
+/// One `* n FETCH (...)` response being written.
+struct FetchResponse<'w, 'a> {
+    w: &'w mut Writer<'a>,
+    seq: u32,
+    items: usize,
+}
+
+impl FetchResponse<'_, '_> {
+    fn open_item(&mut self) {
+        let lead = if self.items == 0 {
+            format!("* {} FETCH (", self.seq)
+        } else {
+            " ".to_string()
+        };
+        self.w.write(lead.as_bytes());
+        self.items += 1;
+    }
+
+    /// An item encoded by imap-codec, as it would be in a one-item response.
+    fn item(&mut self, item: MessageDataItem<'_>) {
+        if let Some(bytes) = item_bytes(self.seq, item) {
+            self.open_item();
+            self.w.write(&bytes);
+        }
+    }
+
+    /// An item carrying a literal: its head comes from imap-codec (with a
+    /// one-byte stand-in literal), the literal itself straight from `data`.
+    fn literal_item<'d>(
+        &mut self,
+        make: impl FnOnce(NString<'d>) -> MessageDataItem<'d>,
+        data: &[u8],
+    ) {
+        if data.contains(&0) {
+            // IMAP4rev1 cannot carry NUL in a literal.
+            self.item(make(NString(None)));
+            return;
+        }
+        let Some(bytes) = item_bytes(self.seq, make(literal(b"x".to_vec()))) else {
+            return;
+        };
+        let Some(head) = bytes.strip_suffix(b"{1}\r\nx") else {
+            return;
+        };
+        self.open_item();
+        self.w.write(head);
+        self.w.write(format!("{{{}}}\r\n", data.len()).as_bytes());
+        self.w.write(data);
+    }
+
+    fn end(self) {
+        if self.items > 0 {
+            self.w.write(b")\r\n");
+        }
+        if self.w.out.len() >= STREAM_CHUNK {
+            self.w.flush();
+        }
+    }
+}
+
+/// The encoding of one item between `* n FETCH (` and `)`.
+fn item_bytes(seq: u32, item: MessageDataItem<'_>) -> Option<Vec<u8>> {
+    let d = Data::fetch(seq, vec![item]).ok()?;
+    let wire = ResponseCodec::default().encode(&Response::Data(d)).dump();
+    let lead = format!("* {seq} FETCH (");
+    wire.strip_prefix(lead.as_bytes())?
+        .strip_suffix(b")\r\n")
+        .map(<[u8]>::to_vec)
 }
 
 /// Offset where the last CRLF-terminated line of `out` starts.

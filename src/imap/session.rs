@@ -38,6 +38,16 @@ use super::{ImapAuth, ImapConfig};
 /// Room for the command line around a literal, on top of `max_literal`.
 const LINE_SLACK: usize = 64 * 1024;
 
+/// Largest literal accepted before login (credentials, SASL responses):
+/// anything bigger could only be someone pinning memory without an account.
+const PREAUTH_MAX_LITERAL: usize = 8 * 1024;
+
+/// Largest whole command (line and literals) before login.
+const PREAUTH_MAX_MESSAGE: usize = 3 * PREAUTH_MAX_LITERAL;
+
+/// Streamed response chunks in flight between the engine and the socket.
+const STREAM_DEPTH: usize = 2;
+
 use crate::tls::Stream as Conn;
 
 /// Tell a connection over a limit to come back later. Over implicit TLS a
@@ -60,6 +70,8 @@ enum Next {
     Message,
     /// The message was refused while being read (literal too large); its tag.
     TooBig(Option<Tag<'static>>),
+    /// Input that cannot be refused in step (before login): say BYE and close.
+    Bye(&'static str),
     /// Connection closed, timed out, or server shutting down.
     End,
 }
@@ -162,6 +174,7 @@ impl<A: ImapAuth> Session<A> {
         loop {
             match self.next_message().await? {
                 Next::End => return self.bye("closing connection").await,
+                Next::Bye(why) => return self.bye(why).await,
                 Next::TooBig(tag) => {
                     self.bad += 1;
                     self.too_big(tag.as_ref(), "literal too large").await?;
@@ -244,9 +257,21 @@ impl<A: ImapAuth> Session<A> {
         let mut started: Option<tokio::time::Instant> = None;
         let mut literal = false;
         loop {
+            let preauth = self.engine.is_none();
+            let max_literal = if preauth {
+                PREAUTH_MAX_LITERAL
+            } else {
+                self.cfg.max_literal
+            };
             let progress = self.frag.progress();
             if progress.is_some() && started.is_none() {
                 started = Some(tokio::time::Instant::now());
+            }
+            // The fragmentizer keeps a message up to the post-login limit, so
+            // before login the smaller one is enforced here, as bytes arrive.
+            if preauth && self.frag.message_bytes().len() > PREAUTH_MAX_MESSAGE {
+                tracing::info!(peer = %self.peer, "command too long before login");
+                return Ok(Next::Bye("command too long"));
             }
             match progress {
                 Some(FragmentInfo::Line {
@@ -254,7 +279,7 @@ impl<A: ImapAuth> Session<A> {
                     ..
                 }) => {
                     literal = true;
-                    if length as usize > self.cfg.max_literal {
+                    if length as usize > max_literal {
                         match mode {
                             LiteralMode::Sync => {
                                 // The client waits for "+": refuse now, it never sends the bytes.
@@ -262,6 +287,10 @@ impl<A: ImapAuth> Session<A> {
                                 self.frag.skip_message();
                                 self.too_big = false;
                                 return Ok(Next::TooBig(tag));
+                            }
+                            LiteralMode::NonSync if preauth => {
+                                // Swallowing them would take as long as the sender likes.
+                                return Ok(Next::Bye("literal too large before login"));
                             }
                             LiteralMode::NonSync => {
                                 // The bytes are coming anyway: swallow them, then refuse.
@@ -465,7 +494,7 @@ impl<A: ImapAuth> Session<A> {
             }
             CommandBody::Idle => return self.idle(&tag).await,
             body => {
-                out = self.run_engine(move |e| e.execute(&tag, body)).await?;
+                out = self.run_streaming(tag, body).await?;
             }
         }
         self.write(&out).await?;
@@ -489,6 +518,49 @@ impl<A: ImapAuth> Session<A> {
         .map_err(|e| io::Error::other(format!("engine task failed: {e}")))?;
         self.engine = Some(engine);
         Ok(out)
+    }
+
+    /// [`Engine::execute_to`] on a blocking thread, writing what it streams
+    /// (FETCH literals) while it works; returns the rest of the output. The
+    /// channel is small, so the engine runs only as fast as the client reads.
+    async fn run_streaming(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+    ) -> io::Result<Vec<u8>> {
+        let mut engine = self
+            .engine
+            .take()
+            .ok_or_else(|| io::Error::other("not authenticated"))?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(STREAM_DEPTH);
+        let task = tokio::task::spawn_blocking(move || {
+            let out = engine.execute_to(&tag, body, &mut |chunk| tx.blocking_send(chunk).is_ok());
+            (engine, out)
+        });
+        let mut written = Ok(());
+        while let Some(chunk) = rx.recv().await {
+            if let Err(e) = self.write_raw(&chunk).await {
+                written = Err(e);
+                break;
+            }
+        }
+        // A dropped receiver makes the engine's next send fail: it stops early.
+        drop(rx);
+        let (engine, out) = task
+            .await
+            .map_err(|e| io::Error::other(format!("engine task failed: {e}")))?;
+        self.engine = Some(engine);
+        written?;
+        Ok(out)
+    }
+
+    /// Write without flushing (the final write of the command flushes).
+    async fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let c = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no connection"))?;
+        c.write_all(bytes).await
     }
 
     async fn start_tls(&mut self) -> io::Result<()> {
@@ -526,6 +598,10 @@ impl<A: ImapAuth> Session<A> {
         match self.next_message().await? {
             Next::Message => {}
             Next::TooBig(_) => return Ok(None),
+            Next::Bye(why) => {
+                self.bye(why).await?;
+                return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+            }
             Next::End => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,

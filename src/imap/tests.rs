@@ -481,3 +481,90 @@ async fn uidvalidity_and_uids_survive_a_server_restart() {
     assert_eq!(data(&a[3]), "[\"1 2\"]");
     assert_eq!(data(&b[3]), "[\"1 2 3\"]");
 }
+
+/// FETCH responses are written item by item; they must stay the bytes
+/// imap-codec makes of the whole response, with chunks handed to the sink.
+#[test]
+fn streamed_fetch_is_the_codec_encoding() {
+    use imap_codec::decode::Decoder;
+    use imap_codec::encode::Encoder;
+    use imap_codec::imap_types::command::Command;
+    use imap_codec::imap_types::core::{IString, Literal, NString};
+    use imap_codec::imap_types::fetch::{MessageDataItem, Section};
+    use imap_codec::imap_types::response::{Data, Response};
+    use imap_codec::imap_types::IntoStatic;
+    use std::num::NonZeroU32;
+
+    let dir = tempfile::tempdir().unwrap();
+    create_mailbox(dir.path(), MARIO).unwrap();
+    let body: Vec<u8> = b"riga di testo lunga abbastanza\r\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(600 * 1024)
+        .collect();
+    let head = b"From: a@b.test\r\nSubject: grande\r\n\r\n".to_vec();
+    let raw = [head.clone(), body.clone()].concat();
+    let new = dir.path().join("alpha.test/mario.rossi/new/1.M1P1Q1.mx");
+    std::fs::write(new, &raw).unwrap();
+    let store = super::maildir::UserStore::open(dir.path(), MARIO, "mx.test").unwrap();
+    let mut e = super::engine::Engine::new(store);
+    let run =
+        |e: &mut super::engine::Engine, line: &[u8], sink: &mut dyn FnMut(Vec<u8>) -> bool| {
+            let (_, cmd) = imap_codec::CommandCodec::default().decode(line).unwrap();
+            let cmd: Command<'static> = cmd.into_static();
+            e.execute_to(&cmd.tag, cmd.body, sink)
+        };
+    run(&mut e, b"a EXAMINE INBOX\r\n", &mut |_| true);
+    let mut chunks = vec![];
+    let rest = run(
+        &mut e,
+        b"b FETCH 1 (UID BODY.PEEK[HEADER] BODY.PEEK[TEXT]<3.10> RFC822.SIZE BODY.PEEK[] BODY.PEEK[])\r\n",
+        &mut |c| {
+            chunks.push(c);
+            true
+        },
+    );
+    assert!(chunks.len() >= 4, "the big literals were streamed");
+    assert!(chunks.iter().all(|c| c.len() <= 256 * 1024));
+    let got = [chunks.concat(), rest].concat();
+
+    let lit = |d: &[u8]| {
+        NString(Some(IString::Literal(
+            Literal::try_from(d.to_vec()).unwrap(),
+        )))
+    };
+    let items = vec![
+        MessageDataItem::Uid(NonZeroU32::new(1).unwrap()),
+        MessageDataItem::BodyExt {
+            section: Some(Section::Header(None)),
+            origin: None,
+            data: lit(&head),
+        },
+        MessageDataItem::BodyExt {
+            section: Some(Section::Text(None)),
+            origin: Some(3),
+            data: lit(&body[3..13]),
+        },
+        MessageDataItem::Rfc822Size(raw.len() as u32),
+        MessageDataItem::BodyExt {
+            section: None,
+            origin: None,
+            data: lit(&raw),
+        },
+        MessageDataItem::BodyExt {
+            section: None,
+            origin: None,
+            data: lit(&raw),
+        },
+    ];
+    let mut want = imap_codec::ResponseCodec::default()
+        .encode(&Response::Data(Data::fetch(1, items).unwrap()))
+        .dump();
+    want.extend_from_slice(b"b OK FETCH completed\r\n");
+    assert_eq!(got.len(), want.len());
+    assert!(
+        got == want,
+        "streamed FETCH differs from the codec's encoding"
+    );
+}

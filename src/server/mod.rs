@@ -430,6 +430,10 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         ("imap", l_imap, Speaks::Imap(false)),
         ("imaps", l_imaps, Speaks::Imap(true)),
     ];
+    let memory = crate::memory::MemoryBudget::new(ctx.cfg.memory_budget());
+    let incoming = ctx.store.paths().data_dir.join("incoming");
+    crate::smtp::remove_spool_leftovers(&incoming)
+        .map_err(|e| format!("{}: {e}", incoming.display()))?;
     let mut watched = Vec::new();
     for (name, l, speaks) in declared {
         let Some(l) = l else { continue };
@@ -438,6 +442,12 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
             Speaks::Smtp(mode, implicit) => {
                 let mut c = submission::smtp_config(&ctx.cfg, acceptor.clone(), implicit, mode);
                 c.connections = ctx.metrics.connections(name);
+                c.memory = memory.clone();
+                c.spool_dir = incoming.clone();
+                c.message_memory_factor = match mode {
+                    Mode::Submission => crate::memory::SUBMISSION_FACTOR,
+                    Mode::Inbound => crate::memory::INBOUND_FACTOR,
+                };
                 let c = Arc::new(c);
                 match mode {
                     Mode::Submission => {

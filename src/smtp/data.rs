@@ -77,6 +77,51 @@ impl DataReader {
         }
     }
 
+    /// True once the content went past the limit (its bytes are no longer kept).
+    pub fn is_oversized(&self) -> bool {
+        self.size > self.max
+    }
+
+    /// Kept bytes not yet taken with [`Self::take_kept`].
+    pub fn kept(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Allocated room for kept bytes; what the reader holds in memory.
+    pub fn capacity(&self) -> usize {
+        self.out.capacity()
+    }
+
+    /// Bytes that can be kept before the buffer would reallocate. Feeding at
+    /// most this much input never grows the buffer: unstuffing only shrinks.
+    pub fn room(&self) -> usize {
+        self.out.capacity() - self.out.len()
+    }
+
+    /// Make the buffer hold `total` bytes without reallocating.
+    pub fn grow_to(&mut self, total: usize) {
+        self.out.reserve_exact(total.saturating_sub(self.out.len()));
+    }
+
+    /// The kept bytes so far (to move elsewhere, e.g. to disk); the reader
+    /// goes on with an empty buffer until [`Self::give_back`].
+    pub fn take_kept(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Reuse a buffer from [`Self::take_kept`] (emptied; its allocation kept).
+    pub fn give_back(&mut self, mut buf: Vec<u8>) {
+        buf.clear();
+        if !self.is_oversized() && self.out.capacity() == 0 {
+            self.out = buf;
+        }
+    }
+
+    /// Forget the kept bytes but keep the allocation.
+    pub fn clear_kept(&mut self) {
+        self.out.clear();
+    }
+
     /// Consume input; returns how many bytes were used and, once the terminator
     /// was seen, the outcome. Bytes after the terminator are not consumed: they
     /// are the next pipelined commands.

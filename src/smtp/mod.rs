@@ -16,6 +16,7 @@
 
 pub mod command;
 pub mod data;
+mod incoming;
 mod listener;
 pub mod reply;
 mod session;
@@ -26,8 +27,13 @@ mod tests;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::memory::MemoryBudget;
+
+pub use incoming::remove_leftovers as remove_spool_leftovers;
 pub use listener::serve;
 pub use reply::Reply;
 pub use stream::{SmtpStream, Stream};
@@ -68,7 +74,22 @@ pub struct SmtpConfig {
     pub max_errors: usize,
     /// Open connections, for the metrics.
     pub connections: crate::metrics::ConnectionGauge,
+    /// Memory shared by every session's message bytes (`[limits] memory_budget`).
+    pub memory: Arc<MemoryBudget>,
+    /// DATA bytes a session keeps in memory before it spools them to a file.
+    pub spool_threshold: usize,
+    /// Where DATA past `spool_threshold` goes (unlinked files).
+    pub spool_dir: PathBuf,
+    /// Memory the backend needs for a finished message, as a multiple of its
+    /// size; reserved before it is handed over.
+    pub message_memory_factor: usize,
+    /// How long a finished message waits for that memory before `452 4.3.1`.
+    pub memory_wait: Duration,
 }
+
+/// Default [`SmtpConfig::spool_threshold`]: well above a usual PEC message,
+/// so the fast path never touches the disk.
+pub const DEFAULT_SPOOL_THRESHOLD: usize = 256 * 1024;
 
 impl SmtpConfig {
     /// A configuration with the usual defaults (RFC 5321 §4.5.3.2 timeouts).
@@ -86,6 +107,11 @@ impl SmtpConfig {
             max_connections_per_ip: 20,
             max_errors: 10,
             connections: crate::metrics::ConnectionGauge::detached(),
+            memory: MemoryBudget::unlimited(),
+            spool_threshold: DEFAULT_SPOOL_THRESHOLD,
+            spool_dir: std::env::temp_dir(),
+            message_memory_factor: 1,
+            memory_wait: Duration::from_secs(5),
         }
     }
 }
@@ -104,6 +130,11 @@ impl std::fmt::Debug for SmtpConfig {
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("max_errors", &self.max_errors)
+            .field("memory_budget", &self.memory.limit())
+            .field("spool_threshold", &self.spool_threshold)
+            .field("spool_dir", &self.spool_dir)
+            .field("message_memory_factor", &self.message_memory_factor)
+            .field("memory_wait", &self.memory_wait)
             .finish()
     }
 }

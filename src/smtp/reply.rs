@@ -342,6 +342,15 @@ impl Reply {
         )
     }
 
+    /// The provider's memory budget (or spool disk) cannot take the message now.
+    pub fn insufficient_storage() -> Self {
+        Self::new(
+            452,
+            (4, 3, 1),
+            "Insufficient system storage, try again later",
+        )
+    }
+
     /// RCPT beyond `max_recipients` (RFC 5321 §4.5.3.1.10).
     pub fn too_many_recipients() -> Self {
         Self::new(452, (4, 5, 3), "Too many recipients")

@@ -15,7 +15,8 @@ use tokio::time::{timeout, timeout_at, Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::command::{self, Command, Mechanism, MAX_AUTH_LINE, MAX_COMMAND_LINE};
-use super::data::{DataOutcome, DataReader};
+use super::data::DataOutcome;
+use super::incoming::Incoming;
 use super::reply::Reply;
 use super::stream::SmtpStream;
 use super::{Backend, Envelope, Mode, SessionInfo, SmtpConfig};
@@ -35,7 +36,7 @@ enum State {
     /// Message content, up to `<CRLF>.<CRLF>`.
     Data {
         env: Envelope,
-        reader: DataReader,
+        reader: Box<Incoming>,
         deadline: Instant,
     },
     /// A response to an AUTH challenge.
@@ -433,7 +434,7 @@ impl<S: SmtpStream, B: Backend> Session<S, B> {
         };
         self.state = State::Data {
             env,
-            reader: DataReader::new(self.cfg.max_message_size),
+            reader: Box::new(Incoming::new(&self.cfg)),
             deadline: Instant::now() + self.cfg.data_timeout,
         };
         self.push(Reply::data_start());
@@ -451,7 +452,7 @@ impl<S: SmtpStream, B: Backend> Session<S, B> {
                 return Flow::Continue;
             };
             let deadline = *deadline;
-            let (used, outcome) = reader.feed(&self.rbuf[self.rpos..]);
+            let (used, outcome) = reader.feed(&self.rbuf[self.rpos..]).await;
             self.rpos += used;
             if let Some(outcome) = outcome {
                 return self.finish_data(outcome).await;
@@ -487,15 +488,24 @@ impl<S: SmtpStream, B: Backend> Session<S, B> {
     }
 
     async fn finish_data(&mut self, outcome: DataOutcome) -> Flow {
-        let State::Data { env, .. } = std::mem::replace(&mut self.state, State::Mail) else {
+        let State::Data { env, reader, .. } = std::mem::replace(&mut self.state, State::Mail)
+        else {
             return Flow::Close;
         };
         let reply = match outcome {
-            DataOutcome::Message(message) => {
-                let size = message.len();
-                let reply = self.backend.data(&self.info, &env, message).await;
-                info!(from = %env.mail_from, rcpts = env.rcpt_to.len(), size, code = reply.code, "message");
-                reply
+            DataOutcome::Message(tail) => {
+                match reader.finish(tail, self.cfg.message_memory_factor).await {
+                    Ok(finished) => {
+                        let size = finished.message.len();
+                        let reply = self.backend.data(&self.info, &env, finished.message).await;
+                        info!(from = %env.mail_from, rcpts = env.rcpt_to.len(), size, code = reply.code, "message");
+                        reply
+                    }
+                    Err(reply) => {
+                        info!(from = %env.mail_from, code = reply.code, "message not taken");
+                        reply
+                    }
+                }
             }
             DataOutcome::TooBig => {
                 info!(from = %env.mail_from, "message too big");

@@ -387,6 +387,67 @@ async fn oversize_by_parameter_and_by_content() {
 }
 
 #[tokio::test]
+async fn spooled_data_is_exact_and_bounded_by_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = crate::memory::MemoryBudget::new(400_000);
+    let mut cfg = config(Mode::Inbound);
+    cfg.max_message_size = 1 << 20;
+    cfg.spool_threshold = 8 * 1024;
+    cfg.spool_dir = dir.path().to_path_buf();
+    cfg.memory = budget.clone();
+    cfg.message_memory_factor = 2;
+    cfg.memory_wait = Duration::from_millis(50);
+    let srv = start(cfg).await;
+    let mut c = Client::greeted(srv.addr).await;
+    c.ehlo().await;
+    // Dot-stuffed lines land on both sides of every spill, some split there.
+    let (mut wire, mut want) = (Vec::new(), Vec::new());
+    for i in 0..3000 {
+        let line = format!(".{i:05} the leading dot was doubled on the wire\r\n");
+        wire.push(b'.');
+        wire.extend_from_slice(line.as_bytes());
+        want.extend_from_slice(line.as_bytes());
+    }
+    wire.extend_from_slice(b".\r\nNOOP\r\n");
+    c.expect("MAIL FROM:<a@b.test>", 250, "2.1.0").await;
+    c.expect("RCPT TO:<x@y.test>", 250, "2.1.5").await;
+    c.expect("DATA", 354, "").await;
+    for piece in wire.chunks(1000) {
+        c.send(piece).await;
+    }
+    c.expect_reply(250, "2.0.0").await;
+    c.expect_reply(250, "2.0.0 Ok").await;
+    assert_eq!(srv.backend.messages.lock().unwrap()[0].2, want);
+    assert_eq!(budget.in_use(), 0);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    // A bare LF after the first spill still refuses the whole message.
+    c.expect("MAIL FROM:<a@b.test>", 250, "2.1.0").await;
+    c.expect("RCPT TO:<x@y.test>", 250, "2.1.5").await;
+    c.expect("DATA", 354, "").await;
+    let mut body = want.clone();
+    body.extend_from_slice(b"x\n.\r\nMAIL FROM:<evil@x.test>\r\n.\r\n");
+    c.send(&body).await;
+    c.expect_reply(554, "5.6.0").await;
+
+    // Twice the size of a message that big cannot be had: 452, and the
+    // session goes on with a small one.
+    c.expect("MAIL FROM:<a@b.test>", 250, "2.1.0").await;
+    c.expect("RCPT TO:<x@y.test>", 250, "2.1.5").await;
+    c.expect("DATA", 354, "").await;
+    let mut body = want.repeat(2);
+    body.extend_from_slice(b".\r\n");
+    c.send(&body).await;
+    c.expect_reply(452, "4.3.1").await;
+    c.expect("MAIL FROM:<a@b.test>", 250, "2.1.0").await;
+    c.expect("RCPT TO:<x@y.test>", 250, "2.1.5").await;
+    c.expect("DATA", 354, "").await;
+    c.expect("small\r\n.", 250, "2.0.0").await;
+    assert_eq!(srv.backend.count(), 2);
+    assert_eq!(budget.in_use(), 0);
+}
+
+#[tokio::test]
 async fn smuggling_never_starts_a_second_transaction() {
     let srv = start(config(Mode::Inbound)).await;
     let mut c = Client::greeted(srv.addr).await;

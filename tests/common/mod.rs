@@ -633,6 +633,11 @@ impl RawSmtp {
         self.reply()
     }
 
+    /// Write bytes exactly as given, without waiting for a reply.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
     /// `DATA`, the dot-stuffed message, `.`; returns the final reply.
     pub fn data(&mut self, msg: &[u8]) -> (u16, String) {
         let (code, text) = self.cmd("DATA");
