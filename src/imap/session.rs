@@ -158,23 +158,17 @@ impl<A: ImapAuth> Session<A> {
                 }
                 Next::Message => {}
             }
-            let decoded: Result<Command<'static>, Option<Tag<'static>>> =
-                match self.frag.decode_message(&CommandCodec::default()) {
-                    Ok(c) => Ok(c.into_static()),
-                    Err(DecodeMessageError::MessageTooLong { .. }) => {
-                        let tag = self.frag.decode_tag().map(|t| t.into_static());
-                        self.too_big(tag.as_ref(), "command too large").await?;
-                        continue;
-                    }
-                    Err(_) => Err(self.frag.decode_tag().map(|t| t.into_static())),
-                };
-            match decoded {
-                Ok(cmd) => {
+            match decode_command(&mut self.frag) {
+                Decoded::TooLong(tag) => {
+                    self.too_big(tag.as_ref(), "command too large").await?;
+                    continue;
+                }
+                Decoded::Command(cmd) => {
                     if !self.handle(cmd).await? {
                         return Ok(());
                     }
                 }
-                Err(tag) => {
+                Decoded::Bad(tag) => {
                     let mut out = vec![];
                     status(
                         &mut out,
@@ -212,49 +206,19 @@ impl<A: ImapAuth> Session<A> {
     async fn next_message(&mut self) -> io::Result<Next> {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
-            match self.frag.progress() {
-                Some(FragmentInfo::Line {
-                    announcement: Some(LiteralAnnouncement { mode, length }),
-                    ..
-                }) => {
-                    if length as usize > self.cfg.max_literal {
-                        match mode {
-                            LiteralMode::Sync => {
-                                // The client waits for "+": refuse now, it never sends the bytes.
-                                let tag = self.frag.decode_tag().map(|t| t.into_static());
-                                self.frag.skip_message();
-                                self.too_big = false;
-                                return Ok(Next::TooBig(tag));
-                            }
-                            LiteralMode::NonSync => {
-                                // The bytes are coming anyway: swallow them, then refuse.
-                                self.frag.poison_message();
-                                self.too_big = true;
-                            }
-                        }
-                    } else if mode == LiteralMode::Sync && !self.frag.is_message_poisoned() {
-                        let mut out = vec![];
-                        if let Ok(c) =
-                            CommandContinuationRequest::basic(None, "Ready for literal data")
-                        {
-                            push(&mut out, Response::CommandContinuationRequest(c));
-                        }
-                        self.write(&out).await?;
+            match frame(&mut self.frag, self.cfg.max_literal, &mut self.too_big) {
+                Framed::Continue => {
+                    let mut out = vec![];
+                    if let Ok(c) = CommandContinuationRequest::basic(None, "Ready for literal data")
+                    {
+                        push(&mut out, Response::CommandContinuationRequest(c));
                     }
+                    self.write(&out).await?;
                     continue;
                 }
-                Some(_) => {
-                    if self.frag.is_message_complete() {
-                        if std::mem::take(&mut self.too_big) {
-                            return Ok(Next::TooBig(
-                                self.frag.decode_tag().map(|t| t.into_static()),
-                            ));
-                        }
-                        return Ok(Next::Message);
-                    }
-                    continue;
-                }
-                None => {}
+                Framed::Message => return Ok(Next::Message),
+                Framed::TooBig(tag) => return Ok(Next::TooBig(tag)),
+                Framed::NeedMore => {}
             }
             let conn = self
                 .conn
@@ -600,6 +564,82 @@ impl<A: ImapAuth> Session<A> {
                 }
             }
         }
+    }
+}
+
+/// What the framing made of the bytes buffered so far.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Framed {
+    /// The client must send more bytes.
+    NeedMore,
+    /// A synchronising literal within the limit: tell the client to send it
+    /// (`+ Ready`), then frame again.
+    Continue,
+    /// A complete message is in the fragmentizer.
+    Message,
+    /// The message was refused while being read (literal too large); its tag.
+    TooBig(Option<Tag<'static>>),
+}
+
+/// The sans-IO part of reading a message, so it can be driven without a
+/// socket (the fuzz targets do). `too_big` carries a poisoned
+/// non-synchronising literal across calls until its message ends.
+pub(crate) fn frame(frag: &mut Fragmentizer, max_literal: usize, too_big: &mut bool) -> Framed {
+    loop {
+        match frag.progress() {
+            Some(FragmentInfo::Line {
+                announcement: Some(LiteralAnnouncement { mode, length }),
+                ..
+            }) => {
+                if length as usize > max_literal {
+                    match mode {
+                        LiteralMode::Sync => {
+                            // The client waits for "+": refuse now, it never sends the bytes.
+                            let tag = frag.decode_tag().map(|t| t.into_static());
+                            frag.skip_message();
+                            *too_big = false;
+                            return Framed::TooBig(tag);
+                        }
+                        LiteralMode::NonSync => {
+                            // The bytes are coming anyway: swallow them, then refuse.
+                            frag.poison_message();
+                            *too_big = true;
+                        }
+                    }
+                } else if mode == LiteralMode::Sync && !frag.is_message_poisoned() {
+                    return Framed::Continue;
+                }
+            }
+            Some(_) => {
+                if frag.is_message_complete() {
+                    if std::mem::take(too_big) {
+                        return Framed::TooBig(frag.decode_tag().map(|t| t.into_static()));
+                    }
+                    return Framed::Message;
+                }
+            }
+            None => return Framed::NeedMore,
+        }
+    }
+}
+
+/// A complete message decoded as a command.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Decoded {
+    Command(Command<'static>),
+    /// Longer than the fragmentizer's limit; the tag, when readable.
+    TooLong(Option<Tag<'static>>),
+    /// Not a command we parse; the tag, when readable.
+    Bad(Option<Tag<'static>>),
+}
+
+pub(crate) fn decode_command(frag: &mut Fragmentizer) -> Decoded {
+    match frag.decode_message(&CommandCodec::default()) {
+        Ok(c) => Decoded::Command(c.into_static()),
+        Err(DecodeMessageError::MessageTooLong { .. }) => {
+            Decoded::TooLong(frag.decode_tag().map(|t| t.into_static()))
+        }
+        Err(_) => Decoded::Bad(frag.decode_tag().map(|t| t.into_static())),
     }
 }
 
