@@ -1,5 +1,11 @@
-//! Entry points for the fuzz targets in `fuzz/` that are not otherwise public.
-//! Not an API: nothing in pecd uses it, and it may change with the targets.
+//! What the fuzz targets in `fuzz/` run ([`targets`]), and the entry points
+//! they need that are not otherwise public. Not an API: nothing in pecd uses
+//! it, and it may change with the targets.
+
+pub mod targets;
+
+#[cfg(test)]
+mod props;
 
 use imap_codec::fragmentizer::Fragmentizer;
 use imap_codec::imap_types::command::CommandBody;
