@@ -23,6 +23,8 @@ pub mod admin;
 pub mod certs;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod imap;
 pub mod memory;
 pub mod metrics;

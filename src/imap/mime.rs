@@ -730,4 +730,19 @@ Subject: inner\r\nFrom: c@z.test\r\n\r\ninner body\r\n--BB--\r\n";
         }
         assert!(n >= 10, "only {n} samples read");
     }
+
+    /// Found by `fuzz/` (mime target): two nested `message/rfc822` parts
+    /// with no body in a multipart make mail-parser 0.11.9 reach its
+    /// `debug_assert!(false, "Invalid part ID, could not find multipart.")`
+    /// (parsers/message.rs:485). Only builds with debug assertions panic, so
+    /// Cargo.toml builds mail-parser without them in dev too; without the
+    /// assertion every range must still lie inside the message.
+    #[test]
+    fn nested_empty_rfc822_in_multipart() {
+        let raw = b"Content-Type:multipart;boundary=a\n\n--aContent-Type:message/rfc822\n\n\
+Content-Type:message/rfc822\n\n\n--a--";
+        crate::fuzzing::targets::mime(raw);
+        let tree = parse_tree(raw);
+        assert!(tree.body.end <= raw.len());
+    }
 }

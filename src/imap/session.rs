@@ -185,23 +185,17 @@ impl<A: ImapAuth> Session<A> {
                 }
                 Next::Message => {}
             }
-            let decoded: Result<Command<'static>, Option<Tag<'static>>> =
-                match self.frag.decode_message(&CommandCodec::default()) {
-                    Ok(c) => Ok(c.into_static()),
-                    Err(DecodeMessageError::MessageTooLong { .. }) => {
-                        let tag = self.frag.decode_tag().map(|t| t.into_static());
-                        self.too_big(tag.as_ref(), "command too large").await?;
-                        continue;
-                    }
-                    Err(_) => Err(self.frag.decode_tag().map(|t| t.into_static())),
-                };
-            match decoded {
-                Ok(cmd) => {
+            match decode_command(&mut self.frag) {
+                Decoded::TooLong(tag) => {
+                    self.too_big(tag.as_ref(), "command too large").await?;
+                    continue;
+                }
+                Decoded::Command(cmd) => {
                     if !self.handle(cmd).await? {
                         return Ok(());
                     }
                 }
-                Err(tag) => {
+                Decoded::Bad(tag) => {
                     self.bad += 1;
                     let mut out = vec![];
                     status(
@@ -258,69 +252,40 @@ impl<A: ImapAuth> Session<A> {
         let mut literal = false;
         loop {
             let preauth = self.engine.is_none();
-            let max_literal = if preauth {
-                PREAUTH_MAX_LITERAL
-            } else {
-                self.cfg.max_literal
+            let mut framing = Framing {
+                max_literal: if preauth {
+                    PREAUTH_MAX_LITERAL
+                } else {
+                    self.cfg.max_literal
+                },
+                preauth,
+                too_big: self.too_big,
+                progressed: false,
+                literal: false,
             };
-            let progress = self.frag.progress();
-            if progress.is_some() && started.is_none() {
+            let framed = frame(&mut self.frag, &mut framing);
+            self.too_big = framing.too_big;
+            literal |= framing.literal;
+            if framing.progressed && started.is_none() {
                 started = Some(tokio::time::Instant::now());
             }
-            // The fragmentizer keeps a message up to the post-login limit, so
-            // before login the smaller one is enforced here, as bytes arrive.
-            if preauth && self.frag.message_bytes().len() > PREAUTH_MAX_MESSAGE {
-                tracing::info!(peer = %self.peer, "command too long before login");
-                return Ok(Next::Bye("command too long"));
-            }
-            match progress {
-                Some(FragmentInfo::Line {
-                    announcement: Some(LiteralAnnouncement { mode, length }),
-                    ..
-                }) => {
-                    literal = true;
-                    if length as usize > max_literal {
-                        match mode {
-                            LiteralMode::Sync => {
-                                // The client waits for "+": refuse now, it never sends the bytes.
-                                let tag = self.frag.decode_tag().map(|t| t.into_static());
-                                self.frag.skip_message();
-                                self.too_big = false;
-                                return Ok(Next::TooBig(tag));
-                            }
-                            LiteralMode::NonSync if preauth => {
-                                // Swallowing them would take as long as the sender likes.
-                                return Ok(Next::Bye("literal too large before login"));
-                            }
-                            LiteralMode::NonSync => {
-                                // The bytes are coming anyway: swallow them, then refuse.
-                                self.frag.poison_message();
-                                self.too_big = true;
-                            }
-                        }
-                    } else if mode == LiteralMode::Sync && !self.frag.is_message_poisoned() {
-                        let mut out = vec![];
-                        if let Ok(c) =
-                            CommandContinuationRequest::basic(None, "Ready for literal data")
-                        {
-                            push(&mut out, Response::CommandContinuationRequest(c));
-                        }
-                        self.write(&out).await?;
+            match framed {
+                Framed::Continue => {
+                    let mut out = vec![];
+                    if let Ok(c) = CommandContinuationRequest::basic(None, "Ready for literal data")
+                    {
+                        push(&mut out, Response::CommandContinuationRequest(c));
                     }
+                    self.write(&out).await?;
                     continue;
                 }
-                Some(_) => {
-                    if self.frag.is_message_complete() {
-                        if std::mem::take(&mut self.too_big) {
-                            return Ok(Next::TooBig(
-                                self.frag.decode_tag().map(|t| t.into_static()),
-                            ));
-                        }
-                        return Ok(Next::Message);
-                    }
-                    continue;
+                Framed::Message => return Ok(Next::Message),
+                Framed::TooBig(tag) => return Ok(Next::TooBig(tag)),
+                Framed::Bye(why) => {
+                    tracing::info!(peer = %self.peer, why, "imap input refused before login");
+                    return Ok(Next::Bye(why));
                 }
-                None => {}
+                Framed::NeedMore => {}
             }
             let conn = self
                 .conn
@@ -737,6 +702,111 @@ impl<A: ImapAuth> Session<A> {
                 }
             }
         }
+    }
+}
+
+/// What the framing made of the bytes buffered so far.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Framed {
+    /// The client must send more bytes.
+    NeedMore,
+    /// A synchronising literal within the limit: tell the client to send it
+    /// (`+ Ready`), then frame again.
+    Continue,
+    /// A complete message is in the fragmentizer.
+    Message,
+    /// The message was refused while being read (literal too large); its tag.
+    TooBig(Option<Tag<'static>>),
+    /// Before login: a command too long, or a large literal the client sends
+    /// without waiting; swallowing it would take as long as the client
+    /// likes, so the session ends.
+    Bye(&'static str),
+}
+
+/// Limits and state of framing one message.
+#[derive(Debug)]
+pub(crate) struct Framing {
+    /// Largest literal taken.
+    pub max_literal: usize,
+    /// Not logged in yet: small commands only ([`PREAUTH_MAX_MESSAGE`]).
+    pub preauth: bool,
+    /// A poisoned non-synchronising literal, carried until its message ends.
+    pub too_big: bool,
+    /// Set when bytes of a message were framed (its time starts).
+    pub progressed: bool,
+    /// Set when the message announced a literal (`data_timeout` applies).
+    pub literal: bool,
+}
+
+/// The sans-IO part of reading a message, so it can be driven without a
+/// socket (the fuzz targets do).
+pub(crate) fn frame(frag: &mut Fragmentizer, f: &mut Framing) -> Framed {
+    loop {
+        let progress = frag.progress();
+        f.progressed |= progress.is_some();
+        // The fragmentizer keeps a message up to the post-login limit, so
+        // before login the smaller one is enforced here, as bytes arrive.
+        if f.preauth && frag.message_bytes().len() > PREAUTH_MAX_MESSAGE {
+            return Framed::Bye("command too long");
+        }
+        match progress {
+            Some(FragmentInfo::Line {
+                announcement: Some(LiteralAnnouncement { mode, length }),
+                ..
+            }) => {
+                f.literal = true;
+                if length as usize > f.max_literal {
+                    match mode {
+                        LiteralMode::Sync => {
+                            // The client waits for "+": refuse now, it never sends the bytes.
+                            let tag = frag.decode_tag().map(|t| t.into_static());
+                            frag.skip_message();
+                            f.too_big = false;
+                            return Framed::TooBig(tag);
+                        }
+                        LiteralMode::NonSync if f.preauth => {
+                            return Framed::Bye("literal too large before login");
+                        }
+                        LiteralMode::NonSync => {
+                            // The bytes are coming anyway: swallow them, then refuse.
+                            frag.poison_message();
+                            f.too_big = true;
+                        }
+                    }
+                } else if mode == LiteralMode::Sync && !frag.is_message_poisoned() {
+                    return Framed::Continue;
+                }
+            }
+            Some(_) => {
+                if frag.is_message_complete() {
+                    if std::mem::take(&mut f.too_big) {
+                        return Framed::TooBig(frag.decode_tag().map(|t| t.into_static()));
+                    }
+                    return Framed::Message;
+                }
+            }
+            None => return Framed::NeedMore,
+        }
+    }
+}
+
+/// A complete message decoded as a command.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Decoded {
+    Command(Command<'static>),
+    /// Longer than the fragmentizer's limit; the tag, when readable.
+    TooLong(Option<Tag<'static>>),
+    /// Not a command we parse; the tag, when readable.
+    Bad(Option<Tag<'static>>),
+}
+
+pub(crate) fn decode_command(frag: &mut Fragmentizer) -> Decoded {
+    match frag.decode_message(&CommandCodec::default()) {
+        Ok(c) => Decoded::Command(c.into_static()),
+        Err(DecodeMessageError::MessageTooLong { .. }) => {
+            Decoded::TooLong(frag.decode_tag().map(|t| t.into_static()))
+        }
+        Err(_) => Decoded::Bad(frag.decode_tag().map(|t| t.into_static())),
     }
 }
 

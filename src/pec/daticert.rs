@@ -162,6 +162,21 @@ impl fmt::Display for DaticertError {
 
 impl std::error::Error for DaticertError {}
 
+/// Characters XML 1.0 cannot carry, not even as a reference.
+fn unwritable(c: char) -> bool {
+    ((c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}'
+}
+
+/// What the model keeps of a text or attribute value: the parser drops what
+/// the writer could not write, so every parsed model writes back unchanged.
+fn clean(s: &str) -> String {
+    s.chars()
+        .filter(|&c| !unwritable(c))
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
 /// Escape text content or an attribute value. Characters XML 1.0 forbids
 /// (C0 controls other than TAB/LF/CR) are dropped rather than making the
 /// document unparsable; CR is kept as a reference so parsers do not fold it.
@@ -174,7 +189,7 @@ fn escape(s: &str, out: &mut String) {
             '"' => out.push_str("&quot;"),
             '\r' => out.push_str("&#13;"),
             '\t' | '\n' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
+            c if unwritable(c) => {}
             c => out.push(c),
         }
     }
@@ -297,10 +312,8 @@ impl Daticert {
                             .to_ascii_lowercase();
                         let val = a
                             .unescape_value()
-                            .map(|v| v.trim().to_string())
-                            .unwrap_or_else(|_| {
-                                String::from_utf8_lossy(&a.value).trim().to_string()
-                            });
+                            .map(|v| clean(&v))
+                            .unwrap_or_else(|_| clean(&String::from_utf8_lossy(&a.value)));
                         match (name.as_str(), key.as_str()) {
                             ("postacert", "tipo") => {
                                 tipo = Tipo::parse(&val);
@@ -354,8 +367,8 @@ impl Daticert {
                 }
                 Event::End(_) => {
                     if let Some(name) = stack.pop() {
-                        let text = std::mem::take(&mut buf);
-                        finish(&name, text.trim(), &mut d, &mut dest_tipo);
+                        let text = clean(&std::mem::take(&mut buf));
+                        finish(&name, &text, &mut d, &mut dest_tipo);
                     }
                 }
                 Event::Eof => break,
@@ -545,5 +558,22 @@ mod tests {
             read += 1;
         }
         assert!(read >= 10, "only {read} samples read");
+    }
+
+    /// Found by `fuzz/` (daticert target): the writer drops characters XML
+    /// cannot carry, so a parsed model holding one did not survive
+    /// `to_xml` then `parse`.
+    #[test]
+    fn round_trip_with_characters_xml_cannot_carry() {
+        for text in ["a\u{7} b", "\u{7} x", "x \u{1f}", "a\u{FFFF}b"] {
+            let xml = format!(
+                "<postacert tipo=\"accettazione\"><dati><data zona=\"{text}\"/>\
+                 <identificativo>id{text}</identificativo></dati>\
+                 <intestazione><oggetto>{text}</oggetto></intestazione></postacert>"
+            );
+            let d = Daticert::parse(xml.as_bytes()).unwrap();
+            let again = Daticert::parse(d.to_xml().as_bytes()).unwrap();
+            assert_eq!(d, again, "{text:?}");
+        }
     }
 }
