@@ -103,6 +103,11 @@ CREATE INDEX jobs_held ON jobs(id) WHERE state = 'held';
 "#,
 ];
 
+/// The schema version this binary migrates to.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
 /// Bring the database to the newest schema.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
