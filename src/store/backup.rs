@@ -18,9 +18,12 @@
 //!    later (quarantine, log seals) are included without touching this code.
 //!    In a Maildir, `new/` is listed before `cur/` (a message moving from one
 //!    to the other is found in the second) and a message renamed or expunged
-//!    meanwhile is looked for again by its base name, or skipped. Mail
-//!    delivered after the snapshot may or may not be copied: a job the
-//!    snapshot still has pending redoes its delivery under the same name.
+//!    meanwhile is looked for again by its base name, or skipped. A file pecd
+//!    delivered for a job the snapshot does not have (created after it) is
+//!    left out: the restored provider re-creates such a job, with a new
+//!    creation time and so a new file name, and would store the message
+//!    twice. A job the snapshot has, pending or done, keeps its file: a
+//!    pending one redoes its delivery under the same name and finds it.
 //! 5. Every job the snapshot has pending or held is checked against the
 //!    copied spool, every file and directory is fsynced, and the manifest is
 //!    written last: a backup without a manifest is an unfinished one.
@@ -226,10 +229,56 @@ struct Snapshot {
     schema_version: i64,
     /// Spool names of the pending and held jobs.
     blobs: Vec<String>,
+    /// Which pecd-delivered Maildir files the snapshot knows.
+    deliveries: Deliveries,
+}
+
+/// How far back a job missing from the snapshot can have been created and
+/// still be one committed after it. Well inside the week finished jobs are
+/// kept, so a file of a purged job (delivered long ago) is never left out.
+const LATE_JOB_WINDOW_MS: i64 = 86_400_000;
+
+/// Maildir base names of the snapshot's jobs, without the host part:
+/// `maildir::file_name_for(key, created_at, "")`.
+#[derive(Default)]
+struct Deliveries {
+    stems: HashSet<String>,
+    snapshot_ms: i64,
+}
+
+impl Deliveries {
+    /// Whether `file` is a delivery by a job created after the snapshot.
+    fn is_late(&self, file: &str) -> bool {
+        let Some((stem, secs)) = delivery_stem(file) else {
+            return false;
+        };
+        secs.saturating_mul(1000) >= self.snapshot_ms - LATE_JOB_WINDOW_MS
+            && !self.stems.contains(stem)
+    }
+}
+
+/// `<secs>.M<usec>K<20 hex>.` of a pecd delivery name, and its seconds.
+fn delivery_stem(file: &str) -> Option<(&str, i64)> {
+    let (secs, rest) = file.split_once('.')?;
+    let b = rest.as_bytes();
+    let shaped = !secs.is_empty()
+        && secs.bytes().all(|c| c.is_ascii_digit())
+        && b.len() > 29
+        && b[0] == b'M'
+        && b[1..7].iter().all(u8::is_ascii_digit)
+        && b[7] == b'K'
+        && b[8..28]
+            .iter()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        && b[28] == b'.';
+    if !shaped {
+        return None;
+    }
+    Some((&file[..secs.len() + 30], secs.parse().ok()?))
 }
 
 /// Copy the live database `db` into the new file `dst` as one instant.
-fn snapshot_db(db: &Path, dst: &Path) -> Result<Snapshot, BackupError> {
+fn snapshot_db(db: &Path, dst: &Path, snapshot_ms: i64) -> Result<Snapshot, BackupError> {
     let src = open_connection(db)?;
     let mut out = Connection::open(dst)?;
     {
@@ -270,12 +319,28 @@ fn snapshot_db(db: &Path, dst: &Path) -> Result<Snapshot, BackupError> {
         let rows = st.query_map([], |r| r.get::<_, String>(0))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
+    let mut deliveries = Deliveries {
+        stems: HashSet::new(),
+        snapshot_ms,
+    };
+    {
+        let mut st = out.prepare("SELECT key, created_at FROM jobs")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let key: String = r.get(0)?;
+            let created: i64 = r.get(1)?;
+            deliveries
+                .stems
+                .insert(super::maildir::file_name_for(&key, created, ""));
+        }
+    }
     out.close().map_err(|(_, e)| BackupError::Sql(e))?;
     let f = File::open(dst).map_err(at(dst))?;
     f.sync_all().map_err(at(dst))?;
     Ok(Snapshot {
         schema_version,
         blobs,
+        deliveries,
     })
 }
 
@@ -290,7 +355,12 @@ fn base_name(file: &str) -> &str {
 
 /// Copy the messages of one Maildir folder, each once, whatever renames
 /// (flags, `new/` to `cur/`) and expunges happen while we list.
-fn copy_messages(src: &Path, dst: &Path, w: &mut Written) -> Result<(), BackupError> {
+fn copy_messages(
+    src: &Path,
+    dst: &Path,
+    known: &Deliveries,
+    w: &mut Written,
+) -> Result<(), BackupError> {
     for sub in ["new", "cur", "tmp"] {
         w.mkdir(&dst.join(sub))?;
     }
@@ -301,7 +371,7 @@ fn copy_messages(src: &Path, dst: &Path, w: &mut Written) -> Result<(), BackupEr
         for sub in ["new", "cur"] {
             for name in list(&src.join(sub))? {
                 let base = base_name(&name).to_string();
-                if copied.contains(&base) {
+                if copied.contains(&base) || known.is_late(&base) {
                     continue;
                 }
                 match copy_path(&src.join(sub).join(&name), &dst.join(sub).join(&name))? {
@@ -326,6 +396,7 @@ struct Skip<'a> {
     data_dir: &'a Path,
     spool: &'a Path,
     db_name: String,
+    deliveries: &'a Deliveries,
 }
 
 impl Skip<'_> {
@@ -351,7 +422,7 @@ fn copy_tree(src: &Path, dst: &Path, skip: &Skip, w: &mut Written) -> Result<(),
     w.mkdir(dst)?;
     let maildir = is_maildir(src);
     if maildir {
-        copy_messages(src, dst, w)?;
+        copy_messages(src, dst, skip.deliveries, w)?;
     }
     for name in list(src)? {
         if skip.skips(src, &name) || (maildir && ["new", "cur", "tmp"].contains(&name.as_str())) {
@@ -442,7 +513,7 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<Manifest, BackupError> {
     pinned.pin()?;
     let created_ms = now_ms();
     let db_copy = dest.join(&db_name);
-    let snap = snapshot_db(&paths.db, &db_copy)?;
+    let snap = snapshot_db(&paths.db, &db_copy, created_ms)?;
     let db_len = std::fs::metadata(&db_copy).map_err(at(&db_copy))?.len();
     w.file(db_len);
     pinned.pin()?;
@@ -454,6 +525,7 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<Manifest, BackupError> {
         data_dir,
         spool: &paths.spool,
         db_name: db_name.clone(),
+        deliveries: &snap.deliveries,
     };
     copy_tree(data_dir, dest, &skip, &mut w)?;
 
@@ -692,11 +764,27 @@ mod tests {
         std::fs::write(src.join("new/1.M1K1.h"), b"one").unwrap();
         std::fs::write(src.join("cur/2.M1K2.h:2,S"), b"two").unwrap();
         std::fs::write(src.join("tmp/half"), b"partial").unwrap();
+        // pecd deliveries: one by a job the snapshot has, one by a job
+        // created after it, one by a job purged long ago.
+        let snapshot_ms = 1_800_000_000_000;
+        let known = maildir::file_name_for("busta:a:x", snapshot_ms - 5, "mx.test");
+        let late = maildir::file_name_for("busta:b:x", snapshot_ms - 5, "mx.test");
+        let old = maildir::file_name_for("busta:c:x", snapshot_ms - 8 * 86_400_000, "mx.test");
+        for n in [&known, &late, &old] {
+            std::fs::write(src.join("new").join(n), b"pec").unwrap();
+        }
+        let deliveries = Deliveries {
+            stems: [maildir::file_name_for("busta:a:x", snapshot_ms - 5, "")].into(),
+            snapshot_ms,
+        };
+        assert_eq!(delivery_stem(&late).unwrap().1, (snapshot_ms - 5) / 1000);
         let dst = tmp.path().join("copy");
         let mut w = Written::default();
         w.mkdir(&dst).unwrap();
-        copy_messages(&src, &dst, &mut w).unwrap();
-        assert_eq!((w.files, w.bytes), (2, 6));
+        copy_messages(&src, &dst, &deliveries, &mut w).unwrap();
+        assert_eq!((w.files, w.bytes), (4, 12));
+        assert!(dst.join("new").join(&known).exists() && dst.join("new").join(&old).exists());
+        assert!(!dst.join("new").join(&late).exists());
         assert_eq!(std::fs::read(dst.join("new/1.M1K1.h")).unwrap(), b"one");
         assert_eq!(std::fs::read_dir(dst.join("tmp")).unwrap().count(), 0);
         // A file that vanished after listing is not an error.
