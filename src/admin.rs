@@ -24,6 +24,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Queue(q) => crate::server::queue_main(&cli.config, q),
         Command::Demo => crate::server::demo_main(),
         Command::Bench(b) => crate::server::bench_main(b),
+        Command::Backup { dest } => backup(&cli.config, &dest),
+        Command::Restore { src } => restore(&cli.config, &src),
     };
     match result {
         Ok(code) => code,
@@ -311,5 +313,35 @@ fn init(a: InitArgs) -> AdminResult {
     );
     println!("  pecd --config {} check-config", cfg_path.display());
     println!("  pecd --config {} serve", cfg_path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn backup(config: &Path, dest: &Path) -> AdminResult {
+    let cfg = load_config(config)?;
+    let m = store::backup::backup(&cfg.data_dir(), dest)?;
+    println!(
+        "backed up {} into {}: {} files, {} bytes, schema {}, database as of {}",
+        cfg.data_dir().display(),
+        dest.display(),
+        m.files,
+        m.bytes,
+        m.schema_version,
+        m.created_at
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore(config: &Path, src: &Path) -> AdminResult {
+    let cfg = load_config(config)?;
+    let m = store::backup::restore(src, &cfg.data_dir())?;
+    println!(
+        "restored {} into {}: {} files, {} bytes, database as of {} (pecd {})",
+        src.display(),
+        cfg.data_dir().display(),
+        m.files,
+        m.bytes,
+        m.created_at,
+        m.pecd_version
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -42,6 +42,16 @@ pub enum Command {
     Demo,
     /// End-to-end throughput benchmark on loopback.
     Bench(BenchArgs),
+    /// Copy the data directory consistently into DEST while the daemon runs.
+    Backup {
+        /// New or empty directory to write the backup into.
+        dest: PathBuf,
+    },
+    /// Put a backup back into the (empty) data directory of the config.
+    Restore {
+        /// Directory written by `pecd backup`.
+        src: PathBuf,
+    },
 }
 
 /// `pecd user …`

@@ -107,6 +107,11 @@ CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL)
 "#,
 ];
 
+/// The schema version this binary migrates to.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
 /// Bring the database to the newest schema.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

@@ -56,6 +56,19 @@ fn fresh_id() -> u64 {
     (crate::pec::clock::since_epoch().as_nanos() as u64).max(1)
 }
 
+/// Whether `file_name` is a segment file.
+pub fn is_segment(file_name: &str) -> bool {
+    segment_id(file_name).is_some()
+}
+
+/// The segment file of a blob name and the offset just past its bytes.
+pub fn extent(blob: &str) -> Option<(&str, u64)> {
+    let (seg, range) = blob.split_once('@')?;
+    let (off, len) = range.split_once('+')?;
+    let end = off.parse::<u64>().ok()?.checked_add(len.parse().ok()?)?;
+    is_segment(seg).then_some((seg, end))
+}
+
 /// The segment file a blob name points into.
 pub fn segment_of(blob: &str) -> Option<&str> {
     blob.split_once('@').map(|(seg, _)| seg)
