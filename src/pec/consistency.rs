@@ -27,7 +27,6 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-
 use super::classify::{Kind, PecMessage};
 use super::headers::{addresses, decode_unstructured, raw_fields};
 use super::mime::decode_rfc2047;
