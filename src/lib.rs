@@ -24,6 +24,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod imap;
+pub mod notify;
 pub mod pec;
 pub mod relay;
 pub mod server;
