@@ -810,6 +810,26 @@ key = "certs/tls.key"
     }
 
     #[test]
+    fn locate_prefers_flag_then_env_then_the_first_existing_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+        std::fs::write(&b, "").unwrap();
+        let defaults = [a.as_path(), b.as_path()];
+        let flag = Path::new("/flag.toml");
+        let env = || Some(std::ffi::OsString::from("/env.toml"));
+        assert_eq!(locate_in(Some(flag), env(), &defaults).unwrap(), flag);
+        assert_eq!(
+            locate_in(None, env(), &defaults).unwrap(),
+            PathBuf::from("/env.toml")
+        );
+        assert_eq!(locate_in(None, None, &defaults).unwrap(), b);
+        std::fs::remove_file(&b).unwrap();
+        let e = locate_in(None, None, &defaults).unwrap_err();
+        assert!(e.contains(&a.display().to_string()) && e.contains(&b.display().to_string()));
+        assert!(e.contains("--config") && e.contains(CONFIG_ENV), "{e}");
+    }
+
+    #[test]
     fn sizes_and_durations() {
         assert_eq!(parse_size("30MB").unwrap(), 30_000_000);
         assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
