@@ -13,27 +13,42 @@ use crate::store::{self, maildir, users, Store};
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
+    // Only the commands that read a configuration look for one: `init`,
+    // `verify` and the others work anywhere.
+    let flag = cli.config;
+    let config = || -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+        Ok(crate::config::locate(flag.as_deref())?)
+    };
     let result = match cli.command {
-        Command::Serve => crate::server::serve_main(&cli.config),
-        Command::CheckConfig => check_config(&cli.config),
-        Command::User(u) => user(&cli.config, u),
-        Command::Log(a) => log(&cli.config, a),
+        Command::Serve => config().and_then(|p| crate::server::serve_main(&p)),
+        Command::CheckConfig => config().and_then(|p| check_config(&p)),
+        Command::User(u) => config().and_then(|p| user(&p, u)),
+        Command::Log(a) => config().and_then(|p| log(&p, a)),
         Command::Init(a) => init(a),
         Command::Verify(a) => crate::server::verify_main(a),
         Command::Index(i) => crate::server::index_main(i),
-        Command::Queue(q) => crate::server::queue_main(&cli.config, q),
+        Command::Queue(q) => config().and_then(|p| crate::server::queue_main(&p, q)),
         Command::Demo => crate::server::demo_main(),
         Command::Bench(b) => crate::server::bench_main(b),
-        Command::Backup { dest } => backup(&cli.config, &dest),
-        Command::Restore { src } => restore(&cli.config, &src),
+        Command::Backup { dest } => config().and_then(|p| backup(&p, &dest)),
+        Command::Restore { src } => config().and_then(|p| restore(&p, &src)),
     };
     match result {
         Ok(code) => code,
+        // `pecd verify … | head`: the reader has all it wanted. Say nothing
+        // and end as a tool killed by SIGPIPE would (128 + 13), so a
+        // pipeline under `pipefail` still sees that output was cut short.
+        Err(e) if is_broken_pipe(e.as_ref()) => ExitCode::from(141),
         Err(e) => {
             eprintln!("pecd: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// Errors of admin commands: a message for the operator.
@@ -47,23 +62,28 @@ pub fn load_config(path: &Path) -> Result<Config, Box<dyn std::error::Error>> {
 fn check_config(path: &Path) -> AdminResult {
     // Key errors are collected rather than fatal: every problem is printed.
     let (cfg, mut problems) = Config::load_reporting(path);
-    let Some(cfg) = cfg else {
-        for p in &problems {
-            println!("{p}");
-        }
-        return Ok(ExitCode::FAILURE);
-    };
-    problems.extend(cfg.validate(true));
-    problems.extend(crate::server::check_trust(&cfg));
+    if let Some(cfg) = &cfg {
+        problems.extend(cfg.validate(true));
+        problems.extend(crate::server::check_trust(cfg));
+    }
     if problems.is_empty() {
         println!("{}: ok", path.display());
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for p in &problems {
-            println!("{p}");
-        }
-        Ok(ExitCode::FAILURE)
+        return Ok(ExitCode::SUCCESS);
     }
+    // Each line names the file, so a problem copied out of a long log still
+    // says which configuration it is about.
+    let name = path.display().to_string();
+    let mut seen = std::collections::HashSet::new();
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    for p in problems.iter().filter(|p| seen.insert(p.as_str())) {
+        if p.starts_with(&name) {
+            writeln!(out, "{p}")?;
+        } else {
+            writeln!(out, "{name}: {p}")?;
+        }
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 fn read_password(from_stdin: bool, address: &str) -> Result<String, Box<dyn std::error::Error>> {
@@ -148,8 +168,15 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             ExitCode::SUCCESS
         }
         UserCommand::List => {
-            for u in st.read_blocking(|c| Ok(users::list(c)?))? {
-                println!("{u}");
+            let list = st.read_blocking(|c| Ok(users::list(c)?))?;
+            if list.is_empty() {
+                // On stderr: a script reading addresses from stdout gets none.
+                eprintln!("no users (add one with `pecd user add ADDRESS`)");
+            }
+            let out = std::io::stdout();
+            let mut out = out.lock();
+            for u in list {
+                writeln!(out, "{u}")?;
             }
             ExitCode::SUCCESS
         }
@@ -171,9 +198,19 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
         address: a.address,
         event: None,
     };
+    let filtered = q.identificativo.is_some() || q.msgid.is_some() || q.address.is_some();
+    let rows = store::log::query(&conn, &q)?;
+    if rows.is_empty() {
+        // On stderr, so `--json` output stays nothing but JSON lines.
+        if filtered {
+            eprintln!("no PEC log events match");
+        } else {
+            eprintln!("the PEC log is empty");
+        }
+    }
     let out = std::io::stdout();
     let mut out = out.lock();
-    for e in store::log::query(&conn, &q)? {
+    for e in rows {
         if a.json {
             writeln!(out, "{}", serde_json::to_string(&e)?)?;
         } else {
@@ -199,9 +236,21 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The config `pecd init` writes (also the shape of `config/pecd.toml`).
-/// `ports`: submission, submissions, inbound, imap, imaps, admin.
+/// The config `pecd init` writes (also the shape of `config/pecd.toml`),
+/// listening on loopback.
 pub fn provider_config_text(name: &str, domain: &str, hostname: &str, ports: [u16; 6]) -> String {
+    provider_config_text_at(name, domain, hostname, "127.0.0.1", ports)
+}
+
+/// [`provider_config_text`] with the listeners on `host`; ports in the order
+/// submission, submissions, inbound, imap, imaps, admin (on loopback).
+pub fn provider_config_text_at(
+    name: &str,
+    domain: &str,
+    hostname: &str,
+    host: &str,
+    ports: [u16; 6],
+) -> String {
     format!(
         r#"# pecd provider configuration; every key is documented in docs/configuration.md.
 
@@ -222,11 +271,11 @@ certificate = "certs/tls.pem"
 key = "certs/tls.key"
 
 [listen]
-submission = "127.0.0.1:{}"
-submissions = "127.0.0.1:{}"
-inbound = "127.0.0.1:{}"
-imap = "127.0.0.1:{}"
-imaps = "127.0.0.1:{}"
+submission = "{host}:{}"
+submissions = "{host}:{}"
+inbound = "{host}:{}"
+imap = "{host}:{}"
+imaps = "{host}:{}"
 
 [admin]
 listen = "127.0.0.1:{}"
@@ -270,11 +319,101 @@ pub fn empty_index_text(name: &str, domain: &str) -> String {
     )
 }
 
+/// Why `d` cannot be a provider's certified domain, if it cannot: letters,
+/// digits and hyphens in dot-separated labels (RFC 1035 §2.3.1, as DNS and
+/// certificates want it), at least two labels, no trailing dot.
+pub fn check_provider_domain(d: &str) -> Result<(), String> {
+    if d.is_empty() {
+        return Err("the domain is empty".into());
+    }
+    if d.ends_with('.') {
+        return Err(format!(
+            "{d:?} ends with a dot: write it without the trailing dot"
+        ));
+    }
+    if !d.is_ascii() {
+        return Err(format!(
+            "{d:?} is not ASCII: give an internationalized domain in its xn-- form"
+        ));
+    }
+    if d.len() > 200 {
+        // Identificativi are `<~45 octets>@<domain>` and must fit in 250.
+        return Err(format!("{d:?} is longer than 200 characters"));
+    }
+    let labels: Vec<&str> = d.split('.').collect();
+    if labels.len() < 2 {
+        return Err(format!(
+            "{d:?} has no dot: a PEC domain is a full domain name such as pec.example.it"
+        ));
+    }
+    for l in &labels {
+        if l.is_empty() {
+            return Err(format!(
+                "{d:?} has an empty label (two dots in a row, or a leading dot)"
+            ));
+        }
+        if l.len() > 63 {
+            return Err(format!("{d:?}: label {l:?} is longer than 63 characters"));
+        }
+        if let Some(c) = l.chars().find(|c| !c.is_ascii_alphanumeric() && *c != '-') {
+            return Err(format!(
+                "{d:?}: {c:?} is not allowed (only letters, digits and hyphens)"
+            ));
+        }
+        if l.starts_with('-') || l.ends_with('-') {
+            return Err(format!("{d:?}: label {l:?} starts or ends with a hyphen"));
+        }
+    }
+    if labels
+        .last()
+        .is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "{d:?} is an IP address or ends in a numeric label, not a domain"
+        ));
+    }
+    Ok(())
+}
+
+/// Ports `pecd init` writes: submission, submissions, inbound, imap, imaps, admin.
+const PRODUCTION_PORTS: [u16; 6] = [587, 465, 25, 143, 993, 2980];
+/// The same on high loopback ports, those of the shipped `config/pecd.toml`.
+const DEV_PORTS: [u16; 6] = [2587, 2465, 2525, 2143, 2993, 2980];
+
 fn init(a: InitArgs) -> AdminResult {
     let domain = a.domain.trim().to_ascii_lowercase();
+    check_provider_domain(&domain).map_err(|e| format!("--domain: {e}"))?;
     let name = a.name.unwrap_or_else(|| format!("PEC {domain}"));
     if a.dir.join("pecd.toml").exists() {
         return Err(format!("{}: already holds a pecd.toml", a.dir.display()).into());
+    }
+    // The CA key can issue certificates that this provider (and any peer
+    // trusting its CA) believes; it must not travel with the provider's
+    // files, be backed up with them, or be readable by the daemon. It goes
+    // beside the provider's folder instead.
+    let dir_name = a
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pecd".into());
+    let ca_dir = a
+        .dir
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."))
+        .join(format!("{dir_name}-dev-ca"));
+    if ca_dir.join("ca.key").exists() {
+        return Err(format!(
+            "{}: already holds a development CA key; move it away first",
+            ca_dir.display()
+        )
+        .into());
     }
     let hostname = format!("mx.{domain}");
     let certs = a.dir.join("certs");
@@ -282,7 +421,7 @@ fn init(a: InitArgs) -> AdminResult {
     crate::certs::write_dev_pki(
         &crate::certs::DevPkiPaths {
             ca_cert: &certs.join("ca.pem"),
-            ca_key: Some(&certs.join("ca.key")),
+            ca_key: Some(&ca_dir.join("ca.key")),
             signing_cert: &certs.join("signing.pem"),
             signing_key: &certs.join("signing.key"),
             tls_cert: &certs.join("tls.pem"),
@@ -293,26 +432,67 @@ fn init(a: InitArgs) -> AdminResult {
         &hostname,
     )
     .map_err(|e| format!("generating certificates: {e}"))?;
+    std::fs::copy(certs.join("ca.pem"), ca_dir.join("ca.pem"))?;
+    let (host, ports, mx) = if a.dev {
+        ("127.0.0.1", DEV_PORTS, false)
+    } else {
+        ("0.0.0.0", PRODUCTION_PORTS, true)
+    };
+    let dns = if mx {
+        "\n[dns]\n# Relay to domains without a [[route]] by their MX records.\nmx_lookups = true\n"
+    } else {
+        "\n[dns]\n# A development provider sends nothing off the machine: only [[route]]\n# next hops are used, and mail for other domains fails for good.\nmx_lookups = false\n"
+    };
     std::fs::write(
         a.dir.join("pecd.toml"),
-        provider_config_text(&name, &domain, &hostname, [587, 465, 25, 143, 993, 2980]),
+        provider_config_text_at(&name, &domain, &hostname, host, ports) + dns,
     )?;
     std::fs::write(a.dir.join("index.toml"), empty_index_text(&name, &domain))?;
     let cfg_path = a.dir.join("pecd.toml");
-    println!("Created a provider for {domain} in {}:", a.dir.display());
-    println!("  pecd.toml   configuration (listens on 127.0.0.1, standard ports: edit [listen])");
-    println!(
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    writeln!(
+        out,
+        "Created a provider for {domain} in {}:",
+        a.dir.display()
+    )?;
+    if a.dev {
+        writeln!(out, "  pecd.toml   configuration (development: 127.0.0.1 ports 2587, 2465, 2525, 2143, 2993;\n              no MX lookups)")?;
+    } else {
+        writeln!(out, "  pecd.toml   configuration (all addresses, ports 25, 587, 465, 143, 993; MX lookups on)")?;
+    }
+    writeln!(
+        out,
         "  index.toml  provider index: empty (add your peers; your own entry is in a comment)"
-    );
-    println!("  certs/      a freshly generated CA, signing and TLS certificate (replace the");
-    println!("              signing certificate with the one AgID issues before going live)");
-    println!("Next:");
-    println!(
+    )?;
+    writeln!(
+        out,
+        "  certs/      a development signing and TLS certificate and their CA certificate"
+    )?;
+    writeln!(
+        out,
+        "              (replace them with the AgID-issued signing certificate and a public"
+    )?;
+    writeln!(
+        out,
+        "              TLS certificate before going live: docs/operations.md, \"Going live\")"
+    )?;
+    writeln!(out, "Next:")?;
+    writeln!(
+        out,
         "  pecd --config {} user add alice@{domain}",
         cfg_path.display()
+    )?;
+    writeln!(out, "  pecd --config {} check-config", cfg_path.display())?;
+    writeln!(out, "  pecd --config {} serve", cfg_path.display())?;
+    eprintln!(
+        "pecd: WARNING: the private key of the development CA is in {}, outside {}: \
+         whoever holds it can issue certificates this provider trusts. Keep it away from \
+         the provider's files and backups, and delete it once you no longer issue \
+         development certificates.",
+        ca_dir.join("ca.key").display(),
+        a.dir.display()
     );
-    println!("  pecd --config {} check-config", cfg_path.display());
-    println!("  pecd --config {} serve", cfg_path.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,9 +8,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "pecd", version, about)]
 pub struct Cli {
-    /// Configuration file.
-    #[arg(long, global = true, default_value = "config/pecd.toml")]
-    pub config: PathBuf,
+    /// Configuration file [default: $PECD_CONFIG, else ./config/pecd.toml, else /etc/pecd/pecd.toml].
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -110,6 +110,10 @@ pub struct InitArgs {
     /// Descriptive provider name.
     #[arg(long)]
     pub name: Option<String>,
+    /// A development provider: high loopback ports (2587, 2465, 2525, 2143,
+    /// 2993) and no MX lookups, instead of the production ports.
+    #[arg(long)]
+    pub dev: bool,
 }
 
 /// `pecd verify …`
@@ -154,6 +158,9 @@ pub enum QueueCommand {
     Show {
         /// Job id.
         id: i64,
+        /// Print JSON (times as unix milliseconds and as RFC 3339).
+        #[arg(long)]
+        json: bool,
     },
     /// Run a job (or all) now.
     Retry {

@@ -265,6 +265,10 @@ pub struct DnsSection {
     /// SMTP port of the mail exchangers found (25; other values only for test networks).
     #[serde(default = "default_smtp_port")]
     pub smtp_port: u16,
+    /// Look up MX records for domains without a `[[route]]`; `false` keeps
+    /// every relay on the configured routes (nothing leaves a development machine).
+    #[serde(default = "yes")]
+    pub mx_lookups: bool,
 }
 
 fn default_smtp_port() -> u16 {
@@ -276,6 +280,7 @@ impl Default for DnsSection {
         DnsSection {
             nameservers: Vec::new(),
             smtp_port: default_smtp_port(),
+            mx_lookups: true,
         }
     }
 }
@@ -377,6 +382,61 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The configuration a system install reads when nothing else is given.
+pub const SYSTEM_CONFIG: &str = "/etc/pecd/pecd.toml";
+/// The configuration of a checkout, relative to the working directory.
+pub const LOCAL_CONFIG: &str = "config/pecd.toml";
+/// The environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "PECD_CONFIG";
+
+/// The configuration file to use: `--config`, else `$PECD_CONFIG`, else
+/// `./config/pecd.toml`, else `/etc/pecd/pecd.toml`.
+///
+/// An explicit choice (flag or variable) is taken as given even when the
+/// file is missing, so the error names the file the operator asked for
+/// rather than silently falling back to another one. With no choice and no
+/// file, the error lists every place looked at.
+pub fn locate(flag: Option<&Path>) -> Result<PathBuf, String> {
+    locate_in(
+        flag,
+        std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()),
+        &[Path::new(LOCAL_CONFIG), Path::new(SYSTEM_CONFIG)],
+    )
+}
+
+fn locate_in(
+    flag: Option<&Path>,
+    env: Option<std::ffi::OsString>,
+    defaults: &[&Path],
+) -> Result<PathBuf, String> {
+    if let Some(p) = flag {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = env {
+        return Ok(PathBuf::from(p));
+    }
+    if let Some(p) = defaults.iter().find(|p| p.is_file()) {
+        return Ok(p.to_path_buf());
+    }
+    let cwd = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|_| ".".into());
+    let looked: Vec<String> = defaults
+        .iter()
+        .map(|p| {
+            if p.is_absolute() {
+                p.display().to_string()
+            } else {
+                format!("./{} (in {cwd})", p.display())
+            }
+        })
+        .collect();
+    Err(format!(
+        "no configuration file: --config not given, {CONFIG_ENV} not set, and none of {} exists",
+        looked.join(", ")
+    ))
+}
 
 /// Parse `"30MB"`, `"512KB"`, `"1GB"`, `"1048576"` into bytes (powers of 1000 for
 /// KB/MB/GB as the law's "30 MB" means, KiB/MiB/GiB for binary).
@@ -897,6 +957,26 @@ key = "certs/tls.key"
                 "{key} missing in {p:?}"
             );
         }
+    }
+
+    #[test]
+    fn locate_prefers_flag_then_env_then_the_first_existing_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+        std::fs::write(&b, "").unwrap();
+        let defaults = [a.as_path(), b.as_path()];
+        let flag = Path::new("/flag.toml");
+        let env = || Some(std::ffi::OsString::from("/env.toml"));
+        assert_eq!(locate_in(Some(flag), env(), &defaults).unwrap(), flag);
+        assert_eq!(
+            locate_in(None, env(), &defaults).unwrap(),
+            PathBuf::from("/env.toml")
+        );
+        assert_eq!(locate_in(None, None, &defaults).unwrap(), b);
+        std::fs::remove_file(&b).unwrap();
+        let e = locate_in(None, None, &defaults).unwrap_err();
+        assert!(e.contains(&a.display().to_string()) && e.contains(&b.display().to_string()));
+        assert!(e.contains("--config") && e.contains(CONFIG_ENV), "{e}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod fuzzing;
 pub mod imap;
 pub mod memory;
 pub mod metrics;
+pub mod notify;
 pub mod pec;
 pub mod relay;
 pub mod server;

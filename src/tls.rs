@@ -27,6 +27,56 @@ pub fn acceptor_from_files(
     Ok(Arc::new(b.build()))
 }
 
+/// [`acceptor_from_files`] for the `[tls]` keys, with each failure in plain
+/// words naming the key at fault (`tls.certificate` or `tls.key`) and its
+/// file; OpenSSL's error chain follows only as detail.
+pub fn acceptor_for_config(cert: &Path, key: &Path) -> Result<Acceptor, String> {
+    let cert_pem = std::fs::read(cert)
+        .map_err(|e| format!("tls.certificate: cannot read {}: {e}", cert.display()))?;
+    let key_pem =
+        std::fs::read(key).map_err(|e| format!("tls.key: cannot read {}: {e}", key.display()))?;
+    let leaf = match openssl::x509::X509::stack_from_pem(&cert_pem) {
+        Ok(chain) if !chain.is_empty() => chain.into_iter().next(),
+        Ok(_) => None,
+        Err(_) => None,
+    }
+    .ok_or_else(|| {
+        let hint = if openssl::pkey::PKey::private_key_from_pem(&cert_pem).is_ok() {
+            " (it holds a private key: are tls.certificate and tls.key swapped?)"
+        } else {
+            ""
+        };
+        format!(
+            "tls.certificate: {} holds no PEM certificate{hint}",
+            cert.display()
+        )
+    })?;
+    let pkey = openssl::pkey::PKey::private_key_from_pem(&key_pem).map_err(|e| {
+        let hint = if openssl::x509::X509::from_pem(&key_pem).is_ok() {
+            " (it holds a certificate: are tls.certificate and tls.key swapped?)"
+        } else {
+            ""
+        };
+        format!(
+            "tls.key: {} holds no usable PEM private key{hint} ({e})",
+            key.display()
+        )
+    })?;
+    let matches = leaf
+        .public_key()
+        .map(|pk| pk.public_eq(&pkey))
+        .unwrap_or(false);
+    if !matches {
+        return Err(format!(
+            "tls.key: the key in {} does not belong to the certificate in {} (tls.certificate); \
+             give the key the certificate was issued for",
+            key.display(),
+            cert.display()
+        ));
+    }
+    acceptor_from_files(cert, key).map_err(|e| format!("tls.certificate: {}: {e}", cert.display()))
+}
+
 /// Run the server side of a TLS handshake over an accepted TCP stream.
 pub async fn accept(
     acceptor: &SslAcceptor,

@@ -103,6 +103,7 @@ fn same_provider_elsewhere(a: &TestProvider) -> TestProvider {
         inbound: a.inbound,
         imap: a.imap,
         imaps: a.imaps,
+        admin: a.admin,
         ca_pem: certs.join("ca.pem"),
         child: None,
         users: a.users.clone(),

@@ -295,29 +295,52 @@ fn load_signer(cfg: &Config) -> Result<Signer, String> {
     Signer::from_pem(&cert, &key, &chain).map_err(|e| format!("signing: {e}"))
 }
 
-/// Problems with the trust material (certificates that do not load, index errors).
+/// Problems with the trust material (certificates that do not load, index
+/// errors): the loading `serve` does, without starting anything. A file
+/// [`Config::validate`] already reports as missing is not loaded again, so
+/// each problem is reported once.
 pub fn check_trust(cfg: &Config) -> Vec<String> {
     let mut p = Vec::new();
-    let generate_pending =
-        cfg.signing.generate_if_missing && !cfg.resolve(&cfg.signing.certificate).exists();
+    let missing = |f: &PathBuf| !cfg.resolve(f).exists();
+    let generate_pending = cfg.signing.generate_if_missing
+        && [
+            &cfg.signing.certificate,
+            &cfg.signing.key,
+            &cfg.tls.certificate,
+            &cfg.tls.key,
+        ]
+        .into_iter()
+        .any(missing);
     if !generate_pending {
-        if let Err(e) = load_signer(cfg) {
-            p.push(format!("signing.certificate: {e}"));
-        }
-        if let Err(e) = crate::tls::acceptor_from_files(
-            &cfg.resolve(&cfg.tls.certificate),
-            &cfg.resolve(&cfg.tls.key),
-        ) {
-            p.push(format!("tls.certificate: {e}"));
-        }
-        if let Err(e) = load_trust(cfg) {
-            p.push(e);
-        }
-        let idx = cfg.resolve(&cfg.trust.index);
-        if idx.exists() {
-            if let Err(e) = load_index(&idx) {
-                p.push(format!("trust.index: {e}"));
+        let signing_files = [&cfg.signing.certificate, &cfg.signing.key];
+        if !signing_files
+            .into_iter()
+            .chain(&cfg.signing.chain)
+            .any(missing)
+        {
+            if let Err(e) = load_signer(cfg) {
+                p.push(format!("signing.certificate: {e}"));
             }
+        }
+        if !missing(&cfg.tls.certificate) && !missing(&cfg.tls.key) {
+            if let Err(e) = crate::tls::acceptor_for_config(
+                &cfg.resolve(&cfg.tls.certificate),
+                &cfg.resolve(&cfg.tls.key),
+            ) {
+                p.push(e);
+            }
+        }
+        if !cfg.trust.ca.iter().any(missing) {
+            if let Err(e) = load_trust(cfg) {
+                p.push(e);
+            }
+        }
+    }
+    // The index does not depend on the certificates being generated.
+    let idx = cfg.resolve(&cfg.trust.index);
+    if idx.exists() {
+        if let Err(e) = load_index(&idx) {
+            p.push(format!("trust.index: {e}"));
         }
     }
     p
@@ -359,11 +382,10 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     let signer = load_signer(&cfg)?;
     let (trust, trust_pems) = load_trust(&cfg)?;
     let index = load_index(&cfg.resolve(&cfg.trust.index))?;
-    let acceptor = crate::tls::acceptor_from_files(
+    let acceptor = crate::tls::acceptor_for_config(
         &cfg.resolve(&cfg.tls.certificate),
         &cfg.resolve(&cfg.tls.key),
-    )
-    .map_err(|e| format!("tls: {e}"))?;
+    )?;
     let data_dir = cfg.data_dir();
     let store = {
         let d = data_dir.clone();
@@ -546,6 +568,22 @@ pub fn reload_index(ctx: &Ctx) {
     }
 }
 
+/// Each line of a start-up error, prefixed with the configuration file it
+/// is about (the operator may not know which one was picked).
+fn naming_file(config: &Path, e: &str) -> String {
+    let name = config.display().to_string();
+    e.lines()
+        .map(|l| {
+            if l.starts_with(&name) {
+                l.to_string()
+            } else {
+                format!("{name}: {l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `pecd serve`.
 pub fn serve_main(config: &Path) -> crate::admin::AdminResult {
     let cfg = crate::admin::load_config(config)?;
@@ -554,7 +592,10 @@ pub fn serve_main(config: &Path) -> crate::admin::AdminResult {
         .build()?;
     rt.block_on(async move {
         let grace = cfg.duration(&cfg.queue.shutdown_grace, Duration::from_secs(30));
-        let running = start(cfg).await?;
+        let running = start(cfg).await.map_err(|e| naming_file(config, &e))?;
+        // Every listener is bound: systemd (Type=notify) may start what
+        // depends on us.
+        crate::notify::send("READY=1");
         let ctx = running.ctx.clone();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -566,6 +607,7 @@ pub fn serve_main(config: &Path) -> crate::admin::AdminResult {
             }
         }
         tracing::info!("shutting down");
+        crate::notify::send("STOPPING=1");
         running.stop(grace).await;
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;

@@ -47,11 +47,16 @@ pub fn verify_main(a: VerifyArgs) -> AdminResult {
             now: SystemClock.now(),
         },
     );
+    // Through `?`, not `println!`: a reader that has seen enough (`| head`)
+    // closes the pipe, and that is an ordinary end, not a panic.
+    let out = std::io::stdout();
+    let mut out = out.lock();
     if a.json {
-        println!("{}", report.to_json());
+        writeln!(out, "{}", report.to_json())?;
     } else {
-        print!("{}", report.to_text());
+        write!(out, "{}", report.to_text())?;
     }
+    out.flush()?;
     Ok(if report.exit_code() == 0 {
         ExitCode::SUCCESS
     } else {
@@ -67,10 +72,46 @@ pub fn index_main(cmd: IndexCommand) -> AdminResult {
                 std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let idx = crate::pec::index::ProviderIndex::from_ldif(&text)
                 .map_err(|e| format!("{}: {}", file.display(), e.0))?;
-            print!("{}", idx.to_toml());
+            let out = std::io::stdout();
+            let mut out = out.lock();
+            write!(out, "{}", idx.to_toml())?;
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Unix milliseconds as RFC 3339 in UTC (the form of `pecd log`).
+fn rfc3339(ms: i64) -> String {
+    store::log::iso_utc(ms)
+}
+
+/// Rows padded to the widest cell of each column, so long identificativi
+/// and addresses do not push the columns after them out of line. The last
+/// column (free text) is not padded.
+fn write_table(out: &mut impl Write, rows: &[[String; 9]]) -> std::io::Result<()> {
+    let mut width = [0usize; 9];
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    // Numbers read best right-aligned.
+    let right = [true, false, false, false, false, true, false, true, false];
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else if right[i] {
+                line.push_str(&format!("{c:>w$}  ", w = width[i]));
+            } else {
+                line.push_str(&format!("{c:<w$}  ", w = width[i]));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
 }
 
 fn age(ms: i64) -> String {
@@ -97,59 +138,110 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
             let jobs = queue::list(&conn, false)?;
             let out = std::io::stdout();
             let mut out = out.lock();
-            if !json {
-                writeln!(
-                    out,
-                    "{:>6}  {:<11} {:<40} {:<30} {:<18} {:>4}  {:<8} {:>5}  LAST ERROR",
-                    "ID", "KIND", "IDENTIFICATIVO", "RECIPIENT", "NEXT HOP", "TRY", "NEXT", "AGE"
-                )?;
+            if jobs.is_empty() {
+                // On stderr: stdout stays a table (or JSON lines) of jobs only.
+                eprintln!("the queue is empty: no pending work");
+                return Ok(ExitCode::SUCCESS);
             }
-            for j in jobs {
-                if json {
+            if json {
+                for j in jobs {
                     let mut v = serde_json::to_value(&j)?;
                     v["next_attempt"] = serde_json::json!(store::log::iso_utc(j.due_at));
                     v["age_seconds"] = serde_json::json!((store::now_ms() - j.created_at) / 1000);
                     writeln!(out, "{v}")?;
-                } else {
-                    let next = if j.state == "held" {
-                        "held".to_string()
-                    } else if j.due_at <= store::now_ms() {
-                        "now".to_string()
-                    } else {
-                        format!("+{}s", (j.due_at - store::now_ms()) / 1000)
-                    };
-                    writeln!(
-                        out,
-                        "{:>6}  {:<11} {:<40} {:<30} {:<18} {:>4}  {:<8} {:>5}  {}",
-                        j.id,
-                        j.kind.as_str(),
-                        j.identificativo.clone().unwrap_or_default(),
-                        j.recipients.join(","),
-                        j.next_hop.clone().unwrap_or_else(|| "local".into()),
-                        j.attempts,
-                        next,
-                        age(j.created_at),
-                        j.last_error.clone().unwrap_or_default()
-                    )?;
                 }
+                return Ok(ExitCode::SUCCESS);
             }
+            let now = store::now_ms();
+            let mut rows: Vec<[String; 9]> = vec![[
+                "ID",
+                "KIND",
+                "IDENTIFICATIVO",
+                "RECIPIENT",
+                "NEXT HOP",
+                "TRY",
+                "NEXT",
+                "AGE",
+                "LAST ERROR",
+            ]
+            .map(String::from)];
+            for j in jobs {
+                let next = if j.state == "held" {
+                    "held".to_string()
+                } else if j.due_at <= now {
+                    "now".to_string()
+                } else {
+                    format!("+{}s", (j.due_at - now) / 1000)
+                };
+                rows.push([
+                    j.id.to_string(),
+                    j.kind.as_str().to_string(),
+                    j.identificativo.clone().unwrap_or_default(),
+                    j.recipients.join(","),
+                    j.next_hop.clone().unwrap_or_else(|| "local".into()),
+                    j.attempts.to_string(),
+                    next,
+                    age(j.created_at),
+                    j.last_error.clone().unwrap_or_default(),
+                ]);
+            }
+            write_table(&mut out, &rows)?;
             Ok(ExitCode::SUCCESS)
         }
-        QueueCommand::Show { id } => {
+        QueueCommand::Show { id, json } => {
             let conn = store::open_connection(&db)?;
-            match queue::get(&conn, id)? {
-                Some(j) => {
-                    println!("{}", serde_json::to_string_pretty(&j)?);
-                    if let Some((seg, range)) = j.blob.as_deref().and_then(|b| b.split_once('@')) {
-                        println!(
-                            "message bytes: {} at {range} (offset+length)",
-                            cfg.data_dir().join("spool").join(seg).display()
-                        );
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                None => Err(format!("no job {id}").into()),
+            let Some(j) = queue::get(&conn, id)? else {
+                return Err(format!("no job {id}").into());
+            };
+            let bytes = j
+                .blob
+                .as_deref()
+                .and_then(|b| b.split_once('@'))
+                .map(|(seg, range)| {
+                    format!(
+                        "{} at {range} (offset+length)",
+                        cfg.data_dir().join("spool").join(seg).display()
+                    )
+                });
+            let out = std::io::stdout();
+            let mut out = out.lock();
+            if json {
+                // The numbers stay for scripts; the RFC 3339 forms are for people.
+                let mut v = serde_json::to_value(&j)?;
+                v["next_attempt"] = serde_json::json!(rfc3339(j.due_at));
+                v["created"] = serde_json::json!(rfc3339(j.created_at));
+                v["updated"] = serde_json::json!(rfc3339(j.updated_at));
+                v["message_bytes"] = serde_json::json!(bytes);
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                return Ok(ExitCode::SUCCESS);
             }
+            let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+            let fields: Vec<(&str, String)> = vec![
+                ("id", j.id.to_string()),
+                ("kind", j.kind.as_str().to_string()),
+                ("state", j.state.clone()),
+                ("identificativo", opt(&j.identificativo)),
+                ("mail from", j.mail_from.clone()),
+                ("recipients", j.recipients.join(", ")),
+                (
+                    "next hop",
+                    j.next_hop.clone().unwrap_or_else(|| "local".into()),
+                ),
+                ("attempts", j.attempts.to_string()),
+                ("last error", opt(&j.last_error)),
+                ("next attempt", rfc3339(j.due_at)),
+                ("created", rfc3339(j.created_at)),
+                ("updated", rfc3339(j.updated_at)),
+                ("key", j.key.clone()),
+                ("data", opt(&j.data)),
+            ];
+            for (k, v) in fields {
+                writeln!(out, "{:<15} {v}", format!("{k}:"))?;
+            }
+            if let Some(b) = bytes {
+                writeln!(out, "message bytes: {b}")?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         QueueCommand::Retry { id, all } => {
             if id.is_none() && !all {

@@ -567,8 +567,20 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         .clone()
         .ok_or_else(|| Fail::Permanent("relay job without destination".into()))?;
     let bytes = blob_of(ctx, job)?;
-    let hops = next_hops(ctx, &domain).await?;
-    let mut outcome = Outcome::Temporary(format!("{domain}: no next hop"));
+    let (hops, mut outcome) = if ctx.cfg.route_for(&domain).is_none() && !ctx.cfg.dns.mx_lookups {
+        // A refusal, not a retry: no later attempt could find a next hop,
+        // and the sender is told now rather than after the 24 h deadline.
+        let why = format!(
+            "5.4.4 no route to {domain}: no [[route]] names it and [dns] mx_lookups = false \
+             (this provider relays only along its configured routes)"
+        );
+        (Vec::new(), Outcome::Permanent(why))
+    } else {
+        (
+            next_hops(ctx, &domain).await?,
+            Outcome::Temporary(format!("{domain}: no next hop")),
+        )
+    };
     let mut used = None;
     for hop in &hops {
         outcome = ctx
