@@ -45,6 +45,9 @@ pub struct Config {
     /// `[admin]`
     #[serde(default)]
     pub admin: AdminSection,
+    /// `[log]`
+    #[serde(default)]
+    pub log: LogSection,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -123,6 +126,26 @@ pub struct AdminSection {
     /// `host:port`; absent: no admin listener (the shipped config and
     /// `pecd init` set `127.0.0.1:2980`).
     pub listen: Option<String>,
+}
+
+/// `[log]`: how `serve` writes its diagnostics to stderr.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// The shape of each diagnostic line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// `[trust]`: whom we believe.
@@ -929,6 +952,23 @@ key = "certs/tls.key"
             .validate(false)
             .iter()
             .any(|l| l.starts_with("timers.preavviso_after")));
+    }
+
+    #[test]
+    fn log_format_defaults_to_text_and_names_a_bad_value() {
+        let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
+        assert_eq!(c.log.format, LogFormat::Text);
+        let c = Config::from_str_at(
+            &format!("{MINIMAL}\n[log]\nformat = \"json\"\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pecd.toml");
+        std::fs::write(&path, format!("{MINIMAL}\n[log]\nformat = \"xml\"\n")).unwrap();
+        let (_, p) = Config::load_reporting(&path);
+        assert!(p.len() == 1 && p[0].starts_with("log.format: "), "{p:?}");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod imap;
+pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod notify;

@@ -10,12 +10,9 @@ fn main() -> std::process::ExitCode {
         pecd::cli::Command::Demo | pecd::cli::Command::Bench(_) => "warn",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // `serve` starts tracing itself once it has read `[log] format`.
+    if !matches!(cli.command, pecd::cli::Command::Serve) {
+        pecd::logging::init(pecd::config::LogFormat::Text, default);
+    }
     pecd::admin::run(cli)
 }

@@ -587,6 +587,7 @@ fn naming_file(config: &Path, e: &str) -> String {
 /// `pecd serve`.
 pub fn serve_main(config: &Path) -> crate::admin::AdminResult {
     let cfg = crate::admin::load_config(config)?;
+    crate::logging::init(cfg.log.format, "info");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -175,9 +175,24 @@ impl Backend for SubmissionBackend {
             }
         };
         let reply = prepared.reply.clone();
+        // Taken before the commit consumes `prepared`, logged only after it
+        // succeeds: the line promises that `pecd log --id` will find rows.
+        let accepted = prepared
+            .message_row
+            .as_ref()
+            .map(|m| (m.identificativo.clone(), m.sender.clone()));
+        let n = prepared.recipient_count;
         let ok = self.ctx.store.write(move |c| prepared.commit(c)).await;
         match ok {
             Ok(()) => {
+                if let Some((identificativo, from)) = accepted {
+                    tracing::info!(
+                        identificativo = %identificativo,
+                        from = %from,
+                        recipients = n,
+                        "submission accepted"
+                    );
+                }
                 self.ctx.wake.notify_one();
                 self.ctx.metrics.submission(reply.is_positive());
                 reply
@@ -211,6 +226,8 @@ pub(crate) struct Prepared {
     jobs: Vec<NewJob>,
     message_row: Option<MessageRow>,
     timers: Vec<(String, String, i64, i64, i64)>,
+    /// Destinatari of an accepted message, for the operator's log line.
+    recipient_count: usize,
 }
 
 struct MessageRow {
@@ -490,6 +507,7 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
             accepted_at: s.now_ms,
         }),
         timers,
+        recipient_count: destinatari.len(),
     })
 }
 
@@ -531,6 +549,7 @@ fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String>
             jobs: vec![],
             message_row: None,
             timers: vec![],
+            recipient_count: 0,
         });
     }
     let emitter = Emitter {
@@ -559,5 +578,6 @@ fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String>
         jobs: vec![job],
         message_row: None,
         timers: vec![],
+        recipient_count: 0,
     })
 }

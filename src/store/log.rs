@@ -98,9 +98,20 @@ pub fn query(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Event>> {
     if let Some(m) = &q.msgid {
         let bare = m.trim().trim_matches(|c| c == '<' || c == '>').to_string();
         args.push(format!("<{bare}>"));
-        sql.push_str(&format!(" AND (msgid = ?{}", args.len()));
+        let a = args.len();
         args.push(bare);
-        sql.push_str(&format!(" OR msgid = ?{})", args.len()));
+        let b = args.len();
+        // Only the events built from the original message carry its msgid;
+        // `deposito`, `annullamento` and the like know just the
+        // identificativo. Resolve the msgid to its messages, then take every
+        // row of those, so `--msgid` and `--id` agree.
+        sql.push_str(&format!(
+            " AND (msgid IN (?{a}, ?{b}) OR identificativo IN (
+                 SELECT identificativo FROM log
+                  WHERE msgid IN (?{a}, ?{b}) AND identificativo IS NOT NULL
+                 UNION
+                 SELECT identificativo FROM messages WHERE msgid IN (?{a}, ?{b})))"
+        ));
     }
     if let Some(a) = &q.address {
         args.push(format!("%{}%", a.to_ascii_lowercase()));
@@ -184,6 +195,9 @@ mod tests {
         e.recipients = Some("bob@pec.beta.test (certificato)".into());
         append(&c, &e).unwrap();
         append(&c, &Event::new("other", 2000)).unwrap();
+        let mut d = Event::new("deposito", 3000);
+        d.identificativo = Some("id1@pec.alpha.test".into());
+        append(&c, &d).unwrap();
         let by_id = query(
             &c,
             &Query {
@@ -192,7 +206,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(by_id.len(), 1);
+        assert_eq!(by_id.len(), 2);
         let by_msgid = query(
             &c,
             &Query {
@@ -201,7 +215,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(by_msgid.len(), 1);
+        assert_eq!(by_msgid, by_id, "--msgid finds the deposito too");
         let by_addr = query(
             &c,
             &Query {
@@ -211,7 +225,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(by_addr.len(), 1);
-        assert_eq!(query(&c, &Query::default()).unwrap().len(), 2);
+        assert_eq!(query(&c, &Query::default()).unwrap().len(), 3);
     }
 
     #[test]
