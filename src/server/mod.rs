@@ -593,13 +593,15 @@ pub fn serve_main(config: &Path) -> crate::admin::AdminResult {
         .build()?;
     rt.block_on(async move {
         let grace = cfg.duration(&cfg.queue.shutdown_grace, Duration::from_secs(30));
+        // Handlers before READY: a supervisor may signal us the moment it
+        // hears it, and the default action of SIGTERM ends us uncleanly.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let running = start(cfg).await.map_err(|e| naming_file(config, &e))?;
         // Every listener is bound: systemd (Type=notify) may start what
         // depends on us.
         crate::notify::send("READY=1");
         let ctx = running.ctx.clone();
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
