@@ -3,65 +3,14 @@
 //! the restored provider, which then finishes the queued work.
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::flow::*;
 use common::*;
-
-const ALICE: &str = "alice@pec.alpha.test";
-const CAROL: &str = "carol@pec.alpha.test";
-const BOB: &str = "bob@pec.beta.test";
-
-/// Per identificativo, how many of each piece of the flow exist.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Pieces {
-    accettazione: usize,
-    consegna_carol: usize,
-    consegna_bob: usize,
-    busta_carol: usize,
-    busta_bob: usize,
-}
-
-const COMPLETE: Pieces = Pieces {
-    accettazione: 1,
-    consegna_carol: 1,
-    consegna_bob: 1,
-    busta_carol: 1,
-    busta_bob: 1,
-};
-
-fn tally(a: &TestProvider, b: &TestProvider) -> BTreeMap<String, Pieces> {
-    let mut t: BTreeMap<String, Pieces> = BTreeMap::new();
-    for p in a.mailbox(ALICE) {
-        let m = std::fs::read(&p).unwrap();
-        let d = daticert(&m);
-        let e = t.entry(d.identificativo.clone()).or_default();
-        match header(&m, "X-Ricevuta").as_deref() {
-            Some("accettazione") => e.accettazione += 1,
-            Some("avvenuta-consegna") => match d.consegna.as_deref() {
-                Some(CAROL) => e.consegna_carol += 1,
-                Some(BOB) => e.consegna_bob += 1,
-                other => panic!("consegna for {other:?}"),
-            },
-            other => panic!("unexpected message in alice's mailbox: {other:?}"),
-        }
-    }
-    for (prov, user) in [(a, CAROL), (b, BOB)] {
-        for p in prov.mailbox(user) {
-            let m = std::fs::read(&p).unwrap();
-            let e = t.entry(daticert(&m).identificativo).or_default();
-            if user == CAROL {
-                e.busta_carol += 1;
-            } else {
-                e.busta_bob += 1;
-            }
-        }
-    }
-    t
-}
 
 /// `pecd --config CONFIG ARGS` from any thread.
 fn pecd(config: &Path, args: &[&str]) -> std::process::Output {

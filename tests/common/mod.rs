@@ -994,3 +994,67 @@ pub fn receipts_for(p: &TestProvider, user: &str, tipo: &str, id: &str) -> Vec<V
         .filter(|m| daticert(m).identificativo == id)
         .collect()
 }
+
+/// The two-provider flow of the durability and backup tests: alice and
+/// carol at Alpha, bob at Beta, and what each PEC leaves in their mailboxes.
+pub mod flow {
+    use std::collections::BTreeMap;
+
+    use super::{daticert, header, TestProvider};
+
+    pub const ALICE: &str = "alice@pec.alpha.test";
+    pub const CAROL: &str = "carol@pec.alpha.test";
+    pub const BOB: &str = "bob@pec.beta.test";
+
+    /// Per identificativo, how many of each piece of the flow exist.
+    #[derive(Debug, Default, Clone, PartialEq, Eq)]
+    pub struct Pieces {
+        pub accettazione: usize,
+        pub consegna_carol: usize,
+        pub consegna_bob: usize,
+        pub busta_carol: usize,
+        pub busta_bob: usize,
+    }
+
+    pub fn tally(a: &TestProvider, b: &TestProvider) -> BTreeMap<String, Pieces> {
+        let mut t: BTreeMap<String, Pieces> = BTreeMap::new();
+        for p in a.mailbox(ALICE) {
+            let m = std::fs::read(&p).unwrap();
+            let d = daticert(&m);
+            let e = t.entry(d.identificativo.clone()).or_default();
+            match header(&m, "X-Ricevuta").as_deref() {
+                Some("accettazione") => e.accettazione += 1,
+                Some("avvenuta-consegna") => match d.consegna.as_deref() {
+                    Some(CAROL) => e.consegna_carol += 1,
+                    Some(BOB) => e.consegna_bob += 1,
+                    other => panic!("consegna for {other:?}"),
+                },
+                other => panic!("unexpected message in alice's mailbox: {other:?}"),
+            }
+        }
+        for (prov, user) in [(a, CAROL), (b, BOB)] {
+            for p in prov.mailbox(user) {
+                let m = std::fs::read(&p).unwrap();
+                assert_eq!(
+                    header(&m, "X-Trasporto").as_deref(),
+                    Some("posta-certificata")
+                );
+                let e = t.entry(daticert(&m).identificativo).or_default();
+                if user == CAROL {
+                    e.busta_carol += 1;
+                } else {
+                    e.busta_bob += 1;
+                }
+            }
+        }
+        t
+    }
+
+    pub const COMPLETE: Pieces = Pieces {
+        accettazione: 1,
+        consegna_carol: 1,
+        consegna_bob: 1,
+        busta_carol: 1,
+        busta_bob: 1,
+    };
+}
