@@ -4,8 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::*;
 
@@ -232,77 +231,6 @@ fn free_listen_ports(cfg: &Path) -> u16 {
     std::fs::write(cfg, out).unwrap();
     assert_ne!(sub, 0, "no submission listener in {}", cfg.display());
     sub
-}
-
-/// A `pecd serve` child with its output in `log`.
-struct Daemon {
-    child: std::process::Child,
-    log: std::path::PathBuf,
-}
-
-impl Daemon {
-    fn start(cfg: &Path, log: &Path) -> Daemon {
-        let f = std::fs::File::create(log).unwrap();
-        let child = Command::new(pecd_bin())
-            .arg("--config")
-            .arg(cfg)
-            .arg("serve")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap();
-        Daemon {
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_port(&mut self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                panic!("pecd exited ({st}):\n{}", self.output());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not listening:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("pecd did not exit:\n{}", self.output());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn sigterm(&mut self) -> std::process::ExitStatus {
-        signal(self.child.id(), "TERM");
-        self.wait_exit(30)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

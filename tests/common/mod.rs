@@ -1058,3 +1058,87 @@ pub mod flow {
         busta_bob: 1,
     };
 }
+
+/// A `pecd serve` child run straight from a config file (outside the
+/// [`TestProvider`] layout), its output in `log`; killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Start `pecd --config CFG serve`, with `NOTIFY_SOCKET` set to
+    /// `notify` (or unset).
+    pub fn spawn(cfg: &Path, log: &Path, notify: Option<&str>) -> Daemon {
+        let f = std::fs::File::create(log).unwrap();
+        let mut c = Command::new(pecd_bin());
+        c.arg("--config")
+            .arg(cfg)
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f);
+        match notify {
+            Some(n) => c.env("NOTIFY_SOCKET", n),
+            None => c.env_remove("NOTIFY_SOCKET"),
+        };
+        Daemon {
+            child: c.spawn().unwrap(),
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Start it without a readiness socket.
+    pub fn start(cfg: &Path, log: &Path) -> Daemon {
+        Daemon::spawn(cfg, log, None)
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until `port` accepts connections (failing if pecd exits).
+    pub fn wait_port(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("pecd exited ({st}):\n{}", self.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not listening:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait for the process to end, at most `secs`.
+    pub fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("pecd did not exit:\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn sigterm(&mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), "TERM");
+        self.wait_exit(30)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
