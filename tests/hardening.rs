@@ -3,7 +3,6 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -29,33 +28,6 @@ fn alive(p: &mut TestProvider) {
     }
     let mut c = RawSmtp::connect(p.inbound);
     assert_eq!(c.cmd("NOOP").0, 250);
-}
-
-fn imap(p: &TestProvider, user: &str, script: &str) -> Vec<Value> {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/imap_client.py");
-    let out = std::process::Command::new("python3")
-        .arg(py)
-        .args([
-            "127.0.0.1",
-            &p.imaps.to_string(),
-            "tls",
-            user,
-            PASSWORD,
-            script,
-        ])
-        .env("IMAP_CAFILE", &p.ca_pem)
-        .output()
-        .expect("python3");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn step(recs: &[Value], n: usize) -> &Value {
-    recs.iter()
-        .find(|r| r["step"] == n)
-        .unwrap_or_else(|| panic!("no step {n} in {recs:#?}"))
 }
 
 #[test]
@@ -91,7 +63,7 @@ fn a_deeply_nested_message_crashes_nothing_on_any_path() {
         file.display(),
         back.display()
     );
-    let r = imap(&p, bob, &script);
+    let r = imap(&p, p.imaps, "tls", bob, PASSWORD, &script);
     assert_eq!(step(&r, 2)["typ"], "OK", "{r:#?}");
     assert_eq!(step(&r, 4)["typ"], "OK", "{r:#?}");
     assert!(step(&r, 4)["data"].to_string().contains("BODYSTRUCTURE"));
@@ -107,7 +79,10 @@ fn a_deeply_nested_message_crashes_nothing_on_any_path() {
     p.start();
     let r = imap(
         &p,
+        p.imaps,
+        "tls",
         bob,
+        PASSWORD,
         "login\nselect INBOX\nfetch 1:* (BODYSTRUCTURE ENVELOPE)\nsearch TEXT fondo\nlogout",
     );
     assert_eq!(step(&r, 3)["typ"], "OK", "{r:#?}");

@@ -7,40 +7,6 @@ use std::path::Path;
 use common::*;
 use serde_json::Value;
 
-fn imap(
-    p: &TestProvider,
-    port: u16,
-    mode: &str,
-    user: &str,
-    password: &str,
-    script: &str,
-) -> Vec<Value> {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/imap_client.py");
-    let out = std::process::Command::new("python3")
-        .arg(py)
-        .args(["127.0.0.1", &port.to_string(), mode, user, password, script])
-        .env("IMAP_CAFILE", &p.ca_pem)
-        .output()
-        .expect("python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let recs: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
-        .collect();
-    assert!(
-        !recs.is_empty(),
-        "no output; stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    recs
-}
-
-fn step(recs: &[Value], n: usize) -> &Value {
-    recs.iter()
-        .find(|r| r["step"] == n)
-        .unwrap_or_else(|| panic!("no step {n} in {recs:#?}"))
-}
-
 fn typ(recs: &[Value], n: usize) -> String {
     step(recs, n)["typ"].as_str().unwrap_or("").to_string()
 }

@@ -122,24 +122,11 @@ async fn metrics_move_with_the_traffic_and_health_names_what_fails() {
     s.write_all(b"a LOGIN alice@pec.alpha.test wrong\r\n")
         .unwrap();
     let _ = s.read(&mut greeting).unwrap();
-    let r = std::process::Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/imap_client.py"))
-        .args([
-            "127.0.0.1",
-            &p.imaps.to_string(),
-            "tls",
-            alice,
-            "wrong",
-            "login",
-        ])
-        .env("IMAP_CAFILE", &p.ca_pem)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&r.stdout);
-    assert!(
-        out.contains("\"ERR\"") && out.contains("AUTHENTICATIONFAILED"),
-        "{out}"
-    );
+    let r = imap(&p, p.imaps, "tls", alice, "wrong", "login");
+    assert_eq!(step(&r, 1)["typ"], "ERR", "{r:#?}");
+    assert!(step(&r, 1)["data"]
+        .to_string()
+        .contains("AUTHENTICATIONFAILED"));
 
     let after = p.wait_for("metrics to move", 20, || {
         let m = scrape(&p);

@@ -1142,3 +1142,40 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// Run a scenario of `tests/imap_client.py` (Python's imaplib) against
+/// `port` in `mode` (`tls`, `starttls`, `plain`); one JSON record a step.
+pub fn imap(
+    p: &TestProvider,
+    port: u16,
+    mode: &str,
+    user: &str,
+    password: &str,
+    script: &str,
+) -> Vec<serde_json::Value> {
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/imap_client.py");
+    let out = std::process::Command::new("python3")
+        .arg(py)
+        .args(["127.0.0.1", &port.to_string(), mode, user, password, script])
+        .env("IMAP_CAFILE", &p.ca_pem)
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let recs: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect();
+    assert!(
+        !recs.is_empty(),
+        "no output; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    recs
+}
+
+/// The record of step `n`.
+pub fn step(recs: &[serde_json::Value], n: usize) -> &serde_json::Value {
+    recs.iter()
+        .find(|r| r["step"] == n)
+        .unwrap_or_else(|| panic!("no step {n} in {recs:#?}"))
+}
