@@ -120,12 +120,32 @@ pub struct ListenSection {
 
 /// `[admin]`: the operator's HTTP listener (`/metrics`, `/health`): plain
 /// HTTP, meant for loopback, never the users' web listener.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
-    /// `host:port`; absent: no admin listener (the shipped config and
-    /// `pecd init` set `127.0.0.1:2980`).
-    pub listen: Option<String>,
+    /// `host:port` (default `127.0.0.1:2980`), or `"off"` for none.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:2980".into()
+}
+
+impl AdminSection {
+    /// The address to bind, or `None` when the listener is turned off.
+    pub fn address(&self) -> Option<String> {
+        let l = self.listen.trim();
+        (!l.is_empty() && !l.eq_ignore_ascii_case("off")).then(|| l.to_string())
+    }
 }
 
 /// `[log]`: how `serve` writes its diagnostics to stderr.
@@ -1017,6 +1037,15 @@ key = "certs/tls.key"
         let e = locate_in(None, None, &defaults).unwrap_err();
         assert!(e.contains(&a.display().to_string()) && e.contains(&b.display().to_string()));
         assert!(e.contains("--config") && e.contains(CONFIG_ENV), "{e}");
+    }
+
+    #[test]
+    fn admin_listener_defaults_to_loopback_2980_and_can_be_off() {
+        let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
+        assert_eq!(c.admin.address().as_deref(), Some("127.0.0.1:2980"));
+        let text = format!("{MINIMAL}\n[admin]\nlisten = \"off\"\n");
+        let c = Config::from_str_at(&text, Path::new(".")).unwrap();
+        assert_eq!(c.admin.address(), None);
     }
 
     #[test]

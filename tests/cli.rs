@@ -200,39 +200,6 @@ async fn log_filters_oldest_first_and_survives_restart() {
     assert_eq!(p.stop().and_then(|s| s.code()), Some(0));
 }
 
-/// Replace every `127.0.0.1:<port>` in a config's [listen] with free ports;
-/// returns the submission port.
-fn free_listen_ports(cfg: &Path) -> u16 {
-    let text = std::fs::read_to_string(cfg).unwrap();
-    let mut out = String::new();
-    let mut sub = 0;
-    for line in text.lines() {
-        let key = line.split('=').next().unwrap_or("").trim();
-        if [
-            "submission",
-            "submissions",
-            "inbound",
-            "imap",
-            "imaps",
-            "listen",
-        ]
-        .contains(&key)
-        {
-            let port = free_port();
-            if key == "submission" {
-                sub = port;
-            }
-            out.push_str(&format!("{key} = \"127.0.0.1:{port}\"\n"));
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    std::fs::write(cfg, out).unwrap();
-    assert_ne!(sub, 0, "no submission listener in {}", cfg.display());
-    sub
-}
-
 #[test]
 fn init_writes_a_provider_that_check_config_accepts_and_serve_runs() {
     let tmp = tempfile::tempdir().unwrap();

@@ -460,29 +460,6 @@ async fn queue_output_is_readable_and_empty_results_say_so() {
     p.stop();
 }
 
-/// Replace every `127.0.0.1:<port>` in [listen] with free ports; returns
-/// the submission port.
-fn free_listen_ports(cfg: &Path) -> u16 {
-    let text = std::fs::read_to_string(cfg).unwrap();
-    let mut out = String::new();
-    let mut sub = 0;
-    for line in text.lines() {
-        let key = line.split('=').next().unwrap_or("").trim();
-        if ["submission", "submissions", "inbound", "imap", "imaps"].contains(&key) {
-            let port = free_port();
-            if key == "submission" {
-                sub = port;
-            }
-            out.push_str(&format!("{key} = \"127.0.0.1:{port}\"\n"));
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    std::fs::write(cfg, out).unwrap();
-    sub
-}
-
 #[test]
 fn the_development_config_sends_nothing_off_the_machine() {
     // The shipped config/pecd.toml in a checkout-like tree; its resolver

@@ -408,7 +408,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     let l_in = bind(&cfg.listen.inbound, "listen.inbound").await?;
     let l_imap = bind(&cfg.listen.imap, "listen.imap").await?;
     let l_imaps = bind(&cfg.listen.imaps, "listen.imaps").await?;
-    let l_admin = bind(&cfg.admin.listen, "admin.listen").await?;
+    let l_admin = bind(&cfg.admin.address(), "admin.listen").await?;
     let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let bound = Bound {
         submission: local(&l_sub),

@@ -1179,3 +1179,44 @@ pub fn step(recs: &[serde_json::Value], n: usize) -> &serde_json::Value {
         .find(|r| r["step"] == n)
         .unwrap_or_else(|| panic!("no step {n} in {recs:#?}"))
 }
+
+/// Give every listener of a config file (`[listen]` and `[admin] listen`)
+/// a free loopback port, adding an `[admin]` section if it has none (its
+/// default port would collide between tests); returns the submission port.
+pub fn free_listen_ports(cfg: &Path) -> u16 {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    let mut out = String::new();
+    let mut sub = 0;
+    let mut admin = false;
+    for line in text.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        admin |= line.trim() == "[admin]";
+        let keys = [
+            "submission",
+            "submissions",
+            "inbound",
+            "imap",
+            "imaps",
+            "listen",
+        ];
+        if keys.contains(&key) {
+            let port = free_port();
+            if key == "submission" {
+                sub = port;
+            }
+            out.push_str(&format!("{key} = \"127.0.0.1:{port}\"\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !admin {
+        out.push_str(&format!(
+            "\n[admin]\nlisten = \"127.0.0.1:{}\"\n",
+            free_port()
+        ));
+    }
+    std::fs::write(cfg, out).unwrap();
+    assert_ne!(sub, 0, "no submission listener in {}", cfg.display());
+    sub
+}
