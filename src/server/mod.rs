@@ -8,17 +8,13 @@
 //! -> peer's `worker` (delivery point, receipts) -> back to the sender.
 
 mod admin_http;
-pub mod bench;
 pub mod inbound;
-pub mod lab;
 pub mod submission;
-pub mod tools;
 pub mod worker;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -34,8 +30,6 @@ use crate::pec::smime::Signer;
 use crate::pec::types::{RecipientType, Unsigned};
 use crate::relay::Relay;
 use crate::store::Store;
-
-pub use tools::{bench_main, demo_main, index_main, queue_main, verify_main};
 
 /// Everything a session or a job needs, shared.
 pub struct Ctx {
@@ -224,7 +218,7 @@ pub fn ensure_dev_pki(cfg: &Config) -> Result<(), String> {
     .map_err(|e| format!("generating development certificates: {e}"))?;
     let idx = cfg.resolve(&cfg.trust.index);
     if !idx.exists() {
-        let text = crate::admin::own_index_text(&cfg.provider.name, cfg.provider_domain());
+        let text = crate::layout::own_index_text(&cfg.provider.name, cfg.provider_domain());
         let rel = pathdiff(
             &cfg.resolve(&cfg.signing.certificate),
             idx.parent().unwrap_or(Path::new(".")),
@@ -285,7 +279,8 @@ fn load_trust(cfg: &Config) -> Result<(Trust, Vec<Vec<u8>>), String> {
     Ok((store, pems))
 }
 
-fn load_signer(cfg: &Config) -> Result<Signer, String> {
+/// The signing key and certificate chain the configuration names.
+pub fn load_signer(cfg: &Config) -> Result<Signer, String> {
     let cert = read(&cfg.resolve(&cfg.signing.certificate))?;
     let key = read(&cfg.resolve(&cfg.signing.key))?;
     let mut chain = Vec::new();
@@ -566,53 +561,4 @@ pub fn reload_index(ctx: &Ctx) {
             tracing::error!(error = %e, "provider index not reloaded; keeping the previous one")
         }
     }
-}
-
-/// Each line of a start-up error, prefixed with the configuration file it
-/// is about (the operator may not know which one was picked).
-fn naming_file(config: &Path, e: &str) -> String {
-    let name = config.display().to_string();
-    e.lines()
-        .map(|l| {
-            if l.starts_with(&name) {
-                l.to_string()
-            } else {
-                format!("{name}: {l}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// `pecd serve`.
-pub fn serve_main(config: &Path) -> crate::admin::AdminResult {
-    let cfg = crate::admin::load_config(config)?;
-    crate::logging::init(cfg.log.format, "info");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let grace = cfg.duration(&cfg.queue.shutdown_grace, Duration::from_secs(30));
-        // Handlers before READY: a supervisor may signal us the moment it
-        // hears it, and the default action of SIGTERM ends us uncleanly.
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        let running = start(cfg).await.map_err(|e| naming_file(config, &e))?;
-        // Every listener is bound: systemd (Type=notify) may start what
-        // depends on us.
-        crate::notify::send("READY=1");
-        let ctx = running.ctx.clone();
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
-                _ = hup.recv() => reload_index(&ctx),
-            }
-        }
-        tracing::info!("shutting down");
-        crate::notify::send("STOPPING=1");
-        running.stop(grace).await;
-        Ok::<_, Box<dyn std::error::Error>>(())
-    })?;
-    Ok(ExitCode::SUCCESS)
 }

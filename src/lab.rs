@@ -15,7 +15,7 @@ use lettre::Address;
 use crate::config::Config;
 use crate::store::users;
 
-use super::Running;
+use crate::server::Running;
 
 /// Password of every lab user.
 pub const LAB_PASSWORD: &str = "lab-password";
@@ -131,7 +131,7 @@ impl Lab {
         for (s, port) in specs.iter().zip(&inbound_ports) {
             let pdir = dir.join(&s.domain);
             write(&pdir.join("index.toml"), index.as_bytes())?;
-            let text = crate::admin::provider_config_text(
+            let text = crate::layout::provider_config_text(
                 &s.name,
                 &s.domain,
                 &format!("mx.{}", s.domain),
@@ -149,14 +149,14 @@ impl Lab {
                 let a = addr.clone();
                 st.write_blocking(move |c| Ok(users::add(c, &a, &hash, crate::store::now_ms())?))
                     .map_err(|e| e.to_string())?;
-                super::create_mailbox(&st.paths().mail, &addr)?;
+                crate::server::create_mailbox(&st.paths().mail, &addr)?;
             }
             st.close();
             let rt = OwnRuntime::new(&format!("pecd-{}", s.domain))?;
             let handle = rt.handle().ok_or("runtime gone")?;
             providers.push(
                 handle
-                    .spawn(super::start(cfg))
+                    .spawn(crate::server::start(cfg))
                     .await
                     .map_err(|e| e.to_string())??,
             );

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::admin::{load_config, AdminResult};
 use crate::cli::{BenchArgs, IndexCommand, QueueCommand, VerifyArgs};
+use crate::cmd::{load_config, AdminResult};
 use crate::pec::clock::{Clock, ItalianTime, SystemClock};
 use crate::pec::daticert::{Certified, Daticert};
 use crate::pec::envelope::Provider;
@@ -19,13 +19,13 @@ use crate::store::log::Event;
 use crate::store::queue::{self, Kind, NewJob};
 use crate::store::{self, Store};
 
-use super::lab::{self, Lab};
+use crate::lab::{self, Lab};
 
 /// `pecd verify FILE`.
 pub fn verify_main(a: VerifyArgs) -> AdminResult {
     let raw = std::fs::read(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?;
     let index = match &a.index {
-        Some(p) => Some(super::load_index(p)?),
+        Some(p) => Some(crate::server::load_index(p)?),
         None => None,
     };
     let mut pems = Vec::new();
@@ -295,7 +295,7 @@ fn cancel(cfg: &crate::config::Config, id: i64) -> AdminResult {
         if let Some(xml) = xml {
             let d = Daticert::parse(xml.as_bytes()).map_err(|e| format!("{e:?}"))?;
             let c = Certified::from(&d);
-            let signer = super::load_signer(cfg)?;
+            let signer = crate::server::load_signer(cfg)?;
             let p = Provider {
                 name: cfg.provider.name.clone(),
                 domain: cfg.provider_domain().to_string(),
@@ -312,12 +312,12 @@ fn cancel(cfg: &crate::config::Config, id: i64) -> AdminResult {
             );
             for r in &job.recipients {
                 let msg = receipt::errore_consegna(&e, &c, r, Errore::Altro, &esteso);
-                let msgid = super::submission::message_id_of(&msg);
+                let msgid = crate::server::submission::message_id_of(&msg);
                 let signed = signer
                     .sign(&msg, &crate::pec::ids::boundary(&ids))
                     .map_err(|e| e.to_string())?;
                 let blob = st.put_blob(&signed)?;
-                let mut ev = super::submission::event_for("errore-consegna", now, &c);
+                let mut ev = crate::server::submission::event_for("errore-consegna", now, &c);
                 ev.generated_msgid = msgid.clone();
                 ev.error = Some(esteso.clone());
                 ev.detail = Some(format!("job {id} cancelled by the operator; recipient {r}"));
@@ -382,7 +382,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Count `deposito` events on a provider whose detail starts with `tipo` and
 /// that concern `address`.
-fn deposits(p: &super::Running, tipo: &str) -> Vec<Event> {
+fn deposits(p: &crate::server::Running, tipo: &str) -> Vec<Event> {
     let q = store::log::Query {
         event: Some("deposito".into()),
         ..Default::default()
@@ -397,7 +397,7 @@ fn deposits(p: &super::Running, tipo: &str) -> Vec<Event> {
         .collect()
 }
 
-fn events(p: &super::Running, kind: &str) -> Vec<Event> {
+fn events(p: &crate::server::Running, kind: &str) -> Vec<Event> {
     let q = store::log::Query {
         event: Some(kind.into()),
         ..Default::default()

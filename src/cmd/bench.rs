@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::admin::AdminResult;
 use crate::cli::BenchArgs;
+use crate::cmd::AdminResult;
 use crate::store;
 
-use super::lab::{self, Lab};
+use crate::lab::{self, Lab};
 
 const ALICE: &str = "alice@pec.alpha.test";
 
@@ -123,7 +123,7 @@ fn body(size: usize) -> String {
     b
 }
 
-fn count(p: &super::Running, sql: &'static str) -> i64 {
+fn count(p: &crate::server::Running, sql: &'static str) -> i64 {
     p.ctx
         .store
         .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
@@ -131,7 +131,10 @@ fn count(p: &super::Running, sql: &'static str) -> i64 {
 }
 
 /// Per identificativo, the log time of the first / last event matching `sql`.
-fn times(p: &super::Running, sql: &'static str) -> std::collections::HashMap<String, (i64, i64)> {
+fn times(
+    p: &crate::server::Running,
+    sql: &'static str,
+) -> std::collections::HashMap<String, (i64, i64)> {
     let rows: Vec<(String, i64)> = p
         .ctx
         .store
@@ -265,7 +268,7 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
                 .await??,
         );
     }
-    let sigs0 = super::SIGNATURES.load(Ordering::Relaxed);
+    let sigs0 = crate::server::SIGNATURES.load(Ordering::Relaxed);
     let (cpu0, _) = rusage();
     let t0 = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
@@ -332,7 +335,7 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
     }
     let seconds = t0.elapsed().as_secs_f64();
     let (cpu1, rss) = rusage();
-    let sigs = super::SIGNATURES.load(Ordering::Relaxed) - sigs0;
+    let sigs = crate::server::SIGNATURES.load(Ordering::Relaxed) - sigs0;
     let acc = times(
         alpha,
         "SELECT identificativo, ts FROM log WHERE event = 'deposito' AND detail LIKE 'accettazione%'",

@@ -9,7 +9,12 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, InitArgs, LogArgs, UserCommand};
 use crate::config::Config;
+use crate::layout::{empty_index_text, provider_config_text_at};
 use crate::store::{self, maildir, users, Store};
+
+pub mod bench;
+pub mod serve;
+pub mod tools;
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
@@ -20,16 +25,16 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(crate::config::locate(flag.as_deref())?)
     };
     let result = match cli.command {
-        Command::Serve => config().and_then(|p| crate::server::serve_main(&p)),
+        Command::Serve => config().and_then(|p| serve::serve_main(&p)),
         Command::CheckConfig => config().and_then(|p| check_config(&p)),
         Command::User(u) => config().and_then(|p| user(&p, u)),
         Command::Log(a) => config().and_then(|p| log(&p, a)),
         Command::Init(a) => init(a),
-        Command::Verify(a) => crate::server::verify_main(a),
-        Command::Index(i) => crate::server::index_main(i),
-        Command::Queue(q) => config().and_then(|p| crate::server::queue_main(&p, q)),
-        Command::Demo => crate::server::demo_main(),
-        Command::Bench(b) => crate::server::bench_main(b),
+        Command::Verify(a) => tools::verify_main(a),
+        Command::Index(i) => tools::index_main(i),
+        Command::Queue(q) => config().and_then(|p| tools::queue_main(&p, q)),
+        Command::Demo => tools::demo_main(),
+        Command::Bench(b) => tools::bench_main(b),
         Command::Backup { dest } => config().and_then(|p| backup(&p, &dest)),
         Command::Restore { src } => config().and_then(|p| restore(&p, &src)),
     };
@@ -234,89 +239,6 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The config `pecd init` writes (also the shape of `config/pecd.toml`),
-/// listening on loopback.
-pub fn provider_config_text(name: &str, domain: &str, hostname: &str, ports: [u16; 6]) -> String {
-    provider_config_text_at(name, domain, hostname, "127.0.0.1", ports)
-}
-
-/// [`provider_config_text`] with the listeners on `host`; ports in the order
-/// submission, submissions, inbound, imap, imaps, admin (on loopback).
-pub fn provider_config_text_at(
-    name: &str,
-    domain: &str,
-    hostname: &str,
-    host: &str,
-    ports: [u16; 6],
-) -> String {
-    format!(
-        r#"# pecd provider configuration; every key is documented in docs/configuration.md.
-
-[provider]
-name = "{name}"
-domains = ["{domain}"]
-hostname = "{hostname}"
-data_dir = "data"
-
-[signing]
-certificate = "certs/signing.pem"
-key = "certs/signing.key"
-chain = ["certs/ca.pem"]
-generate_if_missing = false
-
-[tls]
-certificate = "certs/tls.pem"
-key = "certs/tls.key"
-
-[listen]
-submission = "{host}:{}"
-submissions = "{host}:{}"
-inbound = "{host}:{}"
-imap = "{host}:{}"
-imaps = "{host}:{}"
-
-[admin]
-listen = "127.0.0.1:{}"
-
-[trust]
-ca = ["certs/ca.pem"]
-index = "index.toml"
-
-[limits]
-max_message_size = "30MB"
-max_recipients = 100
-"#,
-        ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
-    )
-}
-
-/// An index file listing only ourselves.
-pub fn own_index_text(name: &str, domain: &str) -> String {
-    format!(
-        r#"# Provider index (pec-spec.md §10). Add one [[provider]] per peer provider.
-[[provider]]
-name = "{name}"
-domains = ["{domain}"]
-receipt_mailbox = "posta-certificata@{domain}"
-certificate = "certs/signing.pem"
-"#
-    )
-}
-
-/// The empty index `pecd init` writes: no peers yet, and this provider's own
-/// entry as a comment, ready to hand to the peers for their indexes.
-pub fn empty_index_text(name: &str, domain: &str) -> String {
-    let own: String = own_index_text(name, domain)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| format!("# {l}\n"))
-        .collect();
-    format!(
-        "# Provider index (pec-spec.md §10): one [[provider]] table per peer provider.\n\
-         # Empty for now. This provider's own entry, for the peers' indexes:\n{own}"
-    )
 }
 
 /// Why `d` cannot be a provider's certified domain, if it cannot: letters,
