@@ -31,8 +31,8 @@ use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 use imap_codec::ResponseCodec;
 
-use super::maildir::{Flags, Folder, MsgEntry, StoreError, UserStore, DELIM};
 use super::mime;
+use crate::store::mailbox::{Flags, Folder, MsgEntry, StoreError, UserStore, DELIM};
 
 /// Append one response to `out`.
 pub fn push(out: &mut Vec<u8>, r: Response<'_>) {

@@ -5,7 +5,7 @@
 //! connections. The wire format is imap-codec's: its `Fragmentizer` splits
 //! lines and literals (so an oversized literal is skipped without desyncing
 //! the stream) and its codecs parse commands and serialise every response.
-//! The mailbox model ([`maildir`]: UIDs, flags, folders) and the message
+//! The mailbox model ([`crate::store::mailbox`]: UIDs, flags, folders, shared with the web) and the message
 //! structure ([`mime`]) are ours; commands on them run on blocking threads
 //! ([`engine`]) because they are file-system work.
 //!
@@ -19,7 +19,6 @@
 //! `max_bad_commands` BAD or failed-login answers.
 
 pub mod engine;
-pub mod maildir;
 pub mod mime;
 pub mod session;
 
@@ -173,8 +172,8 @@ pub async fn serve<A: ImapAuth>(
 
 /// Create an empty Maildir (and the default Sent/Drafts/Trash folders) for a new user.
 pub fn create_mailbox(mail_root: &Path, address: &str) -> std::io::Result<PathBuf> {
-    maildir::create_user(mail_root, address).map_err(|e| match e {
-        maildir::StoreError::Io(e) => e,
+    crate::store::mailbox::create_user(mail_root, address).map_err(|e| match e {
+        crate::store::mailbox::StoreError::Io(e) => e,
         other => std::io::Error::new(std::io::ErrorKind::InvalidInput, other.to_string()),
     })
 }

@@ -32,8 +32,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::engine::{push, status, Engine, Kind};
-use super::maildir::UserStore;
 use super::{ImapAuth, ImapConfig};
+use crate::store::mailbox::UserStore;
 
 /// Room for the command line around a literal, on top of `max_literal`.
 const LINE_SLACK: usize = 64 * 1024;

@@ -152,56 +152,115 @@ impl Backend for SubmissionBackend {
     }
 
     async fn data(&self, info: &SessionInfo, env: &Envelope, message: Vec<u8>) -> Reply {
-        let ctx = self.ctx.clone();
-        let (mail_from, rcpts, user) = (
-            env.mail_from.clone(),
-            env.rcpt_to.clone(),
-            info.auth_user.clone(),
-        );
-        // Parsing and RSA signing are CPU work: keep them off the I/O threads.
-        let prepared = tokio::task::spawn_blocking(move || {
-            prepare(&ctx, &message, &mail_from, &rcpts, user.as_deref())
-        })
-        .await;
-        let prepared = match prepared {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "submission failed before commit");
-                return Reply::local_error();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "submission task failed");
-                return Reply::local_error();
-            }
+        let Some(user) = info.auth_user.clone() else {
+            return Reply::auth_required();
         };
-        let reply = prepared.reply.clone();
-        // Taken before the commit consumes `prepared`, logged only after it
-        // succeeds: the line promises that `pecd log --id` will find rows.
-        let accepted = prepared
-            .message_row
-            .as_ref()
-            .map(|m| (m.identificativo.clone(), m.sender.clone()));
-        let n = prepared.recipient_count;
-        let ok = self.ctx.store.write(move |c| prepared.commit(c)).await;
-        match ok {
-            Ok(()) => {
-                if let Some((identificativo, from)) = accepted {
-                    tracing::info!(
-                        identificativo = %identificativo,
-                        from = %from,
-                        recipients = n,
-                        "submission accepted"
-                    );
-                }
-                self.ctx.wake.notify_one();
-                self.ctx.metrics.submission(reply.is_positive());
-                reply
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "submission commit failed");
-                Reply::local_error()
-            }
+        match submit(&self.ctx, &user, &env.mail_from, &env.rcpt_to, message).await {
+            Ok(s) => Reply::pec_accepted(&s.identificativo),
+            Err(r) => r.reply,
         }
+    }
+}
+
+/// A submission the access point accepted: the busta is on its way.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The identificativo of the busta (`pecd log --id`).
+    pub identificativo: String,
+    /// The Message-ID the user's message carried, if any.
+    pub msgid: Option<String>,
+}
+
+/// A submission the access point did not accept.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// What SMTP answers (code, enhanced status, English text).
+    pub reply: Reply,
+    /// The reason in the words of the non-accettazione (Italian), when the
+    /// formal checks refused it; `None` for a local failure.
+    pub reason: Option<String>,
+}
+
+impl Refusal {
+    fn local() -> Refusal {
+        Refusal {
+            reply: Reply::local_error(),
+            reason: None,
+        }
+    }
+}
+
+/// The access point: every submission, from SMTP or the web, goes through
+/// here. `user` is the authenticated address; `from` must be it. Once `Ok`
+/// is returned the busta, its acceptance (or the signed non-accettazione)
+/// and their log rows are on disk.
+pub async fn submit(
+    ctx: &Arc<Ctx>,
+    user: &str,
+    from: &str,
+    recipients: &[String],
+    message: Vec<u8>,
+) -> Result<Submitted, Refusal> {
+    if !user.eq_ignore_ascii_case(from.trim()) {
+        return Err(Refusal {
+            reply: Reply::sender_not_owned(),
+            reason: None,
+        });
+    }
+    if let Some(bad) = recipients.iter().find(|r| !valid_address(r)) {
+        return Err(Refusal {
+            reply: Reply::bad_recipient(bad),
+            reason: None,
+        });
+    }
+    let c2 = ctx.clone();
+    let (mail_from, rcpts, user) = (from.to_string(), recipients.to_vec(), user.to_string());
+    // Parsing and RSA signing are CPU work: keep them off the I/O threads.
+    let prepared = tokio::task::spawn_blocking(move || {
+        prepare(&c2, &message, &mail_from, &rcpts, Some(&user))
+    })
+    .await;
+    let prepared = match prepared {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "submission failed before commit");
+            return Err(Refusal::local());
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "submission task failed");
+            return Err(Refusal::local());
+        }
+    };
+    let reply = prepared.reply.clone();
+    let reason = prepared.reason.clone();
+    // Taken before the commit consumes `prepared`, logged only after it
+    // succeeds: the line promises that `pecd log --id` will find rows.
+    let accepted = prepared
+        .message_row
+        .as_ref()
+        .map(|m| (m.identificativo.clone(), m.sender.clone(), m.msgid.clone()));
+    let n = prepared.recipient_count;
+    let ok = ctx.store.write(move |c| prepared.commit(c)).await;
+    if let Err(e) = ok {
+        tracing::error!(error = %e, "submission commit failed");
+        return Err(Refusal::local());
+    }
+    ctx.wake.notify_one();
+    ctx.metrics.submission(reply.is_positive());
+    match accepted {
+        Some((identificativo, from, msgid)) if reply.is_positive() => {
+            tracing::info!(
+                identificativo = %identificativo,
+                from = %from,
+                recipients = n,
+                "submission accepted"
+            );
+            Ok(Submitted {
+                identificativo,
+                msgid,
+            })
+        }
+        _ => Err(Refusal { reply, reason }),
     }
 }
 
@@ -222,6 +281,8 @@ struct Stamp {
 /// What a submission will commit, prepared outside the store thread.
 pub(crate) struct Prepared {
     reply: Reply,
+    /// The Italian reason of a refusal by the formal checks.
+    reason: Option<String>,
     log: Vec<Event>,
     jobs: Vec<NewJob>,
     message_row: Option<MessageRow>,
@@ -494,6 +555,7 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
     }
     Ok(Prepared {
         reply: Reply::pec_accepted(id),
+        reason: None,
         log,
         jobs,
         message_row: Some(MessageRow {
@@ -545,6 +607,7 @@ fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String>
         e.detail = Some(format!("refused at SMTP: {}", r.reason_en));
         return Ok(Prepared {
             reply,
+            reason: Some(r.reason.clone()),
             log: vec![e],
             jobs: vec![],
             message_row: None,
@@ -574,6 +637,7 @@ fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String>
     );
     Ok(Prepared {
         reply,
+        reason: Some(r.reason.clone()),
         log: vec![e],
         jobs: vec![job],
         message_row: None,

@@ -11,6 +11,7 @@
 pub mod backup;
 pub mod inflight;
 pub mod log;
+pub mod mailbox;
 pub mod maildir;
 pub mod queue;
 pub mod schema;

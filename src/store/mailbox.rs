@@ -1,4 +1,4 @@
-//! The mailbox model: a user's Maildir++ store, as IMAP sees it.
+//! The mailbox model: a user's Maildir++ store, as IMAP (and the web) see it.
 //!
 //! Layout (Dovecot-compatible, so Dovecot could take the store over):
 //! - INBOX is the user's Maildir itself (`new/ cur/ tmp/`); folder `A.B` is
