@@ -41,7 +41,16 @@ pub fn smtp_config(
     c
 }
 
-/// Password checks shared by SMTP AUTH and IMAP LOGIN.
+/// Why a login was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginError {
+    /// Wrong address or password.
+    Invalid,
+    /// Too many failed attempts from this address or network: try later.
+    Throttled,
+}
+
+/// Password checks shared by SMTP AUTH, IMAP LOGIN and every other protocol.
 pub struct UserAuth {
     ctx: Arc<Ctx>,
 }
@@ -73,17 +82,33 @@ impl UserAuth {
         ok.then_some(address)
     }
 
-    /// [`UserAuth::verify`] behind the provider-wide login throttle; the
-    /// error is the SMTP reply (credentials invalid, or too many queued attempts).
-    pub async fn check(&self, user: &str, password: &str, ip: IpAddr) -> Result<String, Reply> {
+    /// [`UserAuth::verify`] behind the provider-wide login throttle shared by
+    /// every protocol; `protocol` names it in the log and the metrics.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        ip: IpAddr,
+        protocol: &'static str,
+    ) -> Result<String, LoginError> {
         let address = users::normalize(user);
         if !self.ctx.throttle.before_attempt(&address, ip).await {
-            return Err(Reply::auth_throttled());
+            return Err(LoginError::Throttled);
         }
         let r = self.verify(user, password).await;
         self.ctx.throttle.record(&address, ip, r.is_some());
-        self.logged(r, "smtp", &address, ip)
-            .ok_or_else(Reply::auth_failed)
+        self.logged(r, protocol, &address, ip)
+            .ok_or(LoginError::Invalid)
+    }
+
+    /// [`UserAuth::login`] for SMTP AUTH; the error is the SMTP reply.
+    pub async fn check(&self, user: &str, password: &str, ip: IpAddr) -> Result<String, Reply> {
+        self.login(user, password, ip, "smtp")
+            .await
+            .map_err(|e| match e {
+                LoginError::Throttled => Reply::auth_throttled(),
+                LoginError::Invalid => Reply::auth_failed(),
+            })
     }
 
     /// Log a login's outcome (with protocol, user and peer) and count a
