@@ -147,7 +147,7 @@ impl Lab {
                 let addr = format!("{u}@{}", s.domain);
                 let hash = users::hash_password(LAB_PASSWORD)?;
                 let a = addr.clone();
-                st.write_blocking(move |c| Ok(users::add(c, &a, &hash, crate::store::now_ms())?))
+                st.write_blocking(move |c| users::add(c, &a, &hash, crate::store::now_ms()))
                     .map_err(|e| e.to_string())?;
                 crate::server::create_mailbox(&st.paths().mail, &addr)?;
             }

@@ -123,28 +123,23 @@ fn body(size: usize) -> String {
     b
 }
 
-fn count(p: &crate::server::Running, sql: &'static str) -> i64 {
+/// `deposito` events in `p`'s log whose detail starts with `what`.
+fn count(p: &crate::server::Running, what: &'static str) -> i64 {
     p.ctx
         .store
-        .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .read_blocking(move |db| store::log::count_deposits(db, what))
         .unwrap_or(0)
 }
 
-/// Per identificativo, the log time of the first / last event matching `sql`.
+/// Per identificativo, the log time of the first / last `deposito` of `what`.
 fn times(
     p: &crate::server::Running,
-    sql: &'static str,
+    what: &'static str,
 ) -> std::collections::HashMap<String, (i64, i64)> {
-    let rows: Vec<(String, i64)> = p
+    let rows = p
         .ctx
         .store
-        .read_blocking(move |c| {
-            let mut st = c.prepare(sql)?;
-            let rows = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
+        .read_blocking(move |db| store::log::deposit_times(db, what))
         .unwrap_or_default();
     let mut m = std::collections::HashMap::new();
     for (id, ts) in rows {
@@ -155,10 +150,8 @@ fn times(
     m
 }
 
-const CONSEGNE: &str =
-    "SELECT count(*) FROM log WHERE event = 'deposito' AND detail LIKE 'avvenuta-consegna%'";
-const ACCETTAZIONI: &str =
-    "SELECT count(*) FROM log WHERE event = 'deposito' AND detail LIKE 'accettazione%'";
+const CONSEGNE: &str = "avvenuta-consegna";
+const ACCETTAZIONI: &str = "accettazione";
 
 /// `pecd bench`.
 pub fn run(a: BenchArgs) -> AdminResult {
@@ -336,20 +329,16 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
     let seconds = t0.elapsed().as_secs_f64();
     let (cpu1, rss) = rusage();
     let sigs = crate::server::SIGNATURES.load(Ordering::Relaxed) - sigs0;
-    let acc = times(
-        alpha,
-        "SELECT identificativo, ts FROM log WHERE event = 'deposito' AND detail LIKE 'accettazione%'",
-    );
-    let cons = times(
-        alpha,
-        "SELECT identificativo, ts FROM log WHERE event = 'deposito' AND detail LIKE 'avvenuta-consegna%'",
-    );
-    // `kind <> 'mailbox'` lets SQLite count from the partial index.
+    let acc = times(alpha, ACCETTAZIONI);
+    let cons = times(alpha, CONSEGNE);
     let queued = if a.dead_peer {
-        Some(count(
-            alpha,
-            "SELECT count(*) FROM jobs WHERE kind = 'relay' AND state = 'pending' AND kind <> 'mailbox'",
-        ))
+        Some(
+            alpha
+                .ctx
+                .store
+                .read_blocking(store::queue::pending_relays)
+                .unwrap_or(0),
+        )
     } else {
         None
     };

@@ -142,7 +142,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             // mailbox, and running the command again finishes the job.
             crate::server::create_mailbox(&st.paths().mail, &address)?;
             let a = address.clone();
-            let added = st.write_blocking(move |c| Ok(users::add(c, &a, &hash, now)?))?;
+            let added = st.write_blocking(move |c| users::add(c, &a, &hash, now))?;
             if !added {
                 return Err(format!("{address}: user exists (use `user passwd`)").into());
             }
@@ -157,7 +157,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             let pw = read_password(password_stdin, &address)?;
             let hash = users::hash_password(&pw)?;
             let a = address.clone();
-            if !st.write_blocking(move |c| Ok(users::set_password(c, &a, &hash)?))? {
+            if !st.write_blocking(move |c| users::set_password(c, &a, &hash))? {
                 return Err(format!("{address}: no such user").into());
             }
             println!("password changed for {address}");
@@ -166,14 +166,14 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
         UserCommand::Del { address } => {
             let address = users::normalize(&address);
             let a = address.clone();
-            if !st.write_blocking(move |c| Ok(users::delete(c, &a)?))? {
+            if !st.write_blocking(move |c| users::delete(c, &a))? {
                 return Err(format!("{address}: no such user").into());
             }
             println!("deleted {address} (its Maildir is kept)");
             ExitCode::SUCCESS
         }
         UserCommand::List => {
-            let list = st.read_blocking(|c| Ok(users::list(c)?))?;
+            let list = st.read_blocking(users::list)?;
             if list.is_empty() {
                 // On stderr: a script reading addresses from stdout gets none.
                 eprintln!("no users (add one with `pecd user add ADDRESS`)");
@@ -192,11 +192,6 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
 
 fn log(config: &Path, a: LogArgs) -> AdminResult {
     let cfg = load_config(config)?;
-    let db = store::Paths::new(&cfg.data_dir()).db;
-    if !db.exists() {
-        return Err(format!("{}: no database yet (has the daemon run?)", db.display()).into());
-    }
-    let conn = store::open_connection(&db)?;
     let q = store::log::Query {
         identificativo: a.id,
         msgid: a.msgid,
@@ -204,7 +199,7 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
         event: None,
     };
     let filtered = q.identificativo.is_some() || q.msgid.is_some() || q.address.is_some();
-    let rows = store::log::query(&conn, &q)?;
+    let rows = store::inspect(&cfg.data_dir(), |db| store::log::query(db, &q))?;
     if rows.is_empty() {
         // On stderr, so `--json` output stays nothing but JSON lines.
         if filtered {

@@ -128,14 +128,10 @@ fn age(ms: i64) -> String {
 /// `pecd queue …` (works beside a running daemon: SQLite WAL).
 pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
     let cfg = load_config(config)?;
-    let db = store::Paths::new(&cfg.data_dir()).db;
-    if !db.exists() {
-        return Err(format!("{}: no database yet (has the daemon run?)", db.display()).into());
-    }
+    let data_dir = cfg.data_dir();
     match cmd {
         QueueCommand::List { json } => {
-            let conn = store::open_connection(&db)?;
-            let jobs = queue::list(&conn, false)?;
+            let jobs = store::inspect(&data_dir, |db| queue::list(db, false))?;
             let out = std::io::stdout();
             let mut out = out.lock();
             if jobs.is_empty() {
@@ -189,8 +185,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
             Ok(ExitCode::SUCCESS)
         }
         QueueCommand::Show { id, json } => {
-            let conn = store::open_connection(&db)?;
-            let Some(j) = queue::get(&conn, id)? else {
+            let Some(j) = store::inspect(&data_dir, |db| queue::get(db, id))? else {
                 return Err(format!("no job {id}").into());
             };
             let bytes = j
@@ -249,7 +244,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
             }
             let st = Store::open(&cfg.data_dir())?;
             let now = store::now_ms();
-            let n = st.write_blocking(move |c| Ok(queue::retry_now(c, id, now)?))?;
+            let n = st.write_blocking(move |c| queue::retry_now(c, id, now))?;
             st.close();
             println!("{n} job(s) due now");
             Ok(if n == 0 && id.is_some() {
@@ -267,7 +262,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
 fn cancel(cfg: &crate::config::Config, id: i64) -> AdminResult {
     let st = Store::open(&cfg.data_dir())?;
     let job = st
-        .read_blocking(move |c| Ok(queue::get(c, id)?))?
+        .read_blocking(move |c| queue::get(c, id))?
         .ok_or_else(|| format!("no job {id}"))?;
     if job.state != "pending" {
         return Err(format!("job {id} is {}, not pending", job.state).into());
@@ -283,15 +278,7 @@ fn cancel(cfg: &crate::config::Config, id: i64) -> AdminResult {
     if carries_busta {
         let ident = job.identificativo.clone().unwrap_or_default();
         let i2 = ident.clone();
-        let xml: Option<String> = st.read_blocking(move |c| {
-            use rusqlite::OptionalExtension;
-            Ok(c.query_row(
-                "SELECT daticert FROM messages WHERE identificativo = ?1",
-                [i2],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })?;
+        let xml = st.read_blocking(move |db| store::messages::daticert_of(db, &i2))?;
         if let Some(xml) = xml {
             let d = Daticert::parse(xml.as_bytes()).map_err(|e| format!("{e:?}"))?;
             let c = Certified::from(&d);
@@ -390,7 +377,7 @@ fn deposits(p: &crate::server::Running, tipo: &str) -> Vec<Event> {
     let t = tipo.to_string();
     p.ctx
         .store
-        .read_blocking(move |c| Ok(store::log::query(c, &q)?))
+        .read_blocking(move |c| store::log::query(c, &q))
         .unwrap_or_default()
         .into_iter()
         .filter(|e| e.detail.as_deref().is_some_and(|d| d.starts_with(&t)))
@@ -404,7 +391,7 @@ fn events(p: &crate::server::Running, kind: &str) -> Vec<Event> {
     };
     p.ctx
         .store
-        .read_blocking(move |c| Ok(store::log::query(c, &q)?))
+        .read_blocking(move |c| store::log::query(c, &q))
         .unwrap_or_default()
 }
 
@@ -501,7 +488,7 @@ pub fn demo_main() -> AdminResult {
             for e in a
                 .ctx
                 .store
-                .read_blocking(move |c| Ok(store::log::query(c, &q)?))
+                .read_blocking(move |c| store::log::query(c, &q))
                 .unwrap_or_default()
             {
                 println!(

@@ -310,40 +310,16 @@ pub(crate) struct Prepared {
     reason: Option<String>,
     log: Vec<Event>,
     jobs: Vec<NewJob>,
-    message_row: Option<MessageRow>,
+    message_row: Option<store::messages::Accepted>,
     timers: Vec<(String, String, i64, i64, i64)>,
     /// Destinatari of an accepted message, for the operator's log line.
     recipient_count: usize,
 }
 
-struct MessageRow {
-    identificativo: String,
-    msgid: Option<String>,
-    sender: String,
-    subject: String,
-    recipients: String,
-    receipt_type: String,
-    daticert: String,
-    accepted_at: i64,
-}
-
 impl Prepared {
-    fn commit(self, c: &rusqlite::Connection) -> Result<(), store::StoreError> {
+    fn commit(self, c: &store::Db<'_>) -> store::Result<()> {
         if let Some(m) = &self.message_row {
-            c.execute(
-                "INSERT INTO messages(identificativo, msgid, sender, subject, recipients, receipt_type, daticert, accepted_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                rusqlite::params![
-                    m.identificativo,
-                    m.msgid,
-                    m.sender,
-                    m.subject,
-                    m.recipients,
-                    m.receipt_type,
-                    m.daticert,
-                    m.accepted_at
-                ],
-            )?;
+            store::messages::insert(c, m)?;
         }
         for e in &self.log {
             store::log::append(c, e)?;
@@ -583,7 +559,7 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
         reason: None,
         log,
         jobs,
-        message_row: Some(MessageRow {
+        message_row: Some(store::messages::Accepted {
             identificativo: id.clone(),
             msgid: c.msgid.clone(),
             sender: c.mittente.clone(),

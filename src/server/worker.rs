@@ -75,7 +75,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         let timers = if now >= next_timer_check {
             next_timer_check = now + TIMER_CHECK_MS;
             ctx.store
-                .read(move |c| Ok(queue::due_timers(c, now, 200)?))
+                .read(move |c| queue::due_timers(c, now, 200))
                 .await
         } else {
             Ok(Vec::new())
@@ -158,7 +158,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         }
         let next = ctx
             .store
-            .read(|c| Ok(queue::next_due(c)?))
+            .read(queue::next_due)
             .await
             .ok()
             .flatten();
@@ -200,7 +200,7 @@ async fn run_job(ctx: &Arc<Ctx>, job: Job) {
             let id = job.id;
             let due = now + delay.as_millis() as i64;
             ctx.store
-                .write(move |c| Ok(queue::reschedule(c, id, &e, due, now)?))
+                .write(move |c| queue::reschedule(c, id, &e, due, now))
                 .await
         }
         Err(Fail::Permanent(e)) => {
@@ -248,7 +248,7 @@ fn sweep(ctx: &Ctx) {
         let s2 = seg.clone();
         let used = ctx
             .store
-            .read_blocking(move |c| Ok(queue::segment_in_use(c, &s2, now, JOB_KEEP_MS)?))
+            .read_blocking(move |c| queue::segment_in_use(c, &s2, now, JOB_KEEP_MS))
             .unwrap_or(true);
         if used {
             continue;
@@ -256,7 +256,7 @@ fn sweep(ctx: &Ctx) {
         if ctx.store.spool().remove_segment(&seg).is_ok() {
             let _ = ctx
                 .store
-                .write_blocking(move |c| Ok(queue::forget_segment(c, &seg)?));
+                .write_blocking(move |c| queue::forget_segment(c, &seg));
         }
     }
     let _ = ctx.store.write_blocking(move |c| {
@@ -438,7 +438,7 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         let a = rcpt.clone();
         let known = ctx2
             .store
-            .read_blocking(move |c| Ok(users::exists(c, &a)?))?
+            .read_blocking(move |c| users::exists(c, &a))?
             && maildir::exists(root, &rcpt);
         let p = our_provider(&ctx2);
         let now = ctx2.now_secs();
@@ -645,7 +645,7 @@ pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[i64]) {
         let now = store::now_ms();
         let held = ctx
             .store
-            .write(move |c| Ok(queue::record_crash(c, id, now)?))
+            .write(move |c| queue::record_crash(c, id, now))
             .await;
         let job = match held {
             Ok(Some(job)) => job,
@@ -671,7 +671,7 @@ pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[i64]) {
         ev.detail = Some(format!("job {} {} held", job.id, job.kind.as_str()));
         if let Err(e) = ctx
             .store
-            .write(move |c| Ok(store::log::append(c, &ev)?))
+            .write(move |c| store::log::append(c, &ev))
             .await
         {
             tracing::error!(job = id, error = %e, "could not log a held job");
@@ -778,17 +778,9 @@ async fn undelivered(ctx: &Arc<Ctx>, job: &Job, error: &str, finish: Finish) -> 
 /// The certification data of a message we accepted.
 async fn load_certified(ctx: &Ctx, identificativo: &str) -> Result<Certified, Fail> {
     let id = identificativo.to_string();
-    let xml: Option<String> = ctx
+    let xml = ctx
         .store
-        .read(move |c| {
-            use rusqlite::OptionalExtension;
-            Ok(c.query_row(
-                "SELECT daticert FROM messages WHERE identificativo = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })
+        .read(move |db| store::messages::daticert_of(db, &id))
         .await?;
     let xml = xml.ok_or_else(|| Fail::Permanent(format!("unknown message {identificativo}")))?;
     let d = Daticert::parse(xml.as_bytes()).map_err(|e| Fail::Permanent(format!("{e:?}")))?;
@@ -1181,35 +1173,12 @@ async fn fire_timer(ctx: &Arc<Ctx>, t: &DueTimer) -> Result<(), String> {
             }
             if t3.deadline == Deadline::Expire {
                 queue::timer_close(c, &t3.identificativo, &t3.recipient, now, "scadenza-24h")?;
-                stop_relays(c, &t3.identificativo, now)?;
+                queue::stop_relays(c, &t3.identificativo, now)?;
             }
             Ok(())
         })
         .await
         .map_err(|e| e.to_string())?;
     ctx.wake.notify_one();
-    Ok(())
-}
-
-/// After the final notice the relay stops: fail pending relays of the busta
-/// whose certified recipients are all closed.
-fn stop_relays(c: &rusqlite::Connection, identificativo: &str, now: i64) -> rusqlite::Result<()> {
-    // `kind <> 'mailbox'` spelled out: it lets SQLite use the partial index.
-    let mut st = c.prepare(
-        "SELECT id, recipients FROM jobs WHERE identificativo = ?1 AND kind = 'relay' AND state = 'pending' AND kind <> 'mailbox'",
-    )?;
-    let rows: Vec<(i64, String)> = st
-        .query_map([identificativo], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    for (id, rcpts) in rows {
-        let rcpts: Vec<String> = serde_json::from_str(&rcpts).unwrap_or_default();
-        let mut open = false;
-        for r in &rcpts {
-            open |= queue::timer_open(c, identificativo, r)?;
-        }
-        if !open {
-            queue::mark_failed(c, id, "expired: final non-delivery notice sent", now)?;
-        }
-    }
     Ok(())
 }

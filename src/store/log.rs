@@ -5,7 +5,8 @@
 //! table is `INSERT` (triggers in the schema refuse `UPDATE` and any `DELETE`
 //! younger than 30 months).
 
-use rusqlite::{params, Connection};
+use super::{Db, Result};
+use rusqlite::params;
 use serde::Serialize;
 
 /// One log event.
@@ -49,7 +50,8 @@ impl Event {
 }
 
 /// Append one event.
-pub fn append(conn: &Connection, e: &Event) -> rusqlite::Result<i64> {
+pub fn append(db: &Db<'_>, e: &Event) -> Result<i64> {
+    let conn = db.sql();
     let mut st = conn.prepare_cached(
         "INSERT INTO log(ts, event, identificativo, msgid, sender, recipients, subject,
                          receipt_type, generated_msgid, error, detail)
@@ -85,7 +87,8 @@ pub struct Query {
 }
 
 /// Events matching `q`, oldest first.
-pub fn query(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Event>> {
+pub fn query(db: &Db<'_>, q: &Query) -> Result<Vec<Event>> {
+    let conn = db.sql();
     let mut sql = String::from(
         "SELECT id, ts, event, identificativo, msgid, sender, recipients, subject, receipt_type,
                 generated_msgid, error, detail FROM log WHERE 1=1",
@@ -142,13 +145,14 @@ pub fn query(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Event>> {
             detail: r.get(11)?,
         })
     })?;
-    rows.collect()
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Delete events older than the legal retention (30 months). Returns rows removed.
-pub fn purge_expired(conn: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
+pub fn purge_expired(db: &Db<'_>, now_ms: i64) -> Result<usize> {
+    let conn = db.sql();
     let cutoff = now_ms - (super::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
-    conn.execute("DELETE FROM log WHERE ts < ?1", [cutoff])
+    Ok(conn.execute("DELETE FROM log WHERE ts < ?1", [cutoff])?)
 }
 
 /// Format milliseconds as an ISO-8601 UTC timestamp for humans.
@@ -180,14 +184,35 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Per identificativo, the times of the `deposito` events whose detail starts
+/// with `what` (e.g. `accettazione`): how `pecd bench` times each message.
+pub fn deposit_times(db: &Db<'_>, what: &str) -> Result<Vec<(String, i64)>> {
+    Ok(db
+        .sql()
+        .prepare(
+            "SELECT identificativo, ts FROM log WHERE event = 'deposito' AND detail LIKE ?1 || '%'",
+        )?
+        .query_map([what], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// How many `deposito` events have a detail starting with `what`.
+pub fn count_deposits(db: &Db<'_>, what: &str) -> Result<i64> {
+    Ok(db.sql().query_row(
+        "SELECT count(*) FROM log WHERE event = 'deposito' AND detail LIKE ?1 || '%'",
+        [what],
+        |r| r.get(0),
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn append_and_query_by_each_filter() {
-        let mut c = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&mut c).unwrap();
+        let m = crate::store::MemDb::new();
+        let c = m.db();
         let mut e = Event::new("accettazione", 1000);
         e.identificativo = Some("id1@pec.alpha.test".into());
         e.msgid = Some("<m1@client>".into());

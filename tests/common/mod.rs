@@ -761,7 +761,10 @@ impl TestProvider {
 
     /// A connection to the provider's database (WAL: fine beside the daemon).
     pub fn db(&self) -> rusqlite::Connection {
-        pecd::store::open_connection(&self.path().join("data/pecd.sqlite3")).unwrap()
+        // The test's own look at the file, not pecd's store API.
+        let c = rusqlite::Connection::open(self.path().join("data/pecd.sqlite3")).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        c
     }
 
     /// Send SIGHUP to the running daemon.
