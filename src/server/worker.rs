@@ -156,12 +156,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         if started > 0 {
             continue;
         }
-        let next = ctx
-            .store
-            .read(queue::next_due)
-            .await
-            .ok()
-            .flatten();
+        let next = ctx.store.read(queue::next_due).await.ok().flatten();
         let wait = match next {
             Some(t) if t > now => Duration::from_millis((t - now) as u64),
             _ => Duration::from_secs(1),
@@ -436,9 +431,7 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         let certified = Certified::from(&d);
         let root = &ctx2.store.paths().mail;
         let a = rcpt.clone();
-        let known = ctx2
-            .store
-            .read_blocking(move |c| users::exists(c, &a))?
+        let known = ctx2.store.read_blocking(move |c| users::exists(c, &a))?
             && maildir::exists(root, &rcpt);
         let p = our_provider(&ctx2);
         let now = ctx2.now_secs();
@@ -669,11 +662,7 @@ pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[i64]) {
         ev.recipients = Some(job.recipients.join(", "));
         ev.error = Some(why.clone());
         ev.detail = Some(format!("job {} {} held", job.id, job.kind.as_str()));
-        if let Err(e) = ctx
-            .store
-            .write(move |c| store::log::append(c, &ev))
-            .await
-        {
+        if let Err(e) = ctx.store.write(move |c| store::log::append(c, &ev)).await {
             tracing::error!(job = id, error = %e, "could not log a held job");
         }
         let ours = job.identificativo.as_deref().is_some_and(|i| !i.is_empty());

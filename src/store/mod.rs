@@ -38,6 +38,13 @@ pub enum StoreError {
     Commit(String),
     /// There is no database at this path yet.
     NoDatabase(PathBuf),
+    /// The database was migrated by a newer pecd.
+    TooNew {
+        /// Its schema version.
+        found: i64,
+        /// The newest this binary knows.
+        known: i64,
+    },
 }
 
 impl std::fmt::Display for StoreError {
@@ -47,6 +54,11 @@ impl std::fmt::Display for StoreError {
             StoreError::Io(e) => write!(f, "file system: {e}"),
             StoreError::Closed => write!(f, "store is shut down"),
             StoreError::Commit(e) => write!(f, "commit failed: {e}"),
+            StoreError::TooNew { found, known } => write!(
+                f,
+                "the database has schema version {found}, newer than this pecd knows ({known}): \
+                 run the newer pecd, or restore the backup taken before the upgrade (docs/operations.md, Upgrades)"
+            ),
             StoreError::NoDatabase(p) => {
                 write!(f, "{}: no database yet (has the daemon run?)", p.display())
             }
@@ -501,7 +513,10 @@ mod tests {
         assert!(ra.is_ok());
         assert!(rb.is_err());
         let n: i64 = store
-            .read(|c| Ok(c.sql().query_row("SELECT count(*) FROM users", [], |r| r.get(0))?))
+            .read(|c| {
+                Ok(c.sql()
+                    .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+            })
             .await
             .unwrap();
         assert_eq!(n, 1);

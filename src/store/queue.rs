@@ -623,7 +623,9 @@ mod tests {
         );
         assert!(!segment_in_use(&c, "seg-00000001.spool", 10_000, 1000).unwrap());
         forget_segment(&c, "seg-00000001.spool").unwrap();
-        c.sql().execute("UPDATE jobs SET state = 'done'", []).unwrap();
+        c.sql()
+            .execute("UPDATE jobs SET state = 'done'", [])
+            .unwrap();
         assert_eq!(purge_finished(&c, 1_000_000, 100).unwrap(), 2);
     }
 
