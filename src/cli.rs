@@ -157,7 +157,7 @@ pub enum QueueCommand {
     /// Show one job.
     Show {
         /// Job id.
-        id: i64,
+        id: crate::store::queue::JobId,
         /// Print JSON (times as unix milliseconds and as RFC 3339).
         #[arg(long)]
         json: bool,
@@ -165,7 +165,7 @@ pub enum QueueCommand {
     /// Run a job (or all) now.
     Retry {
         /// Job id.
-        id: Option<i64>,
+        id: Option<crate::store::queue::JobId>,
         /// Every pending job.
         #[arg(long, conflicts_with = "id")]
         all: bool,
@@ -173,7 +173,7 @@ pub enum QueueCommand {
     /// Cancel a job; the sender gets a non-delivery notice.
     Cancel {
         /// Job id.
-        id: i64,
+        id: crate::store::queue::JobId,
     },
 }
 

@@ -162,7 +162,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
             ]
             .map(String::from)];
             for j in jobs {
-                let next = if j.state == "held" {
+                let next = if j.state == queue::JobState::Held {
                     "held".to_string()
                 } else if j.due_at <= now {
                     "now".to_string()
@@ -214,7 +214,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
             let fields: Vec<(&str, String)> = vec![
                 ("id", j.id.to_string()),
                 ("kind", j.kind.as_str().to_string()),
-                ("state", j.state.clone()),
+                ("state", j.state.to_string()),
                 ("identificativo", opt(&j.identificativo)),
                 ("mail from", j.mail_from.clone()),
                 ("recipients", j.recipients.join(", ")),
@@ -259,12 +259,12 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
 
 /// Cancel a job; for a busta the sender gets a signed non-delivery notice
 /// per recipient, built and queued by this process.
-fn cancel(cfg: &crate::config::Config, id: i64) -> AdminResult {
+fn cancel(cfg: &crate::config::Config, id: queue::JobId) -> AdminResult {
     let st = Store::open(&cfg.data_dir())?;
     let job = st
         .read_blocking(move |c| queue::get(c, id))?
         .ok_or_else(|| format!("no job {id}"))?;
-    if job.state != "pending" {
+    if job.state != queue::JobState::Pending {
         return Err(format!("job {id} is {}, not pending", job.state).into());
     }
     let mut notices: Vec<(NewJob, Event)> = Vec::new();

@@ -56,7 +56,15 @@ pub async fn serve(
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let mut jobs = app.ctx.store.job_counts().await.unwrap_or_default();
+    let mut jobs: Vec<(String, i64)> = app
+        .ctx
+        .store
+        .job_counts()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(state, n)| (state.as_str().to_string(), n))
+        .collect();
     let running = app.ctx.running.lock().map(|r| r.len()).unwrap_or(0);
     jobs.push(("running".into(), running as i64));
     (

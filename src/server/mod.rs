@@ -52,7 +52,7 @@ pub struct Ctx {
     /// Nudges the worker when new work is committed.
     pub wake: Notify,
     /// Jobs being worked on right now (never picked twice).
-    pub running: Mutex<HashSet<i64>>,
+    pub running: Mutex<HashSet<crate::store::queue::JobId>>,
     /// The same, in a file a crash leaves behind (the crash-loop guard).
     pub inflight: Arc<crate::store::inflight::Inflight>,
     /// Flips to true on shutdown.

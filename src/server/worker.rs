@@ -22,7 +22,7 @@ use crate::pec::reception::{self, AnomalyReason, ReceptionInput, Verdict};
 use crate::pec::types::{Errore, ReceiptType, RecipientType, Tipo};
 use crate::relay::{NextHop, Outcome, TlsPolicy};
 use crate::store::log::Event;
-use crate::store::queue::{self, Deadline, DueTimer, Job, Kind, NewJob};
+use crate::store::queue::{self, Deadline, DueTimer, Job, JobId, Kind, NewJob};
 use crate::store::{self, maildir, users, StoreError};
 
 use super::submission::{event_for, message_id_of, our_provider, route_job, timer_config};
@@ -59,7 +59,8 @@ pub async fn run(ctx: Arc<Ctx>) {
     // snapshot: it may predate the commit of a run that has just ended (and
     // left `running`), and such a job must not run twice (a relay would send
     // its message again). Cleared before each read, filled after each commit.
-    let ended: Arc<std::sync::Mutex<std::collections::HashSet<i64>>> = Arc::default();
+    let ended: Arc<std::sync::Mutex<std::collections::HashSet<crate::store::queue::JobId>>> =
+        Arc::default();
     loop {
         if *shutdown.borrow() {
             break;
@@ -90,7 +91,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         let mut started = 0;
         let free = permits.available_permits();
         if free > 0 {
-            let busy: std::collections::HashSet<i64> =
+            let busy: std::collections::HashSet<crate::store::queue::JobId> =
                 ctx.running.lock().map(|r| r.clone()).unwrap_or_default();
             if let Ok(mut e) = ended.lock() {
                 e.clear();
@@ -191,7 +192,7 @@ async fn run_job(ctx: &Arc<Ctx>, job: Job) {
         Ok(()) => return,
         Err(Fail::Temporary(e)) => {
             let delay = backoff(ctx, job.attempts);
-            tracing::warn!(job = job.id, kind = job.kind.as_str(), error = %e, retry_in = ?delay, "job failed, will retry");
+            tracing::warn!(job = %job.id, kind = job.kind.as_str(), error = %e, retry_in = ?delay, "job failed, will retry");
             let id = job.id;
             let due = now + delay.as_millis() as i64;
             ctx.store
@@ -199,7 +200,7 @@ async fn run_job(ctx: &Arc<Ctx>, job: Job) {
                 .await
         }
         Err(Fail::Permanent(e)) => {
-            tracing::error!(job = job.id, kind = job.kind.as_str(), error = %e, "job failed for good");
+            tracing::error!(job = %job.id, kind = job.kind.as_str(), error = %e, "job failed for good");
             let mut ev = Event::new("lavoro-fallito", now);
             ev.identificativo = job.identificativo.clone();
             ev.recipients = Some(job.recipients.join(", "));
@@ -216,7 +217,7 @@ async fn run_job(ctx: &Arc<Ctx>, job: Job) {
         }
     };
     if let Err(e) = outcome {
-        tracing::error!(error = %e, job = job.id, "could not record job outcome");
+        tracing::error!(error = %e, job = %job.id, "could not record job outcome");
     }
 }
 
@@ -347,7 +348,7 @@ async fn mailbox(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
 
 /// Record a job as done, with its log event and the follow-up work it
 /// produced, in one transaction; then nudge the loop for the follow-ups.
-async fn complete(ctx: &Ctx, id: i64, ev: Event, follow: Option<NewJob>) -> Result<(), Fail> {
+async fn complete(ctx: &Ctx, id: JobId, ev: Event, follow: Option<NewJob>) -> Result<(), Fail> {
     let now = store::now_ms();
     let more = follow.is_some();
     ctx.store
@@ -633,7 +634,7 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
 /// [`queue::MAX_CRASHES`] times. A held busta is not delivered: its sender
 /// gets an avviso di mancata consegna for each certified recipient, and the
 /// PEC log records the hold. `pecd queue retry ID` releases it.
-pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[i64]) {
+pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[JobId]) {
     for &id in ids {
         let now = store::now_ms();
         let held = ctx
@@ -644,18 +645,18 @@ pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[i64]) {
             Ok(Some(job)) => job,
             Ok(None) => {
                 tracing::warn!(
-                    job = id,
+                    job = %id,
                     "the process died while this job ran; it will run again"
                 );
                 continue;
             }
             Err(e) => {
-                tracing::error!(job = id, error = %e, "could not record a crashed job");
+                tracing::error!(job = %id, error = %e, "could not record a crashed job");
                 continue;
             }
         };
         let why = job.last_error.clone().unwrap_or_default();
-        tracing::error!(job = id, kind = job.kind.as_str(), reason = %why, "job held");
+        tracing::error!(job = %id, kind = job.kind.as_str(), reason = %why, "job held");
         let mut ev = Event::new("lavoro-sospeso", now);
         ev.identificativo = job.identificativo.clone();
         ev.sender = Some(job.mail_from.clone()).filter(|s| !s.is_empty());
@@ -663,7 +664,7 @@ pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[i64]) {
         ev.error = Some(why.clone());
         ev.detail = Some(format!("job {} {} held", job.id, job.kind.as_str()));
         if let Err(e) = ctx.store.write(move |c| store::log::append(c, &ev)).await {
-            tracing::error!(job = id, error = %e, "could not log a held job");
+            tracing::error!(job = %id, error = %e, "could not log a held job");
         }
         let ours = job.identificativo.as_deref().is_some_and(|i| !i.is_empty());
         if ours && matches!(job.kind, Kind::Relay | Kind::LocalBusta) {
@@ -671,7 +672,7 @@ pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[i64]) {
             match undelivered(ctx, &job, why, Finish::Held).await {
                 Ok(()) | Err(Fail::Permanent(_)) => {}
                 Err(Fail::Temporary(e)) => {
-                    tracing::error!(job = id, error = %e, "could not tell the sender of a held job");
+                    tracing::error!(job = %id, error = %e, "could not tell the sender of a held job");
                 }
             }
         }

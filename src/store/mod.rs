@@ -335,7 +335,7 @@ impl Store {
     }
 
     /// Jobs by state, for the metrics.
-    pub async fn job_counts(&self) -> Result<Vec<(String, i64)>> {
+    pub async fn job_counts(&self) -> Result<Vec<(queue::JobState, i64)>> {
         self.read(queue::counts).await
     }
 

@@ -43,6 +43,79 @@ impl Kind {
     }
 }
 
+/// A job's id: the `ID` of `pecd queue show|retry|cancel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct JobId(pub i64);
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for JobId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> std::result::Result<JobId, Self::Err> {
+        s.parse().map(JobId)
+    }
+}
+
+impl rusqlite::ToSql for JobId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    /// Waiting for its `due_at` (or running now).
+    Pending,
+    /// Finished.
+    Done,
+    /// Given up (the sender was told where the rules say so).
+    Failed,
+    /// Cancelled by the operator.
+    Cancelled,
+    /// The process died while running it too often: waits for `queue retry`.
+    Held,
+}
+
+impl JobState {
+    /// Every state.
+    pub const ALL: [JobState; 5] = [
+        JobState::Pending,
+        JobState::Done,
+        JobState::Failed,
+        JobState::Cancelled,
+        JobState::Held,
+    ];
+
+    /// Column value (and the word the CLI and metrics print).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::Held => "held",
+        }
+    }
+
+    /// Parse a column value.
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Work to add.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -70,7 +143,7 @@ pub struct NewJob {
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
     /// Row id (the CLI's ID).
-    pub id: i64,
+    pub id: JobId,
     /// Idempotency key.
     pub key: String,
     /// What to do.
@@ -87,8 +160,8 @@ pub struct Job {
     pub blob: Option<String>,
     /// Kind-specific JSON.
     pub data: Option<String>,
-    /// pending / done / failed / cancelled.
-    pub state: String,
+    /// Where it stands.
+    pub state: JobState,
     /// Attempts made.
     pub attempts: i64,
     /// Last error text.
@@ -107,7 +180,7 @@ fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
     let kind: String = r.get(2)?;
     let rcpts: String = r.get(5)?;
     Ok(Job {
-        id: r.get(0)?,
+        id: JobId(r.get(0)?),
         key: r.get(1)?,
         kind: Kind::parse(&kind).unwrap_or(Kind::Mailbox),
         identificativo: r.get(3)?,
@@ -116,7 +189,16 @@ fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
         next_hop: r.get(6)?,
         blob: r.get(7)?,
         data: r.get(8)?,
-        state: r.get(9)?,
+        state: {
+            let s: String = r.get(9)?;
+            JobState::parse(&s).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    9,
+                    rusqlite::types::Type::Text,
+                    format!("unknown job state {s:?}").into(),
+                )
+            })?
+        },
         attempts: r.get(10)?,
         last_error: r.get(11)?,
         due_at: r.get(12)?,
@@ -151,7 +233,7 @@ pub fn enqueue(db: &Db<'_>, j: &NewJob, now: i64) -> Result<bool> {
 /// Ids of up to `limit` pending jobs due at `now`: mailbox deliveries first
 /// (a sender waits for the accettazione), then the rest by due time. Both
 /// read in index order, so a poll costs the same with a backlog of thousands.
-pub fn due_ids(db: &Db<'_>, now: i64, limit: usize) -> Result<Vec<i64>> {
+pub fn due_ids(db: &Db<'_>, now: i64, limit: usize) -> Result<Vec<JobId>> {
     let conn = db.sql();
     let mut ids: Vec<i64> = conn
         .prepare_cached(
@@ -168,11 +250,11 @@ pub fn due_ids(db: &Db<'_>, now: i64, limit: usize) -> Result<Vec<i64>> {
             .collect::<rusqlite::Result<Vec<i64>>>()?;
         ids.extend(rest);
     }
-    Ok(ids)
+    Ok(ids.into_iter().map(JobId).collect())
 }
 
 /// A job by id if it is still pending.
-pub fn pending(db: &Db<'_>, id: i64) -> Result<Option<Job>> {
+pub fn pending(db: &Db<'_>, id: JobId) -> Result<Option<Job>> {
     let conn = db.sql();
     Ok(conn
         .prepare_cached(&format!(
@@ -197,7 +279,7 @@ pub fn next_due(db: &Db<'_>) -> Result<Option<i64>> {
 }
 
 /// One job by id.
-pub fn get(db: &Db<'_>, id: i64) -> Result<Option<Job>> {
+pub fn get(db: &Db<'_>, id: JobId) -> Result<Option<Job>> {
     let conn = db.sql();
     Ok(conn
         .query_row(
@@ -229,7 +311,7 @@ pub fn list(db: &Db<'_>, all: bool) -> Result<Vec<Job>> {
 }
 
 /// The job finished.
-pub fn mark_done(db: &Db<'_>, id: i64, now: i64) -> Result<()> {
+pub fn mark_done(db: &Db<'_>, id: JobId, now: i64) -> Result<()> {
     let conn = db.sql();
     conn.prepare_cached(
         "UPDATE jobs SET state = 'done', attempts = attempts + 1, last_error = NULL, updated_at = ?2 WHERE id = ?1",
@@ -239,7 +321,7 @@ pub fn mark_done(db: &Db<'_>, id: i64, now: i64) -> Result<()> {
 }
 
 /// The job failed for good.
-pub fn mark_failed(db: &Db<'_>, id: i64, error: &str, now: i64) -> Result<()> {
+pub fn mark_failed(db: &Db<'_>, id: JobId, error: &str, now: i64) -> Result<()> {
     let conn = db.sql();
     conn.prepare_cached(
         "UPDATE jobs SET state = 'failed', attempts = attempts + 1, last_error = ?2, updated_at = ?3 WHERE id = ?1",
@@ -249,7 +331,7 @@ pub fn mark_failed(db: &Db<'_>, id: i64, error: &str, now: i64) -> Result<()> {
 }
 
 /// The job failed for now; try again at `due_at`.
-pub fn reschedule(db: &Db<'_>, id: i64, error: &str, due_at: i64, now: i64) -> Result<()> {
+pub fn reschedule(db: &Db<'_>, id: JobId, error: &str, due_at: i64, now: i64) -> Result<()> {
     let conn = db.sql();
     conn.prepare_cached(
         "UPDATE jobs SET attempts = attempts + 1, last_error = ?2, due_at = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'pending'",
@@ -260,7 +342,7 @@ pub fn reschedule(db: &Db<'_>, id: i64, error: &str, due_at: i64, now: i64) -> R
 
 /// Make pending jobs due now (one, or all with `None`; a held job only by
 /// its id). Returns how many.
-pub fn retry_now(db: &Db<'_>, id: Option<i64>, now: i64) -> Result<usize> {
+pub fn retry_now(db: &Db<'_>, id: Option<JobId>, now: i64) -> Result<usize> {
     let conn = db.sql();
     match id {
         Some(id) => Ok(conn.execute(
@@ -280,7 +362,7 @@ pub fn retry_now(db: &Db<'_>, id: Option<i64>, now: i64) -> Result<usize> {
 
 /// How many jobs are pending, held and failed (the states an operator
 /// watches; finished ones are only kept a week for idempotency).
-pub fn counts(db: &Db<'_>) -> Result<Vec<(String, i64)>> {
+pub fn counts(db: &Db<'_>) -> Result<Vec<(JobState, i64)>> {
     let conn = db.sql();
     let n = |sql: &str| {
         conn.prepare_cached(sql)?
@@ -288,16 +370,16 @@ pub fn counts(db: &Db<'_>) -> Result<Vec<(String, i64)>> {
     };
     Ok(vec![
         (
-            "pending".into(),
+            JobState::Pending,
             n("SELECT count(*) FROM jobs WHERE state = 'pending' AND kind = 'mailbox'")?
                 + n("SELECT count(*) FROM jobs WHERE state = 'pending' AND kind <> 'mailbox'")?,
         ),
         (
-            "held".into(),
+            JobState::Held,
             n("SELECT count(*) FROM jobs WHERE state = 'held'")?,
         ),
         (
-            "failed".into(),
+            JobState::Failed,
             n("SELECT count(*) FROM jobs WHERE state = 'failed'")?,
         ),
     ])
@@ -308,7 +390,7 @@ pub const MAX_CRASHES: i64 = 3;
 
 /// The process died while job `id` ran: count it, and hold the job once it
 /// has done so [`MAX_CRASHES`] times. Returns the job when it was just held.
-pub fn record_crash(db: &Db<'_>, id: i64, now: i64) -> Result<Option<Job>> {
+pub fn record_crash(db: &Db<'_>, id: JobId, now: i64) -> Result<Option<Job>> {
     let conn = db.sql();
     conn.execute(
         "UPDATE jobs SET crashes = crashes + 1, updated_at = ?2 WHERE id = ?1 AND state = 'pending'",
@@ -330,7 +412,7 @@ pub fn record_crash(db: &Db<'_>, id: i64, now: i64) -> Result<Option<Job>> {
 }
 
 /// Cancel a pending job. True if it was pending.
-pub fn cancel(db: &Db<'_>, id: i64, now: i64) -> Result<bool> {
+pub fn cancel(db: &Db<'_>, id: JobId, now: i64) -> Result<bool> {
     let conn = db.sql();
     let n = conn.execute(
         "UPDATE jobs SET state = 'cancelled', last_error = 'cancelled by the operator', updated_at = ?2 WHERE id = ?1 AND state = 'pending'",
@@ -511,6 +593,7 @@ pub fn stop_relays(db: &Db<'_>, identificativo: &str, now: i64) -> Result<()> {
         .query_map([identificativo], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     for (id, rcpts) in rows {
+        let id = JobId(id);
         let rcpts: Vec<String> = serde_json::from_str(&rcpts).unwrap_or_default();
         let mut open = false;
         for r in &rcpts {
@@ -612,7 +695,7 @@ mod tests {
         b.blob = Some("seg-00000001.spool@10+5".into());
         enqueue(&c, &a, 0).unwrap();
         enqueue(&c, &b, 0).unwrap();
-        let ids: Vec<i64> = due(&c, 0, 10).unwrap().iter().map(|j| j.id).collect();
+        let ids: Vec<JobId> = due(&c, 0, 10).unwrap().iter().map(|j| j.id).collect();
         mark_done(&c, ids[0], 10).unwrap();
         assert!(segment_in_use(&c, "seg-00000001.spool", 100, 1000).unwrap());
         assert!(!segment_in_use(&c, "seg-00000002.spool", 100, 1000).unwrap());
