@@ -15,7 +15,7 @@ use crate::pec::ids::RandomIds;
 use crate::pec::receipt::{self, Emitter};
 use crate::pec::types::{Errore, Tipo};
 use crate::pec::verify::{VerifyReport, VerifyRequest};
-use crate::store::log::Event;
+use crate::store::log::{Event, EventKind};
 use crate::store::queue::{self, Kind, NewJob};
 use crate::store::{self, Store};
 
@@ -304,7 +304,8 @@ fn cancel(cfg: &crate::config::Config, id: queue::JobId) -> AdminResult {
                     .sign(&msg, &crate::pec::ids::boundary(&ids))
                     .map_err(|e| e.to_string())?;
                 let blob = st.put_blob(&signed)?;
-                let mut ev = crate::server::submission::event_for("errore-consegna", now, &c);
+                let mut ev =
+                    crate::server::submission::event_for(EventKind::ErroreConsegna, now, &c);
                 ev.generated_msgid = msgid.clone();
                 ev.error = Some(esteso.clone());
                 ev.detail = Some(format!("job {id} cancelled by the operator; recipient {r}"));
@@ -338,7 +339,7 @@ fn cancel(cfg: &crate::config::Config, id: queue::JobId) -> AdminResult {
         if !queue::cancel(c, id, now)? {
             return Ok(false);
         }
-        let mut ev = Event::new("annullamento", now);
+        let mut ev = Event::new(EventKind::Annullamento, now);
         ev.identificativo = Some(ident.clone()).filter(|s| !s.is_empty());
         ev.recipients = Some(rcpts.join(", "));
         ev.detail = Some(format!("job {id} cancelled by the operator"));
@@ -371,7 +372,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// that concern `address`.
 fn deposits(p: &crate::server::Running, tipo: &str) -> Vec<Event> {
     let q = store::log::Query {
-        event: Some("deposito".into()),
+        event: Some(EventKind::Deposito),
         ..Default::default()
     };
     let t = tipo.to_string();
@@ -384,9 +385,9 @@ fn deposits(p: &crate::server::Running, tipo: &str) -> Vec<Event> {
         .collect()
 }
 
-fn events(p: &crate::server::Running, kind: &str) -> Vec<Event> {
+fn events(p: &crate::server::Running, kind: EventKind) -> Vec<Event> {
     let q = store::log::Query {
-        event: Some(kind.into()),
+        event: Some(kind),
         ..Default::default()
     };
     p.ctx
@@ -449,13 +450,13 @@ pub fn demo_main() -> AdminResult {
                     1,
                     deposits(b, "posta-certificata")
                         .into_iter()
-                        .chain(events(b, "avvenuta-consegna"))
+                        .chain(events(b, EventKind::AvvenutaConsegna))
                         .collect(),
                     "POSTA CERTIFICATA (busta) in bob's mailbox at Beta",
                 ),
                 (
                     2,
-                    events(a, "ricevuta-presa-in-carico"),
+                    events(a, EventKind::Ricevuta(Tipo::PresaInCarico)),
                     "PRESA IN CARICO from Beta received and logged by Alpha",
                 ),
                 (

@@ -15,7 +15,7 @@ use crate::pec::envelope::{busta_di_trasporto, Provider};
 use crate::pec::receipt::{self, Emitter};
 use crate::pec::types::{RecipientType, Tipo};
 use crate::smtp::{Backend, Envelope, Reply, SessionInfo, SmtpConfig};
-use crate::store::log::Event;
+use crate::store::log::{Event, EventKind};
 use crate::store::queue::{self, Kind, NewJob};
 use crate::store::{self, users};
 
@@ -344,7 +344,7 @@ pub fn recipients_text(d: &[Destinatario]) -> String {
 }
 
 /// A log event pre-filled from a message's certification data.
-pub fn event_for(kind: &str, ts: i64, c: &Certified) -> Event {
+pub fn event_for(kind: EventKind, ts: i64, c: &Certified) -> Event {
     let mut e = Event::new(kind, ts);
     e.identificativo = Some(c.identificativo.clone());
     e.msgid = c.msgid.clone();
@@ -491,10 +491,10 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
     let id = &s.identificativo;
 
     let mut log = Vec::new();
-    let mut e = event_for("accettazione", s.now_ms, c);
+    let mut e = event_for(EventKind::Accettazione, s.now_ms, c);
     e.generated_msgid = acc_msgid.clone();
     log.push(e);
-    let mut e = event_for("busta-trasporto", s.now_ms, c);
+    let mut e = event_for(EventKind::BustaTrasporto, s.now_ms, c);
     e.generated_msgid = Some(format!("<{id}>"));
     e.receipt_type = Some(c.ricevuta.as_str().to_string());
     log.push(e);
@@ -602,7 +602,7 @@ fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String>
         msgid: partial.msgid.clone(),
         ricevuta: partial.receipt_type,
     };
-    let mut e = event_for("non-accettazione", s.now_ms, &c);
+    let mut e = event_for(EventKind::NonAccettazione, s.now_ms, &c);
     e.error = Some(r.reason.clone());
     if !r.notice || !ctx.is_local(&c.mittente) {
         e.detail = Some(format!("refused at SMTP: {}", r.reason_en));

@@ -21,7 +21,7 @@ use crate::pec::receipt::{self, Consegna, Emitter, Preavviso};
 use crate::pec::reception::{self, AnomalyReason, ReceptionInput, Verdict};
 use crate::pec::types::{Errore, ReceiptType, RecipientType, Tipo};
 use crate::relay::{NextHop, Outcome, TlsPolicy};
-use crate::store::log::Event;
+use crate::store::log::{Event, EventKind};
 use crate::store::queue::{self, Deadline, DueTimer, Job, JobId, Kind, NewJob};
 use crate::store::{self, maildir, users, StoreError};
 
@@ -201,7 +201,7 @@ async fn run_job(ctx: &Arc<Ctx>, job: Job) {
         }
         Err(Fail::Permanent(e)) => {
             tracing::error!(job = %job.id, kind = job.kind.as_str(), error = %e, "job failed for good");
-            let mut ev = Event::new("lavoro-fallito", now);
+            let mut ev = Event::new(EventKind::LavoroFallito, now);
             ev.identificativo = job.identificativo.clone();
             ev.recipients = Some(job.recipients.join(", "));
             ev.error = Some(e.clone());
@@ -335,7 +335,7 @@ async fn mailbox(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     }
     let data = job_data(job);
     let now = store::now_ms();
-    let mut ev = Event::new("deposito", now);
+    let mut ev = Event::new(EventKind::Deposito, now);
     ev.identificativo = job.identificativo.clone();
     ev.recipients = Some(rcpt.clone());
     ev.generated_msgid = data_str(&data, "msgid");
@@ -397,7 +397,7 @@ fn emit(
     ctx: &Ctx,
     msg: &crate::pec::types::Unsigned,
     tipo: Tipo,
-    event: &str,
+    event: EventKind,
     c: &Certified,
     key: String,
     to: &str,
@@ -466,7 +466,7 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
                 &ctx2,
                 &msg,
                 Tipo::AvvenutaConsegna,
-                "avvenuta-consegna",
+                EventKind::AvvenutaConsegna,
                 &certified,
                 format!("consegna:{id}:{rcpt}"),
                 &certified.mittente,
@@ -486,7 +486,7 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
                 &ctx2,
                 &msg,
                 Tipo::ErroreConsegna,
-                "errore-consegna",
+                EventKind::ErroreConsegna,
                 &certified,
                 format!("errore-consegna:{id}:{rcpt}"),
                 &certified.mittente,
@@ -596,7 +596,14 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     let now = store::now_ms();
     match outcome {
         Outcome::Sent => {
-            let mut ev = Event::new(if is_busta { "inoltro-busta" } else { "inoltro" }, now);
+            let mut ev = Event::new(
+                if is_busta {
+                    EventKind::InoltroBusta
+                } else {
+                    EventKind::Inoltro
+                },
+                now,
+            );
             ev.identificativo = job.identificativo.clone();
             ev.sender = Some(job.mail_from.clone());
             ev.recipients = Some(job.recipients.join(", "));
@@ -657,7 +664,7 @@ pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[JobId]) {
         };
         let why = job.last_error.clone().unwrap_or_default();
         tracing::error!(job = %id, kind = job.kind.as_str(), reason = %why, "job held");
-        let mut ev = Event::new("lavoro-sospeso", now);
+        let mut ev = Event::new(EventKind::LavoroSospeso, now);
         ev.identificativo = job.identificativo.clone();
         ev.sender = Some(job.mail_from.clone()).filter(|s| !s.is_empty());
         ev.recipients = Some(job.recipients.join(", "));
@@ -714,7 +721,7 @@ async fn undelivered(ctx: &Arc<Ctx>, job: &Job, error: &str, finish: Finish) -> 
             let mut events = Vec::new();
             let mut jobs = Vec::new();
             for r in &rcpts {
-                let mut ev = event_for("inoltro-fallito", now_ms, &certified);
+                let mut ev = event_for(EventKind::InoltroFallito, now_ms, &certified);
                 ev.error = Some(err.clone());
                 ev.detail = Some(format!("refused for {r}"));
                 let certified_rcpt = certified.destinatari.iter().any(|d| {
@@ -727,7 +734,7 @@ async fn undelivered(ctx: &Arc<Ctx>, job: &Job, error: &str, finish: Finish) -> 
                         &ctx2,
                         &msg,
                         Tipo::ErroreConsegna,
-                        "errore-consegna",
+                        EventKind::ErroreConsegna,
                         &certified,
                         format!("errore-consegna:{}:{r}", certified.identificativo),
                         &certified.mittente,
@@ -802,7 +809,7 @@ async fn inbound(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
                 }
             }
             for e in &events {
-                if e.event == "presa-in-carico"
+                if e.event == EventKind::PresaInCarico
                     && e.generated_msgid
                         .as_ref()
                         .is_some_and(|m| repeated.contains(m))
@@ -902,7 +909,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                 jobs.append(&mut js);
             }
             if !ours.is_empty() {
-                let mut ev = event_for("busta-ricevuta", now_ms, &c);
+                let mut ev = event_for(EventKind::BustaRicevuta, now_ms, &c);
                 ev.detail = Some(format!(
                     "from {provider} (signer SHA-1 {}), for {}",
                     verified.sha1_fingerprint,
@@ -916,7 +923,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                     ctx,
                     &presa,
                     Tipo::PresaInCarico,
-                    "presa-in-carico",
+                    EventKind::PresaInCarico,
                     &c,
                     format!("presa:{}:{}", c.identificativo, ours.join(",")),
                     &receipt_mailbox,
@@ -951,12 +958,8 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                 .map(|d| d.identificativo.clone())
                 .unwrap_or_default();
             let mut ev = match &d {
-                Some(d) => event_for(
-                    &format!("ricevuta-{}", tipo.as_str()),
-                    now_ms,
-                    &Certified::from(d),
-                ),
-                None => Event::new(&format!("ricevuta-{}", tipo.as_str()), now_ms),
+                Some(d) => event_for(EventKind::Ricevuta(tipo), now_ms, &Certified::from(d)),
+                None => Event::new(EventKind::Ricevuta(tipo), now_ms),
             };
             ev.generated_msgid = message.message_id.clone();
             ev.detail = Some(format!("from {provider}"));
@@ -987,7 +990,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                             .as_deref()
                             .is_some_and(|x| x.trim_start().starts_with("5.4.1"));
                         if fin {
-                            ev.event = "mancata-consegna-24h".into();
+                            ev.event = EventKind::MancataConsegna24h;
                             ev.error = d.errore_esteso.clone();
                             if let Some(r) = &d.consegna {
                                 timers.push(TimerUpdate::Close(
@@ -1062,7 +1065,7 @@ fn anomaly_for(
     );
     let (ablob, msgid) = sign_to_spool(ctx, &msg)?;
     let now_ms = store::now_ms();
-    let mut ev = Event::new("anomalia", now_ms);
+    let mut ev = Event::new(EventKind::Anomalia, now_ms);
     ev.sender = message.from_address.clone();
     ev.recipients = Some(recipients.join(", "));
     ev.subject = message.subject.clone();
@@ -1132,7 +1135,7 @@ async fn fire_timer(ctx: &Arc<Ctx>, t: &DueTimer) -> Result<(), String> {
                     &ctx2,
                     &msg,
                     Tipo::PreavvisoErroreConsegna,
-                    "preavviso-errore-consegna",
+                    EventKind::PreavvisoErroreConsegna,
                     &c,
                     format!("preavviso-{label}:{}:{}", c.identificativo, t2.recipient),
                     &c.mittente,

@@ -9,6 +9,128 @@ use super::{Db, Result};
 use rusqlite::params;
 use serde::Serialize;
 
+use crate::pec::types::Tipo;
+
+/// What a log row records. The names are the `event` column and what
+/// `pecd log` prints: operators' scripts rely on them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum EventKind {
+    /// A message stored in a local mailbox.
+    #[default]
+    Deposito,
+    /// A submission accepted (ricevuta di accettazione emitted).
+    Accettazione,
+    /// A submission refused (avviso di non accettazione).
+    NonAccettazione,
+    /// The busta di trasporto of an accepted submission.
+    BustaTrasporto,
+    /// A busta stored for its recipient (avvenuta consegna emitted).
+    AvvenutaConsegna,
+    /// An avviso di mancata consegna emitted.
+    ErroreConsegna,
+    /// A busta relayed to the recipient's provider.
+    InoltroBusta,
+    /// Another message relayed.
+    Inoltro,
+    /// A relay given up.
+    InoltroFallito,
+    /// A message received over SMTP, before it is judged.
+    Ricezione,
+    /// A busta received from a peer.
+    BustaRicevuta,
+    /// A presa in carico emitted.
+    PresaInCarico,
+    /// A receipt received from a peer (`ricevuta-<tipo>`).
+    Ricevuta(Tipo),
+    /// A peer's final non-delivery for the 24-hour limit.
+    MancataConsegna24h,
+    /// A 12 h / 24 h notice emitted.
+    PreavvisoErroreConsegna,
+    /// A busta di anomalia made.
+    Anomalia,
+    /// A job cancelled by the operator.
+    Annullamento,
+    /// A job given up.
+    LavoroFallito,
+    /// A job held after the process died running it.
+    LavoroSospeso,
+    /// A kind this binary does not know (a row written by a newer pecd).
+    Other(String),
+}
+
+impl EventKind {
+    const FIXED: [EventKind; 18] = [
+        EventKind::Deposito,
+        EventKind::Accettazione,
+        EventKind::NonAccettazione,
+        EventKind::BustaTrasporto,
+        EventKind::AvvenutaConsegna,
+        EventKind::ErroreConsegna,
+        EventKind::InoltroBusta,
+        EventKind::Inoltro,
+        EventKind::InoltroFallito,
+        EventKind::Ricezione,
+        EventKind::BustaRicevuta,
+        EventKind::PresaInCarico,
+        EventKind::MancataConsegna24h,
+        EventKind::PreavvisoErroreConsegna,
+        EventKind::Anomalia,
+        EventKind::Annullamento,
+        EventKind::LavoroFallito,
+        EventKind::LavoroSospeso,
+    ];
+
+    /// The column value.
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
+        use std::borrow::Cow::{Borrowed, Owned};
+        match self {
+            EventKind::Deposito => Borrowed("deposito"),
+            EventKind::Accettazione => Borrowed("accettazione"),
+            EventKind::NonAccettazione => Borrowed("non-accettazione"),
+            EventKind::BustaTrasporto => Borrowed("busta-trasporto"),
+            EventKind::AvvenutaConsegna => Borrowed("avvenuta-consegna"),
+            EventKind::ErroreConsegna => Borrowed("errore-consegna"),
+            EventKind::InoltroBusta => Borrowed("inoltro-busta"),
+            EventKind::Inoltro => Borrowed("inoltro"),
+            EventKind::InoltroFallito => Borrowed("inoltro-fallito"),
+            EventKind::Ricezione => Borrowed("ricezione"),
+            EventKind::BustaRicevuta => Borrowed("busta-ricevuta"),
+            EventKind::PresaInCarico => Borrowed("presa-in-carico"),
+            EventKind::Ricevuta(t) => Owned(format!("ricevuta-{}", t.as_str())),
+            EventKind::MancataConsegna24h => Borrowed("mancata-consegna-24h"),
+            EventKind::PreavvisoErroreConsegna => Borrowed("preavviso-errore-consegna"),
+            EventKind::Anomalia => Borrowed("anomalia"),
+            EventKind::Annullamento => Borrowed("annullamento"),
+            EventKind::LavoroFallito => Borrowed("lavoro-fallito"),
+            EventKind::LavoroSospeso => Borrowed("lavoro-sospeso"),
+            EventKind::Other(s) => Owned(s.clone()),
+        }
+    }
+
+    /// The kind a column value names (`Other` for one this binary does not know).
+    pub fn parse(s: &str) -> EventKind {
+        if let Some(k) = EventKind::FIXED.iter().find(|k| k.name() == s) {
+            return k.clone();
+        }
+        s.strip_prefix("ricevuta-")
+            .and_then(|t| Tipo::ALL.into_iter().find(|x| x.as_str() == t))
+            .map(EventKind::Ricevuta)
+            .unwrap_or_else(|| EventKind::Other(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
 /// One log event.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Event {
@@ -16,8 +138,8 @@ pub struct Event {
     pub id: i64,
     /// Unix milliseconds.
     pub ts: i64,
-    /// Event type, e.g. `accettazione`, `busta-trasporto`, `consegna`.
-    pub event: String,
+    /// What happened.
+    pub event: EventKind,
     /// Identificativo of the PEC message.
     pub identificativo: Option<String>,
     /// Message-ID of the user's original message.
@@ -40,9 +162,9 @@ pub struct Event {
 
 impl Event {
     /// A new event of `kind` at `ts`.
-    pub fn new(kind: &str, ts: i64) -> Event {
+    pub fn new(kind: EventKind, ts: i64) -> Event {
         Event {
-            event: kind.to_string(),
+            event: kind,
             ts,
             ..Event::default()
         }
@@ -59,7 +181,7 @@ pub fn append(db: &Db<'_>, e: &Event) -> Result<i64> {
     )?;
     st.execute(params![
         e.ts,
-        e.event,
+        e.event.name(),
         e.identificativo,
         e.msgid,
         e.sender,
@@ -83,7 +205,7 @@ pub struct Query {
     /// Only events whose sender or recipients mention this address.
     pub address: Option<String>,
     /// Only this event type.
-    pub event: Option<String>,
+    pub event: Option<EventKind>,
 }
 
 /// Events matching `q`, oldest first.
@@ -124,7 +246,7 @@ pub fn query(db: &Db<'_>, q: &Query) -> Result<Vec<Event>> {
         ));
     }
     if let Some(ev) = &q.event {
-        args.push(ev.clone());
+        args.push(ev.name().into_owned());
         sql.push_str(&format!(" AND event = ?{}", args.len()));
     }
     sql.push_str(" ORDER BY ts, id");
@@ -133,7 +255,7 @@ pub fn query(db: &Db<'_>, q: &Query) -> Result<Vec<Event>> {
         Ok(Event {
             id: r.get(0)?,
             ts: r.get(1)?,
-            event: r.get(2)?,
+            event: EventKind::parse(&r.get::<_, String>(2)?),
             identificativo: r.get(3)?,
             msgid: r.get(4)?,
             sender: r.get(5)?,
@@ -210,17 +332,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_kind_reads_back_as_itself() {
+        let mut kinds: Vec<EventKind> = EventKind::FIXED.to_vec();
+        kinds.extend(Tipo::ALL.into_iter().map(EventKind::Ricevuta));
+        kinds.push(EventKind::Other("written-by-a-newer-pecd".into()));
+        let mut names = std::collections::HashSet::new();
+        for k in kinds {
+            assert!(names.insert(k.name()), "two kinds named {k}");
+            assert_eq!(EventKind::parse(&k.name()), k);
+        }
+        assert_eq!(
+            EventKind::Ricevuta(Tipo::PresaInCarico).name(),
+            "ricevuta-presa-in-carico"
+        );
+    }
+
+    #[test]
     fn append_and_query_by_each_filter() {
         let m = crate::store::MemDb::new();
         let c = m.db();
-        let mut e = Event::new("accettazione", 1000);
+        let mut e = Event::new(EventKind::Accettazione, 1000);
         e.identificativo = Some("id1@pec.alpha.test".into());
         e.msgid = Some("<m1@client>".into());
         e.sender = Some("alice@pec.alpha.test".into());
         e.recipients = Some("bob@pec.beta.test (certificato)".into());
         append(&c, &e).unwrap();
-        append(&c, &Event::new("other", 2000)).unwrap();
-        let mut d = Event::new("deposito", 3000);
+        append(&c, &Event::new(EventKind::Other("other".into()), 2000)).unwrap();
+        let mut d = Event::new(EventKind::Deposito, 3000);
         d.identificativo = Some("id1@pec.alpha.test".into());
         append(&c, &d).unwrap();
         let by_id = query(
