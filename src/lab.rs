@@ -97,33 +97,20 @@ impl Lab {
         let mut index = String::new();
         let mut inbound_ports = Vec::new();
         for s in specs {
-            let pdir = dir.join(&s.domain);
-            let certs = pdir.join("certs");
-            std::fs::create_dir_all(&certs).map_err(|e| e.to_string())?;
-            write(&certs.join("ca.pem"), &ca_pem)?;
-            let signing = crate::certs::generate_signing(&ca, &s.name, &s.domain)
-                .map_err(|e| e.to_string())?;
-            signing
-                .write(&certs.join("signing.pem"), &certs.join("signing.key"))
-                .map_err(|e| e.to_string())?;
-            let tls = crate::certs::generate_tls(&ca, &format!("mx.{}", s.domain))
-                .map_err(|e| e.to_string())?;
-            tls.write(&certs.join("tls.pem"), &certs.join("tls.key"))
-                .map_err(|e| e.to_string())?;
-            index.push_str(&format!(
-                "[[provider]]\nname = \"{}\"\ndomains = [\"{}\"]\nreceipt_mailbox = \"posta-certificata@{}\"\ncertificate = \"{}\"\n\n",
-                s.name,
-                s.domain,
-                s.domain,
-                certs.join("signing.pem").display()
+            let certs = dir.join(&s.domain).join("certs");
+            crate::layout::write_dev_certs(&certs, &ca, &s.name, &s.domain)?;
+            index.push_str(&crate::layout::index_entry(
+                &s.name,
+                &s.domain,
+                &certs.join("signing.pem"),
             ));
             inbound_ports.push(free_port().map_err(|e| e.to_string())?);
         }
         let mut routes = String::new();
         for (s, port) in specs.iter().zip(&inbound_ports) {
-            routes.push_str(&format!(
-                "[[route]]\ndomain = \"{}\"\nnext_hop = \"127.0.0.1:{port}\"\n\n",
-                s.domain
+            routes.push_str(&crate::layout::route_entry(
+                &s.domain,
+                &format!("127.0.0.1:{port}"),
             ));
         }
         let mut providers = Vec::new();

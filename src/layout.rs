@@ -83,3 +83,37 @@ pub fn empty_index_text(name: &str, domain: &str) -> String {
          # Empty for now. This provider's own entry, for the peers' indexes:\n{own}"
     )
 }
+
+/// One `[[provider]]` entry of an index, naming its signing certificate.
+pub fn index_entry(name: &str, domain: &str, signing_cert: &std::path::Path) -> String {
+    format!(
+        "[[provider]]\nname = \"{name}\"\ndomains = [\"{domain}\"]\nreceipt_mailbox = \"posta-certificata@{domain}\"\ncertificate = \"{}\"\n\n",
+        signing_cert.display()
+    )
+}
+
+/// A static `[[route]]` sending `domain`'s mail to `next_hop`.
+pub fn route_entry(domain: &str, next_hop: &str) -> String {
+    format!("[[route]]\ndomain = \"{domain}\"\nnext_hop = \"{next_hop}\"\n\n")
+}
+
+/// A development provider's certificates in `certs`, issued by `ca`:
+/// `ca.pem`, `signing.pem`/`.key` (for `name`, `domain`) and `tls.pem`/`.key`
+/// for `mx.<domain>` — the files the configuration above names.
+pub fn write_dev_certs(
+    certs: &std::path::Path,
+    ca: &crate::certs::CertKey,
+    name: &str,
+    domain: &str,
+) -> Result<(), String> {
+    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", certs.display());
+    std::fs::create_dir_all(certs).map_err(|e| at(&e))?;
+    std::fs::write(certs.join("ca.pem"), ca.cert_pem()).map_err(|e| at(&e))?;
+    let signing = crate::certs::generate_signing(ca, name, domain).map_err(|e| at(&e))?;
+    signing
+        .write(&certs.join("signing.pem"), &certs.join("signing.key"))
+        .map_err(|e| at(&e))?;
+    let tls = crate::certs::generate_tls(ca, &format!("mx.{domain}")).map_err(|e| at(&e))?;
+    tls.write(&certs.join("tls.pem"), &certs.join("tls.key"))
+        .map_err(|e| at(&e))
+}

@@ -126,16 +126,9 @@ impl TestProvider {
     /// `index_entries` is the TOML of the `[[provider]]` entries of the index.
     pub fn prepare(ca: &TestCa, spec: &ProviderSpec) -> TestProvider {
         let dir = tempfile::tempdir().unwrap();
+        // The same provider folder as the in-process lab (`pecd demo`, `bench`).
         let certs = dir.path().join("certs");
-        std::fs::create_dir_all(&certs).unwrap();
-        std::fs::write(certs.join("ca.pem"), ca.pem()).unwrap();
-        let signing = pecd::certs::generate_signing(&ca.ca, &spec.name, &spec.domain).unwrap();
-        signing
-            .write(&certs.join("signing.pem"), &certs.join("signing.key"))
-            .unwrap();
-        let tls = pecd::certs::generate_tls(&ca.ca, &format!("mx.{}", spec.domain)).unwrap();
-        tls.write(&certs.join("tls.pem"), &certs.join("tls.key"))
-            .unwrap();
+        pecd::layout::write_dev_certs(&certs, &ca.ca, &spec.name, &spec.domain).unwrap();
         let p = TestProvider {
             name: spec.name.clone(),
             domain: spec.domain.clone(),
@@ -224,12 +217,10 @@ index_check_interval = "200ms"
 
     /// This provider's `[[provider]]` index entry (certificate by absolute path).
     pub fn index_entry(&self) -> String {
-        format!(
-            "[[provider]]\nname = \"{}\"\ndomains = [\"{}\"]\nreceipt_mailbox = \"posta-certificata@{}\"\ncertificate = \"{}\"\n\n",
-            self.name,
-            self.domain,
-            self.domain,
-            self.path().join("certs/signing.pem").display()
+        pecd::layout::index_entry(
+            &self.name,
+            &self.domain,
+            &self.path().join("certs/signing.pem"),
         )
     }
 
@@ -242,9 +233,9 @@ index_check_interval = "200ms"
 
     /// Route mail for `other`'s domain to its inbound port.
     pub fn route_to(&self, other: &TestProvider) {
-        self.append_config(&format!(
-            "[[route]]\ndomain = \"{}\"\nnext_hop = \"127.0.0.1:{}\"\n",
-            other.domain, other.inbound
+        self.append_config(&pecd::layout::route_entry(
+            &other.domain,
+            &format!("127.0.0.1:{}", other.inbound),
         ));
     }
 
