@@ -516,6 +516,16 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     let info = serde_json::to_string_pretty(&bound).unwrap_or_default();
     let _ = std::fs::write(ctx.store.paths().data_dir.join("listeners.json"), info);
     tracing::info!(?bound, domain = ctx.domain(), "pecd provider running");
+    match crate::sys::adjtimex::read() {
+        Ok(c) => match crate::pec::clock::clock_warning(c.synchronised, c.estimated_error_us) {
+            Some(w) => tracing::warn!("{w}"),
+            None => tracing::info!(
+                estimated_error_ms = c.estimated_error_us / 1000,
+                "system clock synchronised"
+            ),
+        },
+        Err(e) => tracing::warn!(error = %e, "the clock state cannot be read (adjtimex)"),
+    }
     Ok(Running {
         ctx,
         bound,
