@@ -116,6 +116,10 @@ pub struct ListenSection {
     pub imap: Option<String>,
     /// IMAP over implicit TLS (993).
     pub imaps: Option<String>,
+    /// POP3 with STLS (110).
+    pub pop3: Option<String>,
+    /// POP3 over implicit TLS (995).
+    pub pop3s: Option<String>,
 }
 
 /// `[admin]`: the operator's HTTP listener (`/metrics`, `/health`): plain
@@ -697,6 +701,8 @@ impl Config {
             ("listen.inbound", &self.listen.inbound),
             ("listen.imap", &self.listen.imap),
             ("listen.imaps", &self.listen.imaps),
+            ("listen.pop3", &self.listen.pop3),
+            ("listen.pop3s", &self.listen.pop3s),
         ] {
             if let Some(v) = v {
                 if let Err(e) = parse_addr(v) {

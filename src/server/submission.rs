@@ -134,6 +134,22 @@ impl crate::imap::ImapAuth for UserAuth {
     }
 }
 
+impl crate::pop3::Pop3Auth for UserAuth {
+    async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> Result<String, crate::pop3::LoginRefused> {
+        UserAuth::login(self, user, password, peer, "pop3")
+            .await
+            .map_err(|e| match e {
+                LoginError::Invalid => crate::pop3::LoginRefused::Invalid,
+                LoginError::Throttled => crate::pop3::LoginRefused::Throttled,
+            })
+    }
+}
+
 /// The submission listeners' backend.
 pub struct SubmissionBackend {
     ctx: Arc<Ctx>,
