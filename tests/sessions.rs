@@ -383,6 +383,23 @@ fn a_trickled_imap_command_is_cut_off_at_command_timeout() {
     );
 }
 
+#[test]
+fn a_trickled_pop3_command_is_cut_off_at_command_timeout() {
+    let ca = TestCa::new();
+    let p = provider(&ca, SLOW);
+    let mut c = Client::connect("127.0.0.1", p.pop3, None).unwrap();
+    assert!(c.line().unwrap().starts_with("+OK"));
+    let (took, said) = trickle(c, b"NOOP", b' ');
+    assert!(
+        said.starts_with("-ERR autologout"),
+        "{said:?} after {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
 // ---- bad commands ---------------------------------------------------------------------
 
 #[test]
