@@ -14,6 +14,7 @@ pub mod log;
 pub mod mailbox;
 pub mod maildir;
 pub mod queue;
+pub mod quota;
 pub mod schema;
 pub mod spool;
 pub mod users;
