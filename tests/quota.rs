@@ -137,12 +137,10 @@ async fn a_full_box_refuses_the_busta_with_one_signed_notice_and_receipts_still_
     // Past both deadlines: no preavviso, no second notice, for that recipient.
     std::thread::sleep(Duration::from_secs(10));
     assert_eq!(receipts_for(&a, ALICE, "errore-consegna", &id3).len(), 1);
-    for tipo in ["preavviso-errore-consegna"] {
-        assert!(
-            receipts_for(&a, ALICE, tipo, &id3).is_empty(),
-            "{tipo} after a full-box notice"
-        );
-    }
+    assert!(
+        receipts_for(&a, ALICE, "preavviso-errore-consegna", &id3).is_empty(),
+        "a preavviso after a full-box notice"
+    );
     assert!(events_of(&a, "mancata-consegna-24h", Some(&id3)).is_empty());
     // Alice's box is far over its 1 KB: every receipt was delivered.
     for id in [&id1, &id2, &id3] {
@@ -218,4 +216,71 @@ fn quota_settings_are_checked() {
         !out.status.success() && err.contains("mailbox.quota_warning"),
         "{err}"
     );
+}
+
+#[test]
+fn imap_reports_the_quota_and_refuses_an_append_over_it() {
+    let ca = TestCa::new();
+    let mut p = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice", "bob"]),
+    );
+    let bob = "bob@pec.alpha.test";
+    let out = p.cli(&["user", "quota", bob, "20KB"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    p.start();
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.eml");
+    let big = dir.path().join("big.eml");
+    std::fs::write(&small, message(bob, &[bob], &[], "bozza", "", "breve")).unwrap();
+    let body = "x".repeat(76) + "\r\n";
+    std::fs::write(
+        &big,
+        message(bob, &[bob], &[], "grande", "", &body.repeat(300)),
+    )
+    .unwrap();
+    let recs = imap(
+        &p,
+        p.imaps,
+        "tls",
+        bob,
+        PASSWORD,
+        &format!(
+            "login\ncapability\nappend Drafts \"\" {}\nappend Drafts \"\" {}\nraw 'GETQUOTAROOT INBOX'\nraw 'GETQUOTA \"\"'\nraw 'GETQUOTA \"other\"'\nraw 'SETQUOTA \"\" (STORAGE 1)'\n",
+            small.display(),
+            big.display()
+        ),
+    );
+    assert!(
+        step(&recs, 2)["data"]
+            .to_string()
+            .contains("QUOTA=RES-STORAGE"),
+        "{recs:#?}"
+    );
+    assert_eq!(step(&recs, 3)["typ"], "OK", "{recs:#?}");
+    assert_eq!(step(&recs, 4)["typ"], "NO", "{recs:#?}");
+    assert!(
+        step(&recs, 4)["data"].to_string().contains("[OVERQUOTA]"),
+        "{recs:#?}"
+    );
+    let used = usage_listed(&p, bob).0;
+    assert_eq!(
+        used,
+        files_total(&p, bob),
+        "APPEND counted, the refused one not"
+    );
+    let root = step(&recs, 5);
+    assert_eq!(root["typ"], "OK", "{recs:#?}");
+    let untagged = root["untagged"].to_string();
+    assert!(untagged.contains("QUOTAROOT INBOX \\\"\\\""), "{untagged}");
+    let want = format!("QUOTA \\\"\\\" (STORAGE {} 20)", used.div_ceil(1024));
+    assert!(untagged.contains(&want), "{want} in {untagged}");
+    assert_eq!(step(&recs, 6)["typ"], "OK");
+    assert!(step(&recs, 6)["untagged"].to_string().contains(&want));
+    assert_eq!(step(&recs, 7)["typ"], "NO");
+    assert_eq!(step(&recs, 8)["typ"], "NO");
 }

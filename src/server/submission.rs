@@ -132,6 +132,19 @@ impl crate::imap::ImapAuth for UserAuth {
         self.logged(r, "imap", &users::normalize(user), peer)
             .ok_or(())
     }
+
+    async fn quota(&self, address: &str) -> Option<u64> {
+        let a = address.to_string();
+        let setting = self
+            .ctx
+            .store
+            .read(move |c| Ok(users::quota(c, &a)?))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(users::Quota::Default);
+        setting.limit(self.ctx.cfg.default_quota())
+    }
 }
 
 impl crate::pop3::Pop3Auth for UserAuth {
