@@ -48,6 +48,9 @@ pub struct Config {
     /// `[log]`
     #[serde(default)]
     pub log: LogSection,
+    /// `[mailbox]`
+    #[serde(default)]
+    pub mailbox: MailboxSection,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -116,6 +119,10 @@ pub struct ListenSection {
     pub imap: Option<String>,
     /// IMAP over implicit TLS (993).
     pub imaps: Option<String>,
+    /// POP3 with STLS (110).
+    pub pop3: Option<String>,
+    /// POP3 over implicit TLS (995).
+    pub pop3s: Option<String>,
 }
 
 /// `[admin]`: the operator's HTTP listener (`/metrics`, `/health`): plain
@@ -145,6 +152,62 @@ impl AdminSection {
     pub fn address(&self) -> Option<String> {
         let l = self.listen.trim();
         (!l.is_empty() && !l.eq_ignore_ascii_case("off")).then(|| l.to_string())
+    }
+}
+
+/// `[mailbox]`: what each user's mailbox may hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxSection {
+    /// Quota of users without their own (`pecd user quota`), e.g. `"2GB"`;
+    /// absent or `"none"`: no limit.
+    pub default_quota: Option<String>,
+    /// Usage (percent of the quota) at which the user is told the box is
+    /// nearly full, e.g. `"90%"`.
+    #[serde(default = "default_quota_warning")]
+    pub quota_warning: String,
+}
+
+impl Default for MailboxSection {
+    fn default() -> Self {
+        MailboxSection {
+            default_quota: None,
+            quota_warning: default_quota_warning(),
+        }
+    }
+}
+
+fn default_quota_warning() -> String {
+    "90%".into()
+}
+
+/// A quota as written in the config or on the command line: a size, or
+/// `"none"` for no limit.
+pub fn parse_quota(s: &str) -> Result<Option<u64>, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    match parse_size(s)? {
+        0 => Err(format!(
+            "{s:?}: a quota of 0 would refuse all mail; say \"none\" for no limit"
+        )),
+        n => Ok(Some(n as u64)),
+    }
+}
+
+/// `"90%"` (or `"90"`) as a percentage from 1 to 100.
+pub fn parse_percent(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let n: u64 = t
+        .strip_suffix('%')
+        .unwrap_or(t)
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage like \"90%\""))?;
+    if (1..=100).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{s:?}: must be between 1% and 100%"))
     }
 }
 
@@ -646,6 +709,19 @@ impl Config {
         parse_size(&self.limits.memory_budget).unwrap_or(256_000_000)
     }
 
+    /// `[mailbox] default_quota` in bytes; `None` for no limit (validated).
+    pub fn default_quota(&self) -> Option<u64> {
+        self.mailbox
+            .default_quota
+            .as_deref()
+            .and_then(|q| parse_quota(q).ok().flatten())
+    }
+
+    /// `[mailbox] quota_warning` as a percentage (validated; 90 otherwise).
+    pub fn quota_warning(&self) -> u64 {
+        parse_percent(&self.mailbox.quota_warning).unwrap_or(90)
+    }
+
     /// A duration key, already validated; falls back to `default` if it is not.
     pub fn duration(&self, value: &str, default: Duration) -> Duration {
         parse_duration(value).unwrap_or(default)
@@ -697,12 +773,22 @@ impl Config {
             ("listen.inbound", &self.listen.inbound),
             ("listen.imap", &self.listen.imap),
             ("listen.imaps", &self.listen.imaps),
+            ("listen.pop3", &self.listen.pop3),
+            ("listen.pop3s", &self.listen.pop3s),
         ] {
             if let Some(v) = v {
                 if let Err(e) = parse_addr(v) {
                     p.push(format!("{key}: {e}"));
                 }
             }
+        }
+        if let Some(q) = &self.mailbox.default_quota {
+            if let Err(e) = parse_quota(q) {
+                p.push(format!("mailbox.default_quota: {e}"));
+            }
+        }
+        if let Err(e) = parse_percent(&self.mailbox.quota_warning) {
+            p.push(format!("mailbox.quota_warning: {e}"));
         }
         match parse_size(&self.limits.max_message_size) {
             Ok(n) if n < 1000 => p.push("limits.max_message_size: too small".into()),

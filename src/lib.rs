@@ -33,6 +33,7 @@ pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod pec;
+pub mod pop3;
 pub mod relay;
 pub mod server;
 pub mod smtp;

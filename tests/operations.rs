@@ -95,7 +95,15 @@ async fn metrics_move_with_the_traffic_and_health_names_what_fails() {
     let h: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(h["status"], "ok", "{h}");
     assert_eq!(h["store"], "ok", "{h}");
-    for l in ["submission", "submissions", "inbound", "imap", "imaps"] {
+    for l in [
+        "submission",
+        "submissions",
+        "inbound",
+        "imap",
+        "imaps",
+        "pop3",
+        "pop3s",
+    ] {
         assert_eq!(h["listeners"][l], "up", "{h}");
     }
     // The kernel clock as an independent reader sees it (Python's ctypes

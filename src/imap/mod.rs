@@ -45,6 +45,11 @@ pub trait ImapAuth: Send + Sync + 'static {
         password: &str,
         peer: IpAddr,
     ) -> impl Future<Output = Result<String, ()>> + Send;
+
+    /// The user's mailbox quota in bytes (`None`: no limit), read at login.
+    fn quota(&self, _address: &str) -> impl Future<Output = Option<u64>> + Send {
+        async { None }
+    }
 }
 
 /// Settings of one IMAP listener.

@@ -132,6 +132,12 @@ pub struct Bound {
     pub imap: Option<SocketAddr>,
     /// IMAP (implicit TLS).
     pub imaps: Option<SocketAddr>,
+    /// POP3 (STLS).
+    #[serde(default)]
+    pub pop3: Option<SocketAddr>,
+    /// POP3 (implicit TLS).
+    #[serde(default)]
+    pub pop3s: Option<SocketAddr>,
 }
 
 /// A provider running inside this process.
@@ -403,6 +409,8 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     let l_in = bind(&cfg.listen.inbound, "listen.inbound").await?;
     let l_imap = bind(&cfg.listen.imap, "listen.imap").await?;
     let l_imaps = bind(&cfg.listen.imaps, "listen.imaps").await?;
+    let l_pop3 = bind(&cfg.listen.pop3, "listen.pop3").await?;
+    let l_pop3s = bind(&cfg.listen.pop3s, "listen.pop3s").await?;
     let l_admin = bind(&cfg.admin.address(), "admin.listen").await?;
     let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let bound = Bound {
@@ -411,6 +419,8 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         inbound: local(&l_in),
         imap: local(&l_imap),
         imaps: local(&l_imaps),
+        pop3: local(&l_pop3),
+        pop3s: local(&l_pop3s),
     };
     let throttle = Arc::new(crate::throttle::LoginThrottle::new(throttle_config(&cfg)));
     let ctx = Arc::new(Ctx {
@@ -439,6 +449,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     enum Speaks {
         Smtp(Mode, bool),
         Imap(bool),
+        Pop3(bool),
     }
     let declared = [
         ("submission", l_sub, Speaks::Smtp(Mode::Submission, false)),
@@ -446,7 +457,11 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         ("inbound", l_in, Speaks::Smtp(Mode::Inbound, false)),
         ("imap", l_imap, Speaks::Imap(false)),
         ("imaps", l_imaps, Speaks::Imap(true)),
+        ("pop3", l_pop3, Speaks::Pop3(false)),
+        ("pop3s", l_pop3s, Speaks::Pop3(true)),
     ];
+    // One POP3 session per maildrop, whichever of the two ports it came in on.
+    let pop3_locks = crate::pop3::MaildropLocks::new();
     let memory = crate::memory::MemoryBudget::new(ctx.cfg.memory_budget());
     let incoming = ctx.store.paths().data_dir.join("incoming");
     crate::smtp::remove_spool_leftovers(&incoming)
@@ -494,6 +509,24 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
                 c.connections = ctx.metrics.connections(name);
                 let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
                 tokio::spawn(crate::imap::serve(l, Arc::new(c), auth, sd))
+            }
+            Speaks::Pop3(implicit) => {
+                let mut c = crate::pop3::Pop3Config::new(
+                    ctx.store.paths().mail.clone(),
+                    ctx.cfg.provider.hostname.clone(),
+                    implicit,
+                    acceptor.clone(),
+                );
+                let limits = &ctx.cfg.limits;
+                c.max_connections = limits.max_connections;
+                c.max_connections_per_ip = limits.max_connections_per_ip;
+                c.command_timeout = ctx.cfg.duration(&limits.command_timeout, c.command_timeout);
+                c.data_timeout = ctx.cfg.duration(&limits.data_timeout, c.data_timeout);
+                c.max_bad_commands = limits.max_bad_commands;
+                c.locks = pop3_locks.clone();
+                c.connections = ctx.metrics.connections(name);
+                let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
+                tokio::spawn(crate::pop3::serve(l, Arc::new(c), auth, sd))
             }
         };
         watched.push((name, task.abort_handle()));

@@ -132,6 +132,35 @@ impl crate::imap::ImapAuth for UserAuth {
         self.logged(r, "imap", &users::normalize(user), peer)
             .ok_or(())
     }
+
+    async fn quota(&self, address: &str) -> Option<u64> {
+        let a = address.to_string();
+        let setting = self
+            .ctx
+            .store
+            .read(move |c| users::quota(c, &a))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(users::Quota::Default);
+        setting.limit(self.ctx.cfg.default_quota())
+    }
+}
+
+impl crate::pop3::Pop3Auth for UserAuth {
+    async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> Result<String, crate::pop3::LoginRefused> {
+        UserAuth::login(self, user, password, peer, "pop3")
+            .await
+            .map_err(|e| match e {
+                LoginError::Invalid => crate::pop3::LoginRefused::Invalid,
+                LoginError::Throttled => crate::pop3::LoginRefused::Throttled,
+            })
+    }
 }
 
 /// The submission listeners' backend.

@@ -442,8 +442,33 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
             when: ItalianTime::from_unix(now),
         };
         let id = certified.identificativo.clone();
+        let name = maildir::file_name_for(&key, created, &ctx2.cfg.provider.hostname);
+        let room = if known {
+            room_for(&ctx2, &rcpt, &name, bytes.len() as u64)?
+        } else {
+            Room::Fits(None)
+        };
+        if let Room::Full { used, limit } = room {
+            let esteso = receipt::full_box_esteso(&ctx2.cfg.provider.name);
+            let msg = receipt::errore_consegna(&e, &certified, &rcpt, Errore::Altro, &esteso);
+            let (mut ev, j) = emit(
+                &ctx2,
+                &msg,
+                Tipo::ErroreConsegna,
+                EventKind::ErroreConsegna,
+                &certified,
+                format!("errore-consegna:{id}:{rcpt}"),
+                &certified.mittente,
+            )?;
+            tracing::warn!(%rcpt, identificativo = %id, used, limit, size = bytes.len(), "mailbox full: busta not delivered");
+            ev.error = Some(esteso);
+            ev.detail = Some(format!(
+                "mailbox of {rcpt} full: {used} bytes used of {limit}, busta of {} bytes not stored",
+                bytes.len()
+            ));
+            return Ok((ev, j));
+        }
         if known {
-            let name = maildir::file_name_for(&key, created, &ctx2.cfg.provider.hostname);
             match ctx2.store.deliver(&rcpt, &name, &bytes, created, attempts) {
                 Ok(_) => {}
                 Err(maildir::DeliveryError::Io(e)) => return Err(Fail::Temporary(e.to_string())),
@@ -461,6 +486,9 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
                 }
                 ReceiptType::Sintetica => Consegna::Sintetica,
             };
+            if let Room::Fits(Some((used, limit))) = room {
+                quota_warning(&ctx2, &rcpt, &id, used, used + bytes.len() as u64, limit, created);
+            }
             let msg = receipt::avvenuta_consegna(&e, &certified, &rcpt, consegna);
             let (mut ev, j) = emit(
                 &ctx2,
@@ -500,6 +528,89 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     .map_err(|e| Fail::Temporary(e.to_string()))??;
     let (ev, follow) = prepared;
     complete(ctx, job.id, ev, Some(follow)).await
+}
+
+/// Whether a busta fits in its recipient's mailbox.
+enum Room {
+    /// It fits; with the usage before it and the quota, when there is one.
+    Fits(Option<(u64, u64)>),
+    /// Storing it would pass the quota.
+    Full { used: u64, limit: u64 },
+}
+
+/// Check a busta of `size` bytes against `rcpt`'s quota. A copy this very
+/// job already stored (a retry after a crash) always fits: it is counted.
+fn room_for(ctx: &Ctx, rcpt: &str, name: &str, size: u64) -> Result<Room, Fail> {
+    let a = rcpt.to_string();
+    let setting = ctx
+        .store
+        .read_blocking(move |c| users::quota(c, &a))?
+        .unwrap_or(users::Quota::Default);
+    let Some(limit) = setting.limit(ctx.cfg.default_quota()) else {
+        return Ok(Room::Fits(None));
+    };
+    let root = maildir::mailbox_path(&ctx.store.paths().mail, rcpt)
+        .map_err(|e| Fail::Permanent(e.to_string()))?;
+    let used = store::quota::usage(&root)
+        .map_err(|e| Fail::Temporary(format!("mailbox usage of {rcpt}: {e}")))?
+        .bytes;
+    if used.saturating_add(size) <= limit || maildir::delivered(&root, name) {
+        return Ok(Room::Fits(Some((used, limit))));
+    }
+    Ok(Room::Full { used, limit })
+}
+
+/// Tell the user, once per crossing, that the mailbox passed
+/// `[mailbox] quota_warning`: a plain message in the INBOX, not a PEC
+/// receipt. Best effort: a failure is logged, the delivery stands.
+fn quota_warning(
+    ctx: &Ctx,
+    rcpt: &str,
+    id: &str,
+    before: u64,
+    after: u64,
+    limit: u64,
+    created: i64,
+) {
+    let pct = ctx.cfg.quota_warning();
+    let threshold = limit.saturating_mul(pct) / 100;
+    if before >= threshold || after < threshold {
+        return;
+    }
+    let now = ItalianTime::from_unix(ctx.now_secs());
+    let domain = ctx.domain();
+    let msgid = crate::pec::ids::message_id(ctx.ids.as_ref(), &now, domain);
+    let used_pct = after.saturating_mul(100) / limit.max(1);
+    let text = format!(
+        "From: \"{name}\" <posta-certificata@{domain}>\r\n\
+         To: <{rcpt}>\r\n\
+         Subject: Casella PEC quasi piena ({used_pct}%)\r\n\
+         Date: {date}\r\n\
+         Message-ID: <{msgid}>\r\n\
+         Auto-Submitted: auto-generated\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\
+         \r\n\
+         La casella {rcpt} occupa {after} byte dei {limit} disponibili ({used_pct}%).\r\n\
+         \r\n\
+         Quando sara' piena, i messaggi PEC in arrivo non saranno consegnati e ai\r\n\
+         mittenti arrivera' un avviso di mancata consegna. Per liberare spazio,\r\n\
+         eliminare o archiviare i messaggi che non servono piu'.\r\n\
+         \r\n\
+         Messaggio informativo del gestore {name}: non e' una ricevuta PEC.\r\n",
+        name = ctx.cfg.provider.name,
+        date = now.rfc5322(),
+    );
+    let name = maildir::file_name_for(
+        &format!("quota-warning:{id}:{rcpt}"),
+        created,
+        &ctx.cfg.provider.hostname,
+    );
+    match ctx.store.deliver(rcpt, &name, text.as_bytes(), created, 1) {
+        Ok(_) => tracing::info!(%rcpt, used = after, limit, "mailbox usage warning delivered"),
+        Err(e) => tracing::warn!(%rcpt, error = %e, "mailbox usage warning not delivered"),
+    }
 }
 
 /// Where mail for `domain` goes: a static route, else its MX hosts.

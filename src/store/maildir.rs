@@ -61,6 +61,19 @@ pub fn create(mail_root: &Path, address: &str) -> Result<PathBuf, DeliveryError>
     Ok(p)
 }
 
+/// Whether the Maildir at `root` already holds the delivery named `name`
+/// (in `new/`, or in `cur/` with any flags).
+pub fn delivered(root: &Path, name: &str) -> bool {
+    if root.join("new").join(name).exists() {
+        return true;
+    }
+    let prefix = format!("{name}:2,");
+    std::fs::read_dir(root.join("cur")).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+    })
+}
+
 /// Whether `address` has a Maildir.
 pub fn exists(mail_root: &Path, address: &str) -> bool {
     mailbox_path(mail_root, address)
@@ -124,7 +137,14 @@ pub fn deliver(
             }
         }
     }
+    // The usage lock spans the write so a recount cannot see the file and
+    // then have its line added too.
+    let g = super::quota::lock(&p).map_err(DeliveryError::Io)?;
+    if dst.exists() {
+        return Ok(dst);
+    }
     write_new(&p.join("tmp"), name, &dst, bytes).map_err(DeliveryError::Io)?;
+    super::quota::record(&p, &g, bytes.len() as i64, 1);
     Ok(dst)
 }
 

@@ -15,6 +15,7 @@ pub mod mailbox;
 pub mod maildir;
 pub mod messages;
 pub mod queue;
+pub mod quota;
 pub mod schema;
 pub mod spool;
 pub mod users;

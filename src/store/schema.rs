@@ -107,6 +107,10 @@ CREATE INDEX jobs_held ON jobs(id) WHERE state = 'held';
 CREATE INDEX jobs_failed ON jobs(id) WHERE state = 'failed';
 CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);
 "#,
+    // Mailbox quotas: NULL = the provider default, -1 = no limit, else bytes.
+    r#"
+ALTER TABLE users ADD COLUMN quota INTEGER;
+"#,
 ];
 
 /// The schema version this binary migrates to.
