@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[provider]`
@@ -54,7 +54,7 @@ pub struct Config {
 }
 
 /// `[provider]`: who we are.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSection {
     /// Descriptive provider name (`gestore-emittente`).
@@ -73,7 +73,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 /// `[signing]`: the S/MIME signer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigningSection {
     /// Signing certificate (PEM).
@@ -93,7 +93,7 @@ fn yes() -> bool {
 }
 
 /// `[tls]`: the server certificate for every listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
     /// Certificate chain (PEM).
@@ -103,7 +103,7 @@ pub struct TlsSection {
 }
 
 /// `[listen]`: socket addresses; an absent key disables that listener.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenSection {
     /// SMTP submission with STARTTLS (587).
@@ -120,7 +120,7 @@ pub struct ListenSection {
 
 /// `[admin]`: the operator's HTTP listener (`/metrics`, `/health`): plain
 /// HTTP, meant for loopback, never the users' web listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
     /// `host:port` (default `127.0.0.1:2980`), or `"off"` for none.
@@ -149,7 +149,7 @@ impl AdminSection {
 }
 
 /// `[log]`: how `serve` writes its diagnostics to stderr.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     /// `text` (default) or `json`.
@@ -169,7 +169,7 @@ pub enum LogFormat {
 }
 
 /// `[trust]`: whom we believe.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustSection {
     /// Root certificates (PEM files) that issue provider certificates.
@@ -202,7 +202,7 @@ fn default_index_check() -> String {
 }
 
 /// `[limits]`: sizes and abuse protection.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     /// Largest message accepted, e.g. `"30MB"`.
@@ -289,7 +289,7 @@ fn default_memory_budget() -> String {
 }
 
 /// `[[route]]`: a static next hop for a domain.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Recipient domain.
@@ -299,7 +299,7 @@ pub struct Route {
 }
 
 /// `[dns]`: resolver used for MX lookups.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsSection {
     /// Name servers (`ip:port`); empty means the system resolver.
@@ -329,7 +329,7 @@ impl Default for DnsSection {
 }
 
 /// `[queue]`: retries and shutdown.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSection {
     /// First retry delay.
@@ -379,7 +379,7 @@ fn default_grace() -> String {
 }
 
 /// `[timers]`: the non-delivery deadlines of `pec-spec.md` §6.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimersSection {
     /// Warning when neither presa in carico nor consegna arrived.
@@ -662,6 +662,34 @@ impl Config {
             .iter()
             .find(|r| r.domain.eq_ignore_ascii_case(domain))
             .map(|r| r.next_hop.as_str())
+    }
+
+    /// Put back the settings of `running` that only a restart can change
+    /// (sockets, the data folder, the logger, who we are, the worker pool)
+    /// and name each key that differed. A reload applies the rest.
+    pub fn keep_restart_only(&mut self, running: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        macro_rules! keep {
+            ($($field:ident).+, $key:literal) => {
+                if self.$($field).+ != running.$($field).+ {
+                    changed.push($key);
+                    self.$($field).+ = running.$($field).+.clone();
+                }
+            };
+        }
+        keep!(provider.name, "provider.name");
+        keep!(provider.domains, "provider.domains");
+        keep!(provider.hostname, "provider.hostname");
+        keep!(provider.data_dir, "provider.data_dir");
+        keep!(listen.submission, "listen.submission");
+        keep!(listen.submissions, "listen.submissions");
+        keep!(listen.inbound, "listen.inbound");
+        keep!(listen.imap, "listen.imap");
+        keep!(listen.imaps, "listen.imaps");
+        keep!(admin.listen, "admin.listen");
+        keep!(log.format, "log.format");
+        keep!(queue.workers, "queue.workers");
+        changed
     }
 
     /// Every problem, each as `key: message`. Empty means valid.
