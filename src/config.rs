@@ -945,6 +945,25 @@ key = "certs/tls.key"
     }
 
     #[test]
+    fn restart_only_keys_keep_their_running_values_and_the_rest_changes() {
+        let running = Config::from_str_at(MINIMAL, Path::new("/etc/pecd")).unwrap();
+        let edited = MINIMAL.replace("mx.alpha.test", "mx2.alpha.test")
+            + "[listen]\nimap = \"127.0.0.1:1143\"\n[queue]\nworkers = 4\nretry_max = \"5m\"\n[limits]\nmax_recipients = 60\n";
+        let mut new = Config::from_str_at(&edited, Path::new("/etc/pecd")).unwrap();
+        let changed = new.keep_restart_only(&running);
+        assert_eq!(
+            changed,
+            ["provider.hostname", "listen.imap", "queue.workers"]
+        );
+        assert_eq!(new.provider, running.provider);
+        assert_eq!(new.listen, running.listen);
+        assert_eq!(new.queue.workers, running.queue.workers);
+        assert_eq!(new.queue.retry_max, "5m");
+        assert_eq!(new.limits.max_recipients, 60);
+        assert!(new.clone().keep_restart_only(&running).is_empty());
+    }
+
+    #[test]
     fn minimal_config_parses_with_defaults() {
         let c = Config::from_str_at(MINIMAL, Path::new("/etc/pecd")).unwrap();
         assert_eq!(c.provider_domain(), "pec.alpha.test");

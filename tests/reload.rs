@@ -398,8 +398,15 @@ fn limits_and_the_signing_certificate_apply_to_what_comes_next() {
         &p.path().join("certs/signing.key"),
     );
     let new_signer = fingerprint(&signing.cert);
-    p.append_config("[limits]\nmax_message_size = \"1MB\"\n");
+    // With a key only a restart applies: warned about, kept, the rest applied.
+    p.append_config("[limits]\nmax_message_size = \"1MB\"\n\n[queue]\nworkers = 3\n");
     let line = reload(&p);
+    assert!(
+        p.log()
+            .contains("queue.workers changed, but only a restart applies it"),
+        "{}",
+        p.log()
+    );
     assert!(
         line.contains("limits") && line.contains("signing.certificate"),
         "{line}"
