@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[provider]`
@@ -57,7 +57,7 @@ pub struct Config {
 }
 
 /// `[provider]`: who we are.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSection {
     /// Descriptive provider name (`gestore-emittente`).
@@ -76,7 +76,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 /// `[signing]`: the S/MIME signer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigningSection {
     /// Signing certificate (PEM).
@@ -96,7 +96,7 @@ fn yes() -> bool {
 }
 
 /// `[tls]`: the server certificate for every listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
     /// Certificate chain (PEM).
@@ -106,7 +106,7 @@ pub struct TlsSection {
 }
 
 /// `[listen]`: socket addresses; an absent key disables that listener.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenSection {
     /// SMTP submission with STARTTLS (587).
@@ -127,7 +127,7 @@ pub struct ListenSection {
 
 /// `[admin]`: the operator's HTTP listener (`/metrics`, `/health`): plain
 /// HTTP, meant for loopback, never the users' web listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
     /// `host:port` (default `127.0.0.1:2980`), or `"off"` for none.
@@ -156,7 +156,7 @@ impl AdminSection {
 }
 
 /// `[mailbox]`: what each user's mailbox may hold.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MailboxSection {
     /// Quota of users without their own (`pecd user quota`), e.g. `"2GB"`;
@@ -212,7 +212,7 @@ pub fn parse_percent(s: &str) -> Result<u64, String> {
 }
 
 /// `[log]`: how `serve` writes its diagnostics to stderr.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     /// `text` (default) or `json`.
@@ -232,7 +232,7 @@ pub enum LogFormat {
 }
 
 /// `[trust]`: whom we believe.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustSection {
     /// Root certificates (PEM files) that issue provider certificates.
@@ -265,7 +265,7 @@ fn default_index_check() -> String {
 }
 
 /// `[limits]`: sizes and abuse protection.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     /// Largest message accepted, e.g. `"30MB"`.
@@ -352,7 +352,7 @@ fn default_memory_budget() -> String {
 }
 
 /// `[[route]]`: a static next hop for a domain.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Recipient domain.
@@ -362,7 +362,7 @@ pub struct Route {
 }
 
 /// `[dns]`: resolver used for MX lookups.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsSection {
     /// Name servers (`ip:port`); empty means the system resolver.
@@ -392,7 +392,7 @@ impl Default for DnsSection {
 }
 
 /// `[queue]`: retries and shutdown.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSection {
     /// First retry delay.
@@ -442,7 +442,7 @@ fn default_grace() -> String {
 }
 
 /// `[timers]`: the non-delivery deadlines of `pec-spec.md` §6.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimersSection {
     /// Warning when neither presa in carico nor consegna arrived.
@@ -740,6 +740,34 @@ impl Config {
             .map(|r| r.next_hop.as_str())
     }
 
+    /// Put back the settings of `running` that only a restart can change
+    /// (sockets, the data folder, the logger, who we are, the worker pool)
+    /// and name each key that differed. A reload applies the rest.
+    pub fn keep_restart_only(&mut self, running: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        macro_rules! keep {
+            ($($field:ident).+, $key:literal) => {
+                if self.$($field).+ != running.$($field).+ {
+                    changed.push($key);
+                    self.$($field).+ = running.$($field).+.clone();
+                }
+            };
+        }
+        keep!(provider.name, "provider.name");
+        keep!(provider.domains, "provider.domains");
+        keep!(provider.hostname, "provider.hostname");
+        keep!(provider.data_dir, "provider.data_dir");
+        keep!(listen.submission, "listen.submission");
+        keep!(listen.submissions, "listen.submissions");
+        keep!(listen.inbound, "listen.inbound");
+        keep!(listen.imap, "listen.imap");
+        keep!(listen.imaps, "listen.imaps");
+        keep!(admin.listen, "admin.listen");
+        keep!(log.format, "log.format");
+        keep!(queue.workers, "queue.workers");
+        changed
+    }
+
     /// Every problem, each as `key: message`. Empty means valid.
     ///
     /// `check_files` also requires the certificate files to exist unless the
@@ -1000,6 +1028,25 @@ key = "certs/tls.key"
             "{p:?}"
         );
         assert!(at("lots")[0].starts_with("limits.memory_budget: "));
+    }
+
+    #[test]
+    fn restart_only_keys_keep_their_running_values_and_the_rest_changes() {
+        let running = Config::from_str_at(MINIMAL, Path::new("/etc/pecd")).unwrap();
+        let edited = MINIMAL.replace("mx.alpha.test", "mx2.alpha.test")
+            + "[listen]\nimap = \"127.0.0.1:1143\"\n[queue]\nworkers = 4\nretry_max = \"5m\"\n[limits]\nmax_recipients = 60\n";
+        let mut new = Config::from_str_at(&edited, Path::new("/etc/pecd")).unwrap();
+        let changed = new.keep_restart_only(&running);
+        assert_eq!(
+            changed,
+            ["provider.hostname", "listen.imap", "queue.workers"]
+        );
+        assert_eq!(new.provider, running.provider);
+        assert_eq!(new.listen, running.listen);
+        assert_eq!(new.queue.workers, running.queue.workers);
+        assert_eq!(new.queue.retry_max, "5m");
+        assert_eq!(new.limits.max_recipients, 60);
+        assert!(new.clone().keep_restart_only(&running).is_empty());
     }
 
     #[test]

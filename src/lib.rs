@@ -28,6 +28,7 @@ pub mod fuzzing;
 pub mod imap;
 pub mod lab;
 pub mod layout;
+pub mod live;
 pub mod logging;
 pub mod memory;
 pub mod metrics;

@@ -143,7 +143,7 @@ impl crate::imap::ImapAuth for UserAuth {
             .ok()
             .flatten()
             .unwrap_or(users::Quota::Default);
-        setting.limit(self.ctx.cfg.default_quota())
+        setting.limit(self.ctx.cfg().default_quota())
     }
 }
 
@@ -422,7 +422,7 @@ pub fn route_job(
 
 fn provider(ctx: &Ctx) -> Provider {
     Provider {
-        name: ctx.cfg.provider.name.clone(),
+        name: ctx.provider().name.clone(),
         domain: ctx.domain().to_string(),
     }
 }
@@ -449,9 +449,10 @@ fn prepare(
             ctx.domain(),
         ),
     };
+    let cfg = ctx.cfg();
     let limits = Limits {
-        max_message_size: ctx.cfg.max_message_size(),
-        max_recipients: ctx.cfg.limits.max_recipients,
+        max_message_size: cfg.max_message_size(),
+        max_recipients: cfg.limits.max_recipients,
     };
     match access::check(raw, mail_from, rcpts, user, &limits) {
         Ok(acc) => accept(ctx, raw, &acc, &stamp),
@@ -484,7 +485,7 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
     let signed_busta = ctx.sign(&busta.unsigned)?;
     // What travels is the busta, a few KB larger than the original: a peer
     // with our limit would refuse it after we had certified the acceptance.
-    let max = ctx.cfg.max_message_size();
+    let max = ctx.cfg().max_message_size();
     if signed_busta.len() > max {
         let refusal = access::Refusal {
             reason: format!(
@@ -605,14 +606,13 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
 
 /// `[timers]` in milliseconds.
 pub fn timer_config(ctx: &Ctx) -> crate::pec::timers::TimerConfig {
-    let t = &ctx.cfg.timers;
-    let pre = ctx.cfg.duration(
+    let cfg = ctx.cfg();
+    let t = &cfg.timers;
+    let pre = cfg.duration(
         &t.preavviso_after,
         std::time::Duration::from_secs(12 * 3600),
     );
-    let exp = ctx
-        .cfg
-        .duration(&t.expire_after, std::time::Duration::from_secs(24 * 3600));
+    let exp = cfg.duration(&t.expire_after, std::time::Duration::from_secs(24 * 3600));
     crate::pec::timers::TimerConfig {
         preavviso_after: pre.as_millis() as i64,
         expiry_after: exp.as_millis() as i64,
