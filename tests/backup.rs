@@ -53,6 +53,7 @@ fn same_provider_elsewhere(a: &TestProvider) -> TestProvider {
         imap: a.imap,
         imaps: a.imaps,
         admin: a.admin,
+        web: a.web,
         ca_pem: certs.join("ca.pem"),
         child: None,
         users: a.users.clone(),

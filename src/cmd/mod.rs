@@ -297,10 +297,10 @@ pub fn check_provider_domain(d: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Ports `pecd init` writes: submission, submissions, inbound, imap, imaps, admin.
-const PRODUCTION_PORTS: [u16; 6] = [587, 465, 25, 143, 993, 2980];
+/// Ports `pecd init` writes: submission, submissions, inbound, imap, imaps, admin, web.
+const PRODUCTION_PORTS: [u16; 7] = [587, 465, 25, 143, 993, 2980, 443];
 /// The same on high loopback ports, those of the shipped `config/pecd.toml`.
-const DEV_PORTS: [u16; 6] = [2587, 2465, 2525, 2143, 2993, 2980];
+const DEV_PORTS: [u16; 7] = [2587, 2465, 2525, 2143, 2993, 2980, 2443];
 
 fn init(a: InitArgs) -> AdminResult {
     let domain = a.domain.trim().to_ascii_lowercase();
@@ -379,9 +379,9 @@ fn init(a: InitArgs) -> AdminResult {
         a.dir.display()
     )?;
     if a.dev {
-        writeln!(out, "  pecd.toml   configuration (development: 127.0.0.1 ports 2587, 2465, 2525, 2143, 2993;\n              no MX lookups)")?;
+        writeln!(out, "  pecd.toml   configuration (development: 127.0.0.1 ports 2587, 2465, 2525, 2143, 2993,\n              webmail 2443; no MX lookups)")?;
     } else {
-        writeln!(out, "  pecd.toml   configuration (all addresses, ports 25, 587, 465, 143, 993; MX lookups on)")?;
+        writeln!(out, "  pecd.toml   configuration (all addresses, ports 25, 587, 465, 143, 993, webmail 443; MX lookups on)")?;
     }
     writeln!(
         out,

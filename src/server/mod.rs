@@ -10,6 +10,7 @@
 mod admin_http;
 pub mod inbound;
 pub mod submission;
+pub mod web;
 pub mod worker;
 
 use std::collections::HashSet;
@@ -132,6 +133,9 @@ pub struct Bound {
     pub imap: Option<SocketAddr>,
     /// IMAP (implicit TLS).
     pub imaps: Option<SocketAddr>,
+    /// Webmail (HTTPS).
+    #[serde(default)]
+    pub web: Option<SocketAddr>,
 }
 
 /// A provider running inside this process.
@@ -403,6 +407,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     let l_in = bind(&cfg.listen.inbound, "listen.inbound").await?;
     let l_imap = bind(&cfg.listen.imap, "listen.imap").await?;
     let l_imaps = bind(&cfg.listen.imaps, "listen.imaps").await?;
+    let l_web = bind(&cfg.web.address(), "web.listen").await?;
     let l_admin = bind(&cfg.admin.address(), "admin.listen").await?;
     let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let bound = Bound {
@@ -411,6 +416,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         inbound: local(&l_in),
         imap: local(&l_imap),
         imaps: local(&l_imaps),
+        web: local(&l_web),
     };
     let throttle = Arc::new(crate::throttle::LoginThrottle::new(throttle_config(&cfg)));
     let ctx = Arc::new(Ctx {
@@ -439,6 +445,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     enum Speaks {
         Smtp(Mode, bool),
         Imap(bool),
+        Https,
     }
     let declared = [
         ("submission", l_sub, Speaks::Smtp(Mode::Submission, false)),
@@ -446,6 +453,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         ("inbound", l_in, Speaks::Smtp(Mode::Inbound, false)),
         ("imap", l_imap, Speaks::Imap(false)),
         ("imaps", l_imaps, Speaks::Imap(true)),
+        ("web", l_web, Speaks::Https),
     ];
     let memory = crate::memory::MemoryBudget::new(ctx.cfg.memory_budget());
     let incoming = ctx.store.paths().data_dir.join("incoming");
@@ -495,6 +503,13 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
                 let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
                 tokio::spawn(crate::imap::serve(l, Arc::new(c), auth, sd))
             }
+            Speaks::Https => tokio::spawn(web::serve(
+                l,
+                ctx.clone(),
+                acceptor.clone(),
+                ctx.metrics.connections(name),
+                sd,
+            )),
         };
         watched.push((name, task.abort_handle()));
         tasks.push(task);

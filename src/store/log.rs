@@ -145,6 +145,70 @@ pub fn query(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Event>> {
     rows.collect()
 }
 
+/// One accepted submission as the `messages` table keeps it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SentMessage {
+    /// Identificativo of its busta.
+    pub identificativo: String,
+    /// The user's own Message-ID, with angle brackets, if it had one.
+    pub msgid: Option<String>,
+    /// The sender.
+    pub sender: String,
+    /// Original subject.
+    pub subject: String,
+    /// Recipients with type, as in the log.
+    pub recipients: String,
+    /// Receipt type requested.
+    pub receipt_type: String,
+    /// Acceptance time, Unix ms.
+    pub accepted_at: i64,
+}
+
+fn sent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SentMessage> {
+    Ok(SentMessage {
+        identificativo: r.get(0)?,
+        msgid: r.get(1)?,
+        sender: r.get(2)?,
+        subject: r.get(3)?,
+        recipients: r.get(4)?,
+        receipt_type: r.get(5)?,
+        accepted_at: r.get(6)?,
+    })
+}
+
+/// Messages `sender` submitted, newest first.
+pub fn sent_by(
+    conn: &Connection,
+    sender: &str,
+    offset: usize,
+    limit: usize,
+) -> rusqlite::Result<Vec<SentMessage>> {
+    let mut st = conn.prepare_cached(
+        "SELECT identificativo, msgid, sender, subject, recipients, receipt_type, accepted_at
+           FROM messages WHERE sender = ?1 COLLATE NOCASE
+          ORDER BY accepted_at DESC, identificativo DESC LIMIT ?2 OFFSET ?3",
+    )?;
+    let rows = st.query_map(params![sender, limit as i64, offset as i64], sent_row)?;
+    rows.collect()
+}
+
+/// The message `sender` submitted with this Message-ID (brackets optional).
+pub fn sent_with_msgid(
+    conn: &Connection,
+    sender: &str,
+    msgid: &str,
+) -> rusqlite::Result<Option<SentMessage>> {
+    use rusqlite::OptionalExtension;
+    let bare = msgid.trim().trim_matches(|c| c == '<' || c == '>');
+    conn.prepare_cached(
+        "SELECT identificativo, msgid, sender, subject, recipients, receipt_type, accepted_at
+           FROM messages WHERE msgid IN (?2, ?3) AND sender = ?1 COLLATE NOCASE
+          ORDER BY accepted_at DESC LIMIT 1",
+    )?
+    .query_row(params![sender, format!("<{bare}>"), bare], sent_row)
+    .optional()
+}
+
 /// Delete events older than the legal retention (30 months). Returns rows removed.
 pub fn purge_expired(conn: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
     let cutoff = now_ms - (super::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;

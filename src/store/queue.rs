@@ -398,6 +398,19 @@ pub fn timer_close(
     .optional()
 }
 
+/// When each certified recipient of a message was taken in charge (Unix ms),
+/// from the verified presa in carico that stopped its timer.
+pub fn presa_times(
+    conn: &Connection,
+    identificativo: &str,
+) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT recipient, presa_at FROM timers WHERE identificativo = ?1 AND presa_at IS NOT NULL",
+    )?;
+    let rows = st.query_map([identificativo], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
 /// Timers due by `now`.
 pub fn due_timers(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<DueTimer>> {
     let mut out = Vec::new();

@@ -105,6 +105,16 @@ CREATE INDEX jobs_held ON jobs(id) WHERE state = 'held';
 CREATE INDEX jobs_failed ON jobs(id) WHERE state = 'failed';
 CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);
 "#,
+    // 4: the web login's second factor (RFC 6238 secret, hex), per user;
+    // the timers of one message read by the webmail's sent view.
+    r#"
+CREATE TABLE user_totp (
+    address    TEXT PRIMARY KEY,
+    secret     TEXT NOT NULL,
+    enabled_at INTEGER NOT NULL
+);
+CREATE INDEX messages_by_sender ON messages(sender, accepted_at);
+"#,
 ];
 
 /// The schema version this binary migrates to.

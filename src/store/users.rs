@@ -123,6 +123,40 @@ pub fn exists(conn: &Connection, address: &str) -> rusqlite::Result<bool> {
     Ok(password_hash(conn, address)?.is_some())
 }
 
+/// Turn on the web login's second factor with `secret_hex`; false if there
+/// is no such user.
+pub fn set_totp(
+    conn: &Connection,
+    address: &str,
+    secret_hex: &str,
+    now_ms: i64,
+) -> rusqlite::Result<bool> {
+    if !exists(conn, address)? {
+        return Ok(false);
+    }
+    conn.execute(
+        "INSERT OR REPLACE INTO user_totp(address, secret, enabled_at) VALUES (?1, ?2, ?3)",
+        params![normalize(address), secret_hex, now_ms],
+    )?;
+    Ok(true)
+}
+
+/// Turn the second factor off; false if it was not on.
+pub fn clear_totp(conn: &Connection, address: &str) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "DELETE FROM user_totp WHERE address = ?1",
+        [normalize(address)],
+    )?;
+    Ok(n == 1)
+}
+
+/// The second-factor secret (hex) of a user who turned it on.
+pub fn totp_secret(conn: &Connection, address: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT secret FROM user_totp WHERE address = ?1")?
+        .query_row([normalize(address)], |r| r.get(0))
+        .optional()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
