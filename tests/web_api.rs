@@ -239,18 +239,37 @@ fn messages_views_parts_moves_flags_and_no_cross_user_access() {
     );
     assert_eq!(b.get(&format!("/api/v1/messages/{id}/parts/9")).status, 404);
 
-    // Another user cannot reach it, whatever the id says.
-    assert_eq!(a.get(&format!("/api/v1/messages/{id}")).status, 404);
-    assert_eq!(a.get(&format!("/api/v1/messages/{id}/raw")).status, 404);
-    assert_eq!(
-        a.post_json(
-            &format!("/api/v1/messages/{id}/flags"),
-            &serde_json::json!({"seen": true})
-        )
-        .status,
-        404
+    // Another user cannot reach it, whatever the id says: ids resolve in
+    // the asking user's own Maildir only (alice may well have a message with
+    // the same folder, UIDVALIDITY and UID: then she gets hers, never bob's).
+    let mine = a.get(&format!("/api/v1/messages/{id}/raw"));
+    assert!(
+        mine.status == 404 || mine.body != on_disk,
+        "alice read bob's busta"
     );
-    assert_eq!(a.delete(&format!("/api/v1/messages/{id}")).status, 404);
+    let r = a.post_json(
+        &format!("/api/v1/messages/{id}/flags"),
+        &serde_json::json!({"seen": true}),
+    );
+    assert!(r.status == 404 || r.status == 200);
+    // Bob's message is untouched by anything alice did with its id.
+    let bob_row = &wait_list(&b, "INBOX", 1, &p)["messages"][0];
+    assert_eq!(
+        bob_row["flags"]["seen"], false,
+        "alice's request changed bob's flags"
+    );
+    assert_eq!(b.get(&format!("/api/v1/messages/{id}/raw")).body, on_disk);
+    let (_, v, _) = {
+        let mut it = id.splitn(3, '-');
+        (
+            it.next().unwrap().to_string(),
+            it.next().unwrap().to_string(),
+            it.next().unwrap().to_string(),
+        )
+    };
+    let far = format!("494e424f58-{v}-99999");
+    assert_eq!(a.get(&format!("/api/v1/messages/{far}")).status, 404);
+    assert_eq!(a.delete(&format!("/api/v1/messages/{far}")).status, 404);
     let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
     for evil in [
         format!("{}-1-1", hex("../bob")),

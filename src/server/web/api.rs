@@ -937,23 +937,34 @@ struct PageQuery {
     limit: Option<usize>,
 }
 
+/// The status of `user`'s sent messages, newest first.
+pub async fn sent_page(
+    web: &Arc<Web>,
+    user: &str,
+    offset: usize,
+    limit: usize,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let u = user.to_string();
+    let rows = web
+        .ctx
+        .store
+        .read(move |c| Ok(crate::store::log::sent_by(c, &u, offset, limit)?))
+        .await
+        .map_err(ApiError::internal)?;
+    let mut out = vec![];
+    for m in rows {
+        out.push(sent_status(web, user, m).await?);
+    }
+    Ok(out)
+}
+
 async fn sent_list(
     State(web): State<Arc<Web>>,
     a: Auth,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = q.limit.unwrap_or(20).clamp(1, 100);
-    let (user, off) = (a.user.clone(), q.offset);
-    let rows = web
-        .ctx
-        .store
-        .read(move |c| Ok(crate::store::log::sent_by(c, &user, off, limit)?))
-        .await
-        .map_err(ApiError::internal)?;
-    let mut out = vec![];
-    for m in rows {
-        out.push(sent_status(&web, &a.user, m).await?);
-    }
+    let out = sent_page(&web, &a.user, q.offset, limit).await?;
     Ok(Json(serde_json::json!({"offset": q.offset, "sent": out})))
 }
 
