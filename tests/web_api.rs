@@ -596,3 +596,114 @@ fn anyone_can_verify_a_file_within_a_rate_limit() {
     );
     assert_eq!(r.status, 200);
 }
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    let (mut buf, mut bits, mut out) = (0u32, 0u32, vec![]);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => continue,
+        } as u32;
+        buf = (buf << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            out.push((buf >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    out
+}
+
+#[test]
+fn totp_second_factor_once_enabled_is_required() {
+    let ca = TestCa::new();
+    let p = alpha(&ca, &["alice"], "", "");
+    let alice = format!("alice@{ALPHA}");
+    let out = p.cli(&["user", "totp", "enable", &alice], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uri = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    for p in ["algorithm=SHA1", "digits=6", "period=30", "secret="] {
+        assert!(uri.contains(p), "{p} missing in {uri}");
+    }
+    let secret = base32_decode(
+        uri.split("secret=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap(),
+    );
+    assert_eq!(secret.len(), 20);
+    let mut c = client(&p);
+    let r = c.login_with(&alice, PASSWORD, None);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["totp_required"], true);
+    assert_eq!(c.login_with(&alice, PASSWORD, Some("000000")).status, 401);
+    std::thread::sleep(Duration::from_secs(2));
+    let now = pecd::pec::clock::since_epoch().as_secs() as i64;
+    let code = format!(
+        "{:06}",
+        pecd::server::web::totp::code_at(&secret, now).unwrap()
+    );
+    let r = c.login_with(&alice, PASSWORD, Some(&code));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A wrong password with a right code is still a wrong password.
+    assert_eq!(
+        client(&p).login_with(&alice, "wrong", Some(&code)).status,
+        401
+    );
+    let out = p.cli(&["user", "totp", "disable", &alice], "");
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(client(&p).login_with(&alice, PASSWORD, None).status, 200);
+}
+
+/// Issue 11's page-load benchmark: a folder of 10,000 messages lists its
+/// first page (50, newest first) in under 200 ms at p99 (release build;
+/// a debug build gets 1 s). Numbers in docs/performance.md.
+#[test]
+fn first_page_of_a_10000_message_folder_is_fast() {
+    let ca = TestCa::new();
+    let p = alpha(&ca, &["alice"], "", "");
+    let alice = format!("alice@{ALPHA}");
+    let new = p.path().join("data/mail").join(ALPHA).join("alice/new");
+    std::fs::create_dir_all(&new).unwrap();
+    for i in 0..10_000 {
+        let m = message(
+            &alice,
+            &[&alice],
+            &[],
+            &format!("messaggio {i}"),
+            "",
+            "testo\r\n",
+        );
+        std::fs::write(new.join(format!("{}.M{i}P1Q1.bench", 1_700_000_000 + i)), m).unwrap();
+    }
+    let mut c = client(&p);
+    c.login(&alice, PASSWORD);
+    let mut times = vec![];
+    for _ in 0..100 {
+        let t = Instant::now();
+        let r = c.get("/api/v1/folders/INBOX/messages?limit=50");
+        times.push(t.elapsed());
+        assert_eq!(r.status, 200);
+        let j = r.json();
+        assert_eq!(j["total"], 10_000);
+        assert_eq!(j["messages"][0]["subject"], "messaggio 9999");
+    }
+    times.sort();
+    let p50 = times[49];
+    let p99 = times[98];
+    eprintln!(
+        "first page of 10,000: p50 {p50:?}, p99 {p99:?}, max {:?}",
+        times[99]
+    );
+    let bound = if cfg!(debug_assertions) { 1000 } else { 200 };
+    assert!(p99 < Duration::from_millis(bound), "p99 {p99:?}");
+}

@@ -172,6 +172,32 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             println!("deleted {address} (its Maildir is kept)");
             ExitCode::SUCCESS
         }
+        UserCommand::Totp { action } => match action {
+            crate::cli::TotpAction::Enable { address } => {
+                let address = users::normalize(&address);
+                let secret = crate::server::web::totp::new_secret();
+                let hex = crate::pec::smime::hex_plain(&secret);
+                let a = address.clone();
+                if !st.write_blocking(move |c| Ok(users::set_totp(c, &a, &hex, now)?))? {
+                    return Err(format!("{address}: no such user").into());
+                }
+                println!(
+                    "{}",
+                    crate::server::web::totp::uri(&cfg.provider.name, &address, &secret)
+                );
+                eprintln!("second factor enabled for {address}: the web login now asks for the code (a running pecd reads it at the next login)");
+                ExitCode::SUCCESS
+            }
+            crate::cli::TotpAction::Disable { address } => {
+                let address = users::normalize(&address);
+                let a = address.clone();
+                if !st.write_blocking(move |c| Ok(users::clear_totp(c, &a)?))? {
+                    return Err(format!("{address}: second factor was not enabled").into());
+                }
+                println!("second factor disabled for {address}");
+                ExitCode::SUCCESS
+            }
+        },
         UserCommand::List => {
             let list = st.read_blocking(|c| Ok(users::list(c)?))?;
             if list.is_empty() {
