@@ -197,6 +197,24 @@ fn messages_views_parts_moves_flags_and_no_cross_user_access() {
         b.get("/api/v1/folders/INBOX/messages?q=zzzz").json()["total"],
         0
     );
+    // Full text: words only in the body (of the original inside the busta).
+    for q in ["in allegato", "BUONGIORNO"] {
+        let r = b.get(&format!("/api/v1/folders/INBOX/messages?q={}", enc(q)));
+        assert_eq!(r.json()["total"], 1, "body q={q}");
+    }
+
+    // The space the box uses, without a quota and then with one.
+    let f = b.get("/api/v1/folders").json();
+    let used = f["quota"]["used"].as_u64().unwrap();
+    assert!(used > 1000, "{f}");
+    assert!(f["quota"]["limit"].is_null(), "{f}");
+    let out = p.cli(&["user", "quota", &bob, "10MB"], "");
+    assert!(out.status.success(), "{out:?}");
+    let f = b.get("/api/v1/folders").json();
+    assert_eq!(f["quota"]["limit"], 10_000_000u64, "{f}");
+    assert_eq!(f["quota"]["used"].as_u64().unwrap(), used);
+    let page = b.get("/mail/INBOX").text();
+    assert!(page.contains("di 10.0 MB ("), "{page}");
 
     // The busta shown as PEC: the original, with the certified facts and
     // the verifier's verdict.

@@ -129,6 +129,9 @@ async fn browser_send_track_read_evidence_xss_and_logout() {
     check("compose_says_no_bcc");
     check("sent_page_after_send");
     check("row_consegnato");
+    check("special_folders_kept");
+    check("folder_created_and_renamed");
+    check("folder_deleted");
     check("new_mail_without_reload");
     let busta = check("busta_shows_original_and_facts");
     assert_eq!(busta["title"], subject, "{busta:#}");

@@ -109,6 +109,30 @@ def main():
             time.sleep(0.2)
         out("evidence_downloaded", bool(zips), files=zips)
 
+        # Folders from the side list: create one, rename it, delete it.
+        def folder_names():
+            return [a.find_element(By.TAG_NAME, "span").text
+                    for a in alice.find_elements(By.CSS_SELECTOR, "#folder-list a")]
+        alice.get(cfg["alpha"] + "/mail/INBOX")
+        out("special_folders_kept", not alice.find_elements(By.ID, "folder-rename")
+            and not alice.find_elements(By.ID, "folder-delete"))
+        alice.find_element(By.ID, "new-folder").send_keys("Fatture")
+        alice.find_element(By.CSS_SELECTOR, "#folder-new button").click()
+        wait(alice).until(EC.url_contains("/mail/Fatture"))
+        field = wait(alice).until(EC.presence_of_element_located((By.ID, "rename-folder")))
+        field.clear()
+        field.send_keys("Fatture 2026")
+        alice.find_element(By.CSS_SELECTOR, "#folder-rename button").click()
+        wait(alice).until(EC.url_contains("/mail/Fatture%202026"))
+        names = folder_names()
+        out("folder_created_and_renamed", "Fatture 2026" in names and "Fatture" not in names,
+            names=names)
+        alice.find_element(By.ID, "folder-delete").click()
+        alice.switch_to.alert.accept()
+        wait(alice).until(EC.url_contains("/mail/INBOX"))
+        names = folder_names()
+        out("folder_deleted", "Fatture 2026" not in names, names=names)
+
         alice.get(cfg["alpha"] + "/mail/INBOX")
         wait(alice).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#rows tr")))
         shot(alice, "webmail-inbox.png")

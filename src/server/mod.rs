@@ -81,6 +81,37 @@ pub struct Ctx {
 pub static SIGNATURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Ctx {
+    /// The quota in force for `address` in bytes (its own, else the
+    /// provider's default); `None` for no limit.
+    pub async fn quota_of(&self, address: &str) -> Option<u64> {
+        let a = address.to_string();
+        let setting = self
+            .store
+            .read(move |db| crate::store::users::quota(db, &a))
+            .await;
+        self.quota_limit(setting)
+    }
+
+    /// [`Ctx::quota_of`] on the calling (blocking) thread.
+    pub fn quota_of_blocking(&self, address: &str) -> Option<u64> {
+        let a = address.to_string();
+        let setting = self
+            .store
+            .read_blocking(move |db| crate::store::users::quota(db, &a));
+        self.quota_limit(setting)
+    }
+
+    fn quota_limit(
+        &self,
+        setting: crate::store::Result<Option<crate::store::users::Quota>>,
+    ) -> Option<u64> {
+        setting
+            .ok()
+            .flatten()
+            .unwrap_or(crate::store::users::Quota::Default)
+            .limit(self.cfg().default_quota())
+    }
+
     /// The configuration in force now.
     pub fn cfg(&self) -> Arc<Config> {
         self.config.get()

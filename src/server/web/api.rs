@@ -229,7 +229,12 @@ async fn folders(
                 "uidnext": snap.uidnext,
             }));
         }
-        Ok(Json(serde_json::json!({ "folders": out })))
+        let used = crate::store::quota::usage(st.root())?.bytes;
+        let limit = web.ctx.quota_of_blocking(&a.user);
+        Ok(Json(serde_json::json!({
+            "folders": out,
+            "quota": {"used": used, "limit": limit},
+        })))
     })
     .await
 }
@@ -337,7 +342,8 @@ fn flags_json(f: &Flags) -> serde_json::Value {
     serde_json::json!({"seen": f.seen, "flagged": f.flagged, "answered": f.answered})
 }
 
-/// One page of a folder, newest first, optionally filtered by `q`.
+/// One page of a folder, newest first, optionally filtered by `q` (found in
+/// the subject, sender, recipients, identificativo or the text).
 pub fn list_page(
     web: &Web,
     user: &str,
@@ -361,7 +367,10 @@ pub fn list_page(
                 s.to.join(" ").to_lowercase(),
                 s.identificativo.clone().unwrap_or_default().to_lowercase(),
             ];
-            if !hay.iter().any(|h| h.contains(q.as_str())) {
+            // Headers first (cached); the body only when they do not match.
+            if !hay.iter().any(|h| h.contains(q.as_str()))
+                && !view::body_contains(&folder.read(m)?, q)
+            {
                 continue;
             }
         }

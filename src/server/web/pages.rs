@@ -60,6 +60,13 @@ pub struct T {
     verify: &'static str,
     logout: &'static str,
     folders: &'static str,
+    space_used: &'static str,
+    of: &'static str,
+    new_folder: &'static str,
+    create: &'static str,
+    rename: &'static str,
+    delete_folder: &'static str,
+    delete_folder_confirm: &'static str,
     login: &'static str,
     login_intro: &'static str,
     address: &'static str,
@@ -134,6 +141,13 @@ static IT: T = T {
     verify: "Verifica una PEC",
     logout: "Esci",
     folders: "Cartelle",
+    space_used: "Spazio usato:",
+    of: "di",
+    new_folder: "Nuova cartella",
+    create: "Crea",
+    rename: "Rinomina",
+    delete_folder: "Elimina cartella",
+    delete_folder_confirm: "Eliminare la cartella e i messaggi che contiene?",
     login: "Accedi",
     login_intro: "Indirizzo e password sono gli stessi della posta (IMAP/SMTP).",
     address: "Indirizzo PEC",
@@ -208,6 +222,13 @@ static EN: T = T {
     verify: "Check a PEC file",
     logout: "Log out",
     folders: "Folders",
+    space_used: "Space used:",
+    of: "of",
+    new_folder: "New folder",
+    create: "Create",
+    rename: "Rename",
+    delete_folder: "Delete folder",
+    delete_folder_confirm: "Delete the folder and the messages in it?",
     login: "Log in",
     login_intro: "Same address and password as for mail clients (IMAP/SMTP).",
     address: "PEC address",
@@ -325,9 +346,26 @@ fn render(t: impl Template, set_lang: Option<&str>) -> Response {
     }
 }
 
+/// The side list: the user's folders and the space their box uses.
+#[derive(Default)]
+pub struct Sidebar {
+    links: Vec<FolderLink>,
+    space: String,
+    /// The folder shown, when it is one of the user's own (renamable).
+    own: Option<String>,
+}
+
+impl Sidebar {
+    /// Pages without a logged-in user have no side list.
+    fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+}
+
 /// One folder in the side list.
 pub struct FolderLink {
     name: String,
+    special: bool,
     path: String,
     label: String,
     unread: usize,
@@ -358,15 +396,16 @@ pub fn enc(s: &str) -> String {
         .collect()
 }
 
-fn folder_links(web: &Web, t: &T, user: &str, current: &str) -> Vec<FolderLink> {
+fn folder_links(web: &Web, t: &T, user: &str, current: &str) -> Sidebar {
     let Ok(st) = crate::store::mailbox::UserStore::open(
         &web.ctx.store.paths().mail,
         user,
         &web.ctx.cfg().provider.hostname,
     ) else {
-        return vec![];
+        return Sidebar::default();
     };
-    st.list()
+    let links: Vec<FolderLink> = st
+        .list()
         .unwrap_or_default()
         .into_iter()
         .map(|f| {
@@ -380,11 +419,31 @@ fn folder_links(web: &Web, t: &T, user: &str, current: &str) -> Vec<FolderLink> 
                 path: enc(&f.name),
                 label: folder_label(t, &f.name),
                 current: f.name == current,
+                special: f.special.is_some() || f.name.eq_ignore_ascii_case("INBOX"),
                 name: f.name,
                 unread,
             }
         })
-        .collect()
+        .collect();
+    let used = crate::store::quota::usage(st.root())
+        .map(|u| u.bytes)
+        .unwrap_or(0);
+    let space = match web.ctx.quota_of_blocking(user) {
+        Some(limit) => format!(
+            "{} {} {} {} ({}%)",
+            t.space_used,
+            size(used),
+            t.of,
+            size(limit),
+            used.saturating_mul(100) / limit.max(1)
+        ),
+        None => format!("{} {}", t.space_used, size(used)),
+    };
+    let own = links
+        .iter()
+        .find(|l| l.current && !l.special)
+        .map(|l| l.name.clone());
+    Sidebar { links, space, own }
 }
 
 /// Unix seconds as `dd/mm/yyyy hh:mm` in Italian time.
@@ -399,7 +458,9 @@ fn when(secs: Option<i64>) -> String {
 }
 
 fn size(n: u64) -> String {
-    if n >= 1_000_000 {
+    if n >= 1_000_000_000 {
+        format!("{:.1} GB", n as f64 / 1e9)
+    } else if n >= 1_000_000 {
         format!("{:.1} MB", n as f64 / 1e6)
     } else {
         format!("{} KB", n.div_ceil(1000))
@@ -499,7 +560,7 @@ struct LoginPage {
     t: &'static T,
     user: String,
     csrf: String,
-    folders: Vec<FolderLink>,
+    folders: Sidebar,
 }
 
 async fn home(a: Result<Auth, ApiError>) -> Redirect {
@@ -516,7 +577,7 @@ async fn login(headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
             t,
             user: String::new(),
             csrf: String::new(),
-            folders: vec![],
+            folders: Sidebar::default(),
         },
         set,
     )
@@ -542,7 +603,7 @@ struct ListPage {
     t: &'static T,
     user: String,
     csrf: String,
-    folders: Vec<FolderLink>,
+    folders: Sidebar,
     folder: String,
     folder_path: String,
     folder_label: String,
@@ -675,7 +736,7 @@ struct MessagePage {
     t: &'static T,
     user: String,
     csrf: String,
-    folders: Vec<FolderLink>,
+    folders: Sidebar,
     id: String,
     seen: bool,
     flagged: bool,
@@ -852,7 +913,7 @@ struct ComposePage {
     t: &'static T,
     user: String,
     csrf: String,
-    folders: Vec<FolderLink>,
+    folders: Sidebar,
     max_size: String,
 }
 
@@ -871,7 +932,7 @@ async fn compose(
             t,
             user: a.user,
             csrf: a.csrf,
-            folders: vec![],
+            folders: Sidebar::default(),
             max_size: size(web.ctx.cfg().max_message_size() as u64),
         },
         set,
@@ -906,7 +967,7 @@ struct SentPage {
     t: &'static T,
     user: String,
     csrf: String,
-    folders: Vec<FolderLink>,
+    folders: Sidebar,
     sent: Vec<SentItem>,
 }
 
@@ -974,7 +1035,7 @@ struct VerifyPage {
     t: &'static T,
     user: String,
     csrf: String,
-    folders: Vec<FolderLink>,
+    folders: Sidebar,
 }
 
 async fn verify(
@@ -992,7 +1053,7 @@ async fn verify(
             t,
             user,
             csrf,
-            folders: vec![],
+            folders: Sidebar::default(),
         },
         set,
     )

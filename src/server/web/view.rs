@@ -245,6 +245,22 @@ pub fn sanitise(html: &str, remote_images: bool) -> String {
     b.clean(html).to_string()
 }
 
+/// Whether the text a user reads of `raw` (for a busta, the original
+/// message's; its plain-text bodies, or the HTML ones rendered as text)
+/// contains `needle`, which is already lower case.
+pub fn body_contains(raw: &[u8], needle: &str) -> bool {
+    let pm = classify(raw);
+    let shown = &raw[shown_range(raw, &pm)];
+    let Ok(m) = parse_message(shown) else {
+        return false;
+    };
+    let n = m.text_body_count().max(m.html_body_count());
+    (0..n).any(|i| {
+        m.body_text(i)
+            .is_some_and(|t| t.to_lowercase().contains(needle))
+    })
+}
+
 /// Build the full view of `raw`; `pec` is the verification (filled by the caller).
 pub fn view(raw: &[u8], remote_images: bool) -> (MessageView, PecMessage) {
     let pm = classify(raw);

@@ -33,6 +33,45 @@
     });
   }
 
+  // Folders: create, rename and delete the user's own ones.
+  var folderError = document.getElementById("folder-error");
+  function folderDone(r, next) {
+    if (r.ok) { location.href = next; return; }
+    r.json().then(function (j) { showError(folderError, j.error || String(r.status)); },
+      function () { showError(folderError, String(r.status)); });
+  }
+  var folderNew = document.getElementById("folder-new");
+  if (folderNew) {
+    folderNew.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var name = folderNew.elements.folder.value.trim();
+      api("POST", "/api/v1/folders", { name: name }, true).then(function (r) {
+        folderDone(r, "/mail/" + encodeURIComponent(name));
+      });
+    });
+  }
+  var folderRename = document.getElementById("folder-rename");
+  if (folderRename) {
+    folderRename.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var from = folderRename.getAttribute("data-folder");
+      var name = folderRename.elements.folder.value.trim();
+      api("PATCH", "/api/v1/folders/" + encodeURIComponent(from), { name: name }, true).then(function (r) {
+        folderDone(r, "/mail/" + encodeURIComponent(name));
+      });
+    });
+  }
+  var folderDelete = document.getElementById("folder-delete");
+  if (folderDelete) {
+    folderDelete.addEventListener("click", function () {
+      if (!window.confirm(folderDelete.getAttribute("data-confirm"))) { return; }
+      var name = folderDelete.getAttribute("data-folder");
+      api("DELETE", "/api/v1/folders/" + encodeURIComponent(name)).then(function (r) {
+        folderDone(r, "/mail/INBOX");
+      });
+    });
+  }
+
   // Replace the element `sel` with the same element of a fresh copy of this page.
   function refresh(sel) {
     return fetch(location.href, { credentials: "same-origin" }).then(function (r) {
