@@ -488,6 +488,13 @@ fn sent_status_follows_the_receipts_and_the_evidence_verifies() {
     let rv = c.get(&format!("/api/v1/messages/{rid}")).json();
     assert_eq!(rv["pec"]["tipo"], "errore-consegna");
     assert_eq!(rv["pec"]["daticert"]["consegna"], ghost.as_str());
+    // Its page links to the sent message's status, which shows both rows.
+    let page = c.get(&format!("/message/{rid}")).text();
+    let link = format!("/sent?msgid={}", enc(&msgid));
+    assert!(page.contains(&format!("href=\"{link}\"")), "{page}");
+    let one = c.get(&link).text();
+    assert_eq!(one.matches("class=\"sent card\"").count(), 1, "{one}");
+    assert!(one.contains("Diffida") && one.contains(&ghost), "{one}");
     // The list view has it too.
     let list = c.get("/api/v1/sent").json();
     assert_eq!(list["sent"][0]["msgid"], msgid.as_str());
@@ -495,6 +502,7 @@ fn sent_status_follows_the_receipts_and_the_evidence_verifies() {
     let mut other = client(&b);
     other.login(&bob, PASSWORD);
     assert_eq!(other.get(&path).status, 404);
+    assert_eq!(other.get(&link).status, 404);
 
     // Evidence: the original, each receipt and its daticert, reports; every
     // receipt verifies with openssl against the CA.

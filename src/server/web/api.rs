@@ -992,13 +992,22 @@ async fn sent_row(
         .ok_or_else(ApiError::not_found)
 }
 
+/// The status of `user`'s sent message `msgid`; 404 if they sent none.
+pub async fn sent_one_status(
+    web: &Arc<Web>,
+    user: &str,
+    msgid: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let m = sent_row(web, user, msgid).await?;
+    sent_status(web, user, m).await
+}
+
 async fn sent_one(
     State(web): State<Arc<Web>>,
     a: Auth,
     Path(msgid): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let m = sent_row(&web, &a.user, &msgid).await?;
-    Ok(Json(sent_status(&web, &a.user, m).await?))
+    Ok(Json(sent_one_status(&web, &a.user, &msgid).await?))
 }
 
 async fn evidence(

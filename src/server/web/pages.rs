@@ -14,6 +14,7 @@ use axum::Router;
 use serde::Deserialize;
 
 use super::{ApiError, Auth, Web};
+use crate::pec::classify::Kind;
 
 const CSS: &str = include_str!("assets/webmail.css");
 const JS: &str = include_str!("assets/webmail.js");
@@ -63,6 +64,7 @@ pub struct T {
     space_used: &'static str,
     of: &'static str,
     new_folder: &'static str,
+    receipt_of_sent: &'static str,
     create: &'static str,
     rename: &'static str,
     delete_folder: &'static str,
@@ -144,6 +146,7 @@ static IT: T = T {
     space_used: "Spazio usato:",
     of: "di",
     new_folder: "Nuova cartella",
+    receipt_of_sent: "Il messaggio inviato a cui si riferisce, con lo stato di ogni destinatario",
     create: "Crea",
     rename: "Rinomina",
     delete_folder: "Elimina cartella",
@@ -225,6 +228,7 @@ static EN: T = T {
     space_used: "Space used:",
     of: "of",
     new_folder: "New folder",
+    receipt_of_sent: "The sent message it is about, with each recipient's status",
     create: "Create",
     rename: "Rename",
     delete_folder: "Delete folder",
@@ -295,6 +299,15 @@ static EN: T = T {
 struct LangQuery {
     #[serde(default)]
     lang: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct SentQuery {
+    #[serde(default)]
+    lang: Option<String>,
+    /// Only the sent message with this Message-ID.
+    #[serde(default)]
+    msgid: Option<String>,
 }
 
 /// The language of a request: `?lang=`, then the `pecd_lang` cookie, then
@@ -728,6 +741,8 @@ pub struct Panel {
     signer: String,
     reasons: Vec<String>,
     has_postacert: bool,
+    /// For a receipt: the status page of the sent message it is about.
+    sent_link: String,
 }
 
 #[derive(Template)]
@@ -848,6 +863,7 @@ fn panel(t: &T, p: &serde_json::Value, has_postacert: bool) -> Panel {
             .map(|a| a.iter().map(s).collect())
             .unwrap_or_default(),
         has_postacert,
+        sent_link: String::new(),
     }
 }
 
@@ -868,8 +884,23 @@ async fn message(
         let l = super::api::locate(&w, &user, &id2)?;
         let raw = l.folder.read(&l.entry)?;
         let (v, pm) = super::view::view(&raw, false);
-        let pec =
+        let mut pec =
             super::api::pec_object(&w, &raw, &pm).map(|p| panel(t, &p, pm.postacert.is_some()));
+        // A receipt links to the message it is about, when this user sent it.
+        if let (Some(p), Kind::Ricevuta(_), Some(rif)) = (
+            pec.as_mut(),
+            pm.kind,
+            pm.x_riferimento_message_id.as_deref(),
+        ) {
+            let (u, r) = (user.clone(), rif.trim().to_string());
+            let found = w
+                .ctx
+                .store
+                .read_blocking(move |db| crate::store::messages::sent_with_msgid(db, &u, &r));
+            if let Ok(Some(m)) = found {
+                p.sent_link = format!("/sent?msgid={}", enc(m.msgid.as_deref().unwrap_or(rif)));
+            }
+        }
         let links = folder_links(&w, t, &user, &l.folder_name);
         Ok::<_, ApiError>((v, pec, l.entry.flags, links))
     })
@@ -975,13 +1006,19 @@ async fn sent(
     State(web): State<Arc<Web>>,
     a: Result<Auth, ApiError>,
     headers: HeaderMap,
-    Query(q): Query<LangQuery>,
+    Query(q): Query<SentQuery>,
 ) -> Response {
     let Ok(a) = a else {
         return Redirect::to("/login").into_response();
     };
     let (t, set) = lang(&headers, &q.lang);
-    let list = match super::api::sent_page(&web, &a.user, 0, 20).await {
+    let list = match &q.msgid {
+        Some(m) => super::api::sent_one_status(&web, &a.user, m)
+            .await
+            .map(|m| vec![m]),
+        None => super::api::sent_page(&web, &a.user, 0, 20).await,
+    };
+    let list = match list {
         Ok(l) => l,
         Err(e) => return e.into_response(),
     };
