@@ -234,6 +234,10 @@ pub struct BenchArgs {
     /// `[queue] workers` of both providers (default: the configuration's).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Measure the webmail instead: the first page of an INBOX holding
+    /// `--messages` messages, 100 times over HTTPS (issue 11: 10,000).
+    #[arg(long, conflicts_with_all = ["dead_peer", "rate"])]
+    pub webmail: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

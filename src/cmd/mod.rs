@@ -13,6 +13,7 @@ use crate::layout::{empty_index_text, provider_config_text_at};
 use crate::store::{self, maildir, users, Store};
 
 pub mod bench;
+pub mod bench_web;
 pub mod serve;
 pub mod tools;
 
