@@ -231,8 +231,8 @@ fn messages_views_parts_moves_flags_and_no_cross_user_access() {
     assert_eq!(pec["tipo"], "posta-certificata");
     assert_eq!(pec["identificativo"], ident.as_str());
     assert_eq!(pec["daticert"]["mittente"], alice.as_str());
-    assert_eq!(pec["daticert"]["destinatari"][0][0], bob.as_str());
-    assert_eq!(pec["daticert"]["destinatari"][0][1], "certificato");
+    assert_eq!(pec["daticert"]["destinatari"][0]["address"], bob.as_str());
+    assert_eq!(pec["daticert"]["destinatari"][0]["tipo"], "certificato");
     assert_eq!(pec["verification"]["signature"]["verdict"], "valid");
     assert_eq!(pec["verification"]["provider"], "Alpha PEC S.p.A.");
     assert_eq!(pec["certified"], true, "{pec:#}");

@@ -498,7 +498,7 @@ pub fn pec_object(
     Some(serde_json::json!({
         "tipo": tipo,
         "identificativo": pm.daticert.as_ref().map(|d| d.identificativo.clone()),
-        "daticert": pm.daticert.as_ref().map(view::Facts::from),
+        "daticert": pm.daticert.as_ref().map(crate::pec::verify::DaticertReport::from),
         "certified": certified,
         "note": note,
         "verification": report,

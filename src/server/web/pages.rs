@@ -836,7 +836,11 @@ fn panel(t: &T, p: &serde_json::Value, has_postacert: bool) -> Panel {
         mittente: s(&d["mittente"]),
         destinatari: d["destinatari"]
             .as_array()
-            .map(|a| a.iter().map(|x| (s(&x[0]), s(&x[1]))).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|x| (s(&x["address"]), s(&x["tipo"])))
+                    .collect()
+            })
             .unwrap_or_default(),
         consegna: s(&d["consegna"]),
         oggetto: s(&d["oggetto"]),

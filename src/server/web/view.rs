@@ -7,7 +7,6 @@ use std::ops::Range;
 use serde::Serialize;
 
 use crate::pec::classify::{classify, Kind, PecMessage};
-use crate::pec::daticert::Daticert;
 use crate::pec::headers::parse_message;
 use mail_parser::MimeHeaders;
 
@@ -101,67 +100,6 @@ pub fn summarise(raw: &[u8]) -> Summary {
         }
     }
     s
-}
-
-/// Certified facts of a daticert, for the PEC panel.
-#[derive(Debug, Clone, Serialize)]
-pub struct Facts {
-    /// `tipo` attribute.
-    pub tipo: String,
-    /// `errore` attribute.
-    pub errore: String,
-    /// Certified sender.
-    pub mittente: String,
-    /// Recipients with their type.
-    pub destinatari: Vec<(String, String)>,
-    /// Original subject.
-    pub oggetto: Option<String>,
-    /// Emitting provider.
-    pub gestore_emittente: String,
-    /// Date (`dd/mm/yyyy`), time and zone as certified.
-    pub giorno: String,
-    /// Time `hh:mm:ss`.
-    pub ora: String,
-    /// Zone, e.g. `+0100`.
-    pub zona: String,
-    /// Identificativo.
-    pub identificativo: String,
-    /// Original Message-ID.
-    pub msgid: Option<String>,
-    /// Receipt type.
-    pub ricevuta: Option<String>,
-    /// The recipient a delivery receipt is about.
-    pub consegna: Option<String>,
-    /// The recipients a presa in carico covers.
-    pub ricezione: Vec<String>,
-    /// Extended error.
-    pub errore_esteso: Option<String>,
-}
-
-impl From<&Daticert> for Facts {
-    fn from(d: &Daticert) -> Facts {
-        Facts {
-            tipo: d.tipo.as_str().to_string(),
-            errore: d.errore.as_str().to_string(),
-            mittente: d.mittente.clone(),
-            destinatari: d
-                .destinatari
-                .iter()
-                .map(|r| (r.address.clone(), r.tipo.as_str().to_string()))
-                .collect(),
-            oggetto: d.oggetto.clone(),
-            gestore_emittente: d.gestore_emittente.clone(),
-            giorno: d.data.giorno.clone(),
-            ora: d.data.ora.clone(),
-            zona: d.data.zona.clone(),
-            identificativo: d.identificativo.clone(),
-            msgid: d.msgid.clone(),
-            ricevuta: d.ricevuta.map(|r| r.as_str().to_string()),
-            consegna: d.consegna.clone(),
-            ricezione: d.ricezione.clone(),
-            errore_esteso: d.errore_esteso.clone(),
-        }
-    }
 }
 
 /// One attachment of the shown message.
