@@ -73,9 +73,10 @@ impl UserAuth {
             .store
             .read(move |c| {
                 // argon2 is deliberately slow: it runs on the blocking pool.
-                Ok(users::password_hash(c, &a)?
-                    .map(|h| users::verify_password(&h, &pw))
-                    .unwrap_or(false))
+                Ok(users::check_password(
+                    users::password_hash(c, &a)?.as_deref(),
+                    &pw,
+                ))
             })
             .await
             .unwrap_or(false);

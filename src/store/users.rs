@@ -71,7 +71,28 @@ pub fn hash_password(password: &str) -> std::result::Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Check a password against a stored PHC string.
+/// Whether `password` matches `hash`, where `None` means no such user. That
+/// case does the same argon2 work against a hash of a random secret nobody
+/// knows, so the time a failed login takes does not tell whether the
+/// address exists.
+pub fn check_password(hash: Option<&str>, password: &str) -> bool {
+    static NOBODY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    match hash {
+        Some(h) => verify_password(h, password),
+        None => {
+            let nobody = NOBODY.get_or_init(|| {
+                let mut secret = [0u8; 32];
+                let _ = openssl::rand::rand_bytes(&mut secret);
+                let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+                hash_password(&hex).unwrap_or_default()
+            });
+            let _ = verify_password(nobody, password);
+            false
+        }
+    }
+}
+
+/// Whether `password` matches the PHC string `hash`.
 pub fn verify_password(hash: &str, password: &str) -> bool {
     match PasswordHash::new(hash) {
         Ok(h) => Argon2::default()
@@ -232,6 +253,33 @@ pub fn totp_secret(db: &Db<'_>, address: &str) -> Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_address_costs_the_same_password_work() {
+        let h = hash_password("segreto").unwrap();
+        assert!(check_password(Some(&h), "segreto"));
+        assert!(!check_password(Some(&h), "altro"));
+        assert!(!check_password(None, "segreto"));
+        assert!(!check_password(None, ""));
+        // Best of three of each, so a busy machine does not decide it.
+        let best = |f: &dyn Fn() -> bool| {
+            (0..3)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    let _ = f();
+                    t.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        let known = best(&|| check_password(Some(&h), "altro"));
+        let unknown = best(&|| check_password(None, "altro"));
+        // Without the dummy work the unknown case is ~1000 times faster.
+        assert!(
+            unknown * 3 > known,
+            "unknown {unknown:?} vs known {known:?}"
+        );
+    }
 
     #[test]
     fn new_addresses_follow_one_rule() {
