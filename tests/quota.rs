@@ -219,7 +219,7 @@ fn quota_settings_are_checked() {
 }
 
 #[test]
-fn imap_reports_the_quota_and_refuses_an_append_over_it() {
+fn imap_reports_the_quota_and_refuses_an_append_or_copy_over_it() {
     let ca = TestCa::new();
     let mut p = TestProvider::prepare(
         &ca,
@@ -243,6 +243,13 @@ fn imap_reports_the_quota_and_refuses_an_append_over_it() {
         message(bob, &[bob], &[], "grande", "", &body.repeat(300)),
     )
     .unwrap();
+    // Fits once (12 KB of 20), not twice.
+    let medium = dir.path().join("medium.eml");
+    std::fs::write(
+        &medium,
+        message(bob, &[bob], &[], "media", "", &body.repeat(150)),
+    )
+    .unwrap();
     let recs = imap(
         &p,
         p.imaps,
@@ -252,7 +259,7 @@ fn imap_reports_the_quota_and_refuses_an_append_over_it() {
         &format!(
             "login\ncapability\nappend Drafts \"\" {}\nappend Drafts \"\" {}\nraw 'GETQUOTAROOT INBOX'\nraw 'GETQUOTA \"\"'\nraw 'GETQUOTA \"other\"'\nraw 'SETQUOTA \"\" (STORAGE 1)'\n",
             small.display(),
-            big.display()
+            big.display(),
         ),
     );
     assert!(
@@ -283,4 +290,25 @@ fn imap_reports_the_quota_and_refuses_an_append_over_it() {
     assert!(step(&recs, 6)["untagged"].to_string().contains(&want));
     assert_eq!(step(&recs, 7)["typ"], "NO");
     assert_eq!(step(&recs, 8)["typ"], "NO");
+
+    // A copy must fit too; a move adds nothing, so it is allowed.
+    let recs = imap(
+        &p,
+        p.imaps,
+        "tls",
+        bob,
+        PASSWORD,
+        &format!(
+            "login\nappend Drafts \"\" {}\nraw 'SELECT Drafts'\nraw 'COPY 2 INBOX'\nraw 'MOVE 2 INBOX'\n",
+            medium.display()
+        ),
+    );
+    assert_eq!(step(&recs, 2)["typ"], "OK", "{recs:#?}");
+    assert_eq!(step(&recs, 4)["typ"], "NO", "{recs:#?}");
+    assert!(
+        step(&recs, 4)["data"].to_string().contains("[OVERQUOTA]"),
+        "{recs:#?}"
+    );
+    assert_eq!(step(&recs, 5)["typ"], "OK", "{recs:#?}");
+    assert_eq!(usage_listed(&p, bob).0, files_total(&p, bob));
 }

@@ -1322,6 +1322,25 @@ impl Engine {
             .into_iter()
             .filter(|&i| !sel.vanished.contains(&sel.msgs[i].uid))
             .collect();
+        // A copy adds its bytes to the box (a move does not: it takes them
+        // out of the source), so it must fit, whole or not at all (RFC 9208).
+        if let (Some(limit), false) = (self.quota, is_move) {
+            let mut adds = 0u64;
+            for &i in &idx {
+                adds = adds.saturating_add(sel.folder.size(&sel.msgs[i])?);
+            }
+            let used = crate::store::quota::usage(self.store.root())?.bytes;
+            if used.saturating_add(adds) > limit {
+                status(
+                    out,
+                    Some(tag),
+                    Kind::No,
+                    Some(Code::OverQuota),
+                    "mailbox full: the copy does not fit in the quota",
+                );
+                return Ok(());
+            }
+        }
         let (mut src_uids, mut dst_uids, mut validity) = (vec![], vec![], 0);
         for &i in &idx {
             let m = &sel.msgs[i];
