@@ -19,7 +19,8 @@ use super::clock::civil_from_days;
 use super::consistency::{self, CheckOptions};
 use super::daticert::Daticert;
 use super::index::ProviderIndex;
-use super::smime::{verify, verify_inner, VerifyOptions};
+use super::revocation::Revocation;
+use super::smime::{verify, verify_inner, VerifyError, VerifyOptions};
 
 /// What to check.
 #[derive(Clone, Copy)]
@@ -32,6 +33,8 @@ pub struct VerifyRequest<'a> {
     pub inner: bool,
     /// Current time, Unix seconds.
     pub now: i64,
+    /// Revocation of the signer certificate (`--revocation`); only with `trust`.
+    pub revocation: Option<&'a dyn crate::pec::revocation::RevocationCheck>,
 }
 
 /// Signature facts for the report.
@@ -61,6 +64,8 @@ pub struct SignatureReport {
     pub micalg: Option<String>,
     /// Signer certificate has expired since (chain checked at signing time).
     pub expired_now: bool,
+    /// The revocation check and its source, when one was asked for.
+    pub revocation: Option<Revocation>,
 }
 
 /// One `<destinatari>`.
@@ -206,6 +211,7 @@ impl VerifyReport {
         let opts = VerifyOptions {
             trust: req.trust,
             now: req.now,
+            revocation: req.revocation,
         };
         let result = if req.inner {
             verify_inner(raw, &opts)
@@ -250,6 +256,7 @@ impl VerifyReport {
                     digest: Some(v.digest.clone()),
                     micalg: Some(v.micalg.clone()),
                     expired_now: v.expired_now,
+                    revocation: v.revocation.clone(),
                 }
             }
             Err(e) => {
@@ -268,6 +275,12 @@ impl VerifyReport {
                     digest: None,
                     micalg: None,
                     expired_now: false,
+                    revocation: match e {
+                        VerifyError::Revoked(r) | VerifyError::RevocationUnavailable(r) => {
+                            Some((**r).clone())
+                        }
+                        _ => None,
+                    },
                 }
             }
         };
@@ -382,6 +395,9 @@ impl VerifyReport {
                 kv("Note:", "signer certificate has expired since signing");
             }
         }
+        if let Some(r) = &s.revocation {
+            kv("Revocation:", &r.to_string());
+        }
         if let Some(p) = &self.provider {
             kv("Provider (index):", p);
         }
@@ -459,7 +475,7 @@ mod tests {
         for (name, raw) in samples() {
             read += 1;
             let inner = name.starts_with("namirial");
-            let req = VerifyRequest {
+            let req = VerifyRequest { revocation: None,
                 index: None,
                 trust: None,
                 inner,
@@ -516,7 +532,7 @@ mod tests {
         let store = trust_store_from_pem(&[&ca.cert_pem()]).unwrap();
         let r = VerifyReport::build(
             &raw,
-            &VerifyRequest {
+            &VerifyRequest { revocation: None,
                 index: None,
                 trust: Some(&store),
                 inner: false,
@@ -528,7 +544,7 @@ mod tests {
         // Index without Aruba: not ok; with Aruba: ok.
         let base = VerifyReport::build(
             &raw,
-            &VerifyRequest {
+            &VerifyRequest { revocation: None,
                 index: None,
                 trust: None,
                 inner: false,
@@ -540,7 +556,7 @@ mod tests {
         let mut index = ProviderIndex::default();
         let r = VerifyReport::build(
             &raw,
-            &VerifyRequest {
+            &VerifyRequest { revocation: None,
                 index: Some(&index),
                 trust: None,
                 inner: false,
@@ -557,7 +573,7 @@ mod tests {
         });
         let r = VerifyReport::build(
             &raw,
-            &VerifyRequest {
+            &VerifyRequest { revocation: None,
                 index: Some(&index),
                 trust: None,
                 inner: false,
@@ -579,7 +595,7 @@ mod tests {
             .find(|(n, _)| n == "sogei-2018_busta-trasporto_sdi-invio-file.eml")
             .unwrap()
             .1;
-        let req = VerifyRequest {
+        let req = VerifyRequest { revocation: None,
             index: None,
             trust: None,
             inner: false,
@@ -616,7 +632,7 @@ mod tests {
     fn ordinary_mail_is_not_ok() {
         let r = VerifyReport::build(
             b"From: a@b.it\nSubject: x\n\nhello\n",
-            &VerifyRequest {
+            &VerifyRequest { revocation: None,
                 index: None,
                 trust: None,
                 inner: false,
