@@ -1090,7 +1090,11 @@ key = "certs/tls.key"
     fn revocation_keys_and_their_defaults() {
         use crate::pec::revocation::Mode;
         let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
-        assert_eq!(c.trust.revocation, Mode::OcspCrl, "absent: the production default");
+        assert_eq!(
+            c.trust.revocation,
+            Mode::OcspCrl,
+            "absent: the production default"
+        );
         assert!(!c.trust.soft_fail && c.trust.crl.is_empty());
         let text = format!(
             "{MINIMAL}\n[trust]\nrevocation = \"crl\"\ncrl = [\"crl/ca.crl\"]\nsoft_fail = true\n"
@@ -1098,18 +1102,31 @@ key = "certs/tls.key"
         let c = Config::from_str_at(&text, Path::new("/etc/pecd")).unwrap();
         assert_eq!(c.trust.revocation, Mode::Crl);
         assert!(c.trust.soft_fail);
-        assert_eq!(c.resolve(&c.trust.crl[0]), Path::new("/etc/pecd/crl/ca.crl"));
+        assert_eq!(
+            c.resolve(&c.trust.crl[0]),
+            Path::new("/etc/pecd/crl/ca.crl")
+        );
         let bad = format!("{MINIMAL}\n[trust]\nrevocation = \"crl+ocsp\"\n");
-        let e = Config::from_str_at(&bad, Path::new(".")).unwrap_err().to_string();
+        let e = Config::from_str_at(&bad, Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("revocation"), "{e}");
         // What `pecd init` writes, and the shipped development config.
         let ports = [1, 2, 3, 4, 5, 6, 7, 8];
         for (mode, text) in [
-            (Mode::Off, crate::layout::provider_config_text("A", "a.test", "mx.a.test", ports)),
+            (
+                Mode::Off,
+                crate::layout::provider_config_text("A", "a.test", "mx.a.test", ports),
+            ),
             (
                 Mode::OcspCrl,
                 crate::layout::provider_config_text_with(
-                    "A", "a.test", "mx.a.test", "0.0.0.0", ports, Mode::OcspCrl,
+                    "A",
+                    "a.test",
+                    "mx.a.test",
+                    "0.0.0.0",
+                    ports,
+                    Mode::OcspCrl,
                 ),
             ),
             (

@@ -92,10 +92,24 @@ extendedKeyUsage = OCSPSigning
         openssl(
             d,
             &[
-                "req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-                "-out", "ca.pem", "-days", "3650", "-subj",
-                "/C=IT/O=Revocation Test CA/CN=Revocation Test CA", "-config", "openssl.cnf",
-                "-extensions", "v3_ca",
+                "req",
+                "-x509",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "3650",
+                "-subj",
+                "/C=IT/O=Revocation Test CA/CN=Revocation Test CA",
+                "-config",
+                "openssl.cnf",
+                "-extensions",
+                "v3_ca",
             ],
         );
         let pki = Pki { dir, port };
@@ -118,15 +132,35 @@ extendedKeyUsage = OCSPSigning
         openssl(
             d,
             &[
-                "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr,
-                "-subj", subject, "-config", "openssl.cnf",
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                subject,
+                "-config",
+                "openssl.cnf",
             ],
         );
         openssl(
             d,
             &[
-                "ca", "-batch", "-config", "openssl.cnf", "-extensions", ext, "-in", &csr, "-out",
-                &pem, "-notext",
+                "ca",
+                "-batch",
+                "-config",
+                "openssl.cnf",
+                "-extensions",
+                ext,
+                "-in",
+                &csr,
+                "-out",
+                &pem,
+                "-notext",
             ],
         );
         (d.join(pem), d.join(key))
@@ -145,7 +179,12 @@ extendedKeyUsage = OCSPSigning
         openssl(
             self.path(),
             &[
-                "ca", "-config", "openssl.cnf", "-revoke", pem.to_str().unwrap(), "-crl_reason",
+                "ca",
+                "-config",
+                "openssl.cnf",
+                "-revoke",
+                pem.to_str().unwrap(),
+                "-crl_reason",
                 "keyCompromise",
             ],
         );
@@ -159,7 +198,15 @@ extendedKeyUsage = OCSPSigning
         );
         openssl(
             self.path(),
-            &["crl", "-in", "ca.crl", "-outform", "DER", "-out", "ca.crl.der"],
+            &[
+                "crl",
+                "-in",
+                "ca.crl",
+                "-outform",
+                "DER",
+                "-out",
+                "ca.crl.der",
+            ],
         );
     }
 
@@ -194,7 +241,10 @@ impl Http {
             .expect("run python3");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", pki.port)).is_err() {
-            assert!(Instant::now() < deadline, "revocation_http.py did not start");
+            assert!(
+                Instant::now() < deadline,
+                "revocation_http.py did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Http(child)
@@ -211,7 +261,12 @@ impl Drop for Http {
 /// Alpha (signing with `signer`, issued by `pki`) and Beta (checking
 /// revocation with `trust`, the extra `[trust]` keys), trusting each other
 /// and `pki`'s CA; not started.
-fn providers(ca: &TestCa, pki: &Pki, signer: &(PathBuf, PathBuf), trust: &str) -> (TestProvider, TestProvider) {
+fn providers(
+    ca: &TestCa,
+    pki: &Pki,
+    signer: &(PathBuf, PathBuf),
+    trust: &str,
+) -> (TestProvider, TestProvider) {
     let (a, b) = two_providers(ca, &["alice"], &["bob"]);
     std::fs::copy(&signer.0, a.path().join("certs/signing.pem")).unwrap();
     std::fs::copy(&signer.1, a.path().join("certs/signing.key")).unwrap();
@@ -307,7 +362,10 @@ async fn revoked_signer_makes_an_anomaly_and_verify_says_why() {
     });
     let why = logged[0]["error"].as_str().unwrap();
     assert!(why.contains("before the signing time"), "{why}");
-    assert!(why.contains(&format!("per OCSP {}", pki.ocsp_url())), "{why}");
+    assert!(
+        why.contains(&format!("per OCSP {}", pki.ocsp_url())),
+        "{why}"
+    );
     assert!(pki.http_log().contains("POST /ocsp"), "{}", pki.http_log());
     assert!(
         String::from_utf8_lossy(&anomaly).contains("revocato"),
@@ -315,7 +373,10 @@ async fn revoked_signer_makes_an_anomaly_and_verify_says_why() {
     );
     // Not delivered as PEC, no presa in carico back to Alpha.
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(bustas_for(&b, &id).is_empty(), "the busta was delivered as PEC");
+    assert!(
+        bustas_for(&b, &id).is_empty(),
+        "the busta was delivered as PEC"
+    );
     assert!(b.events("busta-ricevuta").is_empty());
     assert!(receipts_for(&a, ALICE, "presa-in-carico", &id).is_empty());
 
@@ -336,7 +397,10 @@ async fn revoked_signer_makes_an_anomaly_and_verify_says_why() {
     assert_eq!(rev["reason"], "keyCompromise");
     assert_eq!(rev["source"]["kind"], "ocsp");
     assert_eq!(rev["source"]["location"], pki.ocsp_url().as_str());
-    assert!(r["reasons"][0].as_str().unwrap().contains("revoked at"), "{r:#}");
+    assert!(
+        r["reasons"][0].as_str().unwrap().contains("revoked at"),
+        "{r:#}"
+    );
 
     let (code, r) = verify_json(&b, &file, &["--ca", ca_arg, "--revocation", "crl"]);
     assert_eq!(code, 1, "{r:#}");
@@ -362,7 +426,14 @@ async fn revoked_signer_makes_an_anomaly_and_verify_says_why() {
 
     // The text report names status and source on one line.
     let out = b.cli(
-        &["verify", file.to_str().unwrap(), "--ca", ca_arg, "--revocation", "ocsp+crl"],
+        &[
+            "verify",
+            file.to_str().unwrap(),
+            "--ca",
+            ca_arg,
+            "--revocation",
+            "ocsp+crl",
+        ],
         "",
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -403,11 +474,17 @@ async fn good_signer_is_pec_by_its_crl_and_a_reload_adds_a_crl_file() {
     let ev = b.wait_events("busta-ricevuta", 1, |e| e["identificativo"] == id.as_str());
     let detail = ev[0]["detail"].as_str().unwrap();
     assert!(
-        detail.contains(&format!("revocation not revoked, per CRL {}", pki.crl_url())),
+        detail.contains(&format!(
+            "revocation not revoked, per CRL {}",
+            pki.crl_url()
+        )),
         "{detail}"
     );
     assert!(pki.http_log().contains("GET /ca.crl"));
-    assert!(!pki.http_log().contains("POST /ocsp"), "revocation = \"crl\" asked OCSP");
+    assert!(
+        !pki.http_log().contains("POST /ocsp"),
+        "revocation = \"crl\" asked OCSP"
+    );
 
     let crl = pki.path().join("ca.crl");
     set_trust(
@@ -466,7 +543,10 @@ async fn responder_down_with_hard_fail_retries_the_inbound_job() {
     );
     std::thread::sleep(Duration::from_millis(1000));
     assert!(bustas_for(&b, &id).is_empty(), "accepted without an answer");
-    assert!(b.messages_with(BOB, "X-Trasporto", "errore").is_empty(), "anomalised");
+    assert!(
+        b.messages_with(BOB, "X-Trasporto", "errore").is_empty(),
+        "anomalised"
+    );
     assert!(b.events("anomalia").is_empty());
 
     let _http = Http::start(&pki);

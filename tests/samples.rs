@@ -83,7 +83,8 @@ fn every_sample_is_read() {
     files.sort();
     let mut read = 0;
     let mut failures: Vec<String> = Vec::new();
-    let opts = VerifyOptions { revocation: None,
+    let opts = VerifyOptions {
+        revocation: None,
         trust: None,
         now: 1_800_000_000,
     };

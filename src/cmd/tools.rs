@@ -51,7 +51,8 @@ pub fn verify_main(a: VerifyArgs) -> AdminResult {
         mode,
         soft_fail: a.soft_fail,
     };
-    let checker = crate::trust_fetch::Checker::new(policy, &a.crl).map_err(|e| format!("--crl: {e}"))?;
+    let checker =
+        crate::trust_fetch::Checker::new(policy, &a.crl).map_err(|e| format!("--crl: {e}"))?;
     let report = VerifyReport::build(
         &raw,
         &VerifyRequest {

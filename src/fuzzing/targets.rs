@@ -257,7 +257,8 @@ pub fn smime(data: &[u8]) {
     if data.len() > 256 * 1024 || !shallow(data) {
         return;
     }
-    let opts = VerifyOptions { revocation: None,
+    let opts = VerifyOptions {
+        revocation: None,
         trust: None,
         now: NOW,
     };
@@ -287,7 +288,7 @@ pub fn smime(data: &[u8]) {
     }
     let our = ["example.it".to_string()];
     let _ = receive(&ReceptionInput {
- revocation: None,
+        revocation: None,
         raw: data,
         index: &index,
         trust: None,

@@ -437,7 +437,7 @@ mod tests {
         let ours = vec!["pec.beta.test".to_string()];
         let run = |raw: &[u8]| {
             receive(&ReceptionInput {
- revocation: None,
+                revocation: None,
                 raw,
                 index: &index,
                 trust: Some(&store),
@@ -574,7 +574,8 @@ mod tests {
             }
             let v = verify(
                 &raw,
-                &VerifyOptions { revocation: None,
+                &VerifyOptions {
+                    revocation: None,
                     trust: None,
                     now: 0,
                 },
@@ -592,7 +593,7 @@ mod tests {
         let index = ProviderIndex { providers };
         for (name, raw) in samples() {
             let v = receive(&ReceptionInput {
- revocation: None,
+                revocation: None,
                 raw: &raw,
                 index: &index,
                 trust: None,
@@ -613,7 +614,7 @@ mod tests {
             let mut altered = raw.clone();
             altered.splice(at..at, b"URGENTE ".iter().copied());
             let v = receive(&ReceptionInput {
- revocation: None,
+                revocation: None,
                 raw: &altered,
                 index: &index,
                 trust: None,

@@ -13,8 +13,8 @@
 use std::fmt;
 
 use openssl::hash::MessageDigest;
-use openssl::ocsp::{OcspCertId, OcspCertStatus, OcspFlag, OcspRequest, OcspResponse};
 use openssl::ocsp::OcspResponseStatus;
+use openssl::ocsp::{OcspCertId, OcspCertStatus, OcspFlag, OcspRequest, OcspResponse};
 use openssl::stack::Stack;
 use openssl::x509::store::X509Store;
 use openssl::x509::{CrlStatus, ReasonCode, X509Crl, X509CrlRef, X509Ref, X509VerifyResult, X509};
@@ -339,7 +339,8 @@ pub fn find_issuer<'a>(
 ) -> Option<X509> {
     candidates.into_iter().find_map(|c| {
         let ok = c.issued(cert) == X509VerifyResult::OK
-            && c.public_key().is_ok_and(|k| cert.verify(&k).unwrap_or(false));
+            && c.public_key()
+                .is_ok_and(|k| cert.verify(&k).unwrap_or(false));
         ok.then(|| c.to_owned())
     })
 }
@@ -347,7 +348,8 @@ pub fn find_issuer<'a>(
 /// The DER of an OCSP request for `cert` (SHA-1 CertID, as every responder
 /// understands; no nonce, so that the response may be cached).
 pub fn ocsp_request(cert: &X509Ref, issuer: &X509Ref) -> Result<Vec<u8>, String> {
-    let id = OcspCertId::from_cert(MessageDigest::sha1(), cert, issuer).map_err(|e| e.to_string())?;
+    let id =
+        OcspCertId::from_cert(MessageDigest::sha1(), cert, issuer).map_err(|e| e.to_string())?;
     let mut req = OcspRequest::new().map_err(|e| e.to_string())?;
     req.add_id(id).map_err(|e| e.to_string())?;
     req.to_der().map_err(|e| e.to_string())
@@ -371,7 +373,9 @@ pub fn ocsp_answer(
             resp.status().as_raw()
         ));
     }
-    let basic = resp.basic().map_err(|e| format!("no basic response: {e}"))?;
+    let basic = resp
+        .basic()
+        .map_err(|e| format!("no basic response: {e}"))?;
     let mut certs = Stack::new().map_err(|e| e.to_string())?;
     certs.push(issuer.to_owned()).map_err(|e| e.to_string())?;
     for c in embedded {
@@ -380,7 +384,8 @@ pub fn ocsp_answer(
     basic
         .verify(&certs, roots, OcspFlag::empty())
         .map_err(|e| format!("response signature does not verify: {e}"))?;
-    let id = OcspCertId::from_cert(MessageDigest::sha1(), cert, issuer).map_err(|e| e.to_string())?;
+    let id =
+        OcspCertId::from_cert(MessageDigest::sha1(), cert, issuer).map_err(|e| e.to_string())?;
     let st = basic
         .find_status(&id)
         .ok_or("the response does not name the certificate")?;
@@ -391,7 +396,10 @@ pub fn ocsp_answer(
         None => None,
     };
     if this_update > now + SKEW {
-        return Err(format!("response from the future (thisUpdate {})", utc(this_update)));
+        return Err(format!(
+            "response from the future (thisUpdate {})",
+            utc(this_update)
+        ));
     }
     if next_update.is_some_and(|n| n + SKEW < now) {
         return Err(format!(
@@ -457,7 +465,10 @@ pub fn crl_answer(
     }
     let this_update = unix_time(crl.last_update()).ok_or("unreadable thisUpdate")?;
     if this_update > now + SKEW {
-        return Err(format!("CRL from the future (thisUpdate {})", utc(this_update)));
+        return Err(format!(
+            "CRL from the future (thisUpdate {})",
+            utc(this_update)
+        ));
     }
     let until = crl_until(crl);
     let cert = cert.to_owned();
@@ -647,7 +658,10 @@ mod tests {
         let r = decide(
             Mode::OcspCrl,
             AT,
-            vec![(o.clone(), fresh(revoked)), (c.clone(), fresh(Answer::Good))],
+            vec![
+                (o.clone(), fresh(revoked)),
+                (c.clone(), fresh(Answer::Good)),
+            ],
         );
         assert_eq!(r.status, Status::Revoked);
         assert_eq!(r.revoked_at, Some(AT - 10));
@@ -673,7 +687,11 @@ mod tests {
             at: AT,
             reason: None,
         };
-        let r = decide(Mode::Ocsp, AT, vec![(Source::ocsp("http://o/"), fresh(same))]);
+        let r = decide(
+            Mode::Ocsp,
+            AT,
+            vec![(Source::ocsp("http://o/"), fresh(same))],
+        );
         assert_eq!(r.status, Status::Revoked, "revoked at the signing second");
     }
 
@@ -689,9 +707,15 @@ mod tests {
         );
         assert_eq!(r.status, Status::Unavailable);
         let d = r.detail.unwrap();
-        assert!(d.contains("unknown to the responder") && d.contains("CRL file /x.crl: out of date"));
+        assert!(
+            d.contains("unknown to the responder") && d.contains("CRL file /x.crl: out of date")
+        );
         assert_eq!(decide(Mode::Crl, AT, vec![]).status, Status::NotChecked);
-        let off = decide(Mode::Off, AT, vec![(Source::ocsp("http://o/"), fresh(Answer::Good))]);
+        let off = decide(
+            Mode::Off,
+            AT,
+            vec![(Source::ocsp("http://o/"), fresh(Answer::Good))],
+        );
         assert_eq!(off.status, Status::NotChecked);
     }
 
@@ -730,7 +754,12 @@ mod tests {
             .unwrap();
         for (c, at) in revoked {
             let mut r = X509RevokedBuilder::new().unwrap();
-            let serial: Asn1Integer = c.serial_number().to_bn().unwrap().to_asn1_integer().unwrap();
+            let serial: Asn1Integer = c
+                .serial_number()
+                .to_bn()
+                .unwrap()
+                .to_asn1_integer()
+                .unwrap();
             r.set_serial_number(&serial).unwrap();
             r.set_revocation_date(&Asn1Time::from_unix(*at as libc::time_t).unwrap())
                 .unwrap();

@@ -869,7 +869,8 @@ pub(crate) mod tests {
 
     #[test]
     fn sample_verdicts() {
-        let opts = VerifyOptions { revocation: None,
+        let opts = VerifyOptions {
+            revocation: None,
             trust: None,
             now: NOW,
         };
@@ -919,7 +920,8 @@ pub(crate) mod tests {
             .1;
         let v = verify(
             &raw,
-            &VerifyOptions { revocation: None,
+            &VerifyOptions {
+                revocation: None,
                 trust: Some(&store),
                 now: NOW,
             },
@@ -933,7 +935,8 @@ pub(crate) mod tests {
         let store = trust_store_from_pem(&[&other.cert_pem()]).unwrap();
         let r = verify(
             &raw,
-            &VerifyOptions { revocation: None,
+            &VerifyOptions {
+                revocation: None,
                 trust: Some(&store),
                 now: NOW,
             },
@@ -981,7 +984,8 @@ pub(crate) mod tests {
         let now = tests_now();
         let v = verify(
             &out,
-            &VerifyOptions { revocation: None,
+            &VerifyOptions {
+                revocation: None,
                 trust: Some(&store),
                 now,
             },
@@ -1004,7 +1008,8 @@ pub(crate) mod tests {
         assert_eq!(
             verify(
                 &bad,
-                &VerifyOptions { revocation: None,
+                &VerifyOptions {
+                    revocation: None,
                     trust: Some(&store),
                     now
                 }
@@ -1021,7 +1026,8 @@ pub(crate) mod tests {
         let out2 = evil.sign(&msg, "b").unwrap();
         let r = verify(
             &out2,
-            &VerifyOptions { revocation: None,
+            &VerifyOptions {
+                revocation: None,
                 trust: Some(&store),
                 now,
             },
@@ -1029,13 +1035,22 @@ pub(crate) mod tests {
         assert!(matches!(r, Err(VerifyError::Untrusted(_))), "{r:?}");
         assert!(!openssl_verify(&out2, &ca.cert_pem()));
         // but integrity alone holds
-        assert!(verify(&out2, &VerifyOptions { revocation: None, trust: None, now }).is_ok());
+        assert!(verify(
+            &out2,
+            &VerifyOptions {
+                revocation: None,
+                trust: None,
+                now
+            }
+        )
+        .is_ok());
 
         // LF-converted copy still verifies (canonicalisation)
         let lf: Vec<u8> = out.iter().copied().filter(|&b| b != b'\r').collect();
         assert!(verify(
             &lf,
-            &VerifyOptions { revocation: None,
+            &VerifyOptions {
+                revocation: None,
                 trust: Some(&store),
                 now
             }
@@ -1045,7 +1060,14 @@ pub(crate) mod tests {
         // not signed at all
         let plain = b"From: a@b\r\nSubject: x\r\n\r\nhi\r\n";
         assert!(matches!(
-            verify(plain, &VerifyOptions { revocation: None, trust: None, now }),
+            verify(
+                plain,
+                &VerifyOptions {
+                    revocation: None,
+                    trust: None,
+                    now
+                }
+            ),
             Err(VerifyError::NotSigned(_))
         ));
     }

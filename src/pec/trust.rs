@@ -225,7 +225,8 @@ mod tests {
             return;
         };
         let trust = trust_store_from_pem(&[&bundle]).unwrap();
-        let opts = VerifyOptions { revocation: None,
+        let opts = VerifyOptions {
+            revocation: None,
             trust: Some(&trust),
             now: 1_760_000_000,
         };

@@ -475,7 +475,8 @@ mod tests {
         for (name, raw) in samples() {
             read += 1;
             let inner = name.starts_with("namirial");
-            let req = VerifyRequest { revocation: None,
+            let req = VerifyRequest {
+                revocation: None,
                 index: None,
                 trust: None,
                 inner,
@@ -532,7 +533,8 @@ mod tests {
         let store = trust_store_from_pem(&[&ca.cert_pem()]).unwrap();
         let r = VerifyReport::build(
             &raw,
-            &VerifyRequest { revocation: None,
+            &VerifyRequest {
+                revocation: None,
                 index: None,
                 trust: Some(&store),
                 inner: false,
@@ -544,7 +546,8 @@ mod tests {
         // Index without Aruba: not ok; with Aruba: ok.
         let base = VerifyReport::build(
             &raw,
-            &VerifyRequest { revocation: None,
+            &VerifyRequest {
+                revocation: None,
                 index: None,
                 trust: None,
                 inner: false,
@@ -556,7 +559,8 @@ mod tests {
         let mut index = ProviderIndex::default();
         let r = VerifyReport::build(
             &raw,
-            &VerifyRequest { revocation: None,
+            &VerifyRequest {
+                revocation: None,
                 index: Some(&index),
                 trust: None,
                 inner: false,
@@ -573,7 +577,8 @@ mod tests {
         });
         let r = VerifyReport::build(
             &raw,
-            &VerifyRequest { revocation: None,
+            &VerifyRequest {
+                revocation: None,
                 index: Some(&index),
                 trust: None,
                 inner: false,
@@ -595,7 +600,8 @@ mod tests {
             .find(|(n, _)| n == "sogei-2018_busta-trasporto_sdi-invio-file.eml")
             .unwrap()
             .1;
-        let req = VerifyRequest { revocation: None,
+        let req = VerifyRequest {
+            revocation: None,
             index: None,
             trust: None,
             inner: false,
@@ -632,7 +638,8 @@ mod tests {
     fn ordinary_mail_is_not_ok() {
         let r = VerifyReport::build(
             b"From: a@b.it\nSubject: x\n\nhello\n",
-            &VerifyRequest { revocation: None,
+            &VerifyRequest {
+                revocation: None,
                 index: None,
                 trust: None,
                 inner: false,

@@ -195,9 +195,9 @@ impl Reloader {
                     index.err(),
                     tls.err(),
                 ]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
+                .into_iter()
+                .flatten()
+                .collect(),
             )),
         }
     }
