@@ -127,11 +127,7 @@ impl Checker {
             return Some(i.clone());
         }
         let roots = req.roots.all_certificates();
-        let candidates = req
-            .embedded
-            .iter()
-            .map(|c| c.as_ref())
-            .chain(roots.iter());
+        let candidates = req.embedded.iter().map(|c| c.as_ref()).chain(roots.iter());
         let issuer = find_issuer(req.signer, candidates)?;
         bounded_insert(&mut lock(&self.issuers), *req.sha1, issuer.clone());
         Some(issuer)
@@ -305,4 +301,84 @@ fn bounded_insert<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, k: K, v: 
         map.clear();
     }
     map.insert(k, v);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs::{generate_ca, generate_signing};
+    use crate::pec::revocation::tests::crl_of;
+    use crate::pec::revocation::Status;
+    use crate::pec::smime::tests::tests_now;
+
+    #[test]
+    fn crl_files_answer_for_their_issuer_only() {
+        let ca = generate_ca("Test CA").unwrap();
+        let good = generate_signing(&ca, "Alpha PEC", "pec.alpha.test").unwrap();
+        let bad = generate_signing(&ca, "Beta PEC", "pec.beta.test").unwrap();
+        let other_ca = generate_ca("Other CA").unwrap();
+        let stranger = generate_signing(&other_ca, "Gamma PEC", "pec.gamma.test").unwrap();
+        let now = tests_now();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.crl");
+        let crl = crl_of(&ca, &[(&bad.cert, now - 60)], now - 120, now + 3600);
+        std::fs::write(&file, crl.to_der().unwrap()).unwrap();
+        let junk = dir.path().join("junk.crl");
+        std::fs::write(&junk, b"not a CRL").unwrap();
+        let policy = Policy {
+            mode: Mode::Crl,
+            soft_fail: false,
+        };
+        let e = Checker::new(policy, &[file.clone(), junk.clone()])
+            .err()
+            .unwrap();
+        assert!(e.contains("junk.crl"), "{e}");
+        let checker = Checker::new(policy, std::slice::from_ref(&file)).unwrap();
+        let roots = {
+            let mut b = openssl::x509::store::X509StoreBuilder::new().unwrap();
+            b.add_cert(ca.cert.clone()).unwrap();
+            b.add_cert(other_ca.cert.clone()).unwrap();
+            b.build()
+        };
+        let ask = |c: &crate::certs::CertKey, at: i64| {
+            let sha1 = crate::pec::smime::cert_sha1(&c.cert).unwrap();
+            checker.check(&StatusRequest {
+                signer: &c.cert,
+                sha1: &sha1,
+                embedded: &[],
+                roots: &roots,
+                at,
+                now,
+            })
+        };
+        let r = ask(&good, now);
+        assert_eq!(r.status, Status::Good, "{r}");
+        assert_eq!(
+            r.source.as_ref().unwrap().location,
+            file.display().to_string()
+        );
+        assert!(r.source.as_ref().unwrap().file);
+        assert_eq!(ask(&bad, now).status, Status::Revoked);
+        assert_eq!(ask(&bad, now - 3600).status, Status::RevokedAfterSigning);
+        // The file is another CA's: nothing speaks for this certificate.
+        assert_eq!(ask(&stranger, now).status, Status::NotChecked);
+        let off = Checker::new(
+            Policy {
+                mode: Mode::Off,
+                soft_fail: false,
+            },
+            &[],
+        )
+        .unwrap();
+        let sha1 = crate::pec::smime::cert_sha1(&bad.cert).unwrap();
+        let r = off.check(&StatusRequest {
+            signer: &bad.cert,
+            sha1: &sha1,
+            embedded: &[],
+            roots: &roots,
+            at: now,
+            now,
+        });
+        assert_eq!(r.status, Status::NotChecked);
+    }
 }

@@ -564,3 +564,32 @@ async fn responder_down_with_hard_fail_retries_the_inbound_job() {
     a.stop();
     b.stop();
 }
+
+/// The same outage with `soft_fail = true`: the busta is accepted at once,
+/// and the log says it was accepted without an answer.
+#[tokio::test]
+async fn responder_down_with_soft_fail_accepts_and_says_so() {
+    let ca = TestCa::new();
+    let pki = Pki::new(free_port());
+    let signer = pki.signer("alpha");
+    let (mut a, mut b) = providers(
+        &ca,
+        &pki,
+        &signer,
+        "revocation = \"ocsp\"\nsoft_fail = true\n",
+    );
+    a.start();
+    b.start();
+    let id = send(&a, "Accettata senza risposta OCSP").await;
+    wait_busta(&b, &id);
+    let ev = b.wait_events("busta-ricevuta", 1, |e| e["identificativo"] == id.as_str());
+    let detail = ev[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("revocation unknown: no source answered")
+            && detail.contains(&pki.ocsp_url()),
+        "{detail}"
+    );
+    assert!(b.log().contains("accepted under soft_fail"), "{}", b.log());
+    a.stop();
+    b.stop();
+}

@@ -609,7 +609,7 @@ pub fn decide(mode: Mode, at: i64, tried: Vec<(Source, Result<Fresh, String>)>) 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::certs::{generate_ca, generate_signing, CertKey};
     use openssl::asn1::{Asn1Integer, Asn1Time};
@@ -735,7 +735,8 @@ mod tests {
         assert_eq!(generalized_time(&t.to_string()), Some(1_542_123_567));
     }
 
-    fn crl_of(ca: &CertKey, revoked: &[(&X509, i64)], last: i64, next: i64) -> X509Crl {
+    /// A CRL of `ca` listing `revoked` (certificate, revocation time).
+    pub(crate) fn crl_of(ca: &CertKey, revoked: &[(&X509, i64)], last: i64, next: i64) -> X509Crl {
         let mut b = X509CrlBuilder::new().unwrap();
         b.set_issuer_name(ca.cert.subject_name()).unwrap();
         let aki = {
@@ -806,6 +807,110 @@ mod tests {
         let forged = crl_of(&other, &[], now - 200, now + 3600);
         assert!(!crl_is_from(&forged, &ca.cert), "same name, other key");
         assert!(crl_answer(&forged, &good.cert, &ca.cert, now).is_err());
+    }
+
+    /// The response `openssl ocsp -index` gives to our request for `cert`,
+    /// signed by `responder` (a CA answering for itself, or not).
+    fn openssl_ocsp(
+        ca: &CertKey,
+        cert: &X509,
+        revoked: Option<&str>,
+        responder: &CertKey,
+    ) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let serial = cert.serial_number().to_bn().unwrap().to_hex_str().unwrap();
+        let subject = cert
+            .subject_name()
+            .entries()
+            .map(|e| {
+                let k = e.object().nid().short_name().unwrap();
+                format!("/{k}={}", e.data().to_string().unwrap())
+            })
+            .collect::<String>();
+        let status = match revoked {
+            Some(when) => format!("R\t391231235959Z\t{when},keyCompromise"),
+            None => "V\t391231235959Z\t".to_string(),
+        };
+        std::fs::write(
+            d.join("index.txt"),
+            format!("{status}\t{serial}\tunknown\t{subject}\n"),
+        )
+        .unwrap();
+        std::fs::write(d.join("ca.pem"), ca.cert_pem()).unwrap();
+        std::fs::write(d.join("r.pem"), responder.cert_pem()).unwrap();
+        std::fs::write(d.join("r.key"), responder.key_pem()).unwrap();
+        std::fs::write(d.join("req.der"), ocsp_request(cert, &ca.cert).unwrap()).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args([
+                "ocsp",
+                "-index",
+                "index.txt",
+                "-CA",
+                "ca.pem",
+                "-rsigner",
+                "r.pem",
+            ])
+            .args(["-rkey", "r.key", "-ndays", "1", "-reqin", "req.der"])
+            .args(["-respout", "resp.der"])
+            .current_dir(d)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(d.join("resp.der")).unwrap()
+    }
+
+    #[test]
+    fn ocsp_answers_from_the_openssl_responder() {
+        let ca = generate_ca("Test CA").unwrap();
+        let sc = generate_signing(&ca, "Alpha PEC", "pec.alpha.test").unwrap();
+        let roots = {
+            let mut b = openssl::x509::store::X509StoreBuilder::new().unwrap();
+            b.add_cert(ca.cert.clone()).unwrap();
+            b.build()
+        };
+        let now = crate::pec::smime::tests::tests_now();
+        let good = openssl_ocsp(&ca, &sc.cert, None, &ca);
+        let a = ocsp_answer(&good, &sc.cert, &ca.cert, &[], &roots, now).unwrap();
+        assert_eq!(a.answer, Answer::Good);
+        assert!(a.until > now + 3600, "nextUpdate a day away (-ndays 1)");
+
+        let revoked = openssl_ocsp(&ca, &sc.cert, Some("250101000000Z"), &ca);
+        let a = ocsp_answer(&revoked, &sc.cert, &ca.cert, &[], &roots, now).unwrap();
+        assert_eq!(
+            a.answer,
+            Answer::Revoked {
+                at: 1_735_689_600,
+                reason: Some("keyCompromise".into())
+            }
+        );
+        // A day later than its nextUpdate, the response is stale.
+        let e = ocsp_answer(&good, &sc.cert, &ca.cert, &[], &roots, now + 3 * 86_400);
+        assert!(e.unwrap_err().contains("stale"));
+        // About another certificate: it does not name ours.
+        let other = generate_signing(&ca, "Beta PEC", "pec.beta.test").unwrap();
+        let e = ocsp_answer(&good, &other.cert, &ca.cert, &[], &roots, now).unwrap_err();
+        assert!(e.contains("does not name"), "{e}");
+        // Signed by a responder the issuer never authorised.
+        let rogue = generate_ca("Rogue CA").unwrap();
+        let forged = openssl_ocsp(&ca, &sc.cert, None, &rogue);
+        let e = ocsp_answer(&forged, &sc.cert, &ca.cert, &[], &roots, now).unwrap_err();
+        assert!(e.contains("does not verify"), "{e}");
+        // Even one that is itself a trusted root (another provider's CA):
+        // only the issuer, or a responder it delegated to, speaks for it.
+        let both = {
+            let mut b = openssl::x509::store::X509StoreBuilder::new().unwrap();
+            b.add_cert(ca.cert.clone()).unwrap();
+            b.add_cert(rogue.cert.clone()).unwrap();
+            b.build()
+        };
+        let e = ocsp_answer(&forged, &sc.cert, &ca.cert, &[], &both, now).unwrap_err();
+        assert!(e.contains("does not verify"), "{e}");
+        assert!(ocsp_answer(b"junk", &sc.cert, &ca.cert, &[], &roots, now).is_err());
     }
 
     #[test]

@@ -430,6 +430,13 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     let signer = load_signer(&cfg)?;
     let (trust, trust_pems) = load_trust(&cfg)?;
     let revocation = crate::trust_fetch::Checker::for_config(&cfg)?;
+    tracing::info!(
+        revocation = cfg.trust.revocation.as_str(),
+        soft_fail = cfg.trust.soft_fail,
+        crl_files = cfg.trust.crl.len(),
+        "peers' signing certificates: revocation checks {}",
+        cfg.trust.revocation.as_str()
+    );
     let index = load_index(&cfg.resolve(&cfg.trust.index))?;
     let acceptor = crate::tls::acceptor_for_config(
         &cfg.resolve(&cfg.tls.certificate),
