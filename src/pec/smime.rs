@@ -14,7 +14,11 @@
 //! `Verified::expired_now` reports that case. A signing time more than ten
 //! minutes after `now` is not believed and `now` is used instead. With a
 //! trust store, `Trust::verify_known` answers first for certificates and
-//! chains already seen; OpenSSL's full path decides everything else.
+//! chains already seen; OpenSSL's full path decides everything else. With
+//! a trust store and a [`super::revocation::RevocationCheck`], the signer
+//! certificate must also not have been revoked before that same time
+//! ([`VerifyError::Revoked`]); when no source can say,
+//! [`VerifyError::RevocationUnavailable`] (unless `soft_fail`).
 //!
 //! openssl reads the system clock for `signingTime` when signing; that is the
 //! one clock read in `src/pec` and it only affects a signed attribute.

@@ -1,5 +1,6 @@
 //! The offline verifier's report (`pecd verify FILE.eml [--index PATH]
-//! [--ca PEM]... [--json] [--inner]`), issue 3.
+//! [--ca PEM]... [--json] [--inner] [--revocation MODE [--crl FILE]...
+//! [--soft-fail]]`), issue 3; the revocation status and its source, issue 13.
 //!
 //! Classifies the message, verifies its signature (the chain only when CAs
 //! are given, otherwise integrity only, like `openssl smime -verify
