@@ -1106,6 +1106,12 @@ key = "certs/tls.key"
             c.resolve(&c.trust.crl[0]),
             Path::new("/etc/pecd/crl/ca.crl")
         );
+        assert!(
+            c.validate(true)
+                .iter()
+                .any(|p| p == "trust.crl: /etc/pecd/crl/ca.crl does not exist"),
+            "a missing CRL file is named"
+        );
         let bad = format!("{MINIMAL}\n[trust]\nrevocation = \"crl+ocsp\"\n");
         let e = Config::from_str_at(&bad, Path::new("."))
             .unwrap_err()
