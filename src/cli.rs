@@ -165,6 +165,17 @@ pub struct VerifyArgs {
     /// Verify the first inner part (a PEC wrapped by a mailing list or forwarder).
     #[arg(long)]
     pub inner: bool,
+    /// Check the signer certificate for revocation: off, crl, ocsp or
+    /// ocsp+crl (asks the responders and distribution points the
+    /// certificate names; needs --ca).
+    #[arg(long, default_value = "off")]
+    pub revocation: String,
+    /// A CRL file (PEM or DER) consulted before the distribution points; repeatable.
+    #[arg(long)]
+    pub crl: Vec<PathBuf>,
+    /// Accept a signature whose revocation status no source gives.
+    #[arg(long)]
+    pub soft_fail: bool,
 }
 
 /// `pecd index …`

@@ -284,6 +284,17 @@ pub struct TrustSection {
     /// How often the index file is checked for changes.
     #[serde(default = "default_index_check")]
     pub index_check_interval: String,
+    /// Whether and how peers' signing certificates are checked for
+    /// revocation (`off`, `crl`, `ocsp`, `ocsp+crl`).
+    #[serde(default)]
+    pub revocation: crate::pec::revocation::Mode,
+    /// CRL files (PEM or DER) consulted before the distribution points.
+    #[serde(default)]
+    pub crl: Vec<PathBuf>,
+    /// Accept a signature whose revocation status no source could give
+    /// (`true`), or retry its inbound job later (`false`).
+    #[serde(default)]
+    pub soft_fail: bool,
 }
 
 impl Default for TrustSection {
@@ -292,6 +303,9 @@ impl Default for TrustSection {
             ca: Vec::new(),
             index: default_index(),
             index_check_interval: default_index_check(),
+            revocation: crate::pec::revocation::Mode::default(),
+            crl: Vec::new(),
+            soft_fail: false,
         }
     }
 }
@@ -990,6 +1004,13 @@ impl Config {
             if !idx.exists() {
                 p.push(format!("trust.index: {} does not exist", idx.display()));
             }
+            // Never generated: a missing CRL is always the operator's to fix.
+            for c in &self.trust.crl {
+                let full = self.resolve(c);
+                if !full.exists() {
+                    p.push(format!("trust.crl: {} does not exist", full.display()));
+                }
+            }
         }
         p
     }
@@ -1115,6 +1136,68 @@ key = "certs/tls.key"
         let text = format!("{MINIMAL}\n[limits]\nmax_mesage_size = \"1MB\"\n");
         let e = Config::from_str_at(&text, Path::new(".")).unwrap_err();
         assert!(e.contains("max_mesage_size"), "{e}");
+    }
+
+    #[test]
+    fn revocation_keys_and_their_defaults() {
+        use crate::pec::revocation::Mode;
+        let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
+        assert_eq!(
+            c.trust.revocation,
+            Mode::OcspCrl,
+            "absent: the production default"
+        );
+        assert!(!c.trust.soft_fail && c.trust.crl.is_empty());
+        let text = format!(
+            "{MINIMAL}\n[trust]\nrevocation = \"crl\"\ncrl = [\"crl/ca.crl\"]\nsoft_fail = true\n"
+        );
+        let c = Config::from_str_at(&text, Path::new("/etc/pecd")).unwrap();
+        assert_eq!(c.trust.revocation, Mode::Crl);
+        assert!(c.trust.soft_fail);
+        assert_eq!(
+            c.resolve(&c.trust.crl[0]),
+            Path::new("/etc/pecd/crl/ca.crl")
+        );
+        assert!(
+            c.validate(true)
+                .iter()
+                .any(|p| p == "trust.crl: /etc/pecd/crl/ca.crl does not exist"),
+            "a missing CRL file is named"
+        );
+        let bad = format!("{MINIMAL}\n[trust]\nrevocation = \"crl+ocsp\"\n");
+        let e = Config::from_str_at(&bad, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("revocation"), "{e}");
+        // What `pecd init` writes, and the shipped development config.
+        let ports = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+        for (mode, text) in [
+            (
+                Mode::Off,
+                crate::layout::provider_config_text("A", "a.test", "mx.a.test", ports),
+            ),
+            (
+                Mode::OcspCrl,
+                crate::layout::provider_config_text_with(
+                    "A",
+                    "a.test",
+                    "mx.a.test",
+                    "0.0.0.0",
+                    ports,
+                    Mode::OcspCrl,
+                ),
+            ),
+            (
+                Mode::Off,
+                std::fs::read_to_string(
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pecd.toml"),
+                )
+                .unwrap(),
+            ),
+        ] {
+            let c = Config::from_str_at(&text, Path::new(".")).unwrap();
+            assert_eq!(c.trust.revocation, mode);
+        }
     }
 
     #[test]

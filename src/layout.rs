@@ -1,6 +1,8 @@
 //! The files of a provider folder as `pecd init` writes them: the
 //! configuration and the index. The lab and the tests build theirs from here.
 
+use crate::pec::revocation::Mode;
+
 /// The config `pecd init` writes (also the shape of `config/pecd.toml`),
 /// listening on loopback.
 pub fn provider_config_text(name: &str, domain: &str, hostname: &str, ports: [u16; 9]) -> String {
@@ -9,7 +11,7 @@ pub fn provider_config_text(name: &str, domain: &str, hostname: &str, ports: [u1
 
 /// [`provider_config_text`] with the listeners on `host`; ports in the order
 /// submission, submissions, inbound, imap, imaps, pop3, pop3s, admin (on
-/// loopback), web.
+/// loopback), web. A development configuration: no revocation checks.
 pub fn provider_config_text_at(
     name: &str,
     domain: &str,
@@ -17,6 +19,20 @@ pub fn provider_config_text_at(
     host: &str,
     ports: [u16; 9],
 ) -> String {
+    provider_config_text_with(name, domain, hostname, host, ports, Mode::Off)
+}
+
+/// [`provider_config_text_at`] with `[trust] revocation = revocation`
+/// (`pecd init` writes `ocsp+crl` for a real domain, `off` with `--dev`).
+pub fn provider_config_text_with(
+    name: &str,
+    domain: &str,
+    hostname: &str,
+    host: &str,
+    ports: [u16; 9],
+    revocation: Mode,
+) -> String {
+    let revocation = revocation.as_str();
     format!(
         r#"# pecd provider configuration; every key is documented in docs/configuration.md.
 
@@ -54,6 +70,10 @@ listen = "{host}:{}"   # webmail, HTTPS with the [tls] certificate
 [trust]
 ca = ["certs/ca.pem"]
 index = "index.toml"
+# Peers' signing certificates checked for revocation: "ocsp+crl" in
+# production, "off" for development certificates (docs/operations.md).
+revocation = "{revocation}"
+soft_fail = false
 
 [limits]
 max_message_size = "30MB"

@@ -43,3 +43,4 @@ pub mod store;
 pub mod sys;
 pub mod throttle;
 pub mod tls;
+pub mod trust_fetch;

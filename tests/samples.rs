@@ -84,6 +84,7 @@ fn every_sample_is_read() {
     let mut read = 0;
     let mut failures: Vec<String> = Vec::new();
     let opts = VerifyOptions {
+        revocation: None,
         trust: None,
         now: 1_800_000_000,
     };

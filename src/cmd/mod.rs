@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, InitArgs, LogArgs, UserCommand};
 use crate::config::Config;
-use crate::layout::{empty_index_text, provider_config_text_at};
+use crate::layout::{empty_index_text, provider_config_text_with};
+use crate::pec::revocation::Mode;
 use crate::store::{self, maildir, users, Store};
 
 pub mod bench;
@@ -445,10 +446,10 @@ fn init(a: InitArgs) -> AdminResult {
     )
     .map_err(|e| format!("generating certificates: {e}"))?;
     std::fs::copy(certs.join("ca.pem"), ca_dir.join("ca.pem"))?;
-    let (host, ports, mx) = if a.dev {
-        ("127.0.0.1", DEV_PORTS, false)
+    let (host, ports, mx, revocation) = if a.dev {
+        ("127.0.0.1", DEV_PORTS, false, Mode::Off)
     } else {
-        ("0.0.0.0", PRODUCTION_PORTS, true)
+        ("0.0.0.0", PRODUCTION_PORTS, true, Mode::OcspCrl)
     };
     let dns = if mx {
         "\n[dns]\n# Relay to domains without a [[route]] by their MX records.\nmx_lookups = true\n"
@@ -457,7 +458,7 @@ fn init(a: InitArgs) -> AdminResult {
     };
     std::fs::write(
         a.dir.join("pecd.toml"),
-        provider_config_text_at(&name, &domain, &hostname, host, ports) + dns,
+        provider_config_text_with(&name, &domain, &hostname, host, ports, revocation) + dns,
     )?;
     std::fs::write(a.dir.join("index.toml"), empty_index_text(&name, &domain))?;
     let cfg_path = a.dir.join("pecd.toml");

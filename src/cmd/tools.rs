@@ -38,6 +38,21 @@ pub fn verify_main(a: VerifyArgs) -> AdminResult {
     } else {
         Some(crate::pec::smime::trust_store_from_pem(&refs).map_err(|e| format!("--ca: {e}"))?)
     };
+    let mode = crate::pec::revocation::Mode::parse(&a.revocation).ok_or_else(|| {
+        format!(
+            "--revocation: {:?} is not one of off, crl, ocsp, ocsp+crl",
+            a.revocation
+        )
+    })?;
+    if mode != crate::pec::revocation::Mode::Off && trust.is_none() {
+        return Err("--revocation needs --ca: only a verified chain has an issuer to ask".into());
+    }
+    let policy = crate::pec::revocation::Policy {
+        mode,
+        soft_fail: a.soft_fail,
+    };
+    let checker =
+        crate::trust_fetch::Checker::new(policy, &a.crl).map_err(|e| format!("--crl: {e}"))?;
     let report = VerifyReport::build(
         &raw,
         &VerifyRequest {
@@ -45,6 +60,7 @@ pub fn verify_main(a: VerifyArgs) -> AdminResult {
             trust: trust.as_ref(),
             inner: a.inner,
             now: SystemClock.now(),
+            revocation: (mode != crate::pec::revocation::Mode::Off).then_some(&checker as _),
         },
     );
     // Through `?`, not `println!`: a reader that has seen enough (`| head`)

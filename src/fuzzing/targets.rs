@@ -258,6 +258,7 @@ pub fn smime(data: &[u8]) {
         return;
     }
     let opts = VerifyOptions {
+        revocation: None,
         trust: None,
         now: NOW,
     };
@@ -287,6 +288,7 @@ pub fn smime(data: &[u8]) {
     }
     let our = ["example.it".to_string()];
     let _ = receive(&ReceptionInput {
+        revocation: None,
         raw: data,
         index: &index,
         trust: None,

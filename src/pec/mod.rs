@@ -14,6 +14,7 @@ pub mod index;
 pub mod mime;
 pub mod receipt;
 pub mod reception;
+pub mod revocation;
 pub mod smime;
 pub mod timers;
 pub mod trust;

@@ -45,6 +45,9 @@ pub struct ReceptionInput<'a> {
     pub our_domains: &'a [String],
     /// Current time, Unix seconds.
     pub now: i64,
+    /// Revocation of signer certificates (`[trust] revocation`); `None`
+    /// checks none.
+    pub revocation: Option<&'a dyn crate::pec::revocation::RevocationCheck>,
 }
 
 /// Why a message becomes a busta di anomalia.
@@ -58,6 +61,8 @@ pub enum AnomalyReason {
     BadSignature(VerifyError),
     /// Signer certificate does not chain to a trusted CA, or expired.
     Untrusted(VerifyError),
+    /// Signer certificate revoked before the signing time.
+    Revoked(VerifyError),
     /// Signer's fingerprint is not in the provider index.
     SignerNotInIndex(String),
     /// Signer is a known provider, but not the one managing the `From` domain.
@@ -90,6 +95,9 @@ impl AnomalyReason {
             AnomalyReason::Untrusted(_) => {
                 "la firma digitale del messaggio non risulta attendibile".into()
             }
+            AnomalyReason::Revoked(_) => {
+                "il certificato di firma del gestore mittente risulta revocato".into()
+            }
             AnomalyReason::SignerNotInIndex(_) => {
                 "il firmatario non risulta nell'indice dei gestori di posta certificata".into()
             }
@@ -118,7 +126,9 @@ impl AnomalyReason {
         match self {
             AnomalyReason::NotPec => "not a PEC message (ordinary mail, unsigned)".into(),
             AnomalyReason::NotSigned(s) => format!("PEC headers but no S/MIME signature: {s}"),
-            AnomalyReason::BadSignature(e) | AnomalyReason::Untrusted(e) => e.to_string(),
+            AnomalyReason::BadSignature(e)
+            | AnomalyReason::Untrusted(e)
+            | AnomalyReason::Revoked(e) => e.to_string(),
             AnomalyReason::SignerNotInIndex(fp) => {
                 format!("signer certificate SHA-1 {fp} is not in the provider index")
             }
@@ -178,6 +188,12 @@ pub enum Verdict {
         /// Name of the emitting provider.
         provider: String,
     },
+    /// Not decidable now (no revocation source answered and `soft_fail`
+    /// is off): neither accepted nor an anomaly; try again later.
+    Postpone {
+        /// Why, for the log.
+        reason: String,
+    },
     /// Anything else: wrap in a busta di anomalia.
     Anomaly {
         /// Why.
@@ -202,6 +218,7 @@ pub fn receive(input: &ReceptionInput) -> Verdict {
     let opts = VerifyOptions {
         trust: input.trust,
         now: input.now,
+        revocation: input.revocation,
     };
     let verified = match verify(input.raw, &opts) {
         Ok(v) => v,
@@ -215,6 +232,12 @@ pub fn receive(input: &ReceptionInput) -> Verdict {
         }
         Err(e @ (VerifyError::Untrusted(_) | VerifyError::Expired(_))) => {
             return anomaly(AnomalyReason::Untrusted(e), message)
+        }
+        Err(e @ VerifyError::Revoked(_)) => return anomaly(AnomalyReason::Revoked(e), message),
+        Err(e @ VerifyError::RevocationUnavailable(_)) => {
+            return Verdict::Postpone {
+                reason: e.to_string(),
+            }
         }
         Err(e) => return anomaly(AnomalyReason::BadSignature(e), message),
     };
@@ -414,6 +437,7 @@ mod tests {
         let ours = vec!["pec.beta.test".to_string()];
         let run = |raw: &[u8]| {
             receive(&ReceptionInput {
+                revocation: None,
                 raw,
                 index: &index,
                 trust: Some(&store),
@@ -551,6 +575,7 @@ mod tests {
             let v = verify(
                 &raw,
                 &VerifyOptions {
+                    revocation: None,
                     trust: None,
                     now: 0,
                 },
@@ -568,6 +593,7 @@ mod tests {
         let index = ProviderIndex { providers };
         for (name, raw) in samples() {
             let v = receive(&ReceptionInput {
+                revocation: None,
                 raw: &raw,
                 index: &index,
                 trust: None,
@@ -588,6 +614,7 @@ mod tests {
             let mut altered = raw.clone();
             altered.splice(at..at, b"URGENTE ".iter().copied());
             let v = receive(&ReceptionInput {
+                revocation: None,
                 raw: &altered,
                 index: &index,
                 trust: None,

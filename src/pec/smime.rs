@@ -14,7 +14,11 @@
 //! `Verified::expired_now` reports that case. A signing time more than ten
 //! minutes after `now` is not believed and `now` is used instead. With a
 //! trust store, `Trust::verify_known` answers first for certificates and
-//! chains already seen; OpenSSL's full path decides everything else.
+//! chains already seen; OpenSSL's full path decides everything else. With
+//! a trust store and a [`super::revocation::RevocationCheck`], the signer
+//! certificate must also not have been revoked before that same time
+//! ([`VerifyError::Revoked`]); when no source can say,
+//! [`VerifyError::RevocationUnavailable`] (unless `soft_fail`).
 //!
 //! openssl reads the system clock for `signingTime` when signing; that is the
 //! one clock read in `src/pec` and it only affects a signed attribute.
@@ -31,6 +35,7 @@ use openssl::x509::verify::X509VerifyParam;
 use openssl::x509::{X509NameRef, X509PurposeId, X509StoreContext, X509};
 
 use super::mime::{self, Entity};
+use super::revocation::{Revocation, RevocationCheck, Status, StatusRequest};
 use super::trust::KnownCert;
 pub use super::trust::Trust;
 use super::types::Unsigned;
@@ -147,6 +152,9 @@ pub struct VerifyOptions<'a> {
     pub trust: Option<&'a Trust>,
     /// Current time (Unix seconds): bounds the believed signing time and sets `expired_now`.
     pub now: i64,
+    /// Revocation of the signer certificate, checked once its chain has
+    /// verified (only with `trust`); `None` checks none.
+    pub revocation: Option<&'a dyn RevocationCheck>,
 }
 
 /// A signature that verified.
@@ -176,6 +184,8 @@ pub struct Verified {
     pub chain_checked: bool,
     /// Signer certificate's notAfter is before `now` (verification was done at signing time).
     pub expired_now: bool,
+    /// The revocation check, when one was asked for.
+    pub revocation: Option<Revocation>,
 }
 
 /// Why a signature does not verify.
@@ -193,6 +203,11 @@ pub enum VerifyError {
     Untrusted(String),
     /// Signer certificate not valid at the signing time.
     Expired(String),
+    /// Signer certificate revoked before the signing time.
+    Revoked(Box<Revocation>),
+    /// No revocation source answered, and `soft_fail` is off: a temporary
+    /// condition, to be tried again.
+    RevocationUnavailable(Box<Revocation>),
 }
 
 impl fmt::Display for VerifyError {
@@ -209,6 +224,10 @@ impl fmt::Display for VerifyError {
             VerifyError::BadSignature(s) => write!(f, "bad signature: {s}"),
             VerifyError::Untrusted(s) => write!(f, "untrusted signer certificate: {s}"),
             VerifyError::Expired(s) => write!(f, "signer certificate expired: {s}"),
+            VerifyError::Revoked(r) => write!(f, "signer certificate {r}"),
+            VerifyError::RevocationUnavailable(r) => {
+                write!(f, "signer certificate revocation status {r}")
+            }
         }
     }
 }
@@ -333,10 +352,21 @@ pub(crate) fn verify_signed(
         signed_entity: signed_range.clone(),
         chain_checked,
         expired_now: k.not_after < opts.now,
+        revocation: None,
     };
     if let (true, Some(trust), Some((digest, md))) = (known, opts.trust, digest_matched) {
         if let Some(k) = trust.verify_known(&der, digest, md, at) {
-            return Ok(verdict(&k, true));
+            let embedded = || {
+                der::signed_parts(&der)
+                    .map(|p| {
+                        p.certs
+                            .iter()
+                            .filter_map(|c| trust.known(c).map(|k| k.x509.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            return revoked(verdict(&k, true), &k, trust, embedded, at, opts);
         }
     }
 
@@ -366,13 +396,62 @@ pub(crate) fn verify_signed(
         .ok_or_else(|| VerifyError::Malformed("no signer certificate".into()))?;
 
     let mut chain_checked = false;
+    let embedded = p7.signed().and_then(|s| s.certificates());
     if let Some(trust) = opts.trust {
-        let embedded = p7.signed().and_then(|s| s.certificates());
         check_chain(trust.store(), &signer, embedded, at)?;
         chain_checked = true;
     }
     let k = KnownCert::new(signer).map_err(|e| VerifyError::Malformed(e.to_string()))?;
-    Ok(verdict(&k, chain_checked))
+    match opts.trust {
+        Some(trust) => {
+            let embedded = || {
+                embedded
+                    .map(|s| s.iter().map(|c| c.to_owned()).collect())
+                    .unwrap_or_default()
+            };
+            revoked(verdict(&k, chain_checked), &k, trust, embedded, at, opts)
+        }
+        None => Ok(verdict(&k, chain_checked)),
+    }
+}
+
+/// `v` with the revocation check of its signer `k` (chain verified at `at`),
+/// or the error a revoked certificate (or a required check no source could
+/// answer) makes of it.
+fn revoked(
+    mut v: Verified,
+    k: &KnownCert,
+    trust: &Trust,
+    embedded: impl FnOnce() -> Vec<X509>,
+    at: i64,
+    opts: &VerifyOptions,
+) -> Result<Verified, VerifyError> {
+    let Some(checker) = opts.revocation else {
+        return Ok(v);
+    };
+    if checker.policy().mode == super::revocation::Mode::Off {
+        v.revocation = Some(Revocation::not_checked("[trust] revocation = \"off\"", at));
+        return Ok(v);
+    }
+    let embedded = embedded();
+    let r = checker.check(&StatusRequest {
+        signer: &k.x509,
+        sha1: &k.sha1,
+        embedded: &embedded,
+        roots: trust.store(),
+        at,
+        now: opts.now,
+    });
+    match r.status {
+        Status::Revoked => Err(VerifyError::Revoked(Box::new(r))),
+        Status::Unavailable if !checker.policy().soft_fail => {
+            Err(VerifyError::RevocationUnavailable(Box::new(r)))
+        }
+        _ => {
+            v.revocation = Some(r);
+            Ok(v)
+        }
+    }
 }
 
 /// Verify `signer`'s chain to `trust` at time `at`; on success, the span of
@@ -795,6 +874,7 @@ pub(crate) mod tests {
     #[test]
     fn sample_verdicts() {
         let opts = VerifyOptions {
+            revocation: None,
             trust: None,
             now: NOW,
         };
@@ -845,6 +925,7 @@ pub(crate) mod tests {
         let v = verify(
             &raw,
             &VerifyOptions {
+                revocation: None,
                 trust: Some(&store),
                 now: NOW,
             },
@@ -859,6 +940,7 @@ pub(crate) mod tests {
         let r = verify(
             &raw,
             &VerifyOptions {
+                revocation: None,
                 trust: Some(&store),
                 now: NOW,
             },
@@ -907,6 +989,7 @@ pub(crate) mod tests {
         let v = verify(
             &out,
             &VerifyOptions {
+                revocation: None,
                 trust: Some(&store),
                 now,
             },
@@ -930,6 +1013,7 @@ pub(crate) mod tests {
             verify(
                 &bad,
                 &VerifyOptions {
+                    revocation: None,
                     trust: Some(&store),
                     now
                 }
@@ -947,6 +1031,7 @@ pub(crate) mod tests {
         let r = verify(
             &out2,
             &VerifyOptions {
+                revocation: None,
                 trust: Some(&store),
                 now,
             },
@@ -954,13 +1039,22 @@ pub(crate) mod tests {
         assert!(matches!(r, Err(VerifyError::Untrusted(_))), "{r:?}");
         assert!(!openssl_verify(&out2, &ca.cert_pem()));
         // but integrity alone holds
-        assert!(verify(&out2, &VerifyOptions { trust: None, now }).is_ok());
+        assert!(verify(
+            &out2,
+            &VerifyOptions {
+                revocation: None,
+                trust: None,
+                now
+            }
+        )
+        .is_ok());
 
         // LF-converted copy still verifies (canonicalisation)
         let lf: Vec<u8> = out.iter().copied().filter(|&b| b != b'\r').collect();
         assert!(verify(
             &lf,
             &VerifyOptions {
+                revocation: None,
                 trust: Some(&store),
                 now
             }
@@ -970,7 +1064,14 @@ pub(crate) mod tests {
         // not signed at all
         let plain = b"From: a@b\r\nSubject: x\r\n\r\nhi\r\n";
         assert!(matches!(
-            verify(plain, &VerifyOptions { trust: None, now }),
+            verify(
+                plain,
+                &VerifyOptions {
+                    revocation: None,
+                    trust: None,
+                    now
+                }
+            ),
             Err(VerifyError::NotSigned(_))
         ));
     }

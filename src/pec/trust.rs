@@ -97,7 +97,8 @@ impl Trust {
         &self.store
     }
 
-    fn known(&self, der: &[u8]) -> Option<Arc<KnownCert>> {
+    /// `der` parsed, from the cache when seen before.
+    pub(crate) fn known(&self, der: &[u8]) -> Option<Arc<KnownCert>> {
         if let Some(k) = self.certs.lock().ok()?.get(der) {
             return Some(k.clone());
         }
@@ -225,6 +226,7 @@ mod tests {
         };
         let trust = trust_store_from_pem(&[&bundle]).unwrap();
         let opts = VerifyOptions {
+            revocation: None,
             trust: Some(&trust),
             now: 1_760_000_000,
         };

@@ -1,5 +1,6 @@
 //! The offline verifier's report (`pecd verify FILE.eml [--index PATH]
-//! [--ca PEM]... [--json] [--inner]`), issue 3.
+//! [--ca PEM]... [--json] [--inner] [--revocation MODE [--crl FILE]...
+//! [--soft-fail]]`), issue 3; the revocation status and its source, issue 13.
 //!
 //! Classifies the message, verifies its signature (the chain only when CAs
 //! are given, otherwise integrity only, like `openssl smime -verify
@@ -19,7 +20,8 @@ use super::clock::civil_from_days;
 use super::consistency::{self, CheckOptions};
 use super::daticert::Daticert;
 use super::index::ProviderIndex;
-use super::smime::{verify, verify_inner, VerifyOptions};
+use super::revocation::Revocation;
+use super::smime::{verify, verify_inner, VerifyError, VerifyOptions};
 
 /// What to check.
 #[derive(Clone, Copy)]
@@ -32,6 +34,8 @@ pub struct VerifyRequest<'a> {
     pub inner: bool,
     /// Current time, Unix seconds.
     pub now: i64,
+    /// Revocation of the signer certificate (`--revocation`); only with `trust`.
+    pub revocation: Option<&'a dyn crate::pec::revocation::RevocationCheck>,
 }
 
 /// Signature facts for the report.
@@ -61,6 +65,8 @@ pub struct SignatureReport {
     pub micalg: Option<String>,
     /// Signer certificate has expired since (chain checked at signing time).
     pub expired_now: bool,
+    /// The revocation check and its source, when one was asked for.
+    pub revocation: Option<Revocation>,
 }
 
 /// One `<destinatari>`.
@@ -206,6 +212,7 @@ impl VerifyReport {
         let opts = VerifyOptions {
             trust: req.trust,
             now: req.now,
+            revocation: req.revocation,
         };
         let result = if req.inner {
             verify_inner(raw, &opts)
@@ -250,6 +257,7 @@ impl VerifyReport {
                     digest: Some(v.digest.clone()),
                     micalg: Some(v.micalg.clone()),
                     expired_now: v.expired_now,
+                    revocation: v.revocation.clone(),
                 }
             }
             Err(e) => {
@@ -268,6 +276,12 @@ impl VerifyReport {
                     digest: None,
                     micalg: None,
                     expired_now: false,
+                    revocation: match e {
+                        VerifyError::Revoked(r) | VerifyError::RevocationUnavailable(r) => {
+                            Some((**r).clone())
+                        }
+                        _ => None,
+                    },
                 }
             }
         };
@@ -382,6 +396,9 @@ impl VerifyReport {
                 kv("Note:", "signer certificate has expired since signing");
             }
         }
+        if let Some(r) = &s.revocation {
+            kv("Revocation:", &r.to_string());
+        }
         if let Some(p) = &self.provider {
             kv("Provider (index):", p);
         }
@@ -460,6 +477,7 @@ mod tests {
             read += 1;
             let inner = name.starts_with("namirial");
             let req = VerifyRequest {
+                revocation: None,
                 index: None,
                 trust: None,
                 inner,
@@ -517,6 +535,7 @@ mod tests {
         let r = VerifyReport::build(
             &raw,
             &VerifyRequest {
+                revocation: None,
                 index: None,
                 trust: Some(&store),
                 inner: false,
@@ -529,6 +548,7 @@ mod tests {
         let base = VerifyReport::build(
             &raw,
             &VerifyRequest {
+                revocation: None,
                 index: None,
                 trust: None,
                 inner: false,
@@ -541,6 +561,7 @@ mod tests {
         let r = VerifyReport::build(
             &raw,
             &VerifyRequest {
+                revocation: None,
                 index: Some(&index),
                 trust: None,
                 inner: false,
@@ -558,6 +579,7 @@ mod tests {
         let r = VerifyReport::build(
             &raw,
             &VerifyRequest {
+                revocation: None,
                 index: Some(&index),
                 trust: None,
                 inner: false,
@@ -580,6 +602,7 @@ mod tests {
             .unwrap()
             .1;
         let req = VerifyRequest {
+            revocation: None,
             index: None,
             trust: None,
             inner: false,
@@ -617,6 +640,7 @@ mod tests {
         let r = VerifyReport::build(
             b"From: a@b.it\nSubject: x\n\nhello\n",
             &VerifyRequest {
+                revocation: None,
                 index: None,
                 trust: None,
                 inner: false,

@@ -52,6 +52,9 @@ pub struct Ctx {
     pub signer: Live<Signer>,
     /// Trusted roots for peer signatures.
     pub trust: Live<Trust>,
+    /// Revocation checks of peer signatures (`[trust] revocation`, `crl`,
+    /// `soft_fail`), with their caches; rebuilt on reload.
+    pub revocation: Live<crate::trust_fetch::Checker>,
     /// The provider index, replaced on reload.
     pub index: RwLock<Arc<ProviderIndex>>,
     /// Time source.
@@ -410,6 +413,12 @@ pub fn check_trust(cfg: &Config) -> Vec<String> {
             }
         }
     }
+    // CRL files that exist must parse (validate reports the missing ones).
+    if !cfg.trust.crl.iter().any(missing) {
+        if let Err(e) = crate::trust_fetch::Checker::for_config(cfg) {
+            p.push(e);
+        }
+    }
     // The index does not depend on the certificates being generated.
     let idx = cfg.resolve(&cfg.trust.index);
     if idx.exists() {
@@ -455,6 +464,14 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     }
     let signer = load_signer(&cfg)?;
     let (trust, trust_pems) = load_trust(&cfg)?;
+    let revocation = crate::trust_fetch::Checker::for_config(&cfg)?;
+    tracing::info!(
+        revocation = cfg.trust.revocation.as_str(),
+        soft_fail = cfg.trust.soft_fail,
+        crl_files = cfg.trust.crl.len(),
+        "peers' signing certificates: revocation checks {}",
+        cfg.trust.revocation.as_str()
+    );
     let index = load_index(&cfg.resolve(&cfg.trust.index))?;
     let acceptor = crate::tls::acceptor_for_config(
         &cfg.resolve(&cfg.tls.certificate),
@@ -500,6 +517,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         store,
         signer: Live::new(signer),
         trust: Live::new(trust),
+        revocation: Live::new(revocation),
         index: RwLock::new(Arc::new(index)),
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),

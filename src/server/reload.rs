@@ -74,6 +74,7 @@ struct Next {
     restart_only: Vec<&'static str>,
     signer: crate::pec::smime::Signer,
     trust: crate::pec::smime::Trust,
+    revocation: crate::trust_fetch::Checker,
     roots: Vec<Vec<u8>>,
     index: crate::pec::index::ProviderIndex,
     tls: crate::tls::Acceptor,
@@ -175,27 +176,35 @@ impl Reloader {
         // changed since; what is installed is what is loaded here.
         let signer = load_signer(&cfg).map_err(|e| format!("signing.certificate: {e}"));
         let trust = load_trust(&cfg);
+        let revocation = crate::trust_fetch::Checker::for_config(&cfg);
         let index =
             load_index(&cfg.resolve(&cfg.trust.index)).map_err(|e| format!("trust.index: {e}"));
         let tls = crate::tls::acceptor_for_config(
             &cfg.resolve(&cfg.tls.certificate),
             &cfg.resolve(&cfg.tls.key),
         );
-        match (signer, trust, index, tls) {
-            (Ok(signer), Ok((trust, roots)), Ok(index), Ok(tls)) => Ok(Next {
+        match (signer, trust, revocation, index, tls) {
+            (Ok(signer), Ok((trust, roots)), Ok(revocation), Ok(index), Ok(tls)) => Ok(Next {
                 cfg,
                 restart_only,
                 signer,
                 trust,
+                revocation,
                 roots,
                 index,
                 tls,
             }),
-            (signer, trust, index, tls) => Err(dedup(
-                [signer.err(), trust.err(), index.err(), tls.err()]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
+            (signer, trust, revocation, index, tls) => Err(dedup(
+                [
+                    signer.err(),
+                    trust.err(),
+                    revocation.err(),
+                    index.err(),
+                    tls.err(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
             )),
         }
     }
@@ -234,6 +243,14 @@ impl Reloader {
                 *roots = next.roots;
             }
         }
+        // Its caches go with it: what a CRL file or a responder says now is
+        // asked again.
+        let t = (&old.trust, &cfg.trust);
+        if t.0.revocation != t.1.revocation || t.0.crl != t.1.crl || t.0.soft_fail != t.1.soft_fail
+        {
+            changed.push("trust.revocation".into());
+        }
+        ctx.revocation.set(Arc::new(next.revocation));
         let providers = next.index.providers.len();
         if let Ok(mut g) = ctx.index.write() {
             *g = Arc::new(next.index);

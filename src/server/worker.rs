@@ -976,12 +976,14 @@ type Judged = (Vec<Event>, Vec<NewJob>, Vec<TimerUpdate>);
 fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
     let index = ctx.index();
     let now = ctx.now_secs();
+    let revocation = ctx.revocation.get();
     let verdict = reception::receive(&ReceptionInput {
         raw: bytes,
         index: &index,
         trust: Some(&ctx.trust.get()),
         our_domains: &ctx.provider().domains,
         now,
+        revocation: Some(&*revocation),
     });
     let now_ms = store::now_ms();
     let blob = job.blob.clone().unwrap_or_default();
@@ -1026,8 +1028,9 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
             if !ours.is_empty() {
                 let mut ev = event_for(EventKind::BustaRicevuta, now_ms, &c);
                 ev.detail = Some(format!(
-                    "from {provider} (signer SHA-1 {}), for {}",
+                    "from {provider} (signer SHA-1 {}{}), for {}",
                     verified.sha1_fingerprint,
+                    revocation_note(&verified),
                     ours.join(", ")
                 ));
                 events.push(ev);
@@ -1065,7 +1068,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
             tipo,
             message,
             provider,
-            ..
+            verified,
         } => {
             let d = message.daticert.clone();
             let id = d
@@ -1077,7 +1080,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                 None => Event::new(EventKind::Ricevuta(tipo), now_ms),
             };
             ev.generated_msgid = message.message_id.clone();
-            ev.detail = Some(format!("from {provider}"));
+            ev.detail = Some(format!("from {provider}{}", revocation_note(&verified)));
             if let Some(d) = &d {
                 match tipo {
                     Tipo::PresaInCarico => {
@@ -1151,6 +1154,8 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
             }
             events.push(ev);
         }
+        // Like a scanner that cannot answer: the job waits and is judged again.
+        Verdict::Postpone { reason } => return Err(Fail::Temporary(reason)),
         Verdict::Anomaly { reason, message } => {
             let (mut ev, mut js) = anomaly_for(ctx, &e, bytes, &reason, &message, &job.recipients)?;
             ev.sender = ev.sender.or(Some(job.mail_from.clone()));
@@ -1159,6 +1164,21 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
         }
     }
     Ok((events, jobs, timers))
+}
+
+/// `; revocation …` for a log detail, when the check says something worth
+/// keeping (a source that answered, or that none did under `soft_fail`).
+fn revocation_note(v: &crate::pec::smime::Verified) -> String {
+    use crate::pec::revocation::Status;
+    match &v.revocation {
+        Some(r) if r.status != Status::NotChecked => {
+            if r.status == Status::Unavailable {
+                tracing::warn!(signer = %v.sha1_fingerprint, "accepted under soft_fail: revocation {r}");
+            }
+            format!("; revocation {r}")
+        }
+        _ => String::new(),
+    }
 }
 
 /// A signed busta di anomalia around `bytes` for `recipients`: its log

@@ -508,11 +508,14 @@ pub fn pec_object(
 fn verify_report(web: &Web, raw: &[u8]) -> crate::pec::verify::VerifyReport {
     let idx = web.ctx.index();
     let trust = web.ctx.trust.get();
+    // The same revocation checks (and caches) as the reception point.
+    let revocation = web.ctx.revocation.get();
     crate::pec::verify::VerifyReport::build(
         raw,
         &crate::pec::verify::VerifyRequest {
             index: Some(&idx),
             trust: Some(&trust),
+            revocation: Some(&*revocation),
             inner: false,
             now: web.ctx.now_secs(),
         },
