@@ -94,7 +94,11 @@ pub enum UserCommand {
 
 /// `pecd log …`
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct LogArgs {
+    /// Check the log's integrity instead of printing it.
+    #[command(subcommand)]
+    pub action: Option<LogAction>,
     /// Only events of this identificativo.
     #[arg(long = "id")]
     pub id: Option<String>,
@@ -107,6 +111,25 @@ pub struct LogArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `pecd log verify …`
+#[derive(Debug, Subcommand)]
+pub enum LogAction {
+    /// Check the hash chain, every seal's signature and every time stamp
+    /// token; print the first row or day that does not match (exit 1).
+    Verify(LogVerifyArgs),
+}
+
+/// `pecd log verify [--from DATE] [--to DATE]`
+#[derive(Debug, clap::Args)]
+pub struct LogVerifyArgs {
+    /// First day to check (YYYY-MM-DD, Europe/Rome) [default: the first row].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last day to check (YYYY-MM-DD, Europe/Rome) [default: the last row].
+    #[arg(long)]
+    pub to: Option<String>,
 }
 
 /// `pecd init …`

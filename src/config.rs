@@ -211,13 +211,59 @@ pub fn parse_percent(s: &str) -> Result<u64, String> {
     }
 }
 
-/// `[log]`: how `serve` writes its diagnostics to stderr.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// `[log]`: how `serve` writes its diagnostics to stderr, and how the PEC
+/// log's daily seals are time-stamped.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     /// `text` (default) or `json`.
     #[serde(default)]
     pub format: LogFormat,
+    /// RFC 3161 time-stamping authority (`http://…`); none: seals are
+    /// signed, not time-stamped, and `/health` says so.
+    #[serde(default)]
+    pub tsa_url: Option<String>,
+    /// PEM roots the TSA's certificate must chain to (required with `tsa_url`).
+    #[serde(default)]
+    pub tsa_ca: Option<PathBuf>,
+    /// The TSA policy to ask for (dotted OID), if the TSA has several.
+    #[serde(default)]
+    pub tsa_policy: Option<String>,
+    /// How long one request to the TSA may take.
+    #[serde(default = "default_tsa_timeout")]
+    pub tsa_timeout: String,
+    /// First wait before asking a TSA that failed again (doubling).
+    #[serde(default = "default_seal_retry_initial")]
+    pub seal_retry_initial: String,
+    /// Longest wait between two tries.
+    #[serde(default = "default_seal_retry_max")]
+    pub seal_retry_max: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: LogFormat::default(),
+            tsa_url: None,
+            tsa_ca: None,
+            tsa_policy: None,
+            tsa_timeout: default_tsa_timeout(),
+            seal_retry_initial: default_seal_retry_initial(),
+            seal_retry_max: default_seal_retry_max(),
+        }
+    }
+}
+
+fn default_tsa_timeout() -> String {
+    "30s".into()
+}
+
+fn default_seal_retry_initial() -> String {
+    "1m".into()
+}
+
+fn default_seal_retry_max() -> String {
+    "1h".into()
 }
 
 /// The shape of each diagnostic line.
@@ -885,6 +931,9 @@ impl Config {
             ("queue.relay_timeout", &self.queue.relay_timeout),
             ("timers.preavviso_after", &self.timers.preavviso_after),
             ("timers.expire_after", &self.timers.expire_after),
+            ("log.tsa_timeout", &self.log.tsa_timeout),
+            ("log.seal_retry_initial", &self.log.seal_retry_initial),
+            ("log.seal_retry_max", &self.log.seal_retry_max),
         ] {
             if let Err(e) = parse_duration(v) {
                 p.push(format!("{key}: {e}"));
@@ -896,6 +945,25 @@ impl Config {
         ) {
             if a >= b {
                 p.push("timers.preavviso_after: must be shorter than timers.expire_after".into());
+            }
+        }
+        if let Some(u) = &self.log.tsa_url {
+            // The token is signed: plain HTTP is RFC 3161's own transport.
+            if !u.starts_with("http://") || u.len() <= "http://".len() {
+                p.push(format!(
+                    "log.tsa_url: {u:?} must be an http:// URL (the TSA's reply is signed; https is not supported)"
+                ));
+            }
+            if self.log.tsa_ca.is_none() {
+                p.push(
+                    "log.tsa_ca: required with log.tsa_url (the TSA's reply is checked against it)"
+                        .into(),
+                );
+            }
+        }
+        if let Some(pol) = &self.log.tsa_policy {
+            if let Err(e) = crate::pec::tsa::oid_from_dotted(pol) {
+                p.push(format!("log.tsa_policy: {e}"));
             }
         }
         for (i, r) in self.routes.iter().enumerate() {
@@ -927,6 +995,12 @@ impl Config {
             }
             for c in &self.trust.ca {
                 need.push(("trust.ca", c));
+            }
+            if let Some(c) = &self.log.tsa_ca {
+                let full = self.resolve(c);
+                if !full.exists() {
+                    p.push(format!("log.tsa_ca: {} does not exist", full.display()));
+                }
             }
             for (key, path) in need {
                 let full = self.resolve(path);

@@ -111,7 +111,38 @@ CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL)
     r#"
 ALTER TABLE users ADD COLUMN quota INTEGER;
 "#,
+    LOG_CHAIN,
 ];
+
+/// The log's hash chain and its daily seals. SQL cannot hash, so the rows
+/// already there are chained by [`super::log::chain_existing`] right after
+/// this batch, in the same transaction; the append-only trigger is lifted
+/// for that and put back by it. A seal row changes once at most: when its
+/// time stamp token arrives.
+const LOG_CHAIN: &str = r#"
+DROP TRIGGER log_is_append_only;
+ALTER TABLE log ADD COLUMN chain BLOB;
+CREATE TABLE log_seals (
+    date       TEXT PRIMARY KEY,
+    first_id   INTEGER NOT NULL,
+    last_id    INTEGER NOT NULL,
+    rows       INTEGER NOT NULL,
+    prev_hash  BLOB NOT NULL,
+    last_hash  BLOB NOT NULL,
+    seal       BLOB NOT NULL,
+    signature  BLOB NOT NULL,
+    tsr        BLOB,
+    created_at INTEGER NOT NULL,
+    stamped_at INTEGER
+);
+CREATE UNIQUE INDEX log_seals_last_id ON log_seals(last_id);
+CREATE TRIGGER log_seals_kept BEFORE DELETE ON log_seals
+BEGIN SELECT RAISE(ABORT, 'log seals are kept'); END;
+CREATE TRIGGER log_seals_stamped_once BEFORE UPDATE ON log_seals
+WHEN OLD.tsr IS NOT NULL OR NEW.seal IS NOT OLD.seal OR NEW.signature IS NOT OLD.signature
+     OR NEW.date IS NOT OLD.date OR NEW.last_hash IS NOT OLD.last_hash
+BEGIN SELECT RAISE(ABORT, 'a log seal changes only to receive its time stamp'); END;
+"#;
 
 /// The schema version this binary migrates to.
 pub fn latest_version() -> i64 {
@@ -134,6 +165,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     for sql in MIGRATIONS.iter().skip(version.max(0) as usize) {
         tx.execute_batch(sql)?;
+        if *sql == LOG_CHAIN {
+            super::log::chain_existing(&tx)?;
+        }
     }
     if version < latest_version() {
         tx.pragma_update(None, "user_version", latest_version())?;
