@@ -612,6 +612,98 @@ mod tests {
         assert_eq!(query(&c, &Query::default()).unwrap().len(), 3);
     }
 
+    fn chain_ok(c: &Db<'_>) -> usize {
+        let mut prev = GENESIS;
+        let mut n = 0;
+        for_each_chained(c, 0, i64::MAX, |e, h| {
+            prev = chain_next(&prev, &row_digest(e));
+            assert_eq!(h, Some(prev), "row {}", e.id);
+            n += 1;
+            true
+        })
+        .unwrap();
+        n
+    }
+
+    #[test]
+    fn canonical_rows_are_unambiguous() {
+        let mut a = Event::new(EventKind::Deposito, 5);
+        a.id = 1;
+        a.sender = Some("ab".into());
+        let mut b = a.clone();
+        b.sender = Some("a".into());
+        b.recipients = Some("b".into());
+        let mut c = a.clone();
+        c.sender = None;
+        c.recipients = Some("ab".into());
+        let mut d = a.clone();
+        d.sender = Some(String::new());
+        let all = [&a, &b, &c, &d].map(|e| canonical(e));
+        for i in 0..all.len() {
+            for j in i + 1..all.len() {
+                assert_ne!(all[i], all[j], "{i} {j}");
+            }
+        }
+        let mut moved = a.clone();
+        moved.id = 2;
+        assert_ne!(row_digest(&a), row_digest(&moved), "the id is covered");
+    }
+
+    #[test]
+    fn appends_chain_from_the_genesis_and_follow_another_writer() {
+        let m = crate::store::MemDb::new();
+        let tip = std::cell::Cell::new(None);
+        let w = Db::writer(&m.0, &tip);
+        append(&w, &Event::new(EventKind::Deposito, 1)).unwrap();
+        assert_eq!(append(&w, &Event::new(EventKind::Deposito, 2)).unwrap(), 2);
+        // Another process (`pecd queue cancel`) appends behind our back.
+        let other = m.db();
+        assert_eq!(append(&other, &Event::new(EventKind::Annullamento, 3)).unwrap(), 3);
+        assert_eq!(tip.get().unwrap().id, 2, "our tip is stale now");
+        assert_eq!(append(&w, &Event::new(EventKind::Deposito, 4)).unwrap(), 4);
+        assert_eq!(chain_ok(&m.db()), 4);
+    }
+
+    #[test]
+    fn the_migration_chains_rows_written_before_it_and_keeps_them_append_only() {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        // The schema as it was before the chain.
+        let old = c.transaction().unwrap();
+        crate::store::schema::migrate_before_log_chain(&old).unwrap();
+        old.commit().unwrap();
+        for (ts, subj) in [(1, "a"), (2, "b"), (3, "c")] {
+            c.execute(
+                "INSERT INTO log(ts, event, subject) VALUES (?1, 'deposito', ?2)",
+                rusqlite::params![ts, subj],
+            )
+            .unwrap();
+        }
+        crate::store::schema::migrate(&mut c).unwrap();
+        let db = Db::new(&c);
+        assert_eq!(chain_ok(&db), 3);
+        append(&db, &Event::new(EventKind::Deposito, 4)).unwrap();
+        assert_eq!(chain_ok(&db), 4);
+        assert!(c.execute("UPDATE log SET subject = 'x'", []).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_closure_that_fails_after_appending_leaves_no_hole_in_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let ok = store.write(|c| append(c, &Event::new(EventKind::Deposito, 1)));
+        let bad = store.write(|c| {
+            append(c, &Event::new(EventKind::Deposito, 2))?;
+            Err::<i64, _>(crate::store::StoreError::Commit("refused".into()))
+        });
+        let after = store.write(|c| append(c, &Event::new(EventKind::Deposito, 3)));
+        let (a, b, c) = tokio::join!(ok, bad, after);
+        assert!(b.is_err());
+        assert_eq!((a.unwrap(), c.unwrap()), (1, 2), "the rolled-back id is reused");
+        let n = store.read(|db| Ok(chain_ok(db))).await.unwrap();
+        assert_eq!(n, 2);
+        store.close();
+    }
+
     #[test]
     fn iso_dates() {
         assert_eq!(iso_utc(0), "1970-01-01T00:00:00.000Z");

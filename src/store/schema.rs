@@ -144,6 +144,18 @@ WHEN OLD.tsr IS NOT NULL OR NEW.seal IS NOT OLD.seal OR NEW.signature IS NOT OLD
 BEGIN SELECT RAISE(ABORT, 'a log seal changes only to receive its time stamp'); END;
 "#;
 
+/// Bring a fresh database to the schema just before the log chain (tests
+/// of what that migration does to rows already there).
+#[cfg(test)]
+pub(crate) fn migrate_before_log_chain(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let n = MIGRATIONS.iter().take_while(|m| **m != LOG_CHAIN).count();
+    for sql in &MIGRATIONS[..n] {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", n as i64)?;
+    Ok(())
+}
+
 /// The schema version this binary migrates to.
 pub fn latest_version() -> i64 {
     MIGRATIONS.len() as i64
