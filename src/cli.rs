@@ -119,6 +119,25 @@ pub enum LogAction {
     /// Check the hash chain, every seal's signature and every time stamp
     /// token; print the first row or day that does not match (exit 1).
     Verify(LogVerifyArgs),
+    /// Write one address's rows of the sealed days, with what proves them
+    /// (the other rows' digests, the seals), signed by the provider.
+    Export(LogExportArgs),
+}
+
+/// `pecd log export --address A [--from DATE] [--to DATE] OUT`
+#[derive(Debug, clap::Args)]
+pub struct LogExportArgs {
+    /// The address whose rows (as sender or recipient) are extracted.
+    #[arg(long)]
+    pub address: String,
+    /// First day (YYYY-MM-DD, Europe/Rome) [default: the first sealed day].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last day (YYYY-MM-DD, Europe/Rome) [default: the last sealed day].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// New or empty directory to write the extract into.
+    pub out: PathBuf,
 }
 
 /// `pecd log verify [--from DATE] [--to DATE]`
@@ -130,6 +149,10 @@ pub struct LogVerifyArgs {
     /// Last day to check (YYYY-MM-DD, Europe/Rome) [default: the last row].
     #[arg(long)]
     pub to: Option<String>,
+    /// Check an extract written by `pecd log export` instead, offline (no
+    /// database; the configuration gives the trusted roots).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["from", "to"])]
+    pub extract: Option<PathBuf>,
 }
 
 /// `pecd init …`

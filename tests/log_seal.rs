@@ -389,7 +389,89 @@ async fn a_finished_day_is_sealed_time_stamped_after_the_tsa_comes_back_and_once
         );
     }
 
+    extract(&p, &today);
     tampering(&p, &today);
+}
+
+/// One user's extract: written, checked offline, and refused once changed.
+fn extract(p: &TestProvider, today: &str) {
+    let out_dir = tempfile::tempdir().unwrap();
+    let x = out_dir.path().join("alice");
+    let out = p.cli(
+        &[
+            "log",
+            "export",
+            "--address",
+            "alice@pec.alpha.test",
+            x.to_str().unwrap(),
+        ],
+        "",
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("over 1 sealed day(s)"), "{said}");
+    let text = std::fs::read_to_string(x.join("extract.txt")).unwrap();
+    assert!(text.contains(&format!("day: {today}\n")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("row {")), "{text}");
+    for ext in ["seal", "p7s", "tsr"] {
+        assert!(x.join(format!("seals/{today}.{ext}")).exists(), "{ext}");
+    }
+    // The provider's signature on the extract, checked by openssl.
+    openssl(
+        out_dir.path(),
+        &[
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            x.join("extract.p7s").to_str().unwrap(),
+            "-content",
+            x.join("extract.txt").to_str().unwrap(),
+            "-CAfile",
+            p.path().join("certs/ca.pem").to_str().unwrap(),
+            "-out",
+            "/dev/null",
+        ],
+    );
+    let check = |dir: &Path| {
+        let out = p.cli(&["log", "verify", "--extract", dir.to_str().unwrap()], "");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // Offline: the database is out of the way while it is checked.
+    let db = p.path().join("data/pecd.sqlite3");
+    let aside = p.path().join("aside.sqlite3");
+    std::fs::rename(&db, &aside).unwrap();
+    let (ok, said) = check(&x);
+    assert!(ok, "{said}");
+    assert!(said.contains("extract verified:"), "{said}");
+    // A row of the extract changed: its chain and its signature fail.
+    let forged = text.replacen("Da sigillare", "Da falsificare", 1);
+    assert_ne!(forged, text);
+    std::fs::write(x.join("extract.txt"), &forged).unwrap();
+    let (ok, said) = check(&x);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("do not chain to the sealed last-hash"),
+        "{said}"
+    );
+    assert!(
+        said.contains("extract.txt: the signature does not verify"),
+        "{said}"
+    );
+    std::fs::rename(&aside, &db).unwrap();
 }
 
 /// Python's sqlite3, as an attacker with the file would use it.

@@ -26,7 +26,7 @@ struct Report {
     stamped: usize,
 }
 
-fn pem_certs(cfg: &Config, paths: &[std::path::PathBuf]) -> Result<Vec<X509>, String> {
+pub(super) fn pem_certs(cfg: &Config, paths: &[std::path::PathBuf]) -> Result<Vec<X509>, String> {
     let mut out = Vec::new();
     for p in paths {
         let p = cfg.resolve(p);

@@ -13,6 +13,7 @@ use crate::layout::{empty_index_text, provider_config_text_at};
 use crate::store::{self, maildir, users, Store};
 
 pub mod bench;
+pub mod logextract;
 pub mod logverify;
 pub mod serve;
 pub mod tools;
@@ -260,8 +261,13 @@ pub fn human_size(n: u64) -> String {
 
 fn log(config: &Path, a: LogArgs) -> AdminResult {
     let cfg = load_config(config)?;
-    if let Some(crate::cli::LogAction::Verify(v)) = a.action {
-        return logverify::verify(&cfg, &v);
+    match a.action {
+        Some(crate::cli::LogAction::Verify(v)) => match &v.extract {
+            Some(dir) => return logextract::verify(&cfg, dir),
+            None => return logverify::verify(&cfg, &v),
+        },
+        Some(crate::cli::LogAction::Export(x)) => return logextract::export(&cfg, &x),
+        None => {}
     }
     let q = store::log::Query {
         identificativo: a.id,

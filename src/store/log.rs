@@ -638,7 +638,7 @@ mod tests {
         c.recipients = Some("ab".into());
         let mut d = a.clone();
         d.sender = Some(String::new());
-        let all = [&a, &b, &c, &d].map(|e| canonical(e));
+        let all = [&a, &b, &c, &d].map(canonical);
         for i in 0..all.len() {
             for j in i + 1..all.len() {
                 assert_ne!(all[i], all[j], "{i} {j}");
@@ -658,7 +658,10 @@ mod tests {
         assert_eq!(append(&w, &Event::new(EventKind::Deposito, 2)).unwrap(), 2);
         // Another process (`pecd queue cancel`) appends behind our back.
         let other = m.db();
-        assert_eq!(append(&other, &Event::new(EventKind::Annullamento, 3)).unwrap(), 3);
+        assert_eq!(
+            append(&other, &Event::new(EventKind::Annullamento, 3)).unwrap(),
+            3
+        );
         assert_eq!(tip.get().unwrap().id, 2, "our tip is stale now");
         assert_eq!(append(&w, &Event::new(EventKind::Deposito, 4)).unwrap(), 4);
         assert_eq!(chain_ok(&m.db()), 4);
@@ -698,7 +701,11 @@ mod tests {
         let after = store.write(|c| append(c, &Event::new(EventKind::Deposito, 3)));
         let (a, b, c) = tokio::join!(ok, bad, after);
         assert!(b.is_err());
-        assert_eq!((a.unwrap(), c.unwrap()), (1, 2), "the rolled-back id is reused");
+        assert_eq!(
+            (a.unwrap(), c.unwrap()),
+            (1, 2),
+            "the rolled-back id is reused"
+        );
         let n = store.read(|db| Ok(chain_ok(db))).await.unwrap();
         assert_eq!(n, 2);
         store.close();
