@@ -395,6 +395,143 @@ mod tests {
         assert!(text.contains("Certificate required: yes"), "{text}");
     }
 
+    fn sh(dir: &std::path::Path, args: &[&str]) {
+        let out = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A reply from `openssl ts -reply` to our own request, and the TSA's CA.
+    fn openssl_reply(hash: &[u8; 32], nonce: &[u8]) -> (Vec<u8>, X509, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        sh(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=t",
+                "-days",
+                "2",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+            ],
+        );
+        sh(
+            d,
+            &[
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "tsa.key", "-out", "tsa.csr",
+                "-subj", "/CN=tsa",
+            ],
+        );
+        std::fs::write(d.join("ext"), "extendedKeyUsage=critical,timeStamping\n").unwrap();
+        sh(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "tsa.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "tsa.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "ext",
+            ],
+        );
+        std::fs::write(d.join("serial"), "01\n").unwrap();
+        std::fs::write(
+            d.join("ts.cnf"),
+            "[tsa]\ndefault_tsa = t\n[t]\nserial = serial\nsigner_cert = tsa.pem\n\
+             signer_key = tsa.key\nsigner_digest = sha256\ndefault_policy = 1.2.3.4\n\
+             digests = sha256\ness_cert_id_alg = sha256\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("q.tsq"), request(hash, None, nonce)).unwrap();
+        sh(
+            d,
+            &[
+                "ts",
+                "-reply",
+                "-config",
+                "ts.cnf",
+                "-queryfile",
+                "q.tsq",
+                "-out",
+                "r.tsr",
+            ],
+        );
+        let ca = X509::from_pem(&std::fs::read(d.join("ca.pem")).unwrap()).unwrap();
+        (std::fs::read(d.join("r.tsr")).unwrap(), ca, dir)
+    }
+
+    #[test]
+    fn a_real_reply_verifies_and_every_wrong_expectation_is_refused() {
+        let hash = openssl::sha::sha256(b"seal");
+        let nonce = [0x9a, 1, 2, 3, 4, 5, 6, 7];
+        let (reply, ca, _dir) = openssl_reply(&hash, &nonce);
+        let token = token_of_response(&reply).unwrap();
+        let policy = oid_from_dotted("1.2.3.4").unwrap();
+        let info = verify_token(
+            &token,
+            std::slice::from_ref(&ca),
+            &hash,
+            Some(&nonce),
+            Some(&policy),
+        )
+        .unwrap();
+        assert_eq!(oid_to_dotted(&info.policy), "1.2.3.4");
+        assert!(info.tsa.contains("tsa"), "{}", info.tsa);
+        let now = crate::pec::clock::since_epoch().as_secs() as i64;
+        assert!((info.gen_time - now).abs() < 300, "{}", info.gen_time);
+        let roots = std::slice::from_ref(&ca);
+        let other = openssl::sha::sha256(b"another seal");
+        assert!(verify_token(&token, roots, &other, None, None)
+            .unwrap_err()
+            .contains("imprint"));
+        assert!(verify_token(&token, roots, &hash, Some(&[1]), None)
+            .unwrap_err()
+            .contains("nonce"));
+        let p2 = oid_from_dotted("1.2.3.5").unwrap();
+        assert!(verify_token(&token, roots, &hash, None, Some(&p2))
+            .unwrap_err()
+            .contains("policy"));
+        let stranger = crate::certs::generate_ca("not the TSA's CA").unwrap();
+        let stranger = X509::from_pem(&stranger.cert_pem()).unwrap();
+        assert!(verify_token(&token, &[stranger], &hash, None, None).is_err());
+        // Cut or damaged anywhere: an error or a verdict, never a panic,
+        // and never a token that passes with a changed signed byte.
+        for n in 0..reply.len() {
+            let _ = token_of_response(&reply[..n]);
+        }
+        for i in (0..token.len()).step_by(7) {
+            let mut t = token.clone();
+            t[i] ^= 0x20;
+            let _ = verify_token(&t, roots, &hash, None, None);
+        }
+    }
+
     #[test]
     fn oids_round_trip_and_bad_ones_are_refused() {
         for s in [
