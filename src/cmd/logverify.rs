@@ -157,14 +157,42 @@ fn chain(
         None => seals
             .iter()
             .rev()
-            .find(|s| s.last_id < start)
+            .find(|s| s.last_id == start - 1)
             .and_then(|s| <[u8; 32]>::try_from(s.last_hash.as_slice()).ok())
             .map_or((0, log::GENESIS), |h| (start - 1, h)),
     };
+    let purge_cutoff = store::now_ms() - (store::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
     let mut problem = None;
+    let mut note = None;
+    let mut first = true;
     log::for_each_chained(db, start, end, |e, stored| {
         r.rows += 1;
-        let expected = log::chain_next(&prev, &log::row_digest(e));
+        let mut expected = log::chain_next(&prev, &log::row_digest(e));
+        // The oldest row left, neither the genesis' nor a seal's successor:
+        // its predecessors were purged after 30 months (fine, when an
+        // expired seal covers it: the chain is checked from it on) or
+        // deleted (not fine).
+        if first && prev_id == 0 && e.id != 1 && stored.is_some_and(|h| h != expected) {
+            let expired_seal = seals.iter().find(|s| {
+                s.first_id <= e.id
+                    && e.id <= s.last_id
+                    && Day::parse(&s.date).is_some_and(|d| d.start_ms() < purge_cutoff)
+            });
+            if let Some(s) = expired_seal {
+                note = Some(format!(
+                    "row {}: the rows before it, in the seal of {}, were purged after 30 months; the chain is checked from it on",
+                    e.id, s.date
+                ));
+                expected = stored.unwrap_or(expected);
+            } else {
+                problem = Some(format!(
+                    "row {}: the chain does not start from the genesis or a seal: the rows before it are missing (deleted)",
+                    e.id
+                ));
+                return false;
+            }
+        }
+        first = false;
         match stored {
             None => {
                 problem = Some(format!(
@@ -180,11 +208,6 @@ fn chain(
                         e.id,
                         prev_id + 1,
                         e.id - 1
-                    )
-                } else if prev_id == 0 && e.id != 1 && start == e.id {
-                    format!(
-                        "row {}: the chain does not start from the genesis: the rows before it are missing",
-                        e.id
                     )
                 } else {
                     format!(
@@ -204,6 +227,7 @@ fn chain(
         true
     })?;
     r.problems.extend(problem);
+    r.notes.extend(note);
     Ok(())
 }
 
@@ -249,7 +273,16 @@ fn check_seal(
         }
     }
     let present = seal::count_rows(db, text.first_row, text.last_row)?;
-    if present != text.rows {
+    // Rows older than 30 months are purged (worker::sweep); their seal stays.
+    let purged = text.date.start_ms()
+        < store::now_ms() - (store::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
+    if purged && present < text.rows {
+        r.notes.push(format!(
+            "day {day}: {} of its {} row(s) purged after 30 months; its seal is still checked",
+            text.rows - present,
+            text.rows
+        ));
+    } else if present != text.rows {
         r.problems.push(format!(
             "day {day}: the seal covers {} row(s) ({}..{}), the log has {present} there (rows deleted or added)",
             text.rows, text.first_row, text.last_row
@@ -261,6 +294,7 @@ fn check_seal(
         false
     })?;
     match last_hash {
+        None if purged => {}
         None => r.problems.push(format!(
             "day {day}: row {} (the last one sealed) is missing",
             text.last_row
@@ -314,4 +348,64 @@ fn check_seal(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::log::{Event, EventKind};
+
+    #[test]
+    fn rows_purged_after_30_months_are_a_note_rows_deleted_a_mismatch() {
+        let m = crate::store::MemDb::new();
+        let db = m.db();
+        let now = store::now_ms();
+        let old = now - 1000 * 86_400_000;
+        for ts in [old, old + 1, old + 2, now, now + 1] {
+            log::append(&db, &Event::new(EventKind::Deposito, ts)).unwrap();
+        }
+        let none = Path::new("/nonexistent");
+        let r = check(&db, None, None, &[], None, none).unwrap();
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(r.rows, 5);
+        assert_eq!(log::purge_expired(&db, now).unwrap(), 3);
+        // No seal says the missing rows were old: they may have been deleted.
+        let r = check(&db, None, None, &[], None, none).unwrap();
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(
+            r.problems[0].starts_with("row 4: the chain does not start"),
+            "{:?}",
+            r.problems
+        );
+        // A seal of a day past the retention covering them says so.
+        let day = Day::of_ms(old);
+        let s = seal::Seal {
+            date: day.to_string(),
+            first_id: 1,
+            last_id: 5,
+            rows: 5,
+            prev_hash: log::GENESIS.to_vec(),
+            last_hash: vec![0; 32],
+            seal: b"not a real seal".to_vec(),
+            signature: vec![],
+            tsr: None,
+            created_at: old,
+            stamped_at: None,
+        };
+        assert!(seal::insert(&db, &s).unwrap());
+        let r = check(&db, None, None, &[], None, none).unwrap();
+        assert!(
+            r.problems.iter().all(|p| !p.starts_with("row ")),
+            "{:?}",
+            r.problems
+        );
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.starts_with("row 4: the rows before it, in the seal of")),
+            "{:?}",
+            r.notes
+        );
+        assert_eq!(r.rows, 2);
+    }
 }

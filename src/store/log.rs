@@ -330,24 +330,29 @@ pub fn append(db: &Db<'_>, e: &Event) -> Result<i64> {
 /// migration that added the column), in id order from [`GENESIS`], then
 /// put back the append-only trigger the migration lifted for it.
 pub(in crate::store) fn chain_existing(conn: &rusqlite::Connection) -> Result<usize> {
-    let rows = {
-        let mut st = conn.prepare(&format!("SELECT {COLUMNS} FROM log ORDER BY id"))?;
-        let v = st
-            .query_map([], event_of)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        v
-    };
-    let mut prev = GENESIS;
+    // In slices of 10 000 rows, so a large old log is chained in bounded memory.
+    let mut select = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM log WHERE id > ?1 ORDER BY id LIMIT 10000"
+    ))?;
     let mut up = conn.prepare("UPDATE log SET chain = ?1 WHERE id = ?2")?;
-    for e in &rows {
-        prev = chain_next(&prev, &row_digest(e));
-        up.execute(params![&prev[..], e.id])?;
+    let (mut prev, mut after, mut n) = (GENESIS, i64::MIN, 0);
+    loop {
+        let rows = select
+            .query_map([after], event_of)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        for e in &rows {
+            prev = chain_next(&prev, &row_digest(e));
+            up.execute(params![&prev[..], e.id])?;
+        }
+        n += rows.len();
     }
     conn.execute_batch(
         "CREATE TRIGGER log_is_append_only BEFORE UPDATE ON log
          BEGIN SELECT RAISE(ABORT, 'the PEC log is append-only'); END;",
     )?;
-    Ok(rows.len())
+    Ok(n)
 }
 
 const COLUMNS: &str = "id, ts, event, identificativo, msgid, sender, recipients, subject, \
