@@ -1159,6 +1159,34 @@ key = "certs/tls.key"
     }
 
     #[test]
+    fn the_tsa_keys_are_checked_together() {
+        let check = |log: &str| {
+            let c =
+                Config::from_str_at(&format!("{MINIMAL}\n[log]\n{log}"), Path::new(".")).unwrap();
+            c.validate(false)
+        };
+        let p = check(
+            "tsa_url = \"https://tsa.test/\"\ntsa_policy = \"1.x\"\nseal_retry_max = \"ever\"\n",
+        );
+        for key in [
+            "log.tsa_url: ",
+            "log.tsa_ca: required",
+            "log.tsa_policy: ",
+            "log.seal_retry_max: ",
+        ] {
+            assert!(
+                p.iter().any(|l| l.starts_with(key)),
+                "{key} missing in {p:?}"
+            );
+        }
+        let ok = check("tsa_url = \"http://tsa.test/\"\ntsa_ca = \"tsa.pem\"\ntsa_policy = \"1.3.6.1.4.1.1\"\n");
+        assert!(ok.is_empty(), "{ok:?}");
+        let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
+        assert_eq!(c.log.tsa_url, None, "no TSA unless configured");
+        assert_eq!(c.log.seal_retry_initial, "1m");
+    }
+
+    #[test]
     fn load_reporting_lists_every_key_error_and_keeps_going() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pecd.toml");
