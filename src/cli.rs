@@ -116,7 +116,11 @@ pub enum TotpAction {
 
 /// `pecd log …`
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct LogArgs {
+    /// Check the log's integrity instead of printing it.
+    #[command(subcommand)]
+    pub action: Option<LogAction>,
     /// Only events of this identificativo.
     #[arg(long = "id")]
     pub id: Option<String>,
@@ -129,6 +133,48 @@ pub struct LogArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `pecd log verify …`
+#[derive(Debug, Subcommand)]
+pub enum LogAction {
+    /// Check the hash chain, every seal's signature and every time stamp
+    /// token; print the first row or day that does not match (exit 1).
+    Verify(LogVerifyArgs),
+    /// Write one address's rows of the sealed days, with what proves them
+    /// (the other rows' digests, the seals), signed by the provider.
+    Export(LogExportArgs),
+}
+
+/// `pecd log export --address A [--from DATE] [--to DATE] OUT`
+#[derive(Debug, clap::Args)]
+pub struct LogExportArgs {
+    /// The address whose rows (as sender or recipient) are extracted.
+    #[arg(long)]
+    pub address: String,
+    /// First day (YYYY-MM-DD, Europe/Rome) [default: the first sealed day].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last day (YYYY-MM-DD, Europe/Rome) [default: the last sealed day].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// New or empty directory to write the extract into.
+    pub out: PathBuf,
+}
+
+/// `pecd log verify [--from DATE] [--to DATE]`
+#[derive(Debug, clap::Args)]
+pub struct LogVerifyArgs {
+    /// First day to check (YYYY-MM-DD, Europe/Rome) [default: the first row].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last day to check (YYYY-MM-DD, Europe/Rome) [default: the last row].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Check an extract written by `pecd log export` instead, offline (no
+    /// database; the configuration gives the trusted roots).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["from", "to"])]
+    pub extract: Option<PathBuf>,
 }
 
 /// `pecd init …`

@@ -251,13 +251,59 @@ impl WebSection {
     }
 }
 
-/// `[log]`: how `serve` writes its diagnostics to stderr.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// `[log]`: how `serve` writes its diagnostics to stderr, and how the PEC
+/// log's daily seals are time-stamped.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     /// `text` (default) or `json`.
     #[serde(default)]
     pub format: LogFormat,
+    /// RFC 3161 time-stamping authority (`http://…`); none: seals are
+    /// signed, not time-stamped, and `/health` says so.
+    #[serde(default)]
+    pub tsa_url: Option<String>,
+    /// PEM roots the TSA's certificate must chain to (required with `tsa_url`).
+    #[serde(default)]
+    pub tsa_ca: Option<PathBuf>,
+    /// The TSA policy to ask for (dotted OID), if the TSA has several.
+    #[serde(default)]
+    pub tsa_policy: Option<String>,
+    /// How long one request to the TSA may take.
+    #[serde(default = "default_tsa_timeout")]
+    pub tsa_timeout: String,
+    /// First wait before asking a TSA that failed again (doubling).
+    #[serde(default = "default_seal_retry_initial")]
+    pub seal_retry_initial: String,
+    /// Longest wait between two tries.
+    #[serde(default = "default_seal_retry_max")]
+    pub seal_retry_max: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: LogFormat::default(),
+            tsa_url: None,
+            tsa_ca: None,
+            tsa_policy: None,
+            tsa_timeout: default_tsa_timeout(),
+            seal_retry_initial: default_seal_retry_initial(),
+            seal_retry_max: default_seal_retry_max(),
+        }
+    }
+}
+
+fn default_tsa_timeout() -> String {
+    "30s".into()
+}
+
+fn default_seal_retry_initial() -> String {
+    "1m".into()
+}
+
+fn default_seal_retry_max() -> String {
+    "1h".into()
 }
 
 /// The shape of each diagnostic line.
@@ -951,6 +997,9 @@ impl Config {
             ("web.session_idle", &self.web.session_idle),
             ("timers.preavviso_after", &self.timers.preavviso_after),
             ("timers.expire_after", &self.timers.expire_after),
+            ("log.tsa_timeout", &self.log.tsa_timeout),
+            ("log.seal_retry_initial", &self.log.seal_retry_initial),
+            ("log.seal_retry_max", &self.log.seal_retry_max),
         ] {
             if let Err(e) = parse_duration(v) {
                 p.push(format!("{key}: {e}"));
@@ -962,6 +1011,25 @@ impl Config {
         ) {
             if a >= b {
                 p.push("timers.preavviso_after: must be shorter than timers.expire_after".into());
+            }
+        }
+        if let Some(u) = &self.log.tsa_url {
+            // The token is signed: plain HTTP is RFC 3161's own transport.
+            if !u.starts_with("http://") || u.len() <= "http://".len() {
+                p.push(format!(
+                    "log.tsa_url: {u:?} must be an http:// URL (the TSA's reply is signed; https is not supported)"
+                ));
+            }
+            if self.log.tsa_ca.is_none() {
+                p.push(
+                    "log.tsa_ca: required with log.tsa_url (the TSA's reply is checked against it)"
+                        .into(),
+                );
+            }
+        }
+        if let Some(pol) = &self.log.tsa_policy {
+            if let Err(e) = crate::pec::tsa::oid_from_dotted(pol) {
+                p.push(format!("log.tsa_policy: {e}"));
             }
         }
         for (i, r) in self.routes.iter().enumerate() {
@@ -993,6 +1061,12 @@ impl Config {
             }
             for c in &self.trust.ca {
                 need.push(("trust.ca", c));
+            }
+            if let Some(c) = &self.log.tsa_ca {
+                let full = self.resolve(c);
+                if !full.exists() {
+                    p.push(format!("log.tsa_ca: {} does not exist", full.display()));
+                }
             }
             for (key, path) in need {
                 let full = self.resolve(path);
@@ -1217,6 +1291,34 @@ key = "certs/tls.key"
                 "{key} missing in {p:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_tsa_keys_are_checked_together() {
+        let check = |log: &str| {
+            let c =
+                Config::from_str_at(&format!("{MINIMAL}\n[log]\n{log}"), Path::new(".")).unwrap();
+            c.validate(false)
+        };
+        let p = check(
+            "tsa_url = \"https://tsa.test/\"\ntsa_policy = \"1.x\"\nseal_retry_max = \"ever\"\n",
+        );
+        for key in [
+            "log.tsa_url: ",
+            "log.tsa_ca: required",
+            "log.tsa_policy: ",
+            "log.seal_retry_max: ",
+        ] {
+            assert!(
+                p.iter().any(|l| l.starts_with(key)),
+                "{key} missing in {p:?}"
+            );
+        }
+        let ok = check("tsa_url = \"http://tsa.test/\"\ntsa_ca = \"tsa.pem\"\ntsa_policy = \"1.3.6.1.4.1.1\"\n");
+        assert!(ok.is_empty(), "{ok:?}");
+        let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
+        assert_eq!(c.log.tsa_url, None, "no TSA unless configured");
+        assert_eq!(c.log.seal_retry_initial, "1m");
     }
 
     #[test]

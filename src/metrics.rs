@@ -35,6 +35,7 @@ pub struct Metrics {
     to_consegna: Histogram,
     clock_synchronised: Gauge<i64, AtomicI64>,
     clock_error: Gauge<f64, AtomicU64>,
+    log_unsealed_days: Gauge<i64, AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -68,6 +69,7 @@ impl Metrics {
             ),
             clock_synchronised: Gauge::default(),
             clock_error: Gauge::default(),
+            log_unsealed_days: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -109,6 +111,11 @@ impl Metrics {
             "pecd_submission_to_consegna_seconds",
             "Time from acceptance to the delivery receipt, per recipient",
             m.to_consegna.clone(),
+        );
+        registry.register(
+            "pecd_log_unsealed_days",
+            "Finished days of the PEC log not sealed (signed and, with a TSA, time-stamped) yet",
+            m.log_unsealed_days.clone(),
         );
         registry.register(
             "pecd_clock_synchronised",
@@ -165,6 +172,11 @@ impl Metrics {
                 .get_or_create(&label("listener", listener))
                 .clone(),
         )
+    }
+
+    /// Finished log days still owed a seal or its time stamp.
+    pub fn log_unsealed_days(&self, n: i64) {
+        self.log_unsealed_days.set(n);
     }
 
     /// The kernel clock's state, as read when scraped.

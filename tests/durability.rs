@@ -108,6 +108,13 @@ async fn kill9_during_load_loses_nothing_acknowledged_and_duplicates_nothing() {
         .collect();
     assert_eq!(acc.len(), logged.len(), "one accettazione event each");
     assert_eq!(logged, t.keys().cloned().collect::<BTreeSet<_>>());
+    // The kills cut group commits short: the hash chain has no hole or fork.
+    for p in [&a, &b] {
+        let out = p.cli(&["log", "verify"], "");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("PEC log verified"), "{said}");
+    }
 }
 
 fn client(

@@ -15,6 +15,8 @@ use crate::store::{self, maildir, users, Store};
 
 pub mod bench;
 pub mod bench_web;
+pub mod logextract;
+pub mod logverify;
 pub mod serve;
 pub mod tools;
 
@@ -287,6 +289,14 @@ pub fn human_size(n: u64) -> String {
 
 fn log(config: &Path, a: LogArgs) -> AdminResult {
     let cfg = load_config(config)?;
+    match a.action {
+        Some(crate::cli::LogAction::Verify(v)) => match &v.extract {
+            Some(dir) => return logextract::verify(&cfg, dir),
+            None => return logverify::verify(&cfg, &v),
+        },
+        Some(crate::cli::LogAction::Export(x)) => return logextract::export(&cfg, &x),
+        None => {}
+    }
     let q = store::log::Query {
         identificativo: a.id,
         msgid: a.msgid,

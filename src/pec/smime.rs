@@ -90,6 +90,17 @@ impl Signer {
         Ok(Signer { cert, key, chain })
     }
 
+    /// A detached PKCS#7/CMS SignedData over `data`, DER: the log seals'
+    /// `.p7s`, made by the same key and code path as every receipt.
+    pub fn sign_detached(&self, data: &[u8]) -> Result<Vec<u8>, SmimeError> {
+        let mut chain = Stack::new()?;
+        for c in &self.chain {
+            chain.push(c.clone())?;
+        }
+        let flags = Pkcs7Flags::DETACHED | Pkcs7Flags::BINARY | Pkcs7Flags::NOSMIMECAP;
+        Ok(Pkcs7::sign(&self.cert, &self.key, &chain, data, flags)?.to_der()?)
+    }
+
     /// Sign `msg` into a complete RFC 5322 message (CRLF line endings).
     /// A `Content-Type` among `msg.headers` is dropped (the outer one is
     /// ours); `MIME-Version: 1.0` is added unless already present.
@@ -605,7 +616,7 @@ pub(crate) mod der {
     }
 
     /// (tag, content, rest); definite lengths only.
-    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    pub(crate) fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         let tag = *b.first()?;
         let l0 = *b.get(1)?;
         let (len, hdr) = if l0 < 0x80 {
@@ -628,7 +639,8 @@ pub(crate) mod der {
         Some((tag, &b[hdr..end], &b[end..]))
     }
 
-    fn items(mut b: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    /// Every (tag, content) of a concatenation of elements.
+    pub(crate) fn items(mut b: &[u8]) -> Option<Vec<(u8, &[u8])>> {
         let mut out = Vec::new();
         while !b.is_empty() {
             let (t, c, r) = tlv(b)?;
@@ -803,7 +815,8 @@ pub(crate) mod der {
         Some(out)
     }
 
-    fn parse_time(tag: u8, v: &[u8]) -> Option<i64> {
+    /// Unix seconds of a UTCTime (0x17) or GeneralizedTime (0x18).
+    pub(crate) fn parse_time(tag: u8, v: &[u8]) -> Option<i64> {
         let s = std::str::from_utf8(v).ok()?;
         let s = s.strip_suffix('Z')?;
         let (year, rest) = match tag {

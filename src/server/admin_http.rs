@@ -118,6 +118,11 @@ async fn health(State(app): State<Arc<App>>) -> impl IntoResponse {
             serde_json::json!({ "warning": w })
         }
     };
+    // An unsealed day is a warning too: the log is still written and
+    // chained, the seal is owed (the TSA is retried).
+    let seals = app.ctx.seals.lock().map(|s| s.clone()).unwrap_or_default();
+    let (log, warning) = super::sealer::health(&seals);
+    warnings.extend(warning);
     let body = serde_json::json!({
         "status": if failing.is_empty() { "ok" } else { "failing" },
         "failing": failing,
@@ -125,6 +130,7 @@ async fn health(State(app): State<Arc<App>>) -> impl IntoResponse {
         "store": store,
         "listeners": listeners,
         "clock": clock,
+        "log": log,
     });
     let code = if failing.is_empty() {
         StatusCode::OK

@@ -10,6 +10,7 @@
 mod admin_http;
 pub mod inbound;
 pub mod reload;
+pub mod sealer;
 pub mod submission;
 pub mod web;
 pub mod worker;
@@ -78,6 +79,8 @@ pub struct Ctx {
     /// Password checks running at once. Each argon2id check holds 19 MiB, so
     /// a burst of logins must queue instead of multiplying that by the burst.
     pub password_checks: tokio::sync::Semaphore,
+    /// The daily log seals' state (`/health`, metrics).
+    pub seals: sealer::Shared,
 }
 
 /// S/MIME signatures made by every provider in this process (for `pecd bench`).
@@ -531,6 +534,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         password_checks: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         ),
+        seals: sealer::Shared::default(),
     });
     let mut tasks = Vec::new();
     // Every listener declared once: its name (config key, metrics label,
@@ -644,6 +648,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     worker::after_crash(&ctx, &crashed).await;
     tasks.push(tokio::spawn(worker::run(ctx.clone())));
     tasks.push(tokio::spawn(watch_index(ctx.clone())));
+    tasks.push(tokio::spawn(sealer::run(ctx.clone())));
     let info = serde_json::to_string_pretty(&bound).unwrap_or_default();
     let _ = std::fs::write(ctx.store.paths().data_dir.join("listeners.json"), info);
     tracing::info!(?bound, domain = ctx.domain(), "pecd provider running");

@@ -17,6 +17,7 @@ pub mod messages;
 pub mod queue;
 pub mod quota;
 pub mod schema;
+pub mod seal;
 pub mod spool;
 pub mod users;
 
@@ -84,11 +85,25 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// operations' bodies without touching the rest of the daemon.
 pub struct Db<'a> {
     conn: &'a Connection,
+    /// The writer thread's last log row and its chain hash (None: not read
+    /// yet); absent on other connections, which read it from the table.
+    tip: Option<&'a std::cell::Cell<Option<log::ChainTip>>>,
 }
 
 impl<'a> Db<'a> {
     pub(in crate::store) fn new(conn: &'a Connection) -> Db<'a> {
-        Db { conn }
+        Db { conn, tip: None }
+    }
+
+    fn writer(conn: &'a Connection, tip: &'a std::cell::Cell<Option<log::ChainTip>>) -> Db<'a> {
+        Db {
+            conn,
+            tip: Some(tip),
+        }
+    }
+
+    pub(in crate::store) fn tip(&self) -> Option<&'a std::cell::Cell<Option<log::ChainTip>>> {
+        self.tip
     }
 
     pub(in crate::store) fn sql(&self) -> &'a Connection {
@@ -406,7 +421,11 @@ fn writer_loop(
     dirty: DirtyDirs,
     spool: Arc<spool::Spool>,
 ) {
+    // The log's chain tip lives here, read from the table at the first
+    // append, so each row costs one hash and no extra read.
+    let tip = std::cell::Cell::new(None);
     while let Ok(first) = rx.recv() {
+        let batch_tip = tip.get();
         let mut batch = vec![first];
         while batch.len() < 512 {
             match rx.try_recv() {
@@ -419,12 +438,14 @@ fn writer_loop(
             let mut txn = conn.transaction()?;
             for job in batch.drain(..) {
                 let mut sp = txn.savepoint()?;
-                let (ok, done) = job(&Db::new(&sp));
+                let job_tip = tip.get();
+                let (ok, done) = job(&Db::writer(&sp, &tip));
                 if ok {
                     sp.commit()?;
                 } else {
                     sp.rollback()?;
                     drop(sp);
+                    tip.set(job_tip);
                 }
                 completions.push((ok, done));
             }
@@ -449,6 +470,7 @@ fn writer_loop(
         let committed = outcome.map_err(|e| e.to_string());
         if let Err(e) = &committed {
             tracing::error!(error = %e, "store commit failed");
+            tip.set(batch_tip);
         }
         // A job that was not committed must not be told it was; those that
         // failed on their own already carry their error.

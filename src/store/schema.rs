@@ -121,7 +121,51 @@ CREATE TABLE user_totp (
 );
 CREATE INDEX messages_by_sender ON messages(sender, accepted_at);
 "#,
+    // 6: the log's hash chain and its daily seals.
+    LOG_CHAIN,
 ];
+
+/// The log's hash chain and its daily seals. SQL cannot hash, so the rows
+/// already there are chained by [`super::log::chain_existing`] right after
+/// this batch, in the same transaction; the append-only trigger is lifted
+/// for that and put back by it. A seal row changes once at most: when its
+/// time stamp token arrives.
+const LOG_CHAIN: &str = r#"
+DROP TRIGGER log_is_append_only;
+ALTER TABLE log ADD COLUMN chain BLOB;
+CREATE TABLE log_seals (
+    date       TEXT PRIMARY KEY,
+    first_id   INTEGER NOT NULL,
+    last_id    INTEGER NOT NULL,
+    rows       INTEGER NOT NULL,
+    prev_hash  BLOB NOT NULL,
+    last_hash  BLOB NOT NULL,
+    seal       BLOB NOT NULL,
+    signature  BLOB NOT NULL,
+    tsr        BLOB,
+    created_at INTEGER NOT NULL,
+    stamped_at INTEGER
+);
+CREATE UNIQUE INDEX log_seals_last_id ON log_seals(last_id);
+CREATE TRIGGER log_seals_kept BEFORE DELETE ON log_seals
+BEGIN SELECT RAISE(ABORT, 'log seals are kept'); END;
+CREATE TRIGGER log_seals_stamped_once BEFORE UPDATE ON log_seals
+WHEN OLD.tsr IS NOT NULL OR NEW.seal IS NOT OLD.seal OR NEW.signature IS NOT OLD.signature
+     OR NEW.date IS NOT OLD.date OR NEW.last_hash IS NOT OLD.last_hash
+BEGIN SELECT RAISE(ABORT, 'a log seal changes only to receive its time stamp'); END;
+"#;
+
+/// Bring a fresh database to the schema just before the log chain (tests
+/// of what that migration does to rows already there).
+#[cfg(test)]
+pub(crate) fn migrate_before_log_chain(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let n = MIGRATIONS.iter().take_while(|m| **m != LOG_CHAIN).count();
+    for sql in &MIGRATIONS[..n] {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", n as i64)?;
+    Ok(())
+}
 
 /// The schema version this binary migrates to.
 pub fn latest_version() -> i64 {
@@ -144,6 +188,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     for sql in MIGRATIONS.iter().skip(version.max(0) as usize) {
         tx.execute_batch(sql)?;
+        if *sql == LOG_CHAIN {
+            super::log::chain_existing(&tx)?;
+        }
     }
     if version < latest_version() {
         tx.pragma_update(None, "user_version", latest_version())?;

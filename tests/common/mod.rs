@@ -286,6 +286,12 @@ listen = "127.0.0.1:{web}"
 
     /// Start `pecd serve` and wait until it accepts connections.
     pub fn start(&mut self) {
+        self.start_env(&[]);
+    }
+
+    /// [`TestProvider::start`] with extra environment variables (e.g.
+    /// libfaketime's, to run the daemon on another day).
+    pub fn start_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none());
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -297,6 +303,7 @@ listen = "127.0.0.1:{web}"
             .arg(self.config_path())
             .arg("serve")
             .env("RUST_LOG", "info,pecd=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -1,0 +1,603 @@
+//! The tamper-evident PEC log: every row chained, each finished Italian day
+//! sealed (signed, and time-stamped by a real RFC 3161 TSA: `openssl ts
+//! -reply` behind tests/tsa_server.py), `pecd log verify` naming what was
+//! changed. Days pass for the daemon through libfaketime (the daemon runs
+//! one day ahead; nothing in pecd knows): rows written today are a finished
+//! day for it. `openssl ts -verify` and `openssl cms -verify` check the
+//! files as second opinions.
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const POLICY: &str = "1.3.6.1.4.1.99999.1";
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("command runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    run(Command::new("openssl").current_dir(dir).args(args))
+}
+
+/// A TSA's PKI and `openssl ts` configuration, made at test time.
+struct Tsa {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Tsa {
+    fn new() -> Tsa {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "tsaca.key",
+                "-out",
+                "tsaca.pem",
+                "-subj",
+                "/CN=pecd test TSA CA",
+                "-days",
+                "30",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "tsa.key",
+                "-out",
+                "tsa.csr",
+                "-subj",
+                "/CN=pecd test TSA",
+            ],
+        );
+        std::fs::write(
+            d.join("tsa.ext"),
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\n\
+             extendedKeyUsage=critical,timeStamping\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "tsa.csr",
+                "-CA",
+                "tsaca.pem",
+                "-CAkey",
+                "tsaca.key",
+                "-CAcreateserial",
+                "-out",
+                "tsa.pem",
+                "-days",
+                "30",
+                "-extfile",
+                "tsa.ext",
+            ],
+        );
+        std::fs::write(d.join("serial"), "01\n").unwrap();
+        std::fs::write(
+            d.join("ts.cnf"),
+            format!(
+                "[ tsa ]\ndefault_tsa = tsa1\n[ tsa1 ]\ndir = {dir}\nserial = $dir/serial\n\
+                 crypto_device = builtin\nsigner_cert = $dir/tsa.pem\ncerts = $dir/tsa.pem\n\
+                 signer_key = $dir/tsa.key\nsigner_digest = sha256\ndefault_policy = {POLICY}\n\
+                 digests = sha256\naccuracy = secs:1\nordering = yes\ntsa_name = yes\n\
+                 ess_cert_id_chain = no\ness_cert_id_alg = sha256\n",
+                dir = d.display()
+            ),
+        )
+        .unwrap();
+        Tsa {
+            dir,
+            port: free_port(),
+            child: None,
+        }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("tsaca.pem")
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "[log]\ntsa_url = \"http://127.0.0.1:{}/tsa\"\ntsa_ca = \"{}\"\ntsa_policy = \"{POLICY}\"\n\
+             seal_retry_initial = \"500ms\"\nseal_retry_max = \"1s\"\n",
+            self.port,
+            self.ca().display()
+        )
+    }
+
+    fn start(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tsa_server.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(self.port.to_string())
+            .arg(self.dir.path().join("ts.cnf"))
+            .arg(self.dir.path())
+            .spawn()
+            .expect("python3");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "the test TSA did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn requests(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("requests"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Tsa {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// libfaketime, so the daemon lives one day ahead.
+fn tomorrow() -> Vec<(&'static str, &'static str)> {
+    let lib = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("libfaketime is installed (.ci/run installs the faketime package)");
+    vec![
+        ("LD_PRELOAD", lib),
+        ("FAKETIME", "+1d"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ("FAKETIME_DONT_RESET", "1"),
+    ]
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+fn health(p: &TestProvider) -> serde_json::Value {
+    serde_json::from_str(&http_get(p.admin, "/health")).unwrap()
+}
+
+fn unsealed_metric(p: &TestProvider) -> Option<f64> {
+    http_get(p.admin, "/metrics")
+        .lines()
+        .find(|l| l.starts_with("pecd_log_unsealed_days "))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+fn italian_today() -> String {
+    let now = pecd::pec::clock::since_epoch().as_millis() as i64;
+    pecd::pec::logseal::Day::of_ms(now).to_string()
+}
+
+async fn write_some_rows(p: &TestProvider) {
+    let to = "alice@pec.alpha.test";
+    let msg = message(to, &[to], &[], "Da sigillare", "", "Ciao");
+    p.submit_raw(to, &[to], &msg, false)
+        .await
+        .expect("accepted");
+    p.wait_for("the deliveries", 20, || {
+        (p.events("deposito").len() >= 2).then_some(())
+    });
+}
+
+fn seals_dir(p: &TestProvider) -> PathBuf {
+    p.path().join("data/log/seals")
+}
+
+fn verify(p: &TestProvider) -> (bool, String) {
+    let out = p.cli(&["log", "verify"], "");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn seal_count(p: &TestProvider) -> i64 {
+    p.db()
+        .query_row("SELECT count(*) FROM log_seals", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_day_is_sealed_time_stamped_after_the_tsa_comes_back_and_once() {
+    let ca = TestCa::new();
+    let mut tsa = Tsa::new();
+    let mut spec = ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]);
+    spec.extra_config = tsa.config();
+    let mut p = TestProvider::prepare(&ca, &spec);
+    p.start();
+    write_some_rows(&p).await;
+    // Today is not over: nothing to seal, nothing owed.
+    assert_eq!(health(&p)["log"]["unsealed_days"], serde_json::json!([]));
+    p.stop();
+    let today = italian_today();
+
+    // A day later for the daemon, with the TSA down: the seal is signed and
+    // stored, the time stamp is owed and says so.
+    p.start_env(&tomorrow());
+    let h = p.wait_for("the unsealed day in /health", 20, || {
+        let h = health(&p);
+        (h["log"]["unsealed_days"] == serde_json::json!([today.clone()])).then_some(h)
+    });
+    let warnings = h["warnings"].to_string();
+    assert!(
+        warnings.contains(&today) && warnings.contains("not sealed"),
+        "{h}"
+    );
+    assert!(
+        h["log"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("127.0.0.1"),
+        "{h}"
+    );
+    assert_eq!(h["status"], "ok", "an unsealed day is a warning: {h}");
+    assert_eq!(unsealed_metric(&p), Some(1.0));
+    let dir = seals_dir(&p);
+    assert!(dir.join(format!("{today}.seal")).exists());
+    assert!(dir.join(format!("{today}.p7s")).exists());
+    assert!(!dir.join(format!("{today}.tsr")).exists());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        p.log()
+            .matches("PEC log seal not complete; trying again")
+            .count()
+            >= 2,
+        "the TSA is retried:\n{}",
+        p.log()
+    );
+
+    tsa.start();
+    let tsr = dir.join(format!("{today}.tsr"));
+    p.wait_for("the time stamp", 20, || tsr.exists().then_some(()));
+    p.wait_for("health clear", 10, || {
+        (health(&p)["log"]["unsealed_days"] == serde_json::json!([])).then_some(())
+    });
+    assert_eq!(unsealed_metric(&p), Some(0.0));
+    assert_eq!(tsa.requests(), 1);
+
+    // Second opinions on the files as they are.
+    let seal = dir.join(format!("{today}.seal"));
+    let text = std::fs::read_to_string(&seal).unwrap();
+    assert!(
+        text.starts_with("pecd-log-seal 1\nprovider: pec.alpha.test\n"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("date: {today}\n")), "{text}");
+    let out = openssl(
+        dir.as_path(),
+        &[
+            "ts",
+            "-verify",
+            "-data",
+            seal.to_str().unwrap(),
+            "-in",
+            tsr.to_str().unwrap(),
+            "-CAfile",
+            tsa.ca().to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("Verification: OK"), "{out}");
+    let reply = openssl(
+        dir.as_path(),
+        &["ts", "-reply", "-in", tsr.to_str().unwrap(), "-text"],
+    );
+    assert!(reply.contains(POLICY), "{reply}");
+    openssl(
+        dir.as_path(),
+        &[
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            dir.join(format!("{today}.p7s")).to_str().unwrap(),
+            "-content",
+            seal.to_str().unwrap(),
+            "-CAfile",
+            ca.pem_path().to_str().unwrap(),
+            "-out",
+            "/dev/null",
+        ],
+    );
+
+    // A restart seals nothing twice and asks the TSA nothing more.
+    p.stop();
+    p.start_env(&tomorrow());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        health(&p)["log"]["sealed_through"],
+        serde_json::json!(today)
+    );
+    p.stop();
+    assert_eq!(seal_count(&p), 1);
+    assert_eq!(tsa.requests(), 1);
+    assert_eq!(std::fs::read_to_string(&seal).unwrap(), text);
+
+    let (ok, out) = verify(&p);
+    assert!(ok, "{out}");
+    assert!(out.contains("1 seal(s) checked (1 time-stamped)"), "{out}");
+
+    // A backup carries the seals.
+    let backup = tempfile::tempdir().unwrap();
+    let dest = backup.path().join("b");
+    let out = p.cli(&["backup", dest.to_str().unwrap()], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for ext in ["seal", "p7s", "tsr"] {
+        assert!(
+            dest.join(format!("log/seals/{today}.{ext}")).exists(),
+            "{ext}"
+        );
+    }
+
+    extract(&p, &today);
+    tampering(&p, &today);
+}
+
+/// One user's extract: written, checked offline, and refused once changed.
+fn extract(p: &TestProvider, today: &str) {
+    let out_dir = tempfile::tempdir().unwrap();
+    let x = out_dir.path().join("alice");
+    let out = p.cli(
+        &[
+            "log",
+            "export",
+            "--address",
+            "alice@pec.alpha.test",
+            x.to_str().unwrap(),
+        ],
+        "",
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("over 1 sealed day(s)"), "{said}");
+    let text = std::fs::read_to_string(x.join("extract.txt")).unwrap();
+    assert!(text.contains(&format!("day: {today}\n")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("row {")), "{text}");
+    for ext in ["seal", "p7s", "tsr"] {
+        assert!(x.join(format!("seals/{today}.{ext}")).exists(), "{ext}");
+    }
+    // The provider's signature on the extract, checked by openssl.
+    openssl(
+        out_dir.path(),
+        &[
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            x.join("extract.p7s").to_str().unwrap(),
+            "-content",
+            x.join("extract.txt").to_str().unwrap(),
+            "-CAfile",
+            p.path().join("certs/ca.pem").to_str().unwrap(),
+            "-out",
+            "/dev/null",
+        ],
+    );
+    let check = |dir: &Path| {
+        let out = p.cli(&["log", "verify", "--extract", dir.to_str().unwrap()], "");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // Offline: the database is out of the way while it is checked.
+    let db = p.path().join("data/pecd.sqlite3");
+    let aside = p.path().join("aside.sqlite3");
+    std::fs::rename(&db, &aside).unwrap();
+    let (ok, said) = check(&x);
+    assert!(ok, "{said}");
+    assert!(said.contains("extract verified:"), "{said}");
+    // A row of the extract changed: its chain and its signature fail.
+    let forged = text.replacen("Da sigillare", "Da falsificare", 1);
+    assert_ne!(forged, text);
+    std::fs::write(x.join("extract.txt"), &forged).unwrap();
+    let (ok, said) = check(&x);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("do not chain to the sealed last-hash"),
+        "{said}"
+    );
+    assert!(
+        said.contains("extract.txt: the signature does not verify"),
+        "{said}"
+    );
+    std::fs::rename(&aside, &db).unwrap();
+}
+
+/// Python's sqlite3, as an attacker with the file would use it.
+fn python_sql(db: &Path, script: &str) {
+    run(Command::new("python3").arg("-c").arg(format!(
+        "import sqlite3,hashlib,struct\nc=sqlite3.connect({db:?})\n{script}\nc.commit()\n",
+        db = db.display().to_string()
+    )));
+}
+
+/// The canonical row and chain of docs/log-integrity.md, written again in
+/// Python: what an attacker who read the docs can recompute.
+const RECHAIN: &str = r#"
+def canon(r):
+    out = struct.pack('>qq', r[0], r[1])
+    for t in r[2:12]:
+        if t is None:
+            out += b'\x00'
+        else:
+            b = t.encode()
+            out += b'\x01' + struct.pack('>I', len(b)) + b
+    return out
+def rechain(check_only):
+    prev = bytes(32)
+    cols = 'id, ts, event, identificativo, msgid, sender, recipients, subject, receipt_type, generated_msgid, error, detail, chain'
+    for r in c.execute('SELECT ' + cols + ' FROM log ORDER BY id').fetchall():
+        prev = hashlib.sha256(prev + hashlib.sha256(canon(r)).digest()).digest()
+        if check_only:
+            assert prev == r[12], 'row %d: the documented chain differs' % r[0]
+        else:
+            c.execute('UPDATE log SET chain = ? WHERE id = ?', (prev, r[0]))
+"#;
+
+fn tampering(p: &TestProvider, today: &str) {
+    let db = p.path().join("data/pecd.sqlite3");
+    let pristine = p.path().join("pristine.sqlite3");
+    python_sql(
+        &db,
+        &format!("c.execute(\"VACUUM INTO '{}'\")", pristine.display()),
+    );
+    // The documented encoding is the one pecd writes.
+    python_sql(&db, &format!("{RECHAIN}\nrechain(True)"));
+    let restore = || {
+        for ext in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+        }
+        std::fs::copy(&pristine, &db).unwrap();
+        assert!(verify(p).0, "the pristine copy verifies");
+    };
+    let cases: [(&str, &str, &str); 4] = [
+        (
+            "edit",
+            "c.execute('DROP TRIGGER log_is_append_only')\n\
+             c.execute(\"UPDATE log SET subject = 'Falso' WHERE id = 2\")",
+            "row 2: its content or position does not match",
+        ),
+        (
+            "delete",
+            "c.execute('DROP TRIGGER log_kept_30_months')\nc.execute('DELETE FROM log WHERE id = 2')",
+            "row 3: the chain breaks here: row(s) 2..2 are missing",
+        ),
+        (
+            "reorder",
+            "c.execute('DROP TRIGGER log_is_append_only')\n\
+             c.execute('UPDATE log SET id = -1 WHERE id = 2')\n\
+             c.execute('UPDATE log SET id = 2 WHERE id = 3')\n\
+             c.execute('UPDATE log SET id = 3 WHERE id = -1')",
+            "row 2: its content or position does not match",
+        ),
+        (
+            "rewrite and rechain",
+            "c.execute('DROP TRIGGER log_is_append_only')\n\
+             c.execute(\"UPDATE log SET subject = 'Falso' WHERE id = 2\")\nrechain(False)",
+            "'s chain hash is not the one sealed",
+        ),
+    ];
+    for (what, script, named) in cases {
+        restore();
+        python_sql(&db, &format!("{RECHAIN}\n{script}"));
+        let (ok, out) = verify(p);
+        assert!(!ok, "{what}: verify must fail:\n{out}");
+        let first = out.lines().next().unwrap_or("");
+        assert!(first.starts_with("MISMATCH "), "{what}:\n{out}");
+        assert!(out.contains(named), "{what}: expected {named:?} in:\n{out}");
+        if what == "rewrite and rechain" || what == "delete" {
+            assert!(
+                out.contains(&format!("day {today}:")),
+                "{what}: the day is named:\n{out}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_tsa_the_seal_is_signed_and_health_says_it_is_not_time_stamped() {
+    let ca = TestCa::new();
+    let mut p = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]),
+    );
+    p.start();
+    write_some_rows(&p).await;
+    p.stop();
+    let today = italian_today();
+    p.start_env(&tomorrow());
+    let dir = seals_dir(&p);
+    p.wait_for("the seal", 20, || {
+        dir.join(format!("{today}.p7s")).exists().then_some(())
+    });
+    let h = p.wait_for("the warning", 10, || {
+        let h = health(&p);
+        h["warnings"]
+            .to_string()
+            .contains("signed but not time-stamped")
+            .then_some(h)
+    });
+    assert_eq!(h["log"]["time_stamped"], false, "{h}");
+    assert_eq!(h["log"]["unsealed_days"], serde_json::json!([]), "{h}");
+    assert_eq!(unsealed_metric(&p), Some(0.0));
+    assert!(!dir.join(format!("{today}.tsr")).exists());
+    p.stop();
+    let (ok, out) = verify(&p);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("day {today}: sealed and signed, not time-stamped")),
+        "{out}"
+    );
+    assert!(out.contains("(0 time-stamped)"), "{out}");
+}
