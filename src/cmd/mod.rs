@@ -13,6 +13,7 @@ use crate::layout::{empty_index_text, provider_config_text_at};
 use crate::store::{self, maildir, users, Store};
 
 pub mod bench;
+pub mod quarantine;
 pub mod serve;
 pub mod tools;
 
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Verify(a) => tools::verify_main(a),
         Command::Index(i) => tools::index_main(i),
         Command::Queue(q) => config().and_then(|p| tools::queue_main(&p, q)),
+        Command::Quarantine(q) => config().and_then(|p| quarantine::main(&p, q)),
         Command::Demo => tools::demo_main(),
         Command::Bench(b) => tools::bench_main(b),
         Command::Backup { dest } => config().and_then(|p| backup(&p, &dest)),
@@ -73,6 +75,9 @@ fn check_config(path: &Path) -> AdminResult {
     }
     if problems.is_empty() {
         println!("{}: ok", path.display());
+        if let Some(cfg) = &cfg {
+            println!("{}: {}", path.display(), antivirus_note(cfg));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     // Each line names the file, so a problem copied out of a long log still
@@ -89,6 +94,18 @@ fn check_config(path: &Path) -> AdminResult {
         }
     }
     Ok(ExitCode::FAILURE)
+}
+
+/// What check-config says about scanning: off, or the StreamMaxLength clamd needs.
+fn antivirus_note(cfg: &Config) -> String {
+    match crate::antivirus::Scanner::from_config(cfg) {
+        Ok(None) => "no [antivirus]: the provider runs without virus checks".into(),
+        Ok(Some(s)) => format!(
+            "antivirus: clamd at {}; its StreamMaxLength must be at least {} bytes (antivirus.max_scan_size)",
+            s.endpoint, s.max_scan_size
+        ),
+        Err(e) => e,
+    }
 }
 
 fn read_password(from_stdin: bool, address: &str) -> Result<String, Box<dyn std::error::Error>> {

@@ -96,11 +96,25 @@ async fn health(State(app): State<Arc<App>>) -> impl IntoResponse {
             serde_json::json!(if up { "up" } else { "down" }),
         );
     }
+    let antivirus = match &app.ctx.scanner {
+        None => serde_json::json!("off: running without virus checks"),
+        Some(s) => match s.version().await {
+            Ok(v) => serde_json::json!(format!("ok: {v}")),
+            Err(e) => {
+                // With on_error = "accept" mail still flows: not a failure.
+                if s.on_error == crate::config::OnError::Tempfail {
+                    failing.push("antivirus".to_string());
+                }
+                serde_json::json!(e.to_string())
+            }
+        },
+    };
     let body = serde_json::json!({
         "status": if failing.is_empty() { "ok" } else { "failing" },
         "failing": failing,
         "store": store,
         "listeners": listeners,
+        "antivirus": antivirus,
     });
     let code = if failing.is_empty() {
         StatusCode::OK

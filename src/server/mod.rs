@@ -64,6 +64,8 @@ pub struct Ctx {
     /// Password checks running at once. Each argon2id check holds 19 MiB, so
     /// a burst of logins must queue instead of multiplying that by the burst.
     pub password_checks: tokio::sync::Semaphore,
+    /// clamd and the attachment rules; `None`: no `[antivirus]`, nothing scanned.
+    pub scanner: Option<crate::antivirus::Scanner>,
 }
 
 /// S/MIME signatures made by every provider in this process (for `pecd bench`).
@@ -413,6 +415,18 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         imaps: local(&l_imaps),
     };
     let throttle = Arc::new(crate::throttle::LoginThrottle::new(throttle_config(&cfg)));
+    let scanner = crate::antivirus::Scanner::from_config(&cfg)?;
+    match &scanner {
+        None => tracing::warn!("no [antivirus] section: running without virus checks"),
+        Some(s) => match s.version().await {
+            Ok(v) => {
+                tracing::info!(clamd = %s.endpoint, version = %v, max_scan_size = s.max_scan_size,
+                "virus checks on (clamd's StreamMaxLength must be at least max_scan_size)")
+            }
+            Err(e) => tracing::warn!(error = %e, on_error = ?s.on_error,
+                "clamd does not answer: scans will fail until it does"),
+        },
+    }
     let ctx = Arc::new(Ctx {
         cfg,
         store,
@@ -431,6 +445,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         password_checks: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         ),
+        scanner,
     });
     let mut tasks = Vec::new();
     // Every listener declared once: its name (config key, metrics label,

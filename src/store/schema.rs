@@ -107,6 +107,23 @@ CREATE INDEX jobs_held ON jobs(id) WHERE state = 'held';
 CREATE INDEX jobs_failed ON jobs(id) WHERE state = 'failed';
 CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);
 "#,
+    // 4: infected messages kept for 30 months (store::quarantine); the file
+    // under quarantine/ is the message, the row says what and when.
+    r#"
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY,
+    identificativo TEXT,
+    virus TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    point TEXT NOT NULL,
+    file TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX quarantine_at ON quarantine(at);
+CREATE INDEX quarantine_identificativo ON quarantine(identificativo);
+"#,
 ];
 
 /// The schema version this binary migrates to.
