@@ -174,6 +174,15 @@ async fn infected_and_blocked_submissions_are_refused_with_signed_notices() {
     let out = p.cli(&["quarantine", "show", &id], "");
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.ends_with(&kept), "show prints the message");
+    // Backups carry the quarantine.
+    let bk = tempfile::tempdir().unwrap();
+    let dest = bk.path().join("b");
+    let out = p.cli(&["backup", dest.to_str().unwrap()], "");
+    assert!(out.status.success(), "{out:?}");
+    let copied = dest
+        .join("quarantine")
+        .join(rows[0]["file"].as_str().unwrap());
+    assert_eq!(std::fs::read(copied).unwrap(), kept);
     let ident = rows[0]["identificativo"].as_str().unwrap();
     let out = p.cli(&["quarantine", "show", ident], "");
     assert!(String::from_utf8_lossy(&out.stdout).contains(SIGNATURE));

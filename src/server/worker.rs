@@ -233,7 +233,7 @@ const JOB_KEEP_MS: i64 = 7 * 86_400_000;
 
 /// Housekeeping: close relay connections idle too long, remove spool
 /// segments no pending work names, forget old finished jobs, and purge PEC
-/// log rows past the legal 30 months.
+/// log rows and quarantined messages past the legal 30 months.
 fn sweep(ctx: &Ctx) {
     let now = store::now_ms();
     ctx.relay.prune_idle();
@@ -260,6 +260,18 @@ fn sweep(ctx: &Ctx) {
         store::log::purge_expired(c, now)?;
         Ok(())
     });
+    // Rows first, files after the commit: a crash in between leaves an
+    // orphan file (harmless), never a row naming a missing file.
+    let expired = ctx
+        .store
+        .write_blocking(move |c| store::quarantine::purge_expired(c, now))
+        .unwrap_or_default();
+    let dir = store::quarantine::dir(&ctx.store.paths().data_dir);
+    for f in expired {
+        if let Err(e) = std::fs::remove_file(dir.join(&f)) {
+            tracing::warn!(file = %f, error = %e, "quarantine sweep: could not remove");
+        }
+    }
 }
 
 /// Exponential backoff shortened by up to 25 % jitter, between `[queue] retry_initial` and `retry_max`.

@@ -118,9 +118,10 @@ pub fn get(db: &Db<'_>, key: &str) -> Result<Option<Quarantined>> {
         .optional()?)
 }
 
-/// Remove the rows caught before `before_ms`; gives their file names, for
-/// the caller to delete after the commit.
-pub fn sweep(db: &Db<'_>, before_ms: i64) -> Result<Vec<String>> {
+/// Remove the rows past the legal retention (30 months, as for the log);
+/// gives their file names, for the caller to delete after the commit.
+pub fn purge_expired(db: &Db<'_>, now_ms: i64) -> Result<Vec<String>> {
+    let before_ms = now_ms - (super::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
     let mut st = db
         .sql()
         .prepare("DELETE FROM quarantine WHERE at < ?1 RETURNING file")?;
@@ -150,10 +151,12 @@ mod tests {
             at: 1000,
         };
         let id = insert(&db, &q).unwrap();
+        let day = 86_400_000;
+        let now = (crate::store::schema::LOG_RETENTION_DAYS + 10) * day;
         insert(
             &db,
             &Quarantined {
-                at: 5000,
+                at: now - day,
                 file: "2.eml".into(),
                 ..q.clone()
             },
@@ -162,7 +165,10 @@ mod tests {
         assert_eq!(list(&db).unwrap().len(), 2);
         assert_eq!(get(&db, &id.to_string()).unwrap().unwrap().file, "1-ab.eml");
         assert_eq!(get(&db, "opec1@x.it").unwrap().unwrap().id, id);
-        assert_eq!(sweep(&db, 2000).unwrap(), vec!["1-ab.eml".to_string()]);
+        assert_eq!(
+            purge_expired(&db, now).unwrap(),
+            vec!["1-ab.eml".to_string()]
+        );
         assert_eq!(list(&db).unwrap().len(), 1);
     }
 }
