@@ -67,6 +67,16 @@ pub enum UserCommand {
         /// Read the password from standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,
+        /// Mailbox quota, e.g. `2GB`, or `none` (default: `[mailbox] default_quota`).
+        #[arg(long)]
+        quota: Option<String>,
+    },
+    /// Set a user's mailbox quota: a size such as `2GB`, or `none`.
+    Quota {
+        /// Address.
+        address: String,
+        /// `2GB`, `500MB`, … or `none`.
+        size: String,
     },
     /// Change a user's password.
     Passwd {
@@ -81,7 +91,7 @@ pub enum UserCommand {
         /// Address.
         address: String,
     },
-    /// List users.
+    /// List users with their mailbox usage and quota.
     List,
 }
 

@@ -140,7 +140,12 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
         UserCommand::Add {
             address,
             password_stdin,
+            quota,
         } => {
+            let quota = quota
+                .map(|q| user_quota(&q))
+                .transpose()
+                .map_err(|e| format!("--quota: {e}"))?;
             let address = users::validate_new_address(&address)?;
             let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
             if !cfg.is_local_domain(domain) {
@@ -163,7 +168,24 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             if !added {
                 return Err(format!("{address}: user exists (use `user passwd`)").into());
             }
+            if let Some(q) = quota {
+                let a = address.clone();
+                st.write_blocking(move |c| users::set_quota(c, &a, q))?;
+            }
             println!("added {address}");
+            ExitCode::SUCCESS
+        }
+        UserCommand::Quota { address, size } => {
+            let q = user_quota(&size)?;
+            let address = users::normalize(&address);
+            let a = address.clone();
+            if !st.write_blocking(move |c| users::set_quota(c, &a, q))? {
+                return Err(format!("{address}: no such user").into());
+            }
+            match q.limit(None) {
+                Some(n) => println!("quota of {address}: {}", human_size(n)),
+                None => println!("quota of {address}: none"),
+            }
             ExitCode::SUCCESS
         }
         UserCommand::Passwd {
@@ -190,21 +212,66 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             ExitCode::SUCCESS
         }
         UserCommand::List => {
-            let list = st.read_blocking(users::list)?;
+            let list = st.read_blocking(users::list_quotas)?;
             if list.is_empty() {
                 // On stderr: a script reading addresses from stdout gets none.
                 eprintln!("no users (add one with `pecd user add ADDRESS`)");
             }
             let out = std::io::stdout();
             let mut out = out.lock();
-            for u in list {
-                writeln!(out, "{u}")?;
+            let default = cfg.default_quota();
+            for (u, q) in list {
+                // The address first, alone in its column: scripts take the first word.
+                let used = maildir::mailbox_path(&st.paths().mail, &u)
+                    .ok()
+                    .filter(|p| p.is_dir())
+                    .map(|p| store::quota::usage(&p))
+                    .transpose()?
+                    .unwrap_or_default();
+                let quota = match (q.limit(default), q) {
+                    (None, _) => "quota none".to_string(),
+                    (Some(n), users::Quota::Default) => format!(
+                        "quota {} ({}%, provider default)",
+                        human_size(n),
+                        used.bytes.saturating_mul(100) / n
+                    ),
+                    (Some(n), _) => format!(
+                        "quota {} ({}%)",
+                        human_size(n),
+                        used.bytes.saturating_mul(100) / n
+                    ),
+                };
+                writeln!(
+                    out,
+                    "{u}  usage {} ({} bytes, {} messages)  {quota}",
+                    human_size(used.bytes),
+                    used.bytes,
+                    used.messages
+                )?;
             }
             ExitCode::SUCCESS
         }
     };
     st.close();
     Ok(code)
+}
+
+/// A `--quota` / `user quota` argument: a size or `none`.
+fn user_quota(s: &str) -> Result<users::Quota, String> {
+    Ok(match crate::config::parse_quota(s)? {
+        Some(n) => users::Quota::Bytes(n),
+        None => users::Quota::Unlimited,
+    })
+}
+
+/// Bytes in the units the configuration uses (SI: `kB`, `MB`, `GB`).
+pub fn human_size(n: u64) -> String {
+    match n {
+        0..=999 => format!("{n} B"),
+        1_000..=999_999 => format!("{:.1} kB", n as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.1} GB", n as f64 / 1e9),
+    }
 }
 
 fn log(config: &Path, a: LogArgs) -> AdminResult {
@@ -309,10 +376,11 @@ pub fn check_provider_domain(d: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Ports `pecd init` writes: submission, submissions, inbound, imap, imaps, admin.
-const PRODUCTION_PORTS: [u16; 6] = [587, 465, 25, 143, 993, 2980];
+/// Ports `pecd init` writes: submission, submissions, inbound, imap, imaps,
+/// pop3, pop3s, admin.
+const PRODUCTION_PORTS: [u16; 8] = [587, 465, 25, 143, 993, 110, 995, 2980];
 /// The same on high loopback ports, those of the shipped `config/pecd.toml`.
-const DEV_PORTS: [u16; 6] = [2587, 2465, 2525, 2143, 2993, 2980];
+const DEV_PORTS: [u16; 8] = [2587, 2465, 2525, 2143, 2993, 2110, 2995, 2980];
 
 fn init(a: InitArgs) -> AdminResult {
     let domain = a.domain.trim().to_ascii_lowercase();
@@ -391,9 +459,9 @@ fn init(a: InitArgs) -> AdminResult {
         a.dir.display()
     )?;
     if a.dev {
-        writeln!(out, "  pecd.toml   configuration (development: 127.0.0.1 ports 2587, 2465, 2525, 2143, 2993;\n              no MX lookups)")?;
+        writeln!(out, "  pecd.toml   configuration (development: 127.0.0.1 ports 2587, 2465, 2525, 2143, 2993,\n              2110, 2995; no MX lookups)")?;
     } else {
-        writeln!(out, "  pecd.toml   configuration (all addresses, ports 25, 587, 465, 143, 993; MX lookups on)")?;
+        writeln!(out, "  pecd.toml   configuration (all addresses, ports 25, 587, 465, 143, 993, 110, 995;\n              MX lookups on)")?;
     }
     writeln!(
         out,

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::server::{reload_index, start};
+use crate::server::start;
 
 /// Each line of a start-up error, prefixed with the configuration file it
 /// is about (the operator may not know which one was picked).
@@ -30,7 +30,6 @@ pub fn serve_main(config: &Path) -> super::AdminResult {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let grace = cfg.duration(&cfg.queue.shutdown_grace, Duration::from_secs(30));
         // Handlers before READY: a supervisor may signal us the moment it
         // hears it, and the default action of SIGTERM ends us uncleanly.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -39,15 +38,20 @@ pub fn serve_main(config: &Path) -> super::AdminResult {
         // Every listener is bound: systemd (Type=notify) may start what
         // depends on us.
         crate::notify::send("READY=1");
-        let ctx = running.ctx.clone();
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
-                _ = hup.recv() => reload_index(&ctx),
+                // The outcome is logged; a refused reload changes nothing.
+                _ = hup.recv() => { let _ = running.reloader.reload(config).await; }
             }
         }
         tracing::info!("shutting down");
+        // Read now: a reload may have changed it.
+        let grace = {
+            let cfg = running.ctx.cfg();
+            cfg.duration(&cfg.queue.shutdown_grace, Duration::from_secs(30))
+        };
         crate::notify::send("STOPPING=1");
         running.stop(grace).await;
         Ok::<_, Box<dyn std::error::Error>>(())

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::throttle::LoginThrottle;
 
@@ -45,9 +45,15 @@ pub trait ImapAuth: Send + Sync + 'static {
         password: &str,
         peer: IpAddr,
     ) -> impl Future<Output = Result<String, ()>> + Send;
+
+    /// The user's mailbox quota in bytes (`None`: no limit), read at login.
+    fn quota(&self, _address: &str) -> impl Future<Output = Option<u64>> + Send {
+        async { None }
+    }
 }
 
 /// Settings of one IMAP listener.
+#[derive(Clone)]
 pub struct ImapConfig {
     /// Root of all Maildirs (`<mail_root>/<domain>/<localpart>/`).
     pub mail_root: PathBuf,
@@ -107,14 +113,22 @@ impl ImapConfig {
 }
 
 /// Accept connections until `shutdown` turns true; each one gets a session task.
+///
+/// `cfg` may be a [`crate::live::Live`] cell: each connection takes the
+/// settings current when it is accepted (TLS context, limits) and keeps them
+/// to its end, so a reload changes what the next connection gets and drops
+/// no session.
 pub async fn serve<A: ImapAuth>(
     listener: TcpListener,
-    cfg: Arc<ImapConfig>,
+    cfg: impl Into<crate::live::Live<ImapConfig>>,
     auth: Arc<A>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
-    let per_ip = crate::throttle::ConnectionLimit::new(cfg.max_connections_per_ip);
+    let live: crate::live::Live<ImapConfig> = cfg.into();
+    let first = live.get();
+    let limit = crate::throttle::ConnectionCap::new(first.max_connections.max(1));
+    let per_ip = crate::throttle::ConnectionLimit::new(first.max_connections_per_ip);
+    drop(first);
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         if *shutdown.borrow() {
@@ -132,6 +146,9 @@ pub async fn serve<A: ImapAuth>(
                 continue;
             }
         };
+        let cfg = live.get();
+        limit.set_max(cfg.max_connections.max(1));
+        per_ip.set_max(cfg.max_connections_per_ip);
         // One host must not take every slot: its own cap is checked first.
         let Some(slot) = per_ip.try_acquire(peer.ip()) else {
             tracing::warn!(%peer, "imap per-IP connection limit reached");
@@ -142,7 +159,7 @@ pub async fn serve<A: ImapAuth>(
             ));
             continue;
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
+        let Some(permit) = limit.try_acquire() else {
             tracing::warn!(%peer, "imap connection limit reached");
             tokio::spawn(session::refuse(
                 tcp,
@@ -151,7 +168,7 @@ pub async fn serve<A: ImapAuth>(
             ));
             continue;
         };
-        let (cfg, auth, sd) = (cfg.clone(), auth.clone(), shutdown.clone());
+        let (auth, sd) = (auth.clone(), shutdown.clone());
         tasks.spawn(async move {
             let _permit = permit;
             let _slot = slot;

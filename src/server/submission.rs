@@ -132,6 +132,35 @@ impl crate::imap::ImapAuth for UserAuth {
         self.logged(r, "imap", &users::normalize(user), peer)
             .ok_or(())
     }
+
+    async fn quota(&self, address: &str) -> Option<u64> {
+        let a = address.to_string();
+        let setting = self
+            .ctx
+            .store
+            .read(move |c| users::quota(c, &a))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(users::Quota::Default);
+        setting.limit(self.ctx.cfg().default_quota())
+    }
+}
+
+impl crate::pop3::Pop3Auth for UserAuth {
+    async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> Result<String, crate::pop3::LoginRefused> {
+        UserAuth::login(self, user, password, peer, "pop3")
+            .await
+            .map_err(|e| match e {
+                LoginError::Invalid => crate::pop3::LoginRefused::Invalid,
+                LoginError::Throttled => crate::pop3::LoginRefused::Throttled,
+            })
+    }
 }
 
 /// The submission listeners' backend.
@@ -313,7 +342,8 @@ pub(crate) enum Screen {
 /// Scan a submission; a scan failure under `on_error = "tempfail"` is the
 /// refusal (451 4.7.0), so nothing unscanned gets in by default.
 async fn screen(ctx: &Ctx, raw: &[u8]) -> Result<Screen, Refusal> {
-    let Some(s) = &ctx.scanner else {
+    let scanner = ctx.scanner();
+    let Some(s) = &*scanner else {
         return Ok(Screen::Clean);
     };
     match s.scan(raw).await {
@@ -441,7 +471,7 @@ pub fn route_job(
 
 fn provider(ctx: &Ctx) -> Provider {
     Provider {
-        name: ctx.cfg.provider.name.clone(),
+        name: ctx.provider().name.clone(),
         domain: ctx.domain().to_string(),
     }
 }
@@ -469,9 +499,10 @@ fn prepare(
             ctx.domain(),
         ),
     };
+    let cfg = ctx.cfg();
     let limits = Limits {
-        max_message_size: ctx.cfg.max_message_size(),
-        max_recipients: ctx.cfg.limits.max_recipients,
+        max_message_size: cfg.max_message_size(),
+        max_recipients: cfg.limits.max_recipients,
     };
     let checked = access::check(raw, mail_from, rcpts, user, &limits);
     if let Screen::Infected(virus) = screen {
@@ -506,7 +537,7 @@ fn prepare(
     }
     match checked {
         Ok(acc) => {
-            let blocked = ctx.scanner.as_ref().and_then(|s| {
+            let blocked = ctx.scanner().as_ref().as_ref().and_then(|s| {
                 crate::antivirus::attachments::find_blocked(raw, &s.blocked_extensions)
             });
             if let Some(b) = blocked {
@@ -561,7 +592,7 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
     let signed_busta = ctx.sign(&busta.unsigned)?;
     // What travels is the busta, a few KB larger than the original: a peer
     // with our limit would refuse it after we had certified the acceptance.
-    let max = ctx.cfg.max_message_size();
+    let max = ctx.cfg().max_message_size();
     if signed_busta.len() > max {
         let refusal = access::Refusal {
             reason: format!(
@@ -683,14 +714,13 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
 
 /// `[timers]` in milliseconds.
 pub fn timer_config(ctx: &Ctx) -> crate::pec::timers::TimerConfig {
-    let t = &ctx.cfg.timers;
-    let pre = ctx.cfg.duration(
+    let cfg = ctx.cfg();
+    let t = &cfg.timers;
+    let pre = cfg.duration(
         &t.preavviso_after,
         std::time::Duration::from_secs(12 * 3600),
     );
-    let exp = ctx
-        .cfg
-        .duration(&t.expire_after, std::time::Duration::from_secs(24 * 3600));
+    let exp = cfg.duration(&t.expire_after, std::time::Duration::from_secs(24 * 3600));
     crate::pec::timers::TimerConfig {
         preavviso_after: pre.as_millis() as i64,
         expiry_after: exp.as_millis() as i64,

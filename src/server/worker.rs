@@ -50,7 +50,7 @@ impl From<std::io::Error> for Fail {
 
 /// Run until shutdown.
 pub async fn run(ctx: Arc<Ctx>) {
-    let slots = ctx.cfg.queue.workers.max(1);
+    let slots = ctx.cfg().queue.workers.max(1);
     let permits = Arc::new(Semaphore::new(slots));
     let mut shutdown = ctx.shutdown.clone();
     let mut next_sweep = 0;
@@ -236,7 +236,7 @@ const JOB_KEEP_MS: i64 = 7 * 86_400_000;
 /// log rows and quarantined messages past the legal 30 months.
 fn sweep(ctx: &Ctx) {
     let now = store::now_ms();
-    ctx.relay.prune_idle();
+    ctx.relay.get().prune_idle();
     for (seg, age) in ctx.store.spool().old_segments() {
         if age < SEGMENT_SETTLE {
             continue;
@@ -276,9 +276,10 @@ fn sweep(ctx: &Ctx) {
 
 /// Exponential backoff shortened by up to 25 % jitter, between `[queue] retry_initial` and `retry_max`.
 fn backoff(ctx: &Ctx, attempts: i64) -> Duration {
-    let q = &ctx.cfg.queue;
-    let initial = ctx.cfg.duration(&q.retry_initial, Duration::from_secs(60));
-    let max = ctx.cfg.duration(&q.retry_max, Duration::from_secs(3600));
+    let cfg = ctx.cfg();
+    let q = &cfg.queue;
+    let initial = cfg.duration(&q.retry_initial, Duration::from_secs(60));
+    let max = cfg.duration(&q.retry_max, Duration::from_secs(3600));
     let mut b = [0u8; 2];
     let _ = openssl::rand::rand_bytes(&mut b);
     let unit = u16::from_le_bytes(b) as f64 / u16::MAX as f64;
@@ -332,7 +333,7 @@ fn sole_recipient(job: &Job) -> Result<String, Fail> {
 async fn mailbox(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     let rcpt = sole_recipient(job)?;
     let bytes = blob_of(ctx, job)?;
-    let name = maildir::file_name_for(&job.key, job.created_at, &ctx.cfg.provider.hostname);
+    let name = maildir::file_name_for(&job.key, job.created_at, &ctx.provider().hostname);
     let store = ctx.store.clone();
     let r2 = rcpt.clone();
     let (created, attempts) = (job.created_at, job.attempts);
@@ -454,8 +455,34 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
             when: ItalianTime::from_unix(now),
         };
         let id = certified.identificativo.clone();
+        let name = maildir::file_name_for(&key, created, &ctx2.provider().hostname);
+        let room = if known {
+            room_for(&ctx2, &rcpt, &name, bytes.len() as u64)?
+        } else {
+            Room::Fits(None)
+        };
+        if let Room::Full { used, limit } = room {
+            let esteso = receipt::full_box_esteso(&ctx2.provider().name);
+            let msg = receipt::errore_consegna(&e, &certified, &rcpt, Errore::Altro, &esteso);
+            let (mut ev, j) = emit(
+                &ctx2,
+                &msg,
+                Tipo::ErroreConsegna,
+                EventKind::ErroreConsegna,
+                &certified,
+                format!("errore-consegna:{id}:{rcpt}"),
+                &certified.mittente,
+            )?;
+            tracing::warn!(%rcpt, identificativo = %id, used, limit, size = bytes.len(), "mailbox full: busta not delivered");
+            ev.error = Some(esteso);
+            ev.detail = Some(format!(
+                "mailbox of {rcpt} full: {used} bytes used of {limit}, busta of {} bytes not stored",
+                bytes.len()
+            ));
+            return Ok((ev, j));
+        }
         if known {
-            let name = maildir::file_name_for(&key, created, &ctx2.cfg.provider.hostname);
+            let name = maildir::file_name_for(&key, created, &ctx2.provider().hostname);
             match ctx2.store.deliver(&rcpt, &name, &bytes, created, attempts) {
                 Ok(_) => {}
                 Err(maildir::DeliveryError::Io(e)) => return Err(Fail::Temporary(e.to_string())),
@@ -473,6 +500,9 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
                 }
                 ReceiptType::Sintetica => Consegna::Sintetica,
             };
+            if let Room::Fits(Some((used, limit))) = room {
+                quota_warning(&ctx2, &rcpt, &id, used, used + bytes.len() as u64, limit, created);
+            }
             let msg = receipt::avvenuta_consegna(&e, &certified, &rcpt, consegna);
             let (mut ev, j) = emit(
                 &ctx2,
@@ -492,7 +522,7 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
             }
             Ok((ev, j))
         } else {
-            let esteso = receipt::no_dest_esteso(&ctx2.cfg.provider.name);
+            let esteso = receipt::no_dest_esteso(&ctx2.provider().name);
             let msg = receipt::errore_consegna(&e, &certified, &rcpt, Errore::NoDest, &esteso);
             let (mut ev, j) = emit(
                 &ctx2,
@@ -514,6 +544,89 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     complete(ctx, job.id, ev, Some(follow)).await
 }
 
+/// Whether a busta fits in its recipient's mailbox.
+enum Room {
+    /// It fits; with the usage before it and the quota, when there is one.
+    Fits(Option<(u64, u64)>),
+    /// Storing it would pass the quota.
+    Full { used: u64, limit: u64 },
+}
+
+/// Check a busta of `size` bytes against `rcpt`'s quota. A copy this very
+/// job already stored (a retry after a crash) always fits: it is counted.
+fn room_for(ctx: &Ctx, rcpt: &str, name: &str, size: u64) -> Result<Room, Fail> {
+    let a = rcpt.to_string();
+    let setting = ctx
+        .store
+        .read_blocking(move |c| users::quota(c, &a))?
+        .unwrap_or(users::Quota::Default);
+    let Some(limit) = setting.limit(ctx.cfg().default_quota()) else {
+        return Ok(Room::Fits(None));
+    };
+    let root = maildir::mailbox_path(&ctx.store.paths().mail, rcpt)
+        .map_err(|e| Fail::Permanent(e.to_string()))?;
+    let used = store::quota::usage(&root)
+        .map_err(|e| Fail::Temporary(format!("mailbox usage of {rcpt}: {e}")))?
+        .bytes;
+    if used.saturating_add(size) <= limit || maildir::delivered(&root, name) {
+        return Ok(Room::Fits(Some((used, limit))));
+    }
+    Ok(Room::Full { used, limit })
+}
+
+/// Tell the user, once per crossing, that the mailbox passed
+/// `[mailbox] quota_warning`: a plain message in the INBOX, not a PEC
+/// receipt. Best effort: a failure is logged, the delivery stands.
+fn quota_warning(
+    ctx: &Ctx,
+    rcpt: &str,
+    id: &str,
+    before: u64,
+    after: u64,
+    limit: u64,
+    created: i64,
+) {
+    let pct = ctx.cfg().quota_warning();
+    let threshold = limit.saturating_mul(pct) / 100;
+    if before >= threshold || after < threshold {
+        return;
+    }
+    let now = ItalianTime::from_unix(ctx.now_secs());
+    let domain = ctx.domain();
+    let msgid = crate::pec::ids::message_id(ctx.ids.as_ref(), &now, domain);
+    let used_pct = after.saturating_mul(100) / limit.max(1);
+    let text = format!(
+        "From: \"{name}\" <posta-certificata@{domain}>\r\n\
+         To: <{rcpt}>\r\n\
+         Subject: Casella PEC quasi piena ({used_pct}%)\r\n\
+         Date: {date}\r\n\
+         Message-ID: <{msgid}>\r\n\
+         Auto-Submitted: auto-generated\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\
+         \r\n\
+         La casella {rcpt} occupa {after} byte dei {limit} disponibili ({used_pct}%).\r\n\
+         \r\n\
+         Quando sara' piena, i messaggi PEC in arrivo non saranno consegnati e ai\r\n\
+         mittenti arrivera' un avviso di mancata consegna. Per liberare spazio,\r\n\
+         eliminare o archiviare i messaggi che non servono piu'.\r\n\
+         \r\n\
+         Messaggio informativo del gestore {name}: non e' una ricevuta PEC.\r\n",
+        name = ctx.provider().name,
+        date = now.rfc5322(),
+    );
+    let name = maildir::file_name_for(
+        &format!("quota-warning:{id}:{rcpt}"),
+        created,
+        &ctx.provider().hostname,
+    );
+    match ctx.store.deliver(rcpt, &name, text.as_bytes(), created, 1) {
+        Ok(_) => tracing::info!(%rcpt, used = after, limit, "mailbox usage warning delivered"),
+        Err(e) => tracing::warn!(%rcpt, error = %e, "mailbox usage warning not delivered"),
+    }
+}
+
 /// Where mail for `domain` goes: a static route, else its MX hosts.
 async fn next_hops(ctx: &Ctx, domain: &str) -> Result<Vec<NextHop>, Fail> {
     let tls = if ctx.index().is_certified(domain) {
@@ -521,7 +634,8 @@ async fn next_hops(ctx: &Ctx, domain: &str) -> Result<Vec<NextHop>, Fail> {
     } else {
         TlsPolicy::Opportunistic
     };
-    if let Some(hop) = ctx.cfg.route_for(domain) {
+    let cfg = ctx.cfg();
+    if let Some(hop) = cfg.route_for(domain) {
         let (host, port) = hop
             .rsplit_once(':')
             .ok_or_else(|| Fail::Permanent(format!("route {hop}: no port")))?;
@@ -536,11 +650,10 @@ async fn next_hops(ctx: &Ctx, domain: &str) -> Result<Vec<NextHop>, Fail> {
             tls,
         }]);
     }
-    let servers: Vec<std::net::SocketAddr> = if ctx.cfg.dns.nameservers.is_empty() {
+    let servers: Vec<std::net::SocketAddr> = if cfg.dns.nameservers.is_empty() {
         crate::relay::dns::system_nameservers()
     } else {
-        ctx.cfg
-            .dns
+        cfg.dns
             .nameservers
             .iter()
             .filter_map(|s| {
@@ -560,7 +673,7 @@ async fn next_hops(ctx: &Ctx, domain: &str) -> Result<Vec<NextHop>, Fail> {
         .map(|(name, ip)| NextHop {
             host: ip.to_string(),
             tls_name: name,
-            port: ctx.cfg.dns.smtp_port,
+            port: cfg.dns.smtp_port,
             tls,
         })
         .collect())
@@ -573,7 +686,8 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         .clone()
         .ok_or_else(|| Fail::Permanent("relay job without destination".into()))?;
     let bytes = blob_of(ctx, job)?;
-    let (hops, mut outcome) = if ctx.cfg.route_for(&domain).is_none() && !ctx.cfg.dns.mx_lookups {
+    let cfg = ctx.cfg();
+    let (hops, mut outcome) = if cfg.route_for(&domain).is_none() && !cfg.dns.mx_lookups {
         // A refusal, not a retry: no later attempt could find a next hop,
         // and the sender is told now rather than after the 24 h deadline.
         let why = format!(
@@ -588,9 +702,10 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         )
     };
     let mut used = None;
+    // One relay for the whole job, even if a reload replaces it meanwhile.
+    let client = ctx.relay.get();
     for hop in &hops {
-        outcome = ctx
-            .relay
+        outcome = client
             .send(hop, &job.mail_from, &job.recipients, &bytes)
             .await;
         ctx.metrics.relay_attempt(match outcome {
@@ -876,8 +991,8 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
     let verdict = reception::receive(&ReceptionInput {
         raw: bytes,
         index: &index,
-        trust: Some(&ctx.trust),
-        our_domains: &ctx.cfg.provider.domains,
+        trust: Some(&ctx.trust.get()),
+        our_domains: &ctx.provider().domains,
         now,
     });
     let now_ms = store::now_ms();

@@ -16,6 +16,7 @@ pub mod maildir;
 pub mod messages;
 pub mod quarantine;
 pub mod queue;
+pub mod quota;
 pub mod schema;
 pub mod spool;
 pub mod users;

@@ -107,7 +107,11 @@ CREATE INDEX jobs_held ON jobs(id) WHERE state = 'held';
 CREATE INDEX jobs_failed ON jobs(id) WHERE state = 'failed';
 CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);
 "#,
-    // 4: infected messages kept for 30 months (store::quarantine); the file
+    // Mailbox quotas: NULL = the provider default, -1 = no limit, else bytes.
+    r#"
+ALTER TABLE users ADD COLUMN quota INTEGER;
+"#,
+    // 5: infected messages kept for 30 months (store::quarantine); the file
     // under quarantine/ is the message, the row says what and when.
     r#"
 CREATE TABLE quarantine (

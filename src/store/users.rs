@@ -116,6 +116,72 @@ pub fn list(db: &Db<'_>) -> Result<Vec<String>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// A user's own quota setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// `[mailbox] default_quota` applies.
+    Default,
+    /// No limit, whatever the default.
+    Unlimited,
+    /// At most this many bytes.
+    Bytes(u64),
+}
+
+impl Quota {
+    /// The limit in bytes given the provider default; `None` for no limit.
+    pub fn limit(self, default: Option<u64>) -> Option<u64> {
+        match self {
+            Quota::Default => default,
+            Quota::Unlimited => None,
+            Quota::Bytes(n) => Some(n),
+        }
+    }
+
+    fn to_sql(self) -> Option<i64> {
+        match self {
+            Quota::Default => None,
+            Quota::Unlimited => Some(-1),
+            Quota::Bytes(n) => Some(i64::try_from(n).unwrap_or(i64::MAX)),
+        }
+    }
+
+    fn from_sql(v: Option<i64>) -> Quota {
+        match v {
+            None => Quota::Default,
+            Some(n) if n < 0 => Quota::Unlimited,
+            Some(n) => Quota::Bytes(n as u64),
+        }
+    }
+}
+
+/// Set a user's quota; false if there is no such user.
+pub fn set_quota(db: &Db<'_>, address: &str, quota: Quota) -> Result<bool> {
+    let conn = db.sql();
+    let n = conn.execute(
+        "UPDATE users SET quota = ?2 WHERE address = ?1",
+        rusqlite::params![normalize(address), quota.to_sql()],
+    )?;
+    Ok(n == 1)
+}
+
+/// A user's quota setting, `None` if there is no such user.
+pub fn quota(db: &Db<'_>, address: &str) -> Result<Option<Quota>> {
+    let conn = db.sql();
+    Ok(conn
+        .prepare_cached("SELECT quota FROM users WHERE address = ?1")?
+        .query_row([normalize(address)], |r| r.get::<_, Option<i64>>(0))
+        .optional()
+        .map(|o| o.map(Quota::from_sql))?)
+}
+
+/// Every user with their quota setting, sorted by address.
+pub fn list_quotas(db: &Db<'_>) -> Result<Vec<(String, Quota)>> {
+    let conn = db.sql();
+    let mut st = conn.prepare("SELECT address, quota FROM users ORDER BY address")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, Quota::from_sql(r.get(1)?))))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// The stored hash of a user.
 pub fn password_hash(db: &Db<'_>, address: &str) -> Result<Option<String>> {
     let conn = db.sql();

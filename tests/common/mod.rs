@@ -115,6 +115,8 @@ pub struct TestProvider {
     pub inbound: u16,
     pub imap: u16,
     pub imaps: u16,
+    pub pop3: u16,
+    pub pop3s: u16,
     pub admin: u16,
     pub ca_pem: PathBuf,
     pub child: Option<Child>,
@@ -137,6 +139,8 @@ impl TestProvider {
             inbound: free_port(),
             imap: free_port(),
             imaps: free_port(),
+            pop3: free_port(),
+            pop3s: free_port(),
             admin: free_port(),
             ca_pem: certs.join("ca.pem"),
             child: None,
@@ -183,6 +187,8 @@ submissions = "127.0.0.1:{subs}"
 inbound = "127.0.0.1:{inb}"
 imap = "127.0.0.1:{imap}"
 imaps = "127.0.0.1:{imaps}"
+pop3 = "127.0.0.1:{pop3}"
+pop3s = "127.0.0.1:{pop3s}"
 
 [admin]
 listen = "127.0.0.1:{admin}"
@@ -201,6 +207,8 @@ index_check_interval = "200ms"
             inb = self.inbound,
             imap = self.imap,
             imaps = self.imaps,
+            pop3 = self.pop3,
+            pop3s = self.pop3s,
             admin = self.admin,
         );
         std::fs::write(self.config_path(), text).unwrap();
@@ -1167,6 +1175,30 @@ pub fn imap(
     recs
 }
 
+/// Run a scenario of `tests/pop3_client.py` (Python's poplib) against
+/// `port` in `mode` (`tls` or `plain`); one JSON record a step (step 0 is
+/// the greeting).
+pub fn pop3(p: &TestProvider, port: u16, mode: &str, script: &str) -> Vec<serde_json::Value> {
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pop3_client.py");
+    let out = std::process::Command::new("python3")
+        .arg(py)
+        .args(["127.0.0.1", &port.to_string(), mode, script])
+        .env("POP3_CAFILE", &p.ca_pem)
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let recs: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect();
+    assert!(
+        !recs.is_empty(),
+        "no output; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    recs
+}
+
 /// The record of step `n`.
 pub fn step(recs: &[serde_json::Value], n: usize) -> &serde_json::Value {
     recs.iter()
@@ -1191,6 +1223,8 @@ pub fn free_listen_ports(cfg: &Path) -> u16 {
             "inbound",
             "imap",
             "imaps",
+            "pop3",
+            "pop3s",
             "listen",
         ];
         if keys.contains(&key) {
