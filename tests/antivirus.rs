@@ -261,3 +261,221 @@ fn without_antivirus_the_provider_says_it_runs_without_virus_checks() {
             .then_some(())
     });
 }
+
+const CARLO: &str = "carlo@pec.alpha.test";
+const BEA: &str = "bea@pec.beta.test";
+
+/// Alpha, which does not scan (a peer that lets an infected busta out), and
+/// Beta, which scans with `clamd`; they know and route to each other. Both
+/// retry every second or two, and Alpha's 12 h / 24 h limits are `timers`.
+fn alpha_and_beta(
+    ca: &TestCa,
+    clamd: &Clamd,
+    timers: (&str, &str),
+) -> (TestProvider, TestProvider) {
+    let mut a = ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["carlo"]);
+    a.extra_config = fast_timers(timers.0, timers.1);
+    let mut b = ProviderSpec::new("Beta PEC S.p.A.", "pec.beta.test", &["bea"]);
+    b.extra_config = format!(
+        "[antivirus]\nclamd = \"unix:{}\"\ntimeout = \"10s\"\n\n[queue]\nretry_initial = \"1s\"\nretry_max = \"2s\"\n",
+        clamd.socket().display()
+    );
+    let a = TestProvider::prepare(ca, &a);
+    let b = TestProvider::prepare(ca, &b);
+    let index = format!("{}{}", a.index_entry(), b.index_entry());
+    a.write_index(&index);
+    b.write_index(&index);
+    a.route_to(&b);
+    b.route_to(&a);
+    (a, b)
+}
+
+/// A message whose attachment is EICAR in base64: only a scanner that
+/// decodes the MIME parts (of `postacert.eml`, inside the signed busta) sees it.
+fn infected_pec(from: &str, to: &str, subject: &str) -> Vec<u8> {
+    let b64 = openssl::base64::encode_block(eicar().as_bytes());
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{}@client.test>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nin allegato la fattura\r\n--b1\r\nContent-Type: application/pdf; name=\"fattura.pdf\"\r\nContent-Disposition: attachment; filename=\"fattura.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b1--\r\n",
+        subject.replace(' ', ".")
+    )
+    .into_bytes()
+}
+
+fn bustas(p: &TestProvider, to: &str) -> usize {
+    p.messages_with(to, "X-Trasporto", "posta-certificata")
+        .len()
+        + p.messages_with(to, "X-Trasporto", "errore").len()
+}
+
+#[tokio::test]
+async fn infected_busta_from_a_peer_is_not_delivered_and_the_sender_hears_of_it_once() {
+    let ca = TestCa::new();
+    let clamd = Clamd::start();
+    let (mut a, mut b) = alpha_and_beta(&ca, &clamd, ("3s", "6s"));
+    a.start();
+    b.start();
+    let subject = "Fattura infetta";
+    let raw = infected_pec(CARLO, BEA, subject);
+    let reply = a
+        .submit_raw(CARLO, &[BEA], &raw, false)
+        .await
+        .expect("Alpha does not scan: accepted");
+    let id = ident_of(&reply);
+
+    // Beta: one avviso di rilevazione virus, logged for bea, signed, to
+    // Alpha's receipt mailbox, with X-Mittente; no presa in carico.
+    let logged = b.wait_events("rilevazione-virus", 1, |e| {
+        e["identificativo"] == id.as_str()
+    });
+    assert_eq!(logged[0]["recipients"], BEA, "{logged:?}");
+    assert!(
+        logged[0]["error"].as_str().unwrap().contains(SIGNATURE),
+        "{logged:?}"
+    );
+    let notices: Vec<Vec<u8>> = b
+        .spool_files()
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| header(m, "X-Ricevuta").as_deref() == Some("rilevazione-virus"))
+        .collect();
+    assert_eq!(notices.len(), 1, "one rilevazione-virus emitted");
+    let n = &notices[0];
+    assert_eq!(
+        header(n, "Subject").unwrap(),
+        format!("PROBLEMA DI SICUREZZA: {subject}")
+    );
+    assert_eq!(
+        header(n, "To").as_deref(),
+        Some("posta-certificata@pec.alpha.test")
+    );
+    assert_eq!(header(n, "X-Mittente").as_deref(), Some(CARLO));
+    assert_eq!(header(n, "X-VerificaSicurezza").as_deref(), Some("errore"));
+    openssl_verify(n, &b.ca_pem).expect("rilevazione-virus verifies with openssl");
+    xmllint_message(n).expect("its daticert is valid");
+    let d = daticert(n);
+    assert_eq!(d.tipo.as_str(), "rilevazione-virus");
+    assert_eq!(d.errore.as_str(), "virus");
+    assert_eq!(d.identificativo, id);
+    assert_eq!(d.ricezione, vec![BEA.to_string()]);
+    assert!(events_of(&b, "presa-in-carico", Some(&id)).is_empty());
+
+    // Alpha: verified like any receipt, then one avviso di mancata consegna
+    // per virus to carlo.
+    let mc = a.wait_for("mancata consegna per virus", 30, || {
+        let m = receipts_for(&a, CARLO, "errore-consegna", &id);
+        (!m.is_empty()).then_some(m)
+    });
+    let m = &mc[0];
+    assert_eq!(
+        header(m, "Subject").unwrap(),
+        format!("AVVISO DI MANCATA CONSEGNA PER VIRUS: {subject}")
+    );
+    assert_eq!(header(m, "X-VerificaSicurezza").as_deref(), Some("errore"));
+    openssl_verify(m, &a.ca_pem).expect("mancata consegna verifies with openssl");
+    xmllint_message(m).expect("its daticert is valid");
+    let d = daticert(m);
+    assert_eq!(d.tipo.as_str(), "errore-consegna");
+    assert_eq!(d.errore.as_str(), "virus");
+    assert_eq!(d.consegna.as_deref(), Some(BEA));
+    assert_eq!(d.gestore_emittente, "Alpha PEC S.p.A.");
+    assert!(d.errore_esteso.unwrap().contains(SIGNATURE));
+    assert_eq!(
+        events_of(&a, "ricevuta-rilevazione-virus", Some(&id)).len(),
+        1
+    );
+
+    // Past both time limits: still exactly one notice, no 12 h / 24 h one,
+    // no presa in carico, nothing in bea's box, one quarantined busta.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(receipts_for(&a, CARLO, "errore-consegna", &id).len(), 1);
+    assert!(receipts_for(&a, CARLO, "preavviso-errore-consegna", &id).is_empty());
+    assert!(events_of(&a, "preavviso-errore-consegna", Some(&id)).is_empty());
+    assert!(events_of(&a, "ricevuta-presa-in-carico", Some(&id)).is_empty());
+    assert_eq!(
+        events_of(&a, "errore-consegna", Some(&id)).len(),
+        1,
+        "logged once at Alpha"
+    );
+    assert_eq!(events_of(&b, "rilevazione-virus", Some(&id)).len(), 1);
+    assert_eq!(bustas(&b, BEA), 0, "the infected busta was delivered");
+    assert!(b.mailbox(BEA).is_empty(), "bea got something");
+    let q = b.cli_json(&["quarantine", "list", "--json"]);
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0]["point"], "reception");
+    assert_eq!(q[0]["identificativo"], id.as_str());
+    assert!(q[0]["virus"].as_str().unwrap().starts_with(SIGNATURE));
+
+    // Ordinary infected mail at Beta's reception point: not delivered (no
+    // busta di anomalia), logged and quarantined.
+    let plain = infected_pec("mallory@esterno.test", BEA, "Ordinaria infetta");
+    send_plain(b.inbound, "mallory@esterno.test", &[BEA], &plain);
+    let v = b.wait_events("virus", 2, |_| true);
+    assert!(
+        v.iter()
+            .any(|e| e["detail"].as_str().unwrap().starts_with("ordinary mail")),
+        "{v:?}"
+    );
+    let q = b.cli_json(&["quarantine", "list", "--json"]);
+    assert_eq!(q.len(), 2, "{q:?}");
+    let kept = std::fs::read(
+        b.path()
+            .join("data/quarantine")
+            .join(q[1]["file"].as_str().unwrap()),
+    )
+    .unwrap();
+    assert!(
+        kept == plain || kept == [&plain[..], b"\r\n"].concat(),
+        "kept byte for byte"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(events_of(&b, "anomalia", None).is_empty());
+    assert!(b.mailbox(BEA).is_empty(), "bea got something");
+    let metrics = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{}/metrics", b.admin)])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("pecd_virus_scans_total{point=\"reception\",result=\"infected\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn with_clamd_down_an_inbound_busta_waits_and_is_delivered_when_it_is_back() {
+    let ca = TestCa::new();
+    let mut clamd = Clamd::start();
+    let (mut a, mut b) = alpha_and_beta(&ca, &clamd, ("12h", "24h"));
+    a.start();
+    b.start();
+    clamd.stop();
+    let msg = message(CARLO, &[BEA], &[], "Mentre clamd dorme", "", "Ciao");
+    let reply = a.submit_raw(CARLO, &[BEA], &msg, false).await.unwrap();
+    let id = ident_of(&reply);
+
+    // Beta took the busta over SMTP, but its inbound job fails and is retried.
+    b.wait_for("the inbound job to fail on the scan", 30, || {
+        queue_jobs(&b)
+            .into_iter()
+            .find(|j| {
+                j["kind"] == "inbound"
+                    && j["attempts"].as_i64().unwrap_or(0) >= 2
+                    && j["last_error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("clamd"))
+            })
+            .map(|_| ())
+    });
+    assert_eq!(bustas(&b, BEA), 0, "delivered without a scan");
+    assert!(events_of(&b, "busta-ricevuta", Some(&id)).is_empty());
+    assert!(events_of(&a, "ricevuta-presa-in-carico", Some(&id)).is_empty());
+
+    clamd.run();
+    b.wait_messages(BEA, "X-Trasporto", "posta-certificata", 1);
+    a.wait_for("the consegna", 30, || {
+        let m = receipts_for(&a, CARLO, "avvenuta-consegna", &id);
+        (!m.is_empty()).then_some(())
+    });
+    assert_eq!(events_of(&b, "busta-ricevuta", Some(&id)).len(), 1);
+    assert!(b.cli_json(&["quarantine", "list", "--json"]).is_empty());
+}

@@ -346,7 +346,9 @@ async fn screen(ctx: &Ctx, raw: &[u8]) -> Result<Screen, Refusal> {
     let Some(s) = &*scanner else {
         return Ok(Screen::Clean);
     };
-    match s.scan(raw).await {
+    let r = s.scan(raw).await;
+    ctx.metrics.virus_scan("submission", &r);
+    match r {
         Ok(crate::antivirus::Verdict::Clean) => Ok(Screen::Clean),
         Ok(crate::antivirus::Verdict::Infected(v)) => Ok(Screen::Infected(v)),
         Err(e) => match s.on_error {
