@@ -28,13 +28,18 @@ struct Clamd {
 
 impl Clamd {
     fn start() -> Clamd {
+        Clamd::start_with_limit("100M")
+    }
+
+    /// A clamd whose `StreamMaxLength` is `limit` (clamd's size syntax).
+    fn start_with_limit(limit: &str) -> Clamd {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db");
         std::fs::create_dir(&db).unwrap();
         let hex: String = eicar().bytes().map(|b| format!("{b:02x}")).collect();
         std::fs::write(db.join("pecd.ndb"), format!("{SIGNATURE}:0:*:{hex}\n")).unwrap();
         let conf = format!(
-            "Foreground yes\nLocalSocket {}\nDatabaseDirectory {}\nStreamMaxLength 100M\nLogFile {}\n",
+            "Foreground yes\nLocalSocket {}\nDatabaseDirectory {}\nStreamMaxLength {limit}\nLogFile {}\n",
             dir.path().join("clamd.sock").display(),
             db.display(),
             dir.path().join("clamd.log").display()
@@ -242,12 +247,12 @@ async fn infected_and_blocked_submissions_are_refused_with_signed_notices() {
     );
 }
 
-#[test]
-fn without_antivirus_the_provider_says_it_runs_without_virus_checks() {
+#[tokio::test]
+async fn without_antivirus_the_provider_says_it_runs_without_virus_checks() {
     let ca = TestCa::new();
     let mut p = TestProvider::prepare(
         &ca,
-        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]),
+        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice", "bob"]),
     );
     let out = p.cli(&["check-config"], "");
     assert!(
@@ -260,6 +265,33 @@ fn without_antivirus_the_provider_says_it_runs_without_virus_checks() {
             .contains("running without virus checks")
             .then_some(())
     });
+    let infected = with_attachment(
+        "prima",
+        "text/plain; name=\"a.txt\"",
+        "attachment; filename=\"a.txt\"",
+        &eicar(),
+    );
+    p.submit_raw(ALICE, &[BOB], &infected, true)
+        .await
+        .expect("nothing is scanned");
+
+    // A reload that adds [antivirus] turns scanning on for the next message.
+    let clamd = Clamd::start();
+    p.append_config(&format!(
+        "[antivirus]\nclamd = \"unix:{}\"\n",
+        clamd.socket().display()
+    ));
+    p.sighup();
+    p.wait_for("the reload", 10, || {
+        p.log()
+            .contains("antivirus settings reloaded")
+            .then_some(())
+    });
+    let err = p
+        .submit_raw(ALICE, &[BOB], &infected, true)
+        .await
+        .expect_err("scanned after the reload");
+    assert!(err.to_string().contains(SIGNATURE), "{err}");
 }
 
 const CARLO: &str = "carlo@pec.alpha.test";
@@ -478,4 +510,46 @@ async fn with_clamd_down_an_inbound_busta_waits_and_is_delivered_when_it_is_back
     });
     assert_eq!(events_of(&b, "busta-ricevuta", Some(&id)).len(), 1);
     assert!(b.cli_json(&["quarantine", "list", "--json"]).is_empty());
+}
+
+#[test]
+fn check_config_and_serve_say_when_clamd_refuses_streams_of_max_scan_size() {
+    let ca = TestCa::new();
+    // clamd has no command reporting StreamMaxLength: pecd streams
+    // max_scan_size bytes to it and reads the answer.
+    let small = Clamd::start_with_limit("1M");
+    let spec = |clamd: &Clamd| {
+        let mut s = ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]);
+        s.extra_config = format!(
+            "[limits]\nmax_message_size = \"1MB\"\n\n[antivirus]\nclamd = \"unix:{}\"\nmax_scan_size = \"2MB\"\n",
+            clamd.socket().display()
+        );
+        s
+    };
+    let mut p = TestProvider::prepare(&ca, &spec(&small));
+    let out = p.cli(&["check-config"], "");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains("warning: clamd")
+            && text.contains("StreamMaxLength")
+            && text.contains("2000000"),
+        "{text}"
+    );
+    p.start();
+    p.wait_for("the start-up warning", 20, || {
+        p.log()
+            .contains("refuses a stream of 2000000 bytes")
+            .then_some(())
+    });
+
+    let big = Clamd::start_with_limit("3M");
+    let q = TestProvider::prepare(&ca, &spec(&big));
+    let out = q.cli(&["check-config"], "");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("takes streams of antivirus.max_scan_size (2000000 bytes)"),
+        "{text}"
+    );
+    assert!(!text.contains("warning"), "{text}");
 }

@@ -193,6 +193,44 @@ impl Scanner {
         .and_then(|r| parse_reply(&r))
     }
 
+    /// Whether clamd takes a stream of `max_scan_size` bytes. clamd has no
+    /// command that reports its `StreamMaxLength`, so this sends that many
+    /// zero bytes and reads what it answers: `Ok(None)` when it scanned
+    /// them, `Ok(Some(problem))` when it refused them for their size.
+    pub async fn check_stream_limit(&self) -> Result<Option<String>, ScanError> {
+        let err = |e: std::io::Error| ScanError(format!("clamd at {}: {e}", self.endpoint));
+        let total = self.max_scan_size;
+        let ask = async {
+            match &self.endpoint {
+                Endpoint::Unix(p) => {
+                    zeros_exchange(tokio::net::UnixStream::connect(p).await?, total).await
+                }
+                Endpoint::Tcp(a) => {
+                    zeros_exchange(tokio::net::TcpStream::connect(a.as_str()).await?, total).await
+                }
+            }
+        };
+        // Scanning the zeros takes clamd a while with a full database.
+        let r = match tokio::time::timeout(self.timeout * 4, ask).await {
+            Ok(r) => r.map_err(err)?,
+            Err(_) => {
+                return Err(ScanError(format!(
+                    "clamd at {} did not answer within {:?}",
+                    self.endpoint,
+                    self.timeout * 4
+                )))
+            }
+        };
+        match parse_reply(&r) {
+            Ok(_) => Ok(None),
+            Err(e) if e.0.contains("StreamMaxLength") => Ok(Some(format!(
+                "clamd at {} refuses a stream of {total} bytes: set its StreamMaxLength to at least antivirus.max_scan_size ({total} bytes), or larger messages cannot be scanned",
+                self.endpoint
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `zVERSION`: whether clamd answers, and what it runs.
     pub async fn version(&self) -> Result<String, ScanError> {
         let err = |e: std::io::Error| ScanError(format!("clamd at {}: {e}", self.endpoint));
@@ -247,6 +285,41 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     s.flush().await?;
     let mut r = Vec::new();
     (&mut s).take(MAX_REPLY).read_to_end(&mut r).await?;
+    Ok(r)
+}
+
+/// `INSTREAM` of `total` zero bytes, written chunk by chunk from one buffer.
+async fn zeros_exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    total: usize,
+) -> std::io::Result<Vec<u8>> {
+    let zeros = vec![0u8; CHUNK];
+    let mut left = total;
+    let mut result = Ok(());
+    if let Err(e) = s.write_all(b"zINSTREAM\0").await {
+        result = Err(e);
+    }
+    while result.is_ok() && left > 0 {
+        let n = left.min(CHUNK);
+        result = async {
+            s.write_all(&(n as u32).to_be_bytes()).await?;
+            s.write_all(&zeros[..n]).await
+        }
+        .await;
+        left -= n;
+    }
+    if result.is_ok() {
+        result = s.write_all(&[0, 0, 0, 0]).await;
+    }
+    let mut r = Vec::new();
+    let read = (&mut s).take(MAX_REPLY).read_to_end(&mut r).await;
+    // clamd closes early past its StreamMaxLength, after saying why: what
+    // it said counts, whatever the write or the end of the read met.
+    if !r.is_empty() {
+        return Ok(r);
+    }
+    result?;
+    read?;
     Ok(r)
 }
 

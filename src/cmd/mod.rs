@@ -96,16 +96,42 @@ fn check_config(path: &Path) -> AdminResult {
     Ok(ExitCode::FAILURE)
 }
 
-/// What check-config says about scanning: off, or the StreamMaxLength clamd needs.
+/// What check-config says about scanning: off, or whether clamd answers and
+/// takes streams of `max_scan_size` (it is asked: a configuration file
+/// check cannot see clamd's own settings).
 fn antivirus_note(cfg: &Config) -> String {
-    match crate::antivirus::Scanner::from_config(cfg) {
-        Ok(None) => "no [antivirus]: the provider runs without virus checks".into(),
-        Ok(Some(s)) => format!(
-            "antivirus: clamd at {}; its StreamMaxLength must be at least {} bytes (antivirus.max_scan_size)",
-            s.endpoint, s.max_scan_size
-        ),
-        Err(e) => e,
-    }
+    let s = match crate::antivirus::Scanner::from_config(cfg) {
+        Ok(None) => return "no [antivirus]: the provider runs without virus checks".into(),
+        Ok(Some(s)) => s,
+        Err(e) => return e,
+    };
+    let head = format!("antivirus: clamd at {}", s.endpoint);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return format!("{head}: not checked ({e})"),
+    };
+    rt.block_on(async {
+        let version = match s.version().await {
+            Ok(v) => v,
+            Err(e) => {
+                return format!(
+                    "warning: {head} does not answer ({e}); its StreamMaxLength must be at least {} bytes (antivirus.max_scan_size)",
+                    s.max_scan_size
+                )
+            }
+        };
+        match s.check_stream_limit().await {
+            Ok(None) => format!(
+                "{head} ({version}) takes streams of antivirus.max_scan_size ({} bytes)",
+                s.max_scan_size
+            ),
+            Ok(Some(problem)) => format!("warning: {problem}"),
+            Err(e) => format!("warning: {head} ({version}): StreamMaxLength not checked: {e}"),
+        }
+    })
 }
 
 fn read_password(from_stdin: bool, address: &str) -> Result<String, Box<dyn std::error::Error>> {

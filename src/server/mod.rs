@@ -470,7 +470,20 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         Some(s) => match s.version().await {
             Ok(v) => {
                 tracing::info!(clamd = %s.endpoint, version = %v, max_scan_size = s.max_scan_size,
-                "virus checks on (clamd's StreamMaxLength must be at least max_scan_size)")
+                "virus checks on (clamd's StreamMaxLength must be at least max_scan_size)");
+                // In the background: the probe streams max_scan_size bytes.
+                let s = s.clone();
+                tokio::spawn(async move {
+                    match s.check_stream_limit().await {
+                        Ok(None) => tracing::info!(
+                            max_scan_size = s.max_scan_size,
+                            "clamd takes streams of antivirus.max_scan_size"
+                        ),
+                        Ok(Some(problem)) => tracing::warn!("{problem}"),
+                        Err(e) => tracing::warn!(error = %e,
+                            "clamd's StreamMaxLength could not be checked"),
+                    }
+                });
             }
             Err(e) => tracing::warn!(error = %e, on_error = ?s.on_error,
                 "clamd does not answer: scans will fail until it does"),
