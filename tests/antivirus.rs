@@ -305,12 +305,22 @@ fn alpha_and_beta(
     clamd: &Clamd,
     timers: (&str, &str),
 ) -> (TestProvider, TestProvider) {
+    alpha_and_beta_with(ca, &clamd.socket(), timers, "")
+}
+
+/// As [`alpha_and_beta`], Beta's clamd at `socket` and `more` in its `[antivirus]`.
+fn alpha_and_beta_with(
+    ca: &TestCa,
+    socket: &std::path::Path,
+    timers: (&str, &str),
+    more: &str,
+) -> (TestProvider, TestProvider) {
     let mut a = ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["carlo"]);
     a.extra_config = fast_timers(timers.0, timers.1);
     let mut b = ProviderSpec::new("Beta PEC S.p.A.", "pec.beta.test", &["bea"]);
     b.extra_config = format!(
-        "[antivirus]\nclamd = \"unix:{}\"\ntimeout = \"10s\"\n\n[queue]\nretry_initial = \"1s\"\nretry_max = \"2s\"\n",
-        clamd.socket().display()
+        "[antivirus]\nclamd = \"unix:{}\"\ntimeout = \"10s\"\n{more}\n[queue]\nretry_initial = \"1s\"\nretry_max = \"2s\"\n",
+        socket.display()
     );
     let a = TestProvider::prepare(ca, &a);
     let b = TestProvider::prepare(ca, &b);
@@ -552,4 +562,54 @@ fn check_config_and_serve_say_when_clamd_refuses_streams_of_max_scan_size() {
         "{text}"
     );
     assert!(!text.contains("warning"), "{text}");
+}
+
+#[tokio::test]
+async fn with_on_error_accept_a_busta_is_delivered_unscanned_and_the_log_says_so() {
+    let ca = TestCa::new();
+    // No clamd listens here.
+    let none = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = alpha_and_beta_with(
+        &ca,
+        &none.path().join("clamd.sock"),
+        ("12h", "24h"),
+        "on_error = \"accept\"\n",
+    );
+    a.start();
+    b.start();
+    let msg = message(CARLO, &[BEA], &[], "Senza clamd", "", "Ciao");
+    let reply = a.submit_raw(CARLO, &[BEA], &msg, false).await.unwrap();
+    let id = ident_of(&reply);
+    b.wait_messages(BEA, "X-Trasporto", "posta-certificata", 1);
+    let log = b.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("without a virus scan"))
+        .unwrap_or_else(|| panic!("no warning line:\n{log}"));
+    assert!(line.contains(&id), "{line}");
+    // Mail flows, so /health does not fail on clamd.
+    let health = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://127.0.0.1:{}/health", b.admin),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&health.stdout), "200");
+    // A submission at Beta goes through unscanned too, noted in its log row.
+    let out = message(BEA, &[CARLO], &[], "Anche io", "", "Ciao");
+    let reply = b.submit_raw(BEA, &[CARLO], &out, false).await.unwrap();
+    let id = ident_of(&reply);
+    let acc = events_of(&b, "accettazione", Some(&id));
+    assert!(
+        acc[0]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not scanned"),
+        "{acc:?}"
+    );
 }
