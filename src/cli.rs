@@ -93,6 +93,28 @@ pub enum UserCommand {
     },
     /// List users with their mailbox usage and quota.
     List,
+    /// The web login's second factor (RFC 6238 TOTP).
+    Totp {
+        /// `enable` (prints the otpauth:// URI) or `disable`.
+        #[command(subcommand)]
+        action: TotpAction,
+    },
+}
+
+/// `pecd user totp …`
+#[derive(Debug, Subcommand)]
+pub enum TotpAction {
+    /// Make a fresh secret and require its code at web login; prints the
+    /// `otpauth://` URI (SHA-1, 6 digits, 30 s) for an authenticator app.
+    Enable {
+        /// Address.
+        address: String,
+    },
+    /// Stop asking for the code.
+    Disable {
+        /// Address.
+        address: String,
+    },
 }
 
 /// `pecd log …`
@@ -231,6 +253,10 @@ pub struct BenchArgs {
     /// `[queue] workers` of both providers (default: the configuration's).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Measure the webmail instead: the first page of an INBOX holding
+    /// `--messages` messages, 100 times over HTTPS (issue 11: 10,000).
+    #[arg(long, conflicts_with_all = ["dead_peer", "rate"])]
+    pub webmail: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -51,6 +51,9 @@ pub struct Config {
     /// `[mailbox]`
     #[serde(default)]
     pub mailbox: MailboxSection,
+    /// `[web]`
+    #[serde(default)]
+    pub web: WebSection,
     /// `[antivirus]`; absent: nothing is scanned.
     #[serde(default)]
     pub antivirus: Option<AntivirusSection>,
@@ -180,6 +183,27 @@ impl Default for MailboxSection {
     }
 }
 
+/// `[web]`: the users' webmail (HTTPS with the `[tls]` certificate).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSection {
+    /// `host:port` (default `127.0.0.1:2443`), or `"off"` for none.
+    #[serde(default = "default_web_listen")]
+    pub listen: String,
+    /// A session unused for this long is gone (default `30m`).
+    #[serde(default = "default_session_idle")]
+    pub session_idle: String,
+}
+
+impl Default for WebSection {
+    fn default() -> Self {
+        WebSection {
+            listen: default_web_listen(),
+            session_idle: default_session_idle(),
+        }
+    }
+}
+
 fn default_quota_warning() -> String {
     "90%".into()
 }
@@ -211,6 +235,22 @@ pub fn parse_percent(s: &str) -> Result<u64, String> {
         Ok(n)
     } else {
         Err(format!("{s:?}: must be between 1% and 100%"))
+    }
+}
+
+fn default_web_listen() -> String {
+    "127.0.0.1:2443".into()
+}
+
+fn default_session_idle() -> String {
+    "30m".into()
+}
+
+impl WebSection {
+    /// The address to bind, or `None` when the webmail is turned off.
+    pub fn address(&self) -> Option<String> {
+        let l = self.listen.trim();
+        (!l.is_empty() && !l.eq_ignore_ascii_case("off")).then(|| l.to_string())
     }
 }
 
@@ -941,6 +981,9 @@ impl Config {
         keep!(listen.inbound, "listen.inbound");
         keep!(listen.imap, "listen.imap");
         keep!(listen.imaps, "listen.imaps");
+        keep!(listen.pop3, "listen.pop3");
+        keep!(listen.pop3s, "listen.pop3s");
+        keep!(web.listen, "web.listen");
         keep!(admin.listen, "admin.listen");
         keep!(log.format, "log.format");
         keep!(queue.workers, "queue.workers");
@@ -996,6 +1039,14 @@ impl Config {
         }
         if let Err(e) = parse_percent(&self.mailbox.quota_warning) {
             p.push(format!("mailbox.quota_warning: {e}"));
+        }
+        if let Some(v) = self.web.address() {
+            if let Err(e) = parse_addr(&v) {
+                p.push(format!("web.listen: {e}"));
+            }
+        }
+        if parse_duration(&self.web.session_idle).is_ok_and(|d| d.is_zero()) {
+            p.push("web.session_idle: must be longer than 0".into());
         }
         match parse_size(&self.limits.max_message_size) {
             Ok(n) if n < 1000 => p.push("limits.max_message_size: too small".into()),
@@ -1062,6 +1113,7 @@ impl Config {
             ("queue.retry_max", &self.queue.retry_max),
             ("queue.shutdown_grace", &self.queue.shutdown_grace),
             ("queue.relay_timeout", &self.queue.relay_timeout),
+            ("web.session_idle", &self.web.session_idle),
             ("timers.preavviso_after", &self.timers.preavviso_after),
             ("timers.expire_after", &self.timers.expire_after),
         ] {
@@ -1377,6 +1429,23 @@ key = "certs/tls.key"
         let e = locate_in(None, None, &defaults).unwrap_err();
         assert!(e.contains(&a.display().to_string()) && e.contains(&b.display().to_string()));
         assert!(e.contains("--config") && e.contains(CONFIG_ENV), "{e}");
+    }
+
+    #[test]
+    fn web_listener_defaults_to_loopback_2443_with_30m_sessions() {
+        let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
+        assert_eq!(c.web.address().as_deref(), Some("127.0.0.1:2443"));
+        assert_eq!(
+            c.duration(&c.web.session_idle, Duration::ZERO),
+            Duration::from_secs(1800)
+        );
+        let text = format!("{MINIMAL}\n[web]\nlisten = \"off\"\nsession_idle = \"0s\"\n");
+        let c = Config::from_str_at(&text, Path::new(".")).unwrap();
+        assert_eq!(c.web.address(), None);
+        assert!(c
+            .validate(false)
+            .iter()
+            .any(|p| p.starts_with("web.session_idle")));
     }
 
     #[test]

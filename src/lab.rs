@@ -122,7 +122,7 @@ impl Lab {
                 &s.name,
                 &s.domain,
                 &format!("mx.{}", s.domain),
-                [0, 0, *port, 0, 0, 0, 0, 0],
+                [0, 0, *port, 0, 0, 0, 0, 0, 0],
             ) + "\n"
                 + extra
                 + "\n"

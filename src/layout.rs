@@ -3,18 +3,19 @@
 
 /// The config `pecd init` writes (also the shape of `config/pecd.toml`),
 /// listening on loopback.
-pub fn provider_config_text(name: &str, domain: &str, hostname: &str, ports: [u16; 8]) -> String {
+pub fn provider_config_text(name: &str, domain: &str, hostname: &str, ports: [u16; 9]) -> String {
     provider_config_text_at(name, domain, hostname, "127.0.0.1", ports)
 }
 
 /// [`provider_config_text`] with the listeners on `host`; ports in the order
-/// submission, submissions, inbound, imap, imaps, pop3, pop3s, admin (on loopback).
+/// submission, submissions, inbound, imap, imaps, pop3, pop3s, admin (on
+/// loopback), web.
 pub fn provider_config_text_at(
     name: &str,
     domain: &str,
     hostname: &str,
     host: &str,
-    ports: [u16; 8],
+    ports: [u16; 9],
 ) -> String {
     format!(
         r#"# pecd provider configuration; every key is documented in docs/configuration.md.
@@ -47,6 +48,9 @@ pop3s = "{host}:{}"
 [admin]
 listen = "127.0.0.1:{}"
 
+[web]
+listen = "{host}:{}"   # webmail, HTTPS with the [tls] certificate
+
 [trust]
 ca = ["certs/ca.pem"]
 index = "index.toml"
@@ -55,7 +59,7 @@ index = "index.toml"
 max_message_size = "30MB"
 max_recipients = 100
 "#,
-        ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6], ports[7]
+        ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6], ports[7], ports[8]
     )
 }
 

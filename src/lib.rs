@@ -19,6 +19,7 @@
 //! *sintetica* synthetic); *mancata consegna* non-delivery; *preavviso* early
 //! warning; *identificativo* the message's unique id; *daticert* the
 //! certification data XML; *indice dei gestori* provider index.
+pub mod accept;
 pub mod antivirus;
 pub mod certs;
 pub mod cli;

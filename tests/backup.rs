@@ -55,6 +55,7 @@ fn same_provider_elsewhere(a: &TestProvider) -> TestProvider {
         pop3: a.pop3,
         pop3s: a.pop3s,
         admin: a.admin,
+        web: a.web,
         ca_pem: certs.join("ca.pem"),
         child: None,
         users: a.users.clone(),

@@ -40,3 +40,28 @@ fn bench_reports_throughput_latency_and_the_signing_bound() {
         bound > 0.0 && (fraction - r["messages_per_second"].as_f64().unwrap() / bound).abs() < 1e-9
     );
 }
+
+#[test]
+fn bench_webmail_times_the_first_page_of_a_large_folder() {
+    let out = std::process::Command::new(common::pecd_bin())
+        .args(["bench", "--webmail", "--messages", "300", "--json"])
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run pecd bench --webmail");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON object");
+    assert_eq!(r["messages"], 300, "{r:#}");
+    assert_eq!(r["first_page_ms"]["n"], 100, "{r:#}");
+    let p99 = r["first_page_ms"]["p99"].as_f64().unwrap();
+    assert!(p99 > 0.0, "{r:#}");
+    assert!(
+        (r["p99_of_target"].as_f64().unwrap() - p99 / 200.0).abs() < 1e-9,
+        "{r:#}"
+    );
+    assert_eq!(r["debug_build"], cfg!(debug_assertions), "{r:#}");
+}

@@ -218,6 +218,15 @@ fn listen_of(cfg: &str, key: &str) -> String {
         .to_string()
 }
 
+/// `listen` of the `[web]` table.
+fn web_listen_of(cfg: &str) -> String {
+    let web = cfg
+        .split("[web]")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no [web] in {cfg}"));
+    listen_of(web, "listen")
+}
+
 #[test]
 fn init_checks_the_domain_writes_production_ports_and_keeps_the_ca_key_apart() {
     let tmp = tempfile::tempdir().unwrap();
@@ -259,6 +268,9 @@ fn init_checks_the_domain_writes_production_ports_and_keeps_the_ca_key_apart() {
         assert_eq!(a.port(), port, "listen.{key}");
         assert!(!a.ip().is_loopback(), "listen.{key} only on loopback: {a}");
     }
+    let w: std::net::SocketAddr = web_listen_of(&cfg).parse().unwrap();
+    assert_eq!(w.port(), 443, "web.listen");
+    assert!(!w.ip().is_loopback(), "web.listen only on loopback: {w}");
     assert!(cfg.contains("mx_lookups = true"), "{cfg}");
     for f in files_under(&dir) {
         let bytes = std::fs::read(&f).unwrap();
@@ -315,6 +327,7 @@ fn init_checks_the_domain_writes_production_ports_and_keeps_the_ca_key_apart() {
     ] {
         assert_eq!(listen_of(&cfg, key), format!("127.0.0.1:{port}"));
     }
+    assert_eq!(web_listen_of(&cfg), "127.0.0.1:2443");
     assert!(cfg.contains("mx_lookups = false"), "{cfg}");
     assert!(!dev.join("certs/ca.key").exists());
 }

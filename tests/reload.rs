@@ -55,6 +55,18 @@ fn install(cert: &pecd::certs::CertKey, pem: &Path, key: &Path) {
     std::fs::rename(&tmp_pem, pem).unwrap();
 }
 
+/// A POP3S connection past its greeting.
+fn pop3s_connect(port: u16, ca: &Path) -> SslStream<TcpStream> {
+    let mut s = tls(TcpStream::connect(("127.0.0.1", port)).unwrap(), ca);
+    assert!(read_line(&mut s).starts_with("+OK"));
+    s
+}
+
+/// A TLS connection to the webmail (the handshake is all this test needs).
+fn web_connect(port: u16, ca: &Path) -> SslStream<TcpStream> {
+    tls(TcpStream::connect(("127.0.0.1", port)).unwrap(), ca)
+}
+
 /// A hand-driven IMAP client over TLS (implicit or after STARTTLS).
 struct Imap {
     s: SslStream<TcpStream>,
@@ -235,6 +247,9 @@ fn a_renewed_tls_certificate_reaches_new_connections_and_open_sessions_go_on() {
     smtp.starttls();
     assert_eq!(smtp.ehlo_auth(ALICE, PASSWORD).0, 235);
     assert_eq!(smtp_cert(&smtps), old);
+    let mut pop3s = pop3s_connect(p.pop3s, &p.ca_pem);
+    assert_eq!(presented(&pop3s), old);
+    assert_eq!(presented(&web_connect(p.web, &p.ca_pem)), old);
 
     let renewed = pecd::certs::generate_tls(&ca.ca, "mx.pec.alpha.test").unwrap();
     install(&renewed, &pem, &key);
@@ -263,6 +278,17 @@ fn a_renewed_tls_certificate_reaches_new_connections_and_open_sessions_go_on() {
     assert_eq!(c.cmd("EHLO peer.test").0, 250);
     c.starttls();
     assert_eq!(smtp_cert(&c), new, "inbound STARTTLS");
+    assert_eq!(presented(&pop3s_connect(p.pop3s, &p.ca_pem)), new, "pop3s");
+    let mut stls = TcpStream::connect(("127.0.0.1", p.pop3)).unwrap();
+    assert!(read_line(&mut stls).starts_with("+OK"));
+    stls.write_all(b"STLS\r\n").unwrap();
+    assert!(read_line(&mut stls).starts_with("+OK"));
+    assert_eq!(presented(&tls(stls, &p.ca_pem)), new, "pop3 STLS");
+    assert_eq!(presented(&web_connect(p.web, &p.ca_pem)), new, "web");
+    // The POP3 session opened before goes on with its certificate.
+    pop3s.write_all(b"CAPA\r\n").unwrap();
+    assert!(read_line(&mut pop3s).starts_with("+OK"));
+    assert_eq!(presented(&pop3s), old);
 
     // The sessions opened before go on, on the certificate they started with.
     assert_eq!(presented(&imaps.s), old);

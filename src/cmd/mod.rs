@@ -13,6 +13,7 @@ use crate::layout::{empty_index_text, provider_config_text_at};
 use crate::store::{self, maildir, users, Store};
 
 pub mod bench;
+pub mod bench_web;
 pub mod quarantine;
 pub mod serve;
 pub mod tools;
@@ -237,6 +238,32 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             println!("deleted {address} (its Maildir is kept)");
             ExitCode::SUCCESS
         }
+        UserCommand::Totp { action } => match action {
+            crate::cli::TotpAction::Enable { address } => {
+                let address = users::normalize(&address);
+                let secret = crate::server::web::totp::new_secret();
+                let hex = crate::pec::smime::hex_plain(&secret);
+                let a = address.clone();
+                if !st.write_blocking(move |c| users::set_totp(c, &a, &hex, now))? {
+                    return Err(format!("{address}: no such user").into());
+                }
+                println!(
+                    "{}",
+                    crate::server::web::totp::uri(&cfg.provider.name, &address, &secret)
+                );
+                eprintln!("second factor enabled for {address}: the web login now asks for the code (a running pecd reads it at the next login)");
+                ExitCode::SUCCESS
+            }
+            crate::cli::TotpAction::Disable { address } => {
+                let address = users::normalize(&address);
+                let a = address.clone();
+                if !st.write_blocking(move |c| users::clear_totp(c, &a))? {
+                    return Err(format!("{address}: second factor was not enabled").into());
+                }
+                println!("second factor disabled for {address}");
+                ExitCode::SUCCESS
+            }
+        },
         UserCommand::List => {
             let list = st.read_blocking(users::list_quotas)?;
             if list.is_empty() {
@@ -403,10 +430,10 @@ pub fn check_provider_domain(d: &str) -> Result<(), String> {
 }
 
 /// Ports `pecd init` writes: submission, submissions, inbound, imap, imaps,
-/// pop3, pop3s, admin.
-const PRODUCTION_PORTS: [u16; 8] = [587, 465, 25, 143, 993, 110, 995, 2980];
+/// pop3, pop3s, admin, web.
+const PRODUCTION_PORTS: [u16; 9] = [587, 465, 25, 143, 993, 110, 995, 2980, 443];
 /// The same on high loopback ports, those of the shipped `config/pecd.toml`.
-const DEV_PORTS: [u16; 8] = [2587, 2465, 2525, 2143, 2993, 2110, 2995, 2980];
+const DEV_PORTS: [u16; 9] = [2587, 2465, 2525, 2143, 2993, 2110, 2995, 2980, 2443];
 
 fn init(a: InitArgs) -> AdminResult {
     let domain = a.domain.trim().to_ascii_lowercase();
@@ -485,9 +512,14 @@ fn init(a: InitArgs) -> AdminResult {
         a.dir.display()
     )?;
     if a.dev {
-        writeln!(out, "  pecd.toml   configuration (development: 127.0.0.1 ports 2587, 2465, 2525, 2143, 2993,\n              2110, 2995; no MX lookups)")?;
+        writeln!(out, "  pecd.toml   configuration (development: 127.0.0.1 ports 2587, 2465, 2525, 2143, 2993,
+              2110, 2995, webmail 2443; no MX lookups)")?;
     } else {
-        writeln!(out, "  pecd.toml   configuration (all addresses, ports 25, 587, 465, 143, 993, 110, 995;\n              MX lookups on)")?;
+        writeln!(
+            out,
+            "  pecd.toml   configuration (all addresses, ports 25, 587, 465, 143, 993, 110, 995,
+              webmail 443; MX lookups on)"
+        )?;
     }
     writeln!(
         out,

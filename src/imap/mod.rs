@@ -115,76 +115,44 @@ impl ImapConfig {
 /// Accept connections until `shutdown` turns true; each one gets a session task.
 ///
 /// `cfg` may be a [`crate::live::Live`] cell: each connection takes the
-/// settings current when it is accepted (TLS context, limits) and keeps them
-/// to its end, so a reload changes what the next connection gets and drops
-/// no session.
+/// settings current when it is accepted (see [`crate::accept`]).
 pub async fn serve<A: ImapAuth>(
     listener: TcpListener,
     cfg: impl Into<crate::live::Live<ImapConfig>>,
     auth: Arc<A>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let live: crate::live::Live<ImapConfig> = cfg.into();
-    let first = live.get();
-    let limit = crate::throttle::ConnectionCap::new(first.max_connections.max(1));
-    let per_ip = crate::throttle::ConnectionLimit::new(first.max_connections_per_ip);
-    drop(first);
-    let mut tasks = tokio::task::JoinSet::new();
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = session::wait_shutdown(&mut shutdown) => break,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "imap accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+    crate::accept::serve(
+        "imap",
+        listener,
+        cfg.into(),
+        shutdown,
+        session::refuse,
+        move |tcp, ip, cfg, sd| {
+            let auth = auth.clone();
+            async move {
+                if let Err(e) = session::run(tcp, ip, cfg, auth, sd).await {
+                    tracing::debug!(peer = %ip, error = %e, "imap session ended with error");
+                }
             }
-        };
-        let cfg = live.get();
-        limit.set_max(cfg.max_connections.max(1));
-        per_ip.set_max(cfg.max_connections_per_ip);
-        // One host must not take every slot: its own cap is checked first.
-        let Some(slot) = per_ip.try_acquire(peer.ip()) else {
-            tracing::warn!(%peer, "imap per-IP connection limit reached");
-            tokio::spawn(session::refuse(
-                tcp,
-                cfg.implicit_tls,
-                "too many connections from your address, try again later",
-            ));
-            continue;
-        };
-        let Some(permit) = limit.try_acquire() else {
-            tracing::warn!(%peer, "imap connection limit reached");
-            tokio::spawn(session::refuse(
-                tcp,
-                cfg.implicit_tls,
-                "too many connections, try again later",
-            ));
-            continue;
-        };
-        let (auth, sd) = (auth.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            let _permit = permit;
-            let _slot = slot;
-            let _open = cfg.connections.open();
-            if let Err(e) = session::run(tcp, peer.ip(), cfg, auth, sd).await {
-                tracing::debug!(%peer, error = %e, "imap session ended with error");
-            }
-        });
-        // Reap finished sessions so the set does not grow without bound.
-        while tasks.try_join_next().is_some() {}
+        },
+    )
+    .await
+}
+
+impl crate::accept::Admission for ImapConfig {
+    fn max_connections(&self) -> usize {
+        self.max_connections
     }
-    // Sessions see the same shutdown signal and say BYE; give them a moment.
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    fn max_connections_per_ip(&self) -> usize {
+        self.max_connections_per_ip
+    }
+    fn implicit_tls(&self) -> bool {
+        self.implicit_tls
+    }
+    fn gauge(&self) -> &crate::metrics::ConnectionGauge {
+        &self.connections
+    }
 }
 
 /// Create an empty Maildir (and the default Sent/Drafts/Trash folders) for a new user.

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 /// Why a login was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,7 @@ impl Drop for MaildropLock {
 }
 
 /// Settings of one POP3 listener.
+#[derive(Clone)]
 pub struct Pop3Config {
     /// Root of all Maildirs (`<mail_root>/<domain>/<localpart>/`).
     pub mail_root: PathBuf,
@@ -138,62 +139,44 @@ impl Pop3Config {
 }
 
 /// Accept connections until `shutdown` turns true; each one gets a session task.
+///
+/// `cfg` may be a [`crate::live::Live`] cell: each connection takes the
+/// settings current when it is accepted (see [`crate::accept`]).
 pub async fn serve<A: Pop3Auth>(
     listener: TcpListener,
-    cfg: Arc<Pop3Config>,
+    cfg: impl Into<crate::live::Live<Pop3Config>>,
     auth: Arc<A>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
-    let per_ip = crate::throttle::ConnectionLimit::new(cfg.max_connections_per_ip);
-    let mut tasks = tokio::task::JoinSet::new();
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = crate::imap::session::wait_shutdown(&mut shutdown) => break,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "pop3 accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+    crate::accept::serve(
+        "pop3",
+        listener,
+        cfg.into(),
+        shutdown,
+        session::refuse,
+        move |tcp, ip, cfg, sd| {
+            let auth = auth.clone();
+            async move {
+                if let Err(e) = session::run(tcp, ip, cfg, auth, sd).await {
+                    tracing::debug!(peer = %ip, error = %e, "pop3 session ended with error");
+                }
             }
-        };
-        let Some(slot) = per_ip.try_acquire(peer.ip()) else {
-            tracing::warn!(%peer, "pop3 per-IP connection limit reached");
-            tokio::spawn(session::refuse(
-                tcp,
-                cfg.implicit_tls,
-                "too many connections from your address, try again later",
-            ));
-            continue;
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "pop3 connection limit reached");
-            tokio::spawn(session::refuse(
-                tcp,
-                cfg.implicit_tls,
-                "too many connections, try again later",
-            ));
-            continue;
-        };
-        let (cfg, auth, sd) = (cfg.clone(), auth.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            let _permit = permit;
-            let _slot = slot;
-            let _open = cfg.connections.open();
-            if let Err(e) = session::run(tcp, peer.ip(), cfg, auth, sd).await {
-                tracing::debug!(%peer, error = %e, "pop3 session ended with error");
-            }
-        });
-        while tasks.try_join_next().is_some() {}
+        },
+    )
+    .await
+}
+
+impl crate::accept::Admission for Pop3Config {
+    fn max_connections(&self) -> usize {
+        self.max_connections
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    fn max_connections_per_ip(&self) -> usize {
+        self.max_connections_per_ip
+    }
+    fn implicit_tls(&self) -> bool {
+        self.implicit_tls
+    }
+    fn gauge(&self) -> &crate::metrics::ConnectionGauge {
+        &self.connections
+    }
 }

@@ -11,6 +11,7 @@ mod admin_http;
 pub mod inbound;
 pub mod reload;
 pub mod submission;
+pub mod web;
 pub mod worker;
 
 use std::collections::HashSet;
@@ -83,6 +84,37 @@ pub struct Ctx {
 pub static SIGNATURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Ctx {
+    /// The quota in force for `address` in bytes (its own, else the
+    /// provider's default); `None` for no limit.
+    pub async fn quota_of(&self, address: &str) -> Option<u64> {
+        let a = address.to_string();
+        let setting = self
+            .store
+            .read(move |db| crate::store::users::quota(db, &a))
+            .await;
+        self.quota_limit(setting)
+    }
+
+    /// [`Ctx::quota_of`] on the calling (blocking) thread.
+    pub fn quota_of_blocking(&self, address: &str) -> Option<u64> {
+        let a = address.to_string();
+        let setting = self
+            .store
+            .read_blocking(move |db| crate::store::users::quota(db, &a));
+        self.quota_limit(setting)
+    }
+
+    fn quota_limit(
+        &self,
+        setting: crate::store::Result<Option<crate::store::users::Quota>>,
+    ) -> Option<u64> {
+        setting
+            .ok()
+            .flatten()
+            .unwrap_or(crate::store::users::Quota::Default)
+            .limit(self.cfg().default_quota())
+    }
+
     /// The configuration in force now.
     pub fn cfg(&self) -> Arc<Config> {
         self.config.get()
@@ -181,6 +213,9 @@ pub struct Bound {
     /// POP3 (implicit TLS).
     #[serde(default)]
     pub pop3s: Option<SocketAddr>,
+    /// Webmail (HTTPS).
+    #[serde(default)]
+    pub web: Option<SocketAddr>,
 }
 
 /// A provider running inside this process.
@@ -452,6 +487,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     let l_imaps = bind(&cfg.listen.imaps, "listen.imaps").await?;
     let l_pop3 = bind(&cfg.listen.pop3, "listen.pop3").await?;
     let l_pop3s = bind(&cfg.listen.pop3s, "listen.pop3s").await?;
+    let l_web = bind(&cfg.web.address(), "web.listen").await?;
     let l_admin = bind(&cfg.admin.address(), "admin.listen").await?;
     let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let bound = Bound {
@@ -462,6 +498,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         imaps: local(&l_imaps),
         pop3: local(&l_pop3),
         pop3s: local(&l_pop3s),
+        web: local(&l_web),
     };
     let throttle = Arc::new(crate::throttle::LoginThrottle::new(throttle_config(&cfg)));
     let scanner = crate::antivirus::Scanner::from_config(&cfg)?;
@@ -519,6 +556,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         Smtp(Mode, bool),
         Imap(bool),
         Pop3(bool),
+        Https,
     }
     let declared = [
         ("submission", l_sub, Speaks::Smtp(Mode::Submission, false)),
@@ -528,6 +566,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         ("imaps", l_imaps, Speaks::Imap(true)),
         ("pop3", l_pop3, Speaks::Pop3(false)),
         ("pop3s", l_pop3s, Speaks::Pop3(true)),
+        ("web", l_web, Speaks::Https),
     ];
     // One POP3 session per maildrop, whichever of the two ports it came in on.
     let pop3_locks = crate::pop3::MaildropLocks::new();
@@ -585,16 +624,23 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
                     implicit,
                     acceptor.clone(),
                 );
-                let limits = &cfg.limits;
-                c.max_connections = limits.max_connections;
-                c.max_connections_per_ip = limits.max_connections_per_ip;
-                c.command_timeout = cfg.duration(&limits.command_timeout, c.command_timeout);
-                c.data_timeout = cfg.duration(&limits.data_timeout, c.data_timeout);
-                c.max_bad_commands = limits.max_bad_commands;
                 c.locks = pop3_locks.clone();
                 c.connections = ctx.metrics.connections(name);
+                let c = Live::new(pop3_listener(&cfg, acceptor.clone(), &c));
+                listeners.push((name, reload::Listener::Pop3(c.clone())));
                 let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
-                tokio::spawn(crate::pop3::serve(l, Arc::new(c), auth, sd))
+                tokio::spawn(crate::pop3::serve(l, c, auth, sd))
+            }
+            Speaks::Https => {
+                let tls = Live::new(acceptor.clone());
+                listeners.push((name, reload::Listener::Web(tls.clone())));
+                tokio::spawn(web::serve(
+                    l,
+                    ctx.clone(),
+                    tls,
+                    ctx.metrics.connections(name),
+                    sd,
+                ))
             }
         };
         watched.push((name, task.abort_handle()));
@@ -675,6 +721,23 @@ fn imap_listener(
     c.tls = tls;
     c.max_literal = cfg.max_message_size();
     let limits = &cfg.limits;
+    c.max_connections_per_ip = limits.max_connections_per_ip;
+    c.command_timeout = cfg.duration(&limits.command_timeout, base.command_timeout);
+    c.data_timeout = cfg.duration(&limits.data_timeout, base.data_timeout);
+    c.max_bad_commands = limits.max_bad_commands;
+    c
+}
+
+/// A POP3 listener's settings from `cfg`, the rest kept from `base`.
+fn pop3_listener(
+    cfg: &Config,
+    tls: crate::tls::Acceptor,
+    base: &crate::pop3::Pop3Config,
+) -> crate::pop3::Pop3Config {
+    let mut c = base.clone();
+    c.tls = tls;
+    let limits = &cfg.limits;
+    c.max_connections = limits.max_connections;
     c.max_connections_per_ip = limits.max_connections_per_ip;
     c.command_timeout = cfg.duration(&limits.command_timeout, base.command_timeout);
     c.data_timeout = cfg.duration(&limits.data_timeout, base.data_timeout);

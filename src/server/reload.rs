@@ -7,8 +7,9 @@
 //! logged and the running configuration stays in force, untouched.
 //!
 //! What a swap changes is what the *next* user of each part reads: the next
-//! accepted connection gets the new TLS certificate and limits, the next
-//! signature the new signing certificate, the next relay job the new routes.
+//! accepted connection (SMTP, IMAP, POP3, webmail) gets the new TLS
+//! certificate and limits, the next signature the new signing certificate,
+//! the next relay job the new routes.
 //! A session keeps the snapshot it started with and is never dropped.
 //!
 //! Keys only a restart can change (sockets, the data folder, the logger,
@@ -20,8 +21,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::{
-    check_trust, imap_listener, load_index, load_signer, load_trust, new_relay, smtp_listener,
-    throttle_config, Ctx,
+    check_trust, imap_listener, load_index, load_signer, load_trust, new_relay, pop3_listener,
+    smtp_listener, throttle_config, Ctx,
 };
 use crate::config::Config;
 use crate::imap::ImapConfig;
@@ -35,6 +36,10 @@ pub(super) enum Listener {
     Smtp(Live<SmtpConfig>),
     /// An IMAP listener (imap, imaps).
     Imap(Live<ImapConfig>),
+    /// A POP3 listener (pop3, pop3s).
+    Pop3(Live<crate::pop3::Pop3Config>),
+    /// The webmail's TLS context (its limits are read from the config).
+    Web(Live<crate::tls::Acceptor>),
 }
 
 impl Listener {
@@ -43,6 +48,8 @@ impl Listener {
         match self {
             Listener::Smtp(l) => l.get().tls.clone(),
             Listener::Imap(l) => Some(l.get().tls.clone()),
+            Listener::Pop3(l) => Some(l.get().tls.clone()),
+            Listener::Web(l) => Some((*l.get()).clone()),
         }
     }
 }
@@ -266,6 +273,10 @@ impl Reloader {
                 Listener::Imap(c) => {
                     c.set(Arc::new(imap_listener(&cfg, next.tls.clone(), &c.get())))
                 }
+                Listener::Pop3(c) => {
+                    c.set(Arc::new(pop3_listener(&cfg, next.tls.clone(), &c.get())))
+                }
+                Listener::Web(c) => c.set(Arc::new(next.tls.clone())),
             }
         }
         for (name, differs) in [

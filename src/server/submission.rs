@@ -134,16 +134,7 @@ impl crate::imap::ImapAuth for UserAuth {
     }
 
     async fn quota(&self, address: &str) -> Option<u64> {
-        let a = address.to_string();
-        let setting = self
-            .ctx
-            .store
-            .read(move |c| users::quota(c, &a))
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(users::Quota::Default);
-        setting.limit(self.ctx.cfg().default_quota())
+        self.ctx.quota_of(address).await
     }
 }
 

@@ -3,6 +3,8 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use serde::Serialize;
+
 use super::{Db, Result};
 
 /// A message accepted at the access point.
@@ -55,5 +57,63 @@ pub fn daticert_of(db: &Db<'_>, identificativo: &str) -> Result<Option<String>> 
             [identificativo],
             |r| r.get(0),
         )
+        .optional()?)
+}
+
+/// One accepted submission as the `messages` table keeps it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SentMessage {
+    /// Identificativo of its busta.
+    pub identificativo: String,
+    /// The user's own Message-ID, with angle brackets, if it had one.
+    pub msgid: Option<String>,
+    /// The sender.
+    pub sender: String,
+    /// Original subject.
+    pub subject: String,
+    /// Recipients with type, as in the log.
+    pub recipients: String,
+    /// Receipt type requested.
+    pub receipt_type: String,
+    /// Acceptance time, Unix ms.
+    pub accepted_at: i64,
+}
+
+fn sent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SentMessage> {
+    Ok(SentMessage {
+        identificativo: r.get(0)?,
+        msgid: r.get(1)?,
+        sender: r.get(2)?,
+        subject: r.get(3)?,
+        recipients: r.get(4)?,
+        receipt_type: r.get(5)?,
+        accepted_at: r.get(6)?,
+    })
+}
+
+/// Messages `sender` submitted, newest first.
+pub fn sent_by(db: &Db<'_>, sender: &str, offset: usize, limit: usize) -> Result<Vec<SentMessage>> {
+    let conn = db.sql();
+    let mut st = conn.prepare_cached(
+        "SELECT identificativo, msgid, sender, subject, recipients, receipt_type, accepted_at
+           FROM messages WHERE sender = ?1 COLLATE NOCASE
+          ORDER BY accepted_at DESC, identificativo DESC LIMIT ?2 OFFSET ?3",
+    )?;
+    let rows = st.query_map(params![sender, limit as i64, offset as i64], sent_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The message `sender` submitted with this Message-ID (brackets optional).
+pub fn sent_with_msgid(db: &Db<'_>, sender: &str, msgid: &str) -> Result<Option<SentMessage>> {
+    let conn = db.sql();
+    use rusqlite::OptionalExtension;
+    let bare = msgid.trim().trim_matches(|c| c == '<' || c == '>');
+    Ok(conn
+        .prepare_cached(
+            "SELECT identificativo, msgid, sender, subject, recipients, receipt_type, accepted_at
+           FROM messages WHERE msgid IN (?2, ?3) AND sender = ?1 COLLATE NOCASE
+          ORDER BY accepted_at DESC LIMIT 1",
+        )?
+        .query_row(params![sender, format!("<{bare}>"), bare], sent_row)
         .optional()?)
 }

@@ -488,6 +488,17 @@ pub fn timer_close(
     .optional()?)
 }
 
+/// When each certified recipient of a message was taken in charge (Unix ms),
+/// from the verified presa in carico that stopped its timer.
+pub fn presa_times(db: &Db<'_>, identificativo: &str) -> Result<Vec<(String, i64)>> {
+    let conn = db.sql();
+    let mut st = conn.prepare_cached(
+        "SELECT recipient, presa_at FROM timers WHERE identificativo = ?1 AND presa_at IS NOT NULL",
+    )?;
+    let rows = st.query_map([identificativo], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Timers due by `now`.
 pub fn due_timers(db: &Db<'_>, now: i64, limit: usize) -> Result<Vec<DueTimer>> {
     let conn = db.sql();

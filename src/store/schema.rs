@@ -107,11 +107,21 @@ CREATE INDEX jobs_held ON jobs(id) WHERE state = 'held';
 CREATE INDEX jobs_failed ON jobs(id) WHERE state = 'failed';
 CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);
 "#,
-    // Mailbox quotas: NULL = the provider default, -1 = no limit, else bytes.
+    // 4: mailbox quotas: NULL = the provider default, -1 = no limit, else bytes.
     r#"
 ALTER TABLE users ADD COLUMN quota INTEGER;
 "#,
-    // 5: infected messages kept for 30 months (store::quarantine); the file
+    // 5: the web login's second factor (RFC 6238 secret, hex), per user;
+    // the timers of one message read by the webmail's sent view.
+    r#"
+CREATE TABLE user_totp (
+    address    TEXT PRIMARY KEY,
+    secret     TEXT NOT NULL,
+    enabled_at INTEGER NOT NULL
+);
+CREATE INDEX messages_by_sender ON messages(sender, accepted_at);
+"#,
+    // 6: infected messages kept for 30 months (store::quarantine); the file
     // under quarantine/ is the message, the row says what and when.
     r#"
 CREATE TABLE quarantine (

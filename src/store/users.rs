@@ -196,6 +196,39 @@ pub fn exists(db: &Db<'_>, address: &str) -> Result<bool> {
     Ok(password_hash(db, address)?.is_some())
 }
 
+/// Turn on the web login's second factor with `secret_hex`; false if there
+/// is no such user.
+pub fn set_totp(db: &Db<'_>, address: &str, secret_hex: &str, now_ms: i64) -> Result<bool> {
+    let conn = db.sql();
+    if !exists(db, address)? {
+        return Ok(false);
+    }
+    conn.execute(
+        "INSERT OR REPLACE INTO user_totp(address, secret, enabled_at) VALUES (?1, ?2, ?3)",
+        params![normalize(address), secret_hex, now_ms],
+    )?;
+    Ok(true)
+}
+
+/// Turn the second factor off; false if it was not on.
+pub fn clear_totp(db: &Db<'_>, address: &str) -> Result<bool> {
+    let conn = db.sql();
+    let n = conn.execute(
+        "DELETE FROM user_totp WHERE address = ?1",
+        [normalize(address)],
+    )?;
+    Ok(n == 1)
+}
+
+/// The second-factor secret (hex) of a user who turned it on.
+pub fn totp_secret(db: &Db<'_>, address: &str) -> Result<Option<String>> {
+    let conn = db.sql();
+    Ok(conn
+        .prepare_cached("SELECT secret FROM user_totp WHERE address = ?1")?
+        .query_row([normalize(address)], |r| r.get(0))
+        .optional()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

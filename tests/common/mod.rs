@@ -3,6 +3,8 @@
 //! `xmllint` CLIs as independent second opinions.
 #![allow(dead_code)]
 
+pub mod web;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -92,6 +94,8 @@ pub struct ProviderSpec {
     pub domain: String,
     pub users: Vec<String>,
     pub extra_config: String,
+    /// Extra keys of the `[web]` table (its `listen` is set by the harness).
+    pub web_config: String,
 }
 
 impl ProviderSpec {
@@ -101,6 +105,7 @@ impl ProviderSpec {
             domain: domain.into(),
             users: users.iter().map(|u| format!("{u}@{domain}")).collect(),
             extra_config: String::new(),
+            web_config: String::new(),
         }
     }
 }
@@ -118,6 +123,7 @@ pub struct TestProvider {
     pub pop3: u16,
     pub pop3s: u16,
     pub admin: u16,
+    pub web: u16,
     pub ca_pem: PathBuf,
     pub child: Option<Child>,
     pub users: Vec<String>,
@@ -142,12 +148,13 @@ impl TestProvider {
             pop3: free_port(),
             pop3s: free_port(),
             admin: free_port(),
+            web: free_port(),
             ca_pem: certs.join("ca.pem"),
             child: None,
             users: spec.users.clone(),
             dir,
         };
-        p.write_config(&spec.extra_config);
+        p.write_config(&format!("{}\n{}", spec.web_config, spec.extra_config));
         std::fs::write(p.dir.path().join("index.toml"), p.index_entry()).unwrap();
         for u in &spec.users {
             p.add_user(u, PASSWORD);
@@ -198,6 +205,8 @@ ca = ["certs/ca.pem"]
 index = "index.toml"
 index_check_interval = "200ms"
 
+[web]
+listen = "127.0.0.1:{web}"
 {extra}
 "#,
             name = self.name,
@@ -210,6 +219,7 @@ index_check_interval = "200ms"
             pop3 = self.pop3,
             pop3s = self.pop3s,
             admin = self.admin,
+            web = self.web,
         );
         std::fs::write(self.config_path(), text).unwrap();
     }
@@ -294,7 +304,7 @@ index_check_interval = "200ms"
             .unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        for port in [self.submission, self.inbound, self.imap] {
+        for port in [self.submission, self.inbound, self.imap, self.web] {
             loop {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     break;
@@ -1206,17 +1216,20 @@ pub fn step(recs: &[serde_json::Value], n: usize) -> &serde_json::Value {
         .unwrap_or_else(|| panic!("no step {n} in {recs:#?}"))
 }
 
-/// Give every listener of a config file (`[listen]` and `[admin] listen`)
-/// a free loopback port, adding an `[admin]` section if it has none (its
-/// default port would collide between tests); returns the submission port.
+/// Give every listener of a config file (`[listen]`, `[admin] listen` and
+/// `[web] listen`) a free loopback port, adding an `[admin]` or `[web]`
+/// section if it has none (their default ports would collide between
+/// tests); returns the submission port.
 pub fn free_listen_ports(cfg: &Path) -> u16 {
     let text = std::fs::read_to_string(cfg).unwrap();
     let mut out = String::new();
     let mut sub = 0;
     let mut admin = false;
+    let mut web = false;
     for line in text.lines() {
         let key = line.split('=').next().unwrap_or("").trim();
         admin |= line.trim() == "[admin]";
+        web |= line.trim() == "[web]";
         let keys = [
             "submission",
             "submissions",
@@ -1241,6 +1254,12 @@ pub fn free_listen_ports(cfg: &Path) -> u16 {
     if !admin {
         out.push_str(&format!(
             "\n[admin]\nlisten = \"127.0.0.1:{}\"\n",
+            free_port()
+        ));
+    }
+    if !web {
+        out.push_str(&format!(
+            "\n[web]\nlisten = \"127.0.0.1:{}\"\n",
             free_port()
         ));
     }
