@@ -38,6 +38,9 @@ pub enum Command {
     /// Inspect and steer the work queue (works while the daemon runs).
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Infected messages kept for 30 months (works while the daemon runs).
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
     /// Start two providers on loopback and show a PEC travelling between them.
     Demo,
     /// End-to-end throughput benchmark on loopback.
@@ -234,7 +237,23 @@ pub enum IndexCommand {
     },
 }
 
-/// `pecd queue …`
+/// `pecd quarantine …`
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// List quarantined messages, oldest first.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one quarantined message: its record, then its bytes.
+    Show {
+        /// Row id from `list`, or the identificativo.
+        id: String,
+    },
+}
+
+/// `pecd queue …`.
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
     /// List pending work.

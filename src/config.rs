@@ -54,6 +54,9 @@ pub struct Config {
     /// `[web]`
     #[serde(default)]
     pub web: WebSection,
+    /// `[antivirus]`; absent: nothing is scanned.
+    #[serde(default)]
+    pub antivirus: Option<AntivirusSection>,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -541,6 +544,182 @@ fn default_grace() -> String {
     "30s".into()
 }
 
+/// `[antivirus]`: clamd and the attachment rules.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AntivirusSection {
+    /// `unix:/path` or `tcp:host:port` of clamd.
+    pub clamd: String,
+    /// Longest a scan may take, connection included.
+    #[serde(default = "default_av_timeout")]
+    pub timeout: String,
+    /// Largest stream sent to clamd; at least `limits.max_message_size`.
+    #[serde(default)]
+    pub max_scan_size: Option<String>,
+    /// What to do when clamd fails.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Attachment extensions refused at submission (lower case, no dot).
+    #[serde(default = "default_blocked_extensions")]
+    pub blocked_extensions: Vec<String>,
+}
+
+/// `[antivirus] on_error`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Answer 451 / retry the inbound job: nothing unscanned gets in.
+    #[default]
+    Tempfail,
+    /// Let the message in unscanned and log it.
+    Accept,
+}
+
+fn default_av_timeout() -> String {
+    "30s".into()
+}
+
+/// Executable and script types, after AgID's indications and the lists
+/// published by PEC providers (PosteCert).
+pub const DEFAULT_BLOCKED_EXTENSIONS: &[&str] = &[
+    "ade",
+    "adp",
+    "app",
+    "application",
+    "appref-ms",
+    "asp",
+    "aspx",
+    "asx",
+    "bas",
+    "bat",
+    "cer",
+    "chm",
+    "cmd",
+    "cnt",
+    "com",
+    "cpl",
+    "crt",
+    "csh",
+    "der",
+    "diagcab",
+    "exe",
+    "fxp",
+    "gadget",
+    "grp",
+    "hlp",
+    "hpj",
+    "hta",
+    "htc",
+    "inf",
+    "ins",
+    "isp",
+    "its",
+    "jar",
+    "jnlp",
+    "js",
+    "jse",
+    "ksh",
+    "lnk",
+    "mad",
+    "maf",
+    "mag",
+    "mam",
+    "maq",
+    "mar",
+    "mas",
+    "mat",
+    "mau",
+    "mav",
+    "maw",
+    "mcf",
+    "mda",
+    "mdb",
+    "mde",
+    "mdt",
+    "mdw",
+    "mdz",
+    "msc",
+    "msh",
+    "msh1",
+    "msh2",
+    "mshxml",
+    "msh1xml",
+    "msh2xml",
+    "msi",
+    "msp",
+    "mst",
+    "msu",
+    "ops",
+    "osd",
+    "pcd",
+    "pif",
+    "pl",
+    "plg",
+    "prf",
+    "prg",
+    "printerexport",
+    "ps1",
+    "ps1xml",
+    "ps2",
+    "ps2xml",
+    "psc1",
+    "psc2",
+    "psd1",
+    "psdm1",
+    "pst",
+    "py",
+    "pyc",
+    "pyo",
+    "pyw",
+    "pyz",
+    "pyzw",
+    "reg",
+    "scf",
+    "scr",
+    "sct",
+    "shb",
+    "shs",
+    "theme",
+    "tmp",
+    "url",
+    "vb",
+    "vbe",
+    "vbp",
+    "vbs",
+    "vhd",
+    "vhdx",
+    "vsmacros",
+    "vsw",
+    "webpnp",
+    "website",
+    "ws",
+    "wsb",
+    "wsc",
+    "wsf",
+    "wsh",
+    "xbap",
+    "xll",
+    "xnk",
+];
+
+fn default_blocked_extensions() -> Vec<String> {
+    DEFAULT_BLOCKED_EXTENSIONS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+impl AntivirusSection {
+    /// `max_scan_size` in bytes (validated); defaults to `limits.max_message_size`
+    /// plus room for the busta around it.
+    pub fn max_scan_size(&self, max_message_size: usize) -> usize {
+        self.max_scan_size
+            .as_deref()
+            .and_then(|v| parse_size(v).ok())
+            .unwrap_or(max_message_size.saturating_add(max_message_size / 2 + 65536))
+    }
+}
+
 /// `[timers]`: the non-delivery deadlines of `pec-spec.md` §6.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1003,6 +1182,34 @@ impl Config {
         ] {
             if let Err(e) = parse_duration(v) {
                 p.push(format!("{key}: {e}"));
+            }
+        }
+        if let Some(av) = &self.antivirus {
+            if let Err(e) = crate::antivirus::Endpoint::parse(&av.clamd) {
+                p.push(format!("antivirus.clamd: {e}"));
+            }
+            match parse_duration(&av.timeout) {
+                Ok(d) if d.is_zero() => p.push("antivirus.timeout: must be longer than 0".into()),
+                Ok(_) => {}
+                Err(e) => p.push(format!("antivirus.timeout: {e}")),
+            }
+            if let Some(v) = &av.max_scan_size {
+                match parse_size(v) {
+                    Ok(n) if n < self.max_message_size() => p.push(format!(
+                        "antivirus.max_scan_size: must be at least limits.max_message_size ({} bytes)",
+                        self.max_message_size()
+                    )),
+                    Ok(_) => {}
+                    Err(e) => p.push(format!("antivirus.max_scan_size: {e}")),
+                }
+            }
+            for (i, e) in av.blocked_extensions.iter().enumerate() {
+                let e = e.trim_start_matches('.');
+                if e.is_empty() || !e.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                    p.push(format!(
+                        "antivirus.blocked_extensions[{i}]: {e:?} is not a file extension"
+                    ));
+                }
             }
         }
         if let (Ok(a), Ok(b)) = (

@@ -20,6 +20,7 @@
 //! warning; *identificativo* the message's unique id; *daticert* the
 //! certification data XML; *indice dei gestori* provider index.
 pub mod accept;
+pub mod antivirus;
 pub mod certs;
 pub mod cli;
 pub mod cmd;

@@ -31,6 +31,7 @@ pub struct Metrics {
     queue_jobs: Family<Label, Gauge<i64, AtomicI64>>,
     connections: Family<Label, Gauge<i64, AtomicI64>>,
     login_failures: Family<Label, Counter>,
+    virus_scans: Family<Label, Counter>,
     signatures: Counter<u64, AtomicU64>,
     to_consegna: Histogram,
     clock_synchronised: Gauge<i64, AtomicI64>,
@@ -61,6 +62,7 @@ impl Metrics {
             queue_jobs: Family::default(),
             connections: Family::default(),
             login_failures: Family::default(),
+            virus_scans: Family::default(),
             signatures: Counter::default(),
             // 10 ms to ~3 days: local delivery takes milliseconds, a peer
             // that is down up to the 24 h limit (and a little beyond).
@@ -101,6 +103,11 @@ impl Metrics {
             "pecd_login_failures",
             "Failed logins, by protocol",
             m.login_failures.clone(),
+        );
+        registry.register(
+            "pecd_virus_scans",
+            "clamd scans, by point (submission, reception) and result (clean, infected, error)",
+            m.virus_scans.clone(),
         );
         registry.register(
             "pecd_signatures",
@@ -152,6 +159,21 @@ impl Metrics {
     pub fn login_failure(&self, protocol: &str) {
         self.login_failures
             .get_or_create(&label("protocol", protocol))
+            .inc();
+    }
+
+    /// A clamd scan ended at `point` (`submission`, `reception`).
+    pub fn virus_scan<E>(&self, point: &str, r: &Result<crate::antivirus::Verdict, E>) {
+        let result = match r {
+            Ok(crate::antivirus::Verdict::Clean) => "clean",
+            Ok(crate::antivirus::Verdict::Infected(_)) => "infected",
+            Err(_) => "error",
+        };
+        self.virus_scans
+            .get_or_create(&vec![
+                ("point", point.to_string()),
+                ("result", result.to_string()),
+            ])
             .inc();
     }
 

@@ -17,6 +17,7 @@ pub mod bench;
 pub mod bench_web;
 pub mod logextract;
 pub mod logverify;
+pub mod quarantine;
 pub mod serve;
 pub mod tools;
 
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Verify(a) => tools::verify_main(a),
         Command::Index(i) => tools::index_main(i),
         Command::Queue(q) => config().and_then(|p| tools::queue_main(&p, q)),
+        Command::Quarantine(q) => config().and_then(|p| quarantine::main(&p, q)),
         Command::Demo => tools::demo_main(),
         Command::Bench(b) => tools::bench_main(b),
         Command::Backup { dest } => config().and_then(|p| backup(&p, &dest)),
@@ -77,6 +79,9 @@ fn check_config(path: &Path) -> AdminResult {
     }
     if problems.is_empty() {
         println!("{}: ok", path.display());
+        if let Some(cfg) = &cfg {
+            println!("{}: {}", path.display(), antivirus_note(cfg));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     // Each line names the file, so a problem copied out of a long log still
@@ -93,6 +98,44 @@ fn check_config(path: &Path) -> AdminResult {
         }
     }
     Ok(ExitCode::FAILURE)
+}
+
+/// What check-config says about scanning: off, or whether clamd answers and
+/// takes streams of `max_scan_size` (it is asked: a configuration file
+/// check cannot see clamd's own settings).
+fn antivirus_note(cfg: &Config) -> String {
+    let s = match crate::antivirus::Scanner::from_config(cfg) {
+        Ok(None) => return "no [antivirus]: the provider runs without virus checks".into(),
+        Ok(Some(s)) => s,
+        Err(e) => return e,
+    };
+    let head = format!("antivirus: clamd at {}", s.endpoint);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return format!("{head}: not checked ({e})"),
+    };
+    rt.block_on(async {
+        let version = match s.version().await {
+            Ok(v) => v,
+            Err(e) => {
+                return format!(
+                    "warning: {head} does not answer ({e}); its StreamMaxLength must be at least {} bytes (antivirus.max_scan_size)",
+                    s.max_scan_size
+                )
+            }
+        };
+        match s.check_stream_limit().await {
+            Ok(None) => format!(
+                "{head} ({version}) takes streams of antivirus.max_scan_size ({} bytes)",
+                s.max_scan_size
+            ),
+            Ok(Some(problem)) => format!("warning: {problem}"),
+            Err(e) => format!("warning: {head} ({version}): StreamMaxLength not checked: {e}"),
+        }
+    })
 }
 
 fn read_password(from_stdin: bool, address: &str) -> Result<String, Box<dyn std::error::Error>> {

@@ -76,6 +76,13 @@ pub fn full_box_esteso(gestore: &str) -> String {
     )
 }
 
+/// `errore-esteso` of the avviso di rilevazione virus and of the avviso di
+/// mancata consegna per virus: RFC 3463 `5.7.1` (refused for security, the
+/// code pecd answers an infected submission with) and the virus name.
+pub fn virus_esteso(gestore: &str, virus: &str) -> String {
+    format!("5.7.1 - {gestore} - rilevato virus nel messaggio: {virus}")
+}
+
 /// `errore-esteso` of the 24 h notice.
 pub fn expiry_esteso(gestore: &str) -> String {
     format!(
@@ -233,6 +240,48 @@ pub fn presa_in_carico(
         "PRESA IN CARICO: ",
         Tipo::PresaInCarico,
         &[],
+        c,
+        &text,
+        &d,
+        None,
+    )
+}
+
+/// Avviso di rilevazione virus, from the recipient's provider to the sender
+/// provider's receipt mailbox (like the presa in carico): the busta was not
+/// delivered to `covered` (its recipients served here) because it carries a
+/// virus. `X-Mittente` names the original sender, since `To` is a provider.
+pub fn rilevazione_virus(
+    e: &Emitter<'_>,
+    c: &Certified,
+    to_mailbox: &str,
+    covered: &[String],
+    errore_esteso: &str,
+) -> Unsigned {
+    let mut d = c.daticert(
+        Tipo::RilevazioneVirus,
+        Errore::Virus,
+        &e.provider.name,
+        e.when.data_ora(),
+    );
+    d.ricezione = covered.to_vec();
+    d.errore_esteso = Some(errore_esteso.to_string());
+    let text = format!(
+        "-- Avviso di rilevazione virus --\n\n{}e' stato rilevato dal sistema di {} come contenente un virus e non e' stato consegnato ai destinatari:\n{}{errore_esteso}\nIdentificativo del messaggio: {}\n{DATICERT_NOTE}",
+        opening(e, c),
+        e.provider.name,
+        covered.iter().map(|r| format!("{r}\n")).collect::<String>(),
+        c.identificativo
+    );
+    build(
+        e,
+        to_mailbox,
+        "PROBLEMA DI SICUREZZA: ",
+        Tipo::RilevazioneVirus,
+        &[
+            ("X-Mittente", &c.mittente),
+            ("X-VerificaSicurezza", "errore"),
+        ],
         c,
         &text,
         &d,
@@ -532,6 +581,27 @@ mod tests {
                 "la firma digitale del messaggio non risulta attendibile",
             ),
         ));
+        // After the older ones, so their golden ids stay as they were.
+        v.push((
+            "rilevazione-virus",
+            rilevazione_virus(
+                &at(2),
+                &c,
+                "ricevute@pec.alpha.test",
+                &["b@pec.beta.test".to_string()],
+                &virus_esteso(&p.name, "Eicar-Test-Signature"),
+            ),
+        ));
+        v.push((
+            "errore-consegna-virus",
+            errore_consegna(
+                &at(3),
+                &c,
+                "b@pec.beta.test",
+                Errore::Virus,
+                &virus_esteso("Beta PEC S.p.A.", "Eicar-Test-Signature"),
+            ),
+        ));
         v.into_iter()
             .map(|(n, u)| {
                 let d = extract_daticert(&flat(&u));
@@ -596,6 +666,27 @@ mod tests {
             .errore_esteso
             .unwrap()
             .starts_with("5.1.1 - Alpha PEC S.p.A. - "));
+        let v = get("rilevazione-virus");
+        assert_eq!(v.1.header("To"), Some("ricevute@pec.alpha.test"));
+        assert_eq!(v.1.header("X-Mittente"), Some("mario@pec.alpha.test"));
+        assert_eq!(v.1.header("X-VerificaSicurezza"), Some("errore"));
+        assert!(v
+            .1
+            .header("Subject")
+            .unwrap()
+            .starts_with("PROBLEMA DI SICUREZZA:"));
+        let vd = v.2.clone().unwrap();
+        assert_eq!(vd.errore, Errore::Virus);
+        assert_eq!(vd.ricezione, vec!["b@pec.beta.test"]);
+        assert!(vd.errore_esteso.unwrap().contains("Eicar-Test-Signature"));
+        let m = get("errore-consegna-virus");
+        assert_eq!(m.1.header("X-VerificaSicurezza"), Some("errore"));
+        assert!(m
+            .1
+            .header("Subject")
+            .unwrap()
+            .starts_with("AVVISO DI MANCATA CONSEGNA PER VIRUS:"));
+        assert_eq!(m.2.clone().unwrap().errore, Errore::Virus);
         let f = get("preavviso-24h").2.clone().unwrap();
         assert!(f.errore_esteso.unwrap().starts_with("5.4.1"));
         assert_eq!(
@@ -670,7 +761,7 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        // Every type we emit (rilevazione-virus is not built here).
-        assert_eq!(seen.len(), 7, "{seen:?}");
+        // Every type we emit.
+        assert_eq!(seen.len(), 8, "{seen:?}");
     }
 }

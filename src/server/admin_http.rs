@@ -123,12 +123,26 @@ async fn health(State(app): State<Arc<App>>) -> impl IntoResponse {
     let seals = app.ctx.seals.lock().map(|s| s.clone()).unwrap_or_default();
     let (log, warning) = super::sealer::health(&seals);
     warnings.extend(warning);
+    let antivirus = match &*app.ctx.scanner() {
+        None => serde_json::json!("off: running without virus checks"),
+        Some(s) => match s.version().await {
+            Ok(v) => serde_json::json!(format!("ok: {v}")),
+            Err(e) => {
+                // With on_error = "accept" mail still flows: not a failure.
+                if s.on_error == crate::config::OnError::Tempfail {
+                    failing.push("antivirus".to_string());
+                }
+                serde_json::json!(e.to_string())
+            }
+        },
+    };
     let body = serde_json::json!({
         "status": if failing.is_empty() { "ok" } else { "failing" },
         "failing": failing,
         "warnings": warnings,
         "store": store,
         "listeners": listeners,
+        "antivirus": antivirus,
         "clock": clock,
         "log": log,
     });

@@ -81,6 +81,9 @@ pub struct Ctx {
     pub password_checks: tokio::sync::Semaphore,
     /// The daily log seals' state (`/health`, metrics).
     pub seals: sealer::Shared,
+    /// clamd and the attachment rules; `None`: no `[antivirus]`, nothing
+    /// scanned. Rebuilt by a reload that changes `[antivirus]`.
+    pub scanner: Live<Option<crate::antivirus::Scanner>>,
 }
 
 /// S/MIME signatures made by every provider in this process (for `pecd bench`).
@@ -121,6 +124,11 @@ impl Ctx {
     /// The configuration in force now.
     pub fn cfg(&self) -> Arc<Config> {
         self.config.get()
+    }
+
+    /// The scanner in force now (`None`: no `[antivirus]`).
+    pub fn scanner(&self) -> Arc<Option<crate::antivirus::Scanner>> {
+        self.scanner.get()
     }
 
     /// The provider domain.
@@ -513,6 +521,31 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         web: local(&l_web),
     };
     let throttle = Arc::new(crate::throttle::LoginThrottle::new(throttle_config(&cfg)));
+    let scanner = crate::antivirus::Scanner::from_config(&cfg)?;
+    match &scanner {
+        None => tracing::warn!("no [antivirus] section: running without virus checks"),
+        Some(s) => match s.version().await {
+            Ok(v) => {
+                tracing::info!(clamd = %s.endpoint, version = %v, max_scan_size = s.max_scan_size,
+                "virus checks on (clamd's StreamMaxLength must be at least max_scan_size)");
+                // In the background: the probe streams max_scan_size bytes.
+                let s = s.clone();
+                tokio::spawn(async move {
+                    match s.check_stream_limit().await {
+                        Ok(None) => tracing::info!(
+                            max_scan_size = s.max_scan_size,
+                            "clamd takes streams of antivirus.max_scan_size"
+                        ),
+                        Ok(Some(problem)) => tracing::warn!("{problem}"),
+                        Err(e) => tracing::warn!(error = %e,
+                            "clamd's StreamMaxLength could not be checked"),
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, on_error = ?s.on_error,
+                "clamd does not answer: scans will fail until it does"),
+        },
+    }
     let memory = crate::memory::MemoryBudget::new(cfg.memory_budget());
     let ctx = Arc::new(Ctx {
         provider: cfg.provider.clone(),
@@ -535,6 +568,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         ),
         seals: sealer::Shared::default(),
+        scanner: Live::new(scanner),
     });
     let mut tasks = Vec::new();
     // Every listener declared once: its name (config key, metrics label,

@@ -78,6 +78,7 @@ struct Next {
     roots: Vec<Vec<u8>>,
     index: crate::pec::index::ProviderIndex,
     tls: crate::tls::Acceptor,
+    scanner: Option<crate::antivirus::Scanner>,
 }
 
 /// What a successful reload changed.
@@ -183,24 +184,29 @@ impl Reloader {
             &cfg.resolve(&cfg.tls.certificate),
             &cfg.resolve(&cfg.tls.key),
         );
-        match (signer, trust, revocation, index, tls) {
-            (Ok(signer), Ok((trust, roots)), Ok(revocation), Ok(index), Ok(tls)) => Ok(Next {
-                cfg,
-                restart_only,
-                signer,
-                trust,
-                revocation,
-                roots,
-                index,
-                tls,
-            }),
-            (signer, trust, revocation, index, tls) => Err(dedup(
+        let scanner = crate::antivirus::Scanner::from_config(&cfg);
+        match (signer, trust, revocation, index, tls, scanner) {
+            (Ok(signer), Ok((trust, roots)), Ok(revocation), Ok(index), Ok(tls), Ok(scanner)) => {
+                Ok(Next {
+                    cfg,
+                    restart_only,
+                    signer,
+                    trust,
+                    revocation,
+                    roots,
+                    index,
+                    tls,
+                    scanner,
+                })
+            }
+            (signer, trust, revocation, index, tls, scanner) => Err(dedup(
                 [
                     signer.err(),
                     trust.err(),
                     revocation.err(),
                     index.err(),
                     tls.err(),
+                    scanner.err(),
                 ]
                 .into_iter()
                 .flatten()
@@ -257,6 +263,20 @@ impl Reloader {
         }
         // The line SIGHUP has always logged, which scripts may wait for.
         tracing::info!(providers, "provider index reloaded");
+        if old.antivirus != cfg.antivirus {
+            // Scans already running finish with the scanner they started with.
+            ctx.scanner.set(Arc::new(next.scanner));
+            tracing::info!(
+                on = cfg.antivirus.is_some(),
+                "antivirus settings reloaded{}",
+                if cfg.antivirus.is_none() {
+                    ": running without virus checks"
+                } else {
+                    ""
+                }
+            );
+            changed.push("antivirus".into());
+        }
         ctx.throttle.set_config(throttle_config(&cfg));
         parts.memory.set_limit(cfg.memory_budget());
         for (_, l) in &parts.listeners {

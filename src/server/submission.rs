@@ -259,11 +259,13 @@ pub async fn submit(
             reason: None,
         });
     }
+    let screen = screen(ctx, &message).await?;
     let c2 = ctx.clone();
     let (mail_from, rcpts, user) = (from.to_string(), recipients.to_vec(), user.to_string());
+    let scanned = screen.clone();
     // Parsing and RSA signing are CPU work: keep them off the I/O threads.
     let prepared = tokio::task::spawn_blocking(move || {
-        prepare(&c2, &message, &mail_from, &rcpts, Some(&user))
+        prepare(&c2, &message, &mail_from, &rcpts, Some(&user), &scanned)
     })
     .await;
     let prepared = match prepared {
@@ -286,6 +288,7 @@ pub async fn submit(
         .as_ref()
         .map(|m| (m.identificativo.clone(), m.sender.clone(), m.msgid.clone()));
     let n = prepared.recipient_count;
+    let quarantined = prepared.quarantine.as_ref().map(|q| q.file.clone());
     let ok = ctx.store.write(move |c| prepared.commit(c)).await;
     if let Err(e) = ok {
         tracing::error!(error = %e, "submission commit failed");
@@ -293,8 +296,15 @@ pub async fn submit(
     }
     ctx.wake.notify_one();
     ctx.metrics.submission(reply.is_positive());
+    if let Some(file) = quarantined {
+        tracing::warn!(from = %from, file = %file, reply = %reply, "infected submission refused and quarantined");
+    }
     match accepted {
         Some((identificativo, from, msgid)) if reply.is_positive() => {
+            if let Screen::Unscanned(e) = &screen {
+                tracing::warn!(identificativo = %identificativo, error = %e,
+                    "submission accepted without a virus scan (antivirus.on_error = \"accept\")");
+            }
             tracing::info!(
                 identificativo = %identificativo,
                 from = %from,
@@ -307,6 +317,42 @@ pub async fn submit(
             })
         }
         _ => Err(Refusal { reply, reason }),
+    }
+}
+
+/// What the scanner said before the formal checks run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Screen {
+    /// Scanned and clean, or no `[antivirus]`.
+    Clean,
+    /// clamd failed and `on_error = "accept"`: the reason.
+    Unscanned(String),
+    /// clamd found this virus.
+    Infected(String),
+}
+
+/// Scan a submission; a scan failure under `on_error = "tempfail"` is the
+/// refusal (451 4.7.0), so nothing unscanned gets in by default.
+async fn screen(ctx: &Ctx, raw: &[u8]) -> Result<Screen, Refusal> {
+    let scanner = ctx.scanner();
+    let Some(s) = &*scanner else {
+        return Ok(Screen::Clean);
+    };
+    let r = s.scan(raw).await;
+    ctx.metrics.virus_scan("submission", &r);
+    match r {
+        Ok(crate::antivirus::Verdict::Clean) => Ok(Screen::Clean),
+        Ok(crate::antivirus::Verdict::Infected(v)) => Ok(Screen::Infected(v)),
+        Err(e) => match s.on_error {
+            crate::config::OnError::Accept => Ok(Screen::Unscanned(e.to_string())),
+            crate::config::OnError::Tempfail => {
+                tracing::warn!(error = %e, "virus scan failed: submission deferred (451)");
+                Err(Refusal {
+                    reply: Reply::scan_unavailable(),
+                    reason: None,
+                })
+            }
+        },
     }
 }
 
@@ -333,6 +379,8 @@ pub(crate) struct Prepared {
     jobs: Vec<NewJob>,
     message_row: Option<store::messages::Accepted>,
     timers: Vec<(String, String, i64, i64, i64)>,
+    /// An infected message kept (its file is already written).
+    quarantine: Option<store::quarantine::Quarantined>,
     /// Destinatari of an accepted message, for the operator's log line.
     recipient_count: usize,
 }
@@ -351,6 +399,9 @@ impl Prepared {
         }
         for (id, rcpt, sent, pre, exp) in &self.timers {
             queue::timer_start(c, id, rcpt, *sent, *pre, *exp)?;
+        }
+        if let Some(q) = &self.quarantine {
+            store::quarantine::insert(c, q)?;
         }
         Ok(())
     }
@@ -430,6 +481,7 @@ fn prepare(
     mail_from: &str,
     rcpts: &[String],
     user: Option<&str>,
+    screen: &Screen,
 ) -> Result<Prepared, String> {
     let now = ctx.now_secs();
     let stamp = Stamp {
@@ -446,9 +498,66 @@ fn prepare(
         max_message_size: cfg.max_message_size(),
         max_recipients: cfg.limits.max_recipients,
     };
-    match access::check(raw, mail_from, rcpts, user, &limits) {
-        Ok(acc) => accept(ctx, raw, &acc, &stamp),
-        Err(refusal) => refuse(ctx, &refusal, &stamp),
+    let checked = access::check(raw, mail_from, rcpts, user, &limits);
+    if let Screen::Infected(virus) = screen {
+        // The virus outranks any formal defect: it is what the sender must hear.
+        let partial = match checked {
+            Ok(acc) => Box::new(acc),
+            Err(r) => r.partial,
+        };
+        let refusal = access::Refusal {
+            reason: format!("virus {virus}"),
+            reason_en: format!("virus {virus} detected, message refused"),
+            code: 550,
+            status: "5.7.1",
+            notice: true,
+            partial,
+        };
+        let mut p = refuse(ctx, &refusal, &stamp, true)?;
+        let file = store::quarantine::keep(&ctx.store.paths().data_dir, stamp.now_ms, raw)
+            .map_err(|e| format!("quarantine: {e}"))?;
+        p.quarantine = Some(store::quarantine::Quarantined {
+            id: 0,
+            identificativo: Some(stamp.identificativo.clone()),
+            virus: virus.clone(),
+            sender: mail_from.to_string(),
+            recipients: rcpts.join(", "),
+            point: "submission".into(),
+            file,
+            size: raw.len() as i64,
+            at: stamp.now_ms,
+        });
+        return Ok(p);
+    }
+    match checked {
+        Ok(acc) => {
+            let blocked = ctx.scanner().as_ref().as_ref().and_then(|s| {
+                crate::antivirus::attachments::find_blocked(raw, &s.blocked_extensions)
+            });
+            if let Some(b) = blocked {
+                let refusal = access::Refusal {
+                    reason: format!(
+                        "l'allegato \"{}\" ha un'estensione non ammessa (.{}): i file eseguibili non sono accettati",
+                        b.name, b.extension
+                    ),
+                    reason_en: format!(
+                        "attachment {:?} has a blocked extension (.{})",
+                        b.name, b.extension
+                    ),
+                    code: 550,
+                    status: "5.7.1",
+                    notice: true,
+                    partial: Box::new(acc),
+                };
+                return refuse(ctx, &refusal, &stamp, false);
+            }
+            let mut p = accept(ctx, raw, &acc, &stamp)?;
+            if let (Screen::Unscanned(e), Some(first)) = (screen, p.log.first_mut()) {
+                first.detail = Some(format!("not scanned for viruses: {e}"));
+            }
+            Ok(p)
+        }
+        Err(refusal) => refuse(ctx, &refusal, &stamp, false),
     }
 }
 
@@ -493,7 +602,7 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
             notice: false,
             partial: Box::new(acc.clone()),
         };
-        return refuse(ctx, &refusal, s);
+        return refuse(ctx, &refusal, s, false);
     }
     let emitter = Emitter {
         provider: &p,
@@ -592,6 +701,7 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
             accepted_at: s.now_ms,
         }),
         timers,
+        quarantine: None,
         recipient_count: destinatari.len(),
     })
 }
@@ -610,7 +720,7 @@ pub fn timer_config(ctx: &Ctx) -> crate::pec::timers::TimerConfig {
         expiry_after: exp.as_millis() as i64,
     }
 }
-fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String> {
+fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp, virus: bool) -> Result<Prepared, String> {
     let reply = Reply::pec_refused(r.code, r.status, &r.reason_en);
     let p = provider(ctx);
     let partial = &r.partial;
@@ -634,6 +744,7 @@ fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String>
             jobs: vec![],
             message_row: None,
             timers: vec![],
+            quarantine: None,
             recipient_count: 0,
         });
     }
@@ -642,7 +753,7 @@ fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String>
         ids: ctx.ids.as_ref(),
         when: s.when,
     };
-    let notice = receipt::non_accettazione(&emitter, &c, &r.reason, false);
+    let notice = receipt::non_accettazione(&emitter, &c, &r.reason, virus);
     ctx.metrics.receipt(Tipo::NonAccettazione.as_str());
     let notice_id = message_id_of(&notice);
     let signed = ctx.sign(&notice)?;
@@ -664,6 +775,7 @@ fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String>
         jobs: vec![job],
         message_row: None,
         timers: vec![],
+        quarantine: None,
         recipient_count: 0,
     })
 }

@@ -233,7 +233,7 @@ const JOB_KEEP_MS: i64 = 7 * 86_400_000;
 
 /// Housekeeping: close relay connections idle too long, remove spool
 /// segments no pending work names, forget old finished jobs, and purge PEC
-/// log rows past the legal 30 months.
+/// log rows and quarantined messages past the legal 30 months.
 fn sweep(ctx: &Ctx) {
     let now = store::now_ms();
     ctx.relay.get().prune_idle();
@@ -260,6 +260,18 @@ fn sweep(ctx: &Ctx) {
         store::log::purge_expired(c, now)?;
         Ok(())
     });
+    // Rows first, files after the commit: a crash in between leaves an
+    // orphan file (harmless), never a row naming a missing file.
+    let expired = ctx
+        .store
+        .write_blocking(move |c| store::quarantine::purge_expired(c, now))
+        .unwrap_or_default();
+    let dir = store::quarantine::dir(&ctx.store.paths().data_dir);
+    for f in expired {
+        if let Err(e) = std::fs::remove_file(dir.join(&f)) {
+            tracing::warn!(file = %f, error = %e, "quarantine sweep: could not remove");
+        }
+    }
 }
 
 /// Exponential backoff shortened by up to 25 % jitter, between `[queue] retry_initial` and `retry_max`.
@@ -899,14 +911,23 @@ async fn load_certified(ctx: &Ctx, identificativo: &str) -> Result<Certified, Fa
     Ok(Certified::from(&d))
 }
 
-/// Reception point: judge a received message and dispatch it.
+/// Reception point: scan and judge a received message and dispatch it.
 async fn inbound(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     let bytes = blob_of(ctx, job)?;
+    let virus = scan_inbound(ctx, job, &bytes).await?;
     let ctx2 = ctx.clone();
     let job2 = job.clone();
-    let (events, jobs, timers) = tokio::task::spawn_blocking(move || judge(&ctx2, &job2, &bytes))
-        .await
-        .map_err(|e| Fail::Temporary(e.to_string()))??;
+    let Judged {
+        events,
+        jobs,
+        timers,
+        quarantine,
+    } = tokio::task::spawn_blocking(move || match virus {
+        Some(v) => judge_infected(&ctx2, &job2, &bytes, &v),
+        None => judge(&ctx2, &job2, &bytes),
+    })
+    .await
+    .map_err(|e| Fail::Temporary(e.to_string()))??;
     let id = job.id;
     let now = store::now_ms();
     let consegne = ctx
@@ -914,8 +935,8 @@ async fn inbound(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         .write(move |c| {
             let mut consegne = Vec::new();
             queue::mark_done(c, id, now)?;
-            // A presa in carico already queued (the same busta received
-            // twice) is not emitted again: drop the event that announces it.
+            // A notice already queued (the same busta or receipt received
+            // twice) is not emitted again: drop the events that announce it.
             // (Receptions themselves are logged each time: they happened.)
             let mut repeated = Vec::new();
             for j in &jobs {
@@ -923,12 +944,28 @@ async fn inbound(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
                     repeated.extend(job_msgid(j));
                 }
             }
-            for e in &events {
-                if e.event == EventKind::PresaInCarico
-                    && e.generated_msgid
-                        .as_ref()
-                        .is_some_and(|m| repeated.contains(m))
+            let repeat = |e: &Event| {
+                matches!(
+                    e.event,
+                    EventKind::PresaInCarico
+                        | EventKind::RilevazioneVirus
+                        | EventKind::ErroreConsegna
+                ) && e
+                    .generated_msgid
+                    .as_ref()
+                    .is_some_and(|m| repeated.contains(m))
+            };
+            if let Some(q) = &quarantine {
+                // A busta received again is quarantined once.
+                if !events
+                    .iter()
+                    .any(|e| e.event == EventKind::RilevazioneVirus && repeat(e))
                 {
+                    store::quarantine::insert(c, q)?;
+                }
+            }
+            for e in &events {
+                if repeat(e) {
                     continue;
                 }
                 store::log::append(c, e)?;
@@ -971,7 +1008,226 @@ enum TimerUpdate {
     Consegna(String, String),
 }
 
-type Judged = (Vec<Event>, Vec<NewJob>, Vec<TimerUpdate>);
+/// What judging one received message commits.
+#[derive(Default)]
+struct Judged {
+    events: Vec<Event>,
+    jobs: Vec<NewJob>,
+    timers: Vec<TimerUpdate>,
+    /// An infected message kept (its file is already written).
+    quarantine: Option<store::quarantine::Quarantined>,
+}
+
+/// Step 1 of the reception point (`pec-spec.md` §5.2): scan the message as
+/// received. clamd decodes the MIME parts itself, so this covers what a user
+/// would open: `postacert.eml` and its attachments in a busta, or the parts
+/// of ordinary mail before it is wrapped in a busta di anomalia.
+/// `Some(virus)` when infected. A failed scan under `on_error = "tempfail"`
+/// fails the job for now: it is retried later, and nothing unscanned is
+/// delivered.
+async fn scan_inbound(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Option<String>, Fail> {
+    let scanner = ctx.scanner();
+    let Some(s) = &*scanner else {
+        return Ok(None);
+    };
+    let r = s.scan(bytes).await;
+    ctx.metrics.virus_scan("reception", &r);
+    match r {
+        Ok(crate::antivirus::Verdict::Clean) => Ok(None),
+        Ok(crate::antivirus::Verdict::Infected(v)) => Ok(Some(v)),
+        Err(e) => match s.on_error {
+            crate::config::OnError::Tempfail => Err(Fail::Temporary(format!(
+                "virus scan failed, the message waits for clamd: {e}"
+            ))),
+            crate::config::OnError::Accept => {
+                let identificativo = classify(bytes).daticert.map(|d| d.identificativo);
+                tracing::warn!(job = %job.id, identificativo = ?identificativo, error = %e,
+                    "received message judged without a virus scan (antivirus.on_error = \"accept\")");
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// Reception point, infected message: nothing is delivered and the bytes
+/// go to the quarantine. A busta that passes every other check gets an avviso
+/// di rilevazione virus to the sender's provider instead of the presa in
+/// carico; anything else (ordinary mail, a receipt, an unverifiable message)
+/// is logged and kept, with no provider to tell and no busta di anomalia.
+fn judge_infected(ctx: &Ctx, job: &Job, bytes: &[u8], virus: &str) -> Result<Judged, Fail> {
+    let index = ctx.index();
+    let now = ctx.now_secs();
+    let revocation = ctx.revocation.get();
+    let verdict = reception::receive(&ReceptionInput {
+        raw: bytes,
+        index: &index,
+        trust: Some(&ctx.trust.get()),
+        revocation: Some(&*revocation),
+        our_domains: &ctx.provider().domains,
+        now,
+    });
+    let now_ms = store::now_ms();
+    let p = our_provider(ctx);
+    let e = Emitter {
+        provider: &p,
+        ids: ctx.ids.as_ref(),
+        when: ItalianTime::from_unix(now),
+    };
+    let mut judged = Judged::default();
+    let (message, what) = match &verdict {
+        Verdict::Busta {
+            message,
+            provider,
+            receipt_mailbox,
+            local_recipients,
+            ..
+        } => {
+            let d = message
+                .daticert
+                .clone()
+                .ok_or_else(|| Fail::Permanent("busta without daticert".into()))?;
+            let c = Certified::from(&d);
+            let envelope: Vec<String> = job
+                .recipients
+                .iter()
+                .filter(|r| ctx.is_local(r))
+                .cloned()
+                .collect();
+            let (ours, _) = reception::split_recipients(&envelope, local_recipients);
+            if !ours.is_empty() {
+                let esteso = receipt::virus_esteso(&p.name, virus);
+                let msg = receipt::rilevazione_virus(&e, &c, receipt_mailbox, &ours, &esteso);
+                // Keyed like the presa in carico it replaces: a busta the
+                // peer sends twice gets one notice.
+                let (ev, j) = emit(
+                    ctx,
+                    &msg,
+                    Tipo::RilevazioneVirus,
+                    EventKind::RilevazioneVirus,
+                    &c,
+                    format!("virus:{}:{}", c.identificativo, ours.join(",")),
+                    receipt_mailbox,
+                )?;
+                for r in &ours {
+                    let mut ev = ev.clone();
+                    ev.recipients = Some(r.clone());
+                    ev.error = Some(esteso.clone());
+                    ev.detail = Some(format!(
+                        "busta from {provider} not delivered to {r}; notice to {receipt_mailbox}"
+                    ));
+                    judged.events.push(ev);
+                }
+                judged.jobs.push(j);
+            }
+            (message, "busta di trasporto")
+        }
+        Verdict::Receipt { message, .. } => (message, "receipt"),
+        // Whether the sender's provider is told waits for the revocation
+        // answer, as for a clean busta; nothing is delivered meanwhile.
+        Verdict::Postpone { reason } => return Err(Fail::Temporary(reason.clone())),
+        Verdict::Anomaly {
+            reason: AnomalyReason::NotPec,
+            message,
+        } => (message, "ordinary mail"),
+        Verdict::Anomaly { message, .. } => (message, "unverified PEC message"),
+    };
+    let identificativo = message.daticert.as_ref().map(|d| d.identificativo.clone());
+    let mut ev = Event::new(EventKind::Virus, now_ms);
+    ev.identificativo = identificativo.clone();
+    ev.sender = message.from_address.clone().or(Some(job.mail_from.clone()));
+    ev.recipients = Some(job.recipients.join(", "));
+    ev.subject = message.subject.clone();
+    ev.msgid = message.message_id.clone();
+    ev.error = Some(format!("virus {virus}"));
+    ev.detail = Some(format!("{what} not delivered, quarantined"));
+    judged.events.push(ev);
+    let file = store::quarantine::keep(&ctx.store.paths().data_dir, now_ms, bytes)?;
+    judged.quarantine = Some(store::quarantine::Quarantined {
+        id: 0,
+        identificativo,
+        virus: virus.to_string(),
+        sender: job.mail_from.clone(),
+        recipients: job.recipients.join(", "),
+        point: "reception".into(),
+        file,
+        size: bytes.len() as i64,
+        at: now_ms,
+    });
+    Ok(judged)
+}
+
+/// Sender's provider, on a peer's avviso di rilevazione virus about one of
+/// our messages: an avviso di mancata consegna per virus to our sender for
+/// each recipient it covers, and their timers closed (no 12 h / 24 h notice
+/// follows). A peer speaks only for recipients in its own domains; a notice
+/// about a message we did not accept is only logged.
+fn virus_reported(
+    ctx: &Ctx,
+    e: &Emitter<'_>,
+    d: &Daticert,
+    provider: &str,
+) -> Result<(Vec<Emitted>, Vec<TimerUpdate>), Fail> {
+    let id = d.identificativo.clone();
+    let ours = ctx
+        .store
+        .read_blocking(move |db| store::messages::daticert_of(db, &id))?;
+    let Some(xml) = ours else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let ours = Daticert::parse(xml.as_bytes()).map_err(|e| Fail::Permanent(format!("{e:?}")))?;
+    let c = Certified::from(&ours);
+    let index = ctx.index();
+    let peer = index.providers.iter().find(|p| p.name == provider);
+    let served =
+        |r: &str| peer.is_some_and(|p| r.rsplit_once('@').is_some_and(|(_, dom)| p.manages(dom)));
+    let ours_listed = |r: &str| {
+        c.destinatari
+            .iter()
+            .any(|x| x.address.eq_ignore_ascii_case(r.trim()))
+    };
+    let covered: Vec<String> = if d.ricezione.is_empty() {
+        c.destinatari
+            .iter()
+            .map(|x| x.address.to_ascii_lowercase())
+            .filter(|r| served(r))
+            .collect()
+    } else {
+        d.ricezione
+            .iter()
+            .map(|r| r.trim().to_ascii_lowercase())
+            .filter(|r| served(r) && ours_listed(r))
+            .collect()
+    };
+    let esteso = d
+        .errore_esteso
+        .clone()
+        .filter(|x| !x.trim().is_empty())
+        .unwrap_or_else(|| receipt::virus_esteso(provider, "virus"));
+    let mut emitted = Vec::new();
+    let mut timers = Vec::new();
+    for r in covered {
+        let msg = receipt::errore_consegna(e, &c, &r, Errore::Virus, &esteso);
+        let (mut ev, j) = emit(
+            ctx,
+            &msg,
+            Tipo::ErroreConsegna,
+            EventKind::ErroreConsegna,
+            &c,
+            format!("virus-consegna:{}:{r}", c.identificativo),
+            &c.mittente,
+        )?;
+        ev.recipients = Some(r.clone());
+        ev.error = Some(esteso.clone());
+        ev.detail = Some(format!("virus reported by {provider}"));
+        emitted.push((ev, j));
+        timers.push(TimerUpdate::Close(
+            c.identificativo.clone(),
+            r,
+            "rilevazione-virus",
+        ));
+    }
+    Ok((emitted, timers))
+}
 
 fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
     let index = ctx.index();
@@ -1102,6 +1358,17 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                             ));
                         }
                     }
+                    Tipo::RilevazioneVirus => {
+                        let (emitted, closed) = virus_reported(ctx, &e, d, &provider)?;
+                        if emitted.is_empty() {
+                            ev.error = Some("no recipient of ours it may speak for".into());
+                        }
+                        for (ev, j) in emitted {
+                            events.push(ev);
+                            jobs.push(j);
+                        }
+                        timers.extend(closed);
+                    }
                     Tipo::PreavvisoErroreConsegna => {
                         let fin = d
                             .errore_esteso
@@ -1163,7 +1430,12 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
             jobs.append(&mut js);
         }
     }
-    Ok((events, jobs, timers))
+    Ok(Judged {
+        events,
+        jobs,
+        timers,
+        quarantine: None,
+    })
 }
 
 /// `; revocation …` for a log detail, when the check says something worth

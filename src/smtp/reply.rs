@@ -400,6 +400,11 @@ impl Reply {
     pub fn local_error() -> Self {
         Self::new(451, (4, 3, 0), "Local error in processing")
     }
+
+    /// 451 4.7.0: the virus scanner could not judge the message; try later.
+    pub fn scan_unavailable() -> Self {
+        Self::new(451, (4, 7, 0), "Virus scan unavailable, try again later")
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,11 @@ pub enum EventKind {
     PreavvisoErroreConsegna,
     /// A busta di anomalia made.
     Anomalia,
+    /// An avviso di rilevazione virus emitted (one row per recipient).
+    RilevazioneVirus,
+    /// An infected message stopped at the reception point: not delivered,
+    /// quarantined.
+    Virus,
     /// A job cancelled by the operator.
     Annullamento,
     /// A job given up.
@@ -64,7 +69,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    const FIXED: [EventKind; 18] = [
+    const FIXED: [EventKind; 20] = [
         EventKind::Deposito,
         EventKind::Accettazione,
         EventKind::NonAccettazione,
@@ -80,6 +85,8 @@ impl EventKind {
         EventKind::MancataConsegna24h,
         EventKind::PreavvisoErroreConsegna,
         EventKind::Anomalia,
+        EventKind::RilevazioneVirus,
+        EventKind::Virus,
         EventKind::Annullamento,
         EventKind::LavoroFallito,
         EventKind::LavoroSospeso,
@@ -105,6 +112,8 @@ impl EventKind {
             EventKind::MancataConsegna24h => Borrowed("mancata-consegna-24h"),
             EventKind::PreavvisoErroreConsegna => Borrowed("preavviso-errore-consegna"),
             EventKind::Anomalia => Borrowed("anomalia"),
+            EventKind::RilevazioneVirus => Borrowed("rilevazione-virus"),
+            EventKind::Virus => Borrowed("virus"),
             EventKind::Annullamento => Borrowed("annullamento"),
             EventKind::LavoroFallito => Borrowed("lavoro-fallito"),
             EventKind::LavoroSospeso => Borrowed("lavoro-sospeso"),

@@ -123,6 +123,23 @@ CREATE INDEX messages_by_sender ON messages(sender, accepted_at);
 "#,
     // 6: the log's hash chain and its daily seals.
     LOG_CHAIN,
+    // 7: infected messages kept for 30 months (store::quarantine); the file
+    // under quarantine/ is the message, the row says what and when.
+    r#"
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY,
+    identificativo TEXT,
+    virus TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    point TEXT NOT NULL,
+    file TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX quarantine_at ON quarantine(at);
+CREATE INDEX quarantine_identificativo ON quarantine(identificativo);
+"#,
 ];
 
 /// The log's hash chain and its daily seals. SQL cannot hash, so the rows
