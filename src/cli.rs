@@ -64,6 +64,16 @@ pub enum UserCommand {
         /// Read the password from standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,
+        /// Mailbox quota, e.g. `2GB`, or `none` (default: `[mailbox] default_quota`).
+        #[arg(long)]
+        quota: Option<String>,
+    },
+    /// Set a user's mailbox quota: a size such as `2GB`, or `none`.
+    Quota {
+        /// Address.
+        address: String,
+        /// `2GB`, `500MB`, … or `none`.
+        size: String,
     },
     /// Change a user's password.
     Passwd {
@@ -78,7 +88,7 @@ pub enum UserCommand {
         /// Address.
         address: String,
     },
-    /// List users.
+    /// List users with their mailbox usage and quota.
     List,
 }
 
@@ -157,7 +167,7 @@ pub enum QueueCommand {
     /// Show one job.
     Show {
         /// Job id.
-        id: i64,
+        id: crate::store::queue::JobId,
         /// Print JSON (times as unix milliseconds and as RFC 3339).
         #[arg(long)]
         json: bool,
@@ -165,7 +175,7 @@ pub enum QueueCommand {
     /// Run a job (or all) now.
     Retry {
         /// Job id.
-        id: Option<i64>,
+        id: Option<crate::store::queue::JobId>,
         /// Every pending job.
         #[arg(long, conflicts_with = "id")]
         all: bool,
@@ -173,7 +183,7 @@ pub enum QueueCommand {
     /// Cancel a job; the sender gets a non-delivery notice.
     Cancel {
         /// Job id.
-        id: i64,
+        id: crate::store::queue::JobId,
     },
 }
 

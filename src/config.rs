@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[provider]`
@@ -48,13 +48,16 @@ pub struct Config {
     /// `[log]`
     #[serde(default)]
     pub log: LogSection,
+    /// `[mailbox]`
+    #[serde(default)]
+    pub mailbox: MailboxSection,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
 }
 
 /// `[provider]`: who we are.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSection {
     /// Descriptive provider name (`gestore-emittente`).
@@ -73,7 +76,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 /// `[signing]`: the S/MIME signer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigningSection {
     /// Signing certificate (PEM).
@@ -93,7 +96,7 @@ fn yes() -> bool {
 }
 
 /// `[tls]`: the server certificate for every listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
     /// Certificate chain (PEM).
@@ -103,7 +106,7 @@ pub struct TlsSection {
 }
 
 /// `[listen]`: socket addresses; an absent key disables that listener.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenSection {
     /// SMTP submission with STARTTLS (587).
@@ -116,11 +119,15 @@ pub struct ListenSection {
     pub imap: Option<String>,
     /// IMAP over implicit TLS (993).
     pub imaps: Option<String>,
+    /// POP3 with STLS (110).
+    pub pop3: Option<String>,
+    /// POP3 over implicit TLS (995).
+    pub pop3s: Option<String>,
 }
 
 /// `[admin]`: the operator's HTTP listener (`/metrics`, `/health`): plain
 /// HTTP, meant for loopback, never the users' web listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
     /// `host:port` (default `127.0.0.1:2980`), or `"off"` for none.
@@ -148,8 +155,64 @@ impl AdminSection {
     }
 }
 
+/// `[mailbox]`: what each user's mailbox may hold.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxSection {
+    /// Quota of users without their own (`pecd user quota`), e.g. `"2GB"`;
+    /// absent or `"none"`: no limit.
+    pub default_quota: Option<String>,
+    /// Usage (percent of the quota) at which the user is told the box is
+    /// nearly full, e.g. `"90%"`.
+    #[serde(default = "default_quota_warning")]
+    pub quota_warning: String,
+}
+
+impl Default for MailboxSection {
+    fn default() -> Self {
+        MailboxSection {
+            default_quota: None,
+            quota_warning: default_quota_warning(),
+        }
+    }
+}
+
+fn default_quota_warning() -> String {
+    "90%".into()
+}
+
+/// A quota as written in the config or on the command line: a size, or
+/// `"none"` for no limit.
+pub fn parse_quota(s: &str) -> Result<Option<u64>, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    match parse_size(s)? {
+        0 => Err(format!(
+            "{s:?}: a quota of 0 would refuse all mail; say \"none\" for no limit"
+        )),
+        n => Ok(Some(n as u64)),
+    }
+}
+
+/// `"90%"` (or `"90"`) as a percentage from 1 to 100.
+pub fn parse_percent(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let n: u64 = t
+        .strip_suffix('%')
+        .unwrap_or(t)
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage like \"90%\""))?;
+    if (1..=100).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{s:?}: must be between 1% and 100%"))
+    }
+}
+
 /// `[log]`: how `serve` writes its diagnostics to stderr.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     /// `text` (default) or `json`.
@@ -169,7 +232,7 @@ pub enum LogFormat {
 }
 
 /// `[trust]`: whom we believe.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustSection {
     /// Root certificates (PEM files) that issue provider certificates.
@@ -202,7 +265,7 @@ fn default_index_check() -> String {
 }
 
 /// `[limits]`: sizes and abuse protection.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     /// Largest message accepted, e.g. `"30MB"`.
@@ -289,7 +352,7 @@ fn default_memory_budget() -> String {
 }
 
 /// `[[route]]`: a static next hop for a domain.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Recipient domain.
@@ -299,7 +362,7 @@ pub struct Route {
 }
 
 /// `[dns]`: resolver used for MX lookups.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsSection {
     /// Name servers (`ip:port`); empty means the system resolver.
@@ -329,7 +392,7 @@ impl Default for DnsSection {
 }
 
 /// `[queue]`: retries and shutdown.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSection {
     /// First retry delay.
@@ -379,7 +442,7 @@ fn default_grace() -> String {
 }
 
 /// `[timers]`: the non-delivery deadlines of `pec-spec.md` §6.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimersSection {
     /// Warning when neither presa in carico nor consegna arrived.
@@ -646,6 +709,19 @@ impl Config {
         parse_size(&self.limits.memory_budget).unwrap_or(256_000_000)
     }
 
+    /// `[mailbox] default_quota` in bytes; `None` for no limit (validated).
+    pub fn default_quota(&self) -> Option<u64> {
+        self.mailbox
+            .default_quota
+            .as_deref()
+            .and_then(|q| parse_quota(q).ok().flatten())
+    }
+
+    /// `[mailbox] quota_warning` as a percentage (validated; 90 otherwise).
+    pub fn quota_warning(&self) -> u64 {
+        parse_percent(&self.mailbox.quota_warning).unwrap_or(90)
+    }
+
     /// A duration key, already validated; falls back to `default` if it is not.
     pub fn duration(&self, value: &str, default: Duration) -> Duration {
         parse_duration(value).unwrap_or(default)
@@ -662,6 +738,34 @@ impl Config {
             .iter()
             .find(|r| r.domain.eq_ignore_ascii_case(domain))
             .map(|r| r.next_hop.as_str())
+    }
+
+    /// Put back the settings of `running` that only a restart can change
+    /// (sockets, the data folder, the logger, who we are, the worker pool)
+    /// and name each key that differed. A reload applies the rest.
+    pub fn keep_restart_only(&mut self, running: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        macro_rules! keep {
+            ($($field:ident).+, $key:literal) => {
+                if self.$($field).+ != running.$($field).+ {
+                    changed.push($key);
+                    self.$($field).+ = running.$($field).+.clone();
+                }
+            };
+        }
+        keep!(provider.name, "provider.name");
+        keep!(provider.domains, "provider.domains");
+        keep!(provider.hostname, "provider.hostname");
+        keep!(provider.data_dir, "provider.data_dir");
+        keep!(listen.submission, "listen.submission");
+        keep!(listen.submissions, "listen.submissions");
+        keep!(listen.inbound, "listen.inbound");
+        keep!(listen.imap, "listen.imap");
+        keep!(listen.imaps, "listen.imaps");
+        keep!(admin.listen, "admin.listen");
+        keep!(log.format, "log.format");
+        keep!(queue.workers, "queue.workers");
+        changed
     }
 
     /// Every problem, each as `key: message`. Empty means valid.
@@ -697,12 +801,22 @@ impl Config {
             ("listen.inbound", &self.listen.inbound),
             ("listen.imap", &self.listen.imap),
             ("listen.imaps", &self.listen.imaps),
+            ("listen.pop3", &self.listen.pop3),
+            ("listen.pop3s", &self.listen.pop3s),
         ] {
             if let Some(v) = v {
                 if let Err(e) = parse_addr(v) {
                     p.push(format!("{key}: {e}"));
                 }
             }
+        }
+        if let Some(q) = &self.mailbox.default_quota {
+            if let Err(e) = parse_quota(q) {
+                p.push(format!("mailbox.default_quota: {e}"));
+            }
+        }
+        if let Err(e) = parse_percent(&self.mailbox.quota_warning) {
+            p.push(format!("mailbox.quota_warning: {e}"));
         }
         match parse_size(&self.limits.max_message_size) {
             Ok(n) if n < 1000 => p.push("limits.max_message_size: too small".into()),
@@ -914,6 +1028,25 @@ key = "certs/tls.key"
             "{p:?}"
         );
         assert!(at("lots")[0].starts_with("limits.memory_budget: "));
+    }
+
+    #[test]
+    fn restart_only_keys_keep_their_running_values_and_the_rest_changes() {
+        let running = Config::from_str_at(MINIMAL, Path::new("/etc/pecd")).unwrap();
+        let edited = MINIMAL.replace("mx.alpha.test", "mx2.alpha.test")
+            + "[listen]\nimap = \"127.0.0.1:1143\"\n[queue]\nworkers = 4\nretry_max = \"5m\"\n[limits]\nmax_recipients = 60\n";
+        let mut new = Config::from_str_at(&edited, Path::new("/etc/pecd")).unwrap();
+        let changed = new.keep_restart_only(&running);
+        assert_eq!(
+            changed,
+            ["provider.hostname", "listen.imap", "queue.workers"]
+        );
+        assert_eq!(new.provider, running.provider);
+        assert_eq!(new.listen, running.listen);
+        assert_eq!(new.queue.workers, running.queue.workers);
+        assert_eq!(new.queue.retry_max, "5m");
+        assert_eq!(new.limits.max_recipients, 60);
+        assert!(new.clone().keep_restart_only(&running).is_empty());
     }
 
     #[test]

@@ -19,18 +19,22 @@
 //! *sintetica* synthetic); *mancata consegna* non-delivery; *preavviso* early
 //! warning; *identificativo* the message's unique id; *daticert* the
 //! certification data XML; *indice dei gestori* provider index.
-pub mod admin;
 pub mod certs;
 pub mod cli;
+pub mod cmd;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod imap;
+pub mod lab;
+pub mod layout;
+pub mod live;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod pec;
+pub mod pop3;
 pub mod relay;
 pub mod server;
 pub mod smtp;

@@ -14,5 +14,5 @@ fn main() -> std::process::ExitCode {
     if !matches!(cli.command, pecd::cli::Command::Serve) {
         pecd::logging::init(pecd::config::LogFormat::Text, default);
     }
-    pecd::admin::run(cli)
+    pecd::cmd::run(cli)
 }

@@ -26,7 +26,8 @@ pub const INBOUND_FACTOR: usize = 2;
 /// Bytes that may be held at once, shared by every session.
 #[derive(Debug)]
 pub struct MemoryBudget {
-    limit: usize,
+    // Atomic: a reload may change the ceiling while bytes are reserved.
+    limit: AtomicUsize,
     used: AtomicUsize,
     /// Holders waiting in [`Reservation::grow_within`].
     waiting: AtomicUsize,
@@ -37,7 +38,7 @@ impl MemoryBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: usize) -> Arc<MemoryBudget> {
         Arc::new(MemoryBudget {
-            limit,
+            limit: AtomicUsize::new(limit),
             used: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             freed: Notify::new(),
@@ -51,7 +52,17 @@ impl MemoryBudget {
 
     /// The configured ceiling.
     pub fn limit(&self) -> usize {
-        self.limit
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// A new ceiling (configuration reload). Bytes already reserved above it
+    /// stay reserved; nothing more is granted until usage falls below it.
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+        // A larger budget may satisfy someone waiting for memory.
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.freed.notify_waiters();
+        }
     }
 
     /// Bytes reserved right now.
@@ -74,9 +85,10 @@ impl MemoryBudget {
     }
 
     fn take(&self, n: usize) -> bool {
+        let limit = self.limit();
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(n).filter(|&total| total <= self.limit)
+                used.checked_add(n).filter(|&total| total <= limit)
             })
             .is_ok()
     }
@@ -125,7 +137,7 @@ impl Reservation {
         if self.try_grow_to(total) {
             return true;
         }
-        if total > self.budget.limit {
+        if total > self.budget.limit() {
             return false;
         }
         let budget = self.budget.clone();

@@ -33,6 +33,8 @@ pub struct Metrics {
     login_failures: Family<Label, Counter>,
     signatures: Counter<u64, AtomicU64>,
     to_consegna: Histogram,
+    clock_synchronised: Gauge<i64, AtomicI64>,
+    clock_error: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -64,6 +66,8 @@ impl Metrics {
             to_consegna: Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(0.01, 4.0, 13),
             ),
+            clock_synchronised: Gauge::default(),
+            clock_error: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -105,6 +109,16 @@ impl Metrics {
             "pecd_submission_to_consegna_seconds",
             "Time from acceptance to the delivery receipt, per recipient",
             m.to_consegna.clone(),
+        );
+        registry.register(
+            "pecd_clock_synchronised",
+            "1 when the kernel clock is disciplined by a time daemon (adjtimex)",
+            m.clock_synchronised.clone(),
+        );
+        registry.register(
+            "pecd_clock_estimated_error_seconds",
+            "The kernel's estimated clock error (adjtimex esterror)",
+            m.clock_error.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -151,6 +165,12 @@ impl Metrics {
                 .get_or_create(&label("listener", listener))
                 .clone(),
         )
+    }
+
+    /// The kernel clock's state, as read when scraped.
+    pub fn clock(&self, synchronised: bool, estimated_error_us: i64) {
+        self.clock_synchronised.set(i64::from(synchronised));
+        self.clock_error.set(estimated_error_us as f64 / 1e6);
     }
 
     /// The exposition text, with the queue gauges set from `jobs`

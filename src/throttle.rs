@@ -23,6 +23,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -136,6 +137,9 @@ impl<K: Hash + Eq + Clone> Table<K> {
 
 #[derive(Debug)]
 struct Inner {
+    // Under the same lock as the tables: a reload swaps the tunables
+    // between two attempts, never in the middle of one.
+    cfg: ThrottleConfig,
     by_addr: Table<String>,
     by_net: Table<IpAddr>,
 }
@@ -143,7 +147,6 @@ struct Inner {
 /// Per-address and per-network queued delay after failed logins.
 #[derive(Debug)]
 pub struct LoginThrottle {
-    cfg: ThrottleConfig,
     inner: Mutex<Inner>,
 }
 
@@ -157,8 +160,8 @@ impl LoginThrottle {
     /// A throttle with the given tunables.
     pub fn new(cfg: ThrottleConfig) -> Self {
         Self {
-            cfg,
             inner: Mutex::new(Inner {
+                cfg,
                 by_addr: Table::new(),
                 by_net: Table::new(),
             }),
@@ -178,25 +181,20 @@ impl LoginThrottle {
         }
     }
 
-    fn delay(&self, failures: u32) -> Duration {
-        if failures == 0 {
-            return Duration::ZERO;
-        }
-        let shift = (failures - 1).min(20);
-        self.cfg
-            .base_delay
-            .saturating_mul(1u32 << shift)
-            .min(self.cfg.max_delay)
+    /// New tunables (configuration reload); the failures counted so far stay.
+    pub fn set_config(&self, cfg: ThrottleConfig) {
+        self.lock().cfg = cfg;
     }
 
     /// Reserve the next slot for an attempt on `addr` from `ip` at `now`:
     /// how long to wait for it, or `None` when the queue is already longer
     /// than `max_delay` (refuse without checking the password).
     pub fn reserve_at(&self, addr: &str, ip: IpAddr, now: Instant) -> Option<Duration> {
-        let forget = self.cfg.forget_after;
         let key = Self::key(addr);
         let net = network_of(ip);
         let mut g = self.lock();
+        let cfg = g.cfg.clone();
+        let forget = cfg.forget_after;
         let mut slot = now;
         if let Some(e) = g.by_addr.live(&key, now, forget) {
             slot = slot.max(e.next_allowed);
@@ -205,15 +203,15 @@ impl LoginThrottle {
             slot = slot.max(e.next_allowed);
         }
         let wait = slot.saturating_duration_since(now);
-        if wait > self.cfg.max_delay {
+        if wait > cfg.max_delay {
             return None;
         }
         // Only keys with failures get an entry; a clean key never queues.
         if let Some(e) = g.by_addr.map.get_mut(&key) {
-            e.next_allowed = slot + self.delay(e.failures);
+            e.next_allowed = slot + delay(&cfg, e.failures);
         }
         if let Some(e) = g.by_net.map.get_mut(&net) {
-            e.next_allowed = slot + self.delay(e.failures);
+            e.next_allowed = slot + delay(&cfg, e.failures);
         }
         Some(wait)
     }
@@ -235,14 +233,14 @@ impl LoginThrottle {
 
     /// Record the outcome of an attempt made at `now`.
     pub fn record_at(&self, addr: &str, ip: IpAddr, ok: bool, now: Instant) {
-        let max = self.cfg.max_entries;
         let key = Self::key(addr);
         let mut g = self.lock();
         if ok {
             g.by_addr.map.remove(&key);
             return;
         }
-        let forget = self.cfg.forget_after;
+        let cfg = g.cfg.clone();
+        let (max, forget) = (cfg.max_entries, cfg.forget_after);
         let net = network_of(ip);
         // Stale history must not add to the new count.
         g.by_addr.live(&key, now, forget);
@@ -250,11 +248,11 @@ impl LoginThrottle {
         let a = g.by_addr.entry(key, now, max);
         a.failures = a.failures.saturating_add(1);
         a.last = now;
-        a.next_allowed = a.next_allowed.max(now + self.delay(a.failures));
+        a.next_allowed = a.next_allowed.max(now + delay(&cfg, a.failures));
         let n = g.by_net.entry(net, now, max);
         n.failures = n.failures.saturating_add(1);
         n.last = now;
-        n.next_allowed = n.next_allowed.max(now + self.delay(n.failures));
+        n.next_allowed = n.next_allowed.max(now + delay(&cfg, n.failures));
     }
 
     /// Record the outcome of an attempt.
@@ -269,10 +267,22 @@ impl LoginThrottle {
     }
 }
 
+/// The wait after `failures` failures: `base * 2^(failures-1)`, capped.
+fn delay(cfg: &ThrottleConfig, failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let shift = (failures - 1).min(20);
+    cfg.base_delay
+        .saturating_mul(1u32 << shift)
+        .min(cfg.max_delay)
+}
+
 /// Live connections per client host ([`host_of`]) on one listener.
 #[derive(Debug)]
 pub struct ConnectionLimit {
-    max: usize,
+    // Atomic: a reload may change the cap while connections are counted.
+    max: AtomicUsize,
     live: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -287,9 +297,15 @@ impl ConnectionLimit {
     /// At most `max` live connections per host.
     pub fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
-            max,
+            max: AtomicUsize::new(max),
             live: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A new cap for the connections admitted from now on (configuration
+    /// reload); a host already over it keeps its connections.
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
@@ -304,7 +320,7 @@ impl ConnectionLimit {
         let key = host_of(ip);
         let mut g = self.lock();
         let n = g.entry(key).or_insert(0);
-        if *n >= self.max {
+        if *n >= self.max.load(Ordering::Relaxed) {
             if *n == 0 {
                 g.remove(&key);
             }
@@ -333,6 +349,58 @@ impl Drop for ConnectionSlot {
                 g.remove(&self.key);
             }
         }
+    }
+}
+
+/// Live connections on one listener against a cap a reload may change
+/// (`[limits] max_connections`); what a semaphore would be if its size
+/// could shrink below the permits already out.
+#[derive(Debug)]
+pub struct ConnectionCap {
+    max: AtomicUsize,
+    live: AtomicUsize,
+}
+
+/// One connection counted by a [`ConnectionCap`]; dropping it frees the place.
+#[derive(Debug)]
+pub struct CapSlot {
+    cap: Arc<ConnectionCap>,
+}
+
+impl ConnectionCap {
+    /// At most `max` live connections.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max: AtomicUsize::new(max),
+            live: AtomicUsize::new(0),
+        })
+    }
+
+    /// A new cap for the connections admitted from now on; none is closed.
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
+    }
+
+    /// A place for one more connection, or `None` at the cap.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<CapSlot> {
+        let max = self.max.load(Ordering::Relaxed);
+        self.live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| CapSlot { cap: self.clone() })
+    }
+
+    /// Live connections.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for CapSlot {
+    fn drop(&mut self) {
+        self.cap.live.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -490,5 +558,39 @@ mod tests {
         let z = ConnectionLimit::new(0);
         assert!(z.try_acquire(a).is_none());
         assert_eq!(z.live(a), 0);
+    }
+
+    #[test]
+    fn caps_changed_while_connections_live_apply_to_the_next_ones() {
+        let c = ConnectionCap::new(2);
+        let a = c.try_acquire().unwrap();
+        let _b = c.try_acquire().unwrap();
+        assert!(c.try_acquire().is_none());
+        c.set_max(1);
+        drop(a);
+        assert!(c.try_acquire().is_none(), "one live, cap 1");
+        c.set_max(3);
+        let _d = c.try_acquire().unwrap();
+        assert_eq!(c.live(), 2);
+        let l = ConnectionLimit::new(1);
+        let h = ip("127.0.0.1");
+        let _s = l.try_acquire(h).unwrap();
+        assert!(l.try_acquire(h).is_none());
+        l.set_max(2);
+        assert!(l.try_acquire(h).is_some());
+    }
+
+    #[test]
+    fn new_throttle_tunables_keep_the_failures_counted() {
+        let t = LoginThrottle::new(cfg());
+        let ip = ip("127.0.0.1");
+        let now = Instant::now();
+        t.record_at("a@x", ip, false, now);
+        t.set_config(ThrottleConfig {
+            base_delay: Duration::from_millis(300),
+            ..cfg()
+        });
+        assert_eq!(t.reserve_at("a@x", ip, now), Some(100 * MS));
+        assert_eq!(t.reserve_at("a@x", ip, now), Some(400 * MS));
     }
 }

@@ -52,6 +52,8 @@ fn same_provider_elsewhere(a: &TestProvider) -> TestProvider {
         inbound: a.inbound,
         imap: a.imap,
         imaps: a.imaps,
+        pop3: a.pop3,
+        pop3s: a.pop3s,
         admin: a.admin,
         ca_pem: certs.join("ca.pem"),
         child: None,

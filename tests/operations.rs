@@ -95,9 +95,36 @@ async fn metrics_move_with_the_traffic_and_health_names_what_fails() {
     let h: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(h["status"], "ok", "{h}");
     assert_eq!(h["store"], "ok", "{h}");
-    for l in ["submission", "submissions", "inbound", "imap", "imaps"] {
+    for l in [
+        "submission",
+        "submissions",
+        "inbound",
+        "imap",
+        "imaps",
+        "pop3",
+        "pop3s",
+    ] {
         assert_eq!(h["listeners"][l], "up", "{h}");
     }
+    // The kernel clock as an independent reader sees it (Python's ctypes
+    // calling adjtimex: x86-64 struct timex, esterror at 32, status at 40).
+    let kernel = std::process::Command::new("python3")
+        .args(["-c", "import ctypes,struct\nb=ctypes.create_string_buffer(256)\ns=ctypes.CDLL(None).adjtimex(b)\nprint(int(s!=5 and not struct.unpack_from('i',b.raw,40)[0]&0x40), struct.unpack_from('q',b.raw,32)[0])"])
+        .output()
+        .expect("python3");
+    let kernel = String::from_utf8(kernel.stdout).unwrap();
+    let (synced, esterror) = kernel.trim().split_once(' ').expect("python3 adjtimex");
+    let synced = synced == "1";
+    let esterror_ms = esterror.parse::<f64>().unwrap() / 1000.0;
+    assert_eq!(h["clock"]["synchronised"], synced, "{h}");
+    let drifting = !synced || esterror_ms > 500.0;
+    // Unsynchronised or drifting: a warning, never a 503.
+    assert_eq!(
+        h["warnings"].as_array().unwrap().is_empty(),
+        !drifting,
+        "{h}"
+    );
+    assert_eq!(h["clock"]["warning"].is_null(), !drifting, "{h}");
 
     let before = scrape(&p);
     // One PEC delivered, one refused, one wrong password on each protocol.
@@ -149,6 +176,8 @@ async fn metrics_move_with_the_traffic_and_health_names_what_fails() {
     assert!(after.contains_key("pecd_queue_jobs{state=held}"));
     // The SMTP session still open above is counted on its listener.
     assert!(get(&after, "pecd_connections{listener=submissions}") >= 1.0);
+    let clock = get(&after, "pecd_clock_synchronised{}");
+    assert_eq!(clock, if synced { 1.0 } else { 0.0 });
     let sum = get(&after, "pecd_submission_to_consegna_seconds_sum{}");
     assert!(sum > 0.0 && sum < 30.0, "{sum}");
     drop(c);

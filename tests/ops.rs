@@ -252,6 +252,8 @@ fn init_checks_the_domain_writes_production_ports_and_keeps_the_ca_key_apart() {
         ("submissions", 465),
         ("imap", 143),
         ("imaps", 993),
+        ("pop3", 110),
+        ("pop3s", 995),
     ] {
         let a: std::net::SocketAddr = listen_of(&cfg, key).parse().unwrap();
         assert_eq!(a.port(), port, "listen.{key}");
@@ -308,6 +310,8 @@ fn init_checks_the_domain_writes_production_ports_and_keeps_the_ca_key_apart() {
         ("inbound", 2525),
         ("imap", 2143),
         ("imaps", 2993),
+        ("pop3", 2110),
+        ("pop3s", 2995),
     ] {
         assert_eq!(listen_of(&cfg, key), format!("127.0.0.1:{port}"));
     }

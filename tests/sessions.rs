@@ -228,15 +228,10 @@ fn imap_failures_slow_smtp_auth_from_the_same_network() {
 // ---- connections per IP -------------------------------------------------------------
 
 /// Open a session and read its greeting; `None` if refused or closed.
-fn greeted(src: &str, port: u16, ca: Option<&Path>, imap: bool) -> Option<Client> {
+fn greeted(src: &str, port: u16, ca: Option<&Path>, hello: &str) -> Option<Client> {
     let mut c = Client::connect(src, port, ca).ok()?;
     let l = c.line()?;
-    let ok = if imap {
-        l.starts_with("* OK")
-    } else {
-        l.starts_with("220")
-    };
-    ok.then_some(c)
+    l.starts_with(hello).then_some(c)
 }
 
 fn refusal_line(src: &str, port: u16) -> Option<String> {
@@ -252,16 +247,18 @@ fn every_listener_caps_connections_per_ip() {
     let p = provider(&ca, "max_connections_per_ip = 3");
     let ca_pem: PathBuf = p.ca_pem.clone();
     let listeners = [
-        ("submission", p.submission, None, false),
-        ("submissions", p.submissions, Some(ca_pem.as_path()), false),
-        ("inbound", p.inbound, None, false),
-        ("imap", p.imap, None, true),
-        ("imaps", p.imaps, Some(ca_pem.as_path()), true),
+        ("submission", p.submission, None, "220"),
+        ("submissions", p.submissions, Some(ca_pem.as_path()), "220"),
+        ("inbound", p.inbound, None, "220"),
+        ("imap", p.imap, None, "* OK"),
+        ("imaps", p.imaps, Some(ca_pem.as_path()), "* OK"),
+        ("pop3", p.pop3, None, "+OK"),
+        ("pop3s", p.pop3s, Some(ca_pem.as_path()), "+OK"),
     ];
-    for (name, port, tls, imap) in listeners {
+    for (name, port, tls, hello) in listeners {
         let mut held: Vec<Client> = (0..3)
             .map(|i| {
-                greeted("127.0.0.1", port, tls, imap)
+                greeted("127.0.0.1", port, tls, hello)
                     .unwrap_or_else(|| panic!("{name}: connection {i} refused"))
             })
             .collect();
@@ -270,28 +267,29 @@ fn every_listener_caps_connections_per_ip() {
             None => {
                 let l = refusal_line("127.0.0.1", port)
                     .unwrap_or_else(|| panic!("{name}: 4th connection closed silently"));
-                if imap {
-                    assert!(l.starts_with("* BYE"), "{name}: {l}");
-                } else {
-                    assert!(l.starts_with("421 4.7.0"), "{name}: {l}");
-                }
+                let refusal = match hello {
+                    "* OK" => "* BYE",
+                    "+OK" => "-ERR [SYS/TEMP]",
+                    _ => "421 4.7.0",
+                };
+                assert!(l.starts_with(refusal), "{name}: {l}");
             }
             // Over implicit TLS the 4th connection is closed without a handshake.
             Some(_) => assert!(
-                greeted("127.0.0.1", port, tls, imap).is_none(),
+                greeted("127.0.0.1", port, tls, hello).is_none(),
                 "{name}: 4th connection served"
             ),
         }
         // Another address is not affected ...
         assert!(
-            greeted("127.0.0.2", port, tls, imap).is_some(),
+            greeted("127.0.0.2", port, tls, hello).is_some(),
             "{name}: 127.0.0.2 refused"
         );
         // ... and a session that ends gives its slot back.
         drop(held.pop());
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if let Some(c) = greeted("127.0.0.1", port, tls, imap) {
+            if let Some(c) = greeted("127.0.0.1", port, tls, hello) {
                 held.push(c);
                 break;
             }
@@ -379,6 +377,23 @@ fn a_trickled_imap_command_is_cut_off_at_command_timeout() {
     assert!(c.line().unwrap().starts_with("* OK"));
     let (took, said) = trickle(c, b"a NOOP", b' ');
     assert!(said.starts_with("* BYE"), "{said:?} after {took:?}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_trickled_pop3_command_is_cut_off_at_command_timeout() {
+    let ca = TestCa::new();
+    let p = provider(&ca, SLOW);
+    let mut c = Client::connect("127.0.0.1", p.pop3, None).unwrap();
+    assert!(c.line().unwrap().starts_with("+OK"));
+    let (took, said) = trickle(c, b"NOOP", b' ');
+    assert!(
+        said.starts_with("-ERR autologout"),
+        "{said:?} after {took:?}"
+    );
     assert!(
         took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
         "{took:?}"

@@ -31,8 +31,8 @@ use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 use imap_codec::ResponseCodec;
 
-use super::maildir::{Flags, Folder, MsgEntry, StoreError, UserStore, DELIM};
 use super::mime;
+use crate::store::mailbox::{Flags, Folder, MsgEntry, StoreError, UserStore, DELIM};
 
 /// Append one response to `out`.
 pub fn push(out: &mut Vec<u8>, r: Response<'_>) {
@@ -101,6 +101,8 @@ pub struct Engine {
     pub store: UserStore,
     /// The selected mailbox, if any.
     pub selected: Option<Selected>,
+    /// The user's quota in bytes, as looked up at login (`None`: no limit).
+    pub quota: Option<u64>,
 }
 
 fn mbox_name(m: &Mailbox<'_>) -> Result<String, StoreError> {
@@ -378,7 +380,29 @@ impl Engine {
         Self {
             store,
             selected: None,
+            quota: None,
         }
+    }
+
+    /// RFC 9208: the one quota root `""` covers every folder of the user;
+    /// STORAGE in units of 1024 octets, rounded up.
+    fn quota_data(&self, out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        use imap_codec::imap_types::core::AString;
+        use imap_codec::imap_types::extensions::quota::{QuotaGet, Resource};
+        let Some(limit) = self.quota else {
+            return Ok(false);
+        };
+        let used = crate::store::quota::usage(self.store.root())?.bytes;
+        let root = AString::try_from("").map_err(|_| StoreError::Refused("quota root"))?;
+        let q = QuotaGet::new(Resource::Storage, used.div_ceil(1024), limit.div_ceil(1024));
+        push(
+            out,
+            Response::Data(Data::Quota {
+                root,
+                quotas: Vec1::from(q),
+            }),
+        );
+        Ok(true)
     }
 
     /// Reconcile the selected view with the Maildir and describe the changes.
@@ -539,6 +563,51 @@ impl Engine {
                     }),
                 );
                 status(&mut out, Some(tag), Kind::Ok, None, "NAMESPACE completed");
+                Ok(())
+            }
+            CommandBody::GetQuotaRoot { mailbox } => (|| {
+                use imap_codec::imap_types::core::AString;
+                // Only existing folders have a quota root.
+                self.store.existing(&mbox_name(&mailbox)?)?;
+                let roots = match self.quota {
+                    Some(_) => {
+                        vec![AString::try_from("").map_err(|_| StoreError::Refused("quota root"))?]
+                    }
+                    None => vec![],
+                };
+                push(&mut out, Response::Data(Data::QuotaRoot { mailbox, roots }));
+                self.quota_data(&mut out)?;
+                status(
+                    &mut out,
+                    Some(tag),
+                    Kind::Ok,
+                    None,
+                    "GETQUOTAROOT completed",
+                );
+                Ok(())
+            })(),
+            CommandBody::GetQuota { root } => {
+                let known = root.as_ref().is_empty();
+                match known.then(|| self.quota_data(&mut out)) {
+                    Some(Ok(true)) => {
+                        status(&mut out, Some(tag), Kind::Ok, None, "GETQUOTA completed");
+                        Ok(())
+                    }
+                    Some(Err(e)) => Err(e),
+                    _ => {
+                        status(&mut out, Some(tag), Kind::No, None, "no such quota root");
+                        Ok(())
+                    }
+                }
+            }
+            CommandBody::SetQuota { .. } => {
+                status(
+                    &mut out,
+                    Some(tag),
+                    Kind::No,
+                    None,
+                    "quotas are set by the provider",
+                );
                 Ok(())
             }
             CommandBody::Noop | CommandBody::Check => {
@@ -909,6 +978,19 @@ impl Engine {
         let Some(folder) = self.target_folder(out, tag, m)? else {
             return Ok(());
         };
+        if let Some(limit) = self.quota {
+            let used = crate::store::quota::usage(self.store.root())?.bytes;
+            if used.saturating_add(data.len() as u64) > limit {
+                status(
+                    out,
+                    Some(tag),
+                    Kind::No,
+                    Some(Code::OverQuota),
+                    "mailbox full: the message does not fit in the quota",
+                );
+                return Ok(());
+            }
+        }
         let mtime = date.and_then(|d| {
             let secs = d.as_ref().timestamp();
             u64::try_from(secs)

@@ -5,7 +5,7 @@
 //! connections. The wire format is imap-codec's: its `Fragmentizer` splits
 //! lines and literals (so an oversized literal is skipped without desyncing
 //! the stream) and its codecs parse commands and serialise every response.
-//! The mailbox model ([`maildir`]: UIDs, flags, folders) and the message
+//! The mailbox model ([`crate::store::mailbox`]: UIDs, flags, folders, shared with the web) and the message
 //! structure ([`mime`]) are ours; commands on them run on blocking threads
 //! ([`engine`]) because they are file-system work.
 //!
@@ -19,7 +19,6 @@
 //! `max_bad_commands` BAD or failed-login answers.
 
 pub mod engine;
-pub mod maildir;
 pub mod mime;
 pub mod session;
 
@@ -33,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::throttle::LoginThrottle;
 
@@ -46,9 +45,15 @@ pub trait ImapAuth: Send + Sync + 'static {
         password: &str,
         peer: IpAddr,
     ) -> impl Future<Output = Result<String, ()>> + Send;
+
+    /// The user's mailbox quota in bytes (`None`: no limit), read at login.
+    fn quota(&self, _address: &str) -> impl Future<Output = Option<u64>> + Send {
+        async { None }
+    }
 }
 
 /// Settings of one IMAP listener.
+#[derive(Clone)]
 pub struct ImapConfig {
     /// Root of all Maildirs (`<mail_root>/<domain>/<localpart>/`).
     pub mail_root: PathBuf,
@@ -108,14 +113,22 @@ impl ImapConfig {
 }
 
 /// Accept connections until `shutdown` turns true; each one gets a session task.
+///
+/// `cfg` may be a [`crate::live::Live`] cell: each connection takes the
+/// settings current when it is accepted (TLS context, limits) and keeps them
+/// to its end, so a reload changes what the next connection gets and drops
+/// no session.
 pub async fn serve<A: ImapAuth>(
     listener: TcpListener,
-    cfg: Arc<ImapConfig>,
+    cfg: impl Into<crate::live::Live<ImapConfig>>,
     auth: Arc<A>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
-    let per_ip = crate::throttle::ConnectionLimit::new(cfg.max_connections_per_ip);
+    let live: crate::live::Live<ImapConfig> = cfg.into();
+    let first = live.get();
+    let limit = crate::throttle::ConnectionCap::new(first.max_connections.max(1));
+    let per_ip = crate::throttle::ConnectionLimit::new(first.max_connections_per_ip);
+    drop(first);
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         if *shutdown.borrow() {
@@ -133,6 +146,9 @@ pub async fn serve<A: ImapAuth>(
                 continue;
             }
         };
+        let cfg = live.get();
+        limit.set_max(cfg.max_connections.max(1));
+        per_ip.set_max(cfg.max_connections_per_ip);
         // One host must not take every slot: its own cap is checked first.
         let Some(slot) = per_ip.try_acquire(peer.ip()) else {
             tracing::warn!(%peer, "imap per-IP connection limit reached");
@@ -143,7 +159,7 @@ pub async fn serve<A: ImapAuth>(
             ));
             continue;
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
+        let Some(permit) = limit.try_acquire() else {
             tracing::warn!(%peer, "imap connection limit reached");
             tokio::spawn(session::refuse(
                 tcp,
@@ -152,7 +168,7 @@ pub async fn serve<A: ImapAuth>(
             ));
             continue;
         };
-        let (cfg, auth, sd) = (cfg.clone(), auth.clone(), shutdown.clone());
+        let (auth, sd) = (auth.clone(), shutdown.clone());
         tasks.spawn(async move {
             let _permit = permit;
             let _slot = slot;
@@ -173,8 +189,8 @@ pub async fn serve<A: ImapAuth>(
 
 /// Create an empty Maildir (and the default Sent/Drafts/Trash folders) for a new user.
 pub fn create_mailbox(mail_root: &Path, address: &str) -> std::io::Result<PathBuf> {
-    maildir::create_user(mail_root, address).map_err(|e| match e {
-        maildir::StoreError::Io(e) => e,
+    crate::store::mailbox::create_user(mail_root, address).map_err(|e| match e {
+        crate::store::mailbox::StoreError::Io(e) => e,
         other => std::io::Error::new(std::io::ErrorKind::InvalidInput, other.to_string()),
     })
 }

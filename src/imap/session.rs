@@ -32,8 +32,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::engine::{push, status, Engine, Kind};
-use super::maildir::UserStore;
 use super::{ImapAuth, ImapConfig};
+use crate::store::mailbox::UserStore;
 
 /// Room for the command line around a literal, on top of `max_literal`.
 const LINE_SLACK: usize = 64 * 1024;
@@ -157,8 +157,10 @@ impl<A: ImapAuth> Session<A> {
             Capability::Move,
             Capability::Unselect,
         ]);
-        if let Ok(c) = Capability::try_from("SPECIAL-USE") {
-            v.push(c);
+        for c in ["SPECIAL-USE", "QUOTA", "QUOTA=RES-STORAGE"] {
+            if let Ok(c) = Capability::try_from(c) {
+                v.push(c);
+            }
         }
         v
     }
@@ -625,11 +627,13 @@ impl<A: ImapAuth> Session<A> {
             }
         };
         let (root, host) = (self.cfg.mail_root.clone(), self.cfg.hostname.clone());
-        let opened =
-            tokio::task::spawn_blocking(move || UserStore::open(&root, &address, &host)).await;
+        let a = address.clone();
+        let opened = tokio::task::spawn_blocking(move || UserStore::open(&root, &a, &host)).await;
         match opened {
             Ok(Ok(store)) => {
-                self.engine = Some(Engine::new(store));
+                let mut engine = Engine::new(store);
+                engine.quota = self.auth.quota(&address).await;
+                self.engine = Some(engine);
                 let caps = Vec1::try_from(self.capabilities())
                     .ok()
                     .map(Code::Capability);

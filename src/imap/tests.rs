@@ -507,7 +507,7 @@ fn streamed_fetch_is_the_codec_encoding() {
     let raw = [head.clone(), body.clone()].concat();
     let new = dir.path().join("alpha.test/mario.rossi/new/1.M1P1Q1.mx");
     std::fs::write(new, &raw).unwrap();
-    let store = super::maildir::UserStore::open(dir.path(), MARIO, "mx.test").unwrap();
+    let store = crate::store::mailbox::UserStore::open(dir.path(), MARIO, "mx.test").unwrap();
     let mut e = super::engine::Engine::new(store);
     let run =
         |e: &mut super::engine::Engine, line: &[u8], sink: &mut dyn FnMut(Vec<u8>) -> bool| {

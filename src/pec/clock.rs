@@ -197,6 +197,27 @@ impl ItalianTime {
     }
 }
 
+/// Largest estimated clock error we run without a warning: receipts must be
+/// within one second of UTC, so half of that is the alarm.
+pub const MAX_CLOCK_ERROR_US: i64 = 500_000;
+
+/// Why the kernel clock's state deserves the operator's attention, if it does.
+pub fn clock_warning(synchronised: bool, estimated_error_us: i64) -> Option<String> {
+    if !synchronised {
+        return Some(
+            "the system clock is not synchronised (no NTP/chrony discipline): receipts must be within 1 s of UTC"
+                .into(),
+        );
+    }
+    (estimated_error_us > MAX_CLOCK_ERROR_US).then(|| {
+        format!(
+            "the system clock's estimated error is {} ms, over {} ms",
+            estimated_error_us / 1000,
+            MAX_CLOCK_ERROR_US / 1000
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,5 +306,17 @@ mod tests {
     fn clocks() {
         assert_eq!(FixedClock(42).now(), 42);
         assert!(SystemClock.now() > 1_600_000_000);
+    }
+
+    #[test]
+    fn clock_warnings() {
+        assert_eq!(clock_warning(true, 1_000), None);
+        assert_eq!(clock_warning(true, MAX_CLOCK_ERROR_US), None);
+        assert!(clock_warning(true, MAX_CLOCK_ERROR_US + 1)
+            .unwrap()
+            .contains("500 ms"));
+        assert!(clock_warning(false, 0)
+            .unwrap()
+            .contains("not synchronised"));
     }
 }

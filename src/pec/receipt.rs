@@ -68,6 +68,14 @@ pub fn no_dest_esteso(gestore: &str) -> String {
     format!("5.1.1 - {gestore} - indirizzo non valido")
 }
 
+/// `errore-esteso` of the avviso di mancata consegna for a full mailbox
+/// (RFC 3463 `5.2.2`: mailbox full).
+pub fn full_box_esteso(gestore: &str) -> String {
+    format!(
+        "5.2.2 - {gestore} - casella del destinatario piena: lo spazio disponibile e' esaurito e il messaggio non e' stato consegnato"
+    )
+}
+
 /// `errore-esteso` of the 24 h notice.
 pub fn expiry_esteso(gestore: &str) -> String {
     format!(

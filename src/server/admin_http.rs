@@ -56,7 +56,18 @@ pub async fn serve(
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let mut jobs = app.ctx.store.job_counts().await.unwrap_or_default();
+    let mut jobs: Vec<(String, i64)> = app
+        .ctx
+        .store
+        .job_counts()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(state, n)| (state.as_str().to_string(), n))
+        .collect();
+    if let Ok(c) = crate::sys::adjtimex::read() {
+        app.ctx.metrics.clock(c.synchronised, c.estimated_error_us);
+    }
     let running = app.ctx.running.lock().map(|r| r.len()).unwrap_or(0);
     jobs.push(("running".into(), running as i64));
     (
@@ -88,11 +99,32 @@ async fn health(State(app): State<Arc<App>>) -> impl IntoResponse {
             serde_json::json!(if up { "up" } else { "down" }),
         );
     }
+    // A drifting clock is a warning, not a failure: the provider still works,
+    // but its receipts' times need the operator's attention.
+    let mut warnings = Vec::new();
+    let clock = match crate::sys::adjtimex::read() {
+        Ok(c) => {
+            let warning = crate::pec::clock::clock_warning(c.synchronised, c.estimated_error_us);
+            warnings.extend(warning.clone());
+            serde_json::json!({
+                "synchronised": c.synchronised,
+                "estimated_error_ms": c.estimated_error_us as f64 / 1000.0,
+                "warning": warning,
+            })
+        }
+        Err(e) => {
+            let w = format!("the clock state cannot be read (adjtimex): {e}");
+            warnings.push(w.clone());
+            serde_json::json!({ "warning": w })
+        }
+    };
     let body = serde_json::json!({
         "status": if failing.is_empty() { "ok" } else { "failing" },
         "failing": failing,
+        "warnings": warnings,
         "store": store,
         "listeners": listeners,
+        "clock": clock,
     });
     let code = if failing.is_empty() {
         StatusCode::OK

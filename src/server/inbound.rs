@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::smtp::{Backend, Envelope, Reply, SessionInfo};
 use crate::store;
-use crate::store::log::Event;
+use crate::store::log::{Event, EventKind};
 use crate::store::queue::{self, Kind, NewJob};
 
 use super::Ctx;
@@ -66,7 +66,7 @@ impl Backend for InboundBackend {
             data: None,
             due_at: now,
         };
-        let mut ev = Event::new("ricezione", now);
+        let mut ev = Event::new(EventKind::Ricezione, now);
         ev.sender = Some(env.mail_from.clone());
         ev.recipients = Some(env.rcpt_to.join(", "));
         ev.detail = Some(format!(

@@ -8,17 +8,14 @@
 //! -> peer's `worker` (delivery point, receipts) -> back to the sender.
 
 mod admin_http;
-pub mod bench;
 pub mod inbound;
-pub mod lab;
+pub mod reload;
 pub mod submission;
-pub mod tools;
 pub mod worker;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -26,7 +23,8 @@ use crate::pec::smime::Trust;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
-use crate::config::Config;
+use crate::config::{Config, ProviderSection};
+use crate::live::Live;
 use crate::pec::clock::{Clock, SystemClock};
 use crate::pec::ids::{IdSource, RandomIds};
 use crate::pec::index::ProviderIndex;
@@ -35,30 +33,36 @@ use crate::pec::types::{RecipientType, Unsigned};
 use crate::relay::Relay;
 use crate::store::Store;
 
-pub use tools::{bench_main, demo_main, index_main, queue_main, verify_main};
-
 /// Everything a session or a job needs, shared.
+///
+/// What a reload may replace (see [`reload`]) sits in [`Live`] cells: the
+/// configuration, the signer, the trust roots and the relay that uses them.
+/// Code that needs one consistent view takes one snapshot (`ctx.cfg()`)
+/// and reads it, rather than reading the cell twice.
 pub struct Ctx {
-    /// The configuration.
-    pub cfg: Config,
+    /// The configuration in force; `[provider]` and the other keys only a
+    /// restart changes always hold the values the process started with.
+    config: Live<Config>,
+    /// `[provider]`, fixed for the life of the process.
+    provider: ProviderSection,
     /// Database and files.
     pub store: Store,
     /// Our S/MIME signer.
-    pub signer: Signer,
+    pub signer: Live<Signer>,
     /// Trusted roots for peer signatures.
-    pub trust: Trust,
+    pub trust: Live<Trust>,
     /// The provider index, replaced on reload.
     pub index: RwLock<Arc<ProviderIndex>>,
     /// Time source.
     pub clock: Arc<dyn Clock>,
     /// Id source.
     pub ids: Arc<dyn IdSource>,
-    /// Outbound SMTP.
-    pub relay: Relay,
+    /// Outbound SMTP (rebuilt when a reload changes its roots or timeout).
+    pub relay: Live<Relay>,
     /// Nudges the worker when new work is committed.
     pub wake: Notify,
     /// Jobs being worked on right now (never picked twice).
-    pub running: Mutex<HashSet<i64>>,
+    pub running: Mutex<HashSet<crate::store::queue::JobId>>,
     /// The same, in a file a crash leaves behind (the crash-loop guard).
     pub inflight: Arc<crate::store::inflight::Inflight>,
     /// Flips to true on shutdown.
@@ -76,9 +80,31 @@ pub struct Ctx {
 pub static SIGNATURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Ctx {
+    /// The configuration in force now.
+    pub fn cfg(&self) -> Arc<Config> {
+        self.config.get()
+    }
+
     /// The provider domain.
     pub fn domain(&self) -> &str {
-        self.cfg.provider_domain()
+        self.provider
+            .domains
+            .first()
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    /// `[provider]` (never changed by a reload).
+    pub fn provider(&self) -> &ProviderSection {
+        &self.provider
+    }
+
+    /// Whether `domain` is one of ours (case-insensitive).
+    fn is_local_domain(&self, domain: &str) -> bool {
+        self.provider
+            .domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
     }
 
     /// Our receipt address, `posta-certificata@<provider domain>`.
@@ -98,13 +124,13 @@ impl Ctx {
     pub fn is_local(&self, address: &str) -> bool {
         address
             .rsplit_once('@')
-            .is_some_and(|(_, d)| self.cfg.is_local_domain(d))
+            .is_some_and(|(_, d)| self.is_local_domain(d))
     }
 
     /// `certificato` for our domains and the index's, `esterno` otherwise.
     pub fn recipient_type(&self, address: &str) -> RecipientType {
         let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        if self.cfg.is_local_domain(domain) || self.index().is_certified(domain) {
+        if self.is_local_domain(domain) || self.index().is_certified(domain) {
             RecipientType::Certificato
         } else {
             RecipientType::Esterno
@@ -116,7 +142,10 @@ impl Ctx {
         SIGNATURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.metrics.signature();
         let boundary = crate::pec::ids::boundary(self.ids.as_ref());
-        self.signer.sign(msg, &boundary).map_err(|e| e.to_string())
+        self.signer
+            .get()
+            .sign(msg, &boundary)
+            .map_err(|e| e.to_string())
     }
 
     /// Unix seconds now.
@@ -138,6 +167,12 @@ pub struct Bound {
     pub imap: Option<SocketAddr>,
     /// IMAP (implicit TLS).
     pub imaps: Option<SocketAddr>,
+    /// POP3 (STLS).
+    #[serde(default)]
+    pub pop3: Option<SocketAddr>,
+    /// POP3 (implicit TLS).
+    #[serde(default)]
+    pub pop3s: Option<SocketAddr>,
 }
 
 /// A provider running inside this process.
@@ -146,6 +181,8 @@ pub struct Running {
     pub ctx: Arc<Ctx>,
     /// Where it listens.
     pub bound: Bound,
+    /// What a configuration reload swaps.
+    pub reloader: reload::Reloader,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -224,7 +261,7 @@ pub fn ensure_dev_pki(cfg: &Config) -> Result<(), String> {
     .map_err(|e| format!("generating development certificates: {e}"))?;
     let idx = cfg.resolve(&cfg.trust.index);
     if !idx.exists() {
-        let text = crate::admin::own_index_text(&cfg.provider.name, cfg.provider_domain());
+        let text = crate::layout::own_index_text(&cfg.provider.name, cfg.provider_domain());
         let rel = pathdiff(
             &cfg.resolve(&cfg.signing.certificate),
             idx.parent().unwrap_or(Path::new(".")),
@@ -274,7 +311,8 @@ pub fn load_index(path: &Path) -> Result<ProviderIndex, String> {
     r.map_err(|e| format!("{}: {}", path.display(), e.0))
 }
 
-fn load_trust(cfg: &Config) -> Result<(Trust, Vec<Vec<u8>>), String> {
+/// The `[trust] ca` roots, parsed, and the PEM files they came from.
+pub fn load_trust(cfg: &Config) -> Result<(Trust, Vec<Vec<u8>>), String> {
     let mut pems = Vec::new();
     for p in &cfg.trust.ca {
         pems.push(read(&cfg.resolve(p))?);
@@ -285,7 +323,8 @@ fn load_trust(cfg: &Config) -> Result<(Trust, Vec<Vec<u8>>), String> {
     Ok((store, pems))
 }
 
-fn load_signer(cfg: &Config) -> Result<Signer, String> {
+/// The signing key and certificate chain the configuration names.
+pub fn load_signer(cfg: &Config) -> Result<Signer, String> {
     let cert = read(&cfg.resolve(&cfg.signing.certificate))?;
     let key = read(&cfg.resolve(&cfg.signing.key))?;
     let mut chain = Vec::new();
@@ -362,7 +401,7 @@ async fn bind(addr: &Option<String>, key: &str) -> Result<Option<TcpListener>, S
 }
 
 /// The login throttle's tunables from `[limits]`.
-fn throttle_config(cfg: &Config) -> crate::throttle::ThrottleConfig {
+pub fn throttle_config(cfg: &Config) -> crate::throttle::ThrottleConfig {
     let d = crate::throttle::ThrottleConfig::default();
     crate::throttle::ThrottleConfig {
         base_delay: cfg.duration(&cfg.limits.login_delay, d.base_delay),
@@ -397,17 +436,14 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     let (inflight, crashed) = crate::store::inflight::Inflight::open(&data_dir.join("inflight"))
         .map_err(|e| format!("{}: {e}", data_dir.join("inflight").display()))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let relay = Relay::new(
-        &cfg.provider.hostname,
-        trust_pems,
-        cfg.duration(&cfg.queue.relay_timeout, Duration::from_secs(300)),
-        cfg.queue.workers as u32,
-    );
+    let relay = new_relay(&cfg, trust_pems.clone());
     let l_sub = bind(&cfg.listen.submission, "listen.submission").await?;
     let l_subs = bind(&cfg.listen.submissions, "listen.submissions").await?;
     let l_in = bind(&cfg.listen.inbound, "listen.inbound").await?;
     let l_imap = bind(&cfg.listen.imap, "listen.imap").await?;
     let l_imaps = bind(&cfg.listen.imaps, "listen.imaps").await?;
+    let l_pop3 = bind(&cfg.listen.pop3, "listen.pop3").await?;
+    let l_pop3s = bind(&cfg.listen.pop3s, "listen.pop3s").await?;
     let l_admin = bind(&cfg.admin.address(), "admin.listen").await?;
     let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let bound = Bound {
@@ -416,17 +452,21 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         inbound: local(&l_in),
         imap: local(&l_imap),
         imaps: local(&l_imaps),
+        pop3: local(&l_pop3),
+        pop3s: local(&l_pop3s),
     };
     let throttle = Arc::new(crate::throttle::LoginThrottle::new(throttle_config(&cfg)));
+    let memory = crate::memory::MemoryBudget::new(cfg.memory_budget());
     let ctx = Arc::new(Ctx {
-        cfg,
+        provider: cfg.provider.clone(),
+        config: Live::new(cfg),
         store,
-        signer,
-        trust,
+        signer: Live::new(signer),
+        trust: Live::new(trust),
         index: RwLock::new(Arc::new(index)),
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
-        relay,
+        relay: Live::new(relay),
         wake: Notify::new(),
         running: Mutex::new(HashSet::new()),
         inflight,
@@ -444,6 +484,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     enum Speaks {
         Smtp(Mode, bool),
         Imap(bool),
+        Pop3(bool),
     }
     let declared = [
         ("submission", l_sub, Speaks::Smtp(Mode::Submission, false)),
@@ -451,18 +492,24 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         ("inbound", l_in, Speaks::Smtp(Mode::Inbound, false)),
         ("imap", l_imap, Speaks::Imap(false)),
         ("imaps", l_imaps, Speaks::Imap(true)),
+        ("pop3", l_pop3, Speaks::Pop3(false)),
+        ("pop3s", l_pop3s, Speaks::Pop3(true)),
     ];
-    let memory = crate::memory::MemoryBudget::new(ctx.cfg.memory_budget());
+    // One POP3 session per maildrop, whichever of the two ports it came in on.
+    let pop3_locks = crate::pop3::MaildropLocks::new();
+    let cfg = ctx.cfg();
     let incoming = ctx.store.paths().data_dir.join("incoming");
     crate::smtp::remove_spool_leftovers(&incoming)
         .map_err(|e| format!("{}: {e}", incoming.display()))?;
     let mut watched = Vec::new();
+    let mut listeners = Vec::new();
     for (name, l, speaks) in declared {
         let Some(l) = l else { continue };
         let sd = shutdown_rx.clone();
         let task = match speaks {
             Speaks::Smtp(mode, implicit) => {
-                let mut c = submission::smtp_config(&ctx.cfg, acceptor.clone(), implicit, mode);
+                let mut c = crate::smtp::SmtpConfig::new(&ctx.provider.hostname, mode);
+                c.implicit_tls = implicit;
                 c.connections = ctx.metrics.connections(name);
                 c.memory = memory.clone();
                 c.spool_dir = incoming.clone();
@@ -470,7 +517,8 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
                     Mode::Submission => crate::memory::SUBMISSION_FACTOR,
                     Mode::Inbound => crate::memory::INBOUND_FACTOR,
                 };
-                let c = Arc::new(c);
+                let c = Live::new(smtp_listener(&cfg, acceptor.clone(), &c));
+                listeners.push((name, reload::Listener::Smtp(c.clone())));
                 match mode {
                     Mode::Submission => {
                         let b = Arc::new(submission::SubmissionBackend::new(ctx.clone()));
@@ -485,20 +533,34 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
             Speaks::Imap(implicit) => {
                 let mut c = crate::imap::ImapConfig::new(
                     ctx.store.paths().mail.clone(),
-                    ctx.cfg.provider.hostname.clone(),
+                    ctx.provider.hostname.clone(),
                     implicit,
                     acceptor.clone(),
                 );
                 c.throttle = ctx.throttle.clone();
-                c.max_literal = ctx.cfg.max_message_size();
-                let limits = &ctx.cfg.limits;
+                c.connections = ctx.metrics.connections(name);
+                let c = Live::new(imap_listener(&cfg, acceptor.clone(), &c));
+                listeners.push((name, reload::Listener::Imap(c.clone())));
+                let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
+                tokio::spawn(crate::imap::serve(l, c, auth, sd))
+            }
+            Speaks::Pop3(implicit) => {
+                let mut c = crate::pop3::Pop3Config::new(
+                    ctx.store.paths().mail.clone(),
+                    ctx.provider().hostname.clone(),
+                    implicit,
+                    acceptor.clone(),
+                );
+                let limits = &cfg.limits;
+                c.max_connections = limits.max_connections;
                 c.max_connections_per_ip = limits.max_connections_per_ip;
-                c.command_timeout = ctx.cfg.duration(&limits.command_timeout, c.command_timeout);
-                c.data_timeout = ctx.cfg.duration(&limits.data_timeout, c.data_timeout);
+                c.command_timeout = cfg.duration(&limits.command_timeout, c.command_timeout);
+                c.data_timeout = cfg.duration(&limits.data_timeout, c.data_timeout);
                 c.max_bad_commands = limits.max_bad_commands;
+                c.locks = pop3_locks.clone();
                 c.connections = ctx.metrics.connections(name);
                 let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
-                tokio::spawn(crate::imap::serve(l, Arc::new(c), auth, sd))
+                tokio::spawn(crate::pop3::serve(l, Arc::new(c), auth, sd))
             }
         };
         watched.push((name, task.abort_handle()));
@@ -521,27 +583,97 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     let info = serde_json::to_string_pretty(&bound).unwrap_or_default();
     let _ = std::fs::write(ctx.store.paths().data_dir.join("listeners.json"), info);
     tracing::info!(?bound, domain = ctx.domain(), "pecd provider running");
+    match crate::sys::adjtimex::read() {
+        Ok(c) => match crate::pec::clock::clock_warning(c.synchronised, c.estimated_error_us) {
+            Some(w) => tracing::warn!("{w}"),
+            None => tracing::info!(
+                estimated_error_ms = c.estimated_error_us / 1000,
+                "system clock synchronised"
+            ),
+        },
+        Err(e) => tracing::warn!(error = %e, "the clock state cannot be read (adjtimex)"),
+    }
+    let reloader = reload::Reloader::new(ctx.clone(), listeners, memory, trust_pems);
     Ok(Running {
         ctx,
         bound,
+        reloader,
         shutdown_tx,
         tasks,
     })
 }
 
+/// The outbound SMTP client `[queue]` and `[trust] ca` describe.
+fn new_relay(cfg: &Config, roots: Vec<Vec<u8>>) -> Relay {
+    Relay::new(
+        &cfg.provider.hostname,
+        roots,
+        cfg.duration(&cfg.queue.relay_timeout, Duration::from_secs(300)),
+        cfg.queue.workers as u32,
+    )
+}
+
+/// An SMTP listener's settings from `cfg` and `tls`, keeping what belongs to
+/// the listener rather than to the configuration (its mode, gauge, memory
+/// budget and spool) from `base`: at start and at each reload.
+fn smtp_listener(
+    cfg: &Config,
+    tls: crate::tls::Acceptor,
+    base: &crate::smtp::SmtpConfig,
+) -> crate::smtp::SmtpConfig {
+    let mut c = submission::smtp_config(cfg, tls, base.implicit_tls, base.mode);
+    c.connections = base.connections.clone();
+    c.memory = base.memory.clone();
+    c.spool_threshold = base.spool_threshold;
+    c.spool_dir = base.spool_dir.clone();
+    c.message_memory_factor = base.message_memory_factor;
+    c.memory_wait = base.memory_wait;
+    c
+}
+
+/// The IMAP counterpart of [`smtp_listener`].
+fn imap_listener(
+    cfg: &Config,
+    tls: crate::tls::Acceptor,
+    base: &crate::imap::ImapConfig,
+) -> crate::imap::ImapConfig {
+    let mut c = base.clone();
+    c.tls = tls;
+    c.max_literal = cfg.max_message_size();
+    let limits = &cfg.limits;
+    c.max_connections_per_ip = limits.max_connections_per_ip;
+    c.command_timeout = cfg.duration(&limits.command_timeout, base.command_timeout);
+    c.data_timeout = cfg.duration(&limits.data_timeout, base.data_timeout);
+    c.max_bad_commands = limits.max_bad_commands;
+    c
+}
+
 /// Reload the index when its file changes (checked every `index_check_interval`).
+/// Both are read again on each round: a reload may have changed them.
 async fn watch_index(ctx: Arc<Ctx>) {
-    let path = ctx.cfg.resolve(&ctx.cfg.trust.index);
-    let every = ctx
-        .cfg
-        .duration(&ctx.cfg.trust.index_check_interval, Duration::from_secs(2));
+    let index_path = |ctx: &Ctx| {
+        let cfg = ctx.cfg();
+        cfg.resolve(&cfg.trust.index)
+    };
     let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut path = index_path(&ctx);
     let mut last = stamp(&path);
     let mut shutdown = ctx.shutdown.clone();
     loop {
+        let every = {
+            let cfg = ctx.cfg();
+            cfg.duration(&cfg.trust.index_check_interval, Duration::from_secs(2))
+        };
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
+        }
+        let now_path = index_path(&ctx);
+        if now_path != path {
+            // The reload that named the new file has loaded it already.
+            path = now_path;
+            last = stamp(&path);
+            continue;
         }
         let now = stamp(&path);
         if now != last {
@@ -553,7 +685,8 @@ async fn watch_index(ctx: Arc<Ctx>) {
 
 /// Re-read the index file; on error keep the old one and say why.
 pub fn reload_index(ctx: &Ctx) {
-    let path = ctx.cfg.resolve(&ctx.cfg.trust.index);
+    let cfg = ctx.cfg();
+    let path = cfg.resolve(&cfg.trust.index);
     match load_index(&path) {
         Ok(idx) => {
             let n = idx.providers.len();
@@ -566,53 +699,4 @@ pub fn reload_index(ctx: &Ctx) {
             tracing::error!(error = %e, "provider index not reloaded; keeping the previous one")
         }
     }
-}
-
-/// Each line of a start-up error, prefixed with the configuration file it
-/// is about (the operator may not know which one was picked).
-fn naming_file(config: &Path, e: &str) -> String {
-    let name = config.display().to_string();
-    e.lines()
-        .map(|l| {
-            if l.starts_with(&name) {
-                l.to_string()
-            } else {
-                format!("{name}: {l}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// `pecd serve`.
-pub fn serve_main(config: &Path) -> crate::admin::AdminResult {
-    let cfg = crate::admin::load_config(config)?;
-    crate::logging::init(cfg.log.format, "info");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let grace = cfg.duration(&cfg.queue.shutdown_grace, Duration::from_secs(30));
-        // Handlers before READY: a supervisor may signal us the moment it
-        // hears it, and the default action of SIGTERM ends us uncleanly.
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        let running = start(cfg).await.map_err(|e| naming_file(config, &e))?;
-        // Every listener is bound: systemd (Type=notify) may start what
-        // depends on us.
-        crate::notify::send("READY=1");
-        let ctx = running.ctx.clone();
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
-                _ = hup.recv() => reload_index(&ctx),
-            }
-        }
-        tracing::info!("shutting down");
-        crate::notify::send("STOPPING=1");
-        running.stop(grace).await;
-        Ok::<_, Box<dyn std::error::Error>>(())
-    })?;
-    Ok(ExitCode::SUCCESS)
 }

@@ -15,7 +15,7 @@ use crate::pec::envelope::{busta_di_trasporto, Provider};
 use crate::pec::receipt::{self, Emitter};
 use crate::pec::types::{RecipientType, Tipo};
 use crate::smtp::{Backend, Envelope, Reply, SessionInfo, SmtpConfig};
-use crate::store::log::Event;
+use crate::store::log::{Event, EventKind};
 use crate::store::queue::{self, Kind, NewJob};
 use crate::store::{self, users};
 
@@ -41,7 +41,16 @@ pub fn smtp_config(
     c
 }
 
-/// Password checks shared by SMTP AUTH and IMAP LOGIN.
+/// Why a login was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginError {
+    /// Wrong address or password.
+    Invalid,
+    /// Too many failed attempts from this address or network: try later.
+    Throttled,
+}
+
+/// Password checks shared by SMTP AUTH, IMAP LOGIN and every other protocol.
 pub struct UserAuth {
     ctx: Arc<Ctx>,
 }
@@ -73,17 +82,33 @@ impl UserAuth {
         ok.then_some(address)
     }
 
-    /// [`UserAuth::verify`] behind the provider-wide login throttle; the
-    /// error is the SMTP reply (credentials invalid, or too many queued attempts).
-    pub async fn check(&self, user: &str, password: &str, ip: IpAddr) -> Result<String, Reply> {
+    /// [`UserAuth::verify`] behind the provider-wide login throttle shared by
+    /// every protocol; `protocol` names it in the log and the metrics.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        ip: IpAddr,
+        protocol: &'static str,
+    ) -> Result<String, LoginError> {
         let address = users::normalize(user);
         if !self.ctx.throttle.before_attempt(&address, ip).await {
-            return Err(Reply::auth_throttled());
+            return Err(LoginError::Throttled);
         }
         let r = self.verify(user, password).await;
         self.ctx.throttle.record(&address, ip, r.is_some());
-        self.logged(r, "smtp", &address, ip)
-            .ok_or_else(Reply::auth_failed)
+        self.logged(r, protocol, &address, ip)
+            .ok_or(LoginError::Invalid)
+    }
+
+    /// [`UserAuth::login`] for SMTP AUTH; the error is the SMTP reply.
+    pub async fn check(&self, user: &str, password: &str, ip: IpAddr) -> Result<String, Reply> {
+        self.login(user, password, ip, "smtp")
+            .await
+            .map_err(|e| match e {
+                LoginError::Throttled => Reply::auth_throttled(),
+                LoginError::Invalid => Reply::auth_failed(),
+            })
     }
 
     /// Log a login's outcome (with protocol, user and peer) and count a
@@ -106,6 +131,35 @@ impl crate::imap::ImapAuth for UserAuth {
         let r = self.verify(user, password).await;
         self.logged(r, "imap", &users::normalize(user), peer)
             .ok_or(())
+    }
+
+    async fn quota(&self, address: &str) -> Option<u64> {
+        let a = address.to_string();
+        let setting = self
+            .ctx
+            .store
+            .read(move |c| users::quota(c, &a))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(users::Quota::Default);
+        setting.limit(self.ctx.cfg().default_quota())
+    }
+}
+
+impl crate::pop3::Pop3Auth for UserAuth {
+    async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> Result<String, crate::pop3::LoginRefused> {
+        UserAuth::login(self, user, password, peer, "pop3")
+            .await
+            .map_err(|e| match e {
+                LoginError::Invalid => crate::pop3::LoginRefused::Invalid,
+                LoginError::Throttled => crate::pop3::LoginRefused::Throttled,
+            })
     }
 }
 
@@ -152,56 +206,115 @@ impl Backend for SubmissionBackend {
     }
 
     async fn data(&self, info: &SessionInfo, env: &Envelope, message: Vec<u8>) -> Reply {
-        let ctx = self.ctx.clone();
-        let (mail_from, rcpts, user) = (
-            env.mail_from.clone(),
-            env.rcpt_to.clone(),
-            info.auth_user.clone(),
-        );
-        // Parsing and RSA signing are CPU work: keep them off the I/O threads.
-        let prepared = tokio::task::spawn_blocking(move || {
-            prepare(&ctx, &message, &mail_from, &rcpts, user.as_deref())
-        })
-        .await;
-        let prepared = match prepared {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "submission failed before commit");
-                return Reply::local_error();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "submission task failed");
-                return Reply::local_error();
-            }
+        let Some(user) = info.auth_user.clone() else {
+            return Reply::auth_required();
         };
-        let reply = prepared.reply.clone();
-        // Taken before the commit consumes `prepared`, logged only after it
-        // succeeds: the line promises that `pecd log --id` will find rows.
-        let accepted = prepared
-            .message_row
-            .as_ref()
-            .map(|m| (m.identificativo.clone(), m.sender.clone()));
-        let n = prepared.recipient_count;
-        let ok = self.ctx.store.write(move |c| prepared.commit(c)).await;
-        match ok {
-            Ok(()) => {
-                if let Some((identificativo, from)) = accepted {
-                    tracing::info!(
-                        identificativo = %identificativo,
-                        from = %from,
-                        recipients = n,
-                        "submission accepted"
-                    );
-                }
-                self.ctx.wake.notify_one();
-                self.ctx.metrics.submission(reply.is_positive());
-                reply
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "submission commit failed");
-                Reply::local_error()
-            }
+        match submit(&self.ctx, &user, &env.mail_from, &env.rcpt_to, message).await {
+            Ok(s) => Reply::pec_accepted(&s.identificativo),
+            Err(r) => r.reply,
         }
+    }
+}
+
+/// A submission the access point accepted: the busta is on its way.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The identificativo of the busta (`pecd log --id`).
+    pub identificativo: String,
+    /// The Message-ID the user's message carried, if any.
+    pub msgid: Option<String>,
+}
+
+/// A submission the access point did not accept.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// What SMTP answers (code, enhanced status, English text).
+    pub reply: Reply,
+    /// The reason in the words of the non-accettazione (Italian), when the
+    /// formal checks refused it; `None` for a local failure.
+    pub reason: Option<String>,
+}
+
+impl Refusal {
+    fn local() -> Refusal {
+        Refusal {
+            reply: Reply::local_error(),
+            reason: None,
+        }
+    }
+}
+
+/// The access point: every submission, from SMTP or the web, goes through
+/// here. `user` is the authenticated address; `from` must be it. Once `Ok`
+/// is returned the busta, its acceptance (or the signed non-accettazione)
+/// and their log rows are on disk.
+pub async fn submit(
+    ctx: &Arc<Ctx>,
+    user: &str,
+    from: &str,
+    recipients: &[String],
+    message: Vec<u8>,
+) -> Result<Submitted, Refusal> {
+    if !user.eq_ignore_ascii_case(from.trim()) {
+        return Err(Refusal {
+            reply: Reply::sender_not_owned(),
+            reason: None,
+        });
+    }
+    if let Some(bad) = recipients.iter().find(|r| !valid_address(r)) {
+        return Err(Refusal {
+            reply: Reply::bad_recipient(bad),
+            reason: None,
+        });
+    }
+    let c2 = ctx.clone();
+    let (mail_from, rcpts, user) = (from.to_string(), recipients.to_vec(), user.to_string());
+    // Parsing and RSA signing are CPU work: keep them off the I/O threads.
+    let prepared = tokio::task::spawn_blocking(move || {
+        prepare(&c2, &message, &mail_from, &rcpts, Some(&user))
+    })
+    .await;
+    let prepared = match prepared {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "submission failed before commit");
+            return Err(Refusal::local());
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "submission task failed");
+            return Err(Refusal::local());
+        }
+    };
+    let reply = prepared.reply.clone();
+    let reason = prepared.reason.clone();
+    // Taken before the commit consumes `prepared`, logged only after it
+    // succeeds: the line promises that `pecd log --id` will find rows.
+    let accepted = prepared
+        .message_row
+        .as_ref()
+        .map(|m| (m.identificativo.clone(), m.sender.clone(), m.msgid.clone()));
+    let n = prepared.recipient_count;
+    let ok = ctx.store.write(move |c| prepared.commit(c)).await;
+    if let Err(e) = ok {
+        tracing::error!(error = %e, "submission commit failed");
+        return Err(Refusal::local());
+    }
+    ctx.wake.notify_one();
+    ctx.metrics.submission(reply.is_positive());
+    match accepted {
+        Some((identificativo, from, msgid)) if reply.is_positive() => {
+            tracing::info!(
+                identificativo = %identificativo,
+                from = %from,
+                recipients = n,
+                "submission accepted"
+            );
+            Ok(Submitted {
+                identificativo,
+                msgid,
+            })
+        }
+        _ => Err(Refusal { reply, reason }),
     }
 }
 
@@ -222,42 +335,20 @@ struct Stamp {
 /// What a submission will commit, prepared outside the store thread.
 pub(crate) struct Prepared {
     reply: Reply,
+    /// The Italian reason of a refusal by the formal checks.
+    reason: Option<String>,
     log: Vec<Event>,
     jobs: Vec<NewJob>,
-    message_row: Option<MessageRow>,
+    message_row: Option<store::messages::Accepted>,
     timers: Vec<(String, String, i64, i64, i64)>,
     /// Destinatari of an accepted message, for the operator's log line.
     recipient_count: usize,
 }
 
-struct MessageRow {
-    identificativo: String,
-    msgid: Option<String>,
-    sender: String,
-    subject: String,
-    recipients: String,
-    receipt_type: String,
-    daticert: String,
-    accepted_at: i64,
-}
-
 impl Prepared {
-    fn commit(self, c: &rusqlite::Connection) -> Result<(), store::StoreError> {
+    fn commit(self, c: &store::Db<'_>) -> store::Result<()> {
         if let Some(m) = &self.message_row {
-            c.execute(
-                "INSERT INTO messages(identificativo, msgid, sender, subject, recipients, receipt_type, daticert, accepted_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                rusqlite::params![
-                    m.identificativo,
-                    m.msgid,
-                    m.sender,
-                    m.subject,
-                    m.recipients,
-                    m.receipt_type,
-                    m.daticert,
-                    m.accepted_at
-                ],
-            )?;
+            store::messages::insert(c, m)?;
         }
         for e in &self.log {
             store::log::append(c, e)?;
@@ -282,7 +373,7 @@ pub fn recipients_text(d: &[Destinatario]) -> String {
 }
 
 /// A log event pre-filled from a message's certification data.
-pub fn event_for(kind: &str, ts: i64, c: &Certified) -> Event {
+pub fn event_for(kind: EventKind, ts: i64, c: &Certified) -> Event {
     let mut e = Event::new(kind, ts);
     e.identificativo = Some(c.identificativo.clone());
     e.msgid = c.msgid.clone();
@@ -331,7 +422,7 @@ pub fn route_job(
 
 fn provider(ctx: &Ctx) -> Provider {
     Provider {
-        name: ctx.cfg.provider.name.clone(),
+        name: ctx.provider().name.clone(),
         domain: ctx.domain().to_string(),
     }
 }
@@ -358,9 +449,10 @@ fn prepare(
             ctx.domain(),
         ),
     };
+    let cfg = ctx.cfg();
     let limits = Limits {
-        max_message_size: ctx.cfg.max_message_size(),
-        max_recipients: ctx.cfg.limits.max_recipients,
+        max_message_size: cfg.max_message_size(),
+        max_recipients: cfg.limits.max_recipients,
     };
     match access::check(raw, mail_from, rcpts, user, &limits) {
         Ok(acc) => accept(ctx, raw, &acc, &stamp),
@@ -393,7 +485,7 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
     let signed_busta = ctx.sign(&busta.unsigned)?;
     // What travels is the busta, a few KB larger than the original: a peer
     // with our limit would refuse it after we had certified the acceptance.
-    let max = ctx.cfg.max_message_size();
+    let max = ctx.cfg().max_message_size();
     if signed_busta.len() > max {
         let refusal = access::Refusal {
             reason: format!(
@@ -429,10 +521,10 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
     let id = &s.identificativo;
 
     let mut log = Vec::new();
-    let mut e = event_for("accettazione", s.now_ms, c);
+    let mut e = event_for(EventKind::Accettazione, s.now_ms, c);
     e.generated_msgid = acc_msgid.clone();
     log.push(e);
-    let mut e = event_for("busta-trasporto", s.now_ms, c);
+    let mut e = event_for(EventKind::BustaTrasporto, s.now_ms, c);
     e.generated_msgid = Some(format!("<{id}>"));
     e.receipt_type = Some(c.ricevuta.as_str().to_string());
     log.push(e);
@@ -494,9 +586,10 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
     }
     Ok(Prepared {
         reply: Reply::pec_accepted(id),
+        reason: None,
         log,
         jobs,
-        message_row: Some(MessageRow {
+        message_row: Some(store::messages::Accepted {
             identificativo: id.clone(),
             msgid: c.msgid.clone(),
             sender: c.mittente.clone(),
@@ -513,14 +606,13 @@ fn accept(ctx: &Ctx, raw: &[u8], acc: &Accepted, s: &Stamp) -> Result<Prepared, 
 
 /// `[timers]` in milliseconds.
 pub fn timer_config(ctx: &Ctx) -> crate::pec::timers::TimerConfig {
-    let t = &ctx.cfg.timers;
-    let pre = ctx.cfg.duration(
+    let cfg = ctx.cfg();
+    let t = &cfg.timers;
+    let pre = cfg.duration(
         &t.preavviso_after,
         std::time::Duration::from_secs(12 * 3600),
     );
-    let exp = ctx
-        .cfg
-        .duration(&t.expire_after, std::time::Duration::from_secs(24 * 3600));
+    let exp = cfg.duration(&t.expire_after, std::time::Duration::from_secs(24 * 3600));
     crate::pec::timers::TimerConfig {
         preavviso_after: pre.as_millis() as i64,
         expiry_after: exp.as_millis() as i64,
@@ -539,12 +631,13 @@ fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String>
         msgid: partial.msgid.clone(),
         ricevuta: partial.receipt_type,
     };
-    let mut e = event_for("non-accettazione", s.now_ms, &c);
+    let mut e = event_for(EventKind::NonAccettazione, s.now_ms, &c);
     e.error = Some(r.reason.clone());
     if !r.notice || !ctx.is_local(&c.mittente) {
         e.detail = Some(format!("refused at SMTP: {}", r.reason_en));
         return Ok(Prepared {
             reply,
+            reason: Some(r.reason.clone()),
             log: vec![e],
             jobs: vec![],
             message_row: None,
@@ -574,6 +667,7 @@ fn refuse(ctx: &Ctx, r: &access::Refusal, s: &Stamp) -> Result<Prepared, String>
     );
     Ok(Prepared {
         reply,
+        reason: Some(r.reason.clone()),
         log: vec![e],
         jobs: vec![job],
         message_row: None,

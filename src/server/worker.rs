@@ -21,8 +21,8 @@ use crate::pec::receipt::{self, Consegna, Emitter, Preavviso};
 use crate::pec::reception::{self, AnomalyReason, ReceptionInput, Verdict};
 use crate::pec::types::{Errore, ReceiptType, RecipientType, Tipo};
 use crate::relay::{NextHop, Outcome, TlsPolicy};
-use crate::store::log::Event;
-use crate::store::queue::{self, Deadline, DueTimer, Job, Kind, NewJob};
+use crate::store::log::{Event, EventKind};
+use crate::store::queue::{self, Deadline, DueTimer, Job, JobId, Kind, NewJob};
 use crate::store::{self, maildir, users, StoreError};
 
 use super::submission::{event_for, message_id_of, our_provider, route_job, timer_config};
@@ -50,7 +50,7 @@ impl From<std::io::Error> for Fail {
 
 /// Run until shutdown.
 pub async fn run(ctx: Arc<Ctx>) {
-    let slots = ctx.cfg.queue.workers.max(1);
+    let slots = ctx.cfg().queue.workers.max(1);
     let permits = Arc::new(Semaphore::new(slots));
     let mut shutdown = ctx.shutdown.clone();
     let mut next_sweep = 0;
@@ -59,7 +59,8 @@ pub async fn run(ctx: Arc<Ctx>) {
     // snapshot: it may predate the commit of a run that has just ended (and
     // left `running`), and such a job must not run twice (a relay would send
     // its message again). Cleared before each read, filled after each commit.
-    let ended: Arc<std::sync::Mutex<std::collections::HashSet<i64>>> = Arc::default();
+    let ended: Arc<std::sync::Mutex<std::collections::HashSet<crate::store::queue::JobId>>> =
+        Arc::default();
     loop {
         if *shutdown.borrow() {
             break;
@@ -75,7 +76,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         let timers = if now >= next_timer_check {
             next_timer_check = now + TIMER_CHECK_MS;
             ctx.store
-                .read(move |c| Ok(queue::due_timers(c, now, 200)?))
+                .read(move |c| queue::due_timers(c, now, 200))
                 .await
         } else {
             Ok(Vec::new())
@@ -90,7 +91,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         let mut started = 0;
         let free = permits.available_permits();
         if free > 0 {
-            let busy: std::collections::HashSet<i64> =
+            let busy: std::collections::HashSet<crate::store::queue::JobId> =
                 ctx.running.lock().map(|r| r.clone()).unwrap_or_default();
             if let Ok(mut e) = ended.lock() {
                 e.clear();
@@ -156,12 +157,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         if started > 0 {
             continue;
         }
-        let next = ctx
-            .store
-            .read(|c| Ok(queue::next_due(c)?))
-            .await
-            .ok()
-            .flatten();
+        let next = ctx.store.read(queue::next_due).await.ok().flatten();
         let wait = match next {
             Some(t) if t > now => Duration::from_millis((t - now) as u64),
             _ => Duration::from_secs(1),
@@ -196,16 +192,16 @@ async fn run_job(ctx: &Arc<Ctx>, job: Job) {
         Ok(()) => return,
         Err(Fail::Temporary(e)) => {
             let delay = backoff(ctx, job.attempts);
-            tracing::warn!(job = job.id, kind = job.kind.as_str(), error = %e, retry_in = ?delay, "job failed, will retry");
+            tracing::warn!(job = %job.id, kind = job.kind.as_str(), error = %e, retry_in = ?delay, "job failed, will retry");
             let id = job.id;
             let due = now + delay.as_millis() as i64;
             ctx.store
-                .write(move |c| Ok(queue::reschedule(c, id, &e, due, now)?))
+                .write(move |c| queue::reschedule(c, id, &e, due, now))
                 .await
         }
         Err(Fail::Permanent(e)) => {
-            tracing::error!(job = job.id, kind = job.kind.as_str(), error = %e, "job failed for good");
-            let mut ev = Event::new("lavoro-fallito", now);
+            tracing::error!(job = %job.id, kind = job.kind.as_str(), error = %e, "job failed for good");
+            let mut ev = Event::new(EventKind::LavoroFallito, now);
             ev.identificativo = job.identificativo.clone();
             ev.recipients = Some(job.recipients.join(", "));
             ev.error = Some(e.clone());
@@ -221,7 +217,7 @@ async fn run_job(ctx: &Arc<Ctx>, job: Job) {
         }
     };
     if let Err(e) = outcome {
-        tracing::error!(error = %e, job = job.id, "could not record job outcome");
+        tracing::error!(error = %e, job = %job.id, "could not record job outcome");
     }
 }
 
@@ -240,7 +236,7 @@ const JOB_KEEP_MS: i64 = 7 * 86_400_000;
 /// log rows past the legal 30 months.
 fn sweep(ctx: &Ctx) {
     let now = store::now_ms();
-    ctx.relay.prune_idle();
+    ctx.relay.get().prune_idle();
     for (seg, age) in ctx.store.spool().old_segments() {
         if age < SEGMENT_SETTLE {
             continue;
@@ -248,7 +244,7 @@ fn sweep(ctx: &Ctx) {
         let s2 = seg.clone();
         let used = ctx
             .store
-            .read_blocking(move |c| Ok(queue::segment_in_use(c, &s2, now, JOB_KEEP_MS)?))
+            .read_blocking(move |c| queue::segment_in_use(c, &s2, now, JOB_KEEP_MS))
             .unwrap_or(true);
         if used {
             continue;
@@ -256,7 +252,7 @@ fn sweep(ctx: &Ctx) {
         if ctx.store.spool().remove_segment(&seg).is_ok() {
             let _ = ctx
                 .store
-                .write_blocking(move |c| Ok(queue::forget_segment(c, &seg)?));
+                .write_blocking(move |c| queue::forget_segment(c, &seg));
         }
     }
     let _ = ctx.store.write_blocking(move |c| {
@@ -268,9 +264,10 @@ fn sweep(ctx: &Ctx) {
 
 /// Exponential backoff shortened by up to 25 % jitter, between `[queue] retry_initial` and `retry_max`.
 fn backoff(ctx: &Ctx, attempts: i64) -> Duration {
-    let q = &ctx.cfg.queue;
-    let initial = ctx.cfg.duration(&q.retry_initial, Duration::from_secs(60));
-    let max = ctx.cfg.duration(&q.retry_max, Duration::from_secs(3600));
+    let cfg = ctx.cfg();
+    let q = &cfg.queue;
+    let initial = cfg.duration(&q.retry_initial, Duration::from_secs(60));
+    let max = cfg.duration(&q.retry_max, Duration::from_secs(3600));
     let mut b = [0u8; 2];
     let _ = openssl::rand::rand_bytes(&mut b);
     let unit = u16::from_le_bytes(b) as f64 / u16::MAX as f64;
@@ -324,7 +321,7 @@ fn sole_recipient(job: &Job) -> Result<String, Fail> {
 async fn mailbox(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     let rcpt = sole_recipient(job)?;
     let bytes = blob_of(ctx, job)?;
-    let name = maildir::file_name_for(&job.key, job.created_at, &ctx.cfg.provider.hostname);
+    let name = maildir::file_name_for(&job.key, job.created_at, &ctx.provider().hostname);
     let store = ctx.store.clone();
     let r2 = rcpt.clone();
     let (created, attempts) = (job.created_at, job.attempts);
@@ -339,7 +336,7 @@ async fn mailbox(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     }
     let data = job_data(job);
     let now = store::now_ms();
-    let mut ev = Event::new("deposito", now);
+    let mut ev = Event::new(EventKind::Deposito, now);
     ev.identificativo = job.identificativo.clone();
     ev.recipients = Some(rcpt.clone());
     ev.generated_msgid = data_str(&data, "msgid");
@@ -352,7 +349,7 @@ async fn mailbox(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
 
 /// Record a job as done, with its log event and the follow-up work it
 /// produced, in one transaction; then nudge the loop for the follow-ups.
-async fn complete(ctx: &Ctx, id: i64, ev: Event, follow: Option<NewJob>) -> Result<(), Fail> {
+async fn complete(ctx: &Ctx, id: JobId, ev: Event, follow: Option<NewJob>) -> Result<(), Fail> {
     let now = store::now_ms();
     let more = follow.is_some();
     ctx.store
@@ -401,7 +398,7 @@ fn emit(
     ctx: &Ctx,
     msg: &crate::pec::types::Unsigned,
     tipo: Tipo,
-    event: &str,
+    event: EventKind,
     c: &Certified,
     key: String,
     to: &str,
@@ -436,9 +433,7 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         let certified = Certified::from(&d);
         let root = &ctx2.store.paths().mail;
         let a = rcpt.clone();
-        let known = ctx2
-            .store
-            .read_blocking(move |c| Ok(users::exists(c, &a)?))?
+        let known = ctx2.store.read_blocking(move |c| users::exists(c, &a))?
             && maildir::exists(root, &rcpt);
         let p = our_provider(&ctx2);
         let now = ctx2.now_secs();
@@ -448,8 +443,34 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
             when: ItalianTime::from_unix(now),
         };
         let id = certified.identificativo.clone();
+        let name = maildir::file_name_for(&key, created, &ctx2.provider().hostname);
+        let room = if known {
+            room_for(&ctx2, &rcpt, &name, bytes.len() as u64)?
+        } else {
+            Room::Fits(None)
+        };
+        if let Room::Full { used, limit } = room {
+            let esteso = receipt::full_box_esteso(&ctx2.provider().name);
+            let msg = receipt::errore_consegna(&e, &certified, &rcpt, Errore::Altro, &esteso);
+            let (mut ev, j) = emit(
+                &ctx2,
+                &msg,
+                Tipo::ErroreConsegna,
+                EventKind::ErroreConsegna,
+                &certified,
+                format!("errore-consegna:{id}:{rcpt}"),
+                &certified.mittente,
+            )?;
+            tracing::warn!(%rcpt, identificativo = %id, used, limit, size = bytes.len(), "mailbox full: busta not delivered");
+            ev.error = Some(esteso);
+            ev.detail = Some(format!(
+                "mailbox of {rcpt} full: {used} bytes used of {limit}, busta of {} bytes not stored",
+                bytes.len()
+            ));
+            return Ok((ev, j));
+        }
         if known {
-            let name = maildir::file_name_for(&key, created, &ctx2.cfg.provider.hostname);
+            let name = maildir::file_name_for(&key, created, &ctx2.provider().hostname);
             match ctx2.store.deliver(&rcpt, &name, &bytes, created, attempts) {
                 Ok(_) => {}
                 Err(maildir::DeliveryError::Io(e)) => return Err(Fail::Temporary(e.to_string())),
@@ -467,12 +488,15 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
                 }
                 ReceiptType::Sintetica => Consegna::Sintetica,
             };
+            if let Room::Fits(Some((used, limit))) = room {
+                quota_warning(&ctx2, &rcpt, &id, used, used + bytes.len() as u64, limit, created);
+            }
             let msg = receipt::avvenuta_consegna(&e, &certified, &rcpt, consegna);
             let (mut ev, j) = emit(
                 &ctx2,
                 &msg,
                 Tipo::AvvenutaConsegna,
-                "avvenuta-consegna",
+                EventKind::AvvenutaConsegna,
                 &certified,
                 format!("consegna:{id}:{rcpt}"),
                 &certified.mittente,
@@ -486,13 +510,13 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
             }
             Ok((ev, j))
         } else {
-            let esteso = receipt::no_dest_esteso(&ctx2.cfg.provider.name);
+            let esteso = receipt::no_dest_esteso(&ctx2.provider().name);
             let msg = receipt::errore_consegna(&e, &certified, &rcpt, Errore::NoDest, &esteso);
             let (mut ev, j) = emit(
                 &ctx2,
                 &msg,
                 Tipo::ErroreConsegna,
-                "errore-consegna",
+                EventKind::ErroreConsegna,
                 &certified,
                 format!("errore-consegna:{id}:{rcpt}"),
                 &certified.mittente,
@@ -508,6 +532,89 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     complete(ctx, job.id, ev, Some(follow)).await
 }
 
+/// Whether a busta fits in its recipient's mailbox.
+enum Room {
+    /// It fits; with the usage before it and the quota, when there is one.
+    Fits(Option<(u64, u64)>),
+    /// Storing it would pass the quota.
+    Full { used: u64, limit: u64 },
+}
+
+/// Check a busta of `size` bytes against `rcpt`'s quota. A copy this very
+/// job already stored (a retry after a crash) always fits: it is counted.
+fn room_for(ctx: &Ctx, rcpt: &str, name: &str, size: u64) -> Result<Room, Fail> {
+    let a = rcpt.to_string();
+    let setting = ctx
+        .store
+        .read_blocking(move |c| users::quota(c, &a))?
+        .unwrap_or(users::Quota::Default);
+    let Some(limit) = setting.limit(ctx.cfg().default_quota()) else {
+        return Ok(Room::Fits(None));
+    };
+    let root = maildir::mailbox_path(&ctx.store.paths().mail, rcpt)
+        .map_err(|e| Fail::Permanent(e.to_string()))?;
+    let used = store::quota::usage(&root)
+        .map_err(|e| Fail::Temporary(format!("mailbox usage of {rcpt}: {e}")))?
+        .bytes;
+    if used.saturating_add(size) <= limit || maildir::delivered(&root, name) {
+        return Ok(Room::Fits(Some((used, limit))));
+    }
+    Ok(Room::Full { used, limit })
+}
+
+/// Tell the user, once per crossing, that the mailbox passed
+/// `[mailbox] quota_warning`: a plain message in the INBOX, not a PEC
+/// receipt. Best effort: a failure is logged, the delivery stands.
+fn quota_warning(
+    ctx: &Ctx,
+    rcpt: &str,
+    id: &str,
+    before: u64,
+    after: u64,
+    limit: u64,
+    created: i64,
+) {
+    let pct = ctx.cfg().quota_warning();
+    let threshold = limit.saturating_mul(pct) / 100;
+    if before >= threshold || after < threshold {
+        return;
+    }
+    let now = ItalianTime::from_unix(ctx.now_secs());
+    let domain = ctx.domain();
+    let msgid = crate::pec::ids::message_id(ctx.ids.as_ref(), &now, domain);
+    let used_pct = after.saturating_mul(100) / limit.max(1);
+    let text = format!(
+        "From: \"{name}\" <posta-certificata@{domain}>\r\n\
+         To: <{rcpt}>\r\n\
+         Subject: Casella PEC quasi piena ({used_pct}%)\r\n\
+         Date: {date}\r\n\
+         Message-ID: <{msgid}>\r\n\
+         Auto-Submitted: auto-generated\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\
+         \r\n\
+         La casella {rcpt} occupa {after} byte dei {limit} disponibili ({used_pct}%).\r\n\
+         \r\n\
+         Quando sara' piena, i messaggi PEC in arrivo non saranno consegnati e ai\r\n\
+         mittenti arrivera' un avviso di mancata consegna. Per liberare spazio,\r\n\
+         eliminare o archiviare i messaggi che non servono piu'.\r\n\
+         \r\n\
+         Messaggio informativo del gestore {name}: non e' una ricevuta PEC.\r\n",
+        name = ctx.provider().name,
+        date = now.rfc5322(),
+    );
+    let name = maildir::file_name_for(
+        &format!("quota-warning:{id}:{rcpt}"),
+        created,
+        &ctx.provider().hostname,
+    );
+    match ctx.store.deliver(rcpt, &name, text.as_bytes(), created, 1) {
+        Ok(_) => tracing::info!(%rcpt, used = after, limit, "mailbox usage warning delivered"),
+        Err(e) => tracing::warn!(%rcpt, error = %e, "mailbox usage warning not delivered"),
+    }
+}
+
 /// Where mail for `domain` goes: a static route, else its MX hosts.
 async fn next_hops(ctx: &Ctx, domain: &str) -> Result<Vec<NextHop>, Fail> {
     let tls = if ctx.index().is_certified(domain) {
@@ -515,7 +622,8 @@ async fn next_hops(ctx: &Ctx, domain: &str) -> Result<Vec<NextHop>, Fail> {
     } else {
         TlsPolicy::Opportunistic
     };
-    if let Some(hop) = ctx.cfg.route_for(domain) {
+    let cfg = ctx.cfg();
+    if let Some(hop) = cfg.route_for(domain) {
         let (host, port) = hop
             .rsplit_once(':')
             .ok_or_else(|| Fail::Permanent(format!("route {hop}: no port")))?;
@@ -530,11 +638,10 @@ async fn next_hops(ctx: &Ctx, domain: &str) -> Result<Vec<NextHop>, Fail> {
             tls,
         }]);
     }
-    let servers: Vec<std::net::SocketAddr> = if ctx.cfg.dns.nameservers.is_empty() {
+    let servers: Vec<std::net::SocketAddr> = if cfg.dns.nameservers.is_empty() {
         crate::relay::dns::system_nameservers()
     } else {
-        ctx.cfg
-            .dns
+        cfg.dns
             .nameservers
             .iter()
             .filter_map(|s| {
@@ -554,7 +661,7 @@ async fn next_hops(ctx: &Ctx, domain: &str) -> Result<Vec<NextHop>, Fail> {
         .map(|(name, ip)| NextHop {
             host: ip.to_string(),
             tls_name: name,
-            port: ctx.cfg.dns.smtp_port,
+            port: cfg.dns.smtp_port,
             tls,
         })
         .collect())
@@ -567,7 +674,8 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         .clone()
         .ok_or_else(|| Fail::Permanent("relay job without destination".into()))?;
     let bytes = blob_of(ctx, job)?;
-    let (hops, mut outcome) = if ctx.cfg.route_for(&domain).is_none() && !ctx.cfg.dns.mx_lookups {
+    let cfg = ctx.cfg();
+    let (hops, mut outcome) = if cfg.route_for(&domain).is_none() && !cfg.dns.mx_lookups {
         // A refusal, not a retry: no later attempt could find a next hop,
         // and the sender is told now rather than after the 24 h deadline.
         let why = format!(
@@ -582,9 +690,10 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         )
     };
     let mut used = None;
+    // One relay for the whole job, even if a reload replaces it meanwhile.
+    let client = ctx.relay.get();
     for hop in &hops {
-        outcome = ctx
-            .relay
+        outcome = client
             .send(hop, &job.mail_from, &job.recipients, &bytes)
             .await;
         ctx.metrics.relay_attempt(match outcome {
@@ -602,7 +711,14 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     let now = store::now_ms();
     match outcome {
         Outcome::Sent => {
-            let mut ev = Event::new(if is_busta { "inoltro-busta" } else { "inoltro" }, now);
+            let mut ev = Event::new(
+                if is_busta {
+                    EventKind::InoltroBusta
+                } else {
+                    EventKind::Inoltro
+                },
+                now,
+            );
             ev.identificativo = job.identificativo.clone();
             ev.sender = Some(job.mail_from.clone());
             ev.recipients = Some(job.recipients.join(", "));
@@ -640,41 +756,37 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
 /// [`queue::MAX_CRASHES`] times. A held busta is not delivered: its sender
 /// gets an avviso di mancata consegna for each certified recipient, and the
 /// PEC log records the hold. `pecd queue retry ID` releases it.
-pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[i64]) {
+pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[JobId]) {
     for &id in ids {
         let now = store::now_ms();
         let held = ctx
             .store
-            .write(move |c| Ok(queue::record_crash(c, id, now)?))
+            .write(move |c| queue::record_crash(c, id, now))
             .await;
         let job = match held {
             Ok(Some(job)) => job,
             Ok(None) => {
                 tracing::warn!(
-                    job = id,
+                    job = %id,
                     "the process died while this job ran; it will run again"
                 );
                 continue;
             }
             Err(e) => {
-                tracing::error!(job = id, error = %e, "could not record a crashed job");
+                tracing::error!(job = %id, error = %e, "could not record a crashed job");
                 continue;
             }
         };
         let why = job.last_error.clone().unwrap_or_default();
-        tracing::error!(job = id, kind = job.kind.as_str(), reason = %why, "job held");
-        let mut ev = Event::new("lavoro-sospeso", now);
+        tracing::error!(job = %id, kind = job.kind.as_str(), reason = %why, "job held");
+        let mut ev = Event::new(EventKind::LavoroSospeso, now);
         ev.identificativo = job.identificativo.clone();
         ev.sender = Some(job.mail_from.clone()).filter(|s| !s.is_empty());
         ev.recipients = Some(job.recipients.join(", "));
         ev.error = Some(why.clone());
         ev.detail = Some(format!("job {} {} held", job.id, job.kind.as_str()));
-        if let Err(e) = ctx
-            .store
-            .write(move |c| Ok(store::log::append(c, &ev)?))
-            .await
-        {
-            tracing::error!(job = id, error = %e, "could not log a held job");
+        if let Err(e) = ctx.store.write(move |c| store::log::append(c, &ev)).await {
+            tracing::error!(job = %id, error = %e, "could not log a held job");
         }
         let ours = job.identificativo.as_deref().is_some_and(|i| !i.is_empty());
         if ours && matches!(job.kind, Kind::Relay | Kind::LocalBusta) {
@@ -682,7 +794,7 @@ pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[i64]) {
             match undelivered(ctx, &job, why, Finish::Held).await {
                 Ok(()) | Err(Fail::Permanent(_)) => {}
                 Err(Fail::Temporary(e)) => {
-                    tracing::error!(job = id, error = %e, "could not tell the sender of a held job");
+                    tracing::error!(job = %id, error = %e, "could not tell the sender of a held job");
                 }
             }
         }
@@ -724,7 +836,7 @@ async fn undelivered(ctx: &Arc<Ctx>, job: &Job, error: &str, finish: Finish) -> 
             let mut events = Vec::new();
             let mut jobs = Vec::new();
             for r in &rcpts {
-                let mut ev = event_for("inoltro-fallito", now_ms, &certified);
+                let mut ev = event_for(EventKind::InoltroFallito, now_ms, &certified);
                 ev.error = Some(err.clone());
                 ev.detail = Some(format!("refused for {r}"));
                 let certified_rcpt = certified.destinatari.iter().any(|d| {
@@ -737,7 +849,7 @@ async fn undelivered(ctx: &Arc<Ctx>, job: &Job, error: &str, finish: Finish) -> 
                         &ctx2,
                         &msg,
                         Tipo::ErroreConsegna,
-                        "errore-consegna",
+                        EventKind::ErroreConsegna,
                         &certified,
                         format!("errore-consegna:{}:{r}", certified.identificativo),
                         &certified.mittente,
@@ -778,17 +890,9 @@ async fn undelivered(ctx: &Arc<Ctx>, job: &Job, error: &str, finish: Finish) -> 
 /// The certification data of a message we accepted.
 async fn load_certified(ctx: &Ctx, identificativo: &str) -> Result<Certified, Fail> {
     let id = identificativo.to_string();
-    let xml: Option<String> = ctx
+    let xml = ctx
         .store
-        .read(move |c| {
-            use rusqlite::OptionalExtension;
-            Ok(c.query_row(
-                "SELECT daticert FROM messages WHERE identificativo = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })
+        .read(move |db| store::messages::daticert_of(db, &id))
         .await?;
     let xml = xml.ok_or_else(|| Fail::Permanent(format!("unknown message {identificativo}")))?;
     let d = Daticert::parse(xml.as_bytes()).map_err(|e| Fail::Permanent(format!("{e:?}")))?;
@@ -820,7 +924,7 @@ async fn inbound(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
                 }
             }
             for e in &events {
-                if e.event == "presa-in-carico"
+                if e.event == EventKind::PresaInCarico
                     && e.generated_msgid
                         .as_ref()
                         .is_some_and(|m| repeated.contains(m))
@@ -875,8 +979,8 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
     let verdict = reception::receive(&ReceptionInput {
         raw: bytes,
         index: &index,
-        trust: Some(&ctx.trust),
-        our_domains: &ctx.cfg.provider.domains,
+        trust: Some(&ctx.trust.get()),
+        our_domains: &ctx.provider().domains,
         now,
     });
     let now_ms = store::now_ms();
@@ -920,7 +1024,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                 jobs.append(&mut js);
             }
             if !ours.is_empty() {
-                let mut ev = event_for("busta-ricevuta", now_ms, &c);
+                let mut ev = event_for(EventKind::BustaRicevuta, now_ms, &c);
                 ev.detail = Some(format!(
                     "from {provider} (signer SHA-1 {}), for {}",
                     verified.sha1_fingerprint,
@@ -934,7 +1038,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                     ctx,
                     &presa,
                     Tipo::PresaInCarico,
-                    "presa-in-carico",
+                    EventKind::PresaInCarico,
                     &c,
                     format!("presa:{}:{}", c.identificativo, ours.join(",")),
                     &receipt_mailbox,
@@ -969,12 +1073,8 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                 .map(|d| d.identificativo.clone())
                 .unwrap_or_default();
             let mut ev = match &d {
-                Some(d) => event_for(
-                    &format!("ricevuta-{}", tipo.as_str()),
-                    now_ms,
-                    &Certified::from(d),
-                ),
-                None => Event::new(&format!("ricevuta-{}", tipo.as_str()), now_ms),
+                Some(d) => event_for(EventKind::Ricevuta(tipo), now_ms, &Certified::from(d)),
+                None => Event::new(EventKind::Ricevuta(tipo), now_ms),
             };
             ev.generated_msgid = message.message_id.clone();
             ev.detail = Some(format!("from {provider}"));
@@ -1005,7 +1105,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                             .as_deref()
                             .is_some_and(|x| x.trim_start().starts_with("5.4.1"));
                         if fin {
-                            ev.event = "mancata-consegna-24h".into();
+                            ev.event = EventKind::MancataConsegna24h;
                             ev.error = d.errore_esteso.clone();
                             if let Some(r) = &d.consegna {
                                 timers.push(TimerUpdate::Close(
@@ -1080,7 +1180,7 @@ fn anomaly_for(
     );
     let (ablob, msgid) = sign_to_spool(ctx, &msg)?;
     let now_ms = store::now_ms();
-    let mut ev = Event::new("anomalia", now_ms);
+    let mut ev = Event::new(EventKind::Anomalia, now_ms);
     ev.sender = message.from_address.clone();
     ev.recipients = Some(recipients.join(", "));
     ev.subject = message.subject.clone();
@@ -1150,7 +1250,7 @@ async fn fire_timer(ctx: &Arc<Ctx>, t: &DueTimer) -> Result<(), String> {
                     &ctx2,
                     &msg,
                     Tipo::PreavvisoErroreConsegna,
-                    "preavviso-errore-consegna",
+                    EventKind::PreavvisoErroreConsegna,
                     &c,
                     format!("preavviso-{label}:{}:{}", c.identificativo, t2.recipient),
                     &c.mittente,
@@ -1181,35 +1281,12 @@ async fn fire_timer(ctx: &Arc<Ctx>, t: &DueTimer) -> Result<(), String> {
             }
             if t3.deadline == Deadline::Expire {
                 queue::timer_close(c, &t3.identificativo, &t3.recipient, now, "scadenza-24h")?;
-                stop_relays(c, &t3.identificativo, now)?;
+                queue::stop_relays(c, &t3.identificativo, now)?;
             }
             Ok(())
         })
         .await
         .map_err(|e| e.to_string())?;
     ctx.wake.notify_one();
-    Ok(())
-}
-
-/// After the final notice the relay stops: fail pending relays of the busta
-/// whose certified recipients are all closed.
-fn stop_relays(c: &rusqlite::Connection, identificativo: &str, now: i64) -> rusqlite::Result<()> {
-    // `kind <> 'mailbox'` spelled out: it lets SQLite use the partial index.
-    let mut st = c.prepare(
-        "SELECT id, recipients FROM jobs WHERE identificativo = ?1 AND kind = 'relay' AND state = 'pending' AND kind <> 'mailbox'",
-    )?;
-    let rows: Vec<(i64, String)> = st
-        .query_map([identificativo], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    for (id, rcpts) in rows {
-        let rcpts: Vec<String> = serde_json::from_str(&rcpts).unwrap_or_default();
-        let mut open = false;
-        for r in &rcpts {
-            open |= queue::timer_open(c, identificativo, r)?;
-        }
-        if !open {
-            queue::mark_failed(c, id, "expired: final non-delivery notice sent", now)?;
-        }
-    }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{timeout, Duration};
 use tracing::{debug, error, info, warn, Instrument};
@@ -14,18 +14,25 @@ use super::reply::Reply;
 use super::session::{wait_shutdown, Session};
 use super::stream::Stream;
 use super::{Backend, SmtpConfig};
-use crate::throttle::ConnectionLimit;
+use crate::live::Live;
+use crate::throttle::{ConnectionCap, ConnectionLimit};
 
 /// Serve SMTP on an already bound listener until `shutdown` turns true, then
 /// stop accepting, let every live session answer `421 4.3.2` at its next
 /// command (idle ones at once) and return when all sessions are gone. The
 /// caller bounds that drain with its own grace timeout.
+///
+/// `cfg` may be a [`Live`] cell: each connection takes the settings current
+/// when it is accepted (TLS context, limits) and keeps them to its end, so a
+/// reload changes what the next connection gets and drops no session.
 pub async fn serve<B: Backend>(
     listener: TcpListener,
-    cfg: Arc<SmtpConfig>,
+    cfg: impl Into<Live<SmtpConfig>>,
     backend: Arc<B>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let live: Live<SmtpConfig> = cfg.into();
+    let cfg = live.get();
     let local = listener.local_addr().ok();
     if cfg.implicit_tls && cfg.tls.is_none() {
         error!(
@@ -34,7 +41,7 @@ pub async fn serve<B: Backend>(
         );
     }
     info!(?local, mode = ?cfg.mode, implicit_tls = cfg.implicit_tls, "SMTP listener up");
-    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let limit = ConnectionCap::new(cfg.max_connections);
     let per_ip = ConnectionLimit::new(cfg.max_connections_per_ip);
     let mut sessions = JoinSet::new();
     loop {
@@ -47,6 +54,9 @@ pub async fn serve<B: Backend>(
             }
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let cfg = live.get();
+                    limit.set_max(cfg.max_connections);
+                    per_ip.set_max(cfg.max_connections_per_ip);
                     // Pipelined replies are written in one go; don't let Nagle delay them.
                     let _ = tcp.set_nodelay(true);
                     let span = tracing::info_span!("smtp", %peer);
@@ -55,8 +65,8 @@ pub async fn serve<B: Backend>(
                         sessions.spawn(refuse(tcp, cfg.clone(), Reply::too_many_from_ip()).instrument(span));
                         continue;
                     };
-                    match limit.clone().try_acquire_owned() {
-                        Ok(permit) => {
+                    match limit.try_acquire() {
+                        Some(permit) => {
                             let (cfg, backend, rx) = (cfg.clone(), backend.clone(), shutdown.clone());
                             sessions.spawn(
                                 async move {
@@ -67,7 +77,7 @@ pub async fn serve<B: Backend>(
                                 .instrument(span),
                             );
                         }
-                        Err(_) => {
+                        None => {
                             drop(slot);
                             sessions.spawn(refuse(tcp, cfg.clone(), Reply::busy()).instrument(span));
                         }

@@ -724,7 +724,7 @@ mod tests {
         let blob = st.put_blob(b"Subject: queued\r\n\r\nbody\r\n").unwrap();
         let b = blob.clone();
         st.write_blocking(move |c| {
-            c.execute(
+            c.sql().execute(
                 "INSERT INTO jobs(key, kind, recipients, blob, due_at, created_at, updated_at)
                  VALUES ('relay:x:pec.beta.test', 'relay', 'bob@pec.beta.test', ?1, 0, 0, 0)",
                 [&b],

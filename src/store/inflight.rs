@@ -15,6 +15,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use super::queue::JobId;
+
 /// The slot file of one running process.
 #[derive(Debug)]
 pub struct Inflight {
@@ -26,7 +28,7 @@ pub struct Inflight {
 impl Inflight {
     /// Open (or create) the file at `path`, return the job ids a previous
     /// process left in it, and clear it for this one.
-    pub fn open(path: &Path) -> io::Result<(Arc<Inflight>, Vec<i64>)> {
+    pub fn open(path: &Path) -> io::Result<(Arc<Inflight>, Vec<JobId>)> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -34,10 +36,11 @@ impl Inflight {
             .truncate(false)
             .open(path)?;
         let bytes = std::fs::read(path)?;
-        let left: Vec<i64> = bytes
+        let left: Vec<JobId> = bytes
             .chunks_exact(8)
             .filter_map(|c| c.try_into().ok().map(i64::from_le_bytes))
             .filter(|id| *id != 0)
+            .map(JobId)
             .collect();
         file.set_len(0)?;
         let me = Inflight {
@@ -49,7 +52,7 @@ impl Inflight {
     }
 
     /// Note that job `id` runs until the returned guard is dropped.
-    pub fn enter(self: &Arc<Self>, id: i64) -> Running {
+    pub fn enter(self: &Arc<Self>, id: JobId) -> Running {
         let slot = self
             .free
             .lock()
@@ -60,7 +63,7 @@ impl Inflight {
                 *n += 1;
                 *n - 1
             });
-        self.put(slot, id);
+        self.put(slot, id.0);
         Running {
             owner: self.clone(),
             slot,
@@ -109,16 +112,16 @@ mod tests {
         let path = dir.path().join("inflight");
         let (f, left) = Inflight::open(&path).unwrap();
         assert!(left.is_empty());
-        let a = f.enter(7);
-        let b = f.enter(9);
+        let a = f.enter(JobId(7));
+        let b = f.enter(JobId(9));
         drop(a);
-        let c = f.enter(11); // reuses 7's slot
+        let c = f.enter(JobId(11)); // reuses 7's slot
         std::mem::forget(b);
         std::mem::forget(c);
         drop(f);
         let (_f, mut left) = Inflight::open(&path).unwrap();
         left.sort();
-        assert_eq!(left, vec![9, 11]);
+        assert_eq!(left, vec![JobId(9), JobId(11)]);
         let (_f, left) = Inflight::open(&path).unwrap();
         assert!(left.is_empty(), "cleared at open: {left:?}");
     }

@@ -5,8 +5,131 @@
 //! table is `INSERT` (triggers in the schema refuse `UPDATE` and any `DELETE`
 //! younger than 30 months).
 
-use rusqlite::{params, Connection};
+use super::{Db, Result};
+use rusqlite::params;
 use serde::Serialize;
+
+use crate::pec::types::Tipo;
+
+/// What a log row records. The names are the `event` column and what
+/// `pecd log` prints: operators' scripts rely on them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum EventKind {
+    /// A message stored in a local mailbox.
+    #[default]
+    Deposito,
+    /// A submission accepted (ricevuta di accettazione emitted).
+    Accettazione,
+    /// A submission refused (avviso di non accettazione).
+    NonAccettazione,
+    /// The busta di trasporto of an accepted submission.
+    BustaTrasporto,
+    /// A busta stored for its recipient (avvenuta consegna emitted).
+    AvvenutaConsegna,
+    /// An avviso di mancata consegna emitted.
+    ErroreConsegna,
+    /// A busta relayed to the recipient's provider.
+    InoltroBusta,
+    /// Another message relayed.
+    Inoltro,
+    /// A relay given up.
+    InoltroFallito,
+    /// A message received over SMTP, before it is judged.
+    Ricezione,
+    /// A busta received from a peer.
+    BustaRicevuta,
+    /// A presa in carico emitted.
+    PresaInCarico,
+    /// A receipt received from a peer (`ricevuta-<tipo>`).
+    Ricevuta(Tipo),
+    /// A peer's final non-delivery for the 24-hour limit.
+    MancataConsegna24h,
+    /// A 12 h / 24 h notice emitted.
+    PreavvisoErroreConsegna,
+    /// A busta di anomalia made.
+    Anomalia,
+    /// A job cancelled by the operator.
+    Annullamento,
+    /// A job given up.
+    LavoroFallito,
+    /// A job held after the process died running it.
+    LavoroSospeso,
+    /// A kind this binary does not know (a row written by a newer pecd).
+    Other(String),
+}
+
+impl EventKind {
+    const FIXED: [EventKind; 18] = [
+        EventKind::Deposito,
+        EventKind::Accettazione,
+        EventKind::NonAccettazione,
+        EventKind::BustaTrasporto,
+        EventKind::AvvenutaConsegna,
+        EventKind::ErroreConsegna,
+        EventKind::InoltroBusta,
+        EventKind::Inoltro,
+        EventKind::InoltroFallito,
+        EventKind::Ricezione,
+        EventKind::BustaRicevuta,
+        EventKind::PresaInCarico,
+        EventKind::MancataConsegna24h,
+        EventKind::PreavvisoErroreConsegna,
+        EventKind::Anomalia,
+        EventKind::Annullamento,
+        EventKind::LavoroFallito,
+        EventKind::LavoroSospeso,
+    ];
+
+    /// The column value.
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
+        use std::borrow::Cow::{Borrowed, Owned};
+        match self {
+            EventKind::Deposito => Borrowed("deposito"),
+            EventKind::Accettazione => Borrowed("accettazione"),
+            EventKind::NonAccettazione => Borrowed("non-accettazione"),
+            EventKind::BustaTrasporto => Borrowed("busta-trasporto"),
+            EventKind::AvvenutaConsegna => Borrowed("avvenuta-consegna"),
+            EventKind::ErroreConsegna => Borrowed("errore-consegna"),
+            EventKind::InoltroBusta => Borrowed("inoltro-busta"),
+            EventKind::Inoltro => Borrowed("inoltro"),
+            EventKind::InoltroFallito => Borrowed("inoltro-fallito"),
+            EventKind::Ricezione => Borrowed("ricezione"),
+            EventKind::BustaRicevuta => Borrowed("busta-ricevuta"),
+            EventKind::PresaInCarico => Borrowed("presa-in-carico"),
+            EventKind::Ricevuta(t) => Owned(format!("ricevuta-{}", t.as_str())),
+            EventKind::MancataConsegna24h => Borrowed("mancata-consegna-24h"),
+            EventKind::PreavvisoErroreConsegna => Borrowed("preavviso-errore-consegna"),
+            EventKind::Anomalia => Borrowed("anomalia"),
+            EventKind::Annullamento => Borrowed("annullamento"),
+            EventKind::LavoroFallito => Borrowed("lavoro-fallito"),
+            EventKind::LavoroSospeso => Borrowed("lavoro-sospeso"),
+            EventKind::Other(s) => Owned(s.clone()),
+        }
+    }
+
+    /// The kind a column value names (`Other` for one this binary does not know).
+    pub fn parse(s: &str) -> EventKind {
+        if let Some(k) = EventKind::FIXED.iter().find(|k| k.name() == s) {
+            return k.clone();
+        }
+        s.strip_prefix("ricevuta-")
+            .and_then(|t| Tipo::ALL.into_iter().find(|x| x.as_str() == t))
+            .map(EventKind::Ricevuta)
+            .unwrap_or_else(|| EventKind::Other(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
 
 /// One log event.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -15,8 +138,8 @@ pub struct Event {
     pub id: i64,
     /// Unix milliseconds.
     pub ts: i64,
-    /// Event type, e.g. `accettazione`, `busta-trasporto`, `consegna`.
-    pub event: String,
+    /// What happened.
+    pub event: EventKind,
     /// Identificativo of the PEC message.
     pub identificativo: Option<String>,
     /// Message-ID of the user's original message.
@@ -39,9 +162,9 @@ pub struct Event {
 
 impl Event {
     /// A new event of `kind` at `ts`.
-    pub fn new(kind: &str, ts: i64) -> Event {
+    pub fn new(kind: EventKind, ts: i64) -> Event {
         Event {
-            event: kind.to_string(),
+            event: kind,
             ts,
             ..Event::default()
         }
@@ -49,7 +172,8 @@ impl Event {
 }
 
 /// Append one event.
-pub fn append(conn: &Connection, e: &Event) -> rusqlite::Result<i64> {
+pub fn append(db: &Db<'_>, e: &Event) -> Result<i64> {
+    let conn = db.sql();
     let mut st = conn.prepare_cached(
         "INSERT INTO log(ts, event, identificativo, msgid, sender, recipients, subject,
                          receipt_type, generated_msgid, error, detail)
@@ -57,7 +181,7 @@ pub fn append(conn: &Connection, e: &Event) -> rusqlite::Result<i64> {
     )?;
     st.execute(params![
         e.ts,
-        e.event,
+        e.event.name(),
         e.identificativo,
         e.msgid,
         e.sender,
@@ -81,11 +205,12 @@ pub struct Query {
     /// Only events whose sender or recipients mention this address.
     pub address: Option<String>,
     /// Only this event type.
-    pub event: Option<String>,
+    pub event: Option<EventKind>,
 }
 
 /// Events matching `q`, oldest first.
-pub fn query(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Event>> {
+pub fn query(db: &Db<'_>, q: &Query) -> Result<Vec<Event>> {
+    let conn = db.sql();
     let mut sql = String::from(
         "SELECT id, ts, event, identificativo, msgid, sender, recipients, subject, receipt_type,
                 generated_msgid, error, detail FROM log WHERE 1=1",
@@ -121,7 +246,7 @@ pub fn query(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Event>> {
         ));
     }
     if let Some(ev) = &q.event {
-        args.push(ev.clone());
+        args.push(ev.name().into_owned());
         sql.push_str(&format!(" AND event = ?{}", args.len()));
     }
     sql.push_str(" ORDER BY ts, id");
@@ -130,7 +255,7 @@ pub fn query(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Event>> {
         Ok(Event {
             id: r.get(0)?,
             ts: r.get(1)?,
-            event: r.get(2)?,
+            event: EventKind::parse(&r.get::<_, String>(2)?),
             identificativo: r.get(3)?,
             msgid: r.get(4)?,
             sender: r.get(5)?,
@@ -142,13 +267,14 @@ pub fn query(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Event>> {
             detail: r.get(11)?,
         })
     })?;
-    rows.collect()
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Delete events older than the legal retention (30 months). Returns rows removed.
-pub fn purge_expired(conn: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
+pub fn purge_expired(db: &Db<'_>, now_ms: i64) -> Result<usize> {
+    let conn = db.sql();
     let cutoff = now_ms - (super::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
-    conn.execute("DELETE FROM log WHERE ts < ?1", [cutoff])
+    Ok(conn.execute("DELETE FROM log WHERE ts < ?1", [cutoff])?)
 }
 
 /// Format milliseconds as an ISO-8601 UTC timestamp for humans.
@@ -180,22 +306,59 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Per identificativo, the times of the `deposito` events whose detail starts
+/// with `what` (e.g. `accettazione`): how `pecd bench` times each message.
+pub fn deposit_times(db: &Db<'_>, what: &str) -> Result<Vec<(String, i64)>> {
+    Ok(db
+        .sql()
+        .prepare(
+            "SELECT identificativo, ts FROM log WHERE event = 'deposito' AND detail LIKE ?1 || '%'",
+        )?
+        .query_map([what], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// How many `deposito` events have a detail starting with `what`.
+pub fn count_deposits(db: &Db<'_>, what: &str) -> Result<i64> {
+    Ok(db.sql().query_row(
+        "SELECT count(*) FROM log WHERE event = 'deposito' AND detail LIKE ?1 || '%'",
+        [what],
+        |r| r.get(0),
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn every_kind_reads_back_as_itself() {
+        let mut kinds: Vec<EventKind> = EventKind::FIXED.to_vec();
+        kinds.extend(Tipo::ALL.into_iter().map(EventKind::Ricevuta));
+        kinds.push(EventKind::Other("written-by-a-newer-pecd".into()));
+        let mut names = std::collections::HashSet::new();
+        for k in kinds {
+            assert!(names.insert(k.name()), "two kinds named {k}");
+            assert_eq!(EventKind::parse(&k.name()), k);
+        }
+        assert_eq!(
+            EventKind::Ricevuta(Tipo::PresaInCarico).name(),
+            "ricevuta-presa-in-carico"
+        );
+    }
+
+    #[test]
     fn append_and_query_by_each_filter() {
-        let mut c = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&mut c).unwrap();
-        let mut e = Event::new("accettazione", 1000);
+        let m = crate::store::MemDb::new();
+        let c = m.db();
+        let mut e = Event::new(EventKind::Accettazione, 1000);
         e.identificativo = Some("id1@pec.alpha.test".into());
         e.msgid = Some("<m1@client>".into());
         e.sender = Some("alice@pec.alpha.test".into());
         e.recipients = Some("bob@pec.beta.test (certificato)".into());
         append(&c, &e).unwrap();
-        append(&c, &Event::new("other", 2000)).unwrap();
-        let mut d = Event::new("deposito", 3000);
+        append(&c, &Event::new(EventKind::Other("other".into()), 2000)).unwrap();
+        let mut d = Event::new(EventKind::Deposito, 3000);
         d.identificativo = Some("id1@pec.alpha.test".into());
         append(&c, &d).unwrap();
         let by_id = query(

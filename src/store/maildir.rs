@@ -61,6 +61,19 @@ pub fn create(mail_root: &Path, address: &str) -> Result<PathBuf, DeliveryError>
     Ok(p)
 }
 
+/// Whether the Maildir at `root` already holds the delivery named `name`
+/// (in `new/`, or in `cur/` with any flags).
+pub fn delivered(root: &Path, name: &str) -> bool {
+    if root.join("new").join(name).exists() {
+        return true;
+    }
+    let prefix = format!("{name}:2,");
+    std::fs::read_dir(root.join("cur")).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+    })
+}
+
 /// Whether `address` has a Maildir.
 pub fn exists(mail_root: &Path, address: &str) -> bool {
     mailbox_path(mail_root, address)
@@ -124,8 +137,31 @@ pub fn deliver(
             }
         }
     }
-    write_new(&p.join("tmp"), name, &dst, bytes).map_err(DeliveryError::Io)?;
+    if dst.exists() {
+        return Ok(dst);
+    }
+    write_new(&p.join("tmp"), name, &dst, bytes, &p).map_err(DeliveryError::Io)?;
     Ok(dst)
+}
+
+/// Make a written file visible as `dst` with `make_visible` and record its
+/// usage, under `root`'s usage lock: a recount never sees the file without
+/// its line, nor the line without the file. Only this short step is locked;
+/// the data writes and fsyncs of deliveries to one mailbox overlap.
+fn publish(
+    root: &Path,
+    dst: &Path,
+    size: usize,
+    make_visible: &dyn Fn() -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let g = super::quota::lock(root)?;
+    if dst.exists() {
+        // Delivered meanwhile by another worker.
+        return Err(std::io::ErrorKind::AlreadyExists.into());
+    }
+    make_visible()?;
+    super::quota::record(root, &g, size as i64, 1);
+    Ok(())
 }
 
 /// Write `bytes` as `dst`, which appears whole or not at all. The file is
@@ -134,7 +170,13 @@ pub fn deliver(
 /// queued on the `tmp/` lock while ext4 allocated inodes), a crash leaves
 /// nothing behind in `tmp/`, and an existing `dst` is never replaced. Where
 /// `O_TMPFILE` or `/proc` is missing, the classic `tmp/name` -> rename.
-fn write_new(tmp_dir: &Path, name: &str, dst: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_new(
+    tmp_dir: &Path,
+    name: &str,
+    dst: &Path,
+    bytes: &[u8],
+    root: &Path,
+) -> std::io::Result<()> {
     let unnamed = std::fs::OpenOptions::new()
         .write(true)
         .mode(0o600)
@@ -143,7 +185,9 @@ fn write_new(tmp_dir: &Path, name: &str, dst: &Path, bytes: &[u8]) -> std::io::R
     match unnamed {
         Ok(mut f) => {
             f.write_all(bytes)?;
-            let linked = crate::sys::linkat::link_unnamed(&f, dst);
+            let linked = publish(root, dst, bytes.len(), &|| {
+                crate::sys::linkat::link_unnamed(&f, dst)
+            });
             if linked.is_ok()
                 || linked
                     .as_ref()
@@ -169,18 +213,30 @@ fn write_new(tmp_dir: &Path, name: &str, dst: &Path, bytes: &[u8]) -> std::io::R
         }
         Err(_) => {}
     }
-    write_renamed(tmp_dir, name, dst, bytes)
+    write_renamed(tmp_dir, name, dst, bytes, root)
 }
 
 /// The classic Maildir write: `tmp/name`, synced, renamed to `dst`.
-fn write_renamed(tmp_dir: &Path, name: &str, dst: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_renamed(
+    tmp_dir: &Path,
+    name: &str,
+    dst: &Path,
+    bytes: &[u8],
+    root: &Path,
+) -> std::io::Result<()> {
     let tmp = tmp_dir.join(name);
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, dst)
+    match publish(root, dst, bytes.len(), &|| std::fs::rename(&tmp, dst)) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(&tmp);
+            Ok(())
+        }
+        r => r,
+    }
 }
 
 #[cfg(test)]
@@ -216,13 +272,13 @@ mod tests {
         let p = create(root.path(), "bob@pec.beta.test").unwrap();
         let bytes = b"Subject: y\r\n\r\nbody\r\n";
         let (a, b) = (p.join("new").join("a"), p.join("new").join("b"));
-        write_new(&p.join("tmp"), "a", &a, bytes).unwrap();
-        write_renamed(&p.join("tmp"), "b", &b, bytes).unwrap();
+        write_new(&p.join("tmp"), "a", &a, bytes, &p).unwrap();
+        write_renamed(&p.join("tmp"), "b", &b, bytes, &p).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), bytes);
         assert_eq!(std::fs::read(&b).unwrap(), bytes);
         assert_eq!(std::fs::read_dir(p.join("tmp")).unwrap().count(), 0);
         // An existing file is never replaced.
-        write_new(&p.join("tmp"), "a", &a, b"other").unwrap();
+        write_new(&p.join("tmp"), "a", &a, b"other", &p).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), bytes);
     }
 

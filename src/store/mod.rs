@@ -11,8 +11,11 @@
 pub mod backup;
 pub mod inflight;
 pub mod log;
+pub mod mailbox;
 pub mod maildir;
+pub mod messages;
 pub mod queue;
+pub mod quota;
 pub mod schema;
 pub mod spool;
 pub mod users;
@@ -26,23 +29,40 @@ use rusqlite::Connection;
 /// Errors from the store.
 #[derive(Debug)]
 pub enum StoreError {
-    /// SQLite said no.
-    Sql(rusqlite::Error),
+    /// The database said no (its own words: a second backend has others).
+    Database(Box<dyn std::error::Error + Send + Sync>),
     /// A file operation failed.
     Io(std::io::Error),
     /// The writer thread is gone (shutting down).
     Closed,
     /// The batch the closure ran in failed to commit.
     Commit(String),
+    /// There is no database at this path yet.
+    NoDatabase(PathBuf),
+    /// The database was migrated by a newer pecd.
+    TooNew {
+        /// Its schema version.
+        found: i64,
+        /// The newest this binary knows.
+        known: i64,
+    },
 }
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoreError::Sql(e) => write!(f, "database: {e}"),
+            StoreError::Database(e) => write!(f, "database: {e}"),
             StoreError::Io(e) => write!(f, "file system: {e}"),
             StoreError::Closed => write!(f, "store is shut down"),
             StoreError::Commit(e) => write!(f, "commit failed: {e}"),
+            StoreError::TooNew { found, known } => write!(
+                f,
+                "the database has schema version {found}, newer than this pecd knows ({known}): \
+                 run the newer pecd, or restore the backup taken before the upgrade (docs/operations.md, Upgrades)"
+            ),
+            StoreError::NoDatabase(p) => {
+                write!(f, "{}: no database yet (has the daemon run?)", p.display())
+            }
         }
     }
 }
@@ -51,7 +71,28 @@ impl std::error::Error for StoreError {}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sql(e)
+        StoreError::Database(Box::new(e))
+    }
+}
+
+/// What a store operation gives back.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The database inside one store call, as the typed operations of the store
+/// modules take it. Callers never see what is behind it: only `src/store/`
+/// speaks SQL, so a second backend (PostgreSQL) replaces this and the
+/// operations' bodies without touching the rest of the daemon.
+pub struct Db<'a> {
+    conn: &'a Connection,
+}
+
+impl<'a> Db<'a> {
+    pub(in crate::store) fn new(conn: &'a Connection) -> Db<'a> {
+        Db { conn }
+    }
+
+    pub(in crate::store) fn sql(&self) -> &'a Connection {
+        self.conn
     }
 }
 
@@ -61,8 +102,8 @@ impl From<std::io::Error> for StoreError {
     }
 }
 
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+type WriteJob = Box<dyn FnOnce(&Db<'_>) -> (bool, Completion) + Send>;
 
 /// Layout of the data folder.
 #[derive(Debug, Clone)]
@@ -109,8 +150,36 @@ struct Inner {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// Read an existing store without migrating it or starting a writer: the
+/// CLI beside a running daemon (WAL lets both work at once).
+pub fn inspect<R>(data_dir: &Path, f: impl FnOnce(&Db<'_>) -> Result<R>) -> Result<R> {
+    let db = Paths::new(data_dir).db;
+    if !db.exists() {
+        return Err(StoreError::NoDatabase(db));
+    }
+    let conn = open_connection(&db)?;
+    f(&Db::new(&conn))
+}
+
+/// A migrated in-memory database for the store modules' unit tests.
+#[cfg(test)]
+pub(crate) struct MemDb(Connection);
+
+#[cfg(test)]
+impl MemDb {
+    pub(crate) fn new() -> MemDb {
+        let mut c = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut c).unwrap();
+        MemDb(c)
+    }
+
+    pub(crate) fn db(&self) -> Db<'_> {
+        Db::new(&self.0)
+    }
+}
+
 /// Open a connection with the settings every pecd connection uses.
-pub fn open_connection(db: &Path) -> rusqlite::Result<Connection> {
+pub(crate) fn open_connection(db: &Path) -> rusqlite::Result<Connection> {
     let c = Connection::open(db)?;
     c.busy_timeout(std::time::Duration::from_secs(10))?;
     c.pragma_update(None, "journal_mode", "WAL")?;
@@ -125,7 +194,7 @@ pub fn open_connection(db: &Path) -> rusqlite::Result<Connection> {
 
 impl Store {
     /// Open (creating and migrating) the store under `data_dir`.
-    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+    pub fn open(data_dir: &Path) -> Result<Store> {
         let opened_ms = now_ms();
         let paths = Paths::new(data_dir);
         std::fs::create_dir_all(&paths.spool)?;
@@ -189,7 +258,7 @@ impl Store {
         bytes: &[u8],
         created_ms: i64,
         attempts: i64,
-    ) -> Result<PathBuf, maildir::DeliveryError> {
+    ) -> std::result::Result<PathBuf, maildir::DeliveryError> {
         // Work created by this process and never tried cannot have left a
         // copy that the user has since read and flagged.
         let thorough = attempts > 0 || created_ms < self.inner.opened_ms;
@@ -200,7 +269,7 @@ impl Store {
         Ok(path)
     }
 
-    fn submit(&self, job: WriteJob) -> Result<(), StoreError> {
+    fn submit(&self, job: WriteJob) -> Result<()> {
         let guard = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;
         guard
             .as_ref()
@@ -209,27 +278,29 @@ impl Store {
             .map_err(|_| StoreError::Closed)
     }
 
-    fn make_job<R, F>(f: F, done: impl FnOnce(Result<R, StoreError>) + Send + 'static) -> WriteJob
+    fn make_job<R, F>(f: F, done: impl FnOnce(Result<R>) + Send + 'static) -> WriteJob
     where
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        F: FnOnce(&Db<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        Box::new(move |conn: &Connection| match f(conn) {
+        Box::new(move |db: &Db<'_>| match f(db) {
             Ok(r) => (
                 true,
-                Box::new(move |committed: Result<(), String>| match committed {
-                    Ok(()) => done(Ok(r)),
-                    Err(e) => done(Err(StoreError::Commit(e))),
-                }) as Completion,
+                Box::new(
+                    move |committed: std::result::Result<(), String>| match committed {
+                        Ok(()) => done(Ok(r)),
+                        Err(e) => done(Err(StoreError::Commit(e))),
+                    },
+                ) as Completion,
             ),
             Err(e) => (false, Box::new(move |_| done(Err(e))) as Completion),
         })
     }
 
     /// Run `f` in the next group-committed transaction; resolves after the commit.
-    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    pub async fn write<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        F: FnOnce(&Db<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -242,10 +313,10 @@ impl Store {
     /// Prove the store takes writes: a row committed through the writer
     /// thread (so a stuck writer or a full or read-only disk shows), and a
     /// file created and removed in the spool folder.
-    pub async fn check_writable(&self) -> Result<(), String> {
+    pub async fn check_writable(&self) -> std::result::Result<(), String> {
         let now = now_ms();
-        self.write(move |c| {
-            c.execute(
+        self.write(move |db| {
+            db.sql().execute(
                 "INSERT INTO health (id, at) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET at = ?1",
                 [now],
             )?;
@@ -265,14 +336,14 @@ impl Store {
     }
 
     /// Jobs by state, for the metrics.
-    pub async fn job_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.read(|c| Ok(queue::counts(c)?)).await
+    pub async fn job_counts(&self) -> Result<Vec<(queue::JobState, i64)>> {
+        self.read(queue::counts).await
     }
 
     /// Blocking form of [`Store::write`] for the CLI and worker threads.
-    pub fn write_blocking<R, F>(&self, f: F) -> Result<R, StoreError>
+    pub fn write_blocking<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        F: FnOnce(&Db<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let (tx, rx) = mpsc::channel();
@@ -283,9 +354,9 @@ impl Store {
     }
 
     /// Run a read-only closure on a pooled connection (off the async threads).
-    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    pub async fn read<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        F: FnOnce(&Db<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let store = self.clone();
@@ -295,9 +366,9 @@ impl Store {
     }
 
     /// Blocking form of [`Store::read`].
-    pub fn read_blocking<R, F>(&self, f: F) -> Result<R, StoreError>
+    pub fn read_blocking<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Connection) -> Result<R, StoreError>,
+        F: FnOnce(&Db<'_>) -> Result<R>,
     {
         let conn = {
             let mut pool = self.inner.readers.lock().map_err(|_| StoreError::Closed)?;
@@ -307,7 +378,7 @@ impl Store {
             Some(c) => c,
             None => open_connection(&self.inner.paths.db)?,
         };
-        let r = f(&conn);
+        let r = f(&Db::new(&conn));
         if let Ok(mut pool) = self.inner.readers.lock() {
             if pool.len() < 8 {
                 pool.push(conn);
@@ -348,7 +419,7 @@ fn writer_loop(
             let mut txn = conn.transaction()?;
             for job in batch.drain(..) {
                 let mut sp = txn.savepoint()?;
-                let (ok, done) = job(&sp);
+                let (ok, done) = job(&Db::new(&sp));
                 if ok {
                     sp.commit()?;
                 } else {
@@ -426,14 +497,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let a = store.write(|c| {
-            c.execute(
+            c.sql().execute(
                 "INSERT INTO users(address, password_hash, created_at) VALUES ('a@x.test','h',0)",
                 [],
             )?;
             Ok(())
         });
         let b = store.write(|c| {
-            c.execute(
+            c.sql().execute(
                 "INSERT INTO users(address, password_hash, created_at) VALUES ('b@x.test','h',0)",
                 [],
             )?;
@@ -443,7 +514,10 @@ mod tests {
         assert!(ra.is_ok());
         assert!(rb.is_err());
         let n: i64 = store
-            .read(|c| Ok(c.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?))
+            .read(|c| {
+                Ok(c.sql()
+                    .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+            })
             .await
             .unwrap();
         assert_eq!(n, 1);

@@ -6,7 +6,8 @@
 //! work twice is a no-op, which is what keeps a replay after `kill -9` from
 //! producing a second busta or a second receipt.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::{Db, Result};
+use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 
 /// What a job does.
@@ -42,6 +43,79 @@ impl Kind {
     }
 }
 
+/// A job's id: the `ID` of `pecd queue show|retry|cancel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct JobId(pub i64);
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for JobId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> std::result::Result<JobId, Self::Err> {
+        s.parse().map(JobId)
+    }
+}
+
+impl rusqlite::ToSql for JobId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    /// Waiting for its `due_at` (or running now).
+    Pending,
+    /// Finished.
+    Done,
+    /// Given up (the sender was told where the rules say so).
+    Failed,
+    /// Cancelled by the operator.
+    Cancelled,
+    /// The process died while running it too often: waits for `queue retry`.
+    Held,
+}
+
+impl JobState {
+    /// Every state.
+    pub const ALL: [JobState; 5] = [
+        JobState::Pending,
+        JobState::Done,
+        JobState::Failed,
+        JobState::Cancelled,
+        JobState::Held,
+    ];
+
+    /// Column value (and the word the CLI and metrics print).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::Held => "held",
+        }
+    }
+
+    /// Parse a column value.
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Work to add.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -69,7 +143,7 @@ pub struct NewJob {
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
     /// Row id (the CLI's ID).
-    pub id: i64,
+    pub id: JobId,
     /// Idempotency key.
     pub key: String,
     /// What to do.
@@ -86,8 +160,8 @@ pub struct Job {
     pub blob: Option<String>,
     /// Kind-specific JSON.
     pub data: Option<String>,
-    /// pending / done / failed / cancelled.
-    pub state: String,
+    /// Where it stands.
+    pub state: JobState,
     /// Attempts made.
     pub attempts: i64,
     /// Last error text.
@@ -106,7 +180,7 @@ fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
     let kind: String = r.get(2)?;
     let rcpts: String = r.get(5)?;
     Ok(Job {
-        id: r.get(0)?,
+        id: JobId(r.get(0)?),
         key: r.get(1)?,
         kind: Kind::parse(&kind).unwrap_or(Kind::Mailbox),
         identificativo: r.get(3)?,
@@ -115,7 +189,16 @@ fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
         next_hop: r.get(6)?,
         blob: r.get(7)?,
         data: r.get(8)?,
-        state: r.get(9)?,
+        state: {
+            let s: String = r.get(9)?;
+            JobState::parse(&s).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    9,
+                    rusqlite::types::Type::Text,
+                    format!("unknown job state {s:?}").into(),
+                )
+            })?
+        },
         attempts: r.get(10)?,
         last_error: r.get(11)?,
         due_at: r.get(12)?,
@@ -125,7 +208,8 @@ fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
 }
 
 /// Add a job unless one with the same key exists. True if added.
-pub fn enqueue(conn: &Connection, j: &NewJob, now: i64) -> rusqlite::Result<bool> {
+pub fn enqueue(db: &Db<'_>, j: &NewJob, now: i64) -> Result<bool> {
+    let conn = db.sql();
     let rcpts = serde_json::to_string(&j.recipients).unwrap_or_else(|_| "[]".into());
     let n = conn.prepare_cached(
         "INSERT OR IGNORE INTO jobs(key, kind, identificativo, mail_from, recipients, next_hop, blob, data, due_at, created_at, updated_at)
@@ -149,7 +233,8 @@ pub fn enqueue(conn: &Connection, j: &NewJob, now: i64) -> rusqlite::Result<bool
 /// Ids of up to `limit` pending jobs due at `now`: mailbox deliveries first
 /// (a sender waits for the accettazione), then the rest by due time. Both
 /// read in index order, so a poll costs the same with a backlog of thousands.
-pub fn due_ids(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<i64>> {
+pub fn due_ids(db: &Db<'_>, now: i64, limit: usize) -> Result<Vec<JobId>> {
+    let conn = db.sql();
     let mut ids: Vec<i64> = conn
         .prepare_cached(
             "SELECT id FROM jobs WHERE state = 'pending' AND kind = 'mailbox' AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
@@ -165,21 +250,24 @@ pub fn due_ids(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Ve
             .collect::<rusqlite::Result<Vec<i64>>>()?;
         ids.extend(rest);
     }
-    Ok(ids)
+    Ok(ids.into_iter().map(JobId).collect())
 }
 
 /// A job by id if it is still pending.
-pub fn pending(conn: &Connection, id: i64) -> rusqlite::Result<Option<Job>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLS} FROM jobs WHERE id = ?1 AND state = 'pending'"
-    ))?
-    .query_row([id], row_to_job)
-    .optional()
+pub fn pending(db: &Db<'_>, id: JobId) -> Result<Option<Job>> {
+    let conn = db.sql();
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLS} FROM jobs WHERE id = ?1 AND state = 'pending'"
+        ))?
+        .query_row([id], row_to_job)
+        .optional()?)
 }
 
 /// The earliest due time of any pending job or live timer.
-pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    conn.query_row(
+pub fn next_due(db: &Db<'_>) -> Result<Option<i64>> {
+    let conn = db.sql();
+    Ok(conn.query_row(
         "SELECT min(t) FROM (
             SELECT min(due_at) AS t FROM jobs WHERE state = 'pending' AND kind = 'mailbox'
             UNION ALL SELECT min(due_at) FROM jobs WHERE state = 'pending' AND kind <> 'mailbox'
@@ -187,21 +275,24 @@ pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
             UNION ALL SELECT min(expire_due) FROM timers WHERE expire_due IS NOT NULL)",
         [],
         |r| r.get(0),
-    )
+    )?)
 }
 
 /// One job by id.
-pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Job>> {
-    conn.query_row(
-        &format!("SELECT {COLS} FROM jobs WHERE id = ?1"),
-        [id],
-        row_to_job,
-    )
-    .optional()
+pub fn get(db: &Db<'_>, id: JobId) -> Result<Option<Job>> {
+    let conn = db.sql();
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLS} FROM jobs WHERE id = ?1"),
+            [id],
+            row_to_job,
+        )
+        .optional()?)
 }
 
 /// Jobs still pending (or every job with `all`), oldest first.
-pub fn list(conn: &Connection, all: bool) -> rusqlite::Result<Vec<Job>> {
+pub fn list(db: &Db<'_>, all: bool) -> Result<Vec<Job>> {
+    let conn = db.sql();
     // Pending rows through the two partial indexes: the table also holds a
     // week of finished jobs.
     let sql = if all {
@@ -216,11 +307,12 @@ pub fn list(conn: &Connection, all: bool) -> rusqlite::Result<Vec<Job>> {
     };
     let mut st = conn.prepare(&sql)?;
     let rows = st.query_map([], row_to_job)?;
-    rows.collect()
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// The job finished.
-pub fn mark_done(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<()> {
+pub fn mark_done(db: &Db<'_>, id: JobId, now: i64) -> Result<()> {
+    let conn = db.sql();
     conn.prepare_cached(
         "UPDATE jobs SET state = 'done', attempts = attempts + 1, last_error = NULL, updated_at = ?2 WHERE id = ?1",
     )?
@@ -229,7 +321,8 @@ pub fn mark_done(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<()> {
 }
 
 /// The job failed for good.
-pub fn mark_failed(conn: &Connection, id: i64, error: &str, now: i64) -> rusqlite::Result<()> {
+pub fn mark_failed(db: &Db<'_>, id: JobId, error: &str, now: i64) -> Result<()> {
+    let conn = db.sql();
     conn.prepare_cached(
         "UPDATE jobs SET state = 'failed', attempts = attempts + 1, last_error = ?2, updated_at = ?3 WHERE id = ?1",
     )?
@@ -238,13 +331,8 @@ pub fn mark_failed(conn: &Connection, id: i64, error: &str, now: i64) -> rusqlit
 }
 
 /// The job failed for now; try again at `due_at`.
-pub fn reschedule(
-    conn: &Connection,
-    id: i64,
-    error: &str,
-    due_at: i64,
-    now: i64,
-) -> rusqlite::Result<()> {
+pub fn reschedule(db: &Db<'_>, id: JobId, error: &str, due_at: i64, now: i64) -> Result<()> {
+    let conn = db.sql();
     conn.prepare_cached(
         "UPDATE jobs SET attempts = attempts + 1, last_error = ?2, due_at = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'pending'",
     )?
@@ -254,13 +342,14 @@ pub fn reschedule(
 
 /// Make pending jobs due now (one, or all with `None`; a held job only by
 /// its id). Returns how many.
-pub fn retry_now(conn: &Connection, id: Option<i64>, now: i64) -> rusqlite::Result<usize> {
+pub fn retry_now(db: &Db<'_>, id: Option<JobId>, now: i64) -> Result<usize> {
+    let conn = db.sql();
     match id {
-        Some(id) => conn.execute(
+        Some(id) => Ok(conn.execute(
             // A held job runs again only when the operator names it.
             "UPDATE jobs SET state = 'pending', crashes = 0, due_at = ?2, updated_at = ?2 WHERE id = ?1 AND state IN ('pending', 'held')",
             params![id, now],
-        ),
+        )?),
         None => Ok(conn.execute(
             "UPDATE jobs SET due_at = ?1, updated_at = ?1 WHERE state = 'pending' AND kind = 'mailbox'",
             [now],
@@ -273,23 +362,24 @@ pub fn retry_now(conn: &Connection, id: Option<i64>, now: i64) -> rusqlite::Resu
 
 /// How many jobs are pending, held and failed (the states an operator
 /// watches; finished ones are only kept a week for idempotency).
-pub fn counts(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+pub fn counts(db: &Db<'_>) -> Result<Vec<(JobState, i64)>> {
+    let conn = db.sql();
     let n = |sql: &str| {
         conn.prepare_cached(sql)?
             .query_row([], |r| r.get::<_, i64>(0))
     };
     Ok(vec![
         (
-            "pending".into(),
+            JobState::Pending,
             n("SELECT count(*) FROM jobs WHERE state = 'pending' AND kind = 'mailbox'")?
                 + n("SELECT count(*) FROM jobs WHERE state = 'pending' AND kind <> 'mailbox'")?,
         ),
         (
-            "held".into(),
+            JobState::Held,
             n("SELECT count(*) FROM jobs WHERE state = 'held'")?,
         ),
         (
-            "failed".into(),
+            JobState::Failed,
             n("SELECT count(*) FROM jobs WHERE state = 'failed'")?,
         ),
     ])
@@ -300,7 +390,8 @@ pub const MAX_CRASHES: i64 = 3;
 
 /// The process died while job `id` ran: count it, and hold the job once it
 /// has done so [`MAX_CRASHES`] times. Returns the job when it was just held.
-pub fn record_crash(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<Option<Job>> {
+pub fn record_crash(db: &Db<'_>, id: JobId, now: i64) -> Result<Option<Job>> {
+    let conn = db.sql();
     conn.execute(
         "UPDATE jobs SET crashes = crashes + 1, updated_at = ?2 WHERE id = ?1 AND state = 'pending'",
         params![id, now],
@@ -317,11 +408,12 @@ pub fn record_crash(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<Op
     if held == 0 {
         return Ok(None);
     }
-    get(conn, id)
+    get(db, id)
 }
 
 /// Cancel a pending job. True if it was pending.
-pub fn cancel(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<bool> {
+pub fn cancel(db: &Db<'_>, id: JobId, now: i64) -> Result<bool> {
+    let conn = db.sql();
     let n = conn.execute(
         "UPDATE jobs SET state = 'cancelled', last_error = 'cancelled by the operator', updated_at = ?2 WHERE id = ?1 AND state = 'pending'",
         params![id, now],
@@ -351,13 +443,14 @@ pub struct DueTimer {
 
 /// Start both deadlines for a certified recipient (no-op if already started).
 pub fn timer_start(
-    conn: &Connection,
+    db: &Db<'_>,
     identificativo: &str,
     recipient: &str,
     sent_at: i64,
     preavviso_due: i64,
     expire_due: i64,
-) -> rusqlite::Result<()> {
+) -> Result<()> {
+    let conn = db.sql();
     conn.prepare_cached(
         "INSERT OR IGNORE INTO timers(identificativo, recipient, sent_at, preavviso_due, expire_due) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -366,12 +459,8 @@ pub fn timer_start(
 }
 
 /// A presa in carico arrived: only the 12 h warning stops. True if a live timer matched.
-pub fn timer_presa(
-    conn: &Connection,
-    identificativo: &str,
-    recipient: &str,
-    at: i64,
-) -> rusqlite::Result<bool> {
+pub fn timer_presa(db: &Db<'_>, identificativo: &str, recipient: &str, at: i64) -> Result<bool> {
+    let conn = db.sql();
     let n = conn
         .prepare_cached(
             "UPDATE timers SET presa_at = coalesce(presa_at, ?3), preavviso_due = NULL
@@ -384,22 +473,24 @@ pub fn timer_presa(
 /// A consegna or errore-consegna (or the final notice) closes the recipient.
 /// Gives its acceptance time (`sent_at`, ms) if it was open.
 pub fn timer_close(
-    conn: &Connection,
+    db: &Db<'_>,
     identificativo: &str,
     recipient: &str,
     at: i64,
     by: &str,
-) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached(
+) -> Result<Option<i64>> {
+    let conn = db.sql();
+    Ok(conn.prepare_cached(
         "UPDATE timers SET closed_at = ?3, closed_by = ?4, preavviso_due = NULL, expire_due = NULL
          WHERE identificativo = ?1 AND recipient = ?2 AND closed_at IS NULL RETURNING sent_at",
     )?
     .query_row(params![identificativo, recipient, at, by], |r| r.get(0))
-    .optional()
+    .optional()?)
 }
 
 /// Timers due by `now`.
-pub fn due_timers(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<DueTimer>> {
+pub fn due_timers(db: &Db<'_>, now: i64, limit: usize) -> Result<Vec<DueTimer>> {
+    let conn = db.sql();
     let mut out = Vec::new();
     // A warning whose final deadline has also passed (the provider was down
     // through both) is not sent: the final notice says everything.
@@ -429,7 +520,8 @@ pub fn due_timers(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result
 }
 
 /// Disarm one deadline after its notice was queued. True if it was armed.
-pub fn timer_fired(conn: &Connection, t: &DueTimer) -> rusqlite::Result<bool> {
+pub fn timer_fired(db: &Db<'_>, t: &DueTimer) -> Result<bool> {
+    let conn = db.sql();
     let col = match t.deadline {
         Deadline::Preavviso => "preavviso_due",
         Deadline::Expire => "expire_due",
@@ -442,11 +534,8 @@ pub fn timer_fired(conn: &Connection, t: &DueTimer) -> rusqlite::Result<bool> {
 }
 
 /// Whether the recipient is still open (no consegna, no final notice).
-pub fn timer_open(
-    conn: &Connection,
-    identificativo: &str,
-    recipient: &str,
-) -> rusqlite::Result<bool> {
+pub fn timer_open(db: &Db<'_>, identificativo: &str, recipient: &str) -> Result<bool> {
+    let conn = db.sql();
     Ok(conn
         .query_row(
             "SELECT 1 FROM timers WHERE identificativo = ?1 AND recipient = ?2 AND closed_at IS NULL",
@@ -459,12 +548,8 @@ pub fn timer_open(
 
 /// Whether a pending job (or a failed one younger than `failed_keep_ms`,
 /// kept for the operator) still names bytes in spool segment `segment`.
-pub fn segment_in_use(
-    conn: &Connection,
-    segment: &str,
-    now: i64,
-    failed_keep_ms: i64,
-) -> rusqlite::Result<bool> {
+pub fn segment_in_use(db: &Db<'_>, segment: &str, now: i64, failed_keep_ms: i64) -> Result<bool> {
+    let conn = db.sql();
     Ok(conn
         .query_row(
             "SELECT 1 FROM jobs WHERE blob LIKE ?1 || '@%'
@@ -477,7 +562,8 @@ pub fn segment_in_use(
 }
 
 /// Spool segment `segment` was removed: no row names its bytes any more.
-pub fn forget_segment(conn: &Connection, segment: &str) -> rusqlite::Result<()> {
+pub fn forget_segment(db: &Db<'_>, segment: &str) -> Result<()> {
+    let conn = db.sql();
     conn.execute(
         "UPDATE jobs SET blob = NULL WHERE blob LIKE ?1 || '@%'",
         [segment],
@@ -487,21 +573,55 @@ pub fn forget_segment(conn: &Connection, segment: &str) -> rusqlite::Result<()> 
 
 /// Drop finished jobs older than `keep_ms` (their idempotency keys are only
 /// needed while a replay after a crash is possible). Returns rows removed.
-pub fn purge_finished(conn: &Connection, now: i64, keep_ms: i64) -> rusqlite::Result<usize> {
-    conn.execute(
+pub fn purge_finished(db: &Db<'_>, now: i64, keep_ms: i64) -> Result<usize> {
+    let conn = db.sql();
+    Ok(conn.execute(
         "DELETE FROM jobs WHERE state IN ('done', 'cancelled') AND blob IS NULL AND updated_at < ?1",
         [now - keep_ms],
-    )
+    )?)
+}
+
+/// After the final notice the relay stops: fail pending relays of the busta
+/// whose certified recipients are all closed.
+pub fn stop_relays(db: &Db<'_>, identificativo: &str, now: i64) -> Result<()> {
+    // `kind <> 'mailbox'` spelled out: it lets SQLite use the partial index.
+    let rows: Vec<(i64, String)> = db
+        .sql()
+        .prepare_cached(
+            "SELECT id, recipients FROM jobs WHERE identificativo = ?1 AND kind = 'relay' AND state = 'pending' AND kind <> 'mailbox'",
+        )?
+        .query_map([identificativo], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, rcpts) in rows {
+        let id = JobId(id);
+        let rcpts: Vec<String> = serde_json::from_str(&rcpts).unwrap_or_default();
+        let mut open = false;
+        for r in &rcpts {
+            open |= timer_open(db, identificativo, r)?;
+        }
+        if !open {
+            mark_failed(db, id, "expired: final non-delivery notice sent", now)?;
+        }
+    }
+    Ok(())
+}
+
+/// Relay jobs still pending (`pecd bench --dead-peer`).
+pub fn pending_relays(db: &Db<'_>) -> Result<i64> {
+    // `kind <> 'mailbox'` lets SQLite count from the partial index.
+    Ok(db.sql().query_row(
+        "SELECT count(*) FROM jobs WHERE kind = 'relay' AND state = 'pending' AND kind <> 'mailbox'",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
-        crate::store::schema::migrate(&mut c).unwrap();
-        c
+    fn db() -> crate::store::MemDb {
+        crate::store::MemDb::new()
     }
 
     fn job(key: &str, due: i64) -> NewJob {
@@ -518,7 +638,7 @@ mod tests {
         }
     }
 
-    fn due(c: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Job>> {
+    fn due(c: &Db<'_>, now: i64, limit: usize) -> Result<Vec<Job>> {
         let ids = due_ids(c, now, limit)?;
         Ok(ids
             .into_iter()
@@ -528,7 +648,8 @@ mod tests {
 
     #[test]
     fn mailbox_deliveries_come_first_then_by_due_time() {
-        let c = db();
+        let m = db();
+        let c = m.db();
         let mut late_mailbox = job("m", 30);
         late_mailbox.kind = Kind::Mailbox;
         enqueue(&c, &job("r2", 20), 0).unwrap();
@@ -549,7 +670,8 @@ mod tests {
 
     #[test]
     fn enqueue_is_idempotent_and_due_respects_time() {
-        let c = db();
+        let m = db();
+        let c = m.db();
         assert!(enqueue(&c, &job("k", 10), 0).unwrap());
         assert!(!enqueue(&c, &job("k", 10), 0).unwrap());
         assert!(due(&c, 5, 10).unwrap().is_empty());
@@ -565,14 +687,15 @@ mod tests {
 
     #[test]
     fn segments_are_released_only_when_no_pending_job_names_them() {
-        let c = db();
+        let m = db();
+        let c = m.db();
         let mut a = job("a", 0);
         a.blob = Some("seg-00000001.spool@0+10".into());
         let mut b = job("b", 0);
         b.blob = Some("seg-00000001.spool@10+5".into());
         enqueue(&c, &a, 0).unwrap();
         enqueue(&c, &b, 0).unwrap();
-        let ids: Vec<i64> = due(&c, 0, 10).unwrap().iter().map(|j| j.id).collect();
+        let ids: Vec<JobId> = due(&c, 0, 10).unwrap().iter().map(|j| j.id).collect();
         mark_done(&c, ids[0], 10).unwrap();
         assert!(segment_in_use(&c, "seg-00000001.spool", 100, 1000).unwrap());
         assert!(!segment_in_use(&c, "seg-00000002.spool", 100, 1000).unwrap());
@@ -583,13 +706,16 @@ mod tests {
         );
         assert!(!segment_in_use(&c, "seg-00000001.spool", 10_000, 1000).unwrap());
         forget_segment(&c, "seg-00000001.spool").unwrap();
-        c.execute("UPDATE jobs SET state = 'done'", []).unwrap();
+        c.sql()
+            .execute("UPDATE jobs SET state = 'done'", [])
+            .unwrap();
         assert_eq!(purge_finished(&c, 1_000_000, 100).unwrap(), 2);
     }
 
     #[test]
     fn presa_stops_only_the_warning_and_consegna_closes() {
-        let c = db();
+        let m = db();
+        let c = m.db();
         timer_start(&c, "id", "b@y", 0, 100, 200).unwrap();
         assert!(timer_presa(&c, "id", "b@y", 50).unwrap());
         let d = due_timers(&c, 300, 10).unwrap();
@@ -604,7 +730,8 @@ mod tests {
 
     #[test]
     fn overdue_warning_is_skipped_when_the_final_deadline_passed_too() {
-        let c = db();
+        let m = db();
+        let c = m.db();
         timer_start(&c, "id", "b@y", 0, 100, 200).unwrap();
         let d = due_timers(&c, 150, 10).unwrap();
         assert_eq!(d.len(), 1);

@@ -4,6 +4,8 @@
 
 use rusqlite::Connection;
 
+use super::StoreError;
+
 /// Days the PEC log is kept (DPR 68/2005 art. 11: 30 months), rounded up.
 pub const LOG_RETENTION_DAYS: i64 = 915;
 
@@ -105,6 +107,10 @@ CREATE INDEX jobs_held ON jobs(id) WHERE state = 'held';
 CREATE INDEX jobs_failed ON jobs(id) WHERE state = 'failed';
 CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);
 "#,
+    // Mailbox quotas: NULL = the provider default, -1 = no limit, else bytes.
+    r#"
+ALTER TABLE users ADD COLUMN quota INTEGER;
+"#,
 ];
 
 /// The schema version this binary migrates to.
@@ -112,21 +118,27 @@ pub fn latest_version() -> i64 {
     MIGRATIONS.len() as i64
 }
 
-/// Bring the database to the newest schema.
-pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate() {
-        let target = i as i64 + 1;
-        if version >= target {
-            continue;
-        }
-        // Exclusive: a second process starting at once waits instead of
-        // running the same migration in between.
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", target)?;
-        tx.commit()?;
+/// Bring the database to the newest schema: every pending migration in one
+/// exclusive transaction, the version read inside it, so a second process
+/// starting at once waits and then finds nothing left to do, and a failure
+/// leaves the database exactly as it was. A database newer than this binary
+/// is refused (running on a schema it does not know could corrupt it).
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > latest_version() {
+        return Err(StoreError::TooNew {
+            found: version,
+            known: latest_version(),
+        });
     }
+    for sql in MIGRATIONS.iter().skip(version.max(0) as usize) {
+        tx.execute_batch(sql)?;
+    }
+    if version < latest_version() {
+        tx.pragma_update(None, "user_version", latest_version())?;
+    }
+    tx.commit()?;
     Ok(())
 }
 
@@ -152,5 +164,38 @@ mod tests {
                 .unwrap(),
             1
         );
+    }
+
+    fn version(c: &Connection) -> i64 {
+        c.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_the_database_as_it_was() {
+        let mut c = Connection::open_in_memory().unwrap();
+        // A table that migration 1 is about to create makes it fail midway.
+        c.execute_batch("CREATE TABLE jobs (x INTEGER);").unwrap();
+        assert!(migrate(&mut c).is_err());
+        assert_eq!(version(&c), 0);
+        let tables: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 1, "nothing of the batch is left");
+    }
+
+    #[test]
+    fn a_database_from_a_newer_pecd_is_refused() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate(&mut c).unwrap();
+        assert_eq!(version(&c), latest_version());
+        c.pragma_update(None, "user_version", latest_version() + 1)
+            .unwrap();
+        let e = migrate(&mut c).unwrap_err().to_string();
+        assert!(e.contains("newer than this pecd"), "{e}");
     }
 }

@@ -1,8 +1,9 @@
 //! Mailbox owners: addresses and argon2id password hashes.
 
+use super::{Db, Result};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 /// Normalise an address for lookups: trimmed, lower-case.
 pub fn normalize(address: &str) -> String {
@@ -21,7 +22,7 @@ pub const RESERVED_LOCAL_PARTS: &[&str] = &["posta-certificata", "mailer-daemon"
 /// octets (no quoted strings, and no `/` or `\`, which are atext but would
 /// name other directories), a domain of LDH labels, no control characters,
 /// not a reserved name.
-pub fn validate_new_address(address: &str) -> Result<String, String> {
+pub fn validate_new_address(address: &str) -> std::result::Result<String, String> {
     let a = normalize(address);
     let (local, domain) = a
         .rsplit_once('@')
@@ -60,7 +61,7 @@ pub fn validate_new_address(address: &str) -> Result<String, String> {
 }
 
 /// Hash a password with argon2id (PHC string).
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> std::result::Result<String, String> {
     let mut raw = [0u8; 16];
     openssl::rand::rand_bytes(&mut raw).map_err(|e| e.to_string())?;
     let salt = SaltString::encode_b64(&raw).map_err(|e| e.to_string())?;
@@ -81,7 +82,8 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
 }
 
 /// Insert a user; false if it already exists.
-pub fn add(conn: &Connection, address: &str, hash: &str, now_ms: i64) -> rusqlite::Result<bool> {
+pub fn add(db: &Db<'_>, address: &str, hash: &str, now_ms: i64) -> Result<bool> {
+    let conn = db.sql();
     let n = conn.execute(
         "INSERT OR IGNORE INTO users(address, password_hash, created_at) VALUES (?1, ?2, ?3)",
         params![normalize(address), hash, now_ms],
@@ -90,7 +92,8 @@ pub fn add(conn: &Connection, address: &str, hash: &str, now_ms: i64) -> rusqlit
 }
 
 /// Replace a user's password hash; false if there is no such user.
-pub fn set_password(conn: &Connection, address: &str, hash: &str) -> rusqlite::Result<bool> {
+pub fn set_password(db: &Db<'_>, address: &str, hash: &str) -> Result<bool> {
+    let conn = db.sql();
     let n = conn.execute(
         "UPDATE users SET password_hash = ?2 WHERE address = ?1",
         params![normalize(address), hash],
@@ -99,28 +102,98 @@ pub fn set_password(conn: &Connection, address: &str, hash: &str) -> rusqlite::R
 }
 
 /// Remove a user; false if there was none. The Maildir is kept (mail is evidence).
-pub fn delete(conn: &Connection, address: &str) -> rusqlite::Result<bool> {
+pub fn delete(db: &Db<'_>, address: &str) -> Result<bool> {
+    let conn = db.sql();
     let n = conn.execute("DELETE FROM users WHERE address = ?1", [normalize(address)])?;
     Ok(n == 1)
 }
 
 /// Every user address, sorted.
-pub fn list(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+pub fn list(db: &Db<'_>) -> Result<Vec<String>> {
+    let conn = db.sql();
     let mut st = conn.prepare("SELECT address FROM users ORDER BY address")?;
     let rows = st.query_map([], |r| r.get(0))?;
-    rows.collect()
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A user's own quota setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// `[mailbox] default_quota` applies.
+    Default,
+    /// No limit, whatever the default.
+    Unlimited,
+    /// At most this many bytes.
+    Bytes(u64),
+}
+
+impl Quota {
+    /// The limit in bytes given the provider default; `None` for no limit.
+    pub fn limit(self, default: Option<u64>) -> Option<u64> {
+        match self {
+            Quota::Default => default,
+            Quota::Unlimited => None,
+            Quota::Bytes(n) => Some(n),
+        }
+    }
+
+    fn to_sql(self) -> Option<i64> {
+        match self {
+            Quota::Default => None,
+            Quota::Unlimited => Some(-1),
+            Quota::Bytes(n) => Some(i64::try_from(n).unwrap_or(i64::MAX)),
+        }
+    }
+
+    fn from_sql(v: Option<i64>) -> Quota {
+        match v {
+            None => Quota::Default,
+            Some(n) if n < 0 => Quota::Unlimited,
+            Some(n) => Quota::Bytes(n as u64),
+        }
+    }
+}
+
+/// Set a user's quota; false if there is no such user.
+pub fn set_quota(db: &Db<'_>, address: &str, quota: Quota) -> Result<bool> {
+    let conn = db.sql();
+    let n = conn.execute(
+        "UPDATE users SET quota = ?2 WHERE address = ?1",
+        rusqlite::params![normalize(address), quota.to_sql()],
+    )?;
+    Ok(n == 1)
+}
+
+/// A user's quota setting, `None` if there is no such user.
+pub fn quota(db: &Db<'_>, address: &str) -> Result<Option<Quota>> {
+    let conn = db.sql();
+    Ok(conn
+        .prepare_cached("SELECT quota FROM users WHERE address = ?1")?
+        .query_row([normalize(address)], |r| r.get::<_, Option<i64>>(0))
+        .optional()
+        .map(|o| o.map(Quota::from_sql))?)
+}
+
+/// Every user with their quota setting, sorted by address.
+pub fn list_quotas(db: &Db<'_>) -> Result<Vec<(String, Quota)>> {
+    let conn = db.sql();
+    let mut st = conn.prepare("SELECT address, quota FROM users ORDER BY address")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, Quota::from_sql(r.get(1)?))))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// The stored hash of a user.
-pub fn password_hash(conn: &Connection, address: &str) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached("SELECT password_hash FROM users WHERE address = ?1")?
+pub fn password_hash(db: &Db<'_>, address: &str) -> Result<Option<String>> {
+    let conn = db.sql();
+    Ok(conn
+        .prepare_cached("SELECT password_hash FROM users WHERE address = ?1")?
         .query_row([normalize(address)], |r| r.get(0))
-        .optional()
+        .optional()?)
 }
 
 /// Whether a user exists.
-pub fn exists(conn: &Connection, address: &str) -> rusqlite::Result<bool> {
-    Ok(password_hash(conn, address)?.is_some())
+pub fn exists(db: &Db<'_>, address: &str) -> Result<bool> {
+    Ok(password_hash(db, address)?.is_some())
 }
 
 #[cfg(test)]
@@ -156,8 +229,8 @@ mod tests {
 
     #[test]
     fn add_verify_passwd_delete() {
-        let mut c = Connection::open_in_memory().unwrap();
-        crate::store::schema::migrate(&mut c).unwrap();
+        let m = crate::store::MemDb::new();
+        let c = m.db();
         let h = hash_password("s3cret").unwrap();
         assert!(h.starts_with("$argon2id$"));
         assert!(add(&c, "Alice@PEC.alpha.test", &h, 0).unwrap());

@@ -1,6 +1,7 @@
 //! The few libc calls std has no safe form of, each in its own small module:
 //! the crate denies `unsafe_code`, and only these modules allow it.
 
+pub mod adjtimex;
 pub mod linkat;
 pub mod mallopt;
 pub mod rusage;

@@ -115,6 +115,8 @@ pub struct TestProvider {
     pub inbound: u16,
     pub imap: u16,
     pub imaps: u16,
+    pub pop3: u16,
+    pub pop3s: u16,
     pub admin: u16,
     pub ca_pem: PathBuf,
     pub child: Option<Child>,
@@ -126,16 +128,9 @@ impl TestProvider {
     /// `index_entries` is the TOML of the `[[provider]]` entries of the index.
     pub fn prepare(ca: &TestCa, spec: &ProviderSpec) -> TestProvider {
         let dir = tempfile::tempdir().unwrap();
+        // The same provider folder as the in-process lab (`pecd demo`, `bench`).
         let certs = dir.path().join("certs");
-        std::fs::create_dir_all(&certs).unwrap();
-        std::fs::write(certs.join("ca.pem"), ca.pem()).unwrap();
-        let signing = pecd::certs::generate_signing(&ca.ca, &spec.name, &spec.domain).unwrap();
-        signing
-            .write(&certs.join("signing.pem"), &certs.join("signing.key"))
-            .unwrap();
-        let tls = pecd::certs::generate_tls(&ca.ca, &format!("mx.{}", spec.domain)).unwrap();
-        tls.write(&certs.join("tls.pem"), &certs.join("tls.key"))
-            .unwrap();
+        pecd::layout::write_dev_certs(&certs, &ca.ca, &spec.name, &spec.domain).unwrap();
         let p = TestProvider {
             name: spec.name.clone(),
             domain: spec.domain.clone(),
@@ -144,6 +139,8 @@ impl TestProvider {
             inbound: free_port(),
             imap: free_port(),
             imaps: free_port(),
+            pop3: free_port(),
+            pop3s: free_port(),
             admin: free_port(),
             ca_pem: certs.join("ca.pem"),
             child: None,
@@ -190,6 +187,8 @@ submissions = "127.0.0.1:{subs}"
 inbound = "127.0.0.1:{inb}"
 imap = "127.0.0.1:{imap}"
 imaps = "127.0.0.1:{imaps}"
+pop3 = "127.0.0.1:{pop3}"
+pop3s = "127.0.0.1:{pop3s}"
 
 [admin]
 listen = "127.0.0.1:{admin}"
@@ -208,6 +207,8 @@ index_check_interval = "200ms"
             inb = self.inbound,
             imap = self.imap,
             imaps = self.imaps,
+            pop3 = self.pop3,
+            pop3s = self.pop3s,
             admin = self.admin,
         );
         std::fs::write(self.config_path(), text).unwrap();
@@ -224,12 +225,10 @@ index_check_interval = "200ms"
 
     /// This provider's `[[provider]]` index entry (certificate by absolute path).
     pub fn index_entry(&self) -> String {
-        format!(
-            "[[provider]]\nname = \"{}\"\ndomains = [\"{}\"]\nreceipt_mailbox = \"posta-certificata@{}\"\ncertificate = \"{}\"\n\n",
-            self.name,
-            self.domain,
-            self.domain,
-            self.path().join("certs/signing.pem").display()
+        pecd::layout::index_entry(
+            &self.name,
+            &self.domain,
+            &self.path().join("certs/signing.pem"),
         )
     }
 
@@ -242,9 +241,9 @@ index_check_interval = "200ms"
 
     /// Route mail for `other`'s domain to its inbound port.
     pub fn route_to(&self, other: &TestProvider) {
-        self.append_config(&format!(
-            "[[route]]\ndomain = \"{}\"\nnext_hop = \"127.0.0.1:{}\"\n",
-            other.domain, other.inbound
+        self.append_config(&pecd::layout::route_entry(
+            &other.domain,
+            &format!("127.0.0.1:{}", other.inbound),
         ));
     }
 
@@ -761,7 +760,10 @@ impl TestProvider {
 
     /// A connection to the provider's database (WAL: fine beside the daemon).
     pub fn db(&self) -> rusqlite::Connection {
-        pecd::store::open_connection(&self.path().join("data/pecd.sqlite3")).unwrap()
+        // The test's own look at the file, not pecd's store API.
+        let c = rusqlite::Connection::open(self.path().join("data/pecd.sqlite3")).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        c
     }
 
     /// Send SIGHUP to the running daemon.
@@ -1173,6 +1175,30 @@ pub fn imap(
     recs
 }
 
+/// Run a scenario of `tests/pop3_client.py` (Python's poplib) against
+/// `port` in `mode` (`tls` or `plain`); one JSON record a step (step 0 is
+/// the greeting).
+pub fn pop3(p: &TestProvider, port: u16, mode: &str, script: &str) -> Vec<serde_json::Value> {
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pop3_client.py");
+    let out = std::process::Command::new("python3")
+        .arg(py)
+        .args(["127.0.0.1", &port.to_string(), mode, script])
+        .env("POP3_CAFILE", &p.ca_pem)
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let recs: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect();
+    assert!(
+        !recs.is_empty(),
+        "no output; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    recs
+}
+
 /// The record of step `n`.
 pub fn step(recs: &[serde_json::Value], n: usize) -> &serde_json::Value {
     recs.iter()
@@ -1197,6 +1223,8 @@ pub fn free_listen_ports(cfg: &Path) -> u16 {
             "inbound",
             "imap",
             "imaps",
+            "pop3",
+            "pop3s",
             "listen",
         ];
         if keys.contains(&key) {

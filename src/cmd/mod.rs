@@ -9,7 +9,12 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, InitArgs, LogArgs, UserCommand};
 use crate::config::Config;
+use crate::layout::{empty_index_text, provider_config_text_at};
 use crate::store::{self, maildir, users, Store};
+
+pub mod bench;
+pub mod serve;
+pub mod tools;
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
@@ -20,16 +25,16 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(crate::config::locate(flag.as_deref())?)
     };
     let result = match cli.command {
-        Command::Serve => config().and_then(|p| crate::server::serve_main(&p)),
+        Command::Serve => config().and_then(|p| serve::serve_main(&p)),
         Command::CheckConfig => config().and_then(|p| check_config(&p)),
         Command::User(u) => config().and_then(|p| user(&p, u)),
         Command::Log(a) => config().and_then(|p| log(&p, a)),
         Command::Init(a) => init(a),
-        Command::Verify(a) => crate::server::verify_main(a),
-        Command::Index(i) => crate::server::index_main(i),
-        Command::Queue(q) => config().and_then(|p| crate::server::queue_main(&p, q)),
-        Command::Demo => crate::server::demo_main(),
-        Command::Bench(b) => crate::server::bench_main(b),
+        Command::Verify(a) => tools::verify_main(a),
+        Command::Index(i) => tools::index_main(i),
+        Command::Queue(q) => config().and_then(|p| tools::queue_main(&p, q)),
+        Command::Demo => tools::demo_main(),
+        Command::Bench(b) => tools::bench_main(b),
         Command::Backup { dest } => config().and_then(|p| backup(&p, &dest)),
         Command::Restore { src } => config().and_then(|p| restore(&p, &src)),
     };
@@ -118,7 +123,12 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
         UserCommand::Add {
             address,
             password_stdin,
+            quota,
         } => {
+            let quota = quota
+                .map(|q| user_quota(&q))
+                .transpose()
+                .map_err(|e| format!("--quota: {e}"))?;
             let address = users::validate_new_address(&address)?;
             let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
             if !cfg.is_local_domain(domain) {
@@ -137,11 +147,28 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             // mailbox, and running the command again finishes the job.
             crate::server::create_mailbox(&st.paths().mail, &address)?;
             let a = address.clone();
-            let added = st.write_blocking(move |c| Ok(users::add(c, &a, &hash, now)?))?;
+            let added = st.write_blocking(move |c| users::add(c, &a, &hash, now))?;
             if !added {
                 return Err(format!("{address}: user exists (use `user passwd`)").into());
             }
+            if let Some(q) = quota {
+                let a = address.clone();
+                st.write_blocking(move |c| users::set_quota(c, &a, q))?;
+            }
             println!("added {address}");
+            ExitCode::SUCCESS
+        }
+        UserCommand::Quota { address, size } => {
+            let q = user_quota(&size)?;
+            let address = users::normalize(&address);
+            let a = address.clone();
+            if !st.write_blocking(move |c| users::set_quota(c, &a, q))? {
+                return Err(format!("{address}: no such user").into());
+            }
+            match q.limit(None) {
+                Some(n) => println!("quota of {address}: {}", human_size(n)),
+                None => println!("quota of {address}: none"),
+            }
             ExitCode::SUCCESS
         }
         UserCommand::Passwd {
@@ -152,7 +179,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             let pw = read_password(password_stdin, &address)?;
             let hash = users::hash_password(&pw)?;
             let a = address.clone();
-            if !st.write_blocking(move |c| Ok(users::set_password(c, &a, &hash)?))? {
+            if !st.write_blocking(move |c| users::set_password(c, &a, &hash))? {
                 return Err(format!("{address}: no such user").into());
             }
             println!("password changed for {address}");
@@ -161,22 +188,49 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
         UserCommand::Del { address } => {
             let address = users::normalize(&address);
             let a = address.clone();
-            if !st.write_blocking(move |c| Ok(users::delete(c, &a)?))? {
+            if !st.write_blocking(move |c| users::delete(c, &a))? {
                 return Err(format!("{address}: no such user").into());
             }
             println!("deleted {address} (its Maildir is kept)");
             ExitCode::SUCCESS
         }
         UserCommand::List => {
-            let list = st.read_blocking(|c| Ok(users::list(c)?))?;
+            let list = st.read_blocking(users::list_quotas)?;
             if list.is_empty() {
                 // On stderr: a script reading addresses from stdout gets none.
                 eprintln!("no users (add one with `pecd user add ADDRESS`)");
             }
             let out = std::io::stdout();
             let mut out = out.lock();
-            for u in list {
-                writeln!(out, "{u}")?;
+            let default = cfg.default_quota();
+            for (u, q) in list {
+                // The address first, alone in its column: scripts take the first word.
+                let used = maildir::mailbox_path(&st.paths().mail, &u)
+                    .ok()
+                    .filter(|p| p.is_dir())
+                    .map(|p| store::quota::usage(&p))
+                    .transpose()?
+                    .unwrap_or_default();
+                let quota = match (q.limit(default), q) {
+                    (None, _) => "quota none".to_string(),
+                    (Some(n), users::Quota::Default) => format!(
+                        "quota {} ({}%, provider default)",
+                        human_size(n),
+                        used.bytes.saturating_mul(100) / n
+                    ),
+                    (Some(n), _) => format!(
+                        "quota {} ({}%)",
+                        human_size(n),
+                        used.bytes.saturating_mul(100) / n
+                    ),
+                };
+                writeln!(
+                    out,
+                    "{u}  usage {} ({} bytes, {} messages)  {quota}",
+                    human_size(used.bytes),
+                    used.bytes,
+                    used.messages
+                )?;
             }
             ExitCode::SUCCESS
         }
@@ -185,13 +239,26 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
     Ok(code)
 }
 
+/// A `--quota` / `user quota` argument: a size or `none`.
+fn user_quota(s: &str) -> Result<users::Quota, String> {
+    Ok(match crate::config::parse_quota(s)? {
+        Some(n) => users::Quota::Bytes(n),
+        None => users::Quota::Unlimited,
+    })
+}
+
+/// Bytes in the units the configuration uses (SI: `kB`, `MB`, `GB`).
+pub fn human_size(n: u64) -> String {
+    match n {
+        0..=999 => format!("{n} B"),
+        1_000..=999_999 => format!("{:.1} kB", n as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.1} GB", n as f64 / 1e9),
+    }
+}
+
 fn log(config: &Path, a: LogArgs) -> AdminResult {
     let cfg = load_config(config)?;
-    let db = store::Paths::new(&cfg.data_dir()).db;
-    if !db.exists() {
-        return Err(format!("{}: no database yet (has the daemon run?)", db.display()).into());
-    }
-    let conn = store::open_connection(&db)?;
     let q = store::log::Query {
         identificativo: a.id,
         msgid: a.msgid,
@@ -199,7 +266,7 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
         event: None,
     };
     let filtered = q.identificativo.is_some() || q.msgid.is_some() || q.address.is_some();
-    let rows = store::log::query(&conn, &q)?;
+    let rows = store::inspect(&cfg.data_dir(), |db| store::log::query(db, &q))?;
     if rows.is_empty() {
         // On stderr, so `--json` output stays nothing but JSON lines.
         if filtered {
@@ -234,89 +301,6 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The config `pecd init` writes (also the shape of `config/pecd.toml`),
-/// listening on loopback.
-pub fn provider_config_text(name: &str, domain: &str, hostname: &str, ports: [u16; 6]) -> String {
-    provider_config_text_at(name, domain, hostname, "127.0.0.1", ports)
-}
-
-/// [`provider_config_text`] with the listeners on `host`; ports in the order
-/// submission, submissions, inbound, imap, imaps, admin (on loopback).
-pub fn provider_config_text_at(
-    name: &str,
-    domain: &str,
-    hostname: &str,
-    host: &str,
-    ports: [u16; 6],
-) -> String {
-    format!(
-        r#"# pecd provider configuration; every key is documented in docs/configuration.md.
-
-[provider]
-name = "{name}"
-domains = ["{domain}"]
-hostname = "{hostname}"
-data_dir = "data"
-
-[signing]
-certificate = "certs/signing.pem"
-key = "certs/signing.key"
-chain = ["certs/ca.pem"]
-generate_if_missing = false
-
-[tls]
-certificate = "certs/tls.pem"
-key = "certs/tls.key"
-
-[listen]
-submission = "{host}:{}"
-submissions = "{host}:{}"
-inbound = "{host}:{}"
-imap = "{host}:{}"
-imaps = "{host}:{}"
-
-[admin]
-listen = "127.0.0.1:{}"
-
-[trust]
-ca = ["certs/ca.pem"]
-index = "index.toml"
-
-[limits]
-max_message_size = "30MB"
-max_recipients = 100
-"#,
-        ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
-    )
-}
-
-/// An index file listing only ourselves.
-pub fn own_index_text(name: &str, domain: &str) -> String {
-    format!(
-        r#"# Provider index (pec-spec.md §10). Add one [[provider]] per peer provider.
-[[provider]]
-name = "{name}"
-domains = ["{domain}"]
-receipt_mailbox = "posta-certificata@{domain}"
-certificate = "certs/signing.pem"
-"#
-    )
-}
-
-/// The empty index `pecd init` writes: no peers yet, and this provider's own
-/// entry as a comment, ready to hand to the peers for their indexes.
-pub fn empty_index_text(name: &str, domain: &str) -> String {
-    let own: String = own_index_text(name, domain)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| format!("# {l}\n"))
-        .collect();
-    format!(
-        "# Provider index (pec-spec.md §10): one [[provider]] table per peer provider.\n\
-         # Empty for now. This provider's own entry, for the peers' indexes:\n{own}"
-    )
 }
 
 /// Why `d` cannot be a provider's certified domain, if it cannot: letters,
@@ -375,10 +359,11 @@ pub fn check_provider_domain(d: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Ports `pecd init` writes: submission, submissions, inbound, imap, imaps, admin.
-const PRODUCTION_PORTS: [u16; 6] = [587, 465, 25, 143, 993, 2980];
+/// Ports `pecd init` writes: submission, submissions, inbound, imap, imaps,
+/// pop3, pop3s, admin.
+const PRODUCTION_PORTS: [u16; 8] = [587, 465, 25, 143, 993, 110, 995, 2980];
 /// The same on high loopback ports, those of the shipped `config/pecd.toml`.
-const DEV_PORTS: [u16; 6] = [2587, 2465, 2525, 2143, 2993, 2980];
+const DEV_PORTS: [u16; 8] = [2587, 2465, 2525, 2143, 2993, 2110, 2995, 2980];
 
 fn init(a: InitArgs) -> AdminResult {
     let domain = a.domain.trim().to_ascii_lowercase();
@@ -457,9 +442,9 @@ fn init(a: InitArgs) -> AdminResult {
         a.dir.display()
     )?;
     if a.dev {
-        writeln!(out, "  pecd.toml   configuration (development: 127.0.0.1 ports 2587, 2465, 2525, 2143, 2993;\n              no MX lookups)")?;
+        writeln!(out, "  pecd.toml   configuration (development: 127.0.0.1 ports 2587, 2465, 2525, 2143, 2993,\n              2110, 2995; no MX lookups)")?;
     } else {
-        writeln!(out, "  pecd.toml   configuration (all addresses, ports 25, 587, 465, 143, 993; MX lookups on)")?;
+        writeln!(out, "  pecd.toml   configuration (all addresses, ports 25, 587, 465, 143, 993, 110, 995;\n              MX lookups on)")?;
     }
     writeln!(
         out,

@@ -15,7 +15,7 @@ use lettre::Address;
 use crate::config::Config;
 use crate::store::users;
 
-use super::Running;
+use crate::server::Running;
 
 /// Password of every lab user.
 pub const LAB_PASSWORD: &str = "lab-password";
@@ -97,33 +97,20 @@ impl Lab {
         let mut index = String::new();
         let mut inbound_ports = Vec::new();
         for s in specs {
-            let pdir = dir.join(&s.domain);
-            let certs = pdir.join("certs");
-            std::fs::create_dir_all(&certs).map_err(|e| e.to_string())?;
-            write(&certs.join("ca.pem"), &ca_pem)?;
-            let signing = crate::certs::generate_signing(&ca, &s.name, &s.domain)
-                .map_err(|e| e.to_string())?;
-            signing
-                .write(&certs.join("signing.pem"), &certs.join("signing.key"))
-                .map_err(|e| e.to_string())?;
-            let tls = crate::certs::generate_tls(&ca, &format!("mx.{}", s.domain))
-                .map_err(|e| e.to_string())?;
-            tls.write(&certs.join("tls.pem"), &certs.join("tls.key"))
-                .map_err(|e| e.to_string())?;
-            index.push_str(&format!(
-                "[[provider]]\nname = \"{}\"\ndomains = [\"{}\"]\nreceipt_mailbox = \"posta-certificata@{}\"\ncertificate = \"{}\"\n\n",
-                s.name,
-                s.domain,
-                s.domain,
-                certs.join("signing.pem").display()
+            let certs = dir.join(&s.domain).join("certs");
+            crate::layout::write_dev_certs(&certs, &ca, &s.name, &s.domain)?;
+            index.push_str(&crate::layout::index_entry(
+                &s.name,
+                &s.domain,
+                &certs.join("signing.pem"),
             ));
             inbound_ports.push(free_port().map_err(|e| e.to_string())?);
         }
         let mut routes = String::new();
         for (s, port) in specs.iter().zip(&inbound_ports) {
-            routes.push_str(&format!(
-                "[[route]]\ndomain = \"{}\"\nnext_hop = \"127.0.0.1:{port}\"\n\n",
-                s.domain
+            routes.push_str(&crate::layout::route_entry(
+                &s.domain,
+                &format!("127.0.0.1:{port}"),
             ));
         }
         let mut providers = Vec::new();
@@ -131,11 +118,11 @@ impl Lab {
         for (s, port) in specs.iter().zip(&inbound_ports) {
             let pdir = dir.join(&s.domain);
             write(&pdir.join("index.toml"), index.as_bytes())?;
-            let text = crate::admin::provider_config_text(
+            let text = crate::layout::provider_config_text(
                 &s.name,
                 &s.domain,
                 &format!("mx.{}", s.domain),
-                [0, 0, *port, 0, 0, 0],
+                [0, 0, *port, 0, 0, 0, 0, 0],
             ) + "\n"
                 + extra
                 + "\n"
@@ -147,16 +134,16 @@ impl Lab {
                 let addr = format!("{u}@{}", s.domain);
                 let hash = users::hash_password(LAB_PASSWORD)?;
                 let a = addr.clone();
-                st.write_blocking(move |c| Ok(users::add(c, &a, &hash, crate::store::now_ms())?))
+                st.write_blocking(move |c| users::add(c, &a, &hash, crate::store::now_ms()))
                     .map_err(|e| e.to_string())?;
-                super::create_mailbox(&st.paths().mail, &addr)?;
+                crate::server::create_mailbox(&st.paths().mail, &addr)?;
             }
             st.close();
             let rt = OwnRuntime::new(&format!("pecd-{}", s.domain))?;
             let handle = rt.handle().ok_or("runtime gone")?;
             providers.push(
                 handle
-                    .spawn(super::start(cfg))
+                    .spawn(crate::server::start(cfg))
                     .await
                     .map_err(|e| e.to_string())??,
             );

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::admin::{load_config, AdminResult};
 use crate::cli::{BenchArgs, IndexCommand, QueueCommand, VerifyArgs};
+use crate::cmd::{load_config, AdminResult};
 use crate::pec::clock::{Clock, ItalianTime, SystemClock};
 use crate::pec::daticert::{Certified, Daticert};
 use crate::pec::envelope::Provider;
@@ -15,17 +15,17 @@ use crate::pec::ids::RandomIds;
 use crate::pec::receipt::{self, Emitter};
 use crate::pec::types::{Errore, Tipo};
 use crate::pec::verify::{VerifyReport, VerifyRequest};
-use crate::store::log::Event;
+use crate::store::log::{Event, EventKind};
 use crate::store::queue::{self, Kind, NewJob};
 use crate::store::{self, Store};
 
-use super::lab::{self, Lab};
+use crate::lab::{self, Lab};
 
 /// `pecd verify FILE`.
 pub fn verify_main(a: VerifyArgs) -> AdminResult {
     let raw = std::fs::read(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?;
     let index = match &a.index {
-        Some(p) => Some(super::load_index(p)?),
+        Some(p) => Some(crate::server::load_index(p)?),
         None => None,
     };
     let mut pems = Vec::new();
@@ -128,14 +128,10 @@ fn age(ms: i64) -> String {
 /// `pecd queue …` (works beside a running daemon: SQLite WAL).
 pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
     let cfg = load_config(config)?;
-    let db = store::Paths::new(&cfg.data_dir()).db;
-    if !db.exists() {
-        return Err(format!("{}: no database yet (has the daemon run?)", db.display()).into());
-    }
+    let data_dir = cfg.data_dir();
     match cmd {
         QueueCommand::List { json } => {
-            let conn = store::open_connection(&db)?;
-            let jobs = queue::list(&conn, false)?;
+            let jobs = store::inspect(&data_dir, |db| queue::list(db, false))?;
             let out = std::io::stdout();
             let mut out = out.lock();
             if jobs.is_empty() {
@@ -166,7 +162,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
             ]
             .map(String::from)];
             for j in jobs {
-                let next = if j.state == "held" {
+                let next = if j.state == queue::JobState::Held {
                     "held".to_string()
                 } else if j.due_at <= now {
                     "now".to_string()
@@ -189,8 +185,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
             Ok(ExitCode::SUCCESS)
         }
         QueueCommand::Show { id, json } => {
-            let conn = store::open_connection(&db)?;
-            let Some(j) = queue::get(&conn, id)? else {
+            let Some(j) = store::inspect(&data_dir, |db| queue::get(db, id))? else {
                 return Err(format!("no job {id}").into());
             };
             let bytes = j
@@ -219,7 +214,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
             let fields: Vec<(&str, String)> = vec![
                 ("id", j.id.to_string()),
                 ("kind", j.kind.as_str().to_string()),
-                ("state", j.state.clone()),
+                ("state", j.state.to_string()),
                 ("identificativo", opt(&j.identificativo)),
                 ("mail from", j.mail_from.clone()),
                 ("recipients", j.recipients.join(", ")),
@@ -249,7 +244,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
             }
             let st = Store::open(&cfg.data_dir())?;
             let now = store::now_ms();
-            let n = st.write_blocking(move |c| Ok(queue::retry_now(c, id, now)?))?;
+            let n = st.write_blocking(move |c| queue::retry_now(c, id, now))?;
             st.close();
             println!("{n} job(s) due now");
             Ok(if n == 0 && id.is_some() {
@@ -264,12 +259,12 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
 
 /// Cancel a job; for a busta the sender gets a signed non-delivery notice
 /// per recipient, built and queued by this process.
-fn cancel(cfg: &crate::config::Config, id: i64) -> AdminResult {
+fn cancel(cfg: &crate::config::Config, id: queue::JobId) -> AdminResult {
     let st = Store::open(&cfg.data_dir())?;
     let job = st
-        .read_blocking(move |c| Ok(queue::get(c, id)?))?
+        .read_blocking(move |c| queue::get(c, id))?
         .ok_or_else(|| format!("no job {id}"))?;
-    if job.state != "pending" {
+    if job.state != queue::JobState::Pending {
         return Err(format!("job {id} is {}, not pending", job.state).into());
     }
     let mut notices: Vec<(NewJob, Event)> = Vec::new();
@@ -283,19 +278,11 @@ fn cancel(cfg: &crate::config::Config, id: i64) -> AdminResult {
     if carries_busta {
         let ident = job.identificativo.clone().unwrap_or_default();
         let i2 = ident.clone();
-        let xml: Option<String> = st.read_blocking(move |c| {
-            use rusqlite::OptionalExtension;
-            Ok(c.query_row(
-                "SELECT daticert FROM messages WHERE identificativo = ?1",
-                [i2],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })?;
+        let xml = st.read_blocking(move |db| store::messages::daticert_of(db, &i2))?;
         if let Some(xml) = xml {
             let d = Daticert::parse(xml.as_bytes()).map_err(|e| format!("{e:?}"))?;
             let c = Certified::from(&d);
-            let signer = super::load_signer(cfg)?;
+            let signer = crate::server::load_signer(cfg)?;
             let p = Provider {
                 name: cfg.provider.name.clone(),
                 domain: cfg.provider_domain().to_string(),
@@ -312,12 +299,13 @@ fn cancel(cfg: &crate::config::Config, id: i64) -> AdminResult {
             );
             for r in &job.recipients {
                 let msg = receipt::errore_consegna(&e, &c, r, Errore::Altro, &esteso);
-                let msgid = super::submission::message_id_of(&msg);
+                let msgid = crate::server::submission::message_id_of(&msg);
                 let signed = signer
                     .sign(&msg, &crate::pec::ids::boundary(&ids))
                     .map_err(|e| e.to_string())?;
                 let blob = st.put_blob(&signed)?;
-                let mut ev = super::submission::event_for("errore-consegna", now, &c);
+                let mut ev =
+                    crate::server::submission::event_for(EventKind::ErroreConsegna, now, &c);
                 ev.generated_msgid = msgid.clone();
                 ev.error = Some(esteso.clone());
                 ev.detail = Some(format!("job {id} cancelled by the operator; recipient {r}"));
@@ -351,7 +339,7 @@ fn cancel(cfg: &crate::config::Config, id: i64) -> AdminResult {
         if !queue::cancel(c, id, now)? {
             return Ok(false);
         }
-        let mut ev = Event::new("annullamento", now);
+        let mut ev = Event::new(EventKind::Annullamento, now);
         ev.identificativo = Some(ident.clone()).filter(|s| !s.is_empty());
         ev.recipients = Some(rcpts.join(", "));
         ev.detail = Some(format!("job {id} cancelled by the operator"));
@@ -382,29 +370,29 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Count `deposito` events on a provider whose detail starts with `tipo` and
 /// that concern `address`.
-fn deposits(p: &super::Running, tipo: &str) -> Vec<Event> {
+fn deposits(p: &crate::server::Running, tipo: &str) -> Vec<Event> {
     let q = store::log::Query {
-        event: Some("deposito".into()),
+        event: Some(EventKind::Deposito),
         ..Default::default()
     };
     let t = tipo.to_string();
     p.ctx
         .store
-        .read_blocking(move |c| Ok(store::log::query(c, &q)?))
+        .read_blocking(move |c| store::log::query(c, &q))
         .unwrap_or_default()
         .into_iter()
         .filter(|e| e.detail.as_deref().is_some_and(|d| d.starts_with(&t)))
         .collect()
 }
 
-fn events(p: &super::Running, kind: &str) -> Vec<Event> {
+fn events(p: &crate::server::Running, kind: EventKind) -> Vec<Event> {
     let q = store::log::Query {
-        event: Some(kind.into()),
+        event: Some(kind),
         ..Default::default()
     };
     p.ctx
         .store
-        .read_blocking(move |c| Ok(store::log::query(c, &q)?))
+        .read_blocking(move |c| store::log::query(c, &q))
         .unwrap_or_default()
 }
 
@@ -462,13 +450,13 @@ pub fn demo_main() -> AdminResult {
                     1,
                     deposits(b, "posta-certificata")
                         .into_iter()
-                        .chain(events(b, "avvenuta-consegna"))
+                        .chain(events(b, EventKind::AvvenutaConsegna))
                         .collect(),
                     "POSTA CERTIFICATA (busta) in bob's mailbox at Beta",
                 ),
                 (
                     2,
-                    events(a, "ricevuta-presa-in-carico"),
+                    events(a, EventKind::Ricevuta(Tipo::PresaInCarico)),
                     "PRESA IN CARICO from Beta received and logged by Alpha",
                 ),
                 (
@@ -501,7 +489,7 @@ pub fn demo_main() -> AdminResult {
             for e in a
                 .ctx
                 .store
-                .read_blocking(move |c| Ok(store::log::query(c, &q)?))
+                .read_blocking(move |c| store::log::query(c, &q))
                 .unwrap_or_default()
             {
                 println!(

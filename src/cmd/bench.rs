@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::admin::AdminResult;
 use crate::cli::BenchArgs;
+use crate::cmd::AdminResult;
 use crate::store;
 
-use super::lab::{self, Lab};
+use crate::lab::{self, Lab};
 
 const ALICE: &str = "alice@pec.alpha.test";
 
@@ -123,25 +123,23 @@ fn body(size: usize) -> String {
     b
 }
 
-fn count(p: &super::Running, sql: &'static str) -> i64 {
+/// `deposito` events in `p`'s log whose detail starts with `what`.
+fn count(p: &crate::server::Running, what: &'static str) -> i64 {
     p.ctx
         .store
-        .read_blocking(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .read_blocking(move |db| store::log::count_deposits(db, what))
         .unwrap_or(0)
 }
 
-/// Per identificativo, the log time of the first / last event matching `sql`.
-fn times(p: &super::Running, sql: &'static str) -> std::collections::HashMap<String, (i64, i64)> {
-    let rows: Vec<(String, i64)> = p
+/// Per identificativo, the log time of the first / last `deposito` of `what`.
+fn times(
+    p: &crate::server::Running,
+    what: &'static str,
+) -> std::collections::HashMap<String, (i64, i64)> {
+    let rows = p
         .ctx
         .store
-        .read_blocking(move |c| {
-            let mut st = c.prepare(sql)?;
-            let rows = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
+        .read_blocking(move |db| store::log::deposit_times(db, what))
         .unwrap_or_default();
     let mut m = std::collections::HashMap::new();
     for (id, ts) in rows {
@@ -152,10 +150,8 @@ fn times(p: &super::Running, sql: &'static str) -> std::collections::HashMap<Str
     m
 }
 
-const CONSEGNE: &str =
-    "SELECT count(*) FROM log WHERE event = 'deposito' AND detail LIKE 'avvenuta-consegna%'";
-const ACCETTAZIONI: &str =
-    "SELECT count(*) FROM log WHERE event = 'deposito' AND detail LIKE 'accettazione%'";
+const CONSEGNE: &str = "avvenuta-consegna";
+const ACCETTAZIONI: &str = "accettazione";
 
 /// `pecd bench`.
 pub fn run(a: BenchArgs) -> AdminResult {
@@ -265,7 +261,7 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
                 .await??,
         );
     }
-    let sigs0 = super::SIGNATURES.load(Ordering::Relaxed);
+    let sigs0 = crate::server::SIGNATURES.load(Ordering::Relaxed);
     let (cpu0, _) = rusage();
     let t0 = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
@@ -332,21 +328,17 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
     }
     let seconds = t0.elapsed().as_secs_f64();
     let (cpu1, rss) = rusage();
-    let sigs = super::SIGNATURES.load(Ordering::Relaxed) - sigs0;
-    let acc = times(
-        alpha,
-        "SELECT identificativo, ts FROM log WHERE event = 'deposito' AND detail LIKE 'accettazione%'",
-    );
-    let cons = times(
-        alpha,
-        "SELECT identificativo, ts FROM log WHERE event = 'deposito' AND detail LIKE 'avvenuta-consegna%'",
-    );
-    // `kind <> 'mailbox'` lets SQLite count from the partial index.
+    let sigs = crate::server::SIGNATURES.load(Ordering::Relaxed) - sigs0;
+    let acc = times(alpha, ACCETTAZIONI);
+    let cons = times(alpha, CONSEGNE);
     let queued = if a.dead_peer {
-        Some(count(
-            alpha,
-            "SELECT count(*) FROM jobs WHERE kind = 'relay' AND state = 'pending' AND kind <> 'mailbox'",
-        ))
+        Some(
+            alpha
+                .ctx
+                .store
+                .read_blocking(store::queue::pending_relays)
+                .unwrap_or(0),
+        )
     } else {
         None
     };

@@ -1,4 +1,4 @@
-//! The mailbox model: a user's Maildir++ store, as IMAP sees it.
+//! The mailbox model: a user's Maildir++ store, as IMAP (and the web) see it.
 //!
 //! Layout (Dovecot-compatible, so Dovecot could take the store over):
 //! - INBOX is the user's Maildir itself (`new/ cur/ tmp/`); folder `A.B` is
@@ -383,6 +383,7 @@ impl UserStore {
             return Err(StoreError::Refused("mailbox has children"));
         }
         fs::remove_dir_all(&f.path)?;
+        crate::store::quota::invalidate(&self.root)?;
         self.set_subscribed(name, false)?;
         Ok(())
     }
@@ -715,14 +716,37 @@ impl Folder {
         Err(io::Error::new(io::ErrorKind::NotFound, "message expunged"))
     }
 
+    /// The user's Maildir root (where `maildirsize` lives).
+    fn user_root(&self) -> &Path {
+        let sub = self
+            .path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        match self.path.parent() {
+            Some(p) if sub => p,
+            _ => &self.path,
+        }
+    }
+
     /// Remove a message file (EXPUNGE); a message already gone is fine.
     pub fn remove(&self, m: &MsgEntry) -> io::Result<()> {
-        match self.locate(m) {
-            Ok(p) => match fs::remove_file(p) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e),
-            },
+        let root = self.user_root();
+        let g = crate::store::quota::lock(root)?;
+        let p = match self.locate(m) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let len = match fs::metadata(&p) {
+            Ok(md) => md.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match fs::remove_file(p) {
+            Ok(()) => {
+                crate::store::quota::record(root, &g, -(len as i64), -1);
+                Ok(())
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
@@ -769,7 +793,13 @@ impl Folder {
         let _lock = Lock::take(&self.path.join(UIDLIST_LOCK))?;
         // Sync first so that earlier arrivals keep lower UIDs than this one.
         self.sync_locked(false)?;
-        fs::rename(tmp, self.path.join("cur").join(cur_name(base, flags)))?;
+        let len = fs::metadata(tmp)?.len();
+        {
+            let root = self.user_root();
+            let g = crate::store::quota::lock(root)?;
+            fs::rename(tmp, self.path.join("cur").join(cur_name(base, flags)))?;
+            crate::store::quota::record(root, &g, len as i64, 1);
+        }
         let snap = self.sync_locked(false)?;
         let uid = snap
             .msgs

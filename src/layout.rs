@@ -1,0 +1,121 @@
+//! The files of a provider folder as `pecd init` writes them: the
+//! configuration and the index. The lab and the tests build theirs from here.
+
+/// The config `pecd init` writes (also the shape of `config/pecd.toml`),
+/// listening on loopback.
+pub fn provider_config_text(name: &str, domain: &str, hostname: &str, ports: [u16; 8]) -> String {
+    provider_config_text_at(name, domain, hostname, "127.0.0.1", ports)
+}
+
+/// [`provider_config_text`] with the listeners on `host`; ports in the order
+/// submission, submissions, inbound, imap, imaps, pop3, pop3s, admin (on loopback).
+pub fn provider_config_text_at(
+    name: &str,
+    domain: &str,
+    hostname: &str,
+    host: &str,
+    ports: [u16; 8],
+) -> String {
+    format!(
+        r#"# pecd provider configuration; every key is documented in docs/configuration.md.
+
+[provider]
+name = "{name}"
+domains = ["{domain}"]
+hostname = "{hostname}"
+data_dir = "data"
+
+[signing]
+certificate = "certs/signing.pem"
+key = "certs/signing.key"
+chain = ["certs/ca.pem"]
+generate_if_missing = false
+
+[tls]
+certificate = "certs/tls.pem"
+key = "certs/tls.key"
+
+[listen]
+submission = "{host}:{}"
+submissions = "{host}:{}"
+inbound = "{host}:{}"
+imap = "{host}:{}"
+imaps = "{host}:{}"
+pop3 = "{host}:{}"
+pop3s = "{host}:{}"
+
+[admin]
+listen = "127.0.0.1:{}"
+
+[trust]
+ca = ["certs/ca.pem"]
+index = "index.toml"
+
+[limits]
+max_message_size = "30MB"
+max_recipients = 100
+"#,
+        ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6], ports[7]
+    )
+}
+
+/// An index file listing only ourselves.
+pub fn own_index_text(name: &str, domain: &str) -> String {
+    format!(
+        r#"# Provider index (pec-spec.md §10). Add one [[provider]] per peer provider.
+[[provider]]
+name = "{name}"
+domains = ["{domain}"]
+receipt_mailbox = "posta-certificata@{domain}"
+certificate = "certs/signing.pem"
+"#
+    )
+}
+
+/// The empty index `pecd init` writes: no peers yet, and this provider's own
+/// entry as a comment, ready to hand to the peers for their indexes.
+pub fn empty_index_text(name: &str, domain: &str) -> String {
+    let own: String = own_index_text(name, domain)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("# {l}\n"))
+        .collect();
+    format!(
+        "# Provider index (pec-spec.md §10): one [[provider]] table per peer provider.\n\
+         # Empty for now. This provider's own entry, for the peers' indexes:\n{own}"
+    )
+}
+
+/// One `[[provider]]` entry of an index, naming its signing certificate.
+pub fn index_entry(name: &str, domain: &str, signing_cert: &std::path::Path) -> String {
+    format!(
+        "[[provider]]\nname = \"{name}\"\ndomains = [\"{domain}\"]\nreceipt_mailbox = \"posta-certificata@{domain}\"\ncertificate = \"{}\"\n\n",
+        signing_cert.display()
+    )
+}
+
+/// A static `[[route]]` sending `domain`'s mail to `next_hop`.
+pub fn route_entry(domain: &str, next_hop: &str) -> String {
+    format!("[[route]]\ndomain = \"{domain}\"\nnext_hop = \"{next_hop}\"\n\n")
+}
+
+/// A development provider's certificates in `certs`, issued by `ca`:
+/// `ca.pem`, `signing.pem`/`.key` (for `name`, `domain`) and `tls.pem`/`.key`
+/// for `mx.<domain>` — the files the configuration above names.
+pub fn write_dev_certs(
+    certs: &std::path::Path,
+    ca: &crate::certs::CertKey,
+    name: &str,
+    domain: &str,
+) -> Result<(), String> {
+    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", certs.display());
+    std::fs::create_dir_all(certs).map_err(|e| at(&e))?;
+    std::fs::write(certs.join("ca.pem"), ca.cert_pem()).map_err(|e| at(&e))?;
+    let signing = crate::certs::generate_signing(ca, name, domain).map_err(|e| at(&e))?;
+    signing
+        .write(&certs.join("signing.pem"), &certs.join("signing.key"))
+        .map_err(|e| at(&e))?;
+    let tls = crate::certs::generate_tls(ca, &format!("mx.{domain}")).map_err(|e| at(&e))?;
+    tls.write(&certs.join("tls.pem"), &certs.join("tls.key"))
+        .map_err(|e| at(&e))
+}

@@ -1,0 +1,199 @@
+//! POP3 (RFC 1939) for users who download their PEC: `CAPA` (RFC 2449),
+//! `UIDL`, `TOP`, `USER`/`PASS`, `AUTH PLAIN` (RFC 5034) and `STLS` (RFC 2595)
+//! or implicit TLS, over the INBOX of the same Maildir IMAP serves.
+//!
+//! Shape as [`crate::imap`]: [`serve`] takes a bound listener and a shutdown
+//! signal, one task per connection ([`session`]), a semaphore and a per-host
+//! cap on connections. Parsing and the multi-line encoding are sans-IO
+//! ([`command`]); the snapshot a session locks is [`maildrop`].
+//!
+//! Security rules: no credentials before TLS; logins go through the
+//! provider-wide throttle ([`Pop3Auth`] is implemented by the same
+//! `UserAuth` as SMTP and IMAP); one POP3 session per maildrop at a time
+//! (RFC 1939 §8, `-ERR [IN-USE]`); lines are bounded ([`command::MAX_LINE`]),
+//! a whole line must arrive within `command_timeout`, a silent client is
+//! logged out after `idle_timeout`, and `max_bad_commands` ends a probing
+//! session. `RETR` streams from the file in fixed chunks.
+
+pub mod command;
+pub mod maildrop;
+pub mod session;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+/// Why a login was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefused {
+    /// Wrong user or password.
+    Invalid,
+    /// Too many failures from this address or network: try later.
+    Throttled,
+}
+
+/// Checks user credentials behind the shared login throttle.
+pub trait Pop3Auth: Send + Sync + 'static {
+    /// Ok(canonical lower-case address), or why not.
+    fn login(
+        &self,
+        user: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> impl Future<Output = Result<String, LoginRefused>> + Send;
+}
+
+/// Maildrops locked by a POP3 session (RFC 1939 §8: exclusive access),
+/// shared by the `pop3` and `pop3s` listeners.
+#[derive(Debug, Default)]
+pub struct MaildropLocks(Mutex<HashSet<String>>);
+
+/// A held maildrop lock; dropping it releases the maildrop.
+#[derive(Debug)]
+pub struct MaildropLock {
+    locks: Arc<MaildropLocks>,
+    address: String,
+}
+
+impl MaildropLocks {
+    /// A fresh, empty set.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Lock `address`'s maildrop, unless another session has it.
+    pub fn try_lock(self: &Arc<Self>, address: &str) -> Option<MaildropLock> {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.insert(address.to_string()).then(|| MaildropLock {
+            locks: self.clone(),
+            address: address.to_string(),
+        })
+    }
+}
+
+impl Drop for MaildropLock {
+    fn drop(&mut self) {
+        let mut g = self.locks.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.remove(&self.address);
+    }
+}
+
+/// Settings of one POP3 listener.
+pub struct Pop3Config {
+    /// Root of all Maildirs (`<mail_root>/<domain>/<localpart>/`).
+    pub mail_root: PathBuf,
+    /// Host name in the greeting and in new Maildir file names.
+    pub hostname: String,
+    /// TLS from the first byte (pop3s, 995) instead of STLS (110).
+    pub implicit_tls: bool,
+    /// Server TLS context.
+    pub tls: crate::tls::Acceptor,
+    /// Silence allowed between commands (RFC 1939 §3: at least 10 minutes).
+    pub idle_timeout: Duration,
+    /// Longest time for one command line, from its first byte to its end.
+    pub command_timeout: Duration,
+    /// Longest time for one `RETR` or `TOP` response to be written.
+    pub data_timeout: Duration,
+    /// Maximum simultaneous connections.
+    pub max_connections: usize,
+    /// Maximum simultaneous connections from one client host.
+    pub max_connections_per_ip: usize,
+    /// Bad commands and failed logins answered in one session; the next ends it.
+    pub max_bad_commands: usize,
+    /// Maildrops in use (share one between the listeners).
+    pub locks: Arc<MaildropLocks>,
+    /// Open connections, for the metrics.
+    pub connections: crate::metrics::ConnectionGauge,
+}
+
+impl Pop3Config {
+    /// A configuration with the usual defaults for the other knobs.
+    pub fn new(
+        mail_root: PathBuf,
+        hostname: String,
+        implicit_tls: bool,
+        tls: crate::tls::Acceptor,
+    ) -> Self {
+        Self {
+            mail_root,
+            hostname,
+            implicit_tls,
+            tls,
+            idle_timeout: Duration::from_secs(10 * 60),
+            command_timeout: Duration::from_secs(5 * 60),
+            data_timeout: Duration::from_secs(10 * 60),
+            max_connections: 1000,
+            max_connections_per_ip: 20,
+            max_bad_commands: 20,
+            locks: MaildropLocks::new(),
+            connections: crate::metrics::ConnectionGauge::detached(),
+        }
+    }
+}
+
+/// Accept connections until `shutdown` turns true; each one gets a session task.
+pub async fn serve<A: Pop3Auth>(
+    listener: TcpListener,
+    cfg: Arc<Pop3Config>,
+    auth: Arc<A>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+    let per_ip = crate::throttle::ConnectionLimit::new(cfg.max_connections_per_ip);
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = crate::imap::session::wait_shutdown(&mut shutdown) => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "pop3 accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(slot) = per_ip.try_acquire(peer.ip()) else {
+            tracing::warn!(%peer, "pop3 per-IP connection limit reached");
+            tokio::spawn(session::refuse(
+                tcp,
+                cfg.implicit_tls,
+                "too many connections from your address, try again later",
+            ));
+            continue;
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "pop3 connection limit reached");
+            tokio::spawn(session::refuse(
+                tcp,
+                cfg.implicit_tls,
+                "too many connections, try again later",
+            ));
+            continue;
+        };
+        let (cfg, auth, sd) = (cfg.clone(), auth.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            let _slot = slot;
+            let _open = cfg.connections.open();
+            if let Err(e) = session::run(tcp, peer.ip(), cfg, auth, sd).await {
+                tracing::debug!(%peer, error = %e, "pop3 session ended with error");
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+}
