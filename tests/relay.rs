@@ -28,6 +28,12 @@ struct SinkState {
     hang_up: bool,
     /// Never answer MAIL (a peer that has stopped responding).
     mute_at_mail: bool,
+    /// Offer PIPELINING in the EHLO reply.
+    pipelining: bool,
+    /// Refuse this recipient with 550.
+    refuse: Option<String>,
+    /// Transactions whose MAIL arrived together with their DATA.
+    pipelined_groups: usize,
 }
 
 /// A tiny ESMTP server on 127.0.0.1 run by its own tokio runtime thread (the
@@ -43,14 +49,27 @@ impl Sink {
     }
 
     fn start_with(hang_up: bool, mute_at_mail: bool) -> Sink {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.set_nonblocking(true).unwrap();
-        let port = l.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(SinkState {
+        Sink::start_state(SinkState {
             hang_up,
             mute_at_mail,
             ..SinkState::default()
-        }));
+        })
+    }
+
+    /// A sink that offers PIPELINING, refusing `refuse` if given.
+    fn pipelining(refuse: Option<&str>) -> Sink {
+        Sink::start_state(SinkState {
+            pipelining: true,
+            refuse: refuse.map(str::to_string),
+            ..SinkState::default()
+        })
+    }
+
+    fn start_state(state: SinkState) -> Sink {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(state));
         let st = state.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -112,7 +131,11 @@ async fn sink_session(s: tokio::net::TcpStream, st: Arc<Mutex<SinkState>>) {
         let text = String::from_utf8_lossy(&line).trim_end().to_string();
         let up = text.to_ascii_uppercase();
         let reply: &[u8] = if up.starts_with("EHLO") {
-            b"250-sink.test\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n"
+            if st.lock().unwrap().pipelining {
+                b"250-sink.test\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 SIZE 100000000\r\n"
+            } else {
+                b"250-sink.test\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n"
+            }
         } else if up.starts_with("HELO") || up.starts_with("NOOP") {
             b"250 ok\r\n"
         } else if up.starts_with("MAIL FROM:") {
@@ -125,10 +148,20 @@ async fn sink_session(s: tokio::net::TcpStream, st: Arc<Mutex<SinkState>>) {
                 mail_from: angle_addr(&text),
                 ..Txn::default()
             };
+            if r.buffer().windows(6).any(|w| w == b"DATA\r\n") {
+                st.lock().unwrap().pipelined_groups += 1;
+            }
             b"250 ok\r\n"
         } else if up.starts_with("RCPT TO:") {
-            cur.rcpts.push(angle_addr(&text));
-            b"250 ok\r\n"
+            let to = angle_addr(&text);
+            if st.lock().unwrap().refuse.as_deref() == Some(to.as_str()) {
+                b"550 5.1.1 no such user\r\n"
+            } else {
+                cur.rcpts.push(to);
+                b"250 ok\r\n"
+            }
+        } else if up == "DATA" && cur.rcpts.is_empty() {
+            b"554 5.5.1 no valid recipients\r\n"
         } else if up == "DATA" {
             if w.write_all(b"354 go ahead\r\n").await.is_err() {
                 return;
@@ -811,6 +844,43 @@ async fn a_silent_peer_is_a_temporary_failure() {
         "{job}"
     );
     assert!(sink.txns().is_empty());
+    a.stop();
+}
+
+/// A peer that offers PIPELINING gets MAIL, RCPT and DATA in one write, and
+/// the message exactly once.
+#[tokio::test]
+async fn a_peer_offering_pipelining_gets_the_envelope_in_one_group() {
+    let ca = TestCa::new();
+    let sink = Sink::pipelining(None);
+    let mut a = alpha_routing_to(&ca, &sink, "");
+    let m = message(ALICE, &["z@plain.test"], &[], "In gruppo", "", "x");
+    let id = submit(&a, ALICE, &["z@plain.test"], &m).await;
+    let txns = sink.wait_txns(1);
+    assert_eq!(txns.len(), 1);
+    assert_eq!(txns[0].rcpts, vec!["z@plain.test".to_string()]);
+    assert_eq!(header(&txns[0].data, "Message-ID"), Some(format!("<{id}>")));
+    assert_eq!(sink.state.lock().unwrap().pipelined_groups, 1);
+    a.stop();
+}
+
+/// A recipient refused inside a pipelined group fails the transaction like
+/// a lock-step refusal: nothing is delivered (no message byte follows a
+/// refused group) and the refusal is final.
+#[tokio::test]
+async fn a_refusal_inside_a_pipelined_group_delivers_nothing() {
+    let ca = TestCa::new();
+    let sink = Sink::pipelining(Some("z@plain.test"));
+    let mut a = alpha_routing_to(&ca, &sink, "");
+    let m = message(ALICE, &["z@plain.test"], &[], "Rifiutato", "", "x");
+    let id = submit(&a, ALICE, &["z@plain.test"], &m).await;
+    a.wait_events("inoltro-fallito", 1, |e| e["identificativo"] == id);
+    assert!(sink.txns().is_empty(), "{:?}", sink.txns());
+    let pending: Vec<serde_json::Value> = queue_jobs(&a)
+        .into_iter()
+        .filter(|j| j["identificativo"] == id)
+        .collect();
+    assert!(pending.is_empty(), "nothing left to retry: {pending:?}");
     a.stop();
 }
 

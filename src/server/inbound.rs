@@ -14,6 +14,9 @@ use crate::store::queue::{self, Kind, NewJob};
 
 use super::Ctx;
 
+/// Messages up to this size are spooled by the store's writer thread.
+const INLINE_BLOB_MAX: usize = crate::smtp::DEFAULT_SPOOL_THRESHOLD;
+
 /// Backend of the inbound listener.
 pub struct InboundBackend {
     ctx: Arc<Ctx>,
@@ -49,28 +52,17 @@ impl Backend for InboundBackend {
     }
 
     async fn data(&self, info: &SessionInfo, env: &Envelope, message: Vec<u8>) -> Reply {
-        let store = self.ctx.store.clone();
-        let stored = tokio::task::spawn_blocking(move || store.put_blob(&message)).await;
-        let blob = match stored {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "spool write failed");
-                return Reply::local_error();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "spool task failed");
-                return Reply::local_error();
-            }
-        };
         let now = store::now_ms();
-        let job = NewJob {
+        let mail_from = env.mail_from.clone();
+        let recipients: Vec<String> = env.rcpt_to.iter().map(|r| r.to_ascii_lowercase()).collect();
+        let job = move |blob: &str| NewJob {
             key: format!("inbound:{blob}"),
             kind: Kind::Inbound,
             identificativo: None,
-            mail_from: env.mail_from.clone(),
-            recipients: env.rcpt_to.iter().map(|r| r.to_ascii_lowercase()).collect(),
+            mail_from,
+            recipients,
             next_hop: None,
-            blob: Some(blob.clone()),
+            blob: Some(blob.to_string()),
             data: None,
             due_at: now,
         };
@@ -82,17 +74,46 @@ impl Backend for InboundBackend {
             info.peer,
             info.helo.clone().unwrap_or_default()
         ));
-        let r = self
-            .ctx
-            .store
-            .write(move |c| {
-                store::log::append(c, &ev)?;
-                queue::enqueue(c, &job, now)?;
-                Ok(())
-            })
-            .await;
+        let st = self.ctx.store.clone();
+        let r = if message.len() <= INLINE_BLOB_MAX {
+            // Appended by the writer thread in the transaction that names it
+            // (the writer syncs the spool before it commits): the peer's 250
+            // waits for one hand-off between threads instead of two. A peer
+            // has at most 20 connections to us and one message in flight on
+            // each, so this wait bounds how fast it can send.
+            self.ctx
+                .store
+                .write(move |c| {
+                    let blob = st.put_blob(&message)?;
+                    store::log::append(c, &ev)?;
+                    queue::enqueue(c, &job(&blob), now)?;
+                    Ok(blob)
+                })
+                .await
+        } else {
+            // Copying a large message on the writer would hold up every commit.
+            let blob = match tokio::task::spawn_blocking(move || st.put_blob(&message)).await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "spool write failed");
+                    return Reply::local_error();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "spool task failed");
+                    return Reply::local_error();
+                }
+            };
+            self.ctx
+                .store
+                .write(move |c| {
+                    store::log::append(c, &ev)?;
+                    queue::enqueue(c, &job(&blob), now)?;
+                    Ok(blob)
+                })
+                .await
+        };
         match r {
-            Ok(()) => {
+            Ok(blob) => {
                 self.ctx.wake.notify_one();
                 Reply::queued(&blob)
             }
