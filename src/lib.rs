@@ -27,6 +27,7 @@ pub mod cmd;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod imap;
 pub mod lab;
 pub mod layout;

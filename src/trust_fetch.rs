@@ -47,7 +47,7 @@ pub struct Checker {
     crls: Mutex<HashMap<String, (Arc<X509Crl>, i64)>>,
     ocsp: Mutex<HashMap<([u8; 20], String), Fresh>>,
     issuers: Mutex<HashMap<[u8; 20], X509>>,
-    agent: ureq::Agent,
+    http: crate::http::Client,
 }
 
 impl Checker {
@@ -63,18 +63,13 @@ impl Checker {
                 crl: Some(Arc::new(crl)),
             });
         }
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(FETCH_TIMEOUT))
-            .http_status_as_error(false)
-            .build()
-            .into();
         Ok(Checker {
             policy,
             files: Mutex::new(files),
             crls: Mutex::default(),
             ocsp: Mutex::default(),
             issuers: Mutex::default(),
-            agent,
+            http: crate::http::Client::new(FETCH_TIMEOUT),
         })
     }
 
@@ -92,32 +87,12 @@ impl Checker {
     }
 
     fn post(&self, url: &str, body: &[u8]) -> Result<Vec<u8>, String> {
-        let mut resp = self
-            .agent
-            .post(url)
-            .header("Content-Type", "application/ocsp-request")
-            .send(body)
-            .map_err(|e| e.to_string())?;
-        if resp.status() != 200 {
-            return Err(format!("HTTP status {}", resp.status()));
-        }
-        resp.body_mut()
-            .with_config()
-            .limit(MAX_OCSP)
-            .read_to_vec()
-            .map_err(|e| e.to_string())
+        self.http
+            .post(url, "application/ocsp-request", body, MAX_OCSP)
     }
 
     fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        let mut resp = self.agent.get(url).call().map_err(|e| e.to_string())?;
-        if resp.status() != 200 {
-            return Err(format!("HTTP status {}", resp.status()));
-        }
-        resp.body_mut()
-            .with_config()
-            .limit(MAX_CRL)
-            .read_to_vec()
-            .map_err(|e| e.to_string())
+        self.http.get(url, MAX_CRL)
     }
 
     /// The issuer of `req.signer` among the embedded certificates and the

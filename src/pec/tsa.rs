@@ -1,11 +1,9 @@
 //! RFC 3161 time stamps for the daily log seals: the request (built here,
-//! it is a few dozen bytes of DER), the HTTP exchange (`application/
-//! timestamp-query`, RFC 3161 §3.4) and the check of the token: its CMS
+//! it is a few dozen bytes of DER) and the check of the reply's token (the
+//! HTTP exchange, RFC 3161 §3.4, is the sealer's: no I/O here): its CMS
 //! signature against the TSA's roots with the timeStamping purpose, then
 //! the TSTInfo's message imprint, nonce and policy. Every DER read is
 //! bounded and returns an error, never panics.
-
-use std::time::Duration;
 
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::stack::Stack;
@@ -22,7 +20,7 @@ const OID_TST_INFO: &[u8] = &[
     0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, 0x10, 0x01, 0x04,
 ];
 /// Largest reply read from a TSA.
-const MAX_REPLY: u64 = 1 << 20;
+pub const MAX_REPLY: u64 = 1 << 20;
 
 fn der(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
@@ -112,30 +110,6 @@ pub fn nonce() -> Result<[u8; 8], String> {
     let mut n = [0u8; 8];
     openssl::rand::rand_bytes(&mut n).map_err(|e| e.to_string())?;
     Ok(n)
-}
-
-/// POST `req` to the TSA at `url` and return its reply body (blocking:
-/// call from a blocking thread).
-pub fn exchange(url: &str, req: &[u8], timeout: Duration) -> Result<Vec<u8>, String> {
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut resp = agent
-        .post(url)
-        .header("Content-Type", "application/timestamp-query")
-        .send(req)
-        .map_err(|e| format!("{url}: {e}"))?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(format!("{url}: HTTP {status}"));
-    }
-    resp.body_mut()
-        .with_config()
-        .limit(MAX_REPLY)
-        .read_to_vec()
-        .map_err(|e| format!("{url}: reading the reply: {e}"))
 }
 
 /// The TimeStampToken of a TimeStampResp, or the TSA's refusal.

@@ -174,7 +174,9 @@ fn stamp(
     let hash = openssl::sha::sha256(data);
     let nonce = tsa::nonce()?;
     let req = tsa::request(&hash, policy, &nonce);
-    let reply = tsa::exchange(url, &req, timeout)?;
+    let reply = crate::http::Client::new(timeout)
+        .post(url, "application/timestamp-query", &req, tsa::MAX_REPLY)
+        .map_err(|e| format!("{url}: {e}"))?;
     let token = tsa::token_of_response(&reply)?;
     tsa::verify_token(&token, roots, &hash, Some(&nonce), policy)?;
     Ok(reply)
