@@ -310,9 +310,14 @@ pub struct BenchArgs {
     /// `[queue] workers` of both providers (default: the configuration's).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Scan every message at both providers with this clamd
+    /// (`unix:/run/clamav/clamd.ctl` or `tcp:127.0.0.1:3310`), as
+    /// `[antivirus] clamd` does, to measure what scanning costs.
+    #[arg(long, value_name = "ADDRESS")]
+    pub clamd: Option<String>,
     /// Measure the webmail instead: the first page of an INBOX holding
     /// `--messages` messages, 100 times over HTTPS (issue 11: 10,000).
-    #[arg(long, conflicts_with_all = ["dead_peer", "rate"])]
+    #[arg(long, conflicts_with_all = ["dead_peer", "rate", "clamd"])]
     pub webmail: bool,
     /// Print JSON.
     #[arg(long)]

@@ -613,3 +613,33 @@ async fn with_on_error_accept_a_busta_is_delivered_unscanned_and_the_log_says_so
         "{acc:?}"
     );
 }
+
+/// `pecd bench --clamd`: both lab providers scan; with no clamd behind the
+/// address nothing is accepted (the bench really goes through the scanner).
+#[test]
+fn bench_with_clamd_scans_every_message() {
+    let clamd = Clamd::start();
+    let bench = |address: &str| {
+        let out = Command::new(pecd_bin())
+            .args(["bench", "--messages", "6", "--concurrency", "2", "--json"])
+            .args(["--clamd", address])
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("run pecd bench");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let report: Option<serde_json::Value> = serde_json::from_str(text.trim()).ok();
+        (out, report)
+    };
+    let address = format!("unix:{}", clamd.socket().display());
+    let (out, r) = bench(&address);
+    let r = r.unwrap_or_else(|| panic!("{out:?}"));
+    assert_eq!(r["accepted"], 6, "{r:#}");
+    assert_eq!(r["clamd"], address.as_str(), "{r:#}");
+    let gone = clamd.socket().with_file_name("no-clamd.sock");
+    let (out, r) = bench(&format!("unix:{}", gone.display()));
+    let accepted = r.as_ref().and_then(|r| r["accepted"].as_u64()).unwrap_or(0);
+    assert!(
+        accepted == 0,
+        "accepted {accepted} without a clamd: {out:?}"
+    );
+}

@@ -57,6 +57,9 @@ pub struct Report {
     pub signing_bound_messages_per_second: f64,
     /// messages_per_second / signing bound.
     pub fraction_of_signing_bound: f64,
+    /// With `--clamd`: the clamd both providers scanned with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clamd: Option<String>,
     /// With `--dead-peer`: relay jobs pending when measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queued_for_dead_peer: Option<i64>,
@@ -247,10 +250,14 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
         .iter()
         .map(|u| format!("{u}@pec.beta.test"))
         .collect();
-    let extra = a
+    let mut extra = a
         .workers
         .map(|w| format!("[queue]\nworkers = {w}\n"))
         .unwrap_or_default();
+    if let Some(c) = &a.clamd {
+        let quoted = toml::Value::String(c.clone());
+        extra.push_str(&format!("[antivirus]\nclamd = {quoted}\n"));
+    }
     let mut lab = Lab::alpha_beta(&beta_users, &extra).await?;
     if a.dead_peer {
         if let Some(b) = lab.providers.pop() {
@@ -401,6 +408,7 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
         cpu_seconds: cpu1 - cpu0,
         cpu_ms_per_message: (cpu1 - cpu0) * 1000.0 / accepted.max(1) as f64,
         signatures_per_message: per_msg_sigs,
+        clamd: a.clamd.clone(),
         peak_rss_mib: rss,
         rsa2048_signs_per_second_one_thread: rsa,
         cores,
