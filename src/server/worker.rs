@@ -1049,6 +1049,28 @@ async fn scan_inbound(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Option<Strin
     }
 }
 
+/// A verified busta's certified facts and the job's local recipients split
+/// into those its daticert lists and the others.
+fn busta_recipients(
+    ctx: &Ctx,
+    job: &Job,
+    message: &PecMessage,
+    local_recipients: &[String],
+) -> Result<(Certified, Vec<String>, Vec<String>), Fail> {
+    let d = message
+        .daticert
+        .as_ref()
+        .ok_or_else(|| Fail::Permanent("busta without daticert".into()))?;
+    let envelope: Vec<String> = job
+        .recipients
+        .iter()
+        .filter(|r| ctx.is_local(r))
+        .cloned()
+        .collect();
+    let (ours, unlisted) = reception::split_recipients(&envelope, local_recipients);
+    Ok((Certified::from(d), ours, unlisted))
+}
+
 /// Reception point, infected message: nothing is delivered and the bytes
 /// go to the quarantine. A busta that passes every other check gets an avviso
 /// di rilevazione virus to the sender's provider instead of the presa in
@@ -1082,18 +1104,7 @@ fn judge_infected(ctx: &Ctx, job: &Job, bytes: &[u8], virus: &str) -> Result<Jud
             local_recipients,
             ..
         } => {
-            let d = message
-                .daticert
-                .clone()
-                .ok_or_else(|| Fail::Permanent("busta without daticert".into()))?;
-            let c = Certified::from(&d);
-            let envelope: Vec<String> = job
-                .recipients
-                .iter()
-                .filter(|r| ctx.is_local(r))
-                .cloned()
-                .collect();
-            let (ours, _) = reception::split_recipients(&envelope, local_recipients);
+            let (c, ours, _) = busta_recipients(ctx, job, message, local_recipients)?;
             if !ours.is_empty() {
                 let esteso = receipt::virus_esteso(&p.name, virus);
                 let msg = receipt::rilevazione_virus(&e, &c, receipt_mailbox, &ours, &esteso);
@@ -1260,20 +1271,9 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
             receipt_mailbox,
             local_recipients,
         } => {
-            let d = message
-                .daticert
-                .clone()
-                .ok_or_else(|| Fail::Permanent("busta without daticert".into()))?;
-            let c = Certified::from(&d);
-            let envelope: Vec<String> = job
-                .recipients
-                .iter()
-                .filter(|r| ctx.is_local(r))
-                .cloned()
-                .collect();
             // The envelope is not signed: only the recipients the daticert
             // lists are certified; a replay to anyone else is an anomaly.
-            let (ours, unlisted) = reception::split_recipients(&envelope, &local_recipients);
+            let (c, ours, unlisted) = busta_recipients(ctx, job, &message, &local_recipients)?;
             if !unlisted.is_empty() {
                 let reason = AnomalyReason::NotAddressed(unlisted.clone());
                 let (mut ev, mut js) = anomaly_for(ctx, &e, bytes, &reason, &message, &unlisted)?;
