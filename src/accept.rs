@@ -30,6 +30,28 @@ pub trait Admission: Send + Sync + 'static {
     fn gauge(&self) -> &ConnectionGauge;
 }
 
+/// [`Admission`] for a settings struct with the usual fields
+/// (`max_connections`, `max_connections_per_ip`, `implicit_tls`, `connections`).
+macro_rules! admission_from_fields {
+    ($ty:ty) => {
+        impl $crate::accept::Admission for $ty {
+            fn max_connections(&self) -> usize {
+                self.max_connections
+            }
+            fn max_connections_per_ip(&self) -> usize {
+                self.max_connections_per_ip
+            }
+            fn implicit_tls(&self) -> bool {
+                self.implicit_tls
+            }
+            fn gauge(&self) -> &$crate::metrics::ConnectionGauge {
+                &self.connections
+            }
+        }
+    };
+}
+pub(crate) use admission_from_fields;
+
 /// Accept on `listener` until `shutdown` turns true. `refuse` answers a
 /// connection over a cap (in the protocol's words), `session` serves one.
 pub async fn serve<C, R, RF, S, SF>(

@@ -140,20 +140,7 @@ pub async fn serve<A: ImapAuth>(
     .await
 }
 
-impl crate::accept::Admission for ImapConfig {
-    fn max_connections(&self) -> usize {
-        self.max_connections
-    }
-    fn max_connections_per_ip(&self) -> usize {
-        self.max_connections_per_ip
-    }
-    fn implicit_tls(&self) -> bool {
-        self.implicit_tls
-    }
-    fn gauge(&self) -> &crate::metrics::ConnectionGauge {
-        &self.connections
-    }
-}
+crate::accept::admission_from_fields!(ImapConfig);
 
 /// Create an empty Maildir (and the default Sent/Drafts/Trash folders) for a new user.
 pub fn create_mailbox(mail_root: &Path, address: &str) -> std::io::Result<PathBuf> {

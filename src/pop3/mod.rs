@@ -166,17 +166,4 @@ pub async fn serve<A: Pop3Auth>(
     .await
 }
 
-impl crate::accept::Admission for Pop3Config {
-    fn max_connections(&self) -> usize {
-        self.max_connections
-    }
-    fn max_connections_per_ip(&self) -> usize {
-        self.max_connections_per_ip
-    }
-    fn implicit_tls(&self) -> bool {
-        self.implicit_tls
-    }
-    fn gauge(&self) -> &crate::metrics::ConnectionGauge {
-        &self.connections
-    }
-}
+crate::accept::admission_from_fields!(Pop3Config);

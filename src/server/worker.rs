@@ -463,16 +463,8 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         };
         if let Room::Full { used, limit } = room {
             let esteso = receipt::full_box_esteso(&ctx2.provider().name);
-            let msg = receipt::errore_consegna(&e, &certified, &rcpt, Errore::Altro, &esteso);
-            let (mut ev, j) = emit(
-                &ctx2,
-                &msg,
-                Tipo::ErroreConsegna,
-                EventKind::ErroreConsegna,
-                &certified,
-                format!("errore-consegna:{id}:{rcpt}"),
-                &certified.mittente,
-            )?;
+            let (mut ev, j) =
+                not_delivered(&ctx2, &e, &certified, &rcpt, Errore::Altro, &esteso)?;
             tracing::warn!(%rcpt, identificativo = %id, used, limit, size = bytes.len(), "mailbox full: busta not delivered");
             ev.error = Some(esteso);
             ev.detail = Some(format!(
@@ -523,16 +515,8 @@ async fn local_busta(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
             Ok((ev, j))
         } else {
             let esteso = receipt::no_dest_esteso(&ctx2.provider().name);
-            let msg = receipt::errore_consegna(&e, &certified, &rcpt, Errore::NoDest, &esteso);
-            let (mut ev, j) = emit(
-                &ctx2,
-                &msg,
-                Tipo::ErroreConsegna,
-                EventKind::ErroreConsegna,
-                &certified,
-                format!("errore-consegna:{id}:{rcpt}"),
-                &certified.mittente,
-            )?;
+            let (mut ev, j) =
+                not_delivered(&ctx2, &e, &certified, &rcpt, Errore::NoDest, &esteso)?;
             ev.error = Some(esteso);
             ev.detail = Some(format!("no mailbox {rcpt}"));
             Ok((ev, j))
@@ -1047,6 +1031,28 @@ async fn scan_inbound(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Option<Strin
             }
         },
     }
+}
+
+/// The signed avviso di mancata consegna to the sender for `rcpt`, keyed so
+/// each recipient gets one whatever the reason.
+fn not_delivered(
+    ctx: &Ctx,
+    e: &Emitter<'_>,
+    certified: &Certified,
+    rcpt: &str,
+    errore: Errore,
+    esteso: &str,
+) -> Result<(Event, NewJob), Fail> {
+    let msg = receipt::errore_consegna(e, certified, rcpt, errore, esteso);
+    emit(
+        ctx,
+        &msg,
+        Tipo::ErroreConsegna,
+        EventKind::ErroreConsegna,
+        certified,
+        format!("errore-consegna:{}:{rcpt}", certified.identificativo),
+        &certified.mittente,
+    )
 }
 
 /// A verified busta's certified facts and the job's local recipients split
