@@ -87,7 +87,8 @@ fn default_data_dir() -> PathBuf {
 pub struct SigningSection {
     /// Signing certificate (PEM).
     pub certificate: PathBuf,
-    /// Signing key (PEM).
+    /// Signing key: a PEM file, or the RFC 7512 URI (`pkcs11:…`) of a key
+    /// kept in a PKCS#11 token.
     pub key: PathBuf,
     /// Extra certificates embedded in each signature.
     #[serde(default)]
@@ -95,6 +96,58 @@ pub struct SigningSection {
     /// Generate a throwaway development PKI when the files are missing.
     #[serde(default = "yes")]
     pub generate_if_missing: bool,
+    /// The token vendor's PKCS#11 module (`.so`), for a `pkcs11:` key.
+    #[serde(default)]
+    pub pkcs11_module: Option<PathBuf>,
+    /// File holding the token's PIN; without it, [`PIN_ENV`].
+    #[serde(default)]
+    pub pin_file: Option<PathBuf>,
+}
+
+/// The environment variable holding the PKCS#11 PIN when `[signing]
+/// pin_file` is not set: never the config file, which backups and
+/// `pecd check` output carry around.
+pub const PIN_ENV: &str = "PECD_PKCS11_PIN";
+
+impl SigningSection {
+    /// The key's PKCS#11 URI when the key is kept in a token.
+    pub fn pkcs11_uri(&self) -> Option<&str> {
+        self.key.to_str().filter(|k| k.starts_with("pkcs11:"))
+    }
+
+    /// Problems with the PKCS#11 keys that need no file to be found.
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        match self.pkcs11_uri() {
+            Some(uri) => {
+                let lower = uri.to_ascii_lowercase();
+                if lower.contains("pin-value") || lower.contains("pin-source") {
+                    p.push(format!(
+                        "signing.key: the PIN never goes in the config file: drop it from the URI and use signing.pin_file or {PIN_ENV}"
+                    ));
+                }
+                if self.pkcs11_module.is_none() {
+                    p.push(
+                        "signing.pkcs11_module: a pkcs11: key needs the token's PKCS#11 module (the vendor's .so)"
+                            .into(),
+                    );
+                }
+            }
+            None => {
+                for (key, set) in [
+                    ("signing.pkcs11_module", self.pkcs11_module.is_some()),
+                    ("signing.pin_file", self.pin_file.is_some()),
+                ] {
+                    if set {
+                        p.push(format!(
+                            "{key}: only for a key in a token (signing.key = \"pkcs11:…\")"
+                        ));
+                    }
+                }
+            }
+        }
+        p
+    }
 }
 
 fn yes() -> bool {
@@ -1255,14 +1308,28 @@ impl Config {
                 p.push(format!("dns.nameservers[{i}]: {ns:?} is not ip or ip:port"));
             }
         }
+        p.extend(self.signing.problems());
         if check_files {
-            let generate = self.signing.generate_if_missing;
+            // A certificate for a token's key is never generated: only its
+            // owner's CA can issue one.
+            let token = self.signing.pkcs11_uri().is_some();
+            let generate = self.signing.generate_if_missing && !token;
             let mut need = vec![
                 ("signing.certificate", &self.signing.certificate),
-                ("signing.key", &self.signing.key),
                 ("tls.certificate", &self.tls.certificate),
                 ("tls.key", &self.tls.key),
             ];
+            if !token {
+                need.push(("signing.key", &self.signing.key));
+            }
+            for (key, f) in [
+                ("signing.pkcs11_module", &self.signing.pkcs11_module),
+                ("signing.pin_file", &self.signing.pin_file),
+            ] {
+                if let Some(f) = f {
+                    need.push((key, f));
+                }
+            }
             for c in &self.signing.chain {
                 need.push(("signing.chain", c));
             }
@@ -1498,6 +1565,50 @@ key = "certs/tls.key"
                 "{key} missing in {p:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_token_key_needs_its_module_and_never_its_pin_in_the_file() {
+        let with = |signing: &str| {
+            let text = MINIMAL.replace(
+                "key = \"certs/signing.key\"\n[tls]",
+                &format!("{signing}\n[tls]"),
+            );
+            let c = Config::from_str_at(&text, Path::new("/etc/pecd")).unwrap();
+            (
+                c.signing.pkcs11_uri().map(str::to_string),
+                c.validate(false),
+            )
+        };
+        let uri = "pkcs11:token=pecd;object=signing;type=private";
+        let (u, p) = with(&format!("key = \"{uri}\"\npkcs11_module = \"/usr/lib/softhsm/libsofthsm2.so\"\npin_file = \"pin\""));
+        assert_eq!(u.as_deref(), Some(uri));
+        assert!(p.is_empty(), "{p:?}");
+        let (_, p) = with(&format!("key = \"{uri}\""));
+        assert!(
+            p.iter().any(|l| l.starts_with("signing.pkcs11_module: ")),
+            "{p:?}"
+        );
+        let (_, p) = with(&format!(
+            "key = \"{uri}?pin-value=1234\"\npkcs11_module = \"m.so\""
+        ));
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("signing.key: the PIN never goes in the config file")),
+            "{p:?}"
+        );
+        let (u, p) =
+            with("key = \"certs/signing.key\"\npkcs11_module = \"m.so\"\npin_file = \"pin\"");
+        assert_eq!(u, None);
+        for key in ["signing.pkcs11_module: only", "signing.pin_file: only"] {
+            assert!(
+                p.iter().any(|l| l.starts_with(key)),
+                "{key} missing in {p:?}"
+            );
+        }
+        // No `pin` key: deny_unknown_fields names it.
+        let text = MINIMAL.replace("[tls]", "pin = \"1234\"\n[tls]");
+        assert!(Config::from_str_at(&text, Path::new(".")).is_err());
     }
 
     #[test]

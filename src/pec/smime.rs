@@ -75,8 +75,17 @@ impl Signer {
         key_pem: &[u8],
         chain_pem: &[u8],
     ) -> Result<Signer, SmimeError> {
+        Signer::with_key(cert_pem, PKey::private_key_from_pem(key_pem)?, chain_pem)
+    }
+
+    /// From a key loaded elsewhere (a PKCS#11 token's handle) and the PEMs
+    /// of its certificate and (possibly empty) chain.
+    pub fn with_key(
+        cert_pem: &[u8],
+        key: PKey<Private>,
+        chain_pem: &[u8],
+    ) -> Result<Signer, SmimeError> {
         let cert = X509::from_pem(cert_pem)?;
-        let key = PKey::private_key_from_pem(key_pem)?;
         let chain = if chain_pem.iter().all(|b| b.is_ascii_whitespace()) {
             Vec::new()
         } else {

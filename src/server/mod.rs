@@ -269,6 +269,10 @@ fn pin_mmap_threshold() {
 
 /// Generate the development PKI when the config allows it and files are missing.
 pub fn ensure_dev_pki(cfg: &Config) -> Result<(), String> {
+    if cfg.signing.pkcs11_uri().is_some() {
+        // A token's key belongs to a real CA's certificate, never a dev one.
+        return Ok(());
+    }
     let files = [
         &cfg.signing.certificate,
         &cfg.signing.key,
@@ -375,12 +379,74 @@ pub fn load_trust(cfg: &Config) -> Result<(Trust, Vec<Vec<u8>>), String> {
 /// The signing key and certificate chain the configuration names.
 pub fn load_signer(cfg: &Config) -> Result<Signer, String> {
     let cert = read(&cfg.resolve(&cfg.signing.certificate))?;
-    let key = read(&cfg.resolve(&cfg.signing.key))?;
     let mut chain = Vec::new();
     for p in &cfg.signing.chain {
         chain.extend(read(&cfg.resolve(p))?);
     }
+    if let Some(uri) = cfg.signing.pkcs11_uri() {
+        let module = cfg
+            .signing
+            .pkcs11_module
+            .as_ref()
+            .map(|m| cfg.resolve(m))
+            .ok_or("signing.pkcs11_module: a pkcs11: key needs the token's module")?;
+        let mut pin = pkcs11_pin(cfg)?;
+        let key = crate::sys::pkcs11::load_private_key(&module, uri, &pin);
+        wipe(&mut pin);
+        let key = key.map_err(|e| format!("signing.key: {e}"))?;
+        return Signer::with_key(&cert, key, &chain)
+            .map_err(|e| format!("signing: the token's key {uri}: {e}"));
+    }
+    let key = read(&cfg.resolve(&cfg.signing.key))?;
     Signer::from_pem(&cert, &key, &chain).map_err(|e| format!("signing: {e}"))
+}
+
+/// [`load_signer`], its errors under the config key they concern.
+pub fn load_signer_keyed(cfg: &Config) -> Result<Signer, String> {
+    load_signer(cfg).map_err(|e| match cfg.signing.pkcs11_uri() {
+        // The token's errors name their own key.
+        Some(_) => e,
+        None => format!("signing.certificate: {e}"),
+    })
+}
+
+/// The token's PIN: the first line of `[signing] pin_file` (which only
+/// pecd's user may read), else `$PECD_PKCS11_PIN`.
+fn pkcs11_pin(cfg: &Config) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(f) = &cfg.signing.pin_file else {
+        return std::env::var(crate::config::PIN_ENV).map_err(|_| {
+            format!(
+                "signing: the PKCS#11 token needs its PIN: set signing.pin_file or {} in the environment",
+                crate::config::PIN_ENV
+            )
+        });
+    };
+    let path = cfg.resolve(f);
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| format!("signing.pin_file {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "signing.pin_file {}: readable by others (mode {:o}): chmod 600 it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        ));
+    }
+    let mut text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("signing.pin_file {}: {e}", path.display()))?;
+    let pin = text.lines().next().unwrap_or("").to_string();
+    wipe(&mut text);
+    if pin.is_empty() {
+        return Err(format!("signing.pin_file {}: empty", path.display()));
+    }
+    Ok(pin)
+}
+
+/// Overwrite a secret before its memory goes back to the allocator.
+fn wipe(s: &mut String) {
+    // Zero bytes are valid UTF-8: no unsafe needed to overwrite in place.
+    let zeros = "\0".repeat(s.len());
+    s.replace_range(.., &zeros);
 }
 
 /// Problems with the trust material (certificates that do not load, index
@@ -390,7 +456,9 @@ pub fn load_signer(cfg: &Config) -> Result<Signer, String> {
 pub fn check_trust(cfg: &Config) -> Vec<String> {
     let mut p = Vec::new();
     let missing = |f: &PathBuf| !cfg.resolve(f).exists();
+    let token = cfg.signing.pkcs11_uri().is_some();
     let generate_pending = cfg.signing.generate_if_missing
+        && !token
         && [
             &cfg.signing.certificate,
             &cfg.signing.key,
@@ -400,14 +468,19 @@ pub fn check_trust(cfg: &Config) -> Vec<String> {
         .into_iter()
         .any(missing);
     if !generate_pending {
-        let signing_files = [&cfg.signing.certificate, &cfg.signing.key];
+        let mut signing_files = vec![&cfg.signing.certificate];
+        if !token {
+            signing_files.push(&cfg.signing.key);
+        }
+        signing_files.extend(&cfg.signing.pkcs11_module);
+        signing_files.extend(&cfg.signing.pin_file);
         if !signing_files
             .into_iter()
             .chain(&cfg.signing.chain)
             .any(missing)
         {
-            if let Err(e) = load_signer(cfg) {
-                p.push(format!("signing.certificate: {e}"));
+            if let Err(e) = load_signer_keyed(cfg) {
+                p.push(e);
             }
         }
         if !missing(&cfg.tls.certificate) && !missing(&cfg.tls.key) {

@@ -21,8 +21,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::{
-    check_trust, imap_listener, load_index, load_signer, load_trust, new_relay, pop3_listener,
-    smtp_listener, throttle_config, Ctx,
+    check_trust, imap_listener, load_index, load_signer_keyed, load_trust, new_relay,
+    pop3_listener, smtp_listener, throttle_config, Ctx,
 };
 use crate::config::Config;
 use crate::imap::ImapConfig;
@@ -175,7 +175,7 @@ impl Reloader {
         let restart_only = cfg.keep_restart_only(&self.0.ctx.cfg());
         // check_trust loaded each of these already, but a file may have
         // changed since; what is installed is what is loaded here.
-        let signer = load_signer(&cfg).map_err(|e| format!("signing.certificate: {e}"));
+        let signer = load_signer_keyed(&cfg);
         let trust = load_trust(&cfg);
         let revocation = crate::trust_fetch::Checker::for_config(&cfg);
         let index =

@@ -4,5 +4,6 @@
 pub mod adjtimex;
 pub mod linkat;
 pub mod mallopt;
+pub mod pkcs11;
 pub mod rusage;
 pub mod termios;
