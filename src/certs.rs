@@ -10,7 +10,7 @@ use openssl::asn1::{Asn1Integer, Asn1Time};
 use openssl::bn::BigNum;
 use openssl::error::ErrorStack;
 use openssl::hash::MessageDigest;
-use openssl::pkey::{PKey, Private};
+use openssl::pkey::{HasPublic, PKey, PKeyRef, Private};
 use openssl::rsa::Rsa;
 use openssl::x509::extension::{
     BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
@@ -77,9 +77,9 @@ fn serial() -> Result<Asn1Integer, ErrorStack> {
     bn.to_asn1_integer()
 }
 
-fn base_builder(
+fn base_builder<T: HasPublic>(
     subject: &X509Name,
-    key: &PKey<Private>,
+    key: &PKeyRef<T>,
     days: u32,
 ) -> Result<X509Builder, ErrorStack> {
     let mut b = X509Builder::new()?;
@@ -130,8 +130,20 @@ pub fn generate_signing(
     domain: &str,
 ) -> Result<CertKey, ErrorStack> {
     let key = new_key(2048)?;
+    let cert = signing_cert_for(ca, &key, provider_name, domain)?;
+    Ok(CertKey { cert, key })
+}
+
+/// A signing certificate like [`generate_signing`]'s for a key made
+/// elsewhere (the public half of a key kept in a PKCS#11 token).
+pub fn signing_cert_for<T: HasPublic>(
+    ca: &CertKey,
+    key: &PKeyRef<T>,
+    provider_name: &str,
+    domain: &str,
+) -> Result<X509, ErrorStack> {
     let subject = name(&format!("Posta Certificata {provider_name}"), provider_name)?;
-    let mut b = base_builder(&subject, &key, 1095)?;
+    let mut b = base_builder(&subject, key, 1095)?;
     b.set_issuer_name(ca.cert.subject_name())?;
     b.append_extension(BasicConstraints::new().build()?)?;
     b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
@@ -141,10 +153,7 @@ pub fn generate_signing(
         .build(&b.x509v3_context(Some(&ca.cert), None))?;
     b.append_extension(san)?;
     b.sign(&ca.key, MessageDigest::sha256())?;
-    Ok(CertKey {
-        cert: b.build(),
-        key,
-    })
+    Ok(b.build())
 }
 
 /// A TLS server certificate for `hostname` (plus `localhost` and loopback IPs), issued by `ca`.

@@ -315,6 +315,13 @@ pub struct BenchArgs {
     /// `[antivirus] clamd` does, to measure what scanning costs.
     #[arg(long, value_name = "ADDRESS")]
     pub clamd: Option<String>,
+    /// Both providers sign with this key of a PKCS#11 token (RFC 7512 URI,
+    /// PIN from `PECD_PKCS11_PIN`), each under a lab certificate for it.
+    #[arg(long, value_name = "URI", requires = "pkcs11_module")]
+    pub pkcs11_key: Option<String>,
+    /// The token's PKCS#11 module, with `--pkcs11-key`.
+    #[arg(long, value_name = "PATH", requires = "pkcs11_key")]
+    pub pkcs11_module: Option<std::path::PathBuf>,
     /// Measure the webmail instead: the first page of an INBOX holding
     /// `--messages` messages, 100 times over HTTPS (issue 11: 10,000).
     #[arg(long, conflicts_with_all = ["dead_peer", "rate", "clamd"])]

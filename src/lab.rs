@@ -30,6 +30,16 @@ pub struct LabProvider {
     pub users: Vec<String>,
 }
 
+/// A key in a PKCS#11 token that every lab provider signs with (`pecd bench
+/// --pkcs11-key`), each under its own certificate from the lab CA. The PIN
+/// comes from `PECD_PKCS11_PIN`, as for `pecd serve`.
+pub struct LabToken {
+    /// The token's PKCS#11 module.
+    pub module: PathBuf,
+    /// RFC 7512 URI of the private key.
+    pub uri: String,
+}
+
 /// Providers running in this process.
 pub struct Lab {
     /// Root folder (removed by [`Lab::stop`]).
@@ -86,6 +96,30 @@ impl Lab {
     /// Create and start providers under a fresh folder in the temp dir.
     /// `extra` is appended to every provider's config (e.g. `[queue]` settings).
     pub async fn start(specs: &[LabProvider], extra: &str) -> Result<Lab, String> {
+        Lab::start_signing(specs, extra, None).await
+    }
+
+    /// [`Lab::start`], the providers signing with `token`'s key when given.
+    pub async fn start_signing(
+        specs: &[LabProvider],
+        extra: &str,
+        token: Option<&LabToken>,
+    ) -> Result<Lab, String> {
+        // The token's public half, for the lab CA to certify.
+        let token_key = match token {
+            Some(t) => {
+                let pin = std::env::var(crate::config::PIN_ENV).map_err(|_| {
+                    format!(
+                        "--pkcs11-key: set {} to the token's PIN",
+                        crate::config::PIN_ENV
+                    )
+                })?;
+                Some(crate::sys::pkcs11::load_private_key(
+                    &t.module, &t.uri, &pin,
+                )?)
+            }
+            None => None,
+        };
         let dir = std::env::temp_dir().join(format!(
             "pecd-lab-{}-{}",
             std::process::id(),
@@ -99,6 +133,15 @@ impl Lab {
         for s in specs {
             let certs = dir.join(&s.domain).join("certs");
             crate::layout::write_dev_certs(&certs, &ca, &s.name, &s.domain)?;
+            if let Some(key) = &token_key {
+                let cert = crate::certs::signing_cert_for(&ca, key, &s.name, &s.domain)
+                    .map_err(|e| e.to_string())?;
+                write(
+                    &certs.join("signing.pem"),
+                    &cert.to_pem().map_err(|e| e.to_string())?,
+                )?;
+                std::fs::remove_file(certs.join("signing.key")).map_err(|e| e.to_string())?;
+            }
             index.push_str(&crate::layout::index_entry(
                 &s.name,
                 &s.domain,
@@ -127,6 +170,18 @@ impl Lab {
                 + extra
                 + "\n"
                 + &routes;
+            let text = match token {
+                Some(t) => text.replacen(
+                    "key = \"certs/signing.key\"\n",
+                    &format!(
+                        "key = {}\npkcs11_module = {}\n",
+                        toml::Value::String(t.uri.clone()),
+                        toml::Value::String(t.module.display().to_string())
+                    ),
+                    1,
+                ),
+                None => text,
+            };
             let cfg = Config::from_str_at(&text, &pdir)?;
             let data = cfg.data_dir();
             let st = crate::store::Store::open(&data).map_err(|e| e.to_string())?;
@@ -159,7 +214,16 @@ impl Lab {
 
     /// The standard pair: Alpha (alice) and Beta (`beta_users`).
     pub async fn alpha_beta(beta_users: &[String], extra: &str) -> Result<Lab, String> {
-        Lab::start(
+        Lab::alpha_beta_signing(beta_users, extra, None).await
+    }
+
+    /// [`Lab::alpha_beta`], both signing with `token`'s key when given.
+    pub async fn alpha_beta_signing(
+        beta_users: &[String],
+        extra: &str,
+        token: Option<&LabToken>,
+    ) -> Result<Lab, String> {
+        Lab::start_signing(
             &[
                 LabProvider {
                     name: "Alpha PEC S.p.A.".into(),
@@ -173,6 +237,7 @@ impl Lab {
                 },
             ],
             extra,
+            token,
         )
         .await
     }

@@ -60,6 +60,12 @@ pub struct Report {
     /// With `--clamd`: the clamd both providers scanned with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clamd: Option<String>,
+    /// With `--pkcs11-key`: the token key both providers signed with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkcs11_key: Option<String>,
+    /// With `--pkcs11-key`: that key's signatures per second on one thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_signs_per_second_one_thread: Option<f64>,
     /// With `--dead-peer`: relay jobs pending when measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queued_for_dead_peer: Option<i64>,
@@ -100,14 +106,21 @@ fn rusage() -> (f64, f64) {
 
 /// RSA-2048 PKCS#1 SHA-256 signatures per second on one thread (about 1 s).
 pub fn rsa2048_rate() -> Result<f64, String> {
-    use openssl::{hash::MessageDigest, pkey::PKey, rsa::Rsa, sign::Signer};
+    use openssl::{pkey::PKey, rsa::Rsa};
     let key = PKey::from_rsa(Rsa::generate(2048).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
+    sign_rate(&key)
+}
+
+/// SHA-256 signatures per second by `key` on one thread (about 1 s): a
+/// token's key signs inside the token.
+fn sign_rate(key: &openssl::pkey::PKey<openssl::pkey::Private>) -> Result<f64, String> {
+    use openssl::{hash::MessageDigest, sign::Signer};
     let data = [0x5au8; 1024];
     let t0 = Instant::now();
     let mut n = 0u64;
     while t0.elapsed() < Duration::from_secs(1) {
-        let mut s = Signer::new(MessageDigest::sha256(), &key).map_err(|e| e.to_string())?;
+        let mut s = Signer::new(MessageDigest::sha256(), key).map_err(|e| e.to_string())?;
         s.update(&data).map_err(|e| e.to_string())?;
         s.sign_to_vec().map_err(|e| e.to_string())?;
         n += 1;
@@ -232,6 +245,9 @@ fn print_text(r: &Report) {
         r.signing_bound_messages_per_second,
         r.fraction_of_signing_bound * 100.0
     );
+    if let (Some(k), Some(rate)) = (&r.pkcs11_key, r.token_signs_per_second_one_thread) {
+        println!("  PKCS#11 key:        {k}, {rate:.0} signatures/s on one thread");
+    }
 }
 
 async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
@@ -258,7 +274,27 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
         let quoted = toml::Value::String(c.clone());
         extra.push_str(&format!("[antivirus]\nclamd = {quoted}\n"));
     }
-    let mut lab = Lab::alpha_beta(&beta_users, &extra).await?;
+    let token = match (&a.pkcs11_key, &a.pkcs11_module) {
+        (Some(uri), Some(module)) => Some(lab::LabToken {
+            module: module.clone(),
+            uri: uri.clone(),
+        }),
+        _ => None,
+    };
+    let token_rate = match &token {
+        Some(t) => {
+            let pin = std::env::var(crate::config::PIN_ENV).map_err(|_| {
+                format!(
+                    "--pkcs11-key: set {} to the token's PIN",
+                    crate::config::PIN_ENV
+                )
+            })?;
+            let key = crate::sys::pkcs11::load_private_key(&t.module, &t.uri, &pin)?;
+            Some(tokio::task::spawn_blocking(move || sign_rate(&key)).await??)
+        }
+        None => None,
+    };
+    let mut lab = Lab::alpha_beta_signing(&beta_users, &extra, token.as_ref()).await?;
     if a.dead_peer {
         if let Some(b) = lab.providers.pop() {
             b.stop(Duration::from_secs(5)).await;
@@ -409,6 +445,8 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
         cpu_ms_per_message: (cpu1 - cpu0) * 1000.0 / accepted.max(1) as f64,
         signatures_per_message: per_msg_sigs,
         clamd: a.clamd.clone(),
+        pkcs11_key: a.pkcs11_key.clone(),
+        token_signs_per_second_one_thread: token_rate,
         peak_rss_mib: rss,
         rsa2048_signs_per_second_one_thread: rsa,
         cores,
