@@ -32,6 +32,7 @@ pub struct Metrics {
     connections: Family<Label, Gauge<i64, AtomicI64>>,
     login_failures: Family<Label, Counter>,
     virus_scans: Family<Label, Counter>,
+    revocation_checks: Family<Label, Counter>,
     signatures: Counter<u64, AtomicU64>,
     to_consegna: Histogram,
     clock_synchronised: Gauge<i64, AtomicI64>,
@@ -63,6 +64,7 @@ impl Metrics {
             connections: Family::default(),
             login_failures: Family::default(),
             virus_scans: Family::default(),
+            revocation_checks: Family::default(),
             signatures: Counter::default(),
             // 10 ms to ~3 days: local delivery takes milliseconds, a peer
             // that is down up to the 24 h limit (and a little beyond).
@@ -108,6 +110,11 @@ impl Metrics {
             "pecd_virus_scans",
             "clamd scans, by point (submission, reception) and result (clean, infected, error)",
             m.virus_scans.clone(),
+        );
+        registry.register(
+            "pecd_revocation_checks",
+            "Revocation checks of peers' signer certificates at the reception point, by status (good, revoked, revoked-after-signing, unavailable, not-checked) and source (ocsp, crl, cache, none)",
+            m.revocation_checks.clone(),
         );
         registry.register(
             "pecd_signatures",
@@ -173,6 +180,22 @@ impl Metrics {
             .get_or_create(&vec![
                 ("point", point.to_string()),
                 ("result", result.to_string()),
+            ])
+            .inc();
+    }
+
+    /// One revocation check answered `r` (`source="cache"` when no
+    /// responder or distribution point was asked).
+    pub fn revocation_check(&self, r: &crate::pec::revocation::Revocation) {
+        let source = match &r.source {
+            Some(s) if s.cached => "cache",
+            Some(s) => s.kind,
+            None => "none",
+        };
+        self.revocation_checks
+            .get_or_create(&vec![
+                ("status", r.status.as_str().to_string()),
+                ("source", source.to_string()),
             ])
             .inc();
     }

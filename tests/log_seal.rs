@@ -7,7 +7,6 @@
 //! files as second opinions.
 mod common;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -189,28 +188,13 @@ fn tomorrow() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
-}
-
 fn health(p: &TestProvider) -> serde_json::Value {
-    serde_json::from_str(&http_get(p.admin, "/health")).unwrap()
+    serde_json::from_str(&http_get(p.admin, "/health").1).unwrap()
 }
 
 fn unsealed_metric(p: &TestProvider) -> Option<f64> {
     http_get(p.admin, "/metrics")
+        .1
         .lines()
         .find(|l| l.starts_with("pecd_log_unsealed_days "))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())

@@ -3,7 +3,7 @@
 //! and curl.
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -393,7 +393,7 @@ async fn bad_input_wrong_passwords_and_connection_floods_are_bounded() {
     );
     drop(held);
 
-    let metrics = http_get(p.admin, "/metrics");
+    let metrics = http_get(p.admin, "/metrics").1;
     assert!(
         metrics.contains("pecd_login_failures_total{protocol=\"pop3\"} 1"),
         "{metrics}"
@@ -402,20 +402,11 @@ async fn bad_input_wrong_passwords_and_connection_floods_are_bounded() {
         metrics.contains("pecd_connections{listener=\"pop3s\"}"),
         "{metrics}"
     );
-    let health = http_get(p.admin, "/health");
+    let health = http_get(p.admin, "/health").1;
     assert!(
         health.contains("\"pop3\"") && health.contains("\"pop3s\""),
         "{health}"
     );
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
-    out
 }
 
 fn need(tool: &str, package: &str) {

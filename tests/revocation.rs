@@ -314,6 +314,16 @@ fn wait_busta(p: &TestProvider, id: &str) -> Vec<u8> {
 }
 
 /// `pecd verify FILE ARGS --json`: the exit status and the report.
+/// `pecd_revocation_checks_total{status, source}` on `p`'s admin listener.
+fn checks(p: &TestProvider, status: &str, source: &str) -> f64 {
+    let (_, text) = http_get(p.admin, "/metrics");
+    let labels = format!("{{status=\"{status}\",source=\"{source}\"}}");
+    text.lines()
+        .find(|l| l.starts_with("pecd_revocation_checks_total") && l.contains(&labels))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn verify_json(p: &TestProvider, file: &Path, args: &[&str]) -> (i32, serde_json::Value) {
     let mut a = vec!["verify", file.to_str().unwrap(), "--json"];
     a.extend_from_slice(args);
@@ -355,6 +365,11 @@ async fn revoked_signer_makes_an_anomaly_and_verify_says_why() {
             .into_iter()
             .find(|m| header(&postacert_of(m), "Message-ID").as_deref() == Some(&format!("<{id}>")))
     });
+    assert!(
+        checks(&b, "revoked", "ocsp") >= 1.0,
+        "the metric counts the revoked signer"
+    );
+    assert_eq!(checks(&b, "good", "ocsp"), 0.0);
     let original = postacert_of(&anomaly);
     let logged = b.wait_events("anomalia", 1, |e| {
         e["error"]
@@ -549,9 +564,13 @@ async fn responder_down_with_hard_fail_retries_the_inbound_job() {
         "anomalised"
     );
     assert!(b.events("anomalia").is_empty());
+    // Operators alert on this: every unanswered check is counted.
+    assert!(checks(&b, "unavailable", "none") >= 1.0);
+    assert_eq!(checks(&b, "good", "ocsp"), 0.0);
 
     let _http = Http::start(&pki);
     let busta = wait_busta(&b, &id);
+    assert_eq!(checks(&b, "good", "ocsp"), 1.0);
     openssl_verify(&busta, &pki.path().join("ca.pem")).unwrap();
     assert!(pki.http_log().contains("POST /ocsp"));
     let ev = b.wait_events("busta-ricevuta", 1, |e| e["identificativo"] == id.as_str());

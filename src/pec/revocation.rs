@@ -186,6 +186,19 @@ pub enum Status {
     Unavailable,
 }
 
+impl Status {
+    /// The kebab-case name, as in `--json` and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::NotChecked => "not-checked",
+            Status::Good => "good",
+            Status::RevokedAfterSigning => "revoked-after-signing",
+            Status::Revoked => "revoked",
+            Status::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// The revocation check of one signature, as reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Revocation {

@@ -1085,12 +1085,16 @@ fn busta_recipients(
 fn judge_infected(ctx: &Ctx, job: &Job, bytes: &[u8], virus: &str) -> Result<Judged, Fail> {
     let index = ctx.index();
     let now = ctx.now_secs();
-    let revocation = ctx.revocation.get();
+    let checker = ctx.revocation.get();
+    let revocation = Counted {
+        inner: &*checker,
+        metrics: &ctx.metrics,
+    };
     let verdict = reception::receive(&ReceptionInput {
         raw: bytes,
         index: &index,
         trust: Some(&ctx.trust.get()),
-        revocation: Some(&*revocation),
+        revocation: Some(&revocation),
         our_domains: &ctx.provider().domains,
         now,
     });
@@ -1249,14 +1253,18 @@ fn virus_reported(
 fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
     let index = ctx.index();
     let now = ctx.now_secs();
-    let revocation = ctx.revocation.get();
+    let checker = ctx.revocation.get();
+    let revocation = Counted {
+        inner: &*checker,
+        metrics: &ctx.metrics,
+    };
     let verdict = reception::receive(&ReceptionInput {
         raw: bytes,
         index: &index,
         trust: Some(&ctx.trust.get()),
         our_domains: &ctx.provider().domains,
         now,
-        revocation: Some(&*revocation),
+        revocation: Some(&revocation),
     });
     let now_ms = store::now_ms();
     let blob = job.blob.clone().unwrap_or_default();
@@ -1442,6 +1450,27 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
         timers,
         quarantine: None,
     })
+}
+
+/// The revocation checker with each answer counted in the metrics.
+struct Counted<'a> {
+    inner: &'a dyn crate::pec::revocation::RevocationCheck,
+    metrics: &'a crate::metrics::Metrics,
+}
+
+impl crate::pec::revocation::RevocationCheck for Counted<'_> {
+    fn policy(&self) -> crate::pec::revocation::Policy {
+        self.inner.policy()
+    }
+
+    fn check(
+        &self,
+        req: &crate::pec::revocation::StatusRequest<'_>,
+    ) -> crate::pec::revocation::Revocation {
+        let r = self.inner.check(req);
+        self.metrics.revocation_check(&r);
+        r
+    }
 }
 
 /// `; revocation …` for a log detail, when the check says something worth
