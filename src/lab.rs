@@ -40,6 +40,19 @@ pub struct LabToken {
     pub uri: String,
 }
 
+impl LabToken {
+    /// The token's key handle, logged in with `PECD_PKCS11_PIN`.
+    pub fn key(&self) -> Result<openssl::pkey::PKey<openssl::pkey::Private>, String> {
+        let pin = std::env::var(crate::config::PIN_ENV).map_err(|_| {
+            format!(
+                "--pkcs11-key: set {} to the token's PIN",
+                crate::config::PIN_ENV
+            )
+        })?;
+        crate::sys::pkcs11::load_private_key(&self.module, &self.uri, &pin)
+    }
+}
+
 /// Providers running in this process.
 pub struct Lab {
     /// Root folder (removed by [`Lab::stop`]).
@@ -106,20 +119,7 @@ impl Lab {
         token: Option<&LabToken>,
     ) -> Result<Lab, String> {
         // The token's public half, for the lab CA to certify.
-        let token_key = match token {
-            Some(t) => {
-                let pin = std::env::var(crate::config::PIN_ENV).map_err(|_| {
-                    format!(
-                        "--pkcs11-key: set {} to the token's PIN",
-                        crate::config::PIN_ENV
-                    )
-                })?;
-                Some(crate::sys::pkcs11::load_private_key(
-                    &t.module, &t.uri, &pin,
-                )?)
-            }
-            None => None,
-        };
+        let token_key = token.map(LabToken::key).transpose()?;
         let dir = std::env::temp_dir().join(format!(
             "pecd-lab-{}-{}",
             std::process::id(),

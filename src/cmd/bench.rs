@@ -283,13 +283,7 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
     };
     let token_rate = match &token {
         Some(t) => {
-            let pin = std::env::var(crate::config::PIN_ENV).map_err(|_| {
-                format!(
-                    "--pkcs11-key: set {} to the token's PIN",
-                    crate::config::PIN_ENV
-                )
-            })?;
-            let key = crate::sys::pkcs11::load_private_key(&t.module, &t.uri, &pin)?;
+            let key = t.key()?;
             Some(tokio::task::spawn_blocking(move || sign_rate(&key)).await??)
         }
         None => None,
