@@ -31,6 +31,11 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CRL: u64 = 64 << 20;
 /// An OCSP response larger than this is refused.
 const MAX_OCSP: u64 = 1 << 20;
+/// After a fetch fails, its URL is not asked again for this long: during an
+/// outage each inbound message would otherwise wait for its own connection
+/// attempt or timeout (up to [`FETCH_TIMEOUT`] on a blocking thread), and a
+/// burst from one provider would occupy every judging thread.
+const FAILURE_PAUSE: i64 = 30;
 /// Entries per cache before it starts afresh.
 const CACHE_MAX: usize = 4096;
 
@@ -47,6 +52,8 @@ pub struct Checker {
     crls: Mutex<HashMap<String, (Arc<X509Crl>, i64)>>,
     ocsp: Mutex<HashMap<([u8; 20], String), Fresh>>,
     issuers: Mutex<HashMap<[u8; 20], X509>>,
+    /// URL -> (not asked again before, the error), see [`FAILURE_PAUSE`].
+    failed: Mutex<HashMap<String, (i64, String)>>,
     http: crate::http::Client,
 }
 
@@ -69,6 +76,7 @@ impl Checker {
             crls: Mutex::default(),
             ocsp: Mutex::default(),
             issuers: Mutex::default(),
+            failed: Mutex::default(),
             http: crate::http::Client::new(FETCH_TIMEOUT),
         })
     }
@@ -86,13 +94,42 @@ impl Checker {
         .map_err(|e| format!("trust.crl: {e}"))
     }
 
-    fn post(&self, url: &str, body: &[u8]) -> Result<Vec<u8>, String> {
-        self.http
-            .post(url, "application/ocsp-request", body, MAX_OCSP)
+    fn post(&self, url: &str, body: &[u8], now: i64) -> Result<Vec<u8>, String> {
+        self.unless_failed(url, now, || {
+            self.http
+                .post(url, "application/ocsp-request", body, MAX_OCSP)
+        })
     }
 
-    fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        self.http.get(url, MAX_CRL)
+    fn get(&self, url: &str, now: i64) -> Result<Vec<u8>, String> {
+        self.unless_failed(url, now, || self.http.get(url, MAX_CRL))
+    }
+
+    /// `fetch` from `url`, unless it failed less than [`FAILURE_PAUSE`] ago.
+    fn unless_failed(
+        &self,
+        url: &str,
+        now: i64,
+        fetch: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<Vec<u8>, String> {
+        if let Some((until, e)) = lock(&self.failed).get(url).filter(|(u, _)| *u > now) {
+            return Err(format!(
+                "{e} (failed moments ago: not asked again before {})",
+                revocation::utc(*until)
+            ));
+        }
+        let r = fetch();
+        match &r {
+            Ok(_) => {
+                lock(&self.failed).remove(url);
+            }
+            Err(e) => bounded_insert(
+                &mut lock(&self.failed),
+                url.to_string(),
+                (now + FAILURE_PAUSE, e.clone()),
+            ),
+        }
+        r
     }
 
     /// The issuer of `req.signer` among the embedded certificates and the
@@ -119,7 +156,7 @@ impl Checker {
             return (Source::ocsp(url).cached(true), Ok(f.clone()));
         }
         let r = revocation::ocsp_request(req.signer, issuer)
-            .and_then(|body| self.post(url, &body))
+            .and_then(|body| self.post(url, &body, req.now))
             .and_then(|der| {
                 ocsp_answer(&der, req.signer, issuer, req.embedded, req.roots, req.now)
             });
@@ -171,7 +208,7 @@ impl Checker {
             return (Source::crl_url(url).cached(true), r);
         }
         let r = self
-            .get(url)
+            .get(url, req.now)
             .and_then(|b| revocation::parse_crl(&b))
             .and_then(|crl| {
                 let r = crl_answer(&crl, req.signer, issuer, req.now);

@@ -313,7 +313,6 @@ fn wait_busta(p: &TestProvider, id: &str) -> Vec<u8> {
     })
 }
 
-/// `pecd verify FILE ARGS --json`: the exit status and the report.
 /// `pecd_revocation_checks_total{status, source}` on `p`'s admin listener.
 fn checks(p: &TestProvider, status: &str, source: &str) -> f64 {
     let (_, text) = http_get(p.admin, "/metrics");
@@ -324,6 +323,7 @@ fn checks(p: &TestProvider, status: &str, source: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `pecd verify FILE ARGS --json`: the exit status and the report.
 fn verify_json(p: &TestProvider, file: &Path, args: &[&str]) -> (i32, serde_json::Value) {
     let mut a = vec!["verify", file.to_str().unwrap(), "--json"];
     a.extend_from_slice(args);
@@ -567,9 +567,30 @@ async fn responder_down_with_hard_fail_retries_the_inbound_job() {
     // Operators alert on this: every unanswered check is counted.
     assert!(checks(&b, "unavailable", "none") >= 1.0);
     assert_eq!(checks(&b, "good", "ocsp"), 0.0);
+    // A responder that just failed is not asked again at once: the retry
+    // within the pause is answered from the failure, saying so.
+    let job = b.wait_for("a retry within the pause", 30, || {
+        queue_jobs(&b).into_iter().find(|j| {
+            j["kind"] == "inbound"
+                && j["attempts"].as_i64().unwrap_or(0) >= 2
+                && j["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("not asked again before"))
+        })
+    });
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap()
+            .contains(&pki.ocsp_url()),
+        "{job}"
+    );
 
     let _http = Http::start(&pki);
-    let busta = wait_busta(&b, &id);
+    // Up to the 30 s pause, then the queue's 2 s retry.
+    let busta = b.wait_for(&format!("busta {id} for bob"), 60, || {
+        bustas_for(&b, &id).into_iter().next()
+    });
     assert_eq!(checks(&b, "good", "ocsp"), 1.0);
     openssl_verify(&busta, &pki.path().join("ca.pem")).unwrap();
     assert!(pki.http_log().contains("POST /ocsp"));

@@ -230,8 +230,8 @@ impl Revocation {
     }
 }
 
-/// `YYYY-MM-DDThh:mm:ssZ`.
-fn utc(t: i64) -> String {
+/// Unix seconds as `YYYY-MM-DDThh:mm:ssZ`.
+pub fn utc(t: i64) -> String {
     let (y, m, d) = super::clock::civil_from_days(t.div_euclid(86400));
     let s = t.rem_euclid(86400);
     format!(
