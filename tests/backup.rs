@@ -112,6 +112,17 @@ async fn backup_under_load_restores_everything_acknowledged_and_finishes_the_que
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
+    // Carol's client has seen her INBOX: its UID list goes into the backup.
+    let seen = imap(
+        &a,
+        a.imaps,
+        "tls",
+        CAROL,
+        PASSWORD,
+        "login\nselect INBOX\nlogout",
+    );
+    assert_eq!(seen[2]["typ"], "OK", "{seen:?}");
+
     let before: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
     let backup_dir = tempfile::tempdir().unwrap();
     let dest = backup_dir.path().join("bk");
@@ -159,6 +170,23 @@ async fn backup_under_load_restores_everything_acknowledged_and_finishes_the_que
         "restore: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The restored UID list keeps its UIDVALIDITY and UIDs, and its UIDNEXT
+    // skips past what the original gave after the backup (RFC 3501: never
+    // the same UID for another message).
+    let head = |root: &Path| {
+        let text =
+            std::fs::read_to_string(root.join("mail/pec.alpha.test/carol/pecd-uidlist")).unwrap();
+        let first = text.lines().next().unwrap().to_string();
+        let f: Vec<u64> = first.split(' ').map(|x| x.parse().unwrap()).collect();
+        (
+            f[1],
+            f[2],
+            text.lines().skip(1).map(str::to_string).collect::<Vec<_>>(),
+        )
+    };
+    let (validity, next, uids) = head(&dest);
+    let restored = head(&r.path().join("data"));
+    assert_eq!(restored, (validity, next + (1 << 20), uids));
     let again = r.cli(&["restore", dest.to_str().unwrap()], "");
     assert!(!again.status.success());
     let err = String::from_utf8_lossy(&again.stderr);

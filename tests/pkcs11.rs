@@ -341,7 +341,11 @@ async fn a_key_in_the_token_signs_bustas_receipts_and_extracts_that_openssl_and_
     // The engine and the module unload cleanly at exit (no crash in their
     // destructors).
     let st = alpha.stop().unwrap();
-    assert!(st.success(), "pecd with a token key exited {st}:\n{}", alpha.log());
+    assert!(
+        st.success(),
+        "pecd with a token key exited {st}:\n{}",
+        alpha.log()
+    );
     beta.stop();
 }
 

@@ -113,6 +113,8 @@ struct Written {
     files: u64,
     bytes: u64,
     dirs: Vec<PathBuf>,
+    /// Folders whose IMAP UID list was restored (see `mailbox::after_restore`).
+    uidlists: Vec<PathBuf>,
 }
 
 impl Written {
@@ -674,6 +676,9 @@ pub fn restore(src: &Path, data_dir: &Path) -> Result<Manifest, BackupError> {
     let mut w = Written::default();
     w.dirs.push(data_dir.to_path_buf());
     restore_tree(src, data_dir, src, &db_name, &mut w)?;
+    for folder in &w.uidlists {
+        super::mailbox::after_restore(folder).map_err(at(folder))?;
+    }
     let db = data_dir.join(&db_name);
     if copy_path(&src.join(&db_name), &db)?.is_none() {
         return Err(BackupError::Refused(format!(
@@ -706,6 +711,9 @@ fn restore_tree(
                 BackupError::Io(s.clone(), io::Error::from(io::ErrorKind::NotFound))
             })?;
             w.file(n);
+            if name == super::mailbox::UIDLIST {
+                w.uidlists.push(dst.to_path_buf());
+            }
         } else if meta.file_type().is_symlink() {
             let target = std::fs::read_link(&s).map_err(at(&s))?;
             std::os::unix::fs::symlink(&target, &d).map_err(at(&d))?;

@@ -548,6 +548,40 @@ impl UidList {
     }
 }
 
+/// How far a restore moves every folder's UIDNEXT (see [`after_restore`]).
+pub const RESTORE_UID_GAP: u32 = 1 << 20;
+
+/// After a restore: the UID list in `folder_dir` came from the backup, so
+/// UIDs given after it (to messages lost with the disaster) would be given
+/// again, and a client that saw them would take the new message for the old
+/// one (RFC 3501 §2.3.1.1 forbids reusing a UID under one UIDVALIDITY).
+/// Moving UIDNEXT past anything the lost days can have used keeps every
+/// restored UID (no client resync, POP3 UIDLs unchanged); a list too close
+/// to the end of the UID space gets a new UIDVALIDITY instead. Returns
+/// whether a list was there.
+pub fn after_restore(folder_dir: &Path) -> io::Result<bool> {
+    let _lock = Lock::take(&folder_dir.join(UIDLIST_LOCK))?;
+    let path = folder_dir.join(UIDLIST);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let list = match UidList::parse(&text) {
+        Some(mut l) => match l.next.checked_add(RESTORE_UID_GAP) {
+            Some(next) => {
+                l.next = next;
+                l
+            }
+            None => UidList::fresh(),
+        },
+        // Damaged: the next sync would start afresh anyway.
+        None => UidList::fresh(),
+    };
+    write_atomic(&path, list.render().as_bytes())?;
+    Ok(true)
+}
+
 /// One Maildir folder (INBOX or a `.Name` subfolder).
 #[derive(Debug, Clone)]
 pub struct Folder {
@@ -897,6 +931,41 @@ mod tests {
             .unwrap();
         assert_eq!(sent.special, Some("\\Sent"));
         assert_eq!(s.subscriptions().unwrap(), ["Sent", "Drafts", "Trash"]);
+    }
+
+    #[test]
+    fn a_restored_uid_list_keeps_its_uids_and_never_gives_them_again() {
+        let (_d, s) = store();
+        let inbox = s.folder("INBOX").unwrap();
+        drop_new(&inbox, "1000.M1P1Q1.h", b"a");
+        drop_new(&inbox, "1001.M1P1Q1.h", b"b");
+        let before = inbox.sync(true).unwrap();
+        assert_eq!(before.uidnext, 3);
+        // The list as a backup holds it; afterwards UID 3 went to a message
+        // the disaster then lost.
+        assert!(after_restore(inbox.path()).unwrap());
+        drop_new(&inbox, "1002.M1P1Q1.h", b"c");
+        let after = inbox.sync(true).unwrap();
+        assert_eq!(after.uidvalidity, before.uidvalidity, "no client resync");
+        assert_eq!(
+            after.msgs.iter().map(|m| m.uid).collect::<Vec<_>>(),
+            [1, 2, 3 + RESTORE_UID_GAP]
+        );
+        // Near the end of the UID space: a new UIDVALIDITY instead.
+        let text = fs::read_to_string(inbox.path().join(UIDLIST)).unwrap();
+        let near_end = text.replacen(
+            &format!(" {}\n", 4 + RESTORE_UID_GAP),
+            &format!(" {}\n", u32::MAX - 5),
+            1,
+        );
+        assert_ne!(near_end, text);
+        fs::write(inbox.path().join(UIDLIST), near_end).unwrap();
+        assert!(after_restore(inbox.path()).unwrap());
+        let fresh = fs::read_to_string(inbox.path().join(UIDLIST)).unwrap();
+        assert!(fresh.ends_with(" 1\n"), "{fresh}");
+        // A folder nobody opened has no list: nothing to do.
+        let sent = s.folder("Sent").unwrap();
+        assert!(!after_restore(sent.path()).unwrap());
     }
 
     #[test]
