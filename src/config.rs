@@ -436,6 +436,14 @@ pub struct LimitsSection {
     /// Concurrent connections from one IP (IPv6: one /64) per listener.
     #[serde(default = "default_max_conn_per_ip")]
     pub max_connections_per_ip: usize,
+    /// Networks of peer providers (`"192.0.2.0/24"`, `"2001:db8::/48"`, or
+    /// one address), whose hosts get `max_connections_per_peer` on the
+    /// inbound listener instead of `max_connections_per_ip`.
+    #[serde(default)]
+    pub peer_networks: Vec<String>,
+    /// Concurrent inbound connections from one host of `peer_networks`.
+    #[serde(default = "default_max_conn_per_peer")]
+    pub max_connections_per_peer: usize,
     /// Longest time for one whole command line (SMTP and IMAP), idle wait included.
     #[serde(default = "default_cmd_timeout")]
     pub command_timeout: String,
@@ -464,6 +472,8 @@ impl Default for LimitsSection {
             max_recipients: default_max_rcpt(),
             max_connections: default_max_conn(),
             max_connections_per_ip: default_max_conn_per_ip(),
+            peer_networks: Vec::new(),
+            max_connections_per_peer: default_max_conn_per_peer(),
             command_timeout: default_cmd_timeout(),
             data_timeout: default_data_timeout(),
             max_bad_commands: default_max_bad_commands(),
@@ -485,6 +495,9 @@ fn default_max_conn() -> usize {
 }
 fn default_max_conn_per_ip() -> usize {
     20
+}
+fn default_max_conn_per_peer() -> usize {
+    100
 }
 fn default_cmd_timeout() -> String {
     "5m".into()
@@ -566,6 +579,10 @@ pub struct QueueSection {
     /// Time a peer may take to connect, or to answer one SMTP step.
     #[serde(default = "default_relay_timeout")]
     pub relay_timeout: String,
+    /// Connections open at once to one next hop of a provider in the index
+    /// (ordinary mail hosts get [`crate::relay::MAX_PER_OTHER_HOST`]).
+    #[serde(default = "default_max_conn_per_peer_hop")]
+    pub max_connections_per_peer: usize,
 }
 
 impl Default for QueueSection {
@@ -576,6 +593,7 @@ impl Default for QueueSection {
             workers: default_workers(),
             shutdown_grace: default_grace(),
             relay_timeout: default_relay_timeout(),
+            max_connections_per_peer: default_max_conn_per_peer_hop(),
         }
     }
 }
@@ -592,6 +610,10 @@ fn default_retry_max() -> String {
 }
 fn default_workers() -> usize {
     96
+}
+/// A peer caps one client IP at 20 unless it lists ours in its `peer_networks`.
+fn default_max_conn_per_peer_hop() -> usize {
+    20
 }
 fn default_grace() -> String {
     "30s".into()
@@ -1064,6 +1086,16 @@ impl Config {
         value.as_deref().and_then(|v| parse_addr(v).ok())
     }
 
+    /// `[limits] peer_networks`, parsed.
+    pub fn peer_networks(&self) -> Vec<crate::throttle::IpNet> {
+        // validate() has refused a bad entry; one that slipped through is skipped.
+        self.limits
+            .peer_networks
+            .iter()
+            .filter_map(|n| crate::throttle::IpNet::parse(n).ok())
+            .collect()
+    }
+
     /// The static next hop for a domain.
     pub fn route_for(&self, domain: &str) -> Option<&str> {
         self.routes
@@ -1191,6 +1223,14 @@ impl Config {
         if self.limits.max_connections_per_ip == 0 {
             p.push("limits.max_connections_per_ip: must be at least 1".into());
         }
+        if self.limits.max_connections_per_peer == 0 {
+            p.push("limits.max_connections_per_peer: must be at least 1".into());
+        }
+        for n in &self.limits.peer_networks {
+            if let Err(e) = crate::throttle::IpNet::parse(n) {
+                p.push(format!("limits.peer_networks: {e}"));
+            }
+        }
         if self.limits.max_bad_commands == 0 {
             p.push("limits.max_bad_commands: must be at least 1".into());
         }
@@ -1212,6 +1252,9 @@ impl Config {
         }
         if self.queue.workers == 0 {
             p.push("queue.workers: must be at least 1".into());
+        }
+        if self.queue.max_connections_per_peer == 0 {
+            p.push("queue.max_connections_per_peer: must be at least 1".into());
         }
         for (key, v) in [
             ("limits.command_timeout", &self.limits.command_timeout),
@@ -1699,6 +1742,48 @@ key = "certs/tls.key"
             "limits.data_timeout",
             "limits.login_delay",
             "limits.command_timeout",
+        ] {
+            assert!(
+                p.iter().any(|l| l.starts_with(key)),
+                "{key} missing in {p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn peer_caps_have_defaults_and_are_validated() {
+        let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
+        assert!(c.limits.peer_networks.is_empty());
+        assert_eq!(c.limits.max_connections_per_peer, 100);
+        assert_eq!(c.queue.max_connections_per_peer, 20);
+        assert!(c.validate(false).is_empty(), "{:?}", c.validate(false));
+        let text = format!(
+            "{MINIMAL}\n[limits]\npeer_networks = [\"192.0.2.0/24\", \"2001:db8::7\"]\nmax_connections_per_peer = 300\n[queue]\nmax_connections_per_peer = 90\n"
+        );
+        let c = Config::from_str_at(&text, Path::new(".")).unwrap();
+        assert!(c.validate(false).is_empty(), "{:?}", c.validate(false));
+        assert_eq!(c.limits.max_connections_per_peer, 300);
+        assert_eq!(c.queue.max_connections_per_peer, 90);
+        let nets = c.peer_networks();
+        assert_eq!(nets.len(), 2);
+        assert!(nets[0].contains("192.0.2.200".parse().unwrap()));
+        assert!(nets[1].contains("2001:db8::7".parse().unwrap()));
+        let text = format!(
+            "{MINIMAL}\n[limits]\npeer_networks = [\"192.0.2.1/24\", \"peer.example\"]\nmax_connections_per_peer = 0\n[queue]\nmax_connections_per_peer = 0\n"
+        );
+        let p = Config::from_str_at(&text, Path::new("."))
+            .unwrap()
+            .validate(false);
+        assert_eq!(
+            p.iter()
+                .filter(|l| l.starts_with("limits.peer_networks: "))
+                .count(),
+            2,
+            "{p:?}"
+        );
+        for key in [
+            "limits.max_connections_per_peer",
+            "queue.max_connections_per_peer",
         ] {
             assert!(
                 p.iter().any(|l| l.starts_with(key)),

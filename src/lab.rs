@@ -17,6 +17,28 @@ use crate::store::users;
 
 use crate::server::Running;
 
+/// `base` with the tables and keys of `extra` merged in, recursively: the
+/// lab's config already has a `[limits]` table, and TOML refuses a second.
+fn merge_toml(base: &str, extra: &str) -> Result<String, String> {
+    fn merge(into: &mut toml::Table, from: toml::Table) {
+        for (k, v) in from {
+            match (into.get_mut(&k), v) {
+                (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+                (_, v) => {
+                    into.insert(k, v);
+                }
+            }
+        }
+    }
+    if extra.trim().is_empty() {
+        return Ok(base.to_string());
+    }
+    let mut doc: toml::Table = toml::from_str(base).map_err(|e| format!("lab config: {e}"))?;
+    let more: toml::Table = toml::from_str(extra).map_err(|e| format!("lab extra config: {e}"))?;
+    merge(&mut doc, more);
+    toml::to_string(&doc).map_err(|e| e.to_string())
+}
+
 /// Password of every lab user.
 pub const LAB_PASSWORD: &str = "lab-password";
 
@@ -107,7 +129,8 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
 
 impl Lab {
     /// Create and start providers under a fresh folder in the temp dir.
-    /// `extra` is appended to every provider's config (e.g. `[queue]` settings).
+    /// `extra` is merged into every provider's config (e.g. `[queue]` or
+    /// `[limits]` settings; its keys win).
     pub async fn start(specs: &[LabProvider], extra: &str) -> Result<Lab, String> {
         Lab::start_signing(specs, extra, None).await
     }
@@ -167,19 +190,17 @@ impl Lab {
                 &format!("mx.{}", s.domain),
                 [0, 0, *port, 0, 0, 0, 0, 0, 0],
             ) + "\n"
-                + extra
-                + "\n"
                 + &routes;
+            let text = merge_toml(&text, extra)?;
             let text = match token {
-                Some(t) => text.replacen(
-                    "key = \"certs/signing.key\"\n",
+                Some(t) => merge_toml(
+                    &text,
                     &format!(
-                        "key = {}\npkcs11_module = {}\n",
+                        "[signing]\nkey = {}\npkcs11_module = {}\n",
                         toml::Value::String(t.uri.clone()),
                         toml::Value::String(t.module.display().to_string())
                     ),
-                    1,
-                ),
+                )?,
                 None => text,
             };
             let cfg = Config::from_str_at(&text, &pdir)?;

@@ -84,6 +84,68 @@ pub fn host_of(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// An IP network written `192.0.2.0/24`, `2001:db8::/48`, or a bare address
+/// (the whole address). IPv4-mapped IPv6 clients match IPv4 networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Parse `addr[/prefix]`; the bits past the prefix must be zero, so a
+    /// typo such as `192.0.2.1/24` is not silently read as a wider network.
+    pub fn parse(s: &str) -> Result<IpNet, String> {
+        let s = s.trim();
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or network"))?;
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => bits,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= bits => n,
+                _ => return Err(format!("{s:?}: the prefix must be 0 to {bits}")),
+            },
+        };
+        let net = IpNet { addr, prefix };
+        if net.masked(addr) != addr {
+            return Err(format!(
+                "{s:?}: address bits set past /{prefix} (did you mean {}/{prefix}?)",
+                net.masked(addr)
+            ));
+        }
+        Ok(net)
+    }
+
+    fn masked(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(v4) => {
+                let m = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(v4) & m))
+            }
+            IpAddr::V6(v6) => {
+                let m = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & m))
+            }
+        }
+    }
+
+    /// Whether `ip` is in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.addr.is_ipv4() && self.masked(ip) == self.addr
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     failures: u32,
@@ -317,10 +379,16 @@ impl ConnectionLimit {
 
     /// A slot for a connection from `ip`, or `None` if that host has `max` already.
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+        self.try_acquire_up_to(ip, self.max.load(Ordering::Relaxed))
+    }
+
+    /// [`try_acquire`](Self::try_acquire) against `max` instead of the
+    /// listener's cap: a host with a cap of its own (a peer provider).
+    pub fn try_acquire_up_to(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<ConnectionSlot> {
         let key = host_of(ip);
         let mut g = self.lock();
         let n = g.entry(key).or_insert(0);
-        if *n >= self.max.load(Ordering::Relaxed) {
+        if *n >= max {
             if *n == 0 {
                 g.remove(&key);
             }
@@ -421,6 +489,47 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn ip_networks_parse_and_match() {
+        let n = IpNet::parse("192.0.2.0/24").unwrap();
+        assert!(n.contains(ip("192.0.2.77")));
+        assert!(!n.contains(ip("192.0.3.1")));
+        // A v4-mapped client is the same host as its IPv4 address.
+        assert!(n.contains(ip("::ffff:192.0.2.5")));
+        assert!(!n.contains(ip("2001:db8::1")));
+        let one = IpNet::parse("127.0.0.2").unwrap();
+        assert!(one.contains(ip("127.0.0.2")) && !one.contains(ip("127.0.0.1")));
+        let v6 = IpNet::parse(" 2001:db8::/48 ").unwrap();
+        assert!(v6.contains(ip("2001:db8:0:ffff::1")));
+        assert!(!v6.contains(ip("2001:db9::1")));
+        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        for bad in [
+            "192.0.2.1/24",
+            "192.0.2.0/33",
+            "2001:db8::/129",
+            "host",
+            "10.0.0.0/x",
+            "",
+        ] {
+            assert!(IpNet::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn a_host_with_a_cap_of_its_own_is_counted_against_it() {
+        let l = ConnectionLimit::new(2);
+        let peer = ip("10.0.0.9");
+        let held: Vec<_> = (0..5)
+            .map(|_| l.try_acquire_up_to(peer, 5).unwrap())
+            .collect();
+        assert!(l.try_acquire_up_to(peer, 5).is_none());
+        // The listener's own cap still holds for that host's plain acquisitions.
+        assert!(l.try_acquire(peer).is_none());
+        assert_eq!(l.live(peer), 5);
+        drop(held);
+        assert_eq!(l.live(peer), 0);
     }
 
     #[test]

@@ -533,3 +533,51 @@ fn a_changed_route_is_used_by_the_next_relay_attempt() {
     a.stop();
     b.stop();
 }
+
+/// A new inbound connection and the first line it gets.
+fn inbound_greeting(port: u16) -> (String, TcpStream) {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while tcp.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    (String::from_utf8_lossy(&line).into_owned(), tcp)
+}
+
+/// A network added to `[limits] peer_networks` by a reload gets
+/// `max_connections_per_peer` on the reception point from the next connection.
+#[test]
+fn a_peer_network_added_by_a_reload_gets_its_cap_on_the_next_connections() {
+    let ca = TestCa::new();
+    let mut p = alpha(&ca, "[limits]\nmax_connections_per_ip = 2\n");
+    p.start();
+    // Sessions held open keep their slots.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (l, tcp) = inbound_greeting(p.inbound);
+        assert!(l.starts_with("220"), "{l}");
+        held.push(tcp);
+    }
+    let (l, _) = inbound_greeting(p.inbound);
+    assert!(l.starts_with("421 4.7.0"), "{l}");
+    let cfg = std::fs::read_to_string(p.config_path()).unwrap();
+    let cfg = cfg.replace(
+        "max_connections_per_ip = 2\n",
+        "max_connections_per_ip = 2\npeer_networks = [\"127.0.0.0/8\"]\nmax_connections_per_peer = 4\n",
+    );
+    std::fs::write(p.config_path(), cfg).unwrap();
+    let line = reload(&p);
+    assert!(line.contains("limits"), "{line}");
+    // The two sessions opened before still count: two more, then 421.
+    for i in 3..=4 {
+        let (l, tcp) = inbound_greeting(p.inbound);
+        assert!(l.starts_with("220"), "connection {i} after the reload: {l}");
+        held.push(tcp);
+    }
+    let (l, _) = inbound_greeting(p.inbound);
+    assert!(l.starts_with("421 4.7.0"), "{l}");
+    drop(held);
+    p.stop();
+}

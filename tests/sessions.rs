@@ -299,6 +299,43 @@ fn every_listener_caps_connections_per_ip() {
     }
 }
 
+#[test]
+fn a_peer_network_gets_its_own_cap_on_the_inbound_listener_only() {
+    let ca = TestCa::new();
+    let p = provider(
+        &ca,
+        "max_connections_per_ip = 3\npeer_networks = [\"127.0.0.2\"]\nmax_connections_per_peer = 5",
+    );
+    // A peer provider's host: five sessions on the reception point, then 421.
+    let _peer: Vec<Client> = (0..5)
+        .map(|i| {
+            greeted("127.0.0.2", p.inbound, None, "220")
+                .unwrap_or_else(|| panic!("peer connection {i} refused"))
+        })
+        .collect();
+    let l = refusal_line("127.0.0.2", p.inbound).expect("6th peer connection closed silently");
+    assert!(l.starts_with("421 4.7.0"), "{l}");
+    // An unknown host keeps the per-IP cap, the peer's sessions notwithstanding.
+    let _other: Vec<Client> = (0..3)
+        .map(|i| {
+            greeted("127.0.0.1", p.inbound, None, "220")
+                .unwrap_or_else(|| panic!("connection {i} from 127.0.0.1 refused"))
+        })
+        .collect();
+    let l = refusal_line("127.0.0.1", p.inbound).expect("4th connection closed silently");
+    assert!(l.starts_with("421 4.7.0"), "{l}");
+    // Peers deliver to the reception point only: on submission the peer's
+    // host is a client like any other.
+    let _sub: Vec<Client> = (0..3)
+        .map(|i| {
+            greeted("127.0.0.2", p.submission, None, "220")
+                .unwrap_or_else(|| panic!("submission connection {i} refused"))
+        })
+        .collect();
+    let l = refusal_line("127.0.0.2", p.submission).expect("4th submission closed silently");
+    assert!(l.starts_with("421 4.7.0"), "{l}");
+}
+
 // ---- slowloris ------------------------------------------------------------------------
 
 /// Send `head`, then one byte of `trickle` every 300 ms (never a line end),
@@ -483,5 +520,71 @@ async fn a_backlog_to_one_peer_is_relayed_within_its_per_ip_cap() {
     assert!(
         !b.log().contains("connection limit reached"),
         "the relay opened more connections than the peer allows per IP"
+    );
+}
+
+/// Beta's open inbound connections, from its metrics.
+fn inbound_connections(p: &TestProvider) -> Option<i64> {
+    let out = std::process::Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{}/metrics", p.admin)])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("pecd_connections{listener=\"inbound\"} "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_lists_us_gets_more_relay_connections_than_the_per_ip_cap() {
+    let ca = TestCa::new();
+    let (mut a, mut b) = two_providers(&ca, &["alice"], &["bob"]);
+    a.append_config(
+        "[queue]\nretry_initial = \"10m\"\nretry_max = \"1h\"\nmax_connections_per_peer = 30\n",
+    );
+    // Beta takes 5 connections from an unknown host, 40 from Alpha's.
+    b.append_config(
+        "[limits]\nmax_connections_per_ip = 5\npeer_networks = [\"127.0.0.0/8\"]\nmax_connections_per_peer = 40\n",
+    );
+    a.start();
+    const N: usize = 40;
+    let bob = "bob@pec.beta.test";
+    let t = a.smtp(ALICE, true);
+    for i in 0..N {
+        let msg = message(ALICE, &[bob], &[], &format!("backlog {i}"), "", "ciao\r\n");
+        let env = lettre::address::Envelope::new(
+            Some(ALICE.parse().unwrap()),
+            vec![bob.parse().unwrap()],
+        )
+        .unwrap();
+        lettre::AsyncTransport::send_raw(&t, &env, &msg)
+            .await
+            .unwrap();
+    }
+    a.wait_for("every relay attempted once", 30, || {
+        let failed = queue_jobs(&a)
+            .into_iter()
+            .filter(|j| j["kind"] == "relay" && j["attempts"].as_i64() >= Some(1))
+            .count();
+        (failed >= N).then_some(())
+    });
+    b.start();
+    let out = a.cli(&["queue", "retry", "--all"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    b.wait_messages(bob, "X-Trasporto", "posta-certificata", N);
+    // Alpha keeps its connections pooled (idle up to 30 s): Beta still
+    // counts every one it opened for the backlog.
+    let open = inbound_connections(&b).expect("beta's metrics");
+    assert!(
+        open > 20 && open <= 30,
+        "{open} connections from alpha: want more than the default 20, at most its 30"
+    );
+    assert!(
+        !b.log().contains("connection limit reached"),
+        "a connection from the peer network was refused"
     );
 }

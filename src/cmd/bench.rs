@@ -250,6 +250,14 @@ fn print_text(r: &Report) {
     }
 }
 
+/// The two lab providers reach each other from 127.0.0.1: each lists the
+/// other as a peer network, as operators of peer providers agree to
+/// (docs/operations.md, "Connections between peer providers").
+const LAB_PEERS: &str = "[limits]\npeer_networks = [\"127.0.0.1\"]\n";
+/// Relay connections to the peer: as many as the jobs that can run at once
+/// (`[queue] workers`, 96), within the peer's `max_connections_per_peer` (100).
+const LAB_PEER_CONNECTIONS: usize = 100;
+
 async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
     let n = a.messages.max(1);
     let conc = a.concurrency.clamp(1, n);
@@ -266,10 +274,11 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
         .iter()
         .map(|u| format!("{u}@pec.beta.test"))
         .collect();
-    let mut extra = a
-        .workers
-        .map(|w| format!("[queue]\nworkers = {w}\n"))
-        .unwrap_or_default();
+    let mut extra =
+        format!("{LAB_PEERS}[queue]\nmax_connections_per_peer = {LAB_PEER_CONNECTIONS}\n");
+    if let Some(w) = a.workers {
+        extra.push_str(&format!("workers = {w}\n"));
+    }
     if let Some(c) = &a.clamd {
         let quoted = toml::Value::String(c.clone());
         extra.push_str(&format!("[antivirus]\nclamd = {quoted}\n"));

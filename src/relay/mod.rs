@@ -86,11 +86,14 @@ struct Idle {
 /// Pooled connections idle longer than this are closed, not reused.
 const IDLE_MAX: Duration = Duration::from_secs(30);
 
-/// Connections open at once to one next hop. A peer caps connections per
-/// client IP (pecd's `[limits] max_connections_per_ip` defaults to 20, as
-/// does Postfix's destination concurrency): beyond it every extra attempt
-/// would be a `421` and a retry minutes later, so jobs wait for a slot instead.
-const MAX_PER_HOP: usize = 20;
+/// Connections open at once to one next hop that is not a provider of the
+/// index. A host caps connections per client IP (pecd's `[limits]
+/// max_connections_per_ip` defaults to 20, as does Postfix's destination
+/// concurrency): beyond it every extra attempt would be a `421` and a retry
+/// minutes later, so jobs wait for a slot instead. Providers of the index
+/// get `[queue] max_connections_per_peer`, as their operators can agree on
+/// a higher cap (`[limits] peer_networks` on their side).
+pub const MAX_PER_OTHER_HOST: usize = 20;
 
 /// The SMTP client side of the provider.
 pub struct Relay {
@@ -98,10 +101,12 @@ pub struct Relay {
     roots: Vec<Vec<u8>>,
     timeout: Duration,
     pool_size: usize,
+    /// Slots per next hop of a provider in the index ([`TlsPolicy::Required`]).
+    per_peer: usize,
     /// TLS settings per hop, built once (building loads the system roots).
     tls: Mutex<HashMap<NextHop, TlsParameters>>,
     idle: Mutex<HashMap<NextHop, Vec<Idle>>>,
-    /// [`MAX_PER_HOP`] slots per next hop.
+    /// Connection slots per next hop.
     slots: Mutex<HashMap<NextHop, Arc<Semaphore>>>,
 }
 
@@ -131,13 +136,21 @@ async fn within<T>(
 
 impl Relay {
     /// A relay that says `EHLO hello`, trusts the given PEM roots for required
-    /// TLS, and keeps up to `pool_size` connections open per next hop.
-    pub fn new(hello: &str, roots: Vec<Vec<u8>>, timeout: Duration, pool_size: u32) -> Relay {
+    /// TLS, keeps up to `pool_size` connections open per next hop, and opens
+    /// at most `per_peer` at once to a hop of a provider in the index.
+    pub fn new(
+        hello: &str,
+        roots: Vec<Vec<u8>>,
+        timeout: Duration,
+        pool_size: u32,
+        per_peer: usize,
+    ) -> Relay {
         Relay {
             hello: ClientId::Domain(hello.to_string()),
             roots,
             timeout,
             pool_size: pool_size.max(1) as usize,
+            per_peer: per_peer.max(1),
             tls: Mutex::new(HashMap::new()),
             idle: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
@@ -149,8 +162,12 @@ impl Relay {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
+        let n = match hop.tls {
+            TlsPolicy::Required => self.per_peer,
+            TlsPolicy::Opportunistic => MAX_PER_OTHER_HOST,
+        };
         g.entry(hop.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(MAX_PER_HOP)))
+            .or_insert_with(|| Arc::new(Semaphore::new(n)))
             .clone()
     }
 
@@ -258,8 +275,8 @@ impl Relay {
     /// to the message. With `pipelining`, MAIL, RCPT and DATA leave in one
     /// write and their replies are read in order: one round trip where lock
     /// step takes two plus one per recipient. Each round trip costs two task
-    /// wake-ups on a busy machine, and a next hop takes only
-    /// [`MAX_PER_HOP`] connections, so they bound the relay's throughput.
+    /// wake-ups on a busy machine, and a next hop takes only so many
+    /// connections at once, so they bound the relay's throughput.
     async fn transact(
         conn: &mut AsyncSmtpConnection,
         pipelining: bool,

@@ -79,8 +79,9 @@ impl Backend for InboundBackend {
             // Appended by the writer thread in the transaction that names it
             // (the writer syncs the spool before it commits): the peer's 250
             // waits for one hand-off between threads instead of two. A peer
-            // has at most 20 connections to us and one message in flight on
-            // each, so this wait bounds how fast it can send.
+            // has a bounded number of connections to us (20, or `[limits]
+            // max_connections_per_peer`) and one message in flight on each,
+            // so this wait bounds how fast it can send.
             self.ctx
                 .store
                 .write(move |c| {

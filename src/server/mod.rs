@@ -786,6 +786,7 @@ fn new_relay(cfg: &Config, roots: Vec<Vec<u8>>) -> Relay {
         roots,
         cfg.duration(&cfg.queue.relay_timeout, Duration::from_secs(300)),
         cfg.queue.workers as u32,
+        cfg.queue.max_connections_per_peer,
     )
 }
 

@@ -242,7 +242,10 @@ impl Reloader {
                 changed.push("trust.ca".into());
                 ctx.trust.set(Arc::new(next.trust));
             }
-            if roots_changed || old.queue.relay_timeout != cfg.queue.relay_timeout {
+            if roots_changed
+                || old.queue.relay_timeout != cfg.queue.relay_timeout
+                || old.queue.max_connections_per_peer != cfg.queue.max_connections_per_peer
+            {
                 // Idle pooled connections go with the old relay; jobs that
                 // hold it finish on it.
                 ctx.relay.set(Arc::new(new_relay(&cfg, next.roots.clone())));

@@ -35,6 +35,12 @@ pub fn smtp_config(
     c.max_recipients = cfg.limits.max_recipients;
     c.max_connections = cfg.limits.max_connections;
     c.max_connections_per_ip = cfg.limits.max_connections_per_ip;
+    if mode == crate::smtp::Mode::Inbound {
+        // Peers deliver to the reception point only; everywhere else a
+        // host of theirs is a client like any other.
+        c.peer_networks = cfg.peer_networks();
+        c.max_connections_per_peer = cfg.limits.max_connections_per_peer;
+    }
     c.command_timeout = cfg.duration(&cfg.limits.command_timeout, c.command_timeout);
     c.data_timeout = cfg.duration(&cfg.limits.data_timeout, c.data_timeout);
     c.max_errors = cfg.limits.max_bad_commands;

@@ -61,7 +61,13 @@ pub async fn serve<B: Backend>(
                     let _ = tcp.set_nodelay(true);
                     let span = tracing::info_span!("smtp", %peer);
                     // One host must not take every slot: its own cap is checked first.
-                    let Some(slot) = per_ip.try_acquire(peer.ip()) else {
+                    // A peer provider's relay legitimately opens many at once.
+                    let host_cap = if cfg.peer_networks.iter().any(|n| n.contains(peer.ip())) {
+                        cfg.max_connections_per_peer
+                    } else {
+                        cfg.max_connections_per_ip
+                    };
+                    let Some(slot) = per_ip.try_acquire_up_to(peer.ip(), host_cap) else {
                         sessions.spawn(refuse(tcp, cfg.clone(), Reply::too_many_from_ip()).instrument(span));
                         continue;
                     };

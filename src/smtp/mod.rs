@@ -70,6 +70,11 @@ pub struct SmtpConfig {
     pub max_connections: usize,
     /// Concurrent sessions from one client host; more are told `421 4.7.0` and closed.
     pub max_connections_per_ip: usize,
+    /// Networks whose hosts get `max_connections_per_peer` instead (peer
+    /// providers; the inbound listener only).
+    pub peer_networks: Vec<crate::throttle::IpNet>,
+    /// Concurrent sessions from one host of `peer_networks`.
+    pub max_connections_per_peer: usize,
     /// Bad commands (refused MAIL/RCPT included) tolerated before `421 4.7.0` and close.
     pub max_errors: usize,
     /// Open connections, for the metrics.
@@ -105,6 +110,8 @@ impl SmtpConfig {
             data_timeout: Duration::from_secs(10 * 60),
             max_connections: 256,
             max_connections_per_ip: 20,
+            peer_networks: Vec::new(),
+            max_connections_per_peer: 100,
             max_errors: 10,
             connections: crate::metrics::ConnectionGauge::detached(),
             memory: MemoryBudget::unlimited(),
@@ -129,6 +136,8 @@ impl std::fmt::Debug for SmtpConfig {
             .field("data_timeout", &self.data_timeout)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("peer_networks", &self.peer_networks)
+            .field("max_connections_per_peer", &self.max_connections_per_peer)
             .field("max_errors", &self.max_errors)
             .field("memory_budget", &self.memory.limit())
             .field("spool_threshold", &self.spool_threshold)
