@@ -480,17 +480,12 @@ fn bad_imap_commands_end_the_session_after_max_bad_commands() {
 
 // ---- our relay against a peer's per-IP cap ----------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backlog_to_one_peer_is_relayed_within_its_per_ip_cap() {
-    let ca = TestCa::new();
-    let (mut a, mut b) = two_providers(&ca, &["alice"], &["bob"]);
-    // Only `queue retry` makes a second attempt within the test.
-    a.append_config("[queue]\nretry_initial = \"10m\"\nretry_max = \"1h\"\n");
-    a.start();
-    const N: usize = 30;
+/// `n` PEC for bob while `b` is down, so that each relay fails once; then
+/// `b` starts and `queue retry --all` sends the whole backlog at once.
+async fn relay_a_backlog(a: &TestProvider, b: &mut TestProvider, n: usize) {
     let bob = "bob@pec.beta.test";
     let t = a.smtp(ALICE, true);
-    for i in 0..N {
+    for i in 0..n {
         let msg = message(ALICE, &[bob], &[], &format!("backlog {i}"), "", "ciao\r\n");
         let env = lettre::address::Envelope::new(
             Some(ALICE.parse().unwrap()),
@@ -501,13 +496,12 @@ async fn a_backlog_to_one_peer_is_relayed_within_its_per_ip_cap() {
             .await
             .unwrap();
     }
-    // Beta was down: every relay failed once. Now it is up and all of them run at once.
     a.wait_for("every relay attempted once", 30, || {
-        let failed = queue_jobs(&a)
+        let failed = queue_jobs(a)
             .into_iter()
             .filter(|j| j["kind"] == "relay" && j["attempts"].as_i64() >= Some(1))
             .count();
-        (failed >= N).then_some(())
+        (failed >= n).then_some(())
     });
     b.start();
     let out = a.cli(&["queue", "retry", "--all"], "");
@@ -516,7 +510,18 @@ async fn a_backlog_to_one_peer_is_relayed_within_its_per_ip_cap() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    b.wait_messages(bob, "X-Trasporto", "posta-certificata", N);
+    b.wait_messages(bob, "X-Trasporto", "posta-certificata", n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_to_one_peer_is_relayed_within_its_per_ip_cap() {
+    let ca = TestCa::new();
+    let (mut a, mut b) = two_providers(&ca, &["alice"], &["bob"]);
+    // Only `queue retry` makes a second attempt within the test.
+    a.append_config("[queue]\nretry_initial = \"10m\"\nretry_max = \"1h\"\n");
+    a.start();
+    const N: usize = 30;
+    relay_a_backlog(&a, &mut b, N).await;
     assert!(
         !b.log().contains("connection limit reached"),
         "the relay opened more connections than the peer allows per IP"
@@ -548,34 +553,7 @@ async fn a_peer_that_lists_us_gets_more_relay_connections_than_the_per_ip_cap() 
     );
     a.start();
     const N: usize = 40;
-    let bob = "bob@pec.beta.test";
-    let t = a.smtp(ALICE, true);
-    for i in 0..N {
-        let msg = message(ALICE, &[bob], &[], &format!("backlog {i}"), "", "ciao\r\n");
-        let env = lettre::address::Envelope::new(
-            Some(ALICE.parse().unwrap()),
-            vec![bob.parse().unwrap()],
-        )
-        .unwrap();
-        lettre::AsyncTransport::send_raw(&t, &env, &msg)
-            .await
-            .unwrap();
-    }
-    a.wait_for("every relay attempted once", 30, || {
-        let failed = queue_jobs(&a)
-            .into_iter()
-            .filter(|j| j["kind"] == "relay" && j["attempts"].as_i64() >= Some(1))
-            .count();
-        (failed >= N).then_some(())
-    });
-    b.start();
-    let out = a.cli(&["queue", "retry", "--all"], "");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    b.wait_messages(bob, "X-Trasporto", "posta-certificata", N);
+    relay_a_backlog(&a, &mut b, N).await;
     // Alpha keeps its connections pooled (idle up to 30 s): Beta still
     // counts every one it opened for the backlog.
     let open = inbound_connections(&b).expect("beta's metrics");

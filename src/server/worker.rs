@@ -1083,21 +1083,8 @@ fn busta_recipients(
 /// carico; anything else (ordinary mail, a receipt, an unverifiable message)
 /// is logged and kept, with no provider to tell and no busta di anomalia.
 fn judge_infected(ctx: &Ctx, job: &Job, bytes: &[u8], virus: &str) -> Result<Judged, Fail> {
-    let index = ctx.index();
     let now = ctx.now_secs();
-    let checker = ctx.revocation.get();
-    let revocation = Counted {
-        inner: &*checker,
-        metrics: &ctx.metrics,
-    };
-    let verdict = reception::receive(&ReceptionInput {
-        raw: bytes,
-        index: &index,
-        trust: Some(&ctx.trust.get()),
-        revocation: Some(&revocation),
-        our_domains: &ctx.provider().domains,
-        now,
-    });
+    let verdict = receive(ctx, bytes, now);
     let now_ms = store::now_ms();
     let p = our_provider(ctx);
     let e = Emitter {
@@ -1251,21 +1238,8 @@ fn virus_reported(
 }
 
 fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
-    let index = ctx.index();
     let now = ctx.now_secs();
-    let checker = ctx.revocation.get();
-    let revocation = Counted {
-        inner: &*checker,
-        metrics: &ctx.metrics,
-    };
-    let verdict = reception::receive(&ReceptionInput {
-        raw: bytes,
-        index: &index,
-        trust: Some(&ctx.trust.get()),
-        our_domains: &ctx.provider().domains,
-        now,
-        revocation: Some(&revocation),
-    });
+    let verdict = receive(ctx, bytes, now);
     let now_ms = store::now_ms();
     let blob = job.blob.clone().unwrap_or_default();
     let p = our_provider(ctx);
@@ -1449,6 +1423,24 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
         jobs,
         timers,
         quarantine: None,
+    })
+}
+
+/// The reception point's verdict on `bytes` at `now`, with the live index,
+/// trust roots and revocation checker (its answers counted in the metrics).
+fn receive(ctx: &Ctx, bytes: &[u8], now: i64) -> Verdict {
+    let checker = ctx.revocation.get();
+    let revocation = Counted {
+        inner: &*checker,
+        metrics: &ctx.metrics,
+    };
+    reception::receive(&ReceptionInput {
+        raw: bytes,
+        index: &ctx.index(),
+        trust: Some(&ctx.trust.get()),
+        revocation: Some(&revocation),
+        our_domains: &ctx.provider().domains,
+        now,
     })
 }
 
