@@ -53,7 +53,8 @@ macro_rules! admission_from_fields {
 pub(crate) use admission_from_fields;
 
 /// Accept on `listener` until `shutdown` turns true. `refuse` answers a
-/// connection over a cap (in the protocol's words), `session` serves one.
+/// connection over a cap (in the protocol's words), `session` serves one
+/// (its error, a client gone or a broken stream, is logged at debug level).
 pub async fn serve<C, R, RF, S, SF>(
     proto: &'static str,
     listener: TcpListener,
@@ -66,7 +67,7 @@ pub async fn serve<C, R, RF, S, SF>(
     R: Fn(TcpStream, bool, &'static str) -> RF,
     RF: Future<Output = ()> + Send + 'static,
     S: Fn(TcpStream, IpAddr, Arc<C>, watch::Receiver<bool>) -> SF,
-    SF: Future<Output = ()> + Send + 'static,
+    SF: Future<Output = std::io::Result<()>> + Send + 'static,
 {
     let first = live.get();
     let limit = ConnectionCap::new(first.max_connections().max(1));
@@ -115,7 +116,9 @@ pub async fn serve<C, R, RF, S, SF>(
         let run = session(tcp, peer.ip(), cfg, shutdown.clone());
         tasks.spawn(async move {
             let (_permit, _slot, _open) = (permit, slot, open);
-            run.await
+            if let Err(e) = run.await {
+                tracing::debug!(%peer, error = %e, "{proto} session ended with error");
+            }
         });
         // Reap finished sessions so the set does not grow without bound.
         while tasks.try_join_next().is_some() {}

@@ -154,14 +154,7 @@ pub async fn serve<A: Pop3Auth>(
         cfg.into(),
         shutdown,
         session::refuse,
-        move |tcp, ip, cfg, sd| {
-            let auth = auth.clone();
-            async move {
-                if let Err(e) = session::run(tcp, ip, cfg, auth, sd).await {
-                    tracing::debug!(peer = %ip, error = %e, "pop3 session ended with error");
-                }
-            }
-        },
+        move |tcp, ip, cfg, sd| session::run(tcp, ip, cfg, auth.clone(), sd),
     )
     .await
 }
