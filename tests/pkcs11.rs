@@ -306,6 +306,52 @@ async fn a_key_in_the_token_signs_bustas_receipts_and_extracts_that_openssl_and_
         assert_eq!(cert_der(&signer_of(m, &ca.pem_path())), token_cert);
     }
 
+    // Another module needs a restart: the reload is refused, saying so, and
+    // the token's key signs on.
+    let other = token.dir.path().join("another-module.so");
+    std::os::unix::fs::symlink(softhsm_module(), &other).unwrap();
+    let config = std::fs::read_to_string(alpha.config_path()).unwrap();
+    let module_line = format!("pkcs11_module = \"{}\"", softhsm_module().display());
+    assert!(config.contains(&module_line));
+    std::fs::write(
+        alpha.config_path(),
+        config.replacen(
+            &module_line,
+            &format!("pkcs11_module = \"{}\"", other.display()),
+            1,
+        ),
+    )
+    .unwrap();
+    let refusals = |p: &TestProvider| {
+        p.log()
+            .lines()
+            .filter(|l| {
+                l.contains("reload refused") && l.contains("changing pkcs11_module needs a restart")
+            })
+            .count()
+    };
+    alpha.sighup();
+    alpha.wait_for("reload refused", 20, || {
+        (refusals(&alpha) > 0).then_some(())
+    });
+    std::fs::write(alpha.config_path(), config).unwrap();
+    let msg = message(
+        "alice@pec.alpha.test",
+        &rcpts[1..],
+        &[],
+        "Dopo il rifiuto",
+        "",
+        "Ciao",
+    );
+    alpha
+        .submit_raw("alice@pec.alpha.test", &rcpts[1..], &msg, false)
+        .await
+        .expect("submission accepted after the refused reload");
+    let acc = alpha.wait_messages("alice@pec.alpha.test", "X-Ricevuta", "accettazione", 3);
+    for m in &acc {
+        assert_eq!(cert_der(&signer_of(m, &ca.pem_path())), token_cert);
+    }
+
     // The CLI's signatures (here a log extract, as the daily seals) go
     // through the token as well.
     let out_dir = tempfile::tempdir().unwrap();
