@@ -4,27 +4,17 @@ mod common;
 
 #[test]
 fn bench_reports_throughput_latency_and_the_signing_bound() {
-    let out = std::process::Command::new(common::pecd_bin())
-        .args([
-            "bench",
+    let r = common::bench_json(
+        &[
             "--messages",
             "12",
             "--concurrency",
             "3",
             "--recipients",
             "2",
-            "--json",
-        ])
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run pecd bench");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &[],
     );
-    let r: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON object");
     assert_eq!(r["accepted"], 12, "{r:#}");
     assert!(r["messages_per_second"].as_f64().unwrap() > 0.0, "{r:#}");
     // busta + accettazione + presa in carico + one consegna per recipient.
@@ -43,18 +33,7 @@ fn bench_reports_throughput_latency_and_the_signing_bound() {
 
 #[test]
 fn bench_webmail_times_the_first_page_of_a_large_folder() {
-    let out = std::process::Command::new(common::pecd_bin())
-        .args(["bench", "--webmail", "--messages", "300", "--json"])
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run pecd bench --webmail");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON object");
+    let r = common::bench_json(&["--webmail", "--messages", "300"], &[]);
     assert_eq!(r["messages"], 300, "{r:#}");
     assert_eq!(r["first_page_ms"]["n"], 100, "{r:#}");
     let p99 = r["first_page_ms"]["p99"].as_f64().unwrap();

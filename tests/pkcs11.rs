@@ -485,22 +485,26 @@ fn a_wrong_missing_or_misplaced_pin_stops_the_start_with_a_clear_message() {
 #[test]
 fn bench_signs_with_the_token_key() {
     let token = Token::new();
-    let out = Command::new(pecd_bin())
-        .args(["bench", "--messages", "6", "--concurrency", "2", "--json"])
-        .args(["--pkcs11-key", URI, "--pkcs11-module"])
-        .arg(softhsm_module())
-        .env("RUST_LOG", "error")
-        .env("SOFTHSM2_CONF", token.conf())
-        .env("PECD_PKCS11_PIN", PIN)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let module = softhsm_module();
+    let conf = token.conf();
+    let r = bench_json(
+        &[
+            "--messages",
+            "6",
+            "--concurrency",
+            "2",
+            "--pkcs11-key",
+            URI,
+            "--pkcs11-module",
+        ]
+        .into_iter()
+        .chain(module.to_str())
+        .collect::<Vec<_>>(),
+        &[
+            ("SOFTHSM2_CONF", conf.as_os_str()),
+            ("PECD_PKCS11_PIN", std::ffi::OsStr::new(PIN)),
+        ],
     );
-    let r: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON object");
     assert_eq!(r["accepted"], 6, "{r:#}");
     assert_eq!(r["pkcs11_key"], URI, "{r:#}");
     assert!(

@@ -1315,3 +1315,22 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     };
     (status, body)
 }
+
+/// `pecd bench ARGS --json` with `env`, to completion: its one JSON report.
+pub fn bench_json(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> serde_json::Value {
+    let out = Command::new(pecd_bin())
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .env("RUST_LOG", "error")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run pecd bench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(text.trim()).expect("one JSON object")
+}
