@@ -202,10 +202,13 @@ pub struct InitArgs {
 pub struct VerifyArgs {
     /// Message file (.eml).
     pub file: PathBuf,
-    /// Provider index to check the signer against.
+    /// Provider index to check the signer against (default: the
+    /// configuration's `[trust] index`).
     #[arg(long)]
     pub index: Option<PathBuf>,
-    /// Trusted root certificate (PEM); repeatable. Without it only integrity is checked.
+    /// Trusted root certificate (PEM); repeatable (default: the
+    /// configuration's `[trust] ca`). With neither, the signer is not
+    /// verified and the exit status is 3.
     #[arg(long)]
     pub ca: Vec<PathBuf>,
     /// Print JSON.
@@ -217,8 +220,9 @@ pub struct VerifyArgs {
     /// Check the signer certificate for revocation: off, crl, ocsp or
     /// ocsp+crl (asks the responders and distribution points the
     /// certificate names; needs --ca).
-    #[arg(long, default_value = "off")]
-    pub revocation: String,
+    /// Default: the configuration's `[trust] revocation`, else off.
+    #[arg(long)]
+    pub revocation: Option<String>,
     /// A CRL file (PEM or DER) consulted before the distribution points; repeatable.
     #[arg(long)]
     pub crl: Vec<PathBuf>,

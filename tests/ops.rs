@@ -363,8 +363,13 @@ fn the_systemd_unit_runs_unprivileged_sandboxed_and_notifies() {
 fn verify_into_a_closed_pipe_exits_quietly() {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/accettazione.eml");
     for json in [false, true] {
+        // Where no configuration is found: the pipe is the point here.
+        let nowhere = tempfile::tempdir().unwrap();
         let mut c = Command::new(pecd_bin());
-        c.arg("verify").arg(&sample);
+        c.arg("verify")
+            .arg(&sample)
+            .current_dir(nowhere.path())
+            .env_remove("PECD_CONFIG");
         if json {
             c.arg("--json");
         }

@@ -667,3 +667,206 @@ async fn busta_with_altered_outer_headers_is_an_anomaly() {
     a.stop();
     b.stop();
 }
+
+/// A provider of the index certifies only for what it serves (issue 20):
+/// Beta's valid signature on a busta whose sender is at Alpha (one of
+/// Alpha's own users) or at a domain of no provider, on a consegna or a
+/// presa in carico for a recipient at Delta, or on a receipt about a
+/// message none of Alpha's users sent, makes an anomaly at Alpha — no
+/// avvenuta consegna to the claimed sender, no timer closed or stopped,
+/// no receipt in the sent status.
+#[tokio::test]
+async fn a_peer_certifies_only_for_what_it_serves() {
+    use pecd::pec::clock::ItalianTime;
+    use pecd::pec::daticert::{Certified, Destinatario};
+    use pecd::pec::envelope::Provider;
+    use pecd::pec::receipt::{self, Consegna, Emitter};
+    use pecd::pec::types::RecipientType;
+
+    let ca = TestCa::new();
+    let (mut a, mut b) = two_providers(&ca, &["alice", "carol"], &["bob"]);
+    // Delta: a provider of the index with no server; its recipients are
+    // certificati and get timers at Alpha.
+    let delta_dir = tempfile::tempdir().unwrap();
+    pecd::layout::write_dev_certs(delta_dir.path(), &ca.ca, "Delta PEC", "pec.delta.test").unwrap();
+    let index = format!(
+        "{}{}{}",
+        a.index_entry(),
+        b.index_entry(),
+        pecd::layout::index_entry(
+            "Delta PEC",
+            "pec.delta.test",
+            &delta_dir.path().join("signing.pem")
+        )
+    );
+    a.write_index(&index);
+    b.write_index(&index);
+    route_dead(&a, "pec.delta.test");
+    a.start();
+    b.start();
+    let carol = "carol@pec.alpha.test";
+    let dan = "dan@pec.delta.test";
+    let beta = Signer::from_pem(
+        &std::fs::read(b.path().join("certs/signing.pem")).unwrap(),
+        &std::fs::read(b.path().join("certs/signing.key")).unwrap(),
+        &ca.pem(),
+    )
+    .unwrap();
+    let beta_p = Provider {
+        name: "Beta PEC S.p.A.".into(),
+        domain: "pec.beta.test".into(),
+    };
+    let ids = pecd::pec::ids::RandomIds;
+    let now = ItalianTime::from_unix(pecd::pec::clock::since_epoch().as_secs() as i64);
+    let e = Emitter {
+        provider: &beta_p,
+        ids: &ids,
+        when: now,
+    };
+    // A busta Beta signs for a sender it does not serve.
+    let busta_from = |sender: &str, subject: &str| {
+        let raw = message(sender, &[ALICE], &[], subject, "", "testo");
+        let acc = pecd::pec::access::check(
+            &raw,
+            sender,
+            &[ALICE.to_string()],
+            None,
+            &pecd::pec::access::Limits {
+                max_message_size: 1 << 20,
+                max_recipients: 10,
+            },
+        )
+        .unwrap();
+        let id = pecd::pec::ids::identificativo(&ids, &now, "pec.beta.test");
+        let d = [Destinatario {
+            address: ALICE.into(),
+            tipo: RecipientType::Certificato,
+        }];
+        let busta =
+            pecd::pec::envelope::busta_di_trasporto(&beta_p, &ids, &now, &raw, &acc, &id, &d);
+        beta.sign(&busta.unsigned, "beta-forged").unwrap()
+    };
+    // Alice's genuine PEC to a certified recipient at Delta (never
+    // delivered: its route is dead), whose receipts Beta then forges.
+    let m = message(ALICE, &[dan], &[], "Per Delta", "", "x");
+    let id = submit(&a, ALICE, &[dan], &m).await;
+    let acc = wait_with_id(&a, ALICE, "X-Ricevuta", "accettazione", &id);
+    let certified = Certified::from(&daticert(&acc));
+    let consegna = beta
+        .sign(
+            &receipt::avvenuta_consegna(&e, &certified, dan, Consegna::Sintetica),
+            "beta-consegna",
+        )
+        .unwrap();
+    let presa = beta
+        .sign(
+            &receipt::presa_in_carico(
+                &e,
+                &certified,
+                "posta-certificata@pec.alpha.test",
+                &[dan.to_string()],
+            ),
+            "beta-presa",
+        )
+        .unwrap();
+    // A receipt about a message that did not leave from Alpha.
+    let mut stranger = certified.clone();
+    stranger.mittente = "someone@pec.beta.test".into();
+    stranger.identificativo = format!("x{}", certified.identificativo);
+    let foreign = beta
+        .sign(
+            &receipt::avvenuta_consegna(&e, &stranger, BOB, Consegna::Sintetica),
+            "beta-stranger",
+        )
+        .unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        (
+            "busta for one of Alpha's users",
+            busta_from(carol, "Finta di Carol"),
+            ALICE,
+            "mittente carol@pec.alpha.test not in a domain managed",
+        ),
+        (
+            "busta for a domain of no provider",
+            busta_from("mallory@example.org", "Finta di Mallory"),
+            ALICE,
+            "mittente mallory@example.org not in a domain managed",
+        ),
+        (
+            "consegna for a recipient at Delta",
+            consegna,
+            ALICE,
+            "consegna dan@pec.delta.test not in a domain managed",
+        ),
+        (
+            "presa in carico for a recipient at Delta",
+            presa,
+            "posta-certificata@pec.alpha.test",
+            "ricezione dan@pec.delta.test not in a domain managed",
+        ),
+        (
+            "receipt about a message Alpha never sent",
+            foreign,
+            ALICE,
+            "is not one of our users",
+        ),
+    ];
+    // Each case is signed genuinely by a provider of the index: only what
+    // it speaks for is wrong.
+    for (what, bytes, _, _) in &cases {
+        let f = a.path().join("case.eml");
+        std::fs::write(&f, bytes).unwrap();
+        assert!(openssl_verify(bytes, &ca.pem_path()).is_ok(), "{what}");
+    }
+    for (what, bytes, to, _) in &cases {
+        let reply = send_plain(a.inbound, "posta-certificata@pec.beta.test", &[to], bytes);
+        assert!(reply.contains("2.0.0"), "{what}: {reply}");
+    }
+    for (what, _, _, reason) in &cases {
+        let found = a.wait_events("anomalia", 1, |e| {
+            e["error"].as_str().is_some_and(|r| r.contains(reason))
+        });
+        assert!(!found.is_empty(), "{what}: no anomalia with {reason:?}");
+    }
+    // Let anything wrongly emitted travel before looking for it: only the
+    // relay to Delta's dead route may still wait.
+    a.wait_for("the queue to drain", 30, || {
+        queue_jobs(&a)
+            .iter()
+            .all(|j| j["kind"] == "relay")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    for kind in [
+        "busta-ricevuta",
+        "presa-in-carico",
+        "avvenuta-consegna",
+        "ricevuta-avvenuta-consegna",
+        "ricevuta-presa-in-carico",
+    ] {
+        assert_eq!(count(&a, kind), 0, "Alpha logged {kind}");
+    }
+    assert!(
+        a.messages_with(carol, "X-Ricevuta", "avvenuta-consegna")
+            .is_empty(),
+        "Carol got a consegna for a message she never sent"
+    );
+    assert!(a
+        .messages_with(ALICE, "X-Trasporto", "posta-certificata")
+        .is_empty());
+    assert!(a
+        .messages_with(ALICE, "X-Ricevuta", "avvenuta-consegna")
+        .is_empty());
+    // Dan's timer at Alpha is neither closed nor stopped.
+    let (closed, presa_at): (Option<i64>, Option<i64>) = a
+        .db()
+        .query_row(
+            "SELECT closed_at, presa_at FROM timers WHERE identificativo = ?1 AND recipient = ?2",
+            [&id, dan],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((closed, presa_at), (None, None));
+    a.stop();
+    b.stop();
+}

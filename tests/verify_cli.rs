@@ -7,9 +7,20 @@ use std::process::{Command, Output};
 
 use common::*;
 
+/// `pecd ARGS` where no configuration is found (a folder of its own, no
+/// `$PECD_CONFIG`): only the flags give trust anchors.
 fn pecd(args: &[&str]) -> Output {
-    Command::new(pecd_bin()).args(args).output().unwrap()
+    let nowhere = tempfile::tempdir().unwrap();
+    Command::new(pecd_bin())
+        .args(args)
+        .current_dir(nowhere.path())
+        .env_remove("PECD_CONFIG")
+        .output()
+        .unwrap()
 }
+
+/// The exit status of an intact message whose signer is not verified.
+const UNVERIFIED: i32 = 3;
 
 fn json_of(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -109,13 +120,16 @@ fn sample_corpus_gets_the_readme_verdicts() {
         read += 1;
         let code = out.status.code();
         if *verifies {
+            // Intact, but without a trust anchor the signer is not
+            // verified: never OK, its own exit status.
             assert_eq!(
                 code,
-                Some(0),
-                "{name} should verify: {}",
+                Some(UNVERIFIED),
+                "{name} should be intact: {}",
                 String::from_utf8_lossy(&out.stdout)
             );
-            assert_eq!(j["ok"], true, "{name}");
+            assert_eq!(j["ok"], false, "{name}");
+            assert_eq!(j["signer_verified"], false, "{name}");
             assert_eq!(j["signature"]["verdict"], "valid", "{name}");
             assert_eq!(j["signature"]["chain_checked"], false, "{name}");
             let subject = j["signature"]["signer_subject"].as_str().unwrap_or("");
@@ -131,8 +145,11 @@ fn sample_corpus_gets_the_readme_verdicts() {
                 text_args.push("--inner");
             }
             let text = pecd(&text_args);
-            assert_eq!(text.status.code(), Some(0), "{name} (text)");
-            assert!(String::from_utf8_lossy(&text.stdout).contains(fp), "{name}");
+            assert_eq!(text.status.code(), Some(UNVERIFIED), "{name} (text)");
+            let text = String::from_utf8_lossy(&text.stdout);
+            assert!(text.contains(fp), "{name}");
+            assert!(text.contains("NOT VERIFIED"), "{name}:\n{text}");
+            assert!(!text.contains("Result:                   OK"), "{name}");
         } else {
             assert_eq!(
                 code,
@@ -345,8 +362,15 @@ async fn our_messages_with_ca_and_index_and_ldif_import() {
     );
     let ca_p = ca_p.to_str().unwrap();
 
+    let index_a = a.path().join("index.toml");
+    let idx_p = index_a.to_str().unwrap();
     for f in [acc_p, busta_p] {
-        let ok = pecd(&["verify", f, "--ca", ca_p, "--json"]);
+        // The chain alone proves a certificate, not a provider: without
+        // the index the signer's provider is not checked.
+        let chain_only = pecd(&["verify", f, "--ca", ca_p, "--json"]);
+        assert_eq!(chain_only.status.code(), Some(UNVERIFIED), "{f}");
+        assert_eq!(json_of(&chain_only)["ok"], false);
+        let ok = pecd(&["verify", f, "--ca", ca_p, "--index", idx_p, "--json"]);
         assert_eq!(
             ok.status.code(),
             Some(0),
@@ -356,11 +380,13 @@ async fn our_messages_with_ca_and_index_and_ldif_import() {
         let j = json_of(&ok);
         assert_eq!(j["signature"]["chain_checked"], true);
         assert_eq!(j["daticert"]["gestore_emittente"], "Alpha PEC S.p.A.");
-        let bad = pecd(&["verify", f, "--ca", &other_p, "--json"]);
+        let bad = pecd(&["verify", f, "--ca", &other_p, "--index", idx_p, "--json"]);
         assert_eq!(bad.status.code(), Some(1), "unrelated CA accepted for {f}");
         assert_eq!(json_of(&bad)["ok"], false);
         // Both CAs: the right one is enough.
-        let both = pecd(&["verify", f, "--ca", &other_p, "--ca", ca_p]);
+        let both = pecd(&[
+            "verify", f, "--ca", &other_p, "--ca", ca_p, "--index", idx_p,
+        ]);
         assert_eq!(both.status.code(), Some(0));
     }
     assert_eq!(
@@ -445,6 +471,8 @@ async fn our_messages_with_ca_and_index_and_ldif_import() {
     let v = pecd(&[
         "verify",
         busta_p,
+        "--ca",
+        ca_p,
         "--index",
         ldif_file.to_str().unwrap(),
         "--json",
@@ -466,5 +494,115 @@ async fn our_messages_with_ca_and_index_and_ldif_import() {
         String::from_utf8_lossy(&cc.stderr)
     );
     a.start();
+    a.stop();
+}
+
+/// `pecd verify CONFIG`: a busta re-signed with a self-made certificate
+/// bearing the provider's name is never OK. Without a configuration the
+/// signer is not verified (exit 3); with the provider's configuration
+/// (`--config` or `$PECD_CONFIG`) its `[trust] ca` and index refuse it
+/// (exit 1) while the genuine busta passes (exit 0); the webmail's
+/// public verifier of the same provider agrees.
+#[tokio::test]
+async fn a_forged_signer_is_never_ok() {
+    let ca = TestCa::new();
+    let mut a = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]),
+    );
+    a.start();
+    let alice = "alice@pec.alpha.test";
+    let msg = message(alice, &[alice], &[], "Contratto", "", "firmato");
+    a.submit_raw(alice, &[alice], &msg, false).await.unwrap();
+    let busta = a
+        .wait_messages(alice, "X-Trasporto", "posta-certificata", 1)
+        .remove(0);
+    let selfmade = pecd::certs::generate_ca("Alpha PEC S.p.A. CA").unwrap();
+    let c = pecd::certs::generate_signing(&selfmade, "Alpha PEC S.p.A.", "pec.alpha.test").unwrap();
+    let forger =
+        pecd::pec::smime::Signer::from_pem(&c.cert_pem(), &c.key_pem(), &selfmade.cert_pem())
+            .unwrap();
+    let m = pecd::pec::classify::classify(&busta);
+    let entity = busta[m.signed_entity.unwrap()].to_vec();
+    let (fields, _) = pecd::pec::headers::raw_fields(&busta);
+    let headers = fields
+        .iter()
+        .filter(|f| !f.name.eq_ignore_ascii_case("Content-Type"))
+        .map(|f| {
+            let v = String::from_utf8_lossy(f.raw_value(&busta));
+            (f.name.clone(), v.trim_start().to_string())
+        })
+        .collect();
+    let forged = forger
+        .sign(
+            &pecd::pec::types::Unsigned { headers, entity },
+            "forged-boundary",
+        )
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (forged_f, genuine_f) = (
+        work.path().join("forged.eml"),
+        work.path().join("busta.eml"),
+    );
+    std::fs::write(&forged_f, &forged).unwrap();
+    std::fs::write(&genuine_f, &busta).unwrap();
+    assert!(openssl_integrity(&forged_f), "the forgery must be intact");
+    let (forged_p, genuine_p) = (forged_f.to_str().unwrap(), genuine_f.to_str().unwrap());
+
+    // No trust anchor at all: not OK, its own exit status, and it says why.
+    let out = pecd(&["verify", forged_p]);
+    assert_eq!(out.status.code(), Some(UNVERIFIED));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("NOT VERIFIED"), "{text}");
+    assert!(text.contains("signer not verified"), "{text}");
+    assert!(!text.contains("Result:                   OK"), "{text}");
+
+    // The provider's configuration, named or found through the environment.
+    let config = a.config_path();
+    let cfg = config.to_str().unwrap();
+    for (file, code) in [(forged_p, 1), (genuine_p, 0)] {
+        let out = pecd(&["--config", cfg, "verify", file, "--json"]);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{file} with --config: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(json_of(&out)["signer_verified"], code == 0, "{file}");
+        let nowhere = tempfile::tempdir().unwrap();
+        let env = Command::new(pecd_bin())
+            .args(["verify", file])
+            .current_dir(nowhere.path())
+            .env("PECD_CONFIG", &config)
+            .output()
+            .unwrap();
+        assert_eq!(env.status.code(), Some(code), "{file} with $PECD_CONFIG");
+    }
+    let out = pecd(&["--config", cfg, "verify", forged_p]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("NOT VALID"), "{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(cfg),
+        "the configuration used is named"
+    );
+    // A configuration that cannot be read is an error, not a verdict.
+    let out = pecd(&["--config", "/nonexistent/pecd.toml", "verify", genuine_p]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/pecd.toml"));
+
+    // The webmail's verifier judges with the same anchors.
+    let web = common::web::Http::new(a.web, &a.ca_pem);
+    for (bytes, ok) in [(&forged, false), (&busta, true)] {
+        let r = web.send(
+            "POST",
+            "/api/v1/verify",
+            Some("message/rfc822"),
+            bytes,
+            false,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["ok"], ok, "{:#}", r.json());
+    }
     a.stop();
 }

@@ -35,7 +35,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::User(u) => config().and_then(|p| user(&p, u)),
         Command::Log(a) => config().and_then(|p| log(&p, a)),
         Command::Init(a) => init(a),
-        Command::Verify(a) => tools::verify_main(a),
+        Command::Verify(a) => tools::verify_main(a, flag.as_deref()),
         Command::Index(i) => tools::index_main(i),
         Command::Queue(q) => config().and_then(|p| tools::queue_main(&p, q)),
         Command::Quarantine(q) => config().and_then(|p| quarantine::main(&p, q)),

@@ -21,38 +21,115 @@ use crate::store::{self, Store};
 
 use crate::lab::{self, Lab};
 
-/// `pecd verify FILE`.
-pub fn verify_main(a: VerifyArgs) -> AdminResult {
-    let raw = std::fs::read(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?;
-    let index = match &a.index {
-        Some(p) => Some(crate::server::load_index(p)?),
-        None => None,
+/// The trust anchors `pecd verify` judges by: `--ca`/`--index` first, else
+/// those of the configuration found the usual way (`--config`,
+/// `$PECD_CONFIG`, `./config/pecd.toml`, `/etc/pecd/pecd.toml`), so that
+/// the command and the webmail verifier of the same provider agree.
+struct Anchors {
+    index: Option<crate::pec::index::ProviderIndex>,
+    trust: Option<crate::pec::smime::Trust>,
+    /// `[trust] revocation`, `crl` and `soft_fail` of the configuration.
+    policy: Option<(crate::pec::revocation::Policy, Vec<std::path::PathBuf>)>,
+    /// The configuration they came from, if any.
+    from: Option<std::path::PathBuf>,
+}
+
+fn anchors(a: &VerifyArgs, config: Option<&Path>) -> Result<Anchors, Box<dyn std::error::Error>> {
+    let mut out = Anchors {
+        index: None,
+        trust: None,
+        policy: None,
+        from: None,
     };
+    if let Some(p) = &a.index {
+        out.index = Some(crate::server::load_index(p)?);
+    }
     let mut pems = Vec::new();
     for p in &a.ca {
         pems.push(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?);
     }
-    let refs: Vec<&[u8]> = pems.iter().map(Vec::as_slice).collect();
-    let trust = if refs.is_empty() {
-        None
-    } else {
-        Some(crate::pec::smime::trust_store_from_pem(&refs).map_err(|e| format!("--ca: {e}"))?)
+    if !pems.is_empty() {
+        let refs: Vec<&[u8]> = pems.iter().map(Vec::as_slice).collect();
+        out.trust =
+            Some(crate::pec::smime::trust_store_from_pem(&refs).map_err(|e| format!("--ca: {e}"))?);
+    }
+    if out.index.is_some() && out.trust.is_some() {
+        return Ok(out);
+    }
+    // A configuration named on purpose must load; one merely not found
+    // leaves the message unverified (exit 3), never verified.
+    let path = match (config, crate::config::locate(config)) {
+        (_, Ok(p)) => p,
+        (Some(p), Err(_)) => p.to_path_buf(),
+        (None, Err(_)) => return Ok(out),
     };
-    let mode = crate::pec::revocation::Mode::parse(&a.revocation).ok_or_else(|| {
+    let within = |e: &dyn std::fmt::Display| {
         format!(
-            "--revocation: {:?} is not one of off, crl, ocsp, ocsp+crl",
-            a.revocation
+            "the trust anchors of {} (give --ca and --index to verify without it): {e}",
+            path.display()
         )
-    })?;
+    };
+    let cfg = load_config(&path).map_err(|e| within(&e))?;
+    if out.trust.is_none() {
+        out.trust = Some(crate::server::load_trust(&cfg).map_err(|e| within(&e))?.0);
+    }
+    if out.index.is_none() {
+        out.index = Some(
+            crate::server::load_index(&cfg.resolve(&cfg.trust.index)).map_err(|e| within(&e))?,
+        );
+    }
+    out.policy = Some((
+        crate::pec::revocation::Policy {
+            mode: cfg.trust.revocation,
+            soft_fail: cfg.trust.soft_fail,
+        },
+        cfg.trust.crl.iter().map(|p| cfg.resolve(p)).collect(),
+    ));
+    out.from = Some(path);
+    Ok(out)
+}
+
+/// `pecd verify FILE`.
+pub fn verify_main(a: VerifyArgs, config: Option<&Path>) -> AdminResult {
+    let raw = std::fs::read(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?;
+    let Anchors {
+        index,
+        trust,
+        policy: configured,
+        from,
+    } = anchors(&a, config)?;
+    if let Some(p) = &from {
+        eprintln!("pecd verify: trust anchors from {}", p.display());
+    }
+    let (policy, crls) = match (&a.revocation, configured) {
+        (Some(m), _) => {
+            let mode = crate::pec::revocation::Mode::parse(m).ok_or_else(|| {
+                format!("--revocation: {m:?} is not one of off, crl, ocsp, ocsp+crl")
+            })?;
+            let policy = crate::pec::revocation::Policy {
+                mode,
+                soft_fail: a.soft_fail,
+            };
+            (policy, a.crl.clone())
+        }
+        (None, Some((policy, mut crls))) => {
+            crls.extend(a.crl.iter().cloned());
+            (policy, crls)
+        }
+        (None, None) => (
+            crate::pec::revocation::Policy {
+                mode: crate::pec::revocation::Mode::Off,
+                soft_fail: a.soft_fail,
+            },
+            a.crl.clone(),
+        ),
+    };
+    let mode = policy.mode;
     if mode != crate::pec::revocation::Mode::Off && trust.is_none() {
         return Err("--revocation needs --ca: only a verified chain has an issuer to ask".into());
     }
-    let policy = crate::pec::revocation::Policy {
-        mode,
-        soft_fail: a.soft_fail,
-    };
     let checker =
-        crate::trust_fetch::Checker::new(policy, &a.crl).map_err(|e| format!("--crl: {e}"))?;
+        crate::trust_fetch::Checker::new(policy, &crls).map_err(|e| format!("--crl: {e}"))?;
     let report = VerifyReport::build(
         &raw,
         &VerifyRequest {
@@ -73,11 +150,7 @@ pub fn verify_main(a: VerifyArgs) -> AdminResult {
         write!(out, "{}", report.to_text())?;
     }
     out.flush()?;
-    Ok(if report.exit_code() == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(ExitCode::from(report.exit_code() as u8))
 }
 
 /// `pecd index …`.

@@ -28,7 +28,7 @@ use crate::pec::smime::Trust;
 
 use super::classify::{classify, domain_of, Kind, PecMessage};
 use super::consistency::{self, CheckOptions, Mismatch};
-use super::index::ProviderIndex;
+use super::index::{Provider, ProviderIndex};
 use super::smime::{verify, Verified, VerifyError, VerifyOptions};
 use super::types::Tipo;
 
@@ -72,6 +72,22 @@ pub enum AnomalyReason {
         /// Domain of `From`.
         domain: String,
     },
+    /// Signer is a known provider speaking for addresses it does not serve:
+    /// a busta's sender, or the recipients a receipt certifies.
+    NotServed {
+        /// Provider that signed.
+        provider: String,
+        /// What the message certifies about them (`mittente`, `consegna`, `ricezione`).
+        field: &'static str,
+        /// The addresses in domains the provider does not manage.
+        addresses: Vec<String>,
+    },
+    /// A busta certifying one of our own users as its sender reached us from
+    /// outside: our users' messages never leave through another provider.
+    OwnSender(String),
+    /// A receipt about a message whose sender is not one of our users: no
+    /// message of ours is concerned, so it certifies nothing here.
+    NotOurMessage(String),
     /// Signed by a provider but not a well-formed PEC object.
     Malformed(Vec<String>),
     /// Nested deeper than any parser here may follow
@@ -104,6 +120,24 @@ impl AnomalyReason {
             AnomalyReason::DomainMismatch { domain, .. } => format!(
                 "dominio mittente {domain} non gestito dal gestore che ha firmato il messaggio"
             ),
+            AnomalyReason::NotServed {
+                field: "mittente",
+                addresses,
+                ..
+            } => format!(
+                "mittente {} non gestito dal gestore che ha firmato il messaggio",
+                addresses.join(", ")
+            ),
+            AnomalyReason::NotServed { addresses, .. } => format!(
+                "il gestore che ha firmato la ricevuta non gestisce {}",
+                addresses.join(", ")
+            ),
+            AnomalyReason::OwnSender(a) => format!(
+                "il mittente {a} e' un utente di questo gestore: il messaggio non puo' provenire da un altro gestore"
+            ),
+            AnomalyReason::NotOurMessage(a) => format!(
+                "ricevuta relativa a un messaggio il cui mittente {a} non e' un utente di questo gestore"
+            ),
             AnomalyReason::Malformed(p) => {
                 format!("messaggio di posta certificata non conforme ({})", p.join("; "))
             }
@@ -134,6 +168,20 @@ impl AnomalyReason {
             }
             AnomalyReason::DomainMismatch { provider, domain } => {
                 format!("From domain {domain} is not managed by the signing provider {provider:?}")
+            }
+            AnomalyReason::NotServed {
+                provider,
+                field,
+                addresses,
+            } => format!(
+                "{field} {} not in a domain managed by the signing provider {provider:?}",
+                addresses.join(", ")
+            ),
+            AnomalyReason::OwnSender(a) => {
+                format!("busta from outside whose sender {a} is one of our users")
+            }
+            AnomalyReason::NotOurMessage(a) => {
+                format!("receipt about a message whose sender {a} is not one of our users")
             }
             AnomalyReason::Malformed(p) => format!("malformed PEC object: {}", p.join("; ")),
             AnomalyReason::TooDeep => format!(
@@ -247,19 +295,8 @@ pub fn receive(input: &ReceptionInput) -> Verdict {
             message,
         );
     };
-    let domain = message
-        .from_address
-        .as_deref()
-        .and_then(domain_of)
-        .unwrap_or_default();
-    if !provider.manages(&domain) {
-        return anomaly(
-            AnomalyReason::DomainMismatch {
-                provider: provider.name.clone(),
-                domain,
-            },
-            message,
-        );
+    if let Err(reason) = authority(provider, &message) {
+        return anomaly(reason, message);
     }
     match message.kind {
         Kind::Busta | Kind::Ricevuta(_) if message.is_well_formed() => {}
@@ -285,6 +322,9 @@ pub fn receive(input: &ReceptionInput) -> Verdict {
     let mismatches = consistency::check(input.raw, &message, CheckOptions::default());
     if !mismatches.is_empty() {
         return anomaly(AnomalyReason::HeaderMismatch(mismatches), message);
+    }
+    if let Some(reason) = foreign_to_us(&message, input.our_domains) {
+        return anomaly(reason, message);
     }
     let provider_name = provider.name.clone();
     match message.kind {
@@ -318,6 +358,84 @@ pub fn receive(input: &ReceptionInput) -> Verdict {
                 local_recipients,
             }
         }
+    }
+}
+
+/// Whether `provider`, the signer by the index, may certify what `message`
+/// says (`pec-spec.md` §5.2 step 2, the provider index): a provider signs
+/// only as itself (the `From` domain), certifies a busta only for a sender
+/// in its own domains, and a receipt only about recipients it serves — a
+/// presa in carico or virus notice for its `ricezione`, a consegna for its
+/// `consegna`. An errore-consegna or preavviso may also come from the
+/// sender's own provider (a relay refused, a time limit passed), which
+/// speaks for its `mittente`. The reception point and the verifier (`pecd
+/// verify`, the webmail) both judge by this.
+pub fn authority(provider: &Provider, message: &PecMessage) -> Result<(), AnomalyReason> {
+    let domain = message
+        .from_address
+        .as_deref()
+        .and_then(domain_of)
+        .unwrap_or_default();
+    if !provider.manages(&domain) {
+        return Err(AnomalyReason::DomainMismatch {
+            provider: provider.name.clone(),
+            domain,
+        });
+    }
+    let Some(d) = &message.daticert else {
+        return Ok(());
+    };
+    let unserved = |addresses: &[&str]| -> Vec<String> {
+        addresses
+            .iter()
+            .filter(|a| !domain_of(a).is_some_and(|dom| provider.manages(&dom)))
+            .map(|a| a.trim().to_string())
+            .collect()
+    };
+    let consegna: Vec<&str> = d.consegna.as_deref().into_iter().collect();
+    let ricezione: Vec<&str> = d.ricezione.iter().map(String::as_str).collect();
+    let mittente = [d.mittente.as_str()];
+    let (field, addresses) = match message.kind {
+        Kind::Busta => ("mittente", unserved(&mittente)),
+        Kind::Ricevuta(Tipo::PresaInCarico | Tipo::RilevazioneVirus) => {
+            ("ricezione", unserved(&ricezione))
+        }
+        Kind::Ricevuta(Tipo::AvvenutaConsegna) => ("consegna", unserved(&consegna)),
+        Kind::Ricevuta(Tipo::ErroreConsegna | Tipo::PreavvisoErroreConsegna) => {
+            let not_consegna = unserved(&consegna);
+            if not_consegna.is_empty() || unserved(&mittente).is_empty() {
+                return Ok(());
+            }
+            ("consegna", not_consegna)
+        }
+        Kind::Ricevuta(_) => ("mittente", unserved(&mittente)),
+        Kind::Anomalia | Kind::Ordinary => return Ok(()),
+    };
+    if addresses.is_empty() {
+        Ok(())
+    } else {
+        Err(AnomalyReason::NotServed {
+            provider: provider.name.clone(),
+            field,
+            addresses,
+        })
+    }
+}
+
+/// What makes a message from another provider concern nobody here: a busta
+/// whose sender is one of ours (our users' messages are delivered here
+/// without leaving), or a receipt about a message none of our users sent
+/// (no receipt reaches a user of ours for a message that did not leave from us).
+fn foreign_to_us(message: &PecMessage, our_domains: &[String]) -> Option<AnomalyReason> {
+    let d = message.daticert.as_ref()?;
+    let ours = domain_of(&d.mittente)
+        .is_some_and(|dom| our_domains.iter().any(|o| o.eq_ignore_ascii_case(&dom)));
+    match message.kind {
+        Kind::Busta if ours => Some(AnomalyReason::OwnSender(d.mittente.trim().to_string())),
+        Kind::Ricevuta(_) if !ours => {
+            Some(AnomalyReason::NotOurMessage(d.mittente.trim().to_string()))
+        }
+        _ => None,
     }
 }
 
@@ -543,6 +661,69 @@ mod tests {
     }
 
     #[test]
+    fn a_provider_speaks_only_for_what_it_serves() {
+        let beta = Provider {
+            name: "Beta".into(),
+            domains: vec!["pec.beta.test".into()],
+            receipt_mailbox: String::new(),
+            sha1: vec![],
+            certificate_der: None,
+        };
+        let judge = |kind: Kind, f: &dyn Fn(&mut Daticert)| {
+            let mut m = classify(b"From: posta-certificata@pec.beta.test\r\n\r\n");
+            let mut d = daticert(Tipo::PostaCertificata);
+            d.mittente = "bob@pec.beta.test".into();
+            f(&mut d);
+            m.kind = kind;
+            m.daticert = Some(d);
+            authority(&beta, &m).map_err(|r| r.english())
+        };
+        let rcpt = |k: Tipo| Kind::Ricevuta(k);
+        // A busta: only for its own senders.
+        assert!(judge(Kind::Busta, &|_| {}).is_ok());
+        let e = judge(Kind::Busta, &|d| d.mittente = "alice@pec.alpha.test".into()).unwrap_err();
+        assert!(e.contains("mittente alice@pec.alpha.test"), "{e}");
+        // Receipts: about the recipients it serves.
+        let at_delta = |d: &mut Daticert| {
+            d.mittente = "alice@pec.alpha.test".into();
+            d.consegna = Some("dan@pec.delta.test".into());
+            d.ricezione = vec!["bob@pec.beta.test".into(), "dan@pec.delta.test".into()];
+        };
+        let at_beta = |d: &mut Daticert| {
+            d.mittente = "alice@pec.alpha.test".into();
+            d.consegna = Some("bob@pec.beta.test".into());
+            d.ricezione = vec!["bob@pec.beta.test".into()];
+        };
+        for k in [
+            Tipo::AvvenutaConsegna,
+            Tipo::PresaInCarico,
+            Tipo::RilevazioneVirus,
+            Tipo::ErroreConsegna,
+            Tipo::PreavvisoErroreConsegna,
+        ] {
+            assert!(judge(rcpt(k), &at_beta).is_ok(), "{k:?}");
+            let e = judge(rcpt(k), &at_delta).unwrap_err();
+            assert!(e.contains("dan@pec.delta.test"), "{k:?}: {e}");
+            assert!(!e.contains("bob@"), "{k:?}: {e}");
+        }
+        // The sender's own provider speaks for its sender's failures.
+        for k in [Tipo::ErroreConsegna, Tipo::PreavvisoErroreConsegna] {
+            let own = |d: &mut Daticert| d.consegna = Some("dan@pec.delta.test".into());
+            assert!(judge(rcpt(k), &own).is_ok(), "{k:?}");
+        }
+        // Acceptance receipts: only for its own senders.
+        assert!(judge(rcpt(Tipo::Accettazione), &|_| {}).is_ok());
+        assert!(judge(rcpt(Tipo::Accettazione), &at_beta).is_err());
+        // Signing as another provider is what it was before.
+        let mut m = classify(b"From: posta-certificata@pec.alpha.test\r\n\r\n");
+        m.kind = Kind::Busta;
+        assert!(matches!(
+            authority(&beta, &m),
+            Err(AnomalyReason::DomainMismatch { .. })
+        ));
+    }
+
+    #[test]
     fn only_listed_recipients_are_certified() {
         let env = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let listed = env(&["Bob@pec.beta.test", "dan@pec.beta.test"]);
@@ -581,10 +762,20 @@ mod tests {
                 },
             )
             .unwrap();
-            let dom = domain_of(&classify(&raw).from_address.unwrap()).unwrap();
+            // A provider manages its users' domains too (Aruba: pec.it):
+            // the addresses its samples certify.
+            let m = classify(&raw);
+            let dom = domain_of(&m.from_address.unwrap()).unwrap();
+            let d = m.daticert.unwrap();
+            let mut domains = vec![dom.clone()];
+            domains.extend(
+                std::iter::once(&d.mittente)
+                    .chain(&d.consegna)
+                    .filter_map(|a| domain_of(a)),
+            );
             providers.push(Provider {
                 name: dom.clone(),
-                domains: vec![dom],
+                domains,
                 receipt_mailbox: String::new(),
                 sha1: vec![v.sha1],
                 certificate_der: None,
@@ -592,12 +783,19 @@ mod tests {
         }
         let index = ProviderIndex { providers };
         for (name, raw) in samples() {
+            // A receipt concerns one of our users' messages; a busta comes
+            // from another provider's user.
+            let m = classify(&raw);
+            let ours: Vec<String> = match (&m.kind, &m.daticert) {
+                (Kind::Ricevuta(_), Some(d)) => domain_of(&d.mittente).into_iter().collect(),
+                _ => Vec::new(),
+            };
             let v = receive(&ReceptionInput {
                 revocation: None,
                 raw: &raw,
                 index: &index,
                 trust: None,
-                our_domains: &[],
+                our_domains: &ours,
                 now: tests_now(),
             });
             let ok = !matches!(v, Verdict::Anomaly { .. });
@@ -618,7 +816,7 @@ mod tests {
                 raw: &altered,
                 index: &index,
                 trust: None,
-                our_domains: &[],
+                our_domains: &ours,
                 now: tests_now(),
             });
             assert!(

@@ -4,24 +4,33 @@
 //!
 //! Classifies the message, verifies its signature (the chain only when CAs
 //! are given, otherwise integrity only, like `openssl smime -verify
-//! -noverify`), checks the signer against the index when one is given, and
-//! lists every daticert field. Exit status: 0 when it is a valid PEC object
-//! (busta, anomalia or receipt, structurally complete) whose signature
-//! verifies and whose outer headers say what its daticert certifies
-//! ([`super::consistency`], the reception point's rule), 1 otherwise.
+//! -noverify`), checks the signer against the index and what it may certify
+//! ([`super::reception::authority`], the reception point's rule), and lists
+//! every daticert field. Exit status: 0 when it is a valid PEC object
+//! (busta, anomalia or receipt, structurally complete) whose signer chains
+//! to a trusted CA and is a provider of the index, and whose outer headers
+//! say what its daticert certifies ([`super::consistency`]); 3
+//! ([`EXIT_UNVERIFIED`]) when all that holds but no CA or no index was
+//! given, so the signer is unverified — never OK, since anyone can make a
+//! certificate bearing a provider's name; 1 otherwise.
 //! `--inner` verifies the first part of an outer multipart (a list server
 //! wrapped the signed message; its `[tag]` subject words are then tolerated).
 
 use crate::pec::smime::Trust;
 use serde::Serialize;
 
-use super::classify::{classify, domain_of, Kind};
+use super::classify::{classify, Kind};
 use super::clock::civil_from_days;
 use super::consistency::{self, CheckOptions};
 use super::daticert::Daticert;
 use super::index::ProviderIndex;
+use super::reception::authority;
 use super::revocation::Revocation;
 use super::smime::{verify, verify_inner, VerifyError, VerifyOptions};
+
+/// `pecd verify`'s exit status for a message that is intact but whose
+/// signer could not be verified for lack of a trust anchor.
+pub const EXIT_UNVERIFIED: i32 = 3;
 
 /// What to check.
 #[derive(Clone, Copy)]
@@ -148,8 +157,15 @@ impl From<&Daticert> for DaticertReport {
 /// The whole report of `pecd verify`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct VerifyReport {
-    /// Valid PEC object whose signature verifies (exit status 0).
+    /// Valid PEC object whose signature verifies and whose signer is a
+    /// provider of the index, chained to a trusted CA (exit status 0).
     pub ok: bool,
+    /// The signer was verified: its chain to a trusted CA and its entry in
+    /// the provider index. Without both, `ok` is never true.
+    pub signer_verified: bool,
+    /// Nothing is wrong but the signer could not be verified (exit status 3).
+    #[serde(skip)]
+    pub only_unverified: bool,
     /// `busta`, `anomalia`, `ricevuta` or `ordinary`.
     pub kind: String,
     /// Receipt tipo, for `ricevuta`.
@@ -226,16 +242,8 @@ impl VerifyReport {
                     match index.provider_by_sha1(&v.sha1) {
                         Some(p) => {
                             provider = Some(p.name.clone());
-                            let dom = msg
-                                .from_address
-                                .as_deref()
-                                .and_then(domain_of)
-                                .unwrap_or_default();
-                            if !p.manages(&dom) {
-                                reasons.push(format!(
-                                    "From domain {dom:?} is not managed by the signing provider {:?}",
-                                    p.name
-                                ));
+                            if let Err(r) = authority(p, &msg) {
+                                reasons.push(r.english());
                             }
                         }
                         None => reasons.push(format!(
@@ -285,6 +293,25 @@ impl VerifyReport {
                 }
             }
         };
+        // Integrity alone proves nothing about who signed: anyone can make a
+        // certificate bearing a provider's name. Only a chain to a trust
+        // anchor and the index make the signer a provider.
+        let mut unverified = Vec::new();
+        if let Ok(v) = &result {
+            if !v.chain_checked {
+                unverified.push(
+                    "signer not verified: no trusted CA (give --ca, or run where a configuration with [trust] ca is found)"
+                        .to_string(),
+                );
+            }
+            if req.index.is_none() {
+                unverified.push(
+                    "signer's provider not checked: no provider index (give --index, or run where a configuration with [trust] index is found)"
+                        .to_string(),
+                );
+            }
+        }
+        let signer_verified = result.is_ok() && unverified.is_empty();
         if msg.kind == Kind::Ordinary && msg.problems.is_empty() {
             reasons.push("not a PEC object: no X-Trasporto or X-Ricevuta header".into());
         }
@@ -300,8 +327,12 @@ impl VerifyReport {
             Kind::Ricevuta(t) => ("ricevuta", Some(t.as_str().to_string())),
             Kind::Ordinary => ("ordinary", None),
         };
+        let only_unverified = reasons.is_empty() && !signer_verified;
+        reasons.extend(unverified);
         VerifyReport {
             ok: reasons.is_empty(),
+            signer_verified,
+            only_unverified,
             kind: kind.into(),
             tipo,
             kind_label: msg.kind.label(),
@@ -327,10 +358,13 @@ impl VerifyReport {
         }
     }
 
-    /// Process exit status: 0 ok, 1 otherwise.
+    /// Process exit status: 0 ok, 3 intact but the signer not verified
+    /// (no trust anchor), 1 not valid.
     pub fn exit_code(&self) -> i32 {
         if self.ok {
             0
+        } else if self.only_unverified {
+            EXIT_UNVERIFIED
         } else {
             1
         }
@@ -366,7 +400,9 @@ impl VerifyReport {
         let s = &self.signature;
         let verdict = match (s.verdict.as_str(), s.chain_checked) {
             ("valid", true) => "valid, chain verified at signing time".to_string(),
-            ("valid", false) => "valid (integrity only, no CA given)".to_string(),
+            ("valid", false) => {
+                "intact, but the signer is NOT verified (no trusted CA)".to_string()
+            }
             (v, _) => format!("{v}: {}", s.error.clone().unwrap_or_default()),
         };
         kv(
@@ -453,7 +489,16 @@ impl VerifyReport {
         for r in &self.reasons {
             kv("Reason:", r);
         }
-        kv("Result:", if self.ok { "OK" } else { "NOT VALID" });
+        kv(
+            "Result:",
+            if self.ok {
+                "OK"
+            } else if self.only_unverified {
+                "NOT VERIFIED (the signer could not be checked)"
+            } else {
+                "NOT VALID"
+            },
+        );
         o
     }
 }
@@ -485,7 +530,10 @@ mod tests {
             };
             let r = VerifyReport::build(&raw, &req);
             let expect = !name.starts_with("NEG_") && !name.starts_with("ANON_");
-            if r.ok != expect || (r.exit_code() == 0) != expect {
+            // No trust anchor: a genuine sample is intact but its signer is
+            // not verified (exit 3), never OK.
+            let code = if expect { EXIT_UNVERIFIED } else { 1 };
+            if r.ok || r.exit_code() != code {
                 failures.push(format!("{name}: ok={} reasons={:?}", r.ok, r.reasons));
             }
             if expect {
@@ -493,12 +541,13 @@ mod tests {
                 assert!(!d.identificativo.is_empty(), "{name}");
                 let text = r.to_text();
                 assert!(
-                    text.contains("Result:                   OK"),
+                    text.contains("Result:                   NOT VERIFIED"),
                     "{name}\n{text}"
                 );
                 assert!(text.contains(&d.identificativo), "{name}");
                 let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
-                assert_eq!(json["ok"], true);
+                assert_eq!(json["ok"], false);
+                assert_eq!(json["signer_verified"], false);
                 assert_eq!(json["signature"]["verdict"], "valid");
                 assert_eq!(
                     json["daticert"]["identificativo"],
@@ -576,17 +625,38 @@ mod tests {
             sha1: vec![fp],
             certificate_der: None,
         });
-        let r = VerifyReport::build(
-            &raw,
-            &VerifyRequest {
-                revocation: None,
-                index: Some(&index),
-                trust: None,
-                inner: false,
-                now: NOW,
-            },
+        let req = VerifyRequest {
+            revocation: None,
+            index: Some(&index),
+            trust: None,
+            inner: false,
+            now: NOW,
+        };
+        // Aruba signs the consegna of l.battistini@pec.it: it may, only if
+        // the index says it manages pec.it.
+        let r = VerifyReport::build(&raw, &req);
+        assert!(!r.ok && r.exit_code() == 1, "{:?}", r.reasons);
+        assert!(
+            r.reasons
+                .iter()
+                .any(|x| x.contains("consegna l.battistini@pec.it not in a domain managed")),
+            "{:?}",
+            r.reasons
         );
-        assert!(r.ok, "{:?}", r.reasons);
+        index.providers[0].domains.push("pec.it".into());
+        let req = VerifyRequest {
+            revocation: None,
+            index: Some(&index),
+            trust: None,
+            inner: false,
+            now: NOW,
+        };
+        let r = VerifyReport::build(&raw, &req);
+        // Everything holds but the chain: no trusted CA, so never OK.
+        assert!(!r.ok, "{:?}", r.reasons);
+        assert_eq!(r.exit_code(), EXIT_UNVERIFIED, "{:?}", r.reasons);
+        assert_eq!(r.reasons.len(), 1, "{:?}", r.reasons);
+        assert!(r.reasons[0].contains("no trusted CA"));
         assert_eq!(r.provider.as_deref(), Some("ARUBA PEC S.p.A."));
         assert_eq!(r.kind, "ricevuta");
         assert_eq!(r.tipo.as_deref(), Some("avvenuta-consegna"));
@@ -610,7 +680,7 @@ mod tests {
         };
         let good = VerifyReport::build(&raw, &req);
         assert!(
-            good.ok && good.header_mismatches.is_empty(),
+            good.exit_code() == EXIT_UNVERIFIED && good.header_mismatches.is_empty(),
             "{:?}",
             good.reasons
         );
