@@ -121,6 +121,125 @@ async fn dead_peer_gets_one_preavviso_then_one_final_notice_esterno_none() {
     );
 }
 
+/// An ordinary (`esterno`) recipient the relay cannot reach for good
+/// (issue 20): the sender gets a plain RFC 3464 notice — not signed, no
+/// `X-Ricevuta` — naming the recipient and the reason, the log records
+/// `mancata-consegna-esterno`, and the sent status says `errore`. Both ways
+/// a relay ends for good: refused at once (`5.4.4` no route) and out of time
+/// (a dead host past the 24 h limit). A certified recipient past the limit
+/// gets its 24 h notice and no such notice.
+#[tokio::test]
+async fn an_ordinary_recipient_not_reached_is_told_to_the_sender() {
+    let ca = TestCa::new();
+    let mut spec = ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]);
+    spec.extra_config = format!("{}\n[dns]\nmx_lookups = false\n", fast_timers("2s", "4s"));
+    let mut a = TestProvider::prepare(&ca, &spec);
+    let b = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Beta PEC S.p.A.", "pec.beta.test", &["bob"]),
+    );
+    a.write_index(&format!("{}{}", a.index_entry(), b.index_entry()));
+    route_dead(&a, "pec.beta.test");
+    route_dead(&a, "dead.example");
+    a.start();
+    let alice = "alice@pec.alpha.test";
+    // No route to example.org at all: refused for good at once.
+    let refused = message(alice, &["carl@example.org"], &[], "Senza strada", "", "x");
+    let reply = a
+        .submit_raw(alice, &["carl@example.org"], &refused, false)
+        .await
+        .unwrap();
+    let id1 = ident_of(&reply);
+    // A dead host and a dead certified provider: both until the time limit.
+    let rcpts = ["dora@dead.example", "bob@pec.beta.test"];
+    let late = message(alice, &rcpts, &[], "Fuori tempo", "", "y");
+    let reply = a.submit_raw(alice, &rcpts, &late, false).await.unwrap();
+    let id2 = ident_of(&reply);
+
+    let notice_for = |rcpt: &str| {
+        a.wait_for(&format!("the notice for {rcpt}"), 30, || {
+            a.messages_with(alice, "X-Pecd-Notice", "mancata-consegna-esterno")
+                .into_iter()
+                .find(|m| {
+                    String::from_utf8_lossy(m).contains(&format!("Final-Recipient: rfc822; {rcpt}"))
+                })
+        })
+    };
+    for (rcpt, id, status, why) in [
+        ("carl@example.org", &id1, "5.4.4", "no route to example.org"),
+        (
+            "dora@dead.example",
+            &id2,
+            "5.",
+            "not delivered within the time limit",
+        ),
+    ] {
+        let n = notice_for(rcpt);
+        let text = String::from_utf8_lossy(&n).into_owned();
+        assert!(header(&n, "X-Ricevuta").is_none(), "{rcpt}: not a receipt");
+        assert!(
+            header(&n, "Content-Type")
+                .unwrap()
+                .starts_with("multipart/report; report-type=delivery-status"),
+            "{rcpt}"
+        );
+        assert!(
+            openssl_verify(&n, &a.ca_pem).is_err(),
+            "{rcpt}: never signed"
+        );
+        assert!(text.contains("NON CERTIFICATO") && text.contains("NOT CERTIFIED"));
+        assert!(text.contains(&format!("Status: {status}")), "{text}");
+        assert!(text.contains(why), "{rcpt}: {text}");
+        assert!(
+            text.contains(id.as_str()),
+            "{rcpt}: names the identificativo"
+        );
+        let logged = events_of(&a, "mancata-consegna-esterno", Some(id));
+        assert_eq!(logged.len(), 1, "{rcpt}: {logged:?}");
+        assert_eq!(logged[0]["recipients"], rcpt);
+        assert!(logged[0]["error"].as_str().unwrap().contains(why));
+    }
+    // Bob, certified, got his 24 h notice from the timers, and no notice
+    // of this kind; no errore-consegna either.
+    let fin = a.wait_for("bob's final notice", 20, || {
+        receipts_for(&a, alice, "preavviso-errore-consegna", &id2)
+            .into_iter()
+            .find(|m| is_final(m))
+    });
+    assert_eq!(
+        daticert(&fin).consegna.as_deref(),
+        Some("bob@pec.beta.test")
+    );
+    assert!(receipts_for(&a, alice, "errore-consegna", &id2).is_empty());
+    assert_eq!(
+        a.messages_with(alice, "X-Pecd-Notice", "mancata-consegna-esterno")
+            .len(),
+        2
+    );
+    // The sent status: errore with the reason for the ordinary recipients.
+    let mut web = common::web::Http::new(a.web, &a.ca_pem);
+    web.login(alice, PASSWORD);
+    for (msg, rcpt, why) in [
+        (&refused, "carl@example.org", "5.4.4"),
+        (&late, "dora@dead.example", "time limit"),
+    ] {
+        let msgid = header(msg, "Message-ID").unwrap();
+        let r = web.get(&format!("/api/v1/sent/{}", common::web::enc(&msgid)));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let j = r.json();
+        let row = j["recipients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["address"] == rcpt)
+            .unwrap_or_else(|| panic!("{rcpt} in {j:#}"))
+            .clone();
+        assert_eq!(row["state"], "errore", "{j:#}");
+        assert!(row["error"].as_str().unwrap().contains(why), "{j:#}");
+    }
+    a.stop();
+}
+
 #[tokio::test]
 async fn timer_armed_before_a_restart_fires_once_after_it() {
     let ca = TestCa::new();

@@ -386,17 +386,62 @@ fn cancel(cfg: &crate::config::Config, id: queue::JobId) -> AdminResult {
                 "5.3.0 - {} - consegna annullata dal gestore",
                 cfg.provider.name
             );
+            let i3 = ident.clone();
+            let accepted = st
+                .read_blocking(move |db| store::messages::accepted_at(db, &i3))?
+                .unwrap_or(now);
+            let busta = job.blob.as_deref().and_then(|b| st.get_blob(b).ok());
+            let busta_headers = busta
+                .as_deref()
+                .map(|b| &b[..crate::pec::headers::raw_fields(b).1]);
             for r in &job.recipients {
-                let msg = receipt::errore_consegna(&e, &c, r, Errore::Altro, &esteso);
-                let msgid = crate::server::submission::message_id_of(&msg);
-                let signed = signer
-                    .sign(&msg, &crate::pec::ids::boundary(&ids))
-                    .map_err(|e| e.to_string())?;
-                let blob = st.put_blob(&signed)?;
-                let mut ev =
-                    crate::server::submission::event_for(EventKind::ErroreConsegna, now, &c);
+                let certified = c.destinatari.iter().any(|d| {
+                    d.address.eq_ignore_ascii_case(r)
+                        && d.tipo == crate::pec::types::RecipientType::Certificato
+                });
+                // An ordinary recipient has no certified receipt: the
+                // sender gets the plain delivery-failure notice instead.
+                let (bytes, msgid, tipo, kind) = if certified {
+                    let msg = receipt::errore_consegna(&e, &c, r, Errore::Altro, &esteso);
+                    let msgid = crate::server::submission::message_id_of(&msg);
+                    let signed = signer
+                        .sign(&msg, &crate::pec::ids::boundary(&ids))
+                        .map_err(|e| e.to_string())?;
+                    (
+                        signed,
+                        msgid,
+                        Tipo::ErroreConsegna.as_str(),
+                        EventKind::ErroreConsegna,
+                    )
+                } else {
+                    let n = crate::pec::notice::esterno_failure(
+                        &p,
+                        &ids,
+                        &e.when,
+                        &crate::pec::notice::EsternoFailure {
+                            certified: &c,
+                            recipient: r,
+                            error:
+                                "5.3.0 consegna annullata dal gestore (cancelled by the operator)",
+                            reporting_host: &cfg.provider.hostname,
+                            accepted: ItalianTime::from_unix(accepted / 1000),
+                            original_headers: busta_headers,
+                        },
+                    );
+                    (
+                        n.bytes,
+                        Some(n.message_id),
+                        crate::pec::notice::ESTERNO_FAILED,
+                        EventKind::MancataConsegnaEsterno,
+                    )
+                };
+                let blob = st.put_blob(&bytes)?;
+                let mut ev = crate::server::submission::event_for(kind, now, &c);
                 ev.generated_msgid = msgid.clone();
                 ev.error = Some(esteso.clone());
+                if !certified {
+                    ev.recipients = Some(r.clone());
+                }
                 ev.detail = Some(format!("job {id} cancelled by the operator; recipient {r}"));
                 let local = c
                     .mittente
@@ -413,7 +458,7 @@ fn cancel(cfg: &crate::config::Config, id: queue::JobId) -> AdminResult {
                             .then(|| c.mittente.rsplit_once('@').map(|(_, d)| d.to_string()))
                             .flatten(),
                         blob: Some(blob),
-                        data: Some(serde_json::json!({"tipo": Tipo::ErroreConsegna.as_str(), "msgid": msgid}).to_string()),
+                        data: Some(serde_json::json!({"tipo": tipo, "msgid": msgid}).to_string()),
                         due_at: now,
                     },
                     ev,

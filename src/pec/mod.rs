@@ -13,6 +13,7 @@ pub mod ids;
 pub mod index;
 pub mod logseal;
 pub mod mime;
+pub mod notice;
 pub mod receipt;
 pub mod reception;
 pub mod revocation;

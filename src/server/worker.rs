@@ -729,10 +729,11 @@ async fn relay(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         Outcome::Temporary(e) => {
             let expire = timer_config(ctx).expiry_after;
             if is_busta && now > job.created_at + expire {
-                // The 24 h notice is the timers' duty; the relay just stops.
-                return Err(Fail::Permanent(format!(
-                    "not delivered within the time limit: {e}"
-                )));
+                // The 24 h notice of a certified recipient is the timers'
+                // duty; an ordinary one has no timer and is told here.
+                let why = format!("not delivered within the time limit: {e}");
+                undelivered(ctx, job, &why, Finish::Failed, Certificati::LeaveToTimers).await?;
+                return Ok(());
             }
             Err(Fail::Temporary(e))
         }
@@ -787,7 +788,7 @@ pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[JobId]) {
         let ours = job.identificativo.as_deref().is_some_and(|i| !i.is_empty());
         if ours && matches!(job.kind, Kind::Relay | Kind::LocalBusta) {
             let why = "messaggio sospeso: ha causato ripetuti errori interni del gestore";
-            match undelivered(ctx, &job, why, Finish::Held).await {
+            match undelivered(ctx, &job, why, Finish::Held, Certificati::Notify).await {
                 Ok(()) | Err(Fail::Permanent(_)) => {}
                 Err(Fail::Temporary(e)) => {
                     tracing::error!(job = %id, error = %e, "could not tell the sender of a held job");
@@ -805,62 +806,106 @@ enum Finish {
     Held,
 }
 
-/// A peer refused a busta for good: tell the sender for each certified
-/// recipient (ordinary recipients' bounces are not ours to certify).
+/// A peer refused a busta for good: tell the sender for each recipient
+/// (a signed errore-consegna for a certified one, the non-certified notice
+/// for an ordinary one).
 async fn refused_by_peer(ctx: &Arc<Ctx>, job: &Job, error: &str) -> Result<(), Fail> {
-    undelivered(ctx, job, error, Finish::Failed).await
+    undelivered(ctx, job, error, Finish::Failed, Certificati::Notify).await
+}
+
+/// Whether [`undelivered`] speaks for the certified recipients too.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Certificati {
+    /// An errore-consegna each, and their timers closed.
+    Notify,
+    /// Left to their 24 h timers (the relay ran out of time): only the
+    /// ordinary recipients are told here.
+    LeaveToTimers,
 }
 
 /// Tell the sender of a busta that it was not delivered to the job's
-/// certified recipients, close their timers, and finish the job.
-async fn undelivered(ctx: &Arc<Ctx>, job: &Job, error: &str, finish: Finish) -> Result<(), Fail> {
+/// recipients: a signed errore-consegna for each certified one (timers
+/// closed), an RFC 3464 notice, not certified, for each ordinary one (the
+/// rules give it no receipt, but the sender must hear); then finish the job.
+async fn undelivered(
+    ctx: &Arc<Ctx>,
+    job: &Job,
+    error: &str,
+    finish: Finish,
+    certificati: Certificati,
+) -> Result<(), Fail> {
     let id = job.identificativo.clone().unwrap_or_default();
-    let certified = load_certified(ctx, &id).await?;
+    let (certified, accepted_at) = load_accepted(ctx, &id).await?;
     let ctx2 = ctx.clone();
     let rcpts = job.recipients.clone();
     let err = error.to_string();
     let job_id = job.id;
-    let (events, jobs) =
-        tokio::task::spawn_blocking(move || -> Result<(Vec<Event>, Vec<NewJob>), Fail> {
-            let p = our_provider(&ctx2);
-            let e = Emitter {
-                provider: &p,
-                ids: ctx2.ids.as_ref(),
-                when: ItalianTime::from_unix(ctx2.now_secs()),
-            };
-            let now_ms = store::now_ms();
-            let mut events = Vec::new();
-            let mut jobs = Vec::new();
-            for r in &rcpts {
-                let mut ev = event_for(EventKind::InoltroFallito, now_ms, &certified);
-                ev.error = Some(err.clone());
-                ev.detail = Some(format!("refused for {r}"));
-                let certified_rcpt = certified.destinatari.iter().any(|d| {
-                    d.address.eq_ignore_ascii_case(r) && d.tipo == RecipientType::Certificato
-                });
-                if certified_rcpt {
-                    let esteso = format!("5.0.0 - {} - {}", p.name, err.replace(['\r', '\n'], " "));
-                    let msg = receipt::errore_consegna(&e, &certified, r, Errore::Altro, &esteso);
-                    let (notice, j) = emit(
-                        &ctx2,
-                        &msg,
-                        Tipo::ErroreConsegna,
-                        EventKind::ErroreConsegna,
-                        &certified,
-                        format!("errore-consegna:{}:{r}", certified.identificativo),
-                        &certified.mittente,
-                    )?;
-                    ev.generated_msgid = notice.generated_msgid;
-                    jobs.push(j);
-                }
-                events.push(ev);
+    // The header block of the busta, for the notice's text/rfc822-headers.
+    let busta_headers = blob_of(ctx, job).ok().map(|mut b| {
+        let (_, end) = crate::pec::headers::raw_fields(&b);
+        b.truncate(end);
+        b
+    });
+    let (events, jobs, closed) = tokio::task::spawn_blocking(move || -> Result<Told, Fail> {
+        let p = our_provider(&ctx2);
+        let when = ItalianTime::from_unix(ctx2.now_secs());
+        let e = Emitter {
+            provider: &p,
+            ids: ctx2.ids.as_ref(),
+            when,
+        };
+        let now_ms = store::now_ms();
+        let mut events = Vec::new();
+        let mut jobs = Vec::new();
+        let mut closed = Vec::new();
+        for r in &rcpts {
+            let certified_rcpt = certified
+                .destinatari
+                .iter()
+                .any(|d| d.address.eq_ignore_ascii_case(r) && d.tipo == RecipientType::Certificato);
+            if certified_rcpt && certificati == Certificati::LeaveToTimers {
+                continue;
             }
-            Ok((events, jobs))
-        })
-        .await
-        .map_err(|e| Fail::Temporary(e.to_string()))??;
+            let mut ev = event_for(EventKind::InoltroFallito, now_ms, &certified);
+            ev.error = Some(err.clone());
+            ev.detail = Some(format!("refused for {r}"));
+            if certified_rcpt {
+                let esteso = format!("5.0.0 - {} - {}", p.name, err.replace(['\r', '\n'], " "));
+                let msg = receipt::errore_consegna(&e, &certified, r, Errore::Altro, &esteso);
+                let (notice, j) = emit(
+                    &ctx2,
+                    &msg,
+                    Tipo::ErroreConsegna,
+                    EventKind::ErroreConsegna,
+                    &certified,
+                    format!("errore-consegna:{}:{r}", certified.identificativo),
+                    &certified.mittente,
+                )?;
+                ev.generated_msgid = notice.generated_msgid;
+                jobs.push(j);
+                closed.push(r.clone());
+            } else {
+                let (notice, j) = esterno_notice(
+                    &ctx2,
+                    &certified,
+                    r,
+                    &err,
+                    ItalianTime::from_unix(accepted_at / 1000),
+                    busta_headers.as_deref(),
+                )?;
+                ev.generated_msgid = notice.generated_msgid.clone();
+                events.push(ev);
+                events.push(notice);
+                jobs.push(j);
+                continue;
+            }
+            events.push(ev);
+        }
+        Ok((events, jobs, closed))
+    })
+    .await
+    .map_err(|e| Fail::Temporary(e.to_string()))??;
     let now = store::now_ms();
-    let rcpts = job.recipients.clone();
     let err = error.to_string();
     ctx.store
         .write(move |c| {
@@ -873,7 +918,7 @@ async fn undelivered(ctx: &Arc<Ctx>, job: &Job, error: &str, finish: Finish) -> 
             for j in &jobs {
                 queue::enqueue(c, j, now)?;
             }
-            for r in &rcpts {
+            for r in &closed {
                 queue::timer_close(c, &id, r, now, "rifiuto-definitivo")?;
             }
             Ok(())
@@ -881,6 +926,70 @@ async fn undelivered(ctx: &Arc<Ctx>, job: &Job, error: &str, finish: Finish) -> 
         .await?;
     ctx.wake.notify_one();
     Ok(())
+}
+
+/// What telling a sender commits: log events, the jobs carrying the
+/// notices, and the certified recipients whose timers close.
+type Told = (Vec<Event>, Vec<NewJob>, Vec<String>);
+
+/// The non-certified delivery-failure notice to the sender of `c` for the
+/// ordinary recipient `rcpt`, spooled: its log event
+/// (`mancata-consegna-esterno`, which the sent status reads) and the job
+/// that stores it in the sender's mailbox.
+fn esterno_notice(
+    ctx: &Ctx,
+    c: &Certified,
+    rcpt: &str,
+    error: &str,
+    accepted: ItalianTime,
+    busta_headers: Option<&[u8]>,
+) -> Result<Emitted, Fail> {
+    let when = ItalianTime::from_unix(ctx.now_secs());
+    let notice = crate::pec::notice::esterno_failure(
+        &our_provider(ctx),
+        ctx.ids.as_ref(),
+        &when,
+        &crate::pec::notice::EsternoFailure {
+            certified: c,
+            recipient: rcpt,
+            error,
+            reporting_host: &ctx.provider().hostname,
+            accepted,
+            original_headers: busta_headers,
+        },
+    );
+    let msgid = Some(notice.message_id);
+    let blob = ctx.store.put_blob(&notice.bytes)?;
+    let now_ms = store::now_ms();
+    let mut ev = event_for(EventKind::MancataConsegnaEsterno, now_ms, c);
+    ev.recipients = Some(rcpt.to_string());
+    ev.error = Some(error.replace(['\r', '\n'], " "));
+    ev.generated_msgid = msgid.clone();
+    ev.detail = Some(format!(
+        "not delivered to the ordinary address {rcpt}; non-certified notice to {}",
+        c.mittente
+    ));
+    let job = route_job(
+        ctx,
+        format!("mancata-consegna-esterno:{}:{rcpt}", c.identificativo),
+        &c.identificativo,
+        &c.mittente,
+        &blob,
+        serde_json::json!({"tipo": crate::pec::notice::ESTERNO_FAILED, "msgid": msgid}),
+        now_ms,
+    );
+    Ok((ev, job))
+}
+
+/// The certification data of a message we accepted, and when (Unix ms).
+async fn load_accepted(ctx: &Ctx, identificativo: &str) -> Result<(Certified, i64), Fail> {
+    let id = identificativo.to_string();
+    let m = ctx
+        .store
+        .read(move |db| store::messages::accepted_at(db, &id))
+        .await?;
+    let at = m.unwrap_or_else(store::now_ms);
+    Ok((load_certified(ctx, identificativo).await?, at))
 }
 
 /// The certification data of a message we accepted.

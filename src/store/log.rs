@@ -64,12 +64,15 @@ pub enum EventKind {
     LavoroFallito,
     /// A job held after the process died running it.
     LavoroSospeso,
+    /// A busta not delivered to an ordinary (`esterno`) recipient for good:
+    /// the sender got the non-certified delivery-failure notice.
+    MancataConsegnaEsterno,
     /// A kind this binary does not know (a row written by a newer pecd).
     Other(String),
 }
 
 impl EventKind {
-    const FIXED: [EventKind; 20] = [
+    const FIXED: [EventKind; 21] = [
         EventKind::Deposito,
         EventKind::Accettazione,
         EventKind::NonAccettazione,
@@ -90,6 +93,7 @@ impl EventKind {
         EventKind::Annullamento,
         EventKind::LavoroFallito,
         EventKind::LavoroSospeso,
+        EventKind::MancataConsegnaEsterno,
     ];
 
     /// The column value.
@@ -117,6 +121,7 @@ impl EventKind {
             EventKind::Annullamento => Borrowed("annullamento"),
             EventKind::LavoroFallito => Borrowed("lavoro-fallito"),
             EventKind::LavoroSospeso => Borrowed("lavoro-sospeso"),
+            EventKind::MancataConsegnaEsterno => Borrowed("mancata-consegna-esterno"),
             EventKind::Other(s) => Owned(s.clone()),
         }
     }
@@ -510,6 +515,24 @@ pub fn purge_expired(db: &Db<'_>, now_ms: i64) -> Result<usize> {
     let conn = db.sql();
     let cutoff = now_ms - (super::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
     Ok(conn.execute("DELETE FROM log WHERE ts < ?1", [cutoff])?)
+}
+
+/// The ordinary recipients of message `identificativo` not delivered for
+/// good: `(recipient, when in Unix ms, the error)`, from the
+/// `mancata-consegna-esterno` rows (the sent status's `errore`).
+pub fn esterno_failures(db: &Db<'_>, identificativo: &str) -> Result<Vec<(String, i64, String)>> {
+    let mut st = db.sql().prepare_cached(
+        "SELECT recipients, ts, coalesce(error, '') FROM log
+         WHERE identificativo = ?1 AND event = 'mancata-consegna-esterno' ORDER BY id",
+    )?;
+    let rows = st.query_map([identificativo], |r| {
+        Ok((
+            r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+            r.get(1)?,
+            r.get(2)?,
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Format milliseconds as an ISO-8601 UTC timestamp for humans.

@@ -60,6 +60,18 @@ pub fn daticert_of(db: &Db<'_>, identificativo: &str) -> Result<Option<String>> 
         .optional()?)
 }
 
+/// When we accepted a message (Unix ms), if we did.
+pub fn accepted_at(db: &Db<'_>, identificativo: &str) -> Result<Option<i64>> {
+    Ok(db
+        .sql()
+        .query_row(
+            "SELECT accepted_at FROM messages WHERE identificativo = ?1",
+            [identificativo],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 /// One accepted submission as the `messages` table keeps it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SentMessage {

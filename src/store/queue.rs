@@ -606,11 +606,20 @@ pub fn stop_relays(db: &Db<'_>, identificativo: &str, now: i64) -> Result<()> {
     for (id, rcpts) in rows {
         let id = JobId(id);
         let rcpts: Vec<String> = serde_json::from_str(&rcpts).unwrap_or_default();
-        let mut open = false;
+        // A recipient without a timer is an ordinary one: its relay ends by
+        // its own time limit, which tells the sender (no receipt does).
+        let mut keep = false;
         for r in &rcpts {
-            open |= timer_open(db, identificativo, r)?;
+            let state: Option<bool> = db
+                .sql()
+                .prepare_cached(
+                    "SELECT closed_at IS NULL FROM timers WHERE identificativo = ?1 AND recipient = ?2",
+                )?
+                .query_row(params![identificativo, r], |r| r.get(0))
+                .optional()?;
+            keep |= state.unwrap_or(true);
         }
-        if !open {
+        if !keep {
             mark_failed(db, id, "expired: final non-delivery notice sent", now)?;
         }
     }

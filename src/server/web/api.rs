@@ -922,15 +922,20 @@ async fn sent_status(
     m: crate::store::messages::SentMessage,
 ) -> Result<serde_json::Value, ApiError> {
     let id = m.identificativo.clone();
-    let presa = web
+    let (presa, esterno) = web
         .ctx
         .store
-        .read(move |c| crate::store::queue::presa_times(c, &id))
+        .read(move |c| {
+            Ok((
+                crate::store::queue::presa_times(c, &id)?,
+                crate::store::log::esterno_failures(c, &id)?,
+            ))
+        })
         .await
         .map_err(ApiError::internal)?;
     let (web2, user2, id2) = (web.clone(), user.to_string(), m.identificativo.clone());
     let receipts = blocking(move || receipts_for(&web2, &user2, &id2)).await?;
-    let rows = super::sent::states(&m, &receipts, &presa);
+    let rows = super::sent::states(&m, &receipts, &presa, &esterno);
     Ok(serde_json::json!({
         "identificativo": m.identificativo,
         "msgid": m.msgid,

@@ -81,11 +81,14 @@ fn rank(state: &str) -> u8 {
     }
 }
 
-/// Every recipient's state from the stored receipts and the presa times.
+/// Every recipient's state from the stored receipts, the presa times and
+/// the ordinary recipients not delivered for good (`esterno`: recipient,
+/// Unix ms, error; they have no certified receipt).
 pub fn states(
     m: &SentMessage,
     receipts: &[Receipt],
     presa: &[(String, i64)],
+    esterno_failed: &[(String, i64, String)],
 ) -> Vec<RecipientState> {
     let accettazione = receipts.iter().find(|r| r.tipo == Tipo::Accettazione);
     let mut out: Vec<RecipientState> = recipients_of(m)
@@ -123,6 +126,9 @@ pub fn states(
     };
     for (addr, at) in presa {
         set(addr, "preso-in-carico", Some(iso_ms(*at)), None, None);
+    }
+    for (addr, at, error) in esterno_failed {
+        set(addr, "errore", Some(iso_ms(*at)), None, Some(error.clone()));
     }
     for r in receipts {
         let pm = classify(&r.raw);
@@ -290,8 +296,17 @@ mod tests {
                 ("c@y".to_string(), "esterno".to_string())
             ]
         );
-        let s = states(&m, &[], &[("b@x".into(), 1000)]);
+        let s = states(&m, &[], &[("b@x".into(), 1000)], &[]);
         assert_eq!(s[0].state, "preso-in-carico");
         assert_eq!(s[1].state, "accettato");
+        let s = states(
+            &m,
+            &[],
+            &[],
+            &[("c@y".into(), 2000, "5.4.4 no route".into())],
+        );
+        assert_eq!(s[0].state, "accettato");
+        assert_eq!(s[1].state, "errore");
+        assert_eq!(s[1].error.as_deref(), Some("5.4.4 no route"));
     }
 }
