@@ -32,6 +32,27 @@ fn check_config_accepts_a_good_config_and_names_every_problem() {
     let p = alpha(&ca, &[]);
     let ok = p.cli(&["check-config"], "");
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    // It names the listeners serve will open, and those that stay off.
+    let says = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(
+        says.contains(&format!("admin 127.0.0.1:{}", p.admin))
+            && says.contains(&format!("web 127.0.0.1:{}", p.web)),
+        "{says}"
+    );
+    let cfg = std::fs::read_to_string(p.config_path()).unwrap();
+    let no_admin = cfg.replace(
+        &format!("[admin]\nlisten = \"127.0.0.1:{}\"\n", p.admin),
+        "",
+    );
+    assert_ne!(no_admin, cfg);
+    std::fs::write(p.config_path(), &no_admin).unwrap();
+    let ok = p.cli(&["check-config"], "");
+    let says = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(
+        ok.status.success() && says.contains("off (no address written): admin"),
+        "{says}"
+    );
+    std::fs::write(p.config_path(), &cfg).unwrap();
 
     // One unknown key and several bad values: each is reported with its key.
     let cfg = std::fs::read_to_string(p.config_path()).unwrap();

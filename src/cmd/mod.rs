@@ -80,6 +80,7 @@ fn check_config(path: &Path) -> AdminResult {
     if problems.is_empty() {
         println!("{}: ok", path.display());
         if let Some(cfg) = &cfg {
+            println!("{}: {}", path.display(), listeners_note(cfg));
             println!("{}: {}", path.display(), antivirus_note(cfg));
         }
         return Ok(ExitCode::SUCCESS);
@@ -98,6 +99,41 @@ fn check_config(path: &Path) -> AdminResult {
         }
     }
     Ok(ExitCode::FAILURE)
+}
+
+/// Which listeners `serve` will open: only those whose address is written,
+/// so an operator sees at once that, say, `/metrics` is off.
+fn listeners_note(cfg: &Config) -> String {
+    let l = &cfg.listen;
+    let keys: [(&str, Option<String>); 9] = [
+        ("submission", l.submission.clone()),
+        ("submissions", l.submissions.clone()),
+        ("inbound", l.inbound.clone()),
+        ("imap", l.imap.clone()),
+        ("imaps", l.imaps.clone()),
+        ("pop3", l.pop3.clone()),
+        ("pop3s", l.pop3s.clone()),
+        ("web", cfg.web.address()),
+        ("admin", cfg.admin.address()),
+    ];
+    let on: Vec<String> = keys
+        .iter()
+        .filter_map(|(k, a)| a.as_ref().map(|a| format!("{k} {a}")))
+        .collect();
+    let off: Vec<&str> = keys
+        .iter()
+        .filter(|(_, a)| a.is_none())
+        .map(|(k, _)| *k)
+        .collect();
+    let mut note = if on.is_empty() {
+        "listeners: none".to_string()
+    } else {
+        format!("listeners: {}", on.join(", "))
+    };
+    if !off.is_empty() {
+        note.push_str(&format!("; off (no address written): {}", off.join(", ")));
+    }
+    note
 }
 
 /// What check-config says about scanning: off, or whether clamd answers and
