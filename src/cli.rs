@@ -133,7 +133,20 @@ pub struct LogArgs {
     /// Only events whose sender or recipients mention ADDR.
     #[arg(long)]
     pub address: Option<String>,
-    /// One JSON object per line.
+    /// Only events of this kind (`accettazione`, `virus`, …); repeatable:
+    /// any of them.
+    #[arg(long = "event", value_name = "KIND")]
+    pub events: Vec<String>,
+    /// Only events from this day or time on (Italian time): `2026-12-07`,
+    /// `07/12/2026`, `2026-12-07T22:19`, `2026-12-07 22:19:40`.
+    #[arg(long, value_name = "WHEN")]
+    pub from: Option<String>,
+    /// Only events up to the end of this day, minute or second (Italian
+    /// time; the forms of `--from`).
+    #[arg(long, value_name = "WHEN")]
+    pub to: Option<String>,
+    /// One JSON object per line (`time`: ISO 8601 with the Italian offset;
+    /// `ts`: Unix milliseconds).
     #[arg(long)]
     pub json: bool,
 }
@@ -191,10 +204,15 @@ pub struct InitArgs {
     /// Descriptive provider name.
     #[arg(long)]
     pub name: Option<String>,
-    /// A development provider: high loopback ports (2587, 2465, 2525, 2143,
-    /// 2993) and no MX lookups, instead of the production ports.
+    /// A development provider: loopback ports free at the time (printed)
+    /// and no MX lookups, instead of the production ports.
     #[arg(long)]
     pub dev: bool,
+    /// With `--dev`: the nine listeners on ports N to N+8 (submission,
+    /// submissions, inbound, imap, imaps, pop3, pop3s, admin, web) instead
+    /// of free ones picked by the system.
+    #[arg(long, value_name = "N", requires = "dev")]
+    pub port_base: Option<u16>,
 }
 
 /// `pecd verify …`
@@ -260,9 +278,17 @@ pub enum QuarantineCommand {
 /// `pecd queue …`.
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
-    /// List pending work.
+    /// List pending and held work (and say how many jobs failed).
     List {
-        /// One JSON object per line.
+        /// Only the jobs that failed for good, with their last error.
+        #[arg(long, conflicts_with = "all")]
+        failed: bool,
+        /// Every job the queue holds: pending, held, failed, and the
+        /// finished ones kept a week.
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per line (times as Unix milliseconds and as ISO
+        /// 8601 with the Italian offset).
         #[arg(long)]
         json: bool,
     },
@@ -270,17 +296,21 @@ pub enum QueueCommand {
     Show {
         /// Job id.
         id: crate::store::queue::JobId,
-        /// Print JSON (times as unix milliseconds and as RFC 3339).
+        /// Print JSON (times as Unix milliseconds and as ISO 8601 with the
+        /// Italian offset).
         #[arg(long)]
         json: bool,
     },
-    /// Run a job (or all) now.
+    /// Run a job now: a pending or held one, or a failed one again.
     Retry {
         /// Job id.
         id: Option<crate::store::queue::JobId>,
         /// Every pending job.
-        #[arg(long, conflicts_with = "id")]
+        #[arg(long, conflicts_with_all = ["id", "failed"])]
         all: bool,
+        /// Every failed job whose message is still kept (a week).
+        #[arg(long, conflicts_with = "id")]
+        failed: bool,
     },
     /// Cancel a job; the sender gets a non-delivery notice.
     Cancel {

@@ -185,11 +185,12 @@ pub struct ListenSection {
 }
 
 /// `[admin]`: the operator's HTTP listener (`/metrics`, `/health`): plain
-/// HTTP, meant for loopback, never the users' web listener.
+/// HTTP, meant for loopback, never the users' web listener. Like every
+/// listener, off unless its address is written.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
-    /// `host:port` (default `127.0.0.1:2980`), or `"off"` for none.
+    /// `host:port`, or `"off"` (the default) for none.
     #[serde(default = "default_admin_listen")]
     pub listen: String,
 }
@@ -203,7 +204,9 @@ impl Default for AdminSection {
 }
 
 fn default_admin_listen() -> String {
-    "127.0.0.1:2980".into()
+    // Absent means off, as for the `[listen]` keys: a listener nobody asked
+    // for takes a port another provider on the machine may want.
+    "off".into()
 }
 
 impl AdminSection {
@@ -236,11 +239,12 @@ impl Default for MailboxSection {
     }
 }
 
-/// `[web]`: the users' webmail (HTTPS with the `[tls]` certificate).
+/// `[web]`: the users' webmail (HTTPS with the `[tls]` certificate); off
+/// unless `listen` is written.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebSection {
-    /// `host:port` (default `127.0.0.1:2443`), or `"off"` for none.
+    /// `host:port`, or `"off"` (the default) for none.
     #[serde(default = "default_web_listen")]
     pub listen: String,
     /// A session unused for this long is gone (default `30m`).
@@ -292,7 +296,7 @@ pub fn parse_percent(s: &str) -> Result<u64, String> {
 }
 
 fn default_web_listen() -> String {
-    "127.0.0.1:2443".into()
+    "off".into()
 }
 
 fn default_session_idle() -> String {
@@ -1813,13 +1817,20 @@ key = "certs/tls.key"
     }
 
     #[test]
-    fn web_listener_defaults_to_loopback_2443_with_30m_sessions() {
+    fn web_listener_is_off_unless_written_with_30m_sessions() {
         let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
-        assert_eq!(c.web.address().as_deref(), Some("127.0.0.1:2443"));
+        assert_eq!(c.web.address(), None, "no [web]: no webmail");
         assert_eq!(
             c.duration(&c.web.session_idle, Duration::ZERO),
             Duration::from_secs(1800)
         );
+        // A [web] table without `listen` is off too.
+        let text = format!("{MINIMAL}\n[web]\nsession_idle = \"1h\"\n");
+        let c = Config::from_str_at(&text, Path::new(".")).unwrap();
+        assert_eq!(c.web.address(), None);
+        let text = format!("{MINIMAL}\n[web]\nlisten = \"127.0.0.1:2443\"\n");
+        let c = Config::from_str_at(&text, Path::new(".")).unwrap();
+        assert_eq!(c.web.address().as_deref(), Some("127.0.0.1:2443"));
         let text = format!("{MINIMAL}\n[web]\nlisten = \"off\"\nsession_idle = \"0s\"\n");
         let c = Config::from_str_at(&text, Path::new(".")).unwrap();
         assert_eq!(c.web.address(), None);
@@ -1830,8 +1841,11 @@ key = "certs/tls.key"
     }
 
     #[test]
-    fn admin_listener_defaults_to_loopback_2980_and_can_be_off() {
+    fn admin_listener_is_off_unless_written() {
         let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
+        assert_eq!(c.admin.address(), None, "no [admin]: no listener");
+        let text = format!("{MINIMAL}\n[admin]\nlisten = \"127.0.0.1:2980\"\n");
+        let c = Config::from_str_at(&text, Path::new(".")).unwrap();
         assert_eq!(c.admin.address().as_deref(), Some("127.0.0.1:2980"));
         let text = format!("{MINIMAL}\n[admin]\nlisten = \"off\"\n");
         let c = Config::from_str_at(&text, Path::new(".")).unwrap();

@@ -32,6 +32,27 @@ fn check_config_accepts_a_good_config_and_names_every_problem() {
     let p = alpha(&ca, &[]);
     let ok = p.cli(&["check-config"], "");
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    // It names the listeners serve will open, and those that stay off.
+    let says = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(
+        says.contains(&format!("admin 127.0.0.1:{}", p.admin))
+            && says.contains(&format!("web 127.0.0.1:{}", p.web)),
+        "{says}"
+    );
+    let cfg = std::fs::read_to_string(p.config_path()).unwrap();
+    let no_admin = cfg.replace(
+        &format!("[admin]\nlisten = \"127.0.0.1:{}\"\n", p.admin),
+        "",
+    );
+    assert_ne!(no_admin, cfg);
+    std::fs::write(p.config_path(), &no_admin).unwrap();
+    let ok = p.cli(&["check-config"], "");
+    let says = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(
+        ok.status.success() && says.contains("off (no address written): admin"),
+        "{says}"
+    );
+    std::fs::write(p.config_path(), &cfg).unwrap();
 
     // One unknown key and several bad values: each is reported with its key.
     let cfg = std::fs::read_to_string(p.config_path()).unwrap();
@@ -196,6 +217,68 @@ async fn log_filters_oldest_first_and_survives_restart() {
         .collect();
     assert_eq!(lines.len(), by_id.len());
     assert!(lines[0].contains("accettazione") && lines[0].contains(&id1));
+    // Each line starts with the time in Italian time and its offset; the
+    // JSON has the same instant in ISO 8601.
+    let ts0 = by_id[0]["ts"].as_i64().unwrap();
+    assert!(
+        lines[0].starts_with(&format!("{} accettazione", pecd::pec::clock::human_ms(ts0))),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        by_id[0]["time"],
+        pecd::pec::clock::iso8601_ms(ts0).as_str(),
+        "{}",
+        by_id[0]
+    );
+
+    // --event, repeatable: any of the kinds named.
+    let two = p.log_events(&["--event", "accettazione", "--event", "busta-trasporto"]);
+    let kinds: std::collections::BTreeSet<&str> =
+        two.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        ["accettazione", "busta-trasporto"]
+    );
+    assert_eq!(two.len(), 4, "two of each: {two:?}");
+    let bad = p.cli(&["log", "--event", "virsu"], "");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("virsu") && err.contains("rilevazione-virus"),
+        "{err}"
+    );
+    // --from / --to: days and times in Italian time, as printed.
+    let all = p.log_events(&[]);
+    let first_ts = all[0]["ts"].as_i64().unwrap();
+    let last_ts = all.last().unwrap()["ts"].as_i64().unwrap();
+    let today = &pecd::pec::clock::iso8601_ms(first_ts)[..10];
+    assert_eq!(
+        p.log_events(&["--from", today, "--to", today]).len(),
+        all.len()
+    );
+    let day_before = pecd::pec::clock::iso8601_ms(first_ts - 86_400_000)[..10].to_string();
+    let none = p.cli(&["log", "--to", &day_before], "");
+    assert!(none.status.success() && none.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no PEC log events match"));
+    // A time is its second: `--from` the last event's second has it, the
+    // next second has nothing; `--to` the first event's second has it, the
+    // second before has nothing.
+    let at = |ms: i64| pecd::pec::clock::human_ms(ms);
+    let iso = |ms: i64| pecd::pec::clock::iso8601_ms(ms);
+    let tail = p.log_events(&["--from", &at(last_ts)]);
+    assert!(tail.iter().any(|e| e["ts"] == last_ts), "{tail:?}");
+    assert!(p.log_events(&["--from", &at(last_ts + 1000)]).is_empty());
+    let head = p.log_events(&["--to", &iso(first_ts)]);
+    assert!(head.iter().any(|e| e["ts"] == first_ts), "{head:?}");
+    assert!(p.log_events(&["--to", &iso(first_ts - 1000)]).is_empty());
+    let bad = p.cli(&["log", "--from", "yesterday"], "");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--from"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 
     // The log survives a restart, unchanged.
     let before = p.log_events(&[]);

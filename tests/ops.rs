@@ -311,25 +311,139 @@ fn init_checks_the_domain_writes_production_ports_and_keeps_the_ca_key_apart() {
         .unwrap();
     assert_eq!(check.status.code(), Some(0), "{}", text(&check));
 
-    // --dev: today's high loopback ports, nothing looked up.
+    // --dev: loopback ports, nothing looked up.
     let dev = tmp.path().join("dev");
     let o = init(&dev, "pec.dev.test", &["--dev"]);
     assert!(o.status.success(), "{}", text(&o));
     let cfg = std::fs::read_to_string(dev.join("pecd.toml")).unwrap();
-    for (key, port) in [
-        ("submission", 2587),
-        ("submissions", 2465),
-        ("inbound", 2525),
-        ("imap", 2143),
-        ("imaps", 2993),
-        ("pop3", 2110),
-        ("pop3s", 2995),
-    ] {
-        assert_eq!(listen_of(&cfg, key), format!("127.0.0.1:{port}"));
+    for key in LISTEN_KEYS {
+        let a: std::net::SocketAddr = listen_of(&cfg, key).parse().unwrap();
+        assert!(a.ip().is_loopback(), "listen.{key}: {a}");
     }
-    assert_eq!(web_listen_of(&cfg), "127.0.0.1:2443");
     assert!(cfg.contains("mx_lookups = false"), "{cfg}");
     assert!(!dev.join("certs/ca.key").exists());
+}
+
+const LISTEN_KEYS: [&str; 7] = [
+    "submission",
+    "submissions",
+    "inbound",
+    "imap",
+    "imaps",
+    "pop3",
+    "pop3s",
+];
+
+/// Every listener `init` wrote: `(key as printed, port)`, `[listen]` keys
+/// first, then `admin.listen` and `web.listen`.
+fn written_ports(cfg: &str) -> Vec<(String, u16)> {
+    let port = |a: String| a.parse::<std::net::SocketAddr>().unwrap().port();
+    let mut out: Vec<(String, u16)> = LISTEN_KEYS
+        .iter()
+        .map(|k| (format!("listen.{k}"), port(listen_of(cfg, k))))
+        .collect();
+    let admin = cfg
+        .split("[admin]")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no [admin] in {cfg}"));
+    out.push(("admin.listen".into(), port(listen_of(admin, "listen"))));
+    out.push(("web.listen".into(), port(web_listen_of(cfg))));
+    out
+}
+
+#[test]
+fn two_dev_providers_from_init_run_side_by_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut all_ports = Vec::new();
+    let mut daemons = Vec::new();
+    for (name, domain) in [("one", "pec.one.test"), ("two", "pec.two.test")] {
+        let dir = tmp.path().join(name);
+        let o = init(&dir, domain, &["--dev"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let cfg = std::fs::read_to_string(dir.join("pecd.toml")).unwrap();
+        let ports = written_ports(&cfg);
+        // The table `init` prints is what it wrote.
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        for (key, port) in &ports {
+            assert!(
+                out.lines().any(|l| l.trim_start().starts_with(key.as_str())
+                    && l.contains(&format!("127.0.0.1:{port} "))),
+                "{key} 127.0.0.1:{port} not printed:\n{out}"
+            );
+        }
+        all_ports.extend(ports.iter().map(|(_, p)| *p));
+        let mut d = Daemon::start(
+            &dir.join("pecd.toml"),
+            &tmp.path().join(format!("{name}.log")),
+        );
+        for (_, port) in &ports {
+            d.wait_port(*port);
+        }
+        daemons.push((d, ports));
+    }
+    let mut distinct = all_ports.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        18,
+        "two providers share a port: {all_ports:?}"
+    );
+    // Both answer, each on its own ports: the admin listener's /health.
+    for (d, ports) in &mut daemons {
+        let admin = ports.iter().find(|(k, _)| k == "admin.listen").unwrap().1;
+        let (status, body) = http_get(admin, "/health");
+        assert_eq!(status, 200, "{body}\n{}", d.output());
+        assert_eq!(d.sigterm().code(), Some(0), "{}", d.output());
+    }
+}
+
+#[test]
+fn init_dev_port_base_writes_consecutive_ports_and_refuses_a_taken_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Nine consecutive free ports, found by trying.
+    let base = (21_000u16..60_000)
+        .step_by(97)
+        .find(|b| (0..9).all(|i| std::net::TcpListener::bind(("127.0.0.1", b + i)).is_ok()))
+        .unwrap();
+    let dir = tmp.path().join("based");
+    let o = init(
+        &dir,
+        "pec.based.test",
+        &["--dev", "--port-base", &base.to_string()],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let cfg = std::fs::read_to_string(dir.join("pecd.toml")).unwrap();
+    let ports: Vec<u16> = written_ports(&cfg).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(ports, (base..base + 9).collect::<Vec<_>>());
+
+    // One of the nine taken: refused, naming it, and nothing written.
+    let hold = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let taken = hold.local_addr().unwrap().port();
+    let dir = tmp.path().join("taken");
+    let o = init(
+        &dir,
+        "pec.taken.test",
+        &["--dev", "--port-base", &(taken - 4).to_string()],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("--port-base") && text(&o).contains("is not free on 127.0.0.1"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.join("pecd.toml").exists());
+    // --port-base is a --dev option.
+    let o = init(
+        &tmp.path().join("prod"),
+        "pec.prod.test",
+        &["--port-base", "30000"],
+    );
+    assert!(
+        !o.status.success() && text(&o).contains("--dev"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -469,16 +583,29 @@ async fn queue_output_is_readable_and_empty_results_say_so() {
         .unwrap_or_else(|| panic!("no created: line in {t}"))
         .trim()
         .to_string();
-    assert_eq!(created, pecd::store::log::iso_utc(created_ms), "{t}");
-    assert!(created.ends_with('Z') && created.as_bytes()[10] == b'T');
+    // The one human form, Italian time with its offset, as `pecd log`.
+    assert_eq!(created, pecd::pec::clock::human_ms(created_ms), "{t}");
+    assert!(
+        created.as_bytes()[2] == b'/' && created.ends_with(":00"),
+        "{created}"
+    );
     assert!(t.contains(&id) && t.contains("next attempt:"), "{t}");
 
     let o = p.cli(&["queue", "show", &jid, "--json"], "");
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["created_at"], created_ms, "numbers kept: {v}");
-    assert_eq!(v["created"], created.as_str(), "{v}");
-    assert!(v["next_attempt"].as_str().unwrap().ends_with('Z'), "{v}");
+    // ISO 8601 with the Italian offset in --json.
+    assert_eq!(
+        v["created"],
+        pecd::pec::clock::iso8601_ms(created_ms).as_str(),
+        "{v}"
+    );
+    let next = v["next_attempt"].as_str().unwrap();
+    assert!(
+        next.as_bytes()[10] == b'T' && (next.ends_with("+01:00") || next.ends_with("+02:00")),
+        "{v}"
+    );
     p.stop();
 }
 

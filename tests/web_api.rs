@@ -495,6 +495,44 @@ fn sent_status_follows_the_receipts_and_the_evidence_verifies() {
     let one = c.get(&link).text();
     assert_eq!(one.matches("class=\"sent card\"").count(), 1, "{one}");
     assert!(one.contains("Diffida") && one.contains(&ghost), "{one}");
+
+    // Every date the pages show is in one form: Italian time with its
+    // offset, `07/12/2026 22:19:40 +01:00` (the API keeps ISO 8601).
+    let human = |secs: i64| pecd::pec::clock::ItalianTime::from_unix(secs).human();
+    let from_iso = |v: &serde_json::Value| {
+        let iso = v.as_str().unwrap();
+        let shown = pecd::pec::clock::human_from_iso(iso);
+        assert_ne!(shown, iso, "not ISO 8601 with an offset: {iso}");
+        shown
+    };
+    let accepted = from_iso(&status["accepted_at"]);
+    assert!(one.contains(&accepted), "{accepted} not in {one}");
+    for r in status["recipients"].as_array().unwrap() {
+        let at = from_iso(&r["at"]);
+        assert!(one.contains(&format!("<td>{at}</td>")), "{at} not in {one}");
+    }
+    let d = &rv["pec"]["daticert"];
+    let zona = d["zona"].as_str().unwrap();
+    let data = format!(
+        "{} {} {}:{}",
+        d["giorno"].as_str().unwrap(),
+        d["ora"].as_str().unwrap(),
+        &zona[..3],
+        &zona[3..]
+    );
+    assert!(page.contains(&data), "daticert time {data} not in {page}");
+    let date = human(rv["date"].as_i64().unwrap());
+    assert!(
+        page.contains(&format!("<dd>{date}</dd>")),
+        "{date} not in {page}"
+    );
+    let rows = c.get("/api/v1/folders/INBOX/messages").json();
+    let first = human(rows["messages"][0]["date"].as_i64().unwrap());
+    let list = c.get("/mail/INBOX").text();
+    assert!(
+        list.contains(&format!("<td>{first}</td>")),
+        "{first} not in {list}"
+    );
     // The list view has it too.
     let list = c.get("/api/v1/sent").json();
     assert_eq!(list["sent"][0]["msgid"], msgid.as_str());

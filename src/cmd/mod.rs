@@ -80,6 +80,7 @@ fn check_config(path: &Path) -> AdminResult {
     if problems.is_empty() {
         println!("{}: ok", path.display());
         if let Some(cfg) = &cfg {
+            println!("{}: {}", path.display(), listeners_note(cfg));
             println!("{}: {}", path.display(), antivirus_note(cfg));
         }
         return Ok(ExitCode::SUCCESS);
@@ -98,6 +99,41 @@ fn check_config(path: &Path) -> AdminResult {
         }
     }
     Ok(ExitCode::FAILURE)
+}
+
+/// Which listeners `serve` will open: only those whose address is written,
+/// so an operator sees at once that, say, `/metrics` is off.
+fn listeners_note(cfg: &Config) -> String {
+    let l = &cfg.listen;
+    let keys: [(&str, Option<String>); 9] = [
+        ("submission", l.submission.clone()),
+        ("submissions", l.submissions.clone()),
+        ("inbound", l.inbound.clone()),
+        ("imap", l.imap.clone()),
+        ("imaps", l.imaps.clone()),
+        ("pop3", l.pop3.clone()),
+        ("pop3s", l.pop3s.clone()),
+        ("web", cfg.web.address()),
+        ("admin", cfg.admin.address()),
+    ];
+    let on: Vec<String> = keys
+        .iter()
+        .filter_map(|(k, a)| a.as_ref().map(|a| format!("{k} {a}")))
+        .collect();
+    let off: Vec<&str> = keys
+        .iter()
+        .filter(|(_, a)| a.is_none())
+        .map(|(k, _)| *k)
+        .collect();
+    let mut note = if on.is_empty() {
+        "listeners: none".to_string()
+    } else {
+        format!("listeners: {}", on.join(", "))
+    };
+    if !off.is_empty() {
+        note.push_str(&format!("; off (no address written): {}", off.join(", ")));
+    }
+    note
 }
 
 /// What check-config says about scanning: off, or whether clamd answers and
@@ -340,13 +376,51 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
         Some(crate::cli::LogAction::Export(x)) => return logextract::export(&cfg, &x),
         None => {}
     }
+    let mut events = Vec::new();
+    for k in &a.events {
+        match store::log::EventKind::parse(k.trim()) {
+            store::log::EventKind::Other(_) => {
+                return Err(format!(
+                    "--event {k:?}: no such kind of event; the kinds are {}",
+                    store::log::EventKind::known_names().join(", ")
+                )
+                .into())
+            }
+            kind => events.push(kind),
+        }
+    }
+    let when = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(crate::pec::clock::parse_when)
+            .transpose()
+            .map_err(|e| format!("{flag} {e}"))
+    };
+    let from = when("--from", &a.from)?;
+    let to = when("--to", &a.to)?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if t.1 <= f.0 {
+            return Err(format!(
+                "--to {:?} is before --from {:?}",
+                a.to.unwrap_or_default(),
+                a.from.unwrap_or_default()
+            )
+            .into());
+        }
+    }
     let q = store::log::Query {
         identificativo: a.id,
         msgid: a.msgid,
         address: a.address,
-        event: None,
+        events,
+        from_ms: from.map(|(first, _)| first * 1000),
+        until_ms: to.map(|(_, end)| end * 1000),
     };
-    let filtered = q.identificativo.is_some() || q.msgid.is_some() || q.address.is_some();
+    let filtered = q.identificativo.is_some()
+        || q.msgid.is_some()
+        || q.address.is_some()
+        || !q.events.is_empty()
+        || q.from_ms.is_some()
+        || q.until_ms.is_some();
     let rows = store::inspect(&cfg.data_dir(), |db| store::log::query(db, &q))?;
     if rows.is_empty() {
         // On stderr, so `--json` output stays nothing but JSON lines.
@@ -360,9 +434,11 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
     let mut out = out.lock();
     for e in rows {
         if a.json {
-            writeln!(out, "{}", serde_json::to_string(&e)?)?;
+            let mut v = serde_json::to_value(&e)?;
+            v["time"] = serde_json::json!(crate::pec::clock::iso8601_ms(e.ts));
+            writeln!(out, "{v}")?;
         } else {
-            let mut line = format!("{} {}", store::log::iso_utc(e.ts), e.event);
+            let mut line = format!("{} {}", crate::pec::clock::human_ms(e.ts), e.event);
             for (k, v) in [
                 ("identificativo", &e.identificativo),
                 ("msgid", &e.msgid),
@@ -443,8 +519,57 @@ pub fn check_provider_domain(d: &str) -> Result<(), String> {
 /// Ports `pecd init` writes: submission, submissions, inbound, imap, imaps,
 /// pop3, pop3s, admin, web.
 const PRODUCTION_PORTS: [u16; 9] = [587, 465, 25, 143, 993, 110, 995, 2980, 443];
-/// The same on high loopback ports, those of the shipped `config/pecd.toml`.
-const DEV_PORTS: [u16; 9] = [2587, 2465, 2525, 2143, 2993, 2110, 2995, 2980, 2443];
+/// The listeners in the order of the port arrays, with what each is for.
+const LISTENERS: [(&str, &str); 9] = [
+    ("listen.submission", "SMTP submission, STARTTLS"),
+    ("listen.submissions", "SMTP submission, TLS"),
+    ("listen.inbound", "reception point (MX)"),
+    ("listen.imap", "IMAP, STARTTLS"),
+    ("listen.imaps", "IMAP, TLS"),
+    ("listen.pop3", "POP3, STLS"),
+    ("listen.pop3s", "POP3, TLS"),
+    ("admin.listen", "/metrics and /health, plain HTTP"),
+    ("web.listen", "webmail, HTTPS"),
+];
+
+/// Loopback ports for `init --dev`: N..N+8 from `--port-base N`, each
+/// checked free, or nine the system picks (all held at once, so they
+/// differ). Free now, not reserved: another program may take one later,
+/// and `serve` then names the port it cannot bind.
+fn dev_ports(base: Option<u16>) -> Result<[u16; 9], String> {
+    use std::net::{Ipv4Addr, TcpListener};
+    let mut ports = [0u16; 9];
+    match base {
+        Some(b) => {
+            if u32::from(b) + 8 > u32::from(u16::MAX) || b == 0 {
+                return Err(format!(
+                    "--port-base {b}: the ports {b} to {} do not all exist",
+                    u32::from(b) + 8
+                ));
+            }
+            for (i, p) in ports.iter_mut().enumerate() {
+                *p = b + i as u16;
+                TcpListener::bind((Ipv4Addr::LOCALHOST, *p)).map_err(|e| {
+                    format!(
+                        "--port-base {b}: port {p} ({}) is not free on 127.0.0.1: {e}",
+                        LISTENERS[i].0
+                    )
+                })?;
+            }
+        }
+        None => {
+            let mut held = Vec::new();
+            for p in ports.iter_mut() {
+                let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                    .and_then(|l| Ok((l.local_addr()?.port(), l)))
+                    .map_err(|e| format!("finding a free loopback port: {e}"))?;
+                *p = l.0;
+                held.push(l.1);
+            }
+        }
+    }
+    Ok(ports)
+}
 
 fn init(a: InitArgs) -> AdminResult {
     let domain = a.domain.trim().to_ascii_lowercase();
@@ -453,6 +578,12 @@ fn init(a: InitArgs) -> AdminResult {
     if a.dir.join("pecd.toml").exists() {
         return Err(format!("{}: already holds a pecd.toml", a.dir.display()).into());
     }
+    // Ports first: a refused `--port-base` leaves nothing behind.
+    let (host, ports, mx, revocation) = if a.dev {
+        ("127.0.0.1", dev_ports(a.port_base)?, false, Mode::Off)
+    } else {
+        ("0.0.0.0", PRODUCTION_PORTS, true, Mode::OcspCrl)
+    };
     // The CA key can issue certificates that this provider (and any peer
     // trusting its CA) believes; it must not travel with the provider's
     // files, be backed up with them, or be readable by the daemon. It goes
@@ -499,11 +630,7 @@ fn init(a: InitArgs) -> AdminResult {
     )
     .map_err(|e| format!("generating certificates: {e}"))?;
     std::fs::copy(certs.join("ca.pem"), ca_dir.join("ca.pem"))?;
-    let (host, ports, mx, revocation) = if a.dev {
-        ("127.0.0.1", DEV_PORTS, false, Mode::Off)
-    } else {
-        ("0.0.0.0", PRODUCTION_PORTS, true, Mode::OcspCrl)
-    };
+
     let dns = if mx {
         "\n[dns]\n# Relay to domains without a [[route]] by their MX records.\nmx_lookups = true\n"
     } else {
@@ -523,13 +650,14 @@ fn init(a: InitArgs) -> AdminResult {
         a.dir.display()
     )?;
     if a.dev {
-        writeln!(out, "  pecd.toml   configuration (development: 127.0.0.1 ports 2587, 2465, 2525, 2143, 2993,
-              2110, 2995, webmail 2443; no MX lookups)")?;
+        writeln!(
+            out,
+            "  pecd.toml   configuration (development: loopback only, no MX lookups)"
+        )?;
     } else {
         writeln!(
             out,
-            "  pecd.toml   configuration (all addresses, ports 25, 587, 465, 143, 993, 110, 995,
-              webmail 443; MX lookups on)"
+            "  pecd.toml   configuration (all addresses, the standard ports, MX lookups on)"
         )?;
     }
     writeln!(
@@ -548,6 +676,20 @@ fn init(a: InitArgs) -> AdminResult {
         out,
         "              TLS certificate before going live: docs/operations.md, \"Going live\")"
     )?;
+    writeln!(out, "Listeners:")?;
+    for (i, (key, what)) in LISTENERS.iter().enumerate() {
+        // The admin listener stays on loopback whatever `host` is.
+        let h = if *key == "admin.listen" {
+            "127.0.0.1"
+        } else {
+            host
+        };
+        writeln!(
+            out,
+            "  {key:<19} {:<22} {what}",
+            format!("{h}:{}", ports[i])
+        )?;
+    }
     writeln!(out, "Next:")?;
     writeln!(
         out,

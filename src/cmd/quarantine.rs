@@ -24,14 +24,14 @@ pub fn main(config: &Path, cmd: QuarantineCommand) -> AdminResult {
             for q in rows {
                 if json {
                     let mut v = serde_json::to_value(&q)?;
-                    v["time"] = serde_json::json!(store::log::iso_utc(q.at));
+                    v["time"] = serde_json::json!(crate::pec::clock::iso8601_ms(q.at));
                     writeln!(out, "{v}")?;
                 } else {
                     writeln!(
                         out,
                         "{}\t{}\t{}\t{}\t{}\t{}",
                         q.id,
-                        store::log::iso_utc(q.at),
+                        crate::pec::clock::human_ms(q.at),
                         q.point,
                         q.identificativo.as_deref().unwrap_or("-"),
                         q.virus,
@@ -55,7 +55,7 @@ pub fn main(config: &Path, cmd: QuarantineCommand) -> AdminResult {
                 q.identificativo.as_deref().unwrap_or("-")
             )?;
             writeln!(out, "virus: {}", q.virus)?;
-            writeln!(out, "time: {}", store::log::iso_utc(q.at))?;
+            writeln!(out, "time: {}", crate::pec::clock::human_ms(q.at))?;
             writeln!(out, "point: {}", q.point)?;
             writeln!(out, "sender: {}", q.sender)?;
             writeln!(out, "recipients: {}", q.recipients)?;

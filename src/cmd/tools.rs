@@ -170,23 +170,30 @@ pub fn index_main(cmd: IndexCommand) -> AdminResult {
     }
 }
 
-/// Unix milliseconds as RFC 3339 in UTC (the form of `pecd log`).
-fn rfc3339(ms: i64) -> String {
-    store::log::iso_utc(ms)
+/// Unix milliseconds as people read them (the form of `pecd log`).
+fn human(ms: i64) -> String {
+    crate::pec::clock::human_ms(ms)
+}
+
+/// Unix milliseconds as ISO 8601 with the Italian offset (every `--json`).
+fn iso(ms: i64) -> String {
+    crate::pec::clock::iso8601_ms(ms)
 }
 
 /// Rows padded to the widest cell of each column, so long identificativi
 /// and addresses do not push the columns after them out of line. The last
-/// column (free text) is not padded.
-fn write_table(out: &mut impl Write, rows: &[[String; 9]]) -> std::io::Result<()> {
-    let mut width = [0usize; 9];
+/// column (free text) is not padded; `right` names the numeric columns.
+fn write_table<const N: usize>(
+    out: &mut impl Write,
+    rows: &[[String; N]],
+    right: [bool; N],
+) -> std::io::Result<()> {
+    let mut width = [0usize; N];
     for r in rows {
         for (w, c) in width.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
-    // Numbers read best right-aligned.
-    let right = [true, false, false, false, false, true, false, true, false];
     for r in rows {
         let mut line = String::new();
         for (i, c) in r.iter().enumerate() {
@@ -209,9 +216,107 @@ fn age(ms: i64) -> String {
         format!("{s}s")
     } else if s < 7200 {
         format!("{}m", s / 60)
-    } else {
+    } else if s < 3 * 86_400 {
         format!("{}h", s / 3600)
+    } else {
+        format!("{}d", s / 86_400)
     }
+}
+
+/// `pecd queue list` in a table or JSON lines.
+fn queue_list(data_dir: &Path, failed: bool, all: bool, json: bool) -> AdminResult {
+    let which = if failed {
+        queue::Listing::Failed
+    } else if all {
+        queue::Listing::All
+    } else {
+        queue::Listing::Waiting
+    };
+    let (jobs, counts) = store::inspect(data_dir, |db| {
+        Ok((queue::list(db, which)?, queue::counts(db)?))
+    })?;
+    let n_failed = counts
+        .iter()
+        .find(|(s, _)| *s == queue::JobState::Failed)
+        .map_or(0, |(_, n)| *n);
+    // On stderr: stdout stays a table (or JSON lines) of jobs only. Failed
+    // work is named even when nothing waits, so `/metrics` counting a
+    // failed job never meets a list that says nothing is wrong.
+    let failed_note = || {
+        if which == queue::Listing::Waiting && n_failed > 0 {
+            eprintln!(
+                "{n_failed} job(s) failed for good: `pecd queue list --failed` shows them with their last error"
+            );
+        }
+    };
+    if jobs.is_empty() {
+        match which {
+            queue::Listing::Waiting => eprintln!("the queue is empty: no pending work"),
+            queue::Listing::Failed => eprintln!("no failed jobs"),
+            queue::Listing::All => eprintln!("the queue holds no jobs"),
+        }
+        failed_note();
+        return Ok(ExitCode::SUCCESS);
+    }
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    if json {
+        for j in jobs {
+            let mut v = serde_json::to_value(&j)?;
+            v["next_attempt"] = serde_json::json!(iso(j.due_at));
+            v["created"] = serde_json::json!(iso(j.created_at));
+            v["updated"] = serde_json::json!(iso(j.updated_at));
+            v["age_seconds"] = serde_json::json!((store::now_ms() - j.created_at) / 1000);
+            writeln!(out, "{v}")?;
+        }
+        failed_note();
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = store::now_ms();
+    let mut rows: Vec<[String; 10]> = vec![[
+        "ID",
+        "KIND",
+        "STATE",
+        "IDENTIFICATIVO",
+        "RECIPIENT",
+        "NEXT HOP",
+        "TRY",
+        "NEXT",
+        "AGE",
+        "LAST ERROR",
+    ]
+    .map(String::from)];
+    for j in jobs {
+        let next = match j.state {
+            queue::JobState::Pending if j.due_at <= now => "now".to_string(),
+            queue::JobState::Pending => format!("+{}s", (j.due_at - now) / 1000),
+            // Nothing is due: when it stopped, for the operator to match
+            // against the log.
+            _ => human(j.updated_at),
+        };
+        rows.push([
+            j.id.to_string(),
+            j.kind.as_str().to_string(),
+            j.state.to_string(),
+            j.identificativo.clone().unwrap_or_default(),
+            j.recipients.join(","),
+            j.next_hop.clone().unwrap_or_else(|| "local".into()),
+            j.attempts.to_string(),
+            next,
+            age(j.created_at),
+            j.last_error.clone().unwrap_or_default(),
+        ]);
+    }
+    write_table(
+        &mut out,
+        &rows,
+        [
+            true, false, false, false, false, false, true, false, true, false,
+        ],
+    )?;
+    drop(out);
+    failed_note();
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `pecd queue …` (works beside a running daemon: SQLite WAL).
@@ -219,60 +324,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
     let cfg = load_config(config)?;
     let data_dir = cfg.data_dir();
     match cmd {
-        QueueCommand::List { json } => {
-            let jobs = store::inspect(&data_dir, |db| queue::list(db, false))?;
-            let out = std::io::stdout();
-            let mut out = out.lock();
-            if jobs.is_empty() {
-                // On stderr: stdout stays a table (or JSON lines) of jobs only.
-                eprintln!("the queue is empty: no pending work");
-                return Ok(ExitCode::SUCCESS);
-            }
-            if json {
-                for j in jobs {
-                    let mut v = serde_json::to_value(&j)?;
-                    v["next_attempt"] = serde_json::json!(store::log::iso_utc(j.due_at));
-                    v["age_seconds"] = serde_json::json!((store::now_ms() - j.created_at) / 1000);
-                    writeln!(out, "{v}")?;
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            let now = store::now_ms();
-            let mut rows: Vec<[String; 9]> = vec![[
-                "ID",
-                "KIND",
-                "IDENTIFICATIVO",
-                "RECIPIENT",
-                "NEXT HOP",
-                "TRY",
-                "NEXT",
-                "AGE",
-                "LAST ERROR",
-            ]
-            .map(String::from)];
-            for j in jobs {
-                let next = if j.state == queue::JobState::Held {
-                    "held".to_string()
-                } else if j.due_at <= now {
-                    "now".to_string()
-                } else {
-                    format!("+{}s", (j.due_at - now) / 1000)
-                };
-                rows.push([
-                    j.id.to_string(),
-                    j.kind.as_str().to_string(),
-                    j.identificativo.clone().unwrap_or_default(),
-                    j.recipients.join(","),
-                    j.next_hop.clone().unwrap_or_else(|| "local".into()),
-                    j.attempts.to_string(),
-                    next,
-                    age(j.created_at),
-                    j.last_error.clone().unwrap_or_default(),
-                ]);
-            }
-            write_table(&mut out, &rows)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        QueueCommand::List { failed, all, json } => queue_list(&data_dir, failed, all, json),
         QueueCommand::Show { id, json } => {
             let Some(j) = store::inspect(&data_dir, |db| queue::get(db, id))? else {
                 return Err(format!("no job {id}").into());
@@ -290,16 +342,21 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
             let out = std::io::stdout();
             let mut out = out.lock();
             if json {
-                // The numbers stay for scripts; the RFC 3339 forms are for people.
+                // The numbers stay for scripts; the ISO 8601 forms are for people.
                 let mut v = serde_json::to_value(&j)?;
-                v["next_attempt"] = serde_json::json!(rfc3339(j.due_at));
-                v["created"] = serde_json::json!(rfc3339(j.created_at));
-                v["updated"] = serde_json::json!(rfc3339(j.updated_at));
+                v["next_attempt"] = serde_json::json!(iso(j.due_at));
+                v["created"] = serde_json::json!(iso(j.created_at));
+                v["updated"] = serde_json::json!(iso(j.updated_at));
                 v["message_bytes"] = serde_json::json!(bytes);
                 writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
                 return Ok(ExitCode::SUCCESS);
             }
             let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+            let next = if j.state == queue::JobState::Pending {
+                human(j.due_at)
+            } else {
+                format!("- ({})", j.state)
+            };
             let fields: Vec<(&str, String)> = vec![
                 ("id", j.id.to_string()),
                 ("kind", j.kind.as_str().to_string()),
@@ -313,27 +370,56 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
                 ),
                 ("attempts", j.attempts.to_string()),
                 ("last error", opt(&j.last_error)),
-                ("next attempt", rfc3339(j.due_at)),
-                ("created", rfc3339(j.created_at)),
-                ("updated", rfc3339(j.updated_at)),
+                ("next attempt", next),
+                ("created", human(j.created_at)),
+                ("updated", human(j.updated_at)),
                 ("key", j.key.clone()),
                 ("data", opt(&j.data)),
             ];
             for (k, v) in fields {
                 writeln!(out, "{:<15} {v}", format!("{k}:"))?;
             }
-            if let Some(b) = bytes {
-                writeln!(out, "message bytes: {b}")?;
+            match bytes {
+                Some(b) => writeln!(out, "message bytes: {b}")?,
+                None if j.state == queue::JobState::Failed => writeln!(
+                    out,
+                    "message bytes: released (kept a week after the failure): `queue retry` cannot run it again"
+                )?,
+                None => {}
             }
             Ok(ExitCode::SUCCESS)
         }
-        QueueCommand::Retry { id, all } => {
-            if id.is_none() && !all {
-                return Err("give a job ID or --all".into());
+        QueueCommand::Retry { id, all, failed } => {
+            if id.is_none() && !all && !failed {
+                return Err("give a job ID, --all (every pending job) or --failed".into());
             }
             let st = Store::open(&cfg.data_dir())?;
             let now = store::now_ms();
-            let n = st.write_blocking(move |c| queue::retry_now(c, id, now))?;
+            if let Some(id) = id {
+                // Say why a job cannot run again rather than "0 jobs".
+                let job = st.read_blocking(move |c| queue::get(c, id))?;
+                let why = match &job {
+                    None => Some(format!("no job {id}")),
+                    Some(j) if j.state == queue::JobState::Failed && j.blob.is_none() => Some(format!(
+                        "job {id} failed for good and its message is no longer kept (a week after the failure): nothing to run again"
+                    )),
+                    Some(j) if matches!(j.state, queue::JobState::Done | queue::JobState::Cancelled) => {
+                        Some(format!("job {id} is {}: nothing to retry", j.state))
+                    }
+                    Some(_) => None,
+                };
+                if let Some(why) = why {
+                    st.close();
+                    return Err(why.into());
+                }
+            }
+            let n = st.write_blocking(move |c| {
+                if failed {
+                    queue::retry_failed(c, now)
+                } else {
+                    queue::retry_now(c, id, now)
+                }
+            })?;
             st.close();
             println!("{n} job(s) due now");
             Ok(if n == 0 && id.is_some() {
@@ -506,7 +592,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// that concern `address`.
 fn deposits(p: &crate::server::Running, tipo: &str) -> Vec<Event> {
     let q = store::log::Query {
-        event: Some(EventKind::Deposito),
+        events: vec![EventKind::Deposito],
         ..Default::default()
     };
     let t = tipo.to_string();
@@ -521,7 +607,7 @@ fn deposits(p: &crate::server::Running, tipo: &str) -> Vec<Event> {
 
 fn events(p: &crate::server::Running, kind: EventKind) -> Vec<Event> {
     let q = store::log::Query {
-        event: Some(kind),
+        events: vec![kind],
         ..Default::default()
     };
     p.ctx
@@ -628,7 +714,7 @@ pub fn demo_main() -> AdminResult {
             {
                 println!(
                     "  {} {:<26} {}",
-                    store::log::iso_utc(e.ts),
+                    human(e.ts),
                     e.event,
                     e.detail.unwrap_or_default()
                 );

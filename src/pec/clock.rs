@@ -187,6 +187,33 @@ impl ItalianTime {
         )
     }
 
+    /// `"+01:00"` or `"+02:00"`: the offset as ISO 8601 writes it.
+    fn offset_colon(&self) -> String {
+        let z = self.zona();
+        format!("{}:{}", &z[..3], &z[3..])
+    }
+
+    /// The one form people read a time in (`pecd log`, `pecd queue`, the
+    /// webmail): Italian day first, as the daticert writes it, then the
+    /// offset, so summer and winter time cannot be confused:
+    /// `"07/12/2026 22:19:40 +01:00"`.
+    pub fn human(&self) -> String {
+        format!("{} {} {}", self.giorno(), self.ora(), self.offset_colon())
+    }
+
+    /// ISO 8601 (RFC 3339) with the Italian offset, for machines (every
+    /// `--json`): `"2026-12-07T22:19:40+01:00"`.
+    pub fn iso8601(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{}{}",
+            self.year,
+            self.month,
+            self.day,
+            self.ora(),
+            self.offset_colon()
+        )
+    }
+
     /// The daticert `<data>` element.
     pub fn data_ora(&self) -> DataOra {
         DataOra {
@@ -195,6 +222,156 @@ impl ItalianTime {
             ora: self.ora(),
         }
     }
+}
+
+/// [`ItalianTime::human`] of Unix milliseconds.
+pub fn human_ms(ms: i64) -> String {
+    ItalianTime::from_unix(ms.div_euclid(1000)).human()
+}
+
+/// [`ItalianTime::iso8601`] of Unix milliseconds.
+pub fn iso8601_ms(ms: i64) -> String {
+    ItalianTime::from_unix(ms.div_euclid(1000)).iso8601()
+}
+
+/// An ISO 8601 time with offset (`2026-12-07T22:19:40+01:00`, as the
+/// webmail's API gives it) in the [`ItalianTime::human`] form, keeping its
+/// offset; anything else is returned as it is.
+pub fn human_from_iso(s: &str) -> String {
+    let b = s.as_bytes();
+    let shaped = b.len() == 25
+        && s.is_ascii()
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && matches!(b[19], b'+' | b'-')
+        && b[22] == b':';
+    if !shaped {
+        return s.to_string();
+    }
+    format!(
+        "{}/{}/{} {} {}",
+        &s[8..10],
+        &s[5..7],
+        &s[..4],
+        &s[11..19],
+        &s[19..]
+    )
+}
+
+/// A time a person typed that is not one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadTime(pub String);
+
+impl std::fmt::Display for BadTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadTime {}
+
+/// The Unix second of an Italian local time. In the autumn hour that
+/// happens twice the first (summer time) is meant; a time skipped in
+/// spring is read as winter time (02:30 is 03:30 summer time).
+pub fn italian_to_unix(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
+    let naive = days_from_civil(y, mo, d) * 86400 + i64::from(h * 3600 + mi * 60 + s);
+    for off in [7200, 3600] {
+        if ItalianTime::from_unix(naive - off).offset == off {
+            return naive - off;
+        }
+    }
+    naive - 3600
+}
+
+/// The span of Unix seconds `[first, end)` a person means by `s`, in
+/// Italian time unless an offset is written: a day (`2026-12-07` or
+/// `07/12/2026`) is the whole day, a time (`2026-12-07T22:19`,
+/// `2026-12-07 22:19:40`, `07/12/2026 22:19:40`) its minute or second.
+/// An offset (`Z`, `+01:00`, `+0100`) may follow a time, so the forms
+/// `pecd` prints read back.
+pub fn parse_when(s: &str) -> Result<(i64, i64), BadTime> {
+    let bad = |why: &str| {
+        BadTime(format!(
+            "{s:?}: {why} (give a day such as 2026-12-07 or 07/12/2026, or a time such as \
+             2026-12-07T22:19:40, in Italian time)"
+        ))
+    };
+    let t = s.trim();
+    let (date, rest) = match t.find(['T', 't', ' ']) {
+        Some(i) => (&t[..i], Some(t[i + 1..].trim())),
+        None => (t, None),
+    };
+    let num = |x: &str, len: std::ops::RangeInclusive<usize>| -> Option<u32> {
+        (len.contains(&x.len()) && x.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| x.parse().ok())
+            .flatten()
+    };
+    let (y, mo, d) = if let [y, m, d] = date.split('-').collect::<Vec<_>>()[..] {
+        (num(y, 4..=4), num(m, 2..=2), num(d, 2..=2))
+    } else if let [d, m, y] = date.split('/').collect::<Vec<_>>()[..] {
+        (num(y, 4..=4), num(m, 1..=2), num(d, 1..=2))
+    } else {
+        return Err(bad("not a date"));
+    };
+    let (Some(y), Some(mo), Some(d)) = (y, mo, d) else {
+        return Err(bad("not a date"));
+    };
+    let y = i64::from(y);
+    if !(1..=12).contains(&mo) {
+        return Err(bad("no such month"));
+    }
+    let (ny, nm) = if mo == 12 { (y + 1, 1) } else { (y, mo + 1) };
+    let month_days = days_from_civil(ny, nm, 1) - days_from_civil(y, mo, 1);
+    if d == 0 || i64::from(d) > month_days {
+        return Err(bad("no such day"));
+    }
+    let Some(rest) = rest.filter(|r| !r.is_empty()) else {
+        let first = italian_to_unix(y, mo, d, 0, 0, 0);
+        let next = civil_from_days(days_from_civil(y, mo, d) + 1);
+        return Ok((first, italian_to_unix(next.0, next.1, next.2, 0, 0, 0)));
+    };
+    // Split off an offset: `Z`, or a sign after the clock time.
+    let (clock, offset) = if let Some(c) = rest.strip_suffix(['Z', 'z']) {
+        (c.trim(), Some(0i64))
+    } else if let Some(i) = rest.rfind(['+', '-']) {
+        let z = rest[i + 1..].replace(':', "");
+        let (Some(hh), Some(mm)) = (
+            num(z.get(..2).unwrap_or(""), 2..=2),
+            num(z.get(2..).unwrap_or(""), 2..=2),
+        ) else {
+            return Err(bad("not an offset such as +01:00"));
+        };
+        if hh > 14 || mm > 59 {
+            return Err(bad("not an offset such as +01:00"));
+        }
+        let sign = if rest.as_bytes()[i] == b'-' { -1 } else { 1 };
+        (
+            rest[..i].trim(),
+            Some(sign * i64::from(hh * 3600 + mm * 60)),
+        )
+    } else {
+        (rest, None)
+    };
+    let parts: Vec<&str> = clock.split(':').collect();
+    let (h, mi, sec, span) = match parts[..] {
+        [h, m] => (num(h, 1..=2), num(m, 2..=2), Some(0), 60),
+        [h, m, sec] => (num(h, 1..=2), num(m, 2..=2), num(sec, 2..=2), 1),
+        _ => return Err(bad("not a time of day such as 22:19 or 22:19:40")),
+    };
+    let (Some(h), Some(mi), Some(sec)) = (h, mi, sec) else {
+        return Err(bad("not a time of day such as 22:19 or 22:19:40"));
+    };
+    if h > 23 || mi > 59 || sec > 59 {
+        return Err(bad("no such time of day"));
+    }
+    let first = match offset {
+        Some(off) => days_from_civil(y, mo, d) * 86400 + i64::from(h * 3600 + mi * 60 + sec) - off,
+        None => italian_to_unix(y, mo, d, h, mi, sec),
+    };
+    Ok((first, first + span))
 }
 
 /// Largest estimated clock error we run without a warning: receipts must be
@@ -300,6 +477,74 @@ mod tests {
             (t.giorno(), t.ora(), t.zona()),
             ("02/07/2024".into(), "00:15:00".into(), "+0200".into())
         );
+    }
+
+    #[test]
+    fn one_human_form_and_iso_8601_with_the_italian_offset() {
+        let winter = ItalianTime::from_unix(at(2026, 12, 7, 21, 19, 40));
+        assert_eq!(winter.human(), "07/12/2026 22:19:40 +01:00");
+        assert_eq!(winter.iso8601(), "2026-12-07T22:19:40+01:00");
+        let summer = at(2024, 7, 1, 22, 15, 0) * 1000 + 999;
+        assert_eq!(human_ms(summer), "02/07/2024 00:15:00 +02:00");
+        assert_eq!(iso8601_ms(summer), "2024-07-02T00:15:00+02:00");
+        assert_eq!(
+            human_from_iso("2024-07-02T00:15:00+02:00"),
+            "02/07/2024 00:15:00 +02:00"
+        );
+        assert_eq!(human_from_iso("yesterday"), "yesterday");
+        assert_eq!(human_from_iso(""), "");
+    }
+
+    #[test]
+    fn times_people_type_are_italian_time() {
+        let day = |y, m, d| at(y, m, d, 0, 0, 0);
+        // A winter day runs from 23:00Z the day before, a summer day from 22:00Z.
+        assert_eq!(
+            parse_when("2026-12-07").unwrap(),
+            (day(2026, 12, 7) - 3600, day(2026, 12, 8) - 3600)
+        );
+        assert_eq!(parse_when("07/12/2026"), parse_when("2026-12-07"));
+        assert_eq!(parse_when("7/12/2026"), parse_when("2026-12-07"));
+        assert_eq!(
+            parse_when("2024-07-02").unwrap(),
+            (day(2024, 7, 2) - 7200, day(2024, 7, 3) - 7200)
+        );
+        // The day summer time starts has 23 hours.
+        let (a, b) = parse_when("2024-03-31").unwrap();
+        assert_eq!(b - a, 23 * 3600);
+        // A second, a minute.
+        let t = at(2026, 12, 7, 21, 19, 40);
+        assert_eq!(parse_when("2026-12-07T22:19:40").unwrap(), (t, t + 1));
+        assert_eq!(parse_when("2026-12-07 22:19:40").unwrap(), (t, t + 1));
+        assert_eq!(parse_when("07/12/2026 22:19:40").unwrap(), (t, t + 1));
+        assert_eq!(parse_when("2026-12-07T22:19").unwrap(), (t - 40, t + 20));
+        // What pecd prints reads back to the same instant.
+        let shown = ItalianTime::from_unix(t);
+        assert_eq!(parse_when(&shown.human()).unwrap().0, t);
+        assert_eq!(parse_when(&shown.iso8601()).unwrap().0, t);
+        assert_eq!(parse_when("2026-12-07T21:19:40Z").unwrap().0, t);
+        assert_eq!(parse_when("2026-12-07T16:19:40-0500").unwrap().0, t);
+        // The autumn hour that happens twice: the first one.
+        assert_eq!(
+            parse_when("2023-10-29T02:30").unwrap().0,
+            at(2023, 10, 29, 0, 30, 0)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-02-29",
+            "31/04/2026",
+            "2026-12-07T25:00",
+            "2026-12-07T22:61",
+            "2026-12-07T22",
+            "2026-12-07T22:19:40+1",
+            "20261207",
+        ] {
+            let e = parse_when(bad).unwrap_err();
+            assert!(e.to_string().contains("Italian time"), "{bad:?}: {e}");
+        }
+        assert!(parse_when("2024-02-29").is_ok());
     }
 
     #[test]

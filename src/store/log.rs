@@ -126,6 +126,19 @@ impl EventKind {
         }
     }
 
+    /// Every name this binary writes, for a message about a name it does not.
+    pub fn known_names() -> Vec<String> {
+        EventKind::FIXED
+            .iter()
+            .map(|k| k.name().into_owned())
+            .chain(
+                Tipo::ALL
+                    .into_iter()
+                    .map(|t| EventKind::Ricevuta(t).name().into_owned()),
+            )
+            .collect()
+    }
+
     /// The kind a column value names (`Other` for one this binary does not know).
     pub fn parse(s: &str) -> EventKind {
         if let Some(k) = EventKind::FIXED.iter().find(|k| k.name() == s) {
@@ -459,8 +472,12 @@ pub struct Query {
     pub msgid: Option<String>,
     /// Only events whose sender or recipients mention this address.
     pub address: Option<String>,
-    /// Only this event type.
-    pub event: Option<EventKind>,
+    /// Only these event types (any of them; empty: every type).
+    pub events: Vec<EventKind>,
+    /// Only events at or after this time (Unix milliseconds).
+    pub from_ms: Option<i64>,
+    /// Only events before this time (Unix milliseconds).
+    pub until_ms: Option<i64>,
 }
 
 /// Events matching `q`, oldest first.
@@ -500,9 +517,20 @@ pub fn query(db: &Db<'_>, q: &Query) -> Result<Vec<Event>> {
             " AND (lower(sender) LIKE ?{n} OR lower(recipients) LIKE ?{n})"
         ));
     }
-    if let Some(ev) = &q.event {
-        args.push(ev.name().into_owned());
-        sql.push_str(&format!(" AND event = ?{}", args.len()));
+    if !q.events.is_empty() {
+        let mut marks = Vec::new();
+        for ev in &q.events {
+            args.push(ev.name().into_owned());
+            marks.push(format!("?{}", args.len()));
+        }
+        sql.push_str(&format!(" AND event IN ({})", marks.join(", ")));
+    }
+    // Times as literals: the arguments are text, and `ts` is an integer.
+    if let Some(t) = q.from_ms {
+        sql.push_str(&format!(" AND ts >= {t}"));
+    }
+    if let Some(t) = q.until_ms {
+        sql.push_str(&format!(" AND ts < {t}"));
     }
     sql.push_str(" ORDER BY ts, id");
     let mut st = conn.prepare(&sql)?;
@@ -647,6 +675,33 @@ mod tests {
         .unwrap();
         assert_eq!(by_addr.len(), 1);
         assert_eq!(query(&c, &Query::default()).unwrap().len(), 3);
+        let kinds =
+            |q: Query| -> Vec<i64> { query(&c, &q).unwrap().iter().map(|e| e.ts).collect() };
+        assert_eq!(
+            kinds(Query {
+                events: vec![EventKind::Deposito, EventKind::Accettazione],
+                ..Query::default()
+            }),
+            [1000, 3000],
+            "several kinds: any of them"
+        );
+        assert_eq!(
+            kinds(Query {
+                from_ms: Some(2000),
+                until_ms: Some(3000),
+                ..Query::default()
+            }),
+            [2000],
+            "from inclusive, until exclusive"
+        );
+        assert_eq!(
+            kinds(Query {
+                events: vec![EventKind::Deposito],
+                until_ms: Some(3000),
+                ..Query::default()
+            }),
+            Vec::<i64>::new()
+        );
     }
 
     fn chain_ok(c: &Db<'_>) -> usize {

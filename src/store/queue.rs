@@ -290,20 +290,33 @@ pub fn get(db: &Db<'_>, id: JobId) -> Result<Option<Job>> {
         .optional()?)
 }
 
-/// Jobs still pending (or every job with `all`), oldest first.
-pub fn list(db: &Db<'_>, all: bool) -> Result<Vec<Job>> {
+/// Which jobs [`list`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Work still to do: pending and held jobs.
+    Waiting,
+    /// Jobs given up, the ones the `failed` gauge counts.
+    Failed,
+    /// Every row, finished ones too.
+    All,
+}
+
+/// The jobs of `which`, oldest first.
+pub fn list(db: &Db<'_>, which: Listing) -> Result<Vec<Job>> {
     let conn = db.sql();
     // Pending rows through the two partial indexes: the table also holds a
     // week of finished jobs.
-    let sql = if all {
-        format!("SELECT {COLS} FROM jobs ORDER BY created_at, id")
-    } else {
-        format!(
+    let sql = match which {
+        Listing::All => format!("SELECT {COLS} FROM jobs ORDER BY created_at, id"),
+        Listing::Failed => {
+            format!("SELECT {COLS} FROM jobs WHERE state = 'failed' ORDER BY created_at, id")
+        }
+        Listing::Waiting => format!(
             "SELECT {COLS} FROM jobs WHERE state = 'pending' AND kind = 'mailbox'
              UNION ALL SELECT {COLS} FROM jobs WHERE state = 'pending' AND kind <> 'mailbox'
              UNION ALL SELECT {COLS} FROM jobs WHERE state = 'held'
              ORDER BY created_at, id"
-        )
+        ),
     };
     let mut st = conn.prepare(&sql)?;
     let rows = st.query_map([], row_to_job)?;
@@ -340,14 +353,16 @@ pub fn reschedule(db: &Db<'_>, id: JobId, error: &str, due_at: i64, now: i64) ->
     Ok(())
 }
 
-/// Make pending jobs due now (one, or all with `None`; a held job only by
-/// its id). Returns how many.
+/// Make pending jobs due now (one, or all with `None`; a held job, or a
+/// failed one whose message bytes are still kept, only by its id). Returns
+/// how many.
 pub fn retry_now(db: &Db<'_>, id: Option<JobId>, now: i64) -> Result<usize> {
     let conn = db.sql();
     match id {
         Some(id) => Ok(conn.execute(
-            // A held job runs again only when the operator names it.
-            "UPDATE jobs SET state = 'pending', crashes = 0, due_at = ?2, updated_at = ?2 WHERE id = ?1 AND state IN ('pending', 'held')",
+            // A held or failed job runs again only when the operator names it.
+            "UPDATE jobs SET state = 'pending', crashes = 0, due_at = ?2, updated_at = ?2 WHERE id = ?1
+             AND (state IN ('pending', 'held') OR (state = 'failed' AND blob IS NOT NULL))",
             params![id, now],
         )?),
         None => Ok(conn.execute(
@@ -358,6 +373,16 @@ pub fn retry_now(db: &Db<'_>, id: Option<JobId>, now: i64) -> Result<usize> {
             [now],
         )?),
     }
+}
+
+/// Put every failed job whose message bytes are still kept back in the
+/// queue, due now (`pecd queue retry --failed`). Returns how many.
+pub fn retry_failed(db: &Db<'_>, now: i64) -> Result<usize> {
+    Ok(db.sql().execute(
+        "UPDATE jobs SET state = 'pending', crashes = 0, due_at = ?1, updated_at = ?1
+         WHERE state = 'failed' AND blob IS NOT NULL",
+        [now],
+    )?)
 }
 
 /// How many jobs are pending, held and failed (the states an operator
@@ -730,6 +755,58 @@ mod tests {
             .execute("UPDATE jobs SET state = 'done'", [])
             .unwrap();
         assert_eq!(purge_finished(&c, 1_000_000, 100).unwrap(), 2);
+    }
+
+    #[test]
+    fn failed_jobs_are_listed_counted_and_retried_while_their_bytes_are_kept() {
+        let m = db();
+        let c = m.db();
+        for k in ["kept", "released", "waiting"] {
+            let mut j = job(k, 0);
+            j.blob = Some(format!("seg-1.spool@{k}"));
+            enqueue(&c, &j, 0).unwrap();
+        }
+        let id = |k: &str| {
+            list(&c, Listing::All)
+                .unwrap()
+                .into_iter()
+                .find(|j| j.key == k)
+                .unwrap()
+                .id
+        };
+        mark_failed(&c, id("kept"), "550 5.1.1 no such user", 5).unwrap();
+        mark_failed(&c, id("released"), "550 5.7.1 refused", 5).unwrap();
+        c.sql()
+            .execute("UPDATE jobs SET blob = NULL WHERE key = 'released'", [])
+            .unwrap();
+        let keys = |w| -> Vec<String> { list(&c, w).unwrap().into_iter().map(|j| j.key).collect() };
+        assert_eq!(keys(Listing::Waiting), ["waiting"]);
+        assert_eq!(keys(Listing::Failed), ["kept", "released"]);
+        assert_eq!(keys(Listing::All).len(), 3);
+        let failed = |c: &Db<'_>| {
+            counts(c)
+                .unwrap()
+                .into_iter()
+                .find(|(s, _)| *s == JobState::Failed)
+                .unwrap()
+                .1
+        };
+        assert_eq!(failed(&c), 2, "the gauge counts what --failed lists");
+        let f = &list(&c, Listing::Failed).unwrap()[0];
+        assert_eq!(f.last_error.as_deref(), Some("550 5.1.1 no such user"));
+        assert_eq!(f.attempts, 1);
+
+        // A failed job without its bytes cannot run again; one with them can.
+        assert_eq!(retry_now(&c, Some(id("released")), 10).unwrap(), 0);
+        assert_eq!(retry_now(&c, Some(id("kept")), 10).unwrap(), 1);
+        assert_eq!(keys(Listing::Waiting), ["kept", "waiting"]);
+        assert_eq!(due(&c, 10, 10).unwrap().len(), 2);
+        // Retrying every pending job leaves failed ones failed.
+        mark_failed(&c, id("kept"), "again", 20).unwrap();
+        retry_now(&c, None, 30).unwrap();
+        assert_eq!(failed(&c), 2);
+        assert_eq!(retry_failed(&c, 40).unwrap(), 1, "only the one with bytes");
+        assert_eq!(keys(Listing::Failed), ["released"]);
     }
 
     #[test]

@@ -459,13 +459,11 @@ fn folder_links(web: &Web, t: &T, user: &str, current: &str) -> Sidebar {
     Sidebar { links, space, own }
 }
 
-/// Unix seconds as `dd/mm/yyyy hh:mm` in Italian time.
+/// Unix seconds in the one human form, Italian time with its offset
+/// (`ItalianTime::human`).
 fn when(secs: Option<i64>) -> String {
     match secs {
-        Some(s) => {
-            let t = crate::pec::clock::ItalianTime::from_unix(s);
-            format!("{} {}", t.giorno(), &t.ora()[..5])
-        }
+        Some(s) => crate::pec::clock::ItalianTime::from_unix(s).human(),
         None => String::new(),
     }
 }
@@ -846,7 +844,12 @@ fn panel(t: &T, p: &serde_json::Value, has_postacert: bool) -> Panel {
         oggetto: s(&d["oggetto"]),
         identificativo: s(&d["identificativo"]),
         data: if d["giorno"].is_string() {
-            format!("{} {} ({})", s(&d["giorno"]), s(&d["ora"]), s(&d["zona"]))
+            // The daticert's own time and offset, in the same form.
+            crate::pec::clock::human_from_iso(&super::sent::iso(
+                &s(&d["giorno"]),
+                &s(&d["ora"]),
+                &s(&d["zona"]),
+            ))
         } else {
             String::new()
         },
@@ -1033,7 +1036,7 @@ async fn sent(
             msgid: s(&m["msgid"]),
             msgid_enc: enc(&s(&m["msgid"])),
             subject: s(&m["subject"]),
-            accepted: s(&m["accepted_at"]).replace('T', " "),
+            accepted: crate::pec::clock::human_from_iso(&s(&m["accepted_at"])),
             identificativo: s(&m["identificativo"]),
             receipt_type: s(&m["receipt_type"]),
             rows: m["recipients"]
@@ -1046,7 +1049,7 @@ async fn sent(
                     tipo: s(&r["tipo"]),
                     label: state_label(t, &s(&r["state"])),
                     state: s(&r["state"]),
-                    at: s(&r["at"]).replace('T', " "),
+                    at: crate::pec::clock::human_from_iso(&s(&r["at"])),
                     receipt: s(&r["receipt"]),
                     error: s(&r["error"]),
                 })
