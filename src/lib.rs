@@ -26,6 +26,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 #[doc(hidden)]
+pub mod flow;
 pub mod fuzzing;
 pub mod http;
 pub mod imap;

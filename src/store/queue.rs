@@ -10,56 +10,7 @@ use super::{Db, Result};
 use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 
-/// What a job does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    /// Store a finished message (receipt, notice, anomaly) in a local mailbox.
-    Mailbox,
-    /// Delivery point: store a busta for one local recipient and emit its receipt.
-    LocalBusta,
-    /// Send a message to another provider or an ordinary MX.
-    Relay,
-    /// Reception point: verify and dispatch a message received from outside.
-    Inbound,
-}
-
-impl Kind {
-    /// Column value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Mailbox => "mailbox",
-            Kind::LocalBusta => "local-busta",
-            Kind::Relay => "relay",
-            Kind::Inbound => "inbound",
-        }
-    }
-
-    /// Parse a column value.
-    pub fn parse(s: &str) -> Option<Kind> {
-        [Kind::Mailbox, Kind::LocalBusta, Kind::Relay, Kind::Inbound]
-            .into_iter()
-            .find(|k| k.as_str() == s)
-    }
-}
-
-/// A job's id: the `ID` of `pecd queue show|retry|cancel`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct JobId(pub i64);
-
-impl std::fmt::Display for JobId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::str::FromStr for JobId {
-    type Err = std::num::ParseIntError;
-    fn from_str(s: &str) -> std::result::Result<JobId, Self::Err> {
-        s.parse().map(JobId)
-    }
-}
+pub use crate::flow::batch::{JobId, JobKind as Kind, NewJob};
 
 impl rusqlite::ToSql for JobId {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -114,29 +65,6 @@ impl std::fmt::Display for JobState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// Work to add.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    /// Idempotency key.
-    pub key: String,
-    /// What to do.
-    pub kind: Kind,
-    /// PEC message concerned.
-    pub identificativo: Option<String>,
-    /// Envelope sender for relays.
-    pub mail_from: String,
-    /// Recipients this job serves.
-    pub recipients: Vec<String>,
-    /// Destination domain or host for relays.
-    pub next_hop: Option<String>,
-    /// Spool file with the bytes.
-    pub blob: Option<String>,
-    /// Kind-specific JSON.
-    pub data: Option<String>,
-    /// When to run.
-    pub due_at: i64,
 }
 
 /// A queued job as stored.
