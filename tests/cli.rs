@@ -252,12 +252,30 @@ fn init_writes_a_provider_that_check_config_accepts_and_serve_runs() {
         text(&x509)
     );
 
-    let check = Command::new(pecd_bin())
-        .arg("--config")
-        .arg(&cfg)
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let check_config = || {
+        Command::new(pecd_bin())
+            .arg("--config")
+            .arg(&cfg)
+            .arg("check-config")
+            .output()
+            .unwrap()
+    };
+    // serve refuses until the operator names a TSA, or says "none".
+    let check = check_config();
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    assert!(
+        text(&check).contains("log.tsa_url: not set"),
+        "{}",
+        text(&check)
+    );
+    assert!(
+        cfg_text
+            .trim_end()
+            .ends_with("# tsa_ca = \"certs/tsa-ca.pem\""),
+        "{cfg_text}"
+    );
+    std::fs::write(&cfg, format!("{cfg_text}tsa_url = \"none\"\n")).unwrap();
+    let check = check_config();
     assert_eq!(check.status.code(), Some(0), "{}", text(&check));
 
     // A second init into the same folder refuses to overwrite it.

@@ -59,7 +59,7 @@ fn has_line(lines: &[serde_json::Value], f: impl Fn(&serde_json::Value) -> bool)
 #[tokio::test]
 async fn json_log_lines_carry_logins_and_the_identificativo() {
     let ca = TestCa::new();
-    let mut p = provider(&ca, "[log]\nformat = \"json\"\n");
+    let mut p = provider(&ca, "[log]\nformat = \"json\"\ntsa_url = \"none\"\n");
     p.start();
     let msg = message(ALICE, &[BOB], &[], "log me", "", "Ciao");
     let msgid = header(&msg, "Message-ID").unwrap();

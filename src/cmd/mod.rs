@@ -80,6 +80,10 @@ fn check_config(path: &Path) -> AdminResult {
     if problems.is_empty() {
         println!("{}: ok", path.display());
         if let Some(cfg) = &cfg {
+            // Valid but weaker than a provider should run: said, exit 0.
+            for w in cfg.warnings() {
+                println!("{}: warning: {w}", path.display());
+            }
             println!("{}: {}", path.display(), antivirus_note(cfg));
         }
         return Ok(ExitCode::SUCCESS);
@@ -334,7 +338,7 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
     let cfg = load_config(config)?;
     match a.action {
         Some(crate::cli::LogAction::Verify(v)) => match &v.extract {
-            Some(dir) => return logextract::verify(&cfg, dir),
+            Some(dir) => return logextract::verify(&cfg, dir, v.allow_unstamped),
             None => return logverify::verify(&cfg, &v),
         },
         Some(crate::cli::LogAction::Export(x)) => return logextract::export(&cfg, &x),
@@ -511,7 +515,13 @@ fn init(a: InitArgs) -> AdminResult {
     };
     std::fs::write(
         a.dir.join("pecd.toml"),
-        provider_config_text_with(&name, &domain, &hostname, host, ports, revocation) + dns,
+        provider_config_text_with(&name, &domain, &hostname, host, ports, revocation)
+            + dns
+            + if a.dev {
+                crate::layout::DEV_LOG_SECTION
+            } else {
+                crate::layout::PRODUCTION_LOG_SECTION
+            },
     )?;
     std::fs::write(a.dir.join("index.toml"), empty_index_text(&name, &domain))?;
     let cfg_path = a.dir.join("pecd.toml");
@@ -549,6 +559,13 @@ fn init(a: InitArgs) -> AdminResult {
         "              TLS certificate before going live: docs/operations.md, \"Going live\")"
     )?;
     writeln!(out, "Next:")?;
+    if !a.dev {
+        writeln!(
+            out,
+            "  set [log] tsa_url and tsa_ca in pecd.toml: your time-stamping authority for the
+              PEC log's daily time stamp (serve refuses to start without it)"
+        )?;
+    }
     writeln!(
         out,
         "  pecd --config {} user add alice@{domain}",

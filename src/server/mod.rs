@@ -546,6 +546,9 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     if !problems.is_empty() {
         return Err(problems.join("\n"));
     }
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
     let signer = load_signer(&cfg)?;
     let (trust, trust_pems) = load_trust(&cfg)?;
     let revocation = crate::trust_fetch::Checker::for_config(&cfg)?;
