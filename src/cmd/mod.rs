@@ -84,7 +84,9 @@ fn check_config(path: &Path) -> AdminResult {
             for w in cfg.warnings() {
                 println!("{}: warning: {w}", path.display());
             }
-            println!("{}: {}", path.display(), antivirus_note(cfg));
+            for note in antivirus_notes(cfg) {
+                println!("{}: {note}", path.display());
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -104,14 +106,15 @@ fn check_config(path: &Path) -> AdminResult {
     Ok(ExitCode::FAILURE)
 }
 
-/// What check-config says about scanning: off, or whether clamd answers and
-/// takes streams of `max_scan_size` (it is asked: a configuration file
-/// check cannot see clamd's own settings).
-fn antivirus_note(cfg: &Config) -> String {
+/// What check-config says about scanning: off, or whether clamd answers,
+/// takes streams of `max_scan_size` and flags what is nested deeper than
+/// it looks (it is asked: a configuration file check cannot see clamd's
+/// own settings).
+fn antivirus_notes(cfg: &Config) -> Vec<String> {
     let s = match crate::antivirus::Scanner::from_config(cfg) {
-        Ok(None) => return "no [antivirus]: the provider runs without virus checks".into(),
+        Ok(None) => return vec!["no [antivirus]: the provider runs without virus checks".into()],
         Ok(Some(s)) => s,
-        Err(e) => return e,
+        Err(e) => return vec![e],
     };
     let head = format!("antivirus: clamd at {}", s.endpoint);
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -119,26 +122,35 @@ fn antivirus_note(cfg: &Config) -> String {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return format!("{head}: not checked ({e})"),
+        Err(e) => return vec![format!("{head}: not checked ({e})")],
     };
     rt.block_on(async {
         let version = match s.version().await {
             Ok(v) => v,
             Err(e) => {
-                return format!(
-                    "warning: {head} does not answer ({e}); its StreamMaxLength must be at least {} bytes (antivirus.max_scan_size)",
+                return vec![format!(
+                    "warning: {head} does not answer ({e}); its StreamMaxLength must be at least {} bytes (antivirus.max_scan_size) and AlertExceedsMax on",
                     s.max_scan_size
-                )
+                )]
             }
         };
-        match s.check_stream_limit().await {
+        let stream = match s.check_stream_limit().await {
             Ok(None) => format!(
                 "{head} ({version}) takes streams of antivirus.max_scan_size ({} bytes)",
                 s.max_scan_size
             ),
             Ok(Some(problem)) => format!("warning: {problem}"),
             Err(e) => format!("warning: {head} ({version}): StreamMaxLength not checked: {e}"),
-        }
+        };
+        let depth = crate::antivirus::probe::PROBE_DEPTH;
+        let nested = match s.check_recursion().await {
+            Ok(None) => format!(
+                "{head} flags the EICAR test file nested {depth} archives deep"
+            ),
+            Ok(Some(problem)) => format!("warning: {problem}"),
+            Err(e) => format!("warning: {head}: MaxRecursion and AlertExceedsMax not checked: {e}"),
+        };
+        vec![stream, nested]
     })
 }
 
