@@ -178,7 +178,7 @@ pub struct LogExportArgs {
     pub out: PathBuf,
 }
 
-/// `pecd log verify [--from DATE] [--to DATE]`
+/// `pecd log verify [--from DATE] [--to DATE] [--allow-unstamped]`
 #[derive(Debug, clap::Args)]
 pub struct LogVerifyArgs {
     /// First day to check (YYYY-MM-DD, Europe/Rome) [default: the first row].
@@ -191,6 +191,10 @@ pub struct LogVerifyArgs {
     /// database; the configuration gives the trusted roots).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["from", "to"])]
     pub extract: Option<PathBuf>,
+    /// Accept sealed days without a time stamp (a development provider
+    /// with `[log] tsa_url = "none"`): they are listed as notes, not failures.
+    #[arg(long)]
+    pub allow_unstamped: bool,
 }
 
 /// `pecd init …`

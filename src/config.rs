@@ -319,8 +319,9 @@ pub struct LogSection {
     /// `text` (default) or `json`.
     #[serde(default)]
     pub format: LogFormat,
-    /// RFC 3161 time-stamping authority (`http://…`); none: seals are
-    /// signed, not time-stamped, and `/health` says so.
+    /// RFC 3161 time-stamping authority (`http://…`), or `"none"` for a
+    /// development provider whose seals are signed only. Required: absent,
+    /// `serve` refuses to start (see [`LogSection::tsa`]).
     #[serde(default)]
     pub tsa_url: Option<String>,
     /// PEM roots the TSA's certificate must chain to (required with `tsa_url`).
@@ -351,6 +352,26 @@ impl Default for LogSection {
             seal_retry_initial: default_seal_retry_initial(),
             seal_retry_max: default_seal_retry_max(),
         }
+    }
+}
+
+/// The `[log] tsa_url` value that says, on purpose, "no time stamps".
+pub const NO_TSA: &str = "none";
+
+impl LogSection {
+    /// The TSA's URL; None when `tsa_url` is absent or `"none"`.
+    pub fn tsa(&self) -> Option<&str> {
+        self.tsa_url
+            .as_deref()
+            .filter(|u| !u.trim().eq_ignore_ascii_case(NO_TSA))
+    }
+
+    /// Whether the configuration says `tsa_url = "none"`: seals signed,
+    /// not time-stamped, by choice.
+    pub fn tsa_disabled(&self) -> bool {
+        self.tsa_url
+            .as_deref()
+            .is_some_and(|u| u.trim().eq_ignore_ascii_case(NO_TSA))
     }
 }
 
@@ -1139,6 +1160,25 @@ impl Config {
         changed
     }
 
+    /// Settings that are valid but weaken the provider, each as `key:
+    /// message`: `check-config` prints them and `serve` logs them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.log.tsa_disabled() {
+            w.push(format!(
+                "log.tsa_url: \"{NO_TSA}\": the PEC log's daily seals are signed but NOT time-stamped, so anyone holding the signing key can rewrite, rechain and reseal past days unnoticed; a development setting: a provider sets the URL of its time-stamping authority (DPR 68/2005 art. 10 c. 2)"
+            ));
+        }
+        if let Some(a) = self.admin.address() {
+            if let Some(why) = reachable_from_outside(&a) {
+                w.push(format!(
+                    "admin.listen: {a:?} {why}: /metrics and /health answer anyone, without authentication, over plain HTTP; bind it to 127.0.0.1 (or ::1), or keep the port behind a firewall"
+                ));
+            }
+        }
+        w
+    }
+
     /// Every problem, each as `key: message`. Empty means valid.
     ///
     /// `check_files` also requires the certificate files to exist unless the
@@ -1320,7 +1360,15 @@ impl Config {
                 p.push("timers.preavviso_after: must be shorter than timers.expire_after".into());
             }
         }
-        if let Some(u) = &self.log.tsa_url {
+        if self.log.tsa_url.is_none() {
+            // Without the daily time stamp anyone holding the signing key
+            // can rewrite, rechain and reseal past days: a choice the
+            // configuration must state, never a default.
+            p.push(format!(
+                "log.tsa_url: not set: the URL of your time-stamping authority (RFC 3161, http://…) for the daily time stamp of the PEC log (DPR 68/2005 art. 10 c. 2), with log.tsa_ca; or tsa_url = \"{NO_TSA}\" for a development provider whose log seals are signed but not time-stamped"
+            ));
+        }
+        if let Some(u) = self.log.tsa() {
             // The token is signed: plain HTTP is RFC 3161's own transport.
             if !u.starts_with("http://") || u.len() <= "http://".len() {
                 p.push(format!(
@@ -1448,6 +1496,21 @@ fn key_lines(text: &str, span: std::ops::Range<usize>) -> Option<(String, std::o
     Some((path, first..last + 1))
 }
 
+/// Why a listener's `host:port` may be reached from other hosts, or None
+/// for loopback.
+fn reachable_from_outside(addr: &str) -> Option<&'static str> {
+    match addr.parse::<SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => Some("listens on every interface"),
+        Ok(a) if a.ip().is_loopback() => None,
+        Ok(_) => Some("listens on an address other hosts can reach"),
+        Err(_) => {
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+            (!host.eq_ignore_ascii_case("localhost"))
+                .then_some("may listen on an address other hosts can reach")
+        }
+    }
+}
+
 fn valid_domain(d: &str) -> bool {
     !d.is_empty()
         && d.len() <= 253
@@ -1475,7 +1538,14 @@ key = "certs/signing.key"
 [tls]
 certificate = "certs/tls.pem"
 key = "certs/tls.key"
+[log]
+tsa_url = "none"
 "#;
+
+    /// MINIMAL with `keys` in its `[log]` table instead of `tsa_url = "none"`.
+    fn with_log(keys: &str) -> String {
+        MINIMAL.replace("tsa_url = \"none\"\n", keys)
+    }
 
     #[test]
     fn memory_budget_must_hold_one_largest_submission() {
@@ -1661,8 +1731,7 @@ key = "certs/tls.key"
     #[test]
     fn the_tsa_keys_are_checked_together() {
         let check = |log: &str| {
-            let c =
-                Config::from_str_at(&format!("{MINIMAL}\n[log]\n{log}"), Path::new(".")).unwrap();
+            let c = Config::from_str_at(&with_log(log), Path::new(".")).unwrap();
             c.validate(false)
         };
         let p = check(
@@ -1682,8 +1751,70 @@ key = "certs/tls.key"
         let ok = check("tsa_url = \"http://tsa.test/\"\ntsa_ca = \"tsa.pem\"\ntsa_policy = \"1.3.6.1.4.1.1\"\n");
         assert!(ok.is_empty(), "{ok:?}");
         let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
-        assert_eq!(c.log.tsa_url, None, "no TSA unless configured");
+        assert_eq!(c.log.tsa(), None);
+        assert!(c.log.tsa_disabled());
         assert_eq!(c.log.seal_retry_initial, "1m");
+    }
+
+    #[test]
+    fn tsa_url_must_be_set_and_none_is_a_warning() {
+        // Absent: refused, saying what to set.
+        let c = Config::from_str_at(&with_log(""), Path::new(".")).unwrap();
+        let p = c.validate(false);
+        assert!(
+            p.len() == 1
+                && p[0].starts_with("log.tsa_url: not set")
+                && p[0].contains("tsa_url = \"none\""),
+            "{p:?}"
+        );
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        // "none", said on purpose: valid, with a warning.
+        let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
+        assert!(c.validate(false).is_empty(), "{:?}", c.validate(false));
+        let w = c.warnings();
+        assert!(
+            w.len() == 1
+                && w[0].starts_with("log.tsa_url: \"none\"")
+                && w[0].contains("NOT time-stamped"),
+            "{w:?}"
+        );
+        // A TSA: neither.
+        let c = Config::from_str_at(
+            &with_log("tsa_url = \"http://tsa.test/\"\ntsa_ca = \"tsa.pem\"\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert!(c.validate(false).is_empty() && c.warnings().is_empty());
+        assert_eq!(c.log.tsa(), Some("http://tsa.test/"));
+    }
+
+    #[test]
+    fn an_admin_listener_other_hosts_can_reach_is_a_warning() {
+        for (listen, warned) in [
+            ("0.0.0.0:2980", true),
+            ("[::]:2980", true),
+            ("192.0.2.7:2980", true),
+            ("127.0.0.1:2980", false),
+            ("[::1]:2980", false),
+            ("localhost:2980", false),
+            ("off", false),
+        ] {
+            let text = format!("{MINIMAL}\n[admin]\nlisten = \"{listen}\"\n");
+            let c = Config::from_str_at(&text, Path::new(".")).unwrap();
+            let w = c.warnings();
+            let admin: Vec<_> = w
+                .iter()
+                .filter(|l| l.starts_with("admin.listen: "))
+                .collect();
+            assert_eq!(admin.len(), usize::from(warned), "{listen}: {w:?}");
+            if warned {
+                assert!(
+                    admin[0].contains("/metrics and /health")
+                        && admin[0].contains("without authentication"),
+                    "{w:?}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -1714,14 +1845,14 @@ key = "certs/tls.key"
         let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
         assert_eq!(c.log.format, LogFormat::Text);
         let c = Config::from_str_at(
-            &format!("{MINIMAL}\n[log]\nformat = \"json\"\n"),
+            &with_log("tsa_url = \"none\"\nformat = \"json\"\n"),
             Path::new("."),
         )
         .unwrap();
         assert_eq!(c.log.format, LogFormat::Json);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pecd.toml");
-        std::fs::write(&path, format!("{MINIMAL}\n[log]\nformat = \"xml\"\n")).unwrap();
+        std::fs::write(&path, with_log("tsa_url = \"none\"\nformat = \"xml\"\n")).unwrap();
         let (_, p) = Config::load_reporting(&path);
         assert!(p.len() == 1 && p[0].starts_with("log.format: "), "{p:?}");
     }

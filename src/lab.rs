@@ -189,7 +189,8 @@ impl Lab {
                 &s.domain,
                 &format!("mx.{}", s.domain),
                 [0, 0, *port, 0, 0, 0, 0, 0, 0],
-            ) + "\n"
+            ) + crate::layout::DEV_LOG_SECTION
+                + "\n"
                 + &routes;
             let text = merge_toml(&text, extra)?;
             let text = match token {

@@ -83,6 +83,29 @@ max_recipients = 100
     )
 }
 
+/// The `[log]` table of a development provider: its log seals are signed,
+/// not time-stamped, and `serve` says so at start.
+pub const DEV_LOG_SECTION: &str = r#"
+[log]
+# No time-stamping authority: the daily seals of the PEC log are signed but
+# not time-stamped, so whoever holds the signing key could rewrite past days.
+# Development only: a provider sets its TSA's URL (docs/log-integrity.md).
+tsa_url = "none"
+"#;
+
+/// The `[log]` table `pecd init` writes for a real domain: the daily time
+/// stamp is the operator's to configure, and `serve` refuses to start
+/// until `tsa_url` is set.
+pub const PRODUCTION_LOG_SECTION: &str = r#"
+[log]
+# The daily time stamp (marca temporale) of the PEC log, DPR 68/2005 art. 10
+# c. 2: the RFC 3161 URL of your time-stamping authority and the CA file its
+# certificate chains to. `pecd serve` refuses to start until tsa_url is set
+# (docs/log-integrity.md, docs/operations.md).
+# tsa_url = "http://timestamp.example-tsp.it/tsa"
+# tsa_ca = "certs/tsa-ca.pem"
+"#;
+
 /// An index file listing only ourselves.
 pub fn own_index_text(name: &str, domain: &str) -> String {
     format!(

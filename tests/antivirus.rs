@@ -26,6 +26,10 @@ struct Clamd {
     child: Option<Child>,
 }
 
+/// What docs/operations.md asks of clamd.conf: what clamd cannot open to
+/// the end (nested past MaxRecursion, over a size limit) is flagged.
+const RECOMMENDED: &str = "AlertExceedsMax yes\n";
+
 impl Clamd {
     fn start() -> Clamd {
         Clamd::start_with_limit("100M")
@@ -33,13 +37,18 @@ impl Clamd {
 
     /// A clamd whose `StreamMaxLength` is `limit` (clamd's size syntax).
     fn start_with_limit(limit: &str) -> Clamd {
+        Clamd::start_conf(limit, RECOMMENDED)
+    }
+
+    /// A clamd with `extra` lines in its clamd.conf.
+    fn start_conf(limit: &str, extra: &str) -> Clamd {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db");
         std::fs::create_dir(&db).unwrap();
         let hex: String = eicar().bytes().map(|b| format!("{b:02x}")).collect();
         std::fs::write(db.join("pecd.ndb"), format!("{SIGNATURE}:0:*:{hex}\n")).unwrap();
         let conf = format!(
-            "Foreground yes\nLocalSocket {}\nDatabaseDirectory {}\nStreamMaxLength {limit}\nLogFile {}\n",
+            "Foreground yes\nLocalSocket {}\nDatabaseDirectory {}\nStreamMaxLength {limit}\nLogFile {}\n{extra}",
             dir.path().join("clamd.sock").display(),
             db.display(),
             dir.path().join("clamd.log").display()
@@ -561,7 +570,183 @@ fn check_config_and_serve_say_when_clamd_refuses_streams_of_max_scan_size() {
         text.contains("takes streams of antivirus.max_scan_size (2000000 bytes)"),
         "{text}"
     );
-    assert!(!text.contains("warning"), "{text}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("warning") && l.contains("clamd")),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_and_serve_say_when_clamd_passes_a_virus_nested_past_its_max_recursion() {
+    let ca = TestCa::new();
+    let spec = |clamd: &Clamd| {
+        let mut s = ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]);
+        s.extra_config = format!(
+            "[limits]\nmax_message_size = \"1MB\"\n\n[antivirus]\nclamd = \"unix:{}\"\n",
+            clamd.socket().display()
+        );
+        s
+    };
+    // ClamAV's defaults: MaxRecursion 17, AlertExceedsMax off. The EICAR
+    // file in a zip nested 64 deep is "OK".
+    let default = Clamd::start_conf("100M", "");
+    let mut p = TestProvider::prepare(&ca, &spec(&default));
+    let out = p.cli(&["check-config"], "");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("warning: clamd") && l.contains("nested 64 archives deep"))
+        .unwrap_or_else(|| panic!("no warning:\n{text}"));
+    assert!(line.contains("AlertExceedsMax yes"), "{line}");
+    p.start();
+    p.wait_for("the start-up warning", 30, || {
+        p.log()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("nested 64 archives deep"))
+            .then_some(())
+    });
+
+    // As docs/operations.md says: flagged, no warning.
+    let recommended = Clamd::start_conf("100M", RECOMMENDED);
+    let mut q = TestProvider::prepare(&ca, &spec(&recommended));
+    let out = q.cli(&["check-config"], "");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("flags the EICAR test file nested 64 archives deep"),
+        "{text}"
+    );
+    assert!(!text.contains("warning: clamd"), "{text}");
+    q.start();
+    q.wait_for("the start-up line", 30, || {
+        q.log()
+            .contains("clamd flags the EICAR test file nested past its MaxRecursion")
+            .then_some(())
+    });
+    assert!(!q.log().contains("archives deep as clean"), "{}", q.log());
+}
+
+/// A clamd on loopback TCP that answers every INSTREAM with what the test
+/// sets: a broken or hostile one.
+struct FakeClamd {
+    port: u16,
+    reply: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl FakeClamd {
+    fn start() -> FakeClamd {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let reply = std::sync::Arc::new(std::sync::Mutex::new(b"stream: OK\0".to_vec()));
+        let shared = reply.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let r = shared.clone();
+                std::thread::spawn(move || FakeClamd::serve(conn, &r));
+            }
+        });
+        FakeClamd { port, reply }
+    }
+
+    fn answer(&self, reply: &[u8]) {
+        *self.reply.lock().unwrap() = reply.to_vec();
+    }
+
+    fn serve(mut s: std::net::TcpStream, reply: &std::sync::Mutex<Vec<u8>>) {
+        use std::io::{Read, Write};
+        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut cmd = Vec::new();
+        let mut b = [0u8; 1];
+        while s.read_exact(&mut b).is_ok() && b[0] != 0 && cmd.len() < 64 {
+            cmd.push(b[0]);
+        }
+        let out = match cmd.as_slice() {
+            b"zVERSION" => b"ClamAV 1.4.6/27000/hostile test double\0".to_vec(),
+            b"zINSTREAM" => {
+                loop {
+                    let mut len = [0u8; 4];
+                    if s.read_exact(&mut len).is_err() {
+                        return;
+                    }
+                    let n = u32::from_be_bytes(len) as u64;
+                    if n == 0 {
+                        break;
+                    }
+                    if std::io::copy(&mut (&mut s).take(n), &mut std::io::sink()).ok() != Some(n) {
+                        return;
+                    }
+                }
+                reply.lock().unwrap().clone()
+            }
+            _ => return,
+        };
+        let _ = s.write_all(&out);
+    }
+}
+
+#[test]
+fn a_hostile_clamd_is_a_scan_failure_never_clean_and_none_of_its_bytes_reach_a_reply() {
+    let ca = TestCa::new();
+    let clamd = FakeClamd::start();
+    let mut spec = ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice", "bob"]);
+    spec.extra_config = format!(
+        "[limits]\nmax_message_size = \"1MB\"\n\n[antivirus]\nclamd = \"tcp:127.0.0.1:{}\"\ntimeout = \"5s\"\n",
+        clamd.port
+    );
+    let mut p = TestProvider::prepare(&ca, &spec);
+    p.start();
+    let submit = |subject: &str| -> (u16, String) {
+        let mut c = SecureSmtp::connect(p.submissions, &p.ca_pem, true);
+        let (code, text) = c.ehlo_auth(ALICE, PASSWORD);
+        assert_eq!(code, 235, "{text}");
+        assert_eq!(c.cmd(&format!("MAIL FROM:<{ALICE}>")).0, 250);
+        assert_eq!(c.cmd(&format!("RCPT TO:<{BOB}>")).0, 250);
+        assert_eq!(c.cmd("DATA").0, 354);
+        let msg = message(ALICE, &[BOB], &[], subject, "", "Ciao");
+        c.send(&msg);
+        c.send(b"\r\n.\r\n");
+        c.reply()
+    };
+    // The double is consulted: its clean and its infected verdicts count.
+    let (code, text) = submit("pulito");
+    assert_eq!(code, 250, "{text}");
+    clamd.answer(b"stream: Test.Signature FOUND\0");
+    let (code, text) = submit("infetto");
+    assert_eq!(code, 550, "{text}");
+    assert!(text.contains("Test.Signature"), "{text}");
+
+    let overlong = format!("stream: {} FOUND\0", "A".repeat(3000));
+    for hostile in [
+        &b"OK\0"[..],
+        b"stream: Evil\0Name FOUND\0",
+        b"stream: Evil\x1b[2J\r\n250 ok FOUND\0",
+        b"\0",
+        overlong.as_bytes(),
+    ] {
+        clamd.answer(hostile);
+        let (code, text) = submit("ostile");
+        let said = String::from_utf8_lossy(hostile);
+        assert_eq!(code, 451, "{said:?} was taken as a verdict: {text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{said:?}: a control byte in the reply: {text:?}"
+        );
+        assert!(text.len() < 512, "{said:?}: {text}");
+    }
+    // Only the first clean message went through.
+    p.wait_messages(BOB, "X-Trasporto", "posta-certificata", 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        p.messages_with(BOB, "X-Trasporto", "posta-certificata")
+            .len(),
+        1
+    );
+    // The operator's log says what clamd said, escaped.
+    let log = p.log();
+    assert!(log.contains("clamd: unexpected reply \"OK\\x00\""), "{log}");
+    assert!(!log.contains('\x1b') && !log.contains('\0'), "{log:?}");
 }
 
 #[tokio::test]

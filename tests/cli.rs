@@ -75,6 +75,34 @@ fn check_config_accepts_a_good_config_and_names_every_problem() {
     }
 }
 
+#[test]
+fn check_config_warns_of_an_admin_listener_on_every_interface() {
+    let ca = TestCa::new();
+    let p = alpha(&ca, &[]);
+    let cfg = std::fs::read_to_string(p.config_path()).unwrap();
+    let loopback = format!("listen = \"127.0.0.1:{}\"", p.admin);
+    assert!(cfg.contains(&loopback), "{cfg}");
+    let ok = p.cli(&["check-config"], "");
+    assert!(!text(&ok).contains("admin.listen"), "{}", text(&ok));
+    for any in ["0.0.0.0", "[::]"] {
+        let open = format!("listen = \"{any}:{}\"", p.admin);
+        std::fs::write(p.config_path(), cfg.replace(&loopback, &open)).unwrap();
+        let out = p.cli(&["check-config"], "");
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(0), "a warning, not an error: {t}");
+        let line = t
+            .lines()
+            .find(|l| l.contains("warning: admin.listen"))
+            .unwrap_or_else(|| panic!("{any}: no warning:\n{t}"));
+        assert!(
+            line.contains("every interface")
+                && line.contains("/metrics and /health")
+                && line.contains("without authentication"),
+            "{line}"
+        );
+    }
+}
+
 /// AUTH PLAIN over implicit TLS; the reply code.
 fn auth_code(p: &TestProvider, user: &str, password: &str) -> u16 {
     let mut c = SecureSmtp::connect(p.submissions, &p.ca_pem, true);
@@ -335,12 +363,30 @@ fn init_writes_a_provider_that_check_config_accepts_and_serve_runs() {
         text(&x509)
     );
 
-    let check = Command::new(pecd_bin())
-        .arg("--config")
-        .arg(&cfg)
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let check_config = || {
+        Command::new(pecd_bin())
+            .arg("--config")
+            .arg(&cfg)
+            .arg("check-config")
+            .output()
+            .unwrap()
+    };
+    // serve refuses until the operator names a TSA, or says "none".
+    let check = check_config();
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    assert!(
+        text(&check).contains("log.tsa_url: not set"),
+        "{}",
+        text(&check)
+    );
+    assert!(
+        cfg_text
+            .trim_end()
+            .ends_with("# tsa_ca = \"certs/tsa-ca.pem\""),
+        "{cfg_text}"
+    );
+    std::fs::write(&cfg, format!("{cfg_text}tsa_url = \"none\"\n")).unwrap();
+    let check = check_config();
     assert_eq!(check.status.code(), Some(0), "{}", text(&check));
 
     // A second init into the same folder refuses to overwrite it.

@@ -172,6 +172,11 @@ impl Drop for Tsa {
 
 /// libfaketime, so the daemon lives one day ahead.
 fn tomorrow() -> Vec<(&'static str, &'static str)> {
+    days_ahead("+1d")
+}
+
+/// libfaketime, so a process lives `offset` (`+2d`) ahead.
+fn days_ahead(offset: &'static str) -> Vec<(&'static str, &'static str)> {
     let lib = [
         "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
         "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
@@ -182,7 +187,7 @@ fn tomorrow() -> Vec<(&'static str, &'static str)> {
     .expect("libfaketime is installed (.ci/run installs the faketime package)");
     vec![
         ("LD_PRELOAD", lib),
-        ("FAKETIME", "+1d"),
+        ("FAKETIME", offset),
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
         ("FAKETIME_DONT_RESET", "1"),
     ]
@@ -221,7 +226,20 @@ fn seals_dir(p: &TestProvider) -> PathBuf {
 }
 
 fn verify(p: &TestProvider) -> (bool, String) {
-    let out = p.cli(&["log", "verify"], "");
+    verify_at(p, &[], &[])
+}
+
+/// `pecd log verify ARGS` with `env` (libfaketime: the day the daemon
+/// sealed is then over for the check too).
+fn verify_at(p: &TestProvider, env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
+    let out = Command::new(pecd_bin())
+        .arg("--config")
+        .arg(p.config_path())
+        .args(["log", "verify"])
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -283,6 +301,17 @@ async fn a_finished_day_is_sealed_time_stamped_after_the_tsa_comes_back_and_once
             >= 2,
         "the TSA is retried:\n{}",
         p.log()
+    );
+    // Meanwhile `log verify` names the day, with the sealer's reason.
+    let (ok, out) = verify(&p);
+    assert!(!ok, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("UNSTAMPED day {today}: ")))
+        .unwrap_or_else(|| panic!("the unstamped day is not named:\n{out}"));
+    assert!(
+        line.contains("the sealer's last error") && line.contains("127.0.0.1"),
+        "{line}"
     );
 
     tsa.start();
@@ -550,8 +579,9 @@ fn tampering(p: &TestProvider, today: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_tsa_the_seal_is_signed_and_health_says_it_is_not_time_stamped() {
+async fn without_a_tsa_the_seal_is_signed_and_a_resealed_log_does_not_verify() {
     let ca = TestCa::new();
+    // tests/common writes `[log] tsa_url = "none"`.
     let mut p = TestProvider::prepare(
         &ca,
         &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]),
@@ -577,11 +607,207 @@ async fn without_a_tsa_the_seal_is_signed_and_health_says_it_is_not_time_stamped
     assert_eq!(unsealed_metric(&p), Some(0.0));
     assert!(!dir.join(format!("{today}.tsr")).exists());
     p.stop();
+    // A seal without a time stamp proves nothing against the key's holder.
     let (ok, out) = verify(&p);
-    assert!(ok, "{out}");
+    assert!(!ok, "{out}");
     assert!(
-        out.contains(&format!("day {today}: sealed and signed, not time-stamped")),
+        out.contains(&format!(
+            "UNSTAMPED day {today}: sealed and signed, not time-stamped"
+        )),
         "{out}"
     );
+    let (ok, out) = verify_at(&p, &[], &["--allow-unstamped"]);
+    assert!(ok, "{out}");
     assert!(out.contains("(0 time-stamped)"), "{out}");
+
+    // The insider: a row rewritten, the chain recomputed, the day's seal
+    // deleted (row and files) and made again by the daemon with the key.
+    let db = p.path().join("data/pecd.sqlite3");
+    let original = std::fs::read_to_string(dir.join(format!("{today}.seal"))).unwrap();
+    python_sql(
+        &db,
+        &format!(
+            "{RECHAIN}\nc.execute('DROP TRIGGER log_is_append_only')\n\
+             c.execute(\"UPDATE log SET subject = 'Falso' WHERE id = 2\")\nrechain(False)\n\
+             c.execute('DROP TRIGGER log_seals_kept')\nc.execute('DELETE FROM log_seals')"
+        ),
+    );
+    for ext in ["seal", "p7s"] {
+        std::fs::remove_file(dir.join(format!("{today}.{ext}"))).unwrap();
+    }
+    p.start_env(&tomorrow());
+    p.wait_for("the new seal", 20, || {
+        dir.join(format!("{today}.p7s")).exists().then_some(())
+    });
+    p.stop();
+    let forged = std::fs::read_to_string(dir.join(format!("{today}.seal"))).unwrap();
+    assert_ne!(forged, original, "the seal covers the rewritten rows");
+    // Without a time stamp it cannot be told from the real one: only
+    // --allow-unstamped lets it pass.
+    let (ok, out) = verify(&p);
+    assert!(!ok, "a resealed log verifies:\n{out}");
+    assert!(out.contains(&format!("UNSTAMPED day {today}: ")), "{out}");
+    let (ok, out) = verify_at(&p, &[], &["--allow-unstamped"]);
+    assert!(ok, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_seal_is_named_and_never_made_again() {
+    let ca = TestCa::new();
+    let mut p = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]),
+    );
+    let day = |offset: i64| {
+        let now = pecd::pec::clock::since_epoch().as_millis() as i64;
+        pecd::pec::logseal::Day::of_ms(now + offset * 86_400_000).to_string()
+    };
+    let (d0, d1) = (day(0), day(1));
+    // Rows on two days, sealed on the third.
+    p.start();
+    write_some_rows(&p).await;
+    p.stop();
+    p.start_env(&days_ahead("+1d"));
+    write_some_rows(&p).await;
+    p.stop();
+    let later = days_ahead("+2d");
+    p.start_env(&later);
+    let dir = seals_dir(&p);
+    p.wait_for("both seals", 20, || {
+        (dir.join(format!("{d1}.p7s")).exists() && dir.join(format!("{d0}.p7s")).exists())
+            .then_some(())
+    });
+    p.stop();
+    assert_eq!(seal_count(&p), 2);
+    let (ok, out) = verify_at(&p, &later, &["--allow-unstamped"]);
+    assert!(ok, "{out}");
+
+    // The first day's seal deleted, row and files: the daemon does not
+    // seal it again (it is older than the last seal), /health and
+    // `log verify` name it.
+    let db = p.path().join("data/pecd.sqlite3");
+    let drop_seal = |date: &str| {
+        python_sql(
+            &db,
+            &format!(
+                "c.execute('DROP TRIGGER IF EXISTS log_seals_kept')\n\
+                 c.execute(\"DELETE FROM log_seals WHERE date = '{date}'\")"
+            ),
+        )
+    };
+    drop_seal(&d0);
+    for ext in ["seal", "p7s"] {
+        std::fs::remove_file(dir.join(format!("{d0}.{ext}"))).unwrap();
+    }
+    p.start_env(&later);
+    p.wait_for("the lost day in /health", 20, || {
+        let h = health(&p);
+        (h["log"]["unsealed_days"] == serde_json::json!([d0.clone()])).then_some(())
+    });
+    p.stop();
+    assert_eq!(
+        seal_count(&p),
+        1,
+        "a day older than the last seal was sealed again"
+    );
+    assert!(!dir.join(format!("{d0}.seal")).exists());
+    let (ok, out) = verify_at(&p, &later, &["--allow-unstamped"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("UNSEALED day {d0}: "))
+                && l.contains("row(s) of this finished day are in no seal")),
+        "{out}"
+    );
+
+    // The last seal's row deleted, its files left: sealing stops instead of
+    // sealing those rows again under any date; both days are named.
+    drop_seal(&d1);
+    p.start_env(&later);
+    let h = p.wait_for("the refusal in /health", 20, || {
+        let h = health(&p);
+        h["log"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not in the database"))
+            .then_some(h)
+    });
+    assert_eq!(
+        h["log"]["unsealed_days"],
+        serde_json::json!([d0.clone(), d1.clone()]),
+        "{h}"
+    );
+    p.stop();
+    assert_eq!(seal_count(&p), 0, "a day was sealed again");
+    let (ok, out) = verify_at(&p, &later, &["--allow-unstamped"]);
+    assert!(!ok, "{out}");
+    for d in [&d0, &d1] {
+        assert!(out.contains(&format!("UNSEALED day {d}: ")), "{out}");
+    }
+    assert!(
+        out.contains(&format!(
+            "MISMATCH day {d1}: {}",
+            dir.join(format!("{d1}.seal")).display()
+        )) && out.contains("the database has no seal for that day"),
+        "{out}"
+    );
+    // The reason the sealer gave is printed beside the day.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("UNSEALED day {d1}: "))
+                && l.contains("not in the database")),
+        "{out}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_provider_without_tsa_url_and_warns_with_none() {
+    let ca = TestCa::new();
+    let mut p = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]),
+    );
+    let with_none = std::fs::read_to_string(p.config_path()).unwrap();
+    let line = "tsa_url = \"none\"\n";
+    assert!(with_none.contains(line), "{with_none}");
+    std::fs::write(p.config_path(), with_none.replace(line, "")).unwrap();
+    let out = p.cli(&["check-config"], "");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("log.tsa_url: not set"), "{said}");
+    let out = Command::new(pecd_bin())
+        .arg("--config")
+        .arg(p.config_path())
+        .arg("serve")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "serve started without tsa_url: {err}"
+    );
+    assert!(
+        err.contains("log.tsa_url: not set") && err.contains("tsa_url = \"none\""),
+        "{err}"
+    );
+
+    // "none", said on purpose: it starts, and says what that means.
+    std::fs::write(p.config_path(), &with_none).unwrap();
+    let out = p.cli(&["check-config"], "");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("warning: log.tsa_url: \"none\"") && said.contains("NOT time-stamped"),
+        "{said}"
+    );
+    p.start();
+    p.wait_for("the start-up warning", 10, || {
+        p.log()
+            .lines()
+            .any(|l| {
+                l.contains("WARN")
+                    && l.contains("log.tsa_url: \"none\"")
+                    && l.contains("NOT time-stamped")
+            })
+            .then_some(())
+    });
 }

@@ -59,7 +59,7 @@ fn has_line(lines: &[serde_json::Value], f: impl Fn(&serde_json::Value) -> bool)
 #[tokio::test]
 async fn json_log_lines_carry_logins_and_the_identificativo() {
     let ca = TestCa::new();
-    let mut p = provider(&ca, "[log]\nformat = \"json\"\n");
+    let mut p = provider(&ca, "[log]\nformat = \"json\"\ntsa_url = \"none\"\n");
     p.start();
     let msg = message(ALICE, &[BOB], &[], "log me", "", "Ciao");
     let msgid = header(&msg, "Message-ID").unwrap();
@@ -122,4 +122,49 @@ async fn text_log_to_a_file_has_no_colour_codes() {
     let log = p.log();
     assert!(log.contains(&id), "{log}");
     assert!(!log.as_bytes().contains(&0x1b), "ESC in a log file:\n{log}");
+}
+
+/// A user name chosen to look like the end of a line and a new one (with a
+/// terminal escape and a carriage return) stays inside its own line, in
+/// both formats.
+#[test]
+fn an_auth_user_name_cannot_forge_a_line_of_the_log() {
+    let ca = TestCa::new();
+    for format in ["text", "json"] {
+        let mut p = provider(
+            &ca,
+            &format!("[log]\nformat = \"{format}\"\ntsa_url = \"none\"\n"),
+        );
+        p.start();
+        let user = "mallory\n2030-01-01T00:00:00.000000Z  INFO pecd::smtp: authenticated user=\"root\"\x1b[2K\r";
+        let mut c = SecureSmtp::connect(p.submissions, &p.ca_pem, true);
+        let (code, text) = c.ehlo_auth(user, "wrong");
+        assert_ne!(code, 235, "{text}");
+        p.wait_for("the failed login", 10, || {
+            p.log().contains("mallory").then_some(())
+        });
+        p.stop();
+        let log = p.log();
+        assert!(
+            !log.lines().any(|l| l.starts_with("2030-01-01T")),
+            "{format}: a forged line:\n{log}"
+        );
+        assert!(
+            !log.contains('\x1b') && !log.contains('\r'),
+            "{format}: a control character reached the log:\n{log:?}"
+        );
+        // The SMTP session's line, the name as received.
+        let line = log
+            .lines()
+            .find(|l| l.contains("authentication failed"))
+            .unwrap_or_else(|| panic!("{log}"));
+        assert!(
+            line.contains("mallory") && line.contains("2030-01-01T00:00:00"),
+            "{format}: the value is kept: {line}"
+        );
+        if format == "json" {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["user"], user, "{line}");
+        }
+    }
 }

@@ -309,7 +309,15 @@ fn init_checks_the_domain_writes_production_ports_and_keeps_the_ca_key_apart() {
         .arg("check-config")
         .output()
         .unwrap();
-    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    // The one thing left to the operator: the TSA of the daily time stamp.
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        said.lines().count() == 1 && said.contains("log.tsa_url: not set"),
+        "{}",
+        text(&check)
+    );
+    assert!(cfg.contains("# tsa_url = "), "{cfg}");
 
     // --dev: loopback ports, nothing looked up.
     let dev = tmp.path().join("dev");
@@ -321,6 +329,7 @@ fn init_checks_the_domain_writes_production_ports_and_keeps_the_ca_key_apart() {
         assert!(a.ip().is_loopback(), "listen.{key}: {a}");
     }
     assert!(cfg.contains("mx_lookups = false"), "{cfg}");
+    assert!(cfg.contains("\ntsa_url = \"none\"\n"), "{cfg}");
     assert!(!dev.join("certs/ca.key").exists());
 }
 

@@ -6,6 +6,7 @@
 //! connection per scan, so scans run side by side with no shared lock.
 
 pub mod attachments;
+pub mod probe;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -90,34 +91,81 @@ pub fn instream_frames(data: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
     head.chain(chunks).chain(std::iter::once(vec![0, 0, 0, 0]))
 }
 
-/// Interpret clamd's reply to `zINSTREAM` (NUL-terminated, e.g.
-/// `stream: OK`, `stream: Eicar-Signature FOUND`, `... ERROR`).
+/// Longest line of a clamd reply taken: a signature name is short, and
+/// what clamd says reaches SMTP replies and notices.
+pub const MAX_REPLY_LINE: usize = 256;
+
+/// Interpret clamd's reply to `zINSTREAM`: NUL-terminated lines, exactly
+/// `stream: OK`, `stream: <name> FOUND` (one line per signature with
+/// `AllMatchScanning`) or `<text> ERROR`, in printable ASCII of at most
+/// [`MAX_REPLY_LINE`] bytes. Anything else (a bare `OK`, a control byte, a
+/// line cut short or too long) is a scan failure, never a verdict: a
+/// broken or hostile clamd cannot pass a message as clean, nor put its
+/// bytes into a reply to a client.
 pub fn parse_reply(reply: &[u8]) -> Result<Verdict, ScanError> {
-    let text = String::from_utf8_lossy(reply);
-    let text = text.trim_end_matches(['\0', '\n', '\r']).trim();
-    if text.is_empty() {
+    if reply.is_empty() {
         return Err(ScanError(
             "clamd closed the connection without a reply".into(),
         ));
     }
-    if text.ends_with("ERROR") {
-        if text.contains("size limit exceeded") {
-            return Err(ScanError(format!(
-                "clamd refused the stream ({text}): its StreamMaxLength is below antivirus.max_scan_size"
-            )));
+    // Each line ends with the z-commands' NUL (a newline from n-commands).
+    let Some(body) = reply
+        .strip_suffix(b"\0")
+        .or_else(|| reply.strip_suffix(b"\n"))
+    else {
+        return Err(unexpected(reply));
+    };
+    let lines: Vec<&[u8]> = body.split(|&b| b == 0 || b == b'\n').collect();
+    let printable = |l: &[u8]| {
+        !l.is_empty() && l.len() <= MAX_REPLY_LINE && l.iter().all(|b| (0x20..0x7f).contains(b))
+    };
+    if !lines.iter().all(|l| printable(l)) {
+        return Err(unexpected(reply));
+    }
+    // Printable ASCII: UTF-8.
+    let lines: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .collect();
+    if let [text] = lines.as_slice() {
+        if text.ends_with(" ERROR") {
+            if text.contains("size limit exceeded") {
+                return Err(ScanError(format!(
+                    "clamd refused the stream ({text}): its StreamMaxLength is below antivirus.max_scan_size"
+                )));
+            }
+            return Err(ScanError(format!("clamd: {text}")));
         }
-        return Err(ScanError(format!("clamd: {text}")));
+        if *text == "stream: OK" {
+            return Ok(Verdict::Clean);
+        }
     }
-    let body = text.strip_prefix("stream:").map(str::trim).unwrap_or(text);
-    if body == "OK" {
-        return Ok(Verdict::Clean);
+    let mut names = lines.iter().map(|l| {
+        l.strip_prefix("stream: ")
+            .and_then(|r| r.strip_suffix(" FOUND"))
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic()))
+    });
+    match names.next() {
+        Some(Some(first)) if names.all(|n| n.is_some()) => Ok(Verdict::Infected(first.to_string())),
+        _ => Err(unexpected(reply)),
     }
-    if let Some(name) = body.strip_suffix("FOUND") {
-        let name = name.trim();
-        let name = if name.is_empty() { "sconosciuto" } else { name };
-        return Ok(Verdict::Infected(name.to_string()));
-    }
-    Err(ScanError(format!("clamd: unexpected reply {text:?}")))
+}
+
+/// A scan failure quoting what clamd said, escaped and cut to a bounded length.
+fn unexpected(reply: &[u8]) -> ScanError {
+    const SHOWN: usize = 80;
+    let head: String = reply
+        .iter()
+        .take(SHOWN)
+        .flat_map(|b| std::ascii::escape_default(*b))
+        .map(char::from)
+        .collect();
+    let more = if reply.len() > SHOWN {
+        format!("... ({} bytes)", reply.len())
+    } else {
+        String::new()
+    };
+    ScanError(format!("clamd: unexpected reply \"{head}{more}\""))
 }
 
 /// The configured scanner (`[antivirus]`).
@@ -231,6 +279,24 @@ impl Scanner {
         }
     }
 
+    /// Whether clamd finds a virus nested deeper than it looks:
+    /// `Ok(Some(problem))` when it passes the EICAR test file inside
+    /// [`probe::PROBE_DEPTH`] archives as clean (`AlertExceedsMax` off:
+    /// past `MaxRecursion` it stops looking and answers OK). clamd reports
+    /// neither setting over any command, so it is asked this way.
+    pub async fn check_recursion(&self) -> Result<Option<String>, ScanError> {
+        let depth = probe::PROBE_DEPTH;
+        let p = probe::nested(depth)
+            .map_err(|e| ScanError(format!("building the recursion probe: {e}")))?;
+        match self.scan(&p).await? {
+            Verdict::Infected(_) => Ok(None),
+            Verdict::Clean => Ok(Some(format!(
+                "clamd at {} passes the EICAR test file nested {depth} archives deep as clean: past its MaxRecursion it stops looking and, with AlertExceedsMax off, answers OK, so a virus nested deeper would be delivered; set \"AlertExceedsMax yes\" in clamd.conf (docs/operations.md, Viruses)",
+                self.endpoint
+            ))),
+        }
+    }
+
     /// `zVERSION`: whether clamd answers, and what it runs.
     pub async fn version(&self) -> Result<String, ScanError> {
         let err = |e: std::io::Error| ScanError(format!("clamd at {}: {e}", self.endpoint));
@@ -247,11 +313,14 @@ impl Scanner {
                     .await
                 }
             }?;
-            Ok::<_, std::io::Error>(
-                String::from_utf8_lossy(&r)
-                    .trim_end_matches('\0')
-                    .to_string(),
-            )
+            // Shown in logs and check-config: printable, bounded.
+            let text: String = String::from_utf8_lossy(&r)
+                .trim_end_matches('\0')
+                .chars()
+                .take(MAX_REPLY_LINE)
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            Ok::<_, std::io::Error>(text)
         };
         match tokio::time::timeout(self.timeout, ask).await {
             Ok(r) => r.map_err(err),
@@ -354,6 +423,45 @@ mod tests {
         assert!(parse_reply(b"").is_err());
         assert!(parse_reply(b"stream: lstat() failed ERROR\0").is_err());
         assert!(parse_reply(b"PONG\0").is_err());
+        // AllMatchScanning: one line per signature.
+        assert_eq!(
+            parse_reply(b"stream: A FOUND\0stream: B FOUND\0"),
+            Ok(Verdict::Infected("A".into()))
+        );
+    }
+
+    #[test]
+    fn anything_unexpected_is_a_failure_never_clean_and_says_so_printably() {
+        let long = format!("stream: {} FOUND\0", "A".repeat(MAX_REPLY_LINE));
+        for bad in [
+            &b"OK\0"[..],
+            b"OK",
+            b"stream: OK",
+            b"stream: OK\0\0",
+            b"stream: OK\0garbage",
+            b"stream:  OK\0",
+            b"\0",
+            b"stream: Evil\0Name FOUND\0",
+            b"stream: Evil\x1b[31m FOUND\0",
+            b"stream: Evil\rName FOUND\0",
+            b"stream:  FOUND\0",
+            b"stream: Two words FOUND\0",
+            b"stream: A FOUND\0stream: OK\0",
+            b"stream: \xc3\xa8 FOUND\0",
+            long.as_bytes(),
+            b"bad \x07 ERROR\0",
+        ] {
+            let e = parse_reply(bad).expect_err(&String::from_utf8_lossy(bad));
+            assert!(
+                e.0.len() < 200 && !e.0.chars().any(|c| c.is_control()),
+                "{bad:?}: {e:?}"
+            );
+        }
+        let e = parse_reply(b"stream: Evil\0Name FOUND\0").unwrap_err();
+        assert_eq!(
+            e.0,
+            "clamd: unexpected reply \"stream: Evil\\x00Name FOUND\\x00\""
+        );
     }
 
     #[test]

@@ -187,8 +187,8 @@ impl RowJson {
     }
 }
 
-/// Run `pecd log verify --extract DIR`.
-pub fn verify(cfg: &Config, dir: &Path) -> AdminResult {
+/// Run `pecd log verify --extract DIR [--allow-unstamped]`.
+pub fn verify(cfg: &Config, dir: &Path, allow_unstamped: bool) -> AdminResult {
     let read = |name: &str| -> Result<Vec<u8>, String> {
         let p = dir.join(name);
         std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
@@ -200,6 +200,7 @@ pub fn verify(cfg: &Config, dir: &Path) -> AdminResult {
     };
     let text = read("extract.txt")?;
     let mut problems = Vec::new();
+    let mut unstamped = Vec::new();
     let mut notes = Vec::new();
     match logseal::verify_signature(&text, &read("extract.p7s")?, &roots, None) {
         Ok(who) => notes.push(format!("extract signed by {who}")),
@@ -291,7 +292,12 @@ pub fn verify(cfg: &Config, dir: &Path) -> AdminResult {
             (Some(_), None) => problems.push(format!(
                 "day {date}: has a time stamp, but log.tsa_ca is not set to check it"
             )),
-            (None, _) => notes.push(format!("day {date}: sealed and signed, not time-stamped")),
+            (None, _) if allow_unstamped => notes.push(format!(
+                "day {date}: sealed and signed, not time-stamped (allowed by --allow-unstamped)"
+            )),
+            (None, _) => unstamped.push(format!(
+                "day {date}: sealed and signed, not time-stamped: whoever holds the signing key could have rewritten and resealed it"
+            )),
         }
         let sig = read(&format!("seals/{date}.p7s"))?;
         if let Err(e) = logseal::verify_signature(&seal_text, &sig, &roots, at) {
@@ -301,14 +307,21 @@ pub fn verify(cfg: &Config, dir: &Path) -> AdminResult {
     for p in &problems {
         println!("MISMATCH {p}");
     }
+    for u in &unstamped {
+        println!("UNSTAMPED {u}");
+    }
     for n in &notes {
         println!("note: {n}");
     }
-    if problems.is_empty() {
+    if problems.is_empty() && unstamped.is_empty() {
         println!("extract verified: {rows} row(s) of {address} in {days} sealed day(s)");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("extract does NOT verify: {} problem(s)", problems.len());
+        println!(
+            "extract does NOT verify: {} problem(s), {} seal(s) not time-stamped",
+            problems.len(),
+            unstamped.len()
+        );
         Ok(ExitCode::FAILURE)
     }
 }

@@ -19,12 +19,21 @@ use crate::store::{self, log, seal};
 struct Report {
     /// Mismatches: each names a row or a day.
     problems: Vec<String>,
+    /// Finished days with rows in no seal, each with why if the sealer
+    /// recorded it.
+    unsealed: Vec<String>,
+    /// Sealed days without a time stamp: a seal anyone holding the signing
+    /// key could have made again over rewritten rows.
+    unstamped: Vec<String>,
     /// Things that are not tampering but are worth saying.
     notes: Vec<String>,
     rows: i64,
     seals: usize,
     stamped: usize,
 }
+
+/// A finished day is sealed a minute after its midnight (the sealer's grace).
+const GRACE_MS: i64 = 60_000;
 
 pub(super) fn pem_certs(cfg: &Config, paths: &[std::path::PathBuf]) -> Result<Vec<X509>, String> {
     let mut out = Vec::new();
@@ -55,16 +64,31 @@ pub fn verify(cfg: &Config, a: &LogVerifyArgs) -> AdminResult {
     };
     let data_dir = cfg.data_dir();
     let seals_dir = crate::server::sealer::seals_dir(&data_dir);
-    let report = store::inspect(&data_dir, |db| {
+    let mut report = store::inspect(&data_dir, |db| {
         check(db, from, to, &roots, tsa_roots.as_deref(), &seals_dir)
     })?;
+    if a.allow_unstamped {
+        let allowed = std::mem::take(&mut report.unstamped);
+        report.notes.extend(
+            allowed
+                .into_iter()
+                .map(|d| format!("{d} (allowed by --allow-unstamped)")),
+        );
+    }
     for p in &report.problems {
         println!("MISMATCH {p}");
+    }
+    for d in &report.unsealed {
+        println!("UNSEALED {d}");
+    }
+    for d in &report.unstamped {
+        println!("UNSTAMPED {d}");
     }
     for n in &report.notes {
         println!("note: {n}");
     }
-    if report.problems.is_empty() {
+    let failures = report.problems.len() + report.unsealed.len() + report.unstamped.len();
+    if failures == 0 {
         println!(
             "PEC log verified: {} row(s) chained, {} seal(s) checked ({} time-stamped)",
             report.rows, report.seals, report.stamped
@@ -72,11 +96,26 @@ pub fn verify(cfg: &Config, a: &LogVerifyArgs) -> AdminResult {
         Ok(ExitCode::SUCCESS)
     } else {
         println!(
-            "PEC log does NOT verify: {} problem(s); the first is above",
-            report.problems.len()
+            "PEC log does NOT verify: {} mismatch(es), {} finished day(s) not sealed, {} seal(s) not time-stamped{}",
+            report.problems.len(),
+            report.unsealed.len(),
+            report.unstamped.len(),
+            if report.unstamped.is_empty() {
+                ""
+            } else {
+                " (--allow-unstamped accepts those, for a development provider without a TSA)"
+            }
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// `(last error at <time>: <error>)`, when the sealer recorded one.
+fn reason(errors: &std::collections::HashMap<String, (String, i64)>, day: &str) -> String {
+    errors
+        .get(day)
+        .map(|(e, at)| format!(" (the sealer's last error, {}: {e})", log::iso_utc(*at)))
+        .unwrap_or_default()
 }
 
 fn check(
@@ -111,8 +150,45 @@ fn check(
         end = end.max(s.last_id);
     }
     chain(db, start, end, &all, &mut r)?;
+    let errors = seal::errors(db)?;
     for s in &period_seals {
         check_seal(db, s, &all, roots, tsa_roots, seals_dir, &mut r)?;
+        if s.tsr.is_none() {
+            r.unstamped.push(format!(
+                "day {}: sealed and signed, not time-stamped: whoever holds the signing key could have rewritten and resealed it{}",
+                s.date,
+                reason(&errors, &s.date)
+            ));
+        }
+    }
+    // A sealed day never disappears silently: every finished day with rows
+    // has its seal.
+    for u in seal::unsealed_days(db, &all, store::now_ms() - GRACE_MS)? {
+        let day = u.day.to_string();
+        if !in_period(&day) {
+            continue;
+        }
+        let why = match reason(&errors, &day) {
+            r if r.is_empty() => {
+                " (its seal was deleted, or the daemon has not run since the day ended)".to_string()
+            }
+            r => r,
+        };
+        r.unsealed.push(format!(
+            "day {day}: {} row(s) of this finished day are in no seal{why}",
+            u.rows
+        ));
+    }
+    // A seal file whose seal is gone from the database.
+    let sealed: std::collections::HashSet<&str> = all.iter().map(|s| s.date.as_str()).collect();
+    for day in seal_files(seals_dir) {
+        let d = day.to_string();
+        if in_period(&d) && !sealed.contains(d.as_str()) {
+            r.problems.push(format!(
+                "day {d}: {} exists but the database has no seal for that day (deleted)",
+                seals_dir.join(format!("{d}.seal")).display()
+            ));
+        }
     }
     if let Some(last) = all.last() {
         if max_id > last.last_id && to.is_none() {
@@ -127,6 +203,21 @@ fn check(
         r.notes.push("no day has been sealed yet".into());
     }
     Ok(r)
+}
+
+/// The days of the `YYYY-MM-DD.seal` files in `dir`, sorted.
+fn seal_files(dir: &Path) -> Vec<Day> {
+    let mut v: Vec<Day> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            Day::parse(name.to_str()?.strip_suffix(".seal")?)
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// Walk the chain over `start..=end`; the first mismatch is a problem and
@@ -324,9 +415,8 @@ fn check_seal(
         (Some(_), None) => r.problems.push(format!(
             "day {day}: has a time stamp token, but log.tsa_ca is not set to check it"
         )),
-        (None, _) => r
-            .notes
-            .push(format!("day {day}: sealed and signed, not time-stamped")),
+        // Reported by the caller, with the sealer's reason.
+        (None, _) => {}
     }
     if let Err(e) = logseal::verify_signature(&s.seal, &s.signature, roots, at) {
         r.problems.push(format!("day {day}: seal signature: {e}"));

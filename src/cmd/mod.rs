@@ -81,7 +81,13 @@ fn check_config(path: &Path) -> AdminResult {
         println!("{}: ok", path.display());
         if let Some(cfg) = &cfg {
             println!("{}: {}", path.display(), listeners_note(cfg));
-            println!("{}: {}", path.display(), antivirus_note(cfg));
+            // Valid but weaker than a provider should run: said, exit 0.
+            for w in cfg.warnings() {
+                println!("{}: warning: {w}", path.display());
+            }
+            for note in antivirus_notes(cfg) {
+                println!("{}: {note}", path.display());
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -136,14 +142,15 @@ fn listeners_note(cfg: &Config) -> String {
     note
 }
 
-/// What check-config says about scanning: off, or whether clamd answers and
-/// takes streams of `max_scan_size` (it is asked: a configuration file
-/// check cannot see clamd's own settings).
-fn antivirus_note(cfg: &Config) -> String {
+/// What check-config says about scanning: off, or whether clamd answers,
+/// takes streams of `max_scan_size` and flags what is nested deeper than
+/// it looks (it is asked: a configuration file check cannot see clamd's
+/// own settings).
+fn antivirus_notes(cfg: &Config) -> Vec<String> {
     let s = match crate::antivirus::Scanner::from_config(cfg) {
-        Ok(None) => return "no [antivirus]: the provider runs without virus checks".into(),
+        Ok(None) => return vec!["no [antivirus]: the provider runs without virus checks".into()],
         Ok(Some(s)) => s,
-        Err(e) => return e,
+        Err(e) => return vec![e],
     };
     let head = format!("antivirus: clamd at {}", s.endpoint);
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -151,26 +158,35 @@ fn antivirus_note(cfg: &Config) -> String {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return format!("{head}: not checked ({e})"),
+        Err(e) => return vec![format!("{head}: not checked ({e})")],
     };
     rt.block_on(async {
         let version = match s.version().await {
             Ok(v) => v,
             Err(e) => {
-                return format!(
-                    "warning: {head} does not answer ({e}); its StreamMaxLength must be at least {} bytes (antivirus.max_scan_size)",
+                return vec![format!(
+                    "warning: {head} does not answer ({e}); its StreamMaxLength must be at least {} bytes (antivirus.max_scan_size) and AlertExceedsMax on",
                     s.max_scan_size
-                )
+                )]
             }
         };
-        match s.check_stream_limit().await {
+        let stream = match s.check_stream_limit().await {
             Ok(None) => format!(
                 "{head} ({version}) takes streams of antivirus.max_scan_size ({} bytes)",
                 s.max_scan_size
             ),
             Ok(Some(problem)) => format!("warning: {problem}"),
             Err(e) => format!("warning: {head} ({version}): StreamMaxLength not checked: {e}"),
-        }
+        };
+        let depth = crate::antivirus::probe::PROBE_DEPTH;
+        let nested = match s.check_recursion().await {
+            Ok(None) => format!(
+                "{head} flags the EICAR test file nested {depth} archives deep"
+            ),
+            Ok(Some(problem)) => format!("warning: {problem}"),
+            Err(e) => format!("warning: {head}: MaxRecursion and AlertExceedsMax not checked: {e}"),
+        };
+        vec![stream, nested]
     })
 }
 
@@ -370,7 +386,7 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
     let cfg = load_config(config)?;
     match a.action {
         Some(crate::cli::LogAction::Verify(v)) => match &v.extract {
-            Some(dir) => return logextract::verify(&cfg, dir),
+            Some(dir) => return logextract::verify(&cfg, dir, v.allow_unstamped),
             None => return logverify::verify(&cfg, &v),
         },
         Some(crate::cli::LogAction::Export(x)) => return logextract::export(&cfg, &x),
@@ -638,7 +654,13 @@ fn init(a: InitArgs) -> AdminResult {
     };
     std::fs::write(
         a.dir.join("pecd.toml"),
-        provider_config_text_with(&name, &domain, &hostname, host, ports, revocation) + dns,
+        provider_config_text_with(&name, &domain, &hostname, host, ports, revocation)
+            + dns
+            + if a.dev {
+                crate::layout::DEV_LOG_SECTION
+            } else {
+                crate::layout::PRODUCTION_LOG_SECTION
+            },
     )?;
     std::fs::write(a.dir.join("index.toml"), empty_index_text(&name, &domain))?;
     let cfg_path = a.dir.join("pecd.toml");
@@ -691,6 +713,13 @@ fn init(a: InitArgs) -> AdminResult {
         )?;
     }
     writeln!(out, "Next:")?;
+    if !a.dev {
+        writeln!(
+            out,
+            "  set [log] tsa_url and tsa_ca in pecd.toml: your time-stamping authority for the
+              PEC log's daily time stamp (serve refuses to start without it)"
+        )?;
+    }
     writeln!(
         out,
         "  pecd --config {} user add alice@{domain}",

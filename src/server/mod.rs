@@ -546,6 +546,9 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     if !problems.is_empty() {
         return Err(problems.join("\n"));
     }
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
     let signer = load_signer(&cfg)?;
     let (trust, trust_pems) = load_trust(&cfg)?;
     let revocation = crate::trust_fetch::Checker::for_config(&cfg)?;
@@ -601,7 +604,8 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
             Ok(v) => {
                 tracing::info!(clamd = %s.endpoint, version = %v, max_scan_size = s.max_scan_size,
                 "virus checks on (clamd's StreamMaxLength must be at least max_scan_size)");
-                // In the background: the probe streams max_scan_size bytes.
+                // In the background: the probes stream max_scan_size bytes
+                // and a nested archive.
                 let s = s.clone();
                 tokio::spawn(async move {
                     match s.check_stream_limit().await {
@@ -612,6 +616,15 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
                         Ok(Some(problem)) => tracing::warn!("{problem}"),
                         Err(e) => tracing::warn!(error = %e,
                             "clamd's StreamMaxLength could not be checked"),
+                    }
+                    match s.check_recursion().await {
+                        Ok(None) => tracing::info!(
+                            depth = crate::antivirus::probe::PROBE_DEPTH,
+                            "clamd flags the EICAR test file nested past its MaxRecursion"
+                        ),
+                        Ok(Some(problem)) => tracing::warn!("{problem}"),
+                        Err(e) => tracing::warn!(error = %e,
+                            "clamd's MaxRecursion and AlertExceedsMax could not be checked"),
                     }
                 });
             }

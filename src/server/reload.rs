@@ -173,6 +173,9 @@ impl Reloader {
             return Err(dedup(problems));
         }
         let restart_only = cfg.keep_restart_only(&self.0.ctx.cfg());
+        for w in cfg.warnings() {
+            tracing::warn!("{w}");
+        }
         // check_trust loaded each of these already, but a file may have
         // changed since; what is installed is what is loaded here.
         let signer = load_signer_keyed(&cfg);

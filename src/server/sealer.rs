@@ -9,7 +9,9 @@
 //! written after the commit and rewritten whenever one is missing. The time
 //! stamp is asked for after that; a TSA that fails is asked again with a
 //! doubling wait, and meanwhile the day counts as unsealed in `/health`
-//! and `pecd_log_unsealed_days`.
+//! and `pecd_log_unsealed_days`, its last error kept for `pecd log verify`.
+//! A seal only ever covers rows after the newest one: a day whose seal was
+//! deleted is never sealed again, and stays unsealed in `/health`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -32,7 +34,7 @@ pub struct Status {
     pub unsealed: Vec<String>,
     /// Seals without a time stamp (all of them when no TSA is configured).
     pub unstamped: usize,
-    /// Whether `[log] tsa_url` is set.
+    /// Whether `[log] tsa_url` names a TSA (not `"none"`).
     pub tsa: bool,
     /// The last failure, if the last round failed.
     pub error: Option<String>,
@@ -92,6 +94,7 @@ fn until_next_seal(now_ms: i64) -> Duration {
 /// Seal every finished day, write missing files, stamp unstamped seals.
 async fn round(ctx: &Arc<Ctx>) -> Result<(), String> {
     let dir = seals_dir(&ctx.store.paths().data_dir);
+    refuse_after_a_lost_seal(ctx, &dir).await?;
     loop {
         let made = seal_next(ctx).await?;
         let Some(seal) = made else { break };
@@ -116,7 +119,7 @@ async fn round(ctx: &Arc<Ctx>) -> Result<(), String> {
             .map_err(|e| e.to_string())??;
     }
     let cfg = ctx.cfg();
-    let Some(url) = cfg.log.tsa_url.clone() else {
+    let Some(url) = cfg.log.tsa().map(str::to_string) else {
         return Ok(());
     };
     let roots = tsa_roots(&cfg)?;
@@ -149,6 +152,51 @@ async fn round(ctx: &Arc<Ctx>) -> Result<(), String> {
         tracing::info!(date = %s.date, "PEC log seal time-stamped");
     }
     Ok(())
+}
+
+/// Never seal a day older than the last one sealed: when the newest seal
+/// file names a day the database has no seal for (its row deleted), the
+/// next seal would cover that day's rows under another date, rewritten or
+/// not. Sealing stops until the operator restores the database or moves
+/// the file away (`docs/log-integrity.md`).
+async fn refuse_after_a_lost_seal(ctx: &Arc<Ctx>, dir: &Path) -> Result<(), String> {
+    let newest_file = {
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || newest_seal_file(&dir))
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    let Some(file_day) = newest_file else {
+        return Ok(());
+    };
+    let newest_row = ctx
+        .store
+        .read(store::seal::newest_date)
+        .await
+        .map_err(|e| e.to_string())?
+        .and_then(|d| Day::parse(&d));
+    if newest_row.is_some_and(|d| d >= file_day) {
+        return Ok(());
+    }
+    Err(format!(
+        "the seal of {file_day} is in {} but not in the database (deleted?): no day is sealed \
+         until it is back, or a later seal would cover that day's rows; restore the database \
+         from a backup, or move {file_day}.* out of that folder if the loss is understood \
+         (`pecd log verify` names the day)",
+        dir.display()
+    ))
+}
+
+/// The newest date among the `YYYY-MM-DD.seal` files of `dir`.
+fn newest_seal_file(dir: &Path) -> Option<Day> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            Day::parse(name.to_str()?.strip_suffix(".seal")?)
+        })
+        .max()
 }
 
 /// The `[log] tsa_ca` certificates.
@@ -276,38 +324,33 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Recompute what `/health` shows: finished days with unsealed rows, and
-/// seals still waiting for a time stamp.
+/// Recompute what `/health` shows: finished days with rows in no seal,
+/// and seals still waiting for a time stamp; each such day keeps the last
+/// error (for `pecd log verify`).
 async fn refresh_status(ctx: &Arc<Ctx>, error: Option<String>) -> Result<(), String> {
     let now = store::now_ms();
-    let tsa = ctx.cfg().log.tsa_url.is_some();
+    let tsa = ctx.cfg().log.tsa().is_some();
+    let recorded = error.clone();
     let (unsealed, unstamped, through) = ctx
         .store
-        .read(move |db| {
+        .write(move |db| {
             let seals = store::seal::all(db)?;
             let mut unsealed: Vec<String> = Vec::new();
             let unstamped: Vec<&Seal> = seals.iter().filter(|s| s.tsr.is_none()).collect();
             if tsa {
                 unsealed.extend(unstamped.iter().map(|s| s.date.clone()));
             }
-            let last = seals.last();
-            let after = last.map_or(0, |s| s.last_id);
-            if let Some(min_ts) = store::seal::first_unsealed_ts(db, after)? {
-                let mut day = Day::of_ms(min_ts);
-                if let Some(d) = last.and_then(|s| Day::parse(&s.date)) {
-                    day = day.max(d.next());
-                }
-                // Bounded: a log far behind shows its first 1000 days.
-                let mut n = 0;
-                while now >= day.end_ms() + GRACE_MS && n < 1000 {
-                    if store::seal::has_rows(db, after, day.start_ms(), day.end_ms())? {
-                        unsealed.push(day.to_string());
-                    }
-                    day = day.next();
-                    n += 1;
-                }
+            // Bounded: a log far behind shows its first 1000 days.
+            let days = store::seal::unsealed_days(db, &seals, now - GRACE_MS)?;
+            unsealed.extend(days.into_iter().take(1000).map(|u| u.day.to_string()));
+            unsealed.sort();
+            unsealed.dedup();
+            if let Some(e) = &recorded {
+                store::seal::set_error(db, &unsealed, e, now)?;
             }
-            Ok((unsealed, unstamped.len(), last.map(|s| s.date.clone())))
+            store::seal::clear_errors_except(db, &unsealed)?;
+            let through = seals.iter().map(|s| s.date.clone()).max();
+            Ok((unsealed, unstamped.len(), through))
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -343,7 +386,7 @@ pub fn health(status: &Status) -> (serde_json::Value, Option<String>) {
         ))
     } else if !status.tsa && status.unstamped > 0 {
         Some(format!(
-            "PEC log: {} seal(s) signed but not time-stamped: [log] tsa_url is not set",
+            "PEC log: {} seal(s) signed but not time-stamped: [log] tsa_url is \"none\"",
             status.unstamped
         ))
     } else {

@@ -140,6 +140,16 @@ CREATE TABLE quarantine (
 CREATE INDEX quarantine_at ON quarantine(at);
 CREATE INDEX quarantine_identificativo ON quarantine(identificativo);
 "#,
+    // 8: why a finished day of the log is not sealed (or its seal not
+    // time-stamped) yet: the sealer's last failure, for `pecd log verify`,
+    // another process, to print beside the day.
+    r#"
+CREATE TABLE log_seal_errors (
+    date  TEXT PRIMARY KEY,
+    error TEXT NOT NULL,
+    at    INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The log's hash chain and its daily seals. SQL cannot hash, so the rows

@@ -8,6 +8,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::{Db, Result};
+use crate::pec::logseal::Day;
 
 /// One stored seal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +93,13 @@ pub fn last(db: &Db<'_>) -> Result<Option<Seal>> {
             seal_of,
         )
         .optional()?)
+}
+
+/// The newest date sealed, if any.
+pub fn newest_date(db: &Db<'_>) -> Result<Option<String>> {
+    Ok(db
+        .sql()
+        .query_row("SELECT max(date) FROM log_seals", [], |r| r.get(0))?)
 }
 
 /// The seal of `date`, if made.
@@ -213,4 +221,213 @@ pub fn count_rows(db: &Db<'_>, from: i64, to: i64) -> Result<i64> {
         params![from, to],
         |r| r.get(0),
     )?)
+}
+
+/// A finished day with log rows that no seal covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsealed {
+    /// The day (Europe/Rome) whose seal would cover the rows.
+    pub day: Day,
+    /// How many rows.
+    pub rows: i64,
+}
+
+/// The finished days (ended at `finished_by_ms` or before) with rows in
+/// no seal: after the last seal (not sealed yet) or between two seals (a
+/// seal deleted). `seals` in row order, as [`all`] gives them. A row
+/// committed after the seal of the day it is timed in belongs to the next
+/// seal, as the sealer does it, so it is counted in the day after.
+pub fn unsealed_days(db: &Db<'_>, seals: &[Seal], finished_by_ms: i64) -> Result<Vec<Unsealed>> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    let mut floor: Option<Day> = None;
+    let bounds = seals
+        .iter()
+        .map(|s| (s.first_id, Some(s)))
+        .chain(std::iter::once((i64::MAX, None)));
+    for (before, seal) in bounds {
+        if before > after + 1 {
+            gap_days(db, after, before, floor, finished_by_ms, &mut out)?;
+        }
+        if let Some(s) = seal {
+            after = after.max(s.last_id);
+            floor = Day::parse(&s.date).map(Day::next).max(floor);
+        }
+    }
+    Ok(out)
+}
+
+/// The days of the rows with ids strictly between `after` and `before`.
+fn gap_days(
+    db: &Db<'_>,
+    after: i64,
+    before: i64,
+    floor: Option<Day>,
+    finished_by_ms: i64,
+    out: &mut Vec<Unsealed>,
+) -> Result<()> {
+    let conn = db.sql();
+    let mut from_ts = i64::MIN;
+    // Bounded by the days that have rows: 30 months at most.
+    loop {
+        let min: Option<i64> = conn.query_row(
+            "SELECT min(ts) FROM log WHERE id > ?1 AND id < ?2 AND ts >= ?3",
+            params![after, before, from_ts],
+            |r| r.get(0),
+        )?;
+        let Some(ts) = min else { break };
+        let day = match floor {
+            Some(f) => Day::of_ms(ts).max(f),
+            None => Day::of_ms(ts),
+        };
+        if day.end_ms() > finished_by_ms {
+            break;
+        }
+        let rows: i64 = conn.query_row(
+            "SELECT count(*) FROM log WHERE id > ?1 AND id < ?2 AND ts >= ?3 AND ts < ?4",
+            params![after, before, from_ts, day.end_ms()],
+            |r| r.get(0),
+        )?;
+        out.push(Unsealed { day, rows });
+        from_ts = day.end_ms();
+    }
+    Ok(())
+}
+
+/// Record `error` as why each of `dates` is not sealed (or stamped) yet.
+pub fn set_error(db: &Db<'_>, dates: &[String], error: &str, at: i64) -> Result<()> {
+    let mut st = db.sql().prepare(
+        "INSERT INTO log_seal_errors(date, error, at) VALUES (?1, ?2, ?3)
+         ON CONFLICT(date) DO UPDATE SET error = excluded.error, at = excluded.at",
+    )?;
+    for d in dates {
+        st.execute(params![d, error, at])?;
+    }
+    Ok(())
+}
+
+/// Forget the recorded errors of every day not in `pending`.
+pub fn clear_errors_except(db: &Db<'_>, pending: &[String]) -> Result<()> {
+    let keep: std::collections::HashSet<&str> = pending.iter().map(String::as_str).collect();
+    let dates: Vec<String> = {
+        let mut st = db.sql().prepare("SELECT date FROM log_seal_errors")?;
+        let v = st
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        v
+    };
+    for d in dates.iter().filter(|d| !keep.contains(d.as_str())) {
+        db.sql()
+            .execute("DELETE FROM log_seal_errors WHERE date = ?1", [d])?;
+    }
+    Ok(())
+}
+
+/// The recorded errors by date: (error, when, unix ms). Empty on a
+/// database the daemon has not migrated yet (`pecd log verify` does not
+/// migrate).
+pub fn errors(db: &Db<'_>) -> Result<std::collections::HashMap<String, (String, i64)>> {
+    let conn = db.sql();
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log_seal_errors')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(Default::default());
+    }
+    let mut st = conn.prepare("SELECT date, error, at FROM log_seal_errors")?;
+    let v = st
+        .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::log::{self, Event, EventKind};
+
+    fn seal_of_rows(date: Day, first_id: i64, last_id: i64) -> Seal {
+        Seal {
+            date: date.to_string(),
+            first_id,
+            last_id,
+            rows: last_id - first_id + 1,
+            prev_hash: vec![0; 32],
+            last_hash: vec![0; 32],
+            seal: vec![],
+            signature: vec![],
+            tsr: None,
+            created_at: 0,
+            stamped_at: None,
+        }
+    }
+
+    #[test]
+    fn unsealed_days_are_the_finished_days_with_rows_in_no_seal() {
+        let m = crate::store::MemDb::new();
+        let db = m.db();
+        let d0 = Day::of_ms(crate::store::now_ms()).next().next();
+        let (d1, d2, d3) = (d0.next(), d0.next().next(), d0.next().next().next());
+        let at = |d: Day, h: i64| d.start_ms() + h * 3_600_000;
+        // Rows 1-2 on d0, 3-4 on d1, 5 on d2, then 6 timed on d1 but
+        // committed late, 7 on d3.
+        for ts in [
+            at(d0, 1),
+            at(d0, 2),
+            at(d1, 1),
+            at(d1, 2),
+            at(d2, 1),
+            at(d1, 23),
+            at(d3, 1),
+        ] {
+            log::append(&db, &Event::new(EventKind::Deposito, ts)).unwrap();
+        }
+        let days = |seals: &[Seal], by: i64| {
+            unsealed_days(&db, seals, by)
+                .unwrap()
+                .into_iter()
+                .map(|u| (u.day, u.rows))
+                .collect::<Vec<_>>()
+        };
+        // Nothing sealed: every finished day; d3 is not over.
+        assert_eq!(
+            days(&[], d3.end_ms() - 1),
+            [(d0, 2), (d1, 3), (d2, 1)],
+            "row 6 is counted in its own day when no seal is after it"
+        );
+        assert_eq!(days(&[], d0.end_ms() - 1), []);
+        // d0, d1 and d2 sealed (d2's seal took the late row 6): all covered.
+        let all = [
+            seal_of_rows(d0, 1, 2),
+            seal_of_rows(d1, 3, 4),
+            seal_of_rows(d2, 5, 6),
+        ];
+        assert_eq!(days(&all, d3.end_ms()), [(d3, 1)]);
+        // The middle seal deleted: its day is named.
+        assert_eq!(
+            days(&[all[0].clone(), all[2].clone()], d3.end_ms() - 1),
+            [(d1, 2)]
+        );
+        // The last seal deleted: the late row goes with the day after the
+        // last seal, as the sealer would seal it.
+        assert_eq!(days(&all[..2], d3.end_ms() - 1), [(d2, 2)]);
+    }
+
+    #[test]
+    fn seal_errors_are_kept_for_pending_days_only() {
+        let m = crate::store::MemDb::new();
+        let db = m.db();
+        let days = ["2026-01-01".to_string(), "2026-01-02".to_string()];
+        set_error(&db, &days, "tsa down", 5).unwrap();
+        set_error(&db, &days[1..], "tsa still down", 6).unwrap();
+        let e = errors(&db).unwrap();
+        assert_eq!(e["2026-01-01"], ("tsa down".to_string(), 5));
+        assert_eq!(e["2026-01-02"], ("tsa still down".to_string(), 6));
+        clear_errors_except(&db, &days[1..]).unwrap();
+        let e = errors(&db).unwrap();
+        assert_eq!(e.len(), 1);
+        assert!(e.contains_key("2026-01-02"));
+    }
 }

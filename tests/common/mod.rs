@@ -208,7 +208,13 @@ index_check_interval = "200ms"
 [web]
 listen = "127.0.0.1:{web}"
 {extra}
-"#,
+{log}"#,
+            // `serve` wants the choice said; a test with its own [log] says it there.
+            log = if extra.lines().any(|l| l.trim() == "[log]") {
+                ""
+            } else {
+                "\n[log]\ntsa_url = \"none\"\n"
+            },
             name = self.name,
             domain = self.domain,
             sub = self.submission,
