@@ -338,6 +338,32 @@ pub fn summary(web: &Web, folder: &Folder, m: &MsgEntry) -> Result<Arc<Summary>,
     Ok(s)
 }
 
+/// The view of located message `l` (its bytes `raw`), remembering a
+/// message whose HTML is not shown so that the next opening skips it.
+pub fn message_view(
+    web: &Web,
+    l: &Located,
+    raw: &[u8],
+    remote_images: bool,
+) -> (view::MessageView, crate::pec::classify::PecMessage) {
+    let key = l.folder.path().join(&l.entry.base);
+    let known = web
+        .html_omitted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .copied();
+    let (v, pm) = view::view(raw, remote_images, known);
+    if let (None, Some(why)) = (known, v.html_omitted) {
+        let mut m = web.html_omitted.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= super::MAX_HTML_OMITTED {
+            m.clear();
+        }
+        m.insert(key, why);
+    }
+    (v, pm)
+}
+
 fn flags_json(f: &Flags) -> serde_json::Value {
     serde_json::json!({"seen": f.seen, "flagged": f.flagged, "answered": f.answered})
 }
@@ -530,7 +556,7 @@ async fn message(
     blocking(move || {
         let l = locate(&web, &a.user, &id)?;
         let raw = l.folder.read(&l.entry)?;
-        let (mut v, pm) = view::view(&raw, false);
+        let (mut v, pm) = message_view(&web, &l, &raw, false);
         v.pec = pec_object(&web, &raw, &pm);
         let mut j = serde_json::to_value(&v).map_err(ApiError::internal)?;
         j["id"] = serde_json::json!(id);
@@ -574,7 +600,7 @@ async fn html(
     blocking(move || {
         let l = locate(&web, &a.user, &id)?;
         let raw = l.folder.read(&l.entry)?;
-        let (v, _) = view::view(&raw, images);
+        let (v, _) = message_view(&web, &l, &raw, images);
         let body = v.html.unwrap_or_else(|| {
             format!("<pre>{}</pre>", askama_escape(&v.text.unwrap_or_default()))
         });

@@ -42,6 +42,9 @@ pub struct Web {
     /// Per-message summaries for the lists, by file path; Maildir files never
     /// change their bytes, so an entry stays right while the file exists.
     summaries: Mutex<HashMap<std::path::PathBuf, Arc<view::Summary>>>,
+    /// Messages whose HTML is not shown, by file path, and why: the work
+    /// spent finding out is not spent again at each opening.
+    html_omitted: Mutex<HashMap<std::path::PathBuf, view::HtmlOmitted>>,
     /// Anonymous `POST /api/v1/verify` calls per client IP in the current minute.
     verify_calls: Mutex<HashMap<IpAddr, (Instant, u32)>>,
 }
@@ -50,6 +53,8 @@ pub struct Web {
 const VERIFY_PER_MINUTE: u32 = 10;
 /// Summaries kept in memory at most (about 1 KB each).
 const MAX_SUMMARIES: usize = 200_000;
+/// Messages remembered as having HTML not to show.
+const MAX_HTML_OMITTED: usize = 10_000;
 
 impl Web {
     /// State for `ctx`'s webmail.
@@ -61,6 +66,7 @@ impl Web {
             ctx,
             sessions: session::Sessions::new(idle),
             summaries: Mutex::new(HashMap::new()),
+            html_omitted: Mutex::new(HashMap::new()),
             verify_calls: Mutex::new(HashMap::new()),
         }
     }
