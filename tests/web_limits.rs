@@ -493,6 +493,23 @@ fn unfinished_uploads_are_held_on_disk_and_memory_returns() {
         (rss < base + 40 * MB).then_some(rss)
     });
     eprintln!("after the uploads: rss {} MB", settled / MB);
+    // A send whose form is spooled too (an attachment of 2 MB) arrives whole.
+    let attachment: Vec<u8> = (0..2 * MB).map(|i| (i % 251) as u8).collect();
+    let me = format!("alice@{ALPHA}");
+    let r = c.multipart(
+        "/api/v1/messages",
+        &[
+            ("to", None, me.as_bytes()),
+            ("subject", None, b"allegato grande"),
+            ("body", None, b"in allegato"),
+            ("attachment", Some("grande.bin"), &attachment),
+        ],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let sent = r.json()["sent"].as_str().unwrap().to_string();
+    let part = c.get(&format!("/api/v1/messages/{}/parts/0", enc(&sent)));
+    assert_eq!(part.status, 200);
+    assert!(part.body == attachment, "the attachment changed on its way");
     // And the verifier is free again.
     let r = Http::new(p.web, &p.ca_pem).send(
         "POST",

@@ -885,6 +885,8 @@ async fn send(
             _ => {}
         }
     }
+    // The form's bytes are in the draft now.
+    drop(form);
     if d.to.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -897,6 +899,8 @@ async fn send(
         crate::pec::ids::message_id(ctx.ids.as_ref(), &when, ctx.domain()).replace(".r@", ".w@");
     let boundary = crate::pec::ids::boundary(ctx.ids.as_ref());
     let raw = super::compose::build(&d, &msgid, &when, &boundary);
+    // And in the message now: the submission needs the memory.
+    drop(std::mem::take(&mut d.attachments));
     if raw.len() > max {
         return Err(too_big());
     }
