@@ -250,6 +250,20 @@ pub struct WebSection {
     /// A session unused for this long is gone (default `30m`).
     #[serde(default = "default_session_idle")]
     pub session_idle: String,
+    /// Longest time for a TLS handshake, and for each request's head (an
+    /// idle keep-alive connection waits no longer for its next request).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: String,
+    /// Slowest average rate of a request body, per second, after a grace
+    /// of `header_timeout` (`"0"`: no minimum).
+    #[serde(default = "default_body_min_rate")]
+    pub body_min_rate: String,
+    /// Largest file the verifier takes without a session.
+    #[serde(default = "default_verify_max_size")]
+    pub verify_max_size: String,
+    /// Verifications without a session in progress at once, uploads included.
+    #[serde(default = "default_verify_concurrency")]
+    pub verify_concurrency: usize,
 }
 
 impl Default for WebSection {
@@ -257,8 +271,32 @@ impl Default for WebSection {
         WebSection {
             listen: default_web_listen(),
             session_idle: default_session_idle(),
+            header_timeout: default_header_timeout(),
+            body_min_rate: default_body_min_rate(),
+            verify_max_size: default_verify_max_size(),
+            verify_concurrency: default_verify_concurrency(),
         }
     }
+}
+
+fn default_header_timeout() -> String {
+    "10s".into()
+}
+
+/// A phone on a poor link still sends this much; a client trickling bytes
+/// to hold a connection does not.
+fn default_body_min_rate() -> String {
+    "1KB".into()
+}
+
+fn default_verify_max_size() -> String {
+    "10MB".into()
+}
+
+/// A few at once keep the verifier useful without letting anonymous
+/// clients take the CPU and the memory budget.
+fn default_verify_concurrency() -> usize {
+    4
 }
 
 fn default_quota_warning() -> String {
@@ -304,6 +342,43 @@ fn default_session_idle() -> String {
 }
 
 impl WebSection {
+    /// `header_timeout` (validated; 10 s otherwise).
+    pub fn header_timeout(&self) -> Duration {
+        parse_duration(&self.header_timeout).unwrap_or(Duration::from_secs(10))
+    }
+
+    /// `body_min_rate` in bytes per second, 0 for none (validated).
+    pub fn body_min_rate(&self) -> usize {
+        parse_size(&self.body_min_rate).unwrap_or(1000)
+    }
+
+    /// `verify_max_size` in bytes (validated).
+    pub fn verify_max_size(&self) -> usize {
+        parse_size(&self.verify_max_size).unwrap_or(10_000_000)
+    }
+
+    /// Problems of the request limits, each as `web.key: message`.
+    fn limit_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        match parse_duration(&self.header_timeout) {
+            Ok(d) if d.is_zero() => p.push("web.header_timeout: must be longer than 0".into()),
+            Ok(_) => {}
+            Err(e) => p.push(format!("web.header_timeout: {e}")),
+        }
+        if let Err(e) = parse_size(&self.body_min_rate) {
+            p.push(format!("web.body_min_rate: {e}"));
+        }
+        match parse_size(&self.verify_max_size) {
+            Ok(0) => p.push("web.verify_max_size: must be at least 1 byte".into()),
+            Ok(_) => {}
+            Err(e) => p.push(format!("web.verify_max_size: {e}")),
+        }
+        if self.verify_concurrency == 0 {
+            p.push("web.verify_concurrency: must be at least 1".into());
+        }
+        p
+    }
+
     /// The address to bind, or `None` when the webmail is turned off.
     pub fn address(&self) -> Option<String> {
         let l = self.listen.trim();
@@ -1237,6 +1312,7 @@ impl Config {
         if parse_duration(&self.web.session_idle).is_ok_and(|d| d.is_zero()) {
             p.push("web.session_idle: must be longer than 0".into());
         }
+        p.extend(self.web.limit_problems());
         match parse_size(&self.limits.max_message_size) {
             Ok(n) if n < 1000 => p.push("limits.max_message_size: too small".into()),
             Ok(_) => {}
@@ -1969,6 +2045,36 @@ tsa_url = "none"
             .validate(false)
             .iter()
             .any(|p| p.starts_with("web.session_idle")));
+    }
+
+    #[test]
+    fn web_request_limits_default_and_are_checked() {
+        let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
+        assert_eq!(c.web.header_timeout(), Duration::from_secs(10));
+        assert_eq!(c.web.body_min_rate(), 1000);
+        assert_eq!(c.web.verify_max_size(), 10_000_000);
+        assert_eq!(c.web.verify_concurrency, 4);
+        let text = format!(
+            "{MINIMAL}\n[web]\nheader_timeout = \"2s\"\nbody_min_rate = \"0\"\nverify_max_size = \"1MB\"\nverify_concurrency = 1\n"
+        );
+        let c = Config::from_str_at(&text, Path::new(".")).unwrap();
+        assert!(c.validate(false).is_empty(), "{:?}", c.validate(false));
+        assert_eq!(c.web.header_timeout(), Duration::from_secs(2));
+        assert_eq!(c.web.body_min_rate(), 0);
+        let text = format!(
+            "{MINIMAL}\n[web]\nheader_timeout = \"0s\"\nbody_min_rate = \"fast\"\nverify_max_size = \"0\"\nverify_concurrency = 0\n"
+        );
+        let p = Config::from_str_at(&text, Path::new("."))
+            .unwrap()
+            .validate(false);
+        for key in [
+            "web.header_timeout",
+            "web.body_min_rate",
+            "web.verify_max_size",
+            "web.verify_concurrency",
+        ] {
+            assert!(p.iter().any(|p| p.starts_with(key)), "{key}: {p:?}");
+        }
     }
 
     #[test]

@@ -747,6 +747,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
                     ctx.clone(),
                     tls,
                     ctx.metrics.connections(name),
+                    memory.clone(),
                     sd,
                 ))
             }

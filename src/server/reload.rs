@@ -301,6 +301,7 @@ impl Reloader {
         }
         for (name, differs) in [
             ("limits", old.limits != cfg.limits),
+            ("web", old.web != cfg.web),
             ("route", old.routes != cfg.routes),
             ("dns", old.dns != cfg.dns),
             ("queue", old.queue != cfg.queue),

@@ -208,7 +208,7 @@ impl Incoming {
 }
 
 /// A new file in `dir` that has no name any more: it vanishes with its handle.
-fn unlinked_file(dir: &Path) -> io::Result<File> {
+pub fn unlinked_file(dir: &Path) -> io::Result<File> {
     let path = dir.join(format!(
         "{INCOMING_PREFIX}{}",
         crate::store::spool::unique_suffix()

@@ -34,6 +34,7 @@ use std::time::Duration;
 use crate::memory::MemoryBudget;
 
 pub use incoming::remove_leftovers as remove_spool_leftovers;
+pub use incoming::unlinked_file as unlinked_spool_file;
 pub use listener::serve;
 pub use reply::Reply;
 pub use stream::{SmtpStream, Stream};

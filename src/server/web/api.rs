@@ -3,21 +3,21 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{FromRequest, Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
+use super::body::{BodyError, InMemory};
 use super::view::{self, Summary};
-use super::{session, ApiError, Auth, Peer, Web};
+use super::{session, ApiError, Auth, Peer, Web, MEMORY_WAIT, RETRY_AFTER_SECS};
 use crate::server::submission::{self, LoginError, UserAuth};
 use crate::store::mailbox::{Flags, Folder, MsgEntry, UserStore};
 
-/// The API routes; `upload_limit` bounds compose and verify bodies.
-pub fn routes(upload_limit: usize) -> Router<Arc<Web>> {
-    let _ = upload_limit;
+/// The API routes.
+pub fn routes() -> Router<Arc<Web>> {
     Router::new()
         .route("/api/v1/session", post(login).delete(logout).get(whoami))
         .route("/api/v1/folders", get(folders).post(folder_create))
@@ -27,7 +27,11 @@ pub fn routes(upload_limit: usize) -> Router<Arc<Web>> {
         )
         .route("/api/v1/folders/{folder}/messages", get(list))
         .route("/api/v1/folders/{folder}/mbox", get(mbox))
-        .route("/api/v1/messages", post(send))
+        // Its form is read from memory, after the body is received whole.
+        .route(
+            "/api/v1/messages",
+            post(send).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/api/v1/messages/{id}", get(message).delete(delete))
         .route("/api/v1/messages/{id}/raw", get(raw))
         .route("/api/v1/messages/{id}/html", get(html))
@@ -338,6 +342,32 @@ pub fn summary(web: &Web, folder: &Folder, m: &MsgEntry) -> Result<Arc<Summary>,
     Ok(s)
 }
 
+/// The view of located message `l` (its bytes `raw`), remembering a
+/// message whose HTML is not shown so that the next opening skips it.
+pub fn message_view(
+    web: &Web,
+    l: &Located,
+    raw: &[u8],
+    remote_images: bool,
+) -> (view::MessageView, crate::pec::classify::PecMessage) {
+    let key = l.folder.path().join(&l.entry.base);
+    let known = web
+        .html_omitted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .copied();
+    let (v, pm) = view::view(raw, remote_images, known);
+    if let (None, Some(why)) = (known, v.html_omitted) {
+        let mut m = web.html_omitted.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= super::MAX_HTML_OMITTED {
+            m.clear();
+        }
+        m.insert(key, why);
+    }
+    (v, pm)
+}
+
 fn flags_json(f: &Flags) -> serde_json::Value {
     serde_json::json!({"seen": f.seen, "flagged": f.flagged, "answered": f.answered})
 }
@@ -530,7 +560,7 @@ async fn message(
     blocking(move || {
         let l = locate(&web, &a.user, &id)?;
         let raw = l.folder.read(&l.entry)?;
-        let (mut v, pm) = view::view(&raw, false);
+        let (mut v, pm) = message_view(&web, &l, &raw, false);
         v.pec = pec_object(&web, &raw, &pm);
         let mut j = serde_json::to_value(&v).map_err(ApiError::internal)?;
         j["id"] = serde_json::json!(id);
@@ -574,7 +604,7 @@ async fn html(
     blocking(move || {
         let l = locate(&web, &a.user, &id)?;
         let raw = l.folder.read(&l.entry)?;
-        let (v, _) = view::view(&raw, images);
+        let (v, _) = message_view(&web, &l, &raw, images);
         let body = v.html.unwrap_or_else(|| {
             format!("<pre>{}</pre>", askama_escape(&v.text.unwrap_or_default()))
         });
@@ -732,11 +762,23 @@ fn refusal(r: submission::Refusal) -> ApiError {
     }
 }
 
+/// Memory a send needs, as a multiple of its form's size: the form, its
+/// fields, and the message built from them (a third larger in base64) as a
+/// submission needs it.
+const SEND_FACTOR: usize = crate::memory::SUBMISSION_FACTOR * 4 / 3 + 2;
+
+/// The `Content-Length` a request declares, if any.
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
 async fn send(
     State(web): State<Arc<Web>>,
     a: Auth,
-    headers: HeaderMap,
-    mut form: Multipart,
+    req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let max = web.ctx.cfg().max_message_size();
     let too_big = || ApiError {
@@ -747,14 +789,24 @@ async fn send(
             "detail": format!("il messaggio supera la dimensione massima consentita ({max} byte)"),
         }),
     };
+    // The form's own overhead (field names, boundaries) on top of the message.
+    let limit = max + 64 * 1024;
+    let (parts, body) = req.into_parts();
     // Refused before reading a byte when the client says how big it is.
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max + 64 * 1024) {
+    if declared_length(&parts.headers).is_some_and(|n| n > limit) {
         return Err(too_big());
     }
+    let up = web.receive(body, limit).await.map_err(|e| match e {
+        BodyError::TooLarge(_) => too_big(),
+        e => e.into(),
+    })?;
+    let InMemory { bytes, memory } = up.into_memory(SEND_FACTOR, MEMORY_WAIT).await?;
+    // Held until the message is submitted and stored.
+    let _memory = memory;
+    let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+    let mut form = Multipart::from_request(req, &web)
+        .await
+        .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let mut d = super::compose::Draft {
         from: a.user.clone(),
         to: vec![],
@@ -833,6 +885,8 @@ async fn send(
             _ => {}
         }
     }
+    // The form's bytes are in the draft now.
+    drop(form);
     if d.to.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -845,6 +899,8 @@ async fn send(
         crate::pec::ids::message_id(ctx.ids.as_ref(), &when, ctx.domain()).replace(".r@", ".w@");
     let boundary = crate::pec::ids::boundary(ctx.ids.as_ref());
     let raw = super::compose::build(&d, &msgid, &when, &boundary);
+    // And in the message now: the submission needs the memory.
+    drop(std::mem::take(&mut d.attachments));
     if raw.len() > max {
         return Err(too_big());
     }
@@ -1056,23 +1112,71 @@ async fn verify(
     State(web): State<Arc<Web>>,
     Extension(Peer(peer)): Extension<Peer>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let logged_in =
         session::cookie(&headers, session::COOKIE).is_some_and(|t| web.sessions.get(t).is_some());
-    if !logged_in && !web.verify_allowed(peer.ip()) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many verifications: try again in a minute",
-        ));
+    let limit = {
+        let cfg = web.ctx.cfg();
+        if logged_in {
+            cfg.max_message_size()
+        } else {
+            cfg.web.verify_max_size()
+        }
+    };
+    let too_big = || {
+        let detail = if logged_in {
+            format!("the file is over the limit of {limit} bytes")
+        } else {
+            format!("the file is over the limit of {limit} bytes for a check without logging in")
+        };
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, detail)
+    };
+    // Refused before reading a byte (or counting it) when the client says
+    // how big it is.
+    if declared_length(&headers).is_some_and(|n| n > limit) {
+        return Err(too_big());
     }
-    if body.is_empty() {
+    // Without a session: a few at a time (the upload included), and a rate
+    // per network; a request turned away as busy does not count.
+    let _slot = if logged_in {
+        None
+    } else {
+        let slot = web.verify_slot(peer.ip()).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the verifier is busy: try again shortly",
+            )
+            .retry_after(RETRY_AFTER_SECS)
+        })?;
+        if let Err(secs) = web.verify_allowed(peer.ip()) {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many verifications: try again in a minute",
+            )
+            .retry_after(secs));
+        }
+        Some(slot)
+    };
+    let up = web.receive(body, limit).await.map_err(|e| match e {
+        BodyError::TooLarge(_) => too_big(),
+        e => e.into(),
+    })?;
+    if up.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "send the .eml as the request body",
         ));
     }
-    let rep = blocking(move || Ok(verify_report(&web, &body))).await?;
+    // Parsing and checking the signature cost about what signing does.
+    let InMemory { bytes, memory } = up
+        .into_memory(crate::memory::SUBMISSION_FACTOR, MEMORY_WAIT)
+        .await?;
+    let rep = blocking(move || {
+        let _memory = memory;
+        Ok(verify_report(&web, &bytes))
+    })
+    .await?;
     let mut r = (StatusCode::OK, rep.to_json()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

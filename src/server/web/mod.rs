@@ -8,6 +8,7 @@
 //! `pec::daticert` and `pec::verify`. Nothing here decides a PEC rule.
 
 mod api;
+mod body;
 mod compose;
 mod pages;
 mod sent;
@@ -42,38 +43,114 @@ pub struct Web {
     /// Per-message summaries for the lists, by file path; Maildir files never
     /// change their bytes, so an entry stays right while the file exists.
     summaries: Mutex<HashMap<std::path::PathBuf, Arc<view::Summary>>>,
+    /// Messages whose HTML is not shown, by file path, and why: the work
+    /// spent finding out is not spent again at each opening.
+    html_omitted: Mutex<HashMap<std::path::PathBuf, view::HtmlOmitted>>,
     /// Anonymous `POST /api/v1/verify` calls per client IP in the current minute.
     verify_calls: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// Anonymous verifications in progress (`[web] verify_concurrency`).
+    verify_slots: Arc<crate::throttle::ConnectionCap>,
+    /// The same per client network: one at a time, so one network cannot
+    /// take every slot with slow uploads.
+    verify_per_network: Arc<crate::throttle::ConnectionLimit>,
+    /// Shared with SMTP: request bodies are held under `[limits] memory_budget`.
+    memory: Arc<crate::memory::MemoryBudget>,
+    /// Where bodies past the in-memory buffer go (unlinked files).
+    spool_dir: std::path::PathBuf,
 }
 
 /// Anonymous verifications allowed per client IP and minute.
 const VERIFY_PER_MINUTE: u32 = 10;
+/// Anonymous verifications one client network may have in progress.
+const VERIFY_PER_NETWORK: usize = 1;
+/// Bytes of a request body kept in memory; the rest goes to a file.
+const BODY_BUFFER: usize = crate::smtp::DEFAULT_SPOOL_THRESHOLD;
+/// Largest body of the requests that are not uploads (JSON, forms).
+const SMALL_BODY: usize = 64 * 1024;
+/// How long a finished upload waits for its share of the memory budget
+/// before `503` (as SMTP's `452 4.3.1`).
+const MEMORY_WAIT: Duration = Duration::from_secs(5);
+/// What a `503` for a full budget or verifier asks to wait, in seconds.
+const RETRY_AFTER_SECS: u64 = 5;
 /// Summaries kept in memory at most (about 1 KB each).
 const MAX_SUMMARIES: usize = 200_000;
+/// Messages remembered as having HTML not to show.
+const MAX_HTML_OMITTED: usize = 10_000;
 
 impl Web {
-    /// State for `ctx`'s webmail.
-    pub fn new(ctx: Arc<Ctx>) -> Web {
+    /// State for `ctx`'s webmail; request bodies draw on `memory`.
+    pub fn new(ctx: Arc<Ctx>, memory: Arc<crate::memory::MemoryBudget>) -> Web {
         let idle = ctx
             .cfg()
             .duration(&ctx.cfg().web.session_idle, Duration::from_secs(1800));
+        let slots = ctx.cfg().web.verify_concurrency.max(1);
+        let spool_dir = ctx.store.paths().data_dir.join("incoming");
         Web {
             ctx,
             sessions: session::Sessions::new(idle),
             summaries: Mutex::new(HashMap::new()),
+            html_omitted: Mutex::new(HashMap::new()),
             verify_calls: Mutex::new(HashMap::new()),
+            verify_slots: crate::throttle::ConnectionCap::new(slots),
+            verify_per_network: crate::throttle::ConnectionLimit::new(VERIFY_PER_NETWORK),
+            memory,
+            spool_dir,
         }
     }
 
-    /// Whether an anonymous client may verify one more message now.
-    fn verify_allowed(&self, ip: IpAddr) -> bool {
+    /// Whether an anonymous client may verify one more message now, or the
+    /// seconds until it may.
+    fn verify_allowed(&self, ip: IpAddr) -> Result<(), u64> {
         let now = Instant::now();
+        let minute = Duration::from_secs(60);
         let mut m = self.verify_calls.lock().unwrap_or_else(|p| p.into_inner());
-        m.retain(|_, (t, _)| now.duration_since(*t) < Duration::from_secs(60));
+        m.retain(|_, (t, _)| now.duration_since(*t) < minute);
         let e = m.entry(crate::throttle::network_of(ip)).or_insert((now, 0));
         e.1 += 1;
-        e.1 <= VERIFY_PER_MINUTE
+        if e.1 <= VERIFY_PER_MINUTE {
+            Ok(())
+        } else {
+            Err((minute.saturating_sub(now.duration_since(e.0)).as_secs() + 1).min(60))
+        }
     }
+
+    /// A place for one anonymous verification from `ip`, or `None` when the
+    /// verifier (or that client's network) is busy with as many as allowed.
+    fn verify_slot(&self, ip: IpAddr) -> Option<VerifySlot> {
+        self.verify_slots
+            .set_max(self.ctx.cfg().web.verify_concurrency.max(1));
+        // Counted per network: ConnectionLimit keys an address by its host.
+        let net = self
+            .verify_per_network
+            .try_acquire(crate::throttle::network_of(ip))?;
+        let slot = self.verify_slots.try_acquire()?;
+        Some(VerifySlot {
+            _network: net,
+            _slot: slot,
+        })
+    }
+
+    /// Read `body` (at most `limit` bytes) under the memory budget.
+    async fn receive<B>(&self, body: B, limit: usize) -> Result<body::Upload, body::BodyError>
+    where
+        B: hyper::body::Body<Data = axum::body::Bytes> + Unpin,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        body::receive(
+            body,
+            limit,
+            &self.memory,
+            BODY_BUFFER,
+            self.spool_dir.clone(),
+        )
+        .await
+    }
+}
+
+/// One anonymous verification in progress; dropping it frees its places.
+struct VerifySlot {
+    _network: crate::throttle::ConnectionSlot,
+    _slot: crate::throttle::CapSlot,
 }
 
 /// An API error: its status and a JSON body `{"error": ...}` (plus fields).
@@ -101,11 +178,55 @@ impl ApiError {
         tracing::error!(error = %e, "web request failed");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     }
+    /// The same error asking the client to come back in `secs` seconds
+    /// (`Retry-After`, and `retry_after` in the body).
+    fn retry_after(mut self, secs: u64) -> ApiError {
+        self.body["retry_after"] = serde_json::json!(secs);
+        self
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body)).into_response()
+        let retry = self.body.get("retry_after").and_then(|v| v.as_u64());
+        let status = self.status;
+        let mut r = (status, axum::Json(self.body)).into_response();
+        if let Some(secs) = retry {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of a body that stalled is not waited for.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        r
+    }
+}
+
+impl From<body::BodyError> for ApiError {
+    fn from(e: body::BodyError) -> Self {
+        use body::BodyError as E;
+        match e {
+            E::TooLarge(n) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over the limit of {n} bytes"),
+            ),
+            E::TooSlow => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body too slow: send it at a steady rate",
+            ),
+            E::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server busy: try again shortly",
+            )
+            .retry_after(RETRY_AFTER_SECS),
+            E::Broken(why) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("request body broken off: {why}"),
+            ),
+            E::Io(e) => ApiError::internal(e),
+        }
     }
 }
 
@@ -201,19 +322,19 @@ async fn security_headers(req: Request, next: Next) -> Response {
 }
 
 fn router(web: Arc<Web>) -> Router {
-    // Uploads (compose, verify) are bounded by the message size limit plus
-    // the form's own overhead (field names, boundaries, base64 is not used).
-    let limit = web.ctx.cfg().max_message_size() + 64 * 1024;
+    // Uploads (compose, verify) read their bodies themselves, under the
+    // memory budget and their own limits; everything else is small.
     Router::new()
-        .merge(api::routes(limit))
+        .merge(api::routes())
         .merge(pages::routes())
-        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::extract::DefaultBodyLimit::max(SMALL_BODY))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(web)
 }
 
-/// Seconds a client gets for its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head and read buffer of one connection: what a client
+/// can make the listener hold before its handler runs.
+const MAX_BUF: usize = 64 * 1024;
 
 /// Accept connections until `shutdown`; each is TLS, then HTTP/1.1 served by
 /// the router.
@@ -222,13 +343,14 @@ pub async fn serve(
     ctx: Arc<Ctx>,
     tls: crate::live::Live<crate::tls::Acceptor>,
     gauge: crate::metrics::ConnectionGauge,
+    memory: Arc<crate::memory::MemoryBudget>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let web = Arc::new(Web::new(ctx.clone()));
+    let web = Arc::new(Web::new(ctx.clone(), memory));
     let app = router(web);
-    // A browser opens several connections at once: four times the per-host
-    // cap of the mail listeners.
-    let per_ip_cap = |cfg: &crate::config::Config| cfg.limits.max_connections_per_ip.max(1) * 4;
+    // The same cap as the mail listeners: a browser needs a few connections,
+    // and idle ones are closed after `[web] header_timeout`.
+    let per_ip_cap = |cfg: &crate::config::Config| cfg.limits.max_connections_per_ip.max(1);
     let per_ip = crate::throttle::ConnectionLimit::new(per_ip_cap(&ctx.cfg()));
     let limit = crate::throttle::ConnectionCap::new(ctx.cfg().limits.max_connections.max(1));
     tracing::info!(local = ?listener.local_addr().ok(), "webmail listener up");
@@ -251,38 +373,43 @@ pub async fn serve(
         let cfg = ctx.cfg();
         per_ip.set_max(per_ip_cap(&cfg));
         limit.set_max(cfg.limits.max_connections.max(1));
+        // Over a cap the connection is closed before the TLS handshake, as
+        // on the mail listeners' implicit-TLS ports.
         let Some(slot) = per_ip.try_acquire(peer.ip()) else {
+            tracing::warn!(%peer, "web per-IP connection limit reached");
             continue;
         };
         let Some(permit) = limit.try_acquire() else {
+            tracing::warn!(%peer, "web connection limit reached");
             continue;
         };
-        let header_timeout = cfg
-            .duration(&cfg.limits.command_timeout, Duration::from_secs(300))
-            .min(Duration::from_secs(60));
+        let header_timeout = cfg.web.header_timeout();
+        let min_rate = cfg.web.body_min_rate() as u64;
         let _ = tcp.set_nodelay(true);
         let (app, acceptor, gauge, mut sd) =
             (app.clone(), tls.get(), gauge.clone(), shutdown.clone());
         tokio::spawn(async move {
             let _hold = (slot, permit);
             let _open = gauge.open();
-            let tls =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, crate::tls::accept(&acceptor, tcp))
-                    .await
-                {
-                    Ok(Ok(s)) => s,
-                    _ => return,
-                };
-            let svc = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let tls = match tokio::time::timeout(header_timeout, crate::tls::accept(&acceptor, tcp))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                _ => return,
+            };
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let mut req = req.map(|b| body::MinRate::new(b, min_rate, header_timeout));
                     req.extensions_mut().insert(Peer(peer));
                     let mut app = app.clone();
                     async move { tower_service::Service::call(&mut app, req).await }
-                },
-            );
+                });
+            // The head timeout also bounds an idle keep-alive connection:
+            // hyper starts it as soon as the connection waits for a request.
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(header_timeout)
+                .max_buf_size(MAX_BUF)
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
             tokio::pin!(conn);
             tokio::select! {

@@ -110,6 +110,7 @@ pub struct T {
     delete: &'static str,
     download_eml: &'static str,
     html_note: &'static str,
+    html_omitted: &'static str,
     show_images: &'static str,
     body: &'static str,
     no_bcc: &'static str,
@@ -192,6 +193,7 @@ static IT: T = T {
     delete: "Elimina",
     download_eml: "Scarica .eml",
     html_note: "Il contenuto HTML è mostrato ripulito e isolato; le immagini remote sono bloccate.",
+    html_omitted: "La parte HTML di questo messaggio è troppo grande o troppo complessa per essere mostrata: ecco il suo testo. Il messaggio completo si può scaricare come .eml.",
     show_images: "Mostra le immagini remote",
     body: "Testo",
     no_bcc: "La PEC non ammette destinatari nascosti (Ccn/Bcc): tutti i destinatari sono visibili a tutti.",
@@ -274,6 +276,7 @@ static EN: T = T {
     delete: "Delete",
     download_eml: "Download .eml",
     html_note: "HTML is shown sanitised and isolated; remote images are blocked.",
+    html_omitted: "The HTML part of this message is too large or too complex to show: here is its text. The whole message can be downloaded as .eml.",
     show_images: "Show remote images",
     body: "Body",
     no_bcc: "PEC does not allow hidden recipients (Bcc): every recipient is visible to all.",
@@ -760,6 +763,7 @@ struct MessagePage {
     date: String,
     text: String,
     has_html: bool,
+    html_omitted: bool,
     images: bool,
     attachments: Vec<(String, String, String)>,
     pec: Option<Panel>,
@@ -890,7 +894,7 @@ async fn message(
     let r = tokio::task::spawn_blocking(move || {
         let l = super::api::locate(&w, &user, &id2)?;
         let raw = l.folder.read(&l.entry)?;
-        let (v, pm) = super::view::view(&raw, false);
+        let (v, pm) = super::api::message_view(&w, &l, &raw, false);
         let mut pec =
             super::api::pec_object(&w, &raw, &pm).map(|p| panel(t, &p, pm.postacert.is_some()));
         // A receipt links to the message it is about, when this user sent it.
@@ -933,6 +937,7 @@ async fn message(
             date: when(v.date),
             text: v.text.unwrap_or_default(),
             has_html: v.html.is_some(),
+            html_omitted: v.html_omitted.is_some(),
             images: q.images == Some(1),
             attachments: v
                 .attachments

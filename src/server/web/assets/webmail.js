@@ -190,6 +190,14 @@
           var verdict = document.getElementById("verify-verdict");
           try {
             var j = JSON.parse(rt[1]);
+            if (!rt[0].ok) {
+              // Refused, not judged: too large, too many, busy (retry_after seconds).
+              verdict.textContent = "HTTP " + rt[0].status + ": " + (j.error || "") +
+                (j.retry_after ? " (" + j.retry_after + " s)" : "");
+              verdict.className = "error";
+              out.textContent = "";
+              return;
+            }
             verdict.textContent = j.ok ? "OK: " + (j.kind_label || j.kind) : "NON VALIDO / NOT VALID: " + (j.reasons || []).join("; ");
             verdict.className = j.ok ? "ok" : "error";
             out.textContent = JSON.stringify(j, null, 2);
