@@ -8,6 +8,7 @@
 //! -> peer's `worker` (delivery point, receipts) -> back to the sender.
 
 mod admin_http;
+pub mod auth;
 pub mod inbound;
 pub mod reload;
 pub mod sealer;
@@ -709,7 +710,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
                 c.connections = ctx.metrics.connections(name);
                 let c = Live::new(imap_listener(&cfg, acceptor.clone(), &c));
                 listeners.push((name, reload::Listener::Imap(c.clone())));
-                let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
+                let auth = Arc::new(auth::UserAuth::new(ctx.clone()));
                 tokio::spawn(crate::imap::serve(l, c, auth, sd))
             }
             Speaks::Pop3(implicit) => {
@@ -723,7 +724,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
                 c.connections = ctx.metrics.connections(name);
                 let c = Live::new(pop3_listener(&cfg, acceptor.clone(), &c));
                 listeners.push((name, reload::Listener::Pop3(c.clone())));
-                let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
+                let auth = Arc::new(auth::UserAuth::new(ctx.clone()));
                 tokio::spawn(crate::pop3::serve(l, c, auth, sd))
             }
             Speaks::Https => {

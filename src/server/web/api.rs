@@ -12,7 +12,8 @@ use serde::Deserialize;
 
 use super::view::{self, Summary};
 use super::{session, ApiError, Auth, Peer, Web};
-use crate::server::submission::{self, LoginError, UserAuth};
+use crate::server::auth::{LoginError, UserAuth};
+use crate::server::submission;
 use crate::store::mailbox::{Flags, Folder, MsgEntry, UserStore};
 
 /// The API routes; `upload_limit` bounds compose and verify bodies.

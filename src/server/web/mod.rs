@@ -2,7 +2,7 @@
 //! `/`, the JSON API under `/api/v1/` (`docs/webmail.md`).
 //!
 //! It is a thin layer over what SMTP and IMAP already use: logins through
-//! [`super::submission::UserAuth::login`] (same hashes, same throttle), sends
+//! [`super::auth::UserAuth::login`] (same hashes, same throttle), sends
 //! through [`super::submission::submit`], mailboxes through
 //! [`crate::store::mailbox`], PEC facts through `pec::classify`,
 //! `pec::daticert` and `pec::verify`. Nothing here decides a PEC rule.
