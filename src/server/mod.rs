@@ -570,6 +570,19 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("{}: {e}", data_dir.display()))?
     };
+    // Files an older pecd (or one started under a wider umask) left
+    // readable by others; in the background, as a big store takes a while.
+    let dd = data_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let t = crate::store::modes::tighten(&dd);
+        if t.changed > 0 {
+            tracing::warn!(paths = t.changed, data_dir = %dd.display(),
+                "files and folders readable by other users made private (0600/0700)");
+        }
+        for e in &t.errors {
+            tracing::warn!(error = %e, "mode not checked or not narrowed");
+        }
+    });
     let (inflight, crashed) = crate::store::inflight::Inflight::open(&data_dir.join("inflight"))
         .map_err(|e| format!("{}: {e}", data_dir.join("inflight").display()))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

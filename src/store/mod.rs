@@ -14,6 +14,7 @@ pub mod log;
 pub mod mailbox;
 pub mod maildir;
 pub mod messages;
+pub mod modes;
 pub mod quarantine;
 pub mod queue;
 pub mod quota;

@@ -7,3 +7,4 @@ pub mod mallopt;
 pub mod pkcs11;
 pub mod rusage;
 pub mod termios;
+pub mod umask;
