@@ -21,6 +21,7 @@
 //! certification data XML; *indice dei gestori* provider index.
 pub mod accept;
 pub mod antivirus;
+pub mod auth;
 pub mod certs;
 pub mod cli;
 pub mod cmd;

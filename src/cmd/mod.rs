@@ -155,6 +155,7 @@ fn read_password(from_stdin: bool, address: &str) -> Result<String, Box<dyn std:
     if pw.is_empty() {
         return Err("empty password".into());
     }
+    crate::auth::policy::check(&pw).map_err(|e| format!("{address}: {e}"))?;
     Ok(pw)
 }
 
