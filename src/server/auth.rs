@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::smtp::Reply;
 use crate::store::users;
+use crate::throttle::Attempt;
 
 use super::Ctx;
 
@@ -60,14 +61,38 @@ impl UserAuth {
         ip: IpAddr,
         protocol: &'static str,
     ) -> Result<String, LoginError> {
+        let (address, attempt) = self.password_step(user, password, ip, protocol).await?;
+        attempt.succeeded();
+        tracing::info!(protocol, user = %address, peer = %ip, "login");
+        Ok(address)
+    }
+
+    /// The password step of a login that may need more: the address and
+    /// the throttle's [`Attempt`], which still counts as a failure until the
+    /// caller says every factor passed. A wrong password is logged and
+    /// counted here.
+    pub async fn password_step(
+        &self,
+        user: &str,
+        password: &str,
+        ip: IpAddr,
+        protocol: &'static str,
+    ) -> Result<(String, Attempt<'_>), LoginError> {
         let address = users::normalize(user);
-        if !self.ctx.throttle.before_attempt(&address, ip).await {
-            return Err(LoginError::Throttled);
+        let attempt = self
+            .ctx
+            .throttle
+            .before_attempt(&address, ip)
+            .await
+            .ok_or(LoginError::Throttled)?;
+        match self.verify(user, password).await {
+            Some(a) => Ok((a, attempt)),
+            None => {
+                attempt.failed();
+                self.logged(None, protocol, &address, ip);
+                Err(LoginError::Invalid)
+            }
         }
-        let r = self.verify(user, password).await;
-        self.ctx.throttle.record(&address, ip, r.is_some());
-        self.logged(r, protocol, &address, ip)
-            .ok_or(LoginError::Invalid)
     }
 
     /// [`UserAuth::login`] for SMTP AUTH; the error is the SMTP reply.

@@ -137,7 +137,12 @@ async fn login(
 ) -> Result<Response, ApiError> {
     let Json(b) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let auth = UserAuth::new(web.ctx.clone());
-    let user = match auth.login(&b.username, &b.password, peer.ip(), "web").await {
+    // Until the second factor passes, the attempt still counts as a failed
+    // login: a right password alone clears nothing.
+    let (user, attempt) = match auth
+        .password_step(&b.username, &b.password, peer.ip(), "web")
+        .await
+    {
         Ok(u) => u,
         Err(LoginError::Throttled) => {
             return Err(ApiError::new(
@@ -169,8 +174,7 @@ async fn login(
             });
         }
         if !super::totp::check(&key, &code, web.ctx.now_secs()) {
-            // A wrong code counts as a failed login for the throttle.
-            web.ctx.throttle.record(&user, peer.ip(), false);
+            attempt.failed();
             tracing::warn!(protocol = "web", user = %user, peer = %peer.ip(), "second factor refused");
             return Err(ApiError {
                 status: StatusCode::UNAUTHORIZED,
@@ -178,6 +182,8 @@ async fn login(
             });
         }
     }
+    attempt.succeeded();
+    tracing::info!(protocol = "web", user = %user, peer = %peer.ip(), "login");
     let (token, csrf) = web.sessions.create(&user);
     let mut r = Json(serde_json::json!({"csrf": csrf, "user": user})).into_response();
     if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&token)) {
