@@ -246,6 +246,9 @@ pub struct WebSection {
     /// A session unused for this long is gone (default `30m`).
     #[serde(default = "default_session_idle")]
     pub session_idle: String,
+    /// A session this old is gone however much it is used (default `12h`).
+    #[serde(default = "default_session_max")]
+    pub session_max: String,
 }
 
 impl Default for WebSection {
@@ -253,8 +256,13 @@ impl Default for WebSection {
         WebSection {
             listen: default_web_listen(),
             session_idle: default_session_idle(),
+            session_max: default_session_max(),
         }
     }
+}
+
+fn default_session_max() -> String {
+    "12h".into()
 }
 
 fn default_quota_warning() -> String {
@@ -1193,6 +1201,9 @@ impl Config {
         if parse_duration(&self.web.session_idle).is_ok_and(|d| d.is_zero()) {
             p.push("web.session_idle: must be longer than 0".into());
         }
+        if parse_duration(&self.web.session_max).is_ok_and(|d| d.is_zero()) {
+            p.push("web.session_max: must be longer than 0".into());
+        }
         match parse_size(&self.limits.max_message_size) {
             Ok(n) if n < 1000 => p.push("limits.max_message_size: too small".into()),
             Ok(_) => {}
@@ -1270,6 +1281,7 @@ impl Config {
             ("queue.shutdown_grace", &self.queue.shutdown_grace),
             ("queue.relay_timeout", &self.queue.relay_timeout),
             ("web.session_idle", &self.web.session_idle),
+            ("web.session_max", &self.web.session_max),
             ("timers.preavviso_after", &self.timers.preavviso_after),
             ("timers.expire_after", &self.timers.expire_after),
             ("log.tsa_timeout", &self.log.tsa_timeout),
@@ -1819,6 +1831,10 @@ key = "certs/tls.key"
         assert_eq!(
             c.duration(&c.web.session_idle, Duration::ZERO),
             Duration::from_secs(1800)
+        );
+        assert_eq!(
+            c.duration(&c.web.session_max, Duration::ZERO),
+            Duration::from_secs(12 * 3600)
         );
         let text = format!("{MINIMAL}\n[web]\nlisten = \"off\"\nsession_idle = \"0s\"\n");
         let c = Config::from_str_at(&text, Path::new(".")).unwrap();

@@ -230,7 +230,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             if !st.write_blocking(move |c| users::set_password(c, &a, &hash))? {
                 return Err(format!("{address}: no such user").into());
             }
-            println!("password changed for {address}");
+            println!("password changed for {address} (its web sessions are ended)");
             ExitCode::SUCCESS
         }
         UserCommand::Del { address } => {
@@ -239,7 +239,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             if !st.write_blocking(move |c| users::delete(c, &a))? {
                 return Err(format!("{address}: no such user").into());
             }
-            println!("deleted {address} (its Maildir is kept)");
+            println!("deleted {address} (its web sessions are ended; its Maildir is kept)");
             ExitCode::SUCCESS
         }
         UserCommand::Totp { action } => match action {
@@ -255,7 +255,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
                     "{}",
                     crate::server::web::totp::uri(&cfg.provider.name, &address, &secret)
                 );
-                eprintln!("second factor enabled for {address}: the web login now asks for the code (a running pecd reads it at the next login)");
+                eprintln!("second factor enabled for {address}: the web login now asks for the code, and the web sessions open until now are ended");
                 ExitCode::SUCCESS
             }
             crate::cli::TotpAction::Disable { address } => {
@@ -264,7 +264,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
                 if !st.write_blocking(move |c| users::clear_totp(c, &a))? {
                     return Err(format!("{address}: second factor was not enabled").into());
                 }
-                println!("second factor disabled for {address}");
+                println!("second factor disabled for {address} (its web sessions are ended)");
                 ExitCode::SUCCESS
             }
         },

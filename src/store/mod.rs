@@ -20,6 +20,7 @@ pub mod queue;
 pub mod quota;
 pub mod schema;
 pub mod seal;
+pub mod sessions;
 pub mod spool;
 pub mod users;
 

@@ -112,20 +112,28 @@ pub fn add(db: &Db<'_>, address: &str, hash: &str, now_ms: i64) -> Result<bool> 
     Ok(n == 1)
 }
 
-/// Replace a user's password hash; false if there is no such user.
+/// Replace a user's password hash and end every web session of the user;
+/// false if there is no such user.
 pub fn set_password(db: &Db<'_>, address: &str, hash: &str) -> Result<bool> {
     let conn = db.sql();
     let n = conn.execute(
         "UPDATE users SET password_hash = ?2 WHERE address = ?1",
         params![normalize(address), hash],
     )?;
+    super::sessions::end_all(db, address)?;
     Ok(n == 1)
 }
 
-/// Remove a user; false if there was none. The Maildir is kept (mail is evidence).
+/// Remove a user with its second factor and web sessions; false if there
+/// was none. The Maildir is kept (mail is evidence).
 pub fn delete(db: &Db<'_>, address: &str) -> Result<bool> {
     let conn = db.sql();
     let n = conn.execute("DELETE FROM users WHERE address = ?1", [normalize(address)])?;
+    conn.execute(
+        "DELETE FROM user_totp WHERE address = ?1",
+        [normalize(address)],
+    )?;
+    super::sessions::end_all(db, address)?;
     Ok(n == 1)
 }
 
@@ -217,8 +225,8 @@ pub fn exists(db: &Db<'_>, address: &str) -> Result<bool> {
     Ok(password_hash(db, address)?.is_some())
 }
 
-/// Turn on the web login's second factor with `secret_hex`; false if there
-/// is no such user.
+/// Turn on the web login's second factor with `secret_hex`, ending every
+/// web session of the user; false if there is no such user.
 pub fn set_totp(db: &Db<'_>, address: &str, secret_hex: &str, now_ms: i64) -> Result<bool> {
     let conn = db.sql();
     if !exists(db, address)? {
@@ -228,16 +236,19 @@ pub fn set_totp(db: &Db<'_>, address: &str, secret_hex: &str, now_ms: i64) -> Re
         "INSERT OR REPLACE INTO user_totp(address, secret, enabled_at) VALUES (?1, ?2, ?3)",
         params![normalize(address), secret_hex, now_ms],
     )?;
+    super::sessions::end_all(db, address)?;
     Ok(true)
 }
 
-/// Turn the second factor off; false if it was not on.
+/// Turn the second factor off, ending every web session of the user; false
+/// if it was not on.
 pub fn clear_totp(db: &Db<'_>, address: &str) -> Result<bool> {
     let conn = db.sql();
     let n = conn.execute(
         "DELETE FROM user_totp WHERE address = ?1",
         [normalize(address)],
     )?;
+    super::sessions::end_all(db, address)?;
     Ok(n == 1)
 }
 
@@ -325,5 +336,35 @@ mod tests {
         assert_eq!(list(&c).unwrap(), vec!["alice@pec.alpha.test".to_string()]);
         assert!(delete(&c, "alice@pec.alpha.test").unwrap());
         assert!(!exists(&c, "alice@pec.alpha.test").unwrap());
+    }
+
+    #[test]
+    fn credential_changes_end_the_users_sessions() {
+        let m = crate::store::MemDb::new();
+        let c = m.db();
+        let live = |t: &str| crate::store::sessions::find(&c, t).unwrap().is_some();
+        let open = |t: &str, a: &str| {
+            crate::store::sessions::create(&c, t, a, "csrf", 0, i64::MAX / 4, i64::MAX / 4).unwrap()
+        };
+        add(&c, "a@x", "h", 0).unwrap();
+        add(&c, "b@x", "h", 0).unwrap();
+        open("a1", "a@x");
+        open("b1", "b@x");
+        assert!(set_password(&c, "a@x", "h2").unwrap());
+        assert!(!live("a1") && live("b1"));
+        open("a2", "a@x");
+        assert!(set_totp(&c, "a@x", "s", 0).unwrap());
+        assert!(!live("a2"));
+        open("a3", "a@x");
+        assert!(clear_totp(&c, "a@x").unwrap());
+        assert!(!live("a3"));
+        open("a4", "a@x");
+        set_totp(&c, "a@x", "s", 0).unwrap();
+        open("a5", "a@x");
+        assert!(delete(&c, "a@x").unwrap());
+        assert!(!live("a5") && live("b1"));
+        // The second factor went with the user: a new user of that name has none.
+        add(&c, "a@x", "h", 0).unwrap();
+        assert_eq!(totp_secret(&c, "a@x").unwrap(), None);
     }
 }

@@ -184,7 +184,11 @@ async fn login(
     }
     attempt.succeeded();
     tracing::info!(protocol = "web", user = %user, peer = %peer.ip(), "login");
-    let (token, csrf) = web.sessions.create(&user);
+    let (token, csrf) = web
+        .sessions
+        .create(&user)
+        .await
+        .map_err(ApiError::internal)?;
     let mut r = Json(serde_json::json!({"csrf": csrf, "user": user})).into_response();
     if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&token)) {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -204,7 +208,9 @@ pub fn hex_decode(hex: &str) -> Option<Vec<u8>> {
 }
 
 async fn logout(State(web): State<Arc<Web>>, a: Auth) -> Response {
-    web.sessions.remove(&a.token);
+    if let Err(e) = web.sessions.remove(&a.token).await {
+        return ApiError::internal(e).into_response();
+    }
     let mut r = StatusCode::NO_CONTENT.into_response();
     if let Ok(v) = HeaderValue::from_str(&session::clear_cookie()) {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -1060,8 +1066,10 @@ async fn verify(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let logged_in =
-        session::cookie(&headers, session::COOKIE).is_some_and(|t| web.sessions.get(t).is_some());
+    let logged_in = match session::cookie(&headers, session::COOKIE) {
+        Some(t) => matches!(web.sessions.get(t).await, Ok(Some(_))),
+        None => false,
+    };
     if !logged_in && !web.verify_allowed(peer.ip()) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

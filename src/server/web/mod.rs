@@ -57,9 +57,12 @@ impl Web {
         let idle = ctx
             .cfg()
             .duration(&ctx.cfg().web.session_idle, Duration::from_secs(1800));
+        let max = ctx
+            .cfg()
+            .duration(&ctx.cfg().web.session_max, Duration::from_secs(12 * 3600));
         Web {
+            sessions: session::Sessions::new(ctx.store.clone(), idle, max),
             ctx,
-            sessions: session::Sessions::new(idle),
             summaries: Mutex::new(HashMap::new()),
             verify_calls: Mutex::new(HashMap::new()),
         }
@@ -156,6 +159,8 @@ impl FromRequestParts<Arc<Web>> for Auth {
         let (user, csrf) = web
             .sessions
             .get(&token)
+            .await
+            .map_err(ApiError::internal)?
             .ok_or_else(ApiError::unauthorized)?;
         if !safe_method(&parts.method) {
             let sent = parts
