@@ -249,6 +249,10 @@ pub struct WebSection {
     /// A session this old is gone however much it is used (default `12h`).
     #[serde(default = "default_session_max")]
     pub session_max: String,
+    /// The key that seals second-factor secrets in the database (default
+    /// `totp.key` beside this file; made if missing).
+    #[serde(default = "default_totp_key_file")]
+    pub totp_key_file: PathBuf,
 }
 
 impl Default for WebSection {
@@ -257,12 +261,17 @@ impl Default for WebSection {
             listen: default_web_listen(),
             session_idle: default_session_idle(),
             session_max: default_session_max(),
+            totp_key_file: default_totp_key_file(),
         }
     }
 }
 
 fn default_session_max() -> String {
     "12h".into()
+}
+
+fn default_totp_key_file() -> PathBuf {
+    PathBuf::from("totp.key")
 }
 
 fn default_quota_warning() -> String {
@@ -1061,6 +1070,11 @@ impl Config {
         self.resolve(&self.provider.data_dir)
     }
 
+    /// Absolute path of `[web] totp_key_file`.
+    pub fn totp_key_path(&self) -> PathBuf {
+        self.resolve(&self.web.totp_key_file)
+    }
+
     /// Maximum message size in bytes (validated).
     pub fn max_message_size(&self) -> usize {
         parse_size(&self.limits.max_message_size).unwrap_or(30_000_000)
@@ -1137,6 +1151,7 @@ impl Config {
         keep!(listen.pop3, "listen.pop3");
         keep!(listen.pop3s, "listen.pop3s");
         keep!(web.listen, "web.listen");
+        keep!(web.totp_key_file, "web.totp_key_file");
         keep!(admin.listen, "admin.listen");
         keep!(log.format, "log.format");
         keep!(queue.workers, "queue.workers");
@@ -1836,6 +1851,7 @@ key = "certs/tls.key"
             c.duration(&c.web.session_max, Duration::ZERO),
             Duration::from_secs(12 * 3600)
         );
+        assert_eq!(c.totp_key_path(), Path::new("./totp.key"));
         let text = format!("{MINIMAL}\n[web]\nlisten = \"off\"\nsession_idle = \"0s\"\n");
         let c = Config::from_str_at(&text, Path::new(".")).unwrap();
         assert_eq!(c.web.address(), None);

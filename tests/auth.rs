@@ -1,9 +1,15 @@
 //! Issue 20, logins and credentials, against real `pecd` processes: the
-//! password policy of `pecd user add|passwd`; parallel first guesses queued
-//! behind the first; sessions that end with the credentials they were
-//! opened with (and live in the database: a restart keeps them).
+//! second factor counted per account whatever network the guesses come
+//! from, a code used once only; sessions that end with the credentials
+//! they were opened with (and live in the database: a restart keeps them);
+//! files private under any umask; parallel first guesses queued behind the
+//! first; and the password policy of `pecd user add|passwd`.
 mod common;
 
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::web::Http;
@@ -67,6 +73,137 @@ fn code_now(secret: &[u8]) -> String {
         "{:06}",
         pecd::server::web::totp::code_at(secret, now).unwrap()
     )
+}
+
+/// A code that is wrong now and in the steps either side.
+fn wrong_code(secret: &[u8]) -> String {
+    let now = pecd::pec::clock::since_epoch().as_secs() as i64;
+    (0..1000u32)
+        .map(|n| format!("{:06}", 100_000 + n * 7))
+        .find(|c| {
+            (-2..=2).all(|d| {
+                pecd::server::web::totp::code_at(secret, now + d * 30) != Some(c.parse().unwrap())
+            })
+        })
+        .unwrap()
+}
+
+/// `POST /api/v1/session` from the loopback address `src` (127.0.0.0/8
+/// holds many /24 networks, which the login throttle tells apart).
+fn login_from(
+    p: &TestProvider,
+    src: [u8; 4],
+    user: &str,
+    password: &str,
+    code: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let tcp = rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::from((src, 0))).unwrap();
+        s.connect(SocketAddr::from(([127, 0, 0, 1], p.web)))
+            .await
+            .unwrap()
+            .into_std()
+            .unwrap()
+    });
+    tcp.set_nonblocking(false).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
+    b.set_ca_file(&p.ca_pem).unwrap();
+    let mut cfg = b.build().configure().unwrap();
+    cfg.set_verify_hostname(false);
+    let mut s = cfg.connect("localhost", tcp).unwrap();
+    let mut body = serde_json::json!({"username": user, "password": password});
+    if let Some(c) = code {
+        body["totp"] = serde_json::json!(c);
+    }
+    let body = body.to_string();
+    write!(
+        s,
+        "POST /api/v1/session HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+fn metric(p: &TestProvider, name: &str) -> Option<f64> {
+    http_get(p.admin, "/metrics")
+        .1
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+#[test]
+fn second_factor_guesses_count_per_account_from_any_network_and_codes_work_once() {
+    let ca = TestCa::new();
+    // Small throttle delays: what stops the guesses here must be the
+    // per-account count, not the per-address queue.
+    let p = alpha(
+        &ca,
+        &["alice", "bob"],
+        "",
+        "[limits]\nlogin_delay = \"20ms\"\nlogin_max_delay = \"100ms\"\n",
+    );
+    let alice = format!("alice@{ALPHA}");
+    let secret = enable_totp(&p, &alice);
+    let wrong = wrong_code(&secret);
+    // Ten wrong codes, each from a network of its own, each with the
+    // right password (which must clear nothing).
+    for n in 1..=10u8 {
+        let (status, body) = login_from(&p, [127, 0, n, 1], &alice, PASSWORD, Some(&wrong));
+        let want = if n < 10 { 401 } else { 429 };
+        assert_eq!(status, want, "guess {n}: {body}");
+        assert_eq!(body["totp_required"], true);
+    }
+    // The second factor is locked for the account: the right code, from
+    // yet another network, does not get in either.
+    let (status, body) = login_from(
+        &p,
+        [127, 0, 11, 1],
+        &alice,
+        PASSWORD,
+        Some(&code_now(&secret)),
+    );
+    assert_eq!(status, 429, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("locked"), "{body}");
+    assert!(
+        p.log()
+            .contains("second factor locked after too many consecutive wrong codes"),
+        "{}",
+        p.log()
+    );
+    assert_eq!(metric(&p, "pecd_totp_lockouts_total"), Some(1.0));
+
+    // A code gets in once; the same code again is refused.
+    let bob = format!("bob@{ALPHA}");
+    let secret = enable_totp(&p, &bob);
+    let code = code_now(&secret);
+    let (status, body) = login_from(&p, [127, 0, 20, 1], &bob, PASSWORD, Some(&code));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = login_from(&p, [127, 0, 21, 1], &bob, PASSWORD, Some(&code));
+    assert_eq!(status, 401, "replayed code: {body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("used already"),
+        "{body}"
+    );
+    // The secrets are not in the database in a form that logs anyone in.
+    let db = std::fs::read(p.path().join("data/pecd.sqlite3")).unwrap();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let find = |needle: &[u8]| db.windows(needle.len()).any(|w| w == needle);
+    assert!(!find(hex(&secret).as_bytes()) && !find(&secret));
+    let key = std::fs::metadata(p.path().join("totp.key")).unwrap();
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
 }
 
 #[test]
@@ -134,6 +271,71 @@ fn sessions_end_at_session_max_however_much_they_are_used() {
         (c.get("/api/v1/session").status == 401).then_some(())
     });
     assert!(t.elapsed() >= Duration::from_secs(3));
+}
+
+fn wide_entries(root: &Path) -> Vec<String> {
+    let mut bad = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let m = std::fs::symlink_metadata(&d).unwrap();
+        let mode = m.permissions().mode() & 0o777;
+        let want = if m.is_dir() { 0o700 } else { 0o600 };
+        if mode != want {
+            bad.push(format!("{} {mode:o}", d.display()));
+        }
+        if m.is_dir() {
+            stack.extend(std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    bad
+}
+
+#[test]
+fn every_file_under_data_dir_is_private_under_umask_022() {
+    // Inherited by every pecd this test starts (user add, serve, totp).
+    pecd::sys::umask::set(0o022);
+    let ca = TestCa::new();
+    let mut p = alpha(&ca, &["alice", "bob"], "", "");
+    let alice = format!("alice@{ALPHA}");
+    let bob = format!("bob@{ALPHA}");
+    enable_totp(&p, &bob);
+    // Mail through the access point to a local mailbox: database, spool,
+    // Maildir, receipts.
+    let mut s = SecureSmtp::connect(p.submissions, &p.ca_pem, true);
+    assert_eq!(s.ehlo_auth(&alice, PASSWORD).0, 235);
+    let msg = format!(
+        "From: {alice}\r\nTo: {bob}\r\nSubject: modes\r\nMessage-ID: <modes@test>\r\n\r\nhello\r\n"
+    );
+    assert_eq!(s.cmd(&format!("MAIL FROM:<{alice}>")).0, 250);
+    assert_eq!(s.cmd(&format!("RCPT TO:<{bob}>")).0, 250);
+    assert_eq!(s.cmd("DATA").0, 354);
+    s.send(msg.as_bytes());
+    let (code, reply) = s.cmd(".");
+    assert_eq!(code, 250, "{reply}");
+    p.wait_messages(&alice, "X-Ricevuta", "avvenuta-consegna", 1);
+    let data = p.path().join("data");
+    let bad = wide_entries(&data);
+    assert!(bad.is_empty(), "readable by others: {bad:#?}");
+    assert_eq!(
+        std::fs::metadata(p.path().join("totp.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // What an older pecd left wide is narrowed when serve starts.
+    p.stop();
+    let set =
+        |q: &Path, m: u32| std::fs::set_permissions(q, std::fs::Permissions::from_mode(m)).unwrap();
+    set(&data, 0o755);
+    set(&data.join("pecd.sqlite3"), 0o644);
+    set(&data.join("mail"), 0o755);
+    p.start();
+    p.wait_for("the modes under data_dir to be narrowed", 20, || {
+        wide_entries(&data).is_empty().then_some(())
+    });
 }
 
 #[test]
@@ -230,4 +432,37 @@ fn weak_passwords_are_refused_by_user_add_and_passwd_with_the_reason() {
         235,
         "alice's password unchanged"
     );
+}
+
+#[test]
+fn plain_hex_secrets_of_older_versions_keep_working_and_are_sealed_at_start() {
+    let ca = TestCa::new();
+    let mut p = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Alpha PEC S.p.A.", ALPHA, &["alice"]),
+    );
+    let alice = format!("alice@{ALPHA}");
+    let secret = b"12345678901234567890".to_vec();
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    // What an older pecd stored: the secret itself, in hex.
+    let st = pecd::store::Store::open(&p.path().join("data")).unwrap();
+    let (a, h) = (alice.clone(), hex.clone());
+    assert!(st
+        .write_blocking(move |c| pecd::store::users::set_totp(c, &a, &h, 0))
+        .unwrap());
+    st.close();
+    p.start();
+    let a = alice.clone();
+    let stored = pecd::store::inspect(&p.path().join("data"), move |c| {
+        pecd::store::users::totp_secret(c, &a)
+    })
+    .unwrap()
+    .unwrap();
+    assert!(
+        stored.starts_with("v1:") && !stored.contains(&hex),
+        "{stored}"
+    );
+    let mut c = Http::new(p.web, &p.ca_pem);
+    let r = c.login_with(&alice, PASSWORD, Some(&code_now(&secret)));
+    assert_eq!(r.status, 200, "{}", r.text());
 }

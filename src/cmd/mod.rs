@@ -246,9 +246,10 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             crate::cli::TotpAction::Enable { address } => {
                 let address = users::normalize(&address);
                 let secret = crate::server::web::totp::new_secret();
-                let hex = crate::pec::smime::hex_plain(&secret);
+                let key = crate::auth::totp_key::TotpKey::load_or_create(&cfg.totp_key_path())?;
+                let sealed = key.seal(&address, &secret)?;
                 let a = address.clone();
-                if !st.write_blocking(move |c| users::set_totp(c, &a, &hex, now))? {
+                if !st.write_blocking(move |c| users::set_totp(c, &a, &sealed, now))? {
                     return Err(format!("{address}: no such user").into());
                 }
                 println!(

@@ -85,6 +85,9 @@ pub struct Ctx {
     /// clamd and the attachment rules; `None`: no `[antivirus]`, nothing
     /// scanned. Rebuilt by a reload that changes `[antivirus]`.
     pub scanner: Live<Option<crate::antivirus::Scanner>>,
+    /// The key of the second-factor secrets (`[web] totp_key_file`), read
+    /// at start; `None` when the webmail is off.
+    pub totp_key: Option<Arc<crate::auth::totp_key::TotpKey>>,
 }
 
 /// S/MIME signatures made by every provider in this process (for `pecd bench`).
@@ -583,6 +586,28 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
             tracing::warn!(error = %e, "mode not checked or not narrowed");
         }
     });
+    let totp_key = match cfg.web.address() {
+        None => None,
+        Some(_) => {
+            let path = cfg.totp_key_path();
+            let st = store.clone();
+            let key = tokio::task::spawn_blocking(move || {
+                let key = crate::auth::totp_key::TotpKey::load_or_create(&path)
+                    .map_err(|e| e.to_string())?;
+                let n = auth::seal_plain_totp_secrets(&st, &key)?;
+                if n > 0 {
+                    tracing::info!(
+                        users = n,
+                        "second-factor secrets stored in plain hex are now sealed with web.totp_key_file"
+                    );
+                }
+                Ok::<_, String>(key)
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            Some(Arc::new(key))
+        }
+    };
     let (inflight, crashed) = crate::store::inflight::Inflight::open(&data_dir.join("inflight"))
         .map_err(|e| format!("{}: {e}", data_dir.join("inflight").display()))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -656,6 +681,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         ),
         seals: sealer::Shared::default(),
         scanner: Live::new(scanner),
+        totp_key,
     });
     let mut tasks = Vec::new();
     // Every listener declared once: its name (config key, metrics label,

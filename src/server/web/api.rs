@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::view::{self, Summary};
 use super::{session, ApiError, Auth, Peer, Web};
-use crate::server::auth::{LoginError, UserAuth};
+use crate::server::auth::{LoginError, SecondFactorError, UserAuth};
 use crate::server::submission;
 use crate::store::mailbox::{Flags, Folder, MsgEntry, UserStore};
 
@@ -137,10 +137,9 @@ async fn login(
 ) -> Result<Response, ApiError> {
     let Json(b) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let auth = UserAuth::new(web.ctx.clone());
-    // Until the second factor passes, the attempt still counts as a failed
-    // login: a right password alone clears nothing.
+    let ip = peer.ip();
     let (user, attempt) = match auth
-        .password_step(&b.username, &b.password, peer.ip(), "web")
+        .password_step(&b.username, &b.password, ip, "web")
         .await
     {
         Ok(u) => u,
@@ -157,54 +156,45 @@ async fn login(
             ))
         }
     };
-    let u2 = user.clone();
-    let secret = web
-        .ctx
-        .store
-        .read(move |c| crate::store::users::totp_secret(c, &u2))
-        .await
-        .map_err(ApiError::internal)?;
-    if let Some(hex) = secret {
-        let key = hex_decode(&hex).unwrap_or_default();
-        let code = b.totp.unwrap_or_default();
-        if code.trim().is_empty() {
-            return Err(ApiError {
-                status: StatusCode::UNAUTHORIZED,
-                body: serde_json::json!({"error": "second factor required", "totp_required": true}),
-            });
-        }
-        if !super::totp::check(&key, &code, web.ctx.now_secs()) {
-            attempt.failed();
-            tracing::warn!(protocol = "web", user = %user, peer = %peer.ip(), "second factor refused");
-            return Err(ApiError {
-                status: StatusCode::UNAUTHORIZED,
-                body: serde_json::json!({"error": "wrong second-factor code", "totp_required": true}),
-            });
-        }
+    // Until the second factor passes, the attempt still counts as a failed
+    // login: a right password alone clears nothing.
+    if let Err(e) = auth.second_factor(&user, b.totp.as_deref(), ip).await {
+        attempt.failed();
+        let (status, error) = match e {
+            SecondFactorError::Required => (StatusCode::UNAUTHORIZED, "second factor required"),
+            SecondFactorError::Wrong => (StatusCode::UNAUTHORIZED, "wrong second-factor code"),
+            SecondFactorError::Replayed => (
+                StatusCode::UNAUTHORIZED,
+                "this second-factor code was used already: wait for the next one",
+            ),
+            SecondFactorError::Locked => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many wrong second-factor codes: the second factor of this account is locked, try again later",
+            ),
+            SecondFactorError::Unavailable => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                ))
+            }
+        };
+        return Err(ApiError {
+            status,
+            body: serde_json::json!({"error": error, "totp_required": true}),
+        });
     }
-    attempt.succeeded();
-    tracing::info!(protocol = "web", user = %user, peer = %peer.ip(), "login");
     let (token, csrf) = web
         .sessions
         .create(&user)
         .await
         .map_err(ApiError::internal)?;
+    attempt.succeeded();
+    tracing::info!(protocol = "web", user = %user, peer = %ip, "login");
     let mut r = Json(serde_json::json!({"csrf": csrf, "user": user})).into_response();
     if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&token)) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     Ok(r)
-}
-
-/// Hex to bytes.
-pub fn hex_decode(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 async fn logout(State(web): State<Arc<Web>>, a: Auth) -> Response {
