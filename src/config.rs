@@ -264,6 +264,13 @@ pub struct WebSection {
     /// Verifications without a session in progress at once, uploads included.
     #[serde(default = "default_verify_concurrency")]
     pub verify_concurrency: usize,
+    /// A session this old is gone however much it is used (default `12h`).
+    #[serde(default = "default_session_max")]
+    pub session_max: String,
+    /// The key that seals second-factor secrets in the database (default
+    /// `totp.key` beside this file; made if missing).
+    #[serde(default = "default_totp_key_file")]
+    pub totp_key_file: PathBuf,
 }
 
 impl Default for WebSection {
@@ -275,6 +282,8 @@ impl Default for WebSection {
             body_min_rate: default_body_min_rate(),
             verify_max_size: default_verify_max_size(),
             verify_concurrency: default_verify_concurrency(),
+            session_max: default_session_max(),
+            totp_key_file: default_totp_key_file(),
         }
     }
 }
@@ -297,6 +306,14 @@ fn default_verify_max_size() -> String {
 /// clients take the CPU and the memory budget.
 fn default_verify_concurrency() -> usize {
     4
+}
+
+fn default_session_max() -> String {
+    "12h".into()
+}
+
+fn default_totp_key_file() -> PathBuf {
+    PathBuf::from("totp.key")
 }
 
 fn default_quota_warning() -> String {
@@ -1153,6 +1170,11 @@ impl Config {
         self.resolve(&self.provider.data_dir)
     }
 
+    /// Absolute path of `[web] totp_key_file`.
+    pub fn totp_key_path(&self) -> PathBuf {
+        self.resolve(&self.web.totp_key_file)
+    }
+
     /// Maximum message size in bytes (validated).
     pub fn max_message_size(&self) -> usize {
         parse_size(&self.limits.max_message_size).unwrap_or(30_000_000)
@@ -1229,6 +1251,7 @@ impl Config {
         keep!(listen.pop3, "listen.pop3");
         keep!(listen.pop3s, "listen.pop3s");
         keep!(web.listen, "web.listen");
+        keep!(web.totp_key_file, "web.totp_key_file");
         keep!(admin.listen, "admin.listen");
         keep!(log.format, "log.format");
         keep!(queue.workers, "queue.workers");
@@ -1313,6 +1336,9 @@ impl Config {
             p.push("web.session_idle: must be longer than 0".into());
         }
         p.extend(self.web.limit_problems());
+        if parse_duration(&self.web.session_max).is_ok_and(|d| d.is_zero()) {
+            p.push("web.session_max: must be longer than 0".into());
+        }
         match parse_size(&self.limits.max_message_size) {
             Ok(n) if n < 1000 => p.push("limits.max_message_size: too small".into()),
             Ok(_) => {}
@@ -1390,6 +1416,7 @@ impl Config {
             ("queue.shutdown_grace", &self.queue.shutdown_grace),
             ("queue.relay_timeout", &self.queue.relay_timeout),
             ("web.session_idle", &self.web.session_idle),
+            ("web.session_max", &self.web.session_max),
             ("timers.preavviso_after", &self.timers.preavviso_after),
             ("timers.expire_after", &self.timers.expire_after),
             ("log.tsa_timeout", &self.log.tsa_timeout),
@@ -2038,6 +2065,11 @@ tsa_url = "none"
         let text = format!("{MINIMAL}\n[web]\nlisten = \"127.0.0.1:2443\"\n");
         let c = Config::from_str_at(&text, Path::new(".")).unwrap();
         assert_eq!(c.web.address().as_deref(), Some("127.0.0.1:2443"));
+        assert_eq!(
+            c.duration(&c.web.session_max, Duration::ZERO),
+            Duration::from_secs(12 * 3600)
+        );
+        assert_eq!(c.totp_key_path(), Path::new("./totp.key"));
         let text = format!("{MINIMAL}\n[web]\nlisten = \"off\"\nsession_idle = \"0s\"\n");
         let c = Config::from_str_at(&text, Path::new(".")).unwrap();
         assert_eq!(c.web.address(), None);

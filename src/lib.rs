@@ -21,6 +21,7 @@
 //! certification data XML; *indice dei gestori* provider index.
 pub mod accept;
 pub mod antivirus;
+pub mod auth;
 pub mod certs;
 pub mod cli;
 pub mod cmd;
@@ -28,6 +29,8 @@ pub mod config;
 #[doc(hidden)]
 pub mod flow;
 pub mod fuzzing;
+#[cfg(test)]
+pub(crate) mod golden;
 pub mod http;
 pub mod imap;
 pub mod lab;

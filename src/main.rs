@@ -3,6 +3,9 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Before anything is created: every file and directory pecd makes (the
+    // database, spool, Maildirs, quarantine, seals, keys) is its user's only.
+    pecd::sys::umask::set(0o077);
     let cli = pecd::cli::Cli::parse();
     // The demo and the benchmark print their own report; the daemon's chatter
     // would drown it unless asked for with RUST_LOG.

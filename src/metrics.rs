@@ -31,6 +31,7 @@ pub struct Metrics {
     queue_jobs: Family<Label, Gauge<i64, AtomicI64>>,
     connections: Family<Label, Gauge<i64, AtomicI64>>,
     login_failures: Family<Label, Counter>,
+    totp_lockouts: Counter<u64, AtomicU64>,
     virus_scans: Family<Label, Counter>,
     revocation_checks: Family<Label, Counter>,
     signatures: Counter<u64, AtomicU64>,
@@ -63,6 +64,7 @@ impl Metrics {
             queue_jobs: Family::default(),
             connections: Family::default(),
             login_failures: Family::default(),
+            totp_lockouts: Counter::default(),
             virus_scans: Family::default(),
             revocation_checks: Family::default(),
             signatures: Counter::default(),
@@ -105,6 +107,11 @@ impl Metrics {
             "pecd_login_failures",
             "Failed logins, by protocol",
             m.login_failures.clone(),
+        );
+        registry.register(
+            "pecd_totp_lockouts",
+            "Accounts whose second factor was locked after too many consecutive wrong codes",
+            m.totp_lockouts.clone(),
         );
         registry.register(
             "pecd_virus_scans",
@@ -167,6 +174,11 @@ impl Metrics {
         self.login_failures
             .get_or_create(&label("protocol", protocol))
             .inc();
+    }
+
+    /// An account's second factor was locked after too many wrong codes.
+    pub fn totp_lockout(&self) {
+        self.totp_lockouts.inc();
     }
 
     /// A clamd scan ended at `point` (`submission`, `reception`).

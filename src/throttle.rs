@@ -8,13 +8,19 @@
 //!
 //! Attempts against one key queue behind each other: each attempt reserves
 //! the next slot (`next_allowed = max(now, next_allowed) + delay`), so 100
-//! parallel guesses wait 100 delays, not one. An attempt that would have to
-//! queue longer than `max_delay` is refused without checking the password
+//! parallel guesses wait 100 delays, not one. The slot is reserved before the
+//! password is checked and the attempt counts as a failure until it is
+//! recorded a success ([`Attempt`]): parallel first guesses against a clean
+//! address or network queue one delay apart behind the first one, instead of
+//! all passing before the first failure is known. An attempt that would have
+//! to queue longer than `max_delay` is refused without checking the password
 //! (the caller answers "try later"), so sessions are never parked for hours.
 //!
 //! A success clears only its own address's counter: the network's counter
 //! stays, otherwise an attacker holding one account could spray guesses at
-//! every other one, logging in to his own between guesses.
+//! every other one, logging in to his own between guesses. (A network with no
+//! failure at all is let go at once after a success: users behind one NAT
+//! logging in one after the other never wait.)
 //!
 //! Memory is bounded: when a table is full, the entry with the oldest failure
 //! is forgotten (an attacker cycling through many keys only ever gets the
@@ -149,6 +155,9 @@ impl IpNet {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     failures: u32,
+    /// Attempts reserved and not recorded yet: each counts as a failure
+    /// for the delay until it is known to be a success.
+    pending: u32,
     last: Instant,
     next_allowed: Instant,
 }
@@ -191,6 +200,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
         }
         self.map.entry(key).or_insert(Entry {
             failures: 0,
+            pending: 0,
             last: now,
             next_allowed: now,
         })
@@ -268,64 +278,125 @@ impl LoginThrottle {
         if wait > cfg.max_delay {
             return None;
         }
-        // Only keys with failures get an entry; a clean key never queues.
-        if let Some(e) = g.by_addr.map.get_mut(&key) {
-            e.next_allowed = slot + delay(&cfg, e.failures);
-        }
-        if let Some(e) = g.by_net.map.get_mut(&net) {
-            e.next_allowed = slot + delay(&cfg, e.failures);
+        // The attempt is charged now, as if it had failed already: the next
+        // one queues a delay behind it even before its password is checked.
+        let max = cfg.max_entries;
+        let inner = &mut *g;
+        for e in [
+            inner.by_addr.entry(key, now, max),
+            inner.by_net.entry(net, now, max),
+        ] {
+            e.pending = e.pending.saturating_add(1);
+            e.last = now;
+            e.next_allowed = slot + delay(&cfg, e.failures.max(1));
         }
         Some(wait)
     }
 
-    /// Wait for this attempt's slot. `false`: too many attempts are queued
-    /// already; refuse this one without checking the password.
+    /// Wait for this attempt's slot; the [`Attempt`] must be told how it
+    /// ended, and counts as a failure if dropped untold. `None`: too many
+    /// attempts are queued already; refuse this one without checking the
+    /// password.
     #[must_use]
-    pub async fn before_attempt(&self, addr: &str, ip: IpAddr) -> bool {
-        match self.reserve_at(addr, ip, Instant::now()) {
-            None => false,
-            Some(d) => {
-                if !d.is_zero() {
-                    tokio::time::sleep(d).await;
-                }
-                true
-            }
+    pub async fn before_attempt(&self, addr: &str, ip: IpAddr) -> Option<Attempt<'_>> {
+        let d = self.reserve_at(addr, ip, Instant::now())?;
+        let attempt = Attempt {
+            throttle: self,
+            addr: addr.to_string(),
+            ip,
+            done: false,
+        };
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
         }
+        Some(attempt)
     }
 
-    /// Record the outcome of an attempt made at `now`.
+    /// Record the outcome of an attempt reserved with
+    /// [`reserve_at`](Self::reserve_at) and made at `now`.
     pub fn record_at(&self, addr: &str, ip: IpAddr, ok: bool, now: Instant) {
         let key = Self::key(addr);
+        let net = network_of(ip);
         let mut g = self.lock();
-        if ok {
-            g.by_addr.map.remove(&key);
-            return;
-        }
         let cfg = g.cfg.clone();
         let (max, forget) = (cfg.max_entries, cfg.forget_after);
-        let net = network_of(ip);
+        if ok {
+            g.by_addr.map.remove(&key);
+            let clean = match g.by_net.map.get_mut(&net) {
+                Some(n) => {
+                    n.pending = n.pending.saturating_sub(1);
+                    if n.failures == 0 {
+                        // Nothing but attempts in flight: later ones need
+                        // not queue behind a success.
+                        n.next_allowed = now;
+                    }
+                    n.failures == 0 && n.pending == 0
+                }
+                None => false,
+            };
+            if clean {
+                g.by_net.map.remove(&net);
+            }
+            return;
+        }
         // Stale history must not add to the new count.
         g.by_addr.live(&key, now, forget);
         g.by_net.live(&net, now, forget);
-        let a = g.by_addr.entry(key, now, max);
-        a.failures = a.failures.saturating_add(1);
-        a.last = now;
-        a.next_allowed = a.next_allowed.max(now + delay(&cfg, a.failures));
-        let n = g.by_net.entry(net, now, max);
-        n.failures = n.failures.saturating_add(1);
-        n.last = now;
-        n.next_allowed = n.next_allowed.max(now + delay(&cfg, n.failures));
-    }
-
-    /// Record the outcome of an attempt.
-    pub fn record(&self, addr: &str, ip: IpAddr, ok: bool) {
-        self.record_at(addr, ip, ok, Instant::now());
+        let inner = &mut *g;
+        for e in [
+            inner.by_addr.entry(key, now, max),
+            inner.by_net.entry(net, now, max),
+        ] {
+            e.pending = e.pending.saturating_sub(1);
+            e.failures = e.failures.saturating_add(1);
+            e.last = now;
+            e.next_allowed = e.next_allowed.max(now + delay(&cfg, e.failures));
+        }
     }
 
     /// Number of tracked (address, network) entries; for tests and metrics.
     pub fn tracked(&self) -> (usize, usize) {
         let g = self.lock();
         (g.by_addr.map.len(), g.by_net.map.len())
+    }
+}
+
+/// One login attempt holding its throttle slot: a failure until
+/// [`succeeded`](Self::succeeded) says otherwise, also when the session
+/// ends before the check does.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    throttle: &'a LoginThrottle,
+    addr: String,
+    ip: IpAddr,
+    done: bool,
+}
+
+impl Attempt<'_> {
+    /// Record the outcome: `true` clears the address's failures.
+    pub fn finish(mut self, ok: bool) {
+        self.done = true;
+        self.throttle
+            .record_at(&self.addr, self.ip, ok, Instant::now());
+    }
+
+    /// The login succeeded (every factor of it).
+    pub fn succeeded(self) {
+        self.finish(true);
+    }
+
+    /// The login failed.
+    pub fn failed(self) {
+        self.finish(false);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.throttle
+                .record_at(&self.addr, self.ip, false, Instant::now());
+        }
     }
 }
 
@@ -582,13 +653,70 @@ mod tests {
         for u in ["u1@x", "u2@x", "u3@x"] {
             t.record_at(u, ip, false, now);
         }
+        assert_eq!(t.reserve_at("mine@x", ip, now), Some(400 * MS));
         t.record_at("mine@x", ip, true, now);
         // The network keeps its three failures: a fresh address still waits.
-        assert_eq!(t.reserve_at("fresh@x", ip, now), Some(400 * MS));
+        assert_eq!(t.reserve_at("fresh@x", ip, now), Some(800 * MS));
+        t.record_at("fresh@x", ip, true, now);
         // And so does every address that failed, queued behind the network.
-        assert_eq!(t.reserve_at("u1@x", ip, now), Some(800 * MS));
-        t.record_at("u1@x", ip, true, now);
+        let later = now + 400 * MS;
+        assert_eq!(t.reserve_at("u1@x", ip, later), Some(800 * MS));
+        t.record_at("u1@x", ip, true, later);
         assert_eq!(t.tracked(), (2, 1));
+    }
+
+    #[test]
+    fn parallel_first_attempts_queue_one_delay_apart() {
+        let t = LoginThrottle::new(cfg());
+        let ip = ip("10.0.0.1");
+        let now = Instant::now();
+        // A clean address: each attempt counts as a failure until it is
+        // known not to be one, so five at once do not all pass at once.
+        let waits: Vec<_> = (0..5)
+            .map(|_| t.reserve_at("a@x", ip, now).unwrap().as_millis())
+            .collect();
+        assert_eq!(waits, [0, 100, 200, 300, 400]);
+        // Different addresses from one network queue behind each other too.
+        let t = LoginThrottle::new(ThrottleConfig {
+            max_entries: 100,
+            ..cfg()
+        });
+        let waits: Vec<_> = (0..3)
+            .map(|i| {
+                t.reserve_at(&format!("u{i}@x"), ip, now)
+                    .unwrap()
+                    .as_millis()
+            })
+            .collect();
+        assert_eq!(waits, [0, 100, 200]);
+        // From another network, another queue.
+        assert_eq!(
+            t.reserve_at("u0@x", IpAddr::from([10, 0, 1, 1]), now),
+            Some(100 * MS)
+        );
+    }
+
+    #[test]
+    fn a_success_lets_the_next_attempt_go_at_once_and_leaves_no_entry() {
+        let t = LoginThrottle::new(cfg());
+        let ip = ip("10.0.0.1");
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(t.reserve_at("a@x", ip, now), Some(Duration::ZERO));
+            t.record_at("a@x", ip, true, now);
+        }
+        assert_eq!(t.tracked(), (0, 0));
+        // A reservation never told its outcome is a failure.
+        {
+            let _a = Attempt {
+                throttle: &t,
+                addr: "a@x".into(),
+                ip,
+                done: false,
+            };
+            t.reserve_at("a@x", ip, now);
+        }
+        assert!(t.reserve_at("a@x", ip, Instant::now()).unwrap() > Duration::ZERO);
     }
 
     #[test]
@@ -602,7 +730,7 @@ mod tests {
             Some(200 * MS)
         );
         assert_eq!(
-            t.reserve_at("c@x", ip("198.51.101.1"), now),
+            t.reserve_at("d@x", ip("198.51.101.1"), now),
             Some(Duration::ZERO)
         );
         t.record_at("a@x", ip("2001:db8:1:2::1"), false, now);
@@ -612,7 +740,7 @@ mod tests {
                 > Duration::ZERO
         );
         assert_eq!(
-            t.reserve_at("z@x", ip("2001:db8:1:3::1"), now),
+            t.reserve_at("y@x", ip("2001:db8:1:3::1"), now),
             Some(Duration::ZERO)
         );
         assert_eq!(

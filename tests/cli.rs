@@ -123,7 +123,10 @@ fn user_add_passwd_del_list() {
     for sub in ["new", "cur", "tmp"] {
         assert!(maildir.join(sub).is_dir(), "{sub}/ of carol's Maildir");
     }
-    let dup = p.cli(&["user", "add", carol, "--password-stdin"], "x\n");
+    let dup = p.cli(
+        &["user", "add", carol, "--password-stdin"],
+        "another password\n",
+    );
     assert!(!dup.status.success(), "adding twice must fail");
     let foreign = p.cli(
         &["user", "add", "eve@elsewhere.test", "--password-stdin"],
@@ -159,7 +162,7 @@ fn user_add_passwd_del_list() {
             "nobody@pec.alpha.test",
             "--password-stdin",
         ],
-        "x\n",
+        "another password\n",
     );
     assert!(!missing.status.success());
 

@@ -229,7 +229,12 @@ fn user_add_takes_only_valid_addresses_and_leaves_no_half_user() {
         &ca,
         &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &[]),
     );
-    let add = |a: &str| p.cli(&["user", "add", a, "--password-stdin"], "pw\n");
+    let add = |a: &str| {
+        p.cli(
+            &["user", "add", a, "--password-stdin"],
+            &format!("{PASSWORD}\n"),
+        )
+    };
     let long = format!("{}@pec.alpha.test", "a".repeat(300));
     for bad in [
         long.as_str(),

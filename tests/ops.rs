@@ -664,7 +664,11 @@ fn the_development_config_sends_nothing_off_the_machine() {
     {
         use std::io::Write;
         let mut add = add;
-        add.stdin.take().unwrap().write_all(b"segreto\n").unwrap();
+        add.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .unwrap();
         let o = add.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", text(&o));
     }
@@ -675,7 +679,7 @@ fn the_development_config_sends_nothing_off_the_machine() {
     let mut c = SecureSmtp::connect(port, &tmp.path().join("certs/ca.pem"), false);
     assert_eq!(c.cmd("EHLO client.test").0, 250);
     c.starttls();
-    assert_eq!(c.ehlo_auth(alice, "segreto").0, 235);
+    assert_eq!(c.ehlo_auth(alice, PASSWORD).0, 235);
     assert_eq!(c.cmd(&format!("MAIL FROM:<{alice}>")).0, 250);
     assert_eq!(c.cmd(&format!("RCPT TO:<{rcpt}>")).0, 250);
     assert_eq!(c.cmd("DATA").0, 354);

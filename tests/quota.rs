@@ -191,7 +191,7 @@ fn quota_settings_are_checked() {
             "--quota",
             "2GB",
         ],
-        "pw\n",
+        &format!("{PASSWORD}\n"),
     );
     assert!(
         out.status.success(),

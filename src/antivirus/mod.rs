@@ -5,7 +5,6 @@
 //! is tested without a clamd; [`Scanner::scan`] drives it over one fresh
 //! connection per scan, so scans run side by side with no shared lock.
 
-pub mod attachments;
 pub mod probe;
 
 use std::path::PathBuf;

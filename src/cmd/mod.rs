@@ -207,6 +207,7 @@ fn read_password(from_stdin: bool, address: &str) -> Result<String, Box<dyn std:
     if pw.is_empty() {
         return Err("empty password".into());
     }
+    crate::auth::policy::check(&pw).map_err(|e| format!("{address}: {e}"))?;
     Ok(pw)
 }
 
@@ -281,7 +282,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             if !st.write_blocking(move |c| users::set_password(c, &a, &hash))? {
                 return Err(format!("{address}: no such user").into());
             }
-            println!("password changed for {address}");
+            println!("password changed for {address} (its web sessions are ended)");
             ExitCode::SUCCESS
         }
         UserCommand::Del { address } => {
@@ -290,23 +291,24 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             if !st.write_blocking(move |c| users::delete(c, &a))? {
                 return Err(format!("{address}: no such user").into());
             }
-            println!("deleted {address} (its Maildir is kept)");
+            println!("deleted {address} (its web sessions are ended; its Maildir is kept)");
             ExitCode::SUCCESS
         }
         UserCommand::Totp { action } => match action {
             crate::cli::TotpAction::Enable { address } => {
                 let address = users::normalize(&address);
                 let secret = crate::server::web::totp::new_secret();
-                let hex = crate::pec::smime::hex_plain(&secret);
+                let key = crate::auth::totp_key::TotpKey::load_or_create(&cfg.totp_key_path())?;
+                let sealed = key.seal(&address, &secret)?;
                 let a = address.clone();
-                if !st.write_blocking(move |c| users::set_totp(c, &a, &hex, now))? {
+                if !st.write_blocking(move |c| users::set_totp(c, &a, &sealed, now))? {
                     return Err(format!("{address}: no such user").into());
                 }
                 println!(
                     "{}",
                     crate::server::web::totp::uri(&cfg.provider.name, &address, &secret)
                 );
-                eprintln!("second factor enabled for {address}: the web login now asks for the code (a running pecd reads it at the next login)");
+                eprintln!("second factor enabled for {address}: the web login now asks for the code, and the web sessions open until now are ended");
                 ExitCode::SUCCESS
             }
             crate::cli::TotpAction::Disable { address } => {
@@ -315,7 +317,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
                 if !st.write_blocking(move |c| users::clear_totp(c, &a))? {
                     return Err(format!("{address}: second factor was not enabled").into());
                 }
-                println!("second factor disabled for {address}");
+                println!("second factor disabled for {address} (its web sessions are ended)");
                 ExitCode::SUCCESS
             }
         },

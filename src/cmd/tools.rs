@@ -489,7 +489,7 @@ fn cancel(cfg: &crate::config::Config, id: queue::JobId) -> AdminResult {
                 // sender gets the plain delivery-failure notice instead.
                 let (bytes, msgid, tipo, kind) = if certified {
                     let msg = receipt::errore_consegna(&e, &c, r, Errore::Altro, &esteso);
-                    let msgid = crate::server::submission::message_id_of(&msg);
+                    let msgid = crate::flow::message_id_of(&msg);
                     let signed = signer
                         .sign(&msg, &crate::pec::ids::boundary(&ids))
                         .map_err(|e| e.to_string())?;
@@ -522,7 +522,7 @@ fn cancel(cfg: &crate::config::Config, id: queue::JobId) -> AdminResult {
                     )
                 };
                 let blob = st.put_blob(&bytes)?;
-                let mut ev = crate::server::submission::event_for(kind, now, &c);
+                let mut ev = crate::flow::event_for(kind, now, &c);
                 ev.generated_msgid = msgid.clone();
                 ev.error = Some(esteso.clone());
                 if !certified {
@@ -543,7 +543,7 @@ fn cancel(cfg: &crate::config::Config, id: queue::JobId) -> AdminResult {
                         next_hop: (!local)
                             .then(|| c.mittente.rsplit_once('@').map(|(_, d)| d.to_string()))
                             .flatten(),
-                        blob: Some(blob),
+                        blob: Some(crate::flow::batch::BlobRef::Spooled(blob)),
                         data: Some(serde_json::json!({"tipo": tipo, "msgid": msgid}).to_string()),
                         due_at: now,
                     },

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::pec::types::Tipo;
+use crate::pec::types::{Tipo, Unsigned};
 
 /// What a log row records. The names are the `event` column and what
 /// `pecd log` prints: operators' scripts rely on them.
@@ -266,10 +266,260 @@ pub struct NewJob {
     pub recipients: Vec<String>,
     /// Destination domain or host for relays.
     pub next_hop: Option<String>,
-    /// Spool file with the bytes.
-    pub blob: Option<String>,
+    /// The message bytes the job carries.
+    pub blob: Option<BlobRef>,
     /// Kind-specific JSON.
     pub data: Option<String>,
     /// When to run.
     pub due_at: i64,
+}
+
+/// Message bytes a job or a delivery refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobRef {
+    /// Already in the spool, by name.
+    Spooled(String),
+    /// The `i`-th of the batch's new blobs, named when the batch is committed.
+    New(usize),
+}
+
+impl BlobRef {
+    /// The spool name of a blob already stored.
+    pub fn spooled(&self) -> Option<&str> {
+        match self {
+            BlobRef::Spooled(s) => Some(s),
+            BlobRef::New(_) => None,
+        }
+    }
+}
+
+/// A message a step produced: signed by the server before the batch is
+/// committed (a PEC message), or stored as it is (a plain notice, bytes
+/// received).
+#[derive(Debug, Clone)]
+pub enum NewBlob {
+    /// To sign with the provider's key.
+    Sign(Unsigned),
+    /// Final bytes.
+    Bytes(Vec<u8>),
+}
+
+/// A log event, written unless the job it announces was already queued (the
+/// same busta or receipt received twice gets one notice, not two).
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    /// The row.
+    pub event: Event,
+    /// Index into the batch's jobs: skip this row if that job already existed.
+    pub unless_repeat_of: Option<usize>,
+}
+
+impl From<Event> for LogEntry {
+    fn from(event: Event) -> LogEntry {
+        LogEntry {
+            event,
+            unless_repeat_of: None,
+        }
+    }
+}
+
+/// Which deadline of a certified recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// The 12 h warning.
+    Preavviso,
+    /// The 24 h final notice.
+    Expire,
+}
+
+/// A deadline that is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueTimer {
+    /// PEC message.
+    pub identificativo: String,
+    /// Certified recipient.
+    pub recipient: String,
+    /// Which deadline.
+    pub deadline: Deadline,
+}
+
+/// A change to the 12 h / 24 h deadlines of one certified recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimerOp {
+    /// Arm both deadlines (a no-op if armed already).
+    Start {
+        /// PEC message.
+        identificativo: String,
+        /// Certified recipient.
+        recipient: String,
+        /// When it was accepted (Unix ms).
+        sent_at: i64,
+        /// The 12 h warning's due time.
+        preavviso_due: i64,
+        /// The 24 h notice's due time.
+        expire_due: i64,
+    },
+    /// A presa in carico: only the 12 h warning stops.
+    Presa {
+        /// PEC message.
+        identificativo: String,
+        /// Recipient taken in charge.
+        recipient: String,
+    },
+    /// The recipient is settled (an errore-consegna, a final notice …).
+    Close {
+        /// PEC message.
+        identificativo: String,
+        /// Recipient.
+        recipient: String,
+        /// What closed it (`closed_by`).
+        by: &'static str,
+    },
+    /// An avvenuta consegna closed it: its latency is measured.
+    Delivered {
+        /// PEC message.
+        identificativo: String,
+        /// Recipient.
+        recipient: String,
+    },
+    /// Relays of the message to recipients whose timers are all closed stop.
+    StopRelays {
+        /// PEC message.
+        identificativo: String,
+    },
+}
+
+/// The row of a message accepted at the access point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    /// Its identificativo.
+    pub identificativo: String,
+    /// The Message-ID of the user's original message.
+    pub msgid: Option<String>,
+    /// The certified sender.
+    pub sender: String,
+    /// The original subject.
+    pub subject: String,
+    /// Recipients with their type, as the log writes them.
+    pub recipients: String,
+    /// completa / breve / sintetica.
+    pub receipt_type: String,
+    /// The busta's daticert.xml.
+    pub daticert: String,
+    /// When it was accepted (unix ms).
+    pub accepted_at: i64,
+}
+
+/// An infected message to keep for 30 months.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantine {
+    /// The identificativo of the message, when it had one.
+    pub identificativo: Option<String>,
+    /// The virus clamd named.
+    pub virus: String,
+    /// The envelope sender.
+    pub sender: String,
+    /// The envelope recipients, comma separated.
+    pub recipients: String,
+    /// Where it was caught: `submission` or `reception`.
+    pub point: &'static str,
+    /// Its bytes.
+    pub bytes: BlobRef,
+    /// Index into the batch's jobs: keep nothing if that job already
+    /// existed (a busta received again is quarantined once).
+    pub unless_repeat_of: Option<usize>,
+}
+
+/// A message to store in a user's mailbox (its INBOX), by a name derived
+/// from the work it comes from so a retry finds the copy already there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The mailbox.
+    pub address: String,
+    /// The file name (`maildir::file_name_for`).
+    pub name: String,
+    /// The bytes.
+    pub bytes: BlobRef,
+    /// When the work was created (Unix ms): a copy from an earlier process
+    /// may have been read and flagged since, and is looked for everywhere.
+    pub created_at: i64,
+    /// How often the work was tried before.
+    pub attempts: i64,
+}
+
+/// How the job a step ran ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobEnd {
+    /// Finished.
+    Done,
+    /// Given up, with the reason.
+    Failed(String),
+    /// Tried again at `due_at` (Unix ms).
+    Retry {
+        /// Why this attempt failed.
+        error: String,
+        /// When to try again.
+        due_at: i64,
+    },
+}
+
+/// A condition the whole batch depends on: when it no longer holds at
+/// commit time, nothing of the batch is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guard {
+    /// The deadline is still armed (another run has not fired it).
+    TimerArmed(DueTimer),
+}
+
+/// Everything one step decided, committed by the store in one transaction:
+/// its new blobs first (written and synced), then every row.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// When (Unix ms): the time of every row the batch writes.
+    pub now: i64,
+    /// Messages to store; [`BlobRef::New`] indexes this.
+    pub blobs: Vec<NewBlob>,
+    /// The accepted message's row.
+    pub message: Option<MessageRow>,
+    /// Log events.
+    pub log: Vec<LogEntry>,
+    /// Follow-up work.
+    pub jobs: Vec<NewJob>,
+    /// Deadline changes.
+    pub timers: Vec<TimerOp>,
+    /// Mailbox deliveries.
+    pub deliveries: Vec<Delivery>,
+    /// An infected message to keep.
+    pub quarantine: Option<Quarantine>,
+    /// The job this step ran, and how it ends.
+    pub end: Option<(JobId, JobEnd)>,
+    /// What must still hold.
+    pub guard: Option<Guard>,
+}
+
+impl Batch {
+    /// An empty batch at `now`.
+    pub fn at(now: i64) -> Batch {
+        Batch {
+            now,
+            ..Batch::default()
+        }
+    }
+
+    /// Add a blob; gives the reference to it.
+    pub fn blob(&mut self, b: NewBlob) -> BlobRef {
+        self.blobs.push(b);
+        BlobRef::New(self.blobs.len() - 1)
+    }
+
+    /// Add a log event.
+    pub fn log(&mut self, e: Event) {
+        self.log.push(e.into());
+    }
+
+    /// Add a job; gives its index.
+    pub fn job(&mut self, j: NewJob) -> usize {
+        self.jobs.push(j);
+        self.jobs.len() - 1
+    }
 }

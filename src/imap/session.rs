@@ -598,7 +598,7 @@ impl<A: ImapAuth> Session<A> {
             return;
         }
         let throttle = self.cfg.throttle.clone();
-        if !throttle.before_attempt(user, self.peer).await {
+        let Some(attempt) = throttle.before_attempt(user, self.peer).await else {
             self.bad += 1;
             status(
                 out,
@@ -608,9 +608,9 @@ impl<A: ImapAuth> Session<A> {
                 "too many failed logins, try again later",
             );
             return;
-        }
+        };
         let res = self.auth.authenticate(user, pass, self.peer).await;
-        throttle.record(user, self.peer, res.is_ok());
+        attempt.finish(res.is_ok());
         let address = match res {
             Ok(a) => a,
             Err(()) => {

@@ -78,20 +78,86 @@ impl Accepted {
     }
 }
 
-/// Why a submission is refused.
+/// What the formal checks found wrong (`pec-spec.md` §5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Defect {
+    /// Larger than the provider's limit: refused at SMTP, no notice
+    /// (beyond the threshold, RFC 6109 §3.1.2).
+    TooBig,
+    /// Not an RFC 5322 message.
+    NotRfc5322,
+    /// `From` is not exactly one valid address.
+    FromNotOneAddress,
+    /// `From` is not the SMTP sender (MAIL FROM).
+    FromNotSender,
+    /// No `To` recipient.
+    NoTo,
+    /// A recipient address that is not valid.
+    BadRecipient(String),
+    /// A `Bcc` with a value.
+    Bcc,
+    /// RCPT TO differs from To + Cc.
+    RecipientsDiffer,
+    /// More recipients than the provider takes.
+    TooManyRecipients,
+    /// MIME nested deeper than any parser here follows.
+    TooDeep,
+    /// Size times recipients over the limit.
+    TooBigForRecipients,
+}
+
+impl Defect {
+    /// The reason in the words of the non-accettazione (`errore-esteso`).
+    pub fn italian(&self) -> String {
+        match self {
+            Defect::TooBig => "dimensione del messaggio superiore al limite consentito".into(),
+            Defect::NotRfc5322 => "messaggio non conforme a RFC 5322".into(),
+            Defect::FromNotOneAddress => {
+                "il campo From deve contenere esattamente un indirizzo valido".into()
+            }
+            Defect::FromNotSender => {
+                "il mittente (From) non corrisponde al mittente della sessione SMTP (MAIL FROM)"
+                    .into()
+            }
+            Defect::NoTo => "il campo To deve contenere almeno un destinatario".into(),
+            Defect::BadRecipient(a) => format!("indirizzo destinatario non valido: {a}"),
+            Defect::Bcc => "il campo Bcc (copia nascosta) non e' ammesso".into(),
+            Defect::RecipientsDiffer => {
+                "i destinatari della sessione SMTP (RCPT TO) non corrispondono ai campi To e Cc"
+                    .into()
+            }
+            Defect::TooManyRecipients => {
+                "numero di destinatari superiore al limite consentito".into()
+            }
+            Defect::TooDeep => "struttura MIME annidata oltre il limite consentito".into(),
+            Defect::TooBigForRecipients => "dimensione del messaggio moltiplicata per il numero di destinatari superiore al limite consentito".into(),
+        }
+    }
+
+    /// The reason in English (SMTP reply text, log).
+    pub fn english(&self) -> String {
+        match self {
+            Defect::TooBig => "message size exceeds the limit".into(),
+            Defect::NotRfc5322 => "message is not RFC 5322".into(),
+            Defect::FromNotOneAddress => "From must contain exactly one valid address".into(),
+            Defect::FromNotSender => "From does not match MAIL FROM".into(),
+            Defect::NoTo => "To must contain at least one recipient".into(),
+            Defect::BadRecipient(a) => format!("invalid recipient address: {a}"),
+            Defect::Bcc => "Bcc is not allowed".into(),
+            Defect::RecipientsDiffer => "RCPT TO set differs from To+Cc".into(),
+            Defect::TooManyRecipients => "too many recipients".into(),
+            Defect::TooDeep => "MIME structure nested too deeply".into(),
+            Defect::TooBigForRecipients => "message size times recipients exceeds the limit".into(),
+        }
+    }
+}
+
+/// Why a submission is refused, with whatever could be parsed of it (the
+/// notice of the refusal is built from that).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// Italian reason, used as `errore-esteso` and in the notice text.
-    pub reason: String,
-    /// English reason for the SMTP reply text.
-    pub reason_en: String,
-    /// SMTP reply code.
-    pub code: u16,
-    /// Enhanced status code.
-    pub status: &'static str,
-    /// Whether an avviso di non accettazione must be sent (false: the SMTP
-    /// reply is the only answer, e.g. size beyond the threshold).
-    pub notice: bool,
+    /// What is wrong.
+    pub defect: Defect,
     /// Whatever could be parsed, for the notice (may be partial).
     pub partial: Box<Accepted>,
 }
@@ -139,36 +205,18 @@ pub fn check(
         raw_cc: raw_value(raw, "Cc"),
         raw_reply_to: raw_value(raw, "Reply-To"),
     };
-    let refuse = |acc: &Accepted, it: &str, en: &str, code: u16, status: &'static str| Refusal {
-        reason: it.to_string(),
-        reason_en: en.to_string(),
-        code,
-        status,
-        notice: true,
+    let refuse = |acc: &Accepted, defect: Defect| Refusal {
+        defect,
         partial: Box::new(acc.clone()),
     };
 
     let n_rcpt = rcpt_to.len().max(1);
     if raw.len() > limits.max_message_size {
-        let mut r = refuse(
-            &acc,
-            "dimensione del messaggio superiore al limite consentito",
-            "message size exceeds the limit",
-            552,
-            "5.3.4",
-        );
-        r.notice = false;
-        return Err(r);
+        return Err(refuse(&acc, Defect::TooBig));
     }
 
     let Some(msg) = parse_header_block(raw) else {
-        return Err(refuse(
-            &acc,
-            "messaggio non conforme a RFC 5322",
-            "message is not RFC 5322",
-            550,
-            "5.6.0",
-        ));
+        return Err(refuse(&acc, Defect::NotRfc5322));
     };
     acc.subject = msg
         .subject()
@@ -190,54 +238,24 @@ pub fn check(
     let from_fields = msg.header_values(HeaderName::From).count();
     let from = addresses(&msg, "From");
     if from_fields != 1 || from.len() != 1 || !valid_addr(&from[0]) {
-        return Err(refuse(
-            &acc,
-            "il campo From deve contenere esattamente un indirizzo valido",
-            "From must contain exactly one valid address",
-            550,
-            "5.6.0",
-        ));
+        return Err(refuse(&acc, Defect::FromNotOneAddress));
     }
     // Checked before taking From as the sender: the notice of this refusal
     // goes to the authenticated MAIL FROM, never to the forged From.
     if !from[0].eq_ignore_ascii_case(mail_from.trim()) {
-        return Err(refuse(
-            &acc,
-            "il mittente (From) non corrisponde al mittente della sessione SMTP (MAIL FROM)",
-            "From does not match MAIL FROM",
-            550,
-            "5.7.1",
-        ));
+        return Err(refuse(&acc, Defect::FromNotSender));
     }
     acc.from = from[0].clone();
     if acc.to.is_empty() {
-        return Err(refuse(
-            &acc,
-            "il campo To deve contenere almeno un destinatario",
-            "To must contain at least one recipient",
-            550,
-            "5.6.0",
-        ));
+        return Err(refuse(&acc, Defect::NoTo));
     }
     if let Some(bad) = acc.to.iter().chain(&acc.cc).find(|a| !valid_addr(a)) {
-        return Err(refuse(
-            &acc,
-            &format!("indirizzo destinatario non valido: {bad}"),
-            &format!("invalid recipient address: {bad}"),
-            550,
-            "5.1.3",
-        ));
+        return Err(refuse(&acc, Defect::BadRecipient(bad.clone())));
     }
     if !addresses(&msg, "Bcc").is_empty()
         || raw_value(raw, "Bcc").is_some_and(|v| !v.trim().is_empty())
     {
-        return Err(refuse(
-            &acc,
-            "il campo Bcc (copia nascosta) non e' ammesso",
-            "Bcc is not allowed",
-            550,
-            "5.7.1",
-        ));
+        return Err(refuse(&acc, Defect::Bcc));
     }
     let mut header_set: Vec<String> = acc.recipients();
     header_set.sort();
@@ -248,42 +266,18 @@ pub fn check(
     rcpt_set.sort();
     rcpt_set.dedup();
     if header_set != rcpt_set {
-        return Err(refuse(
-            &acc,
-            "i destinatari della sessione SMTP (RCPT TO) non corrispondono ai campi To e Cc",
-            "RCPT TO set differs from To+Cc",
-            550,
-            "5.7.1",
-        ));
+        return Err(refuse(&acc, Defect::RecipientsDiffer));
     }
     if rcpt_set.len() > limits.max_recipients {
-        return Err(refuse(
-            &acc,
-            "numero di destinatari superiore al limite consentito",
-            "too many recipients",
-            550,
-            "5.5.3",
-        ));
+        return Err(refuse(&acc, Defect::TooManyRecipients));
     }
     // Last, so that the refusal's notice has the sender and subject: an
     // otherwise well-formed message gets its signed non-accettazione.
     if check_nesting(raw).is_err() {
-        return Err(refuse(
-            &acc,
-            "struttura MIME annidata oltre il limite consentito",
-            "MIME structure nested too deeply",
-            554,
-            "5.6.0",
-        ));
+        return Err(refuse(&acc, Defect::TooDeep));
     }
     if raw.len().saturating_mul(n_rcpt) > limits.max_message_size {
-        return Err(refuse(
-            &acc,
-            "dimensione del messaggio moltiplicata per il numero di destinatari superiore al limite consentito",
-            "message size times recipients exceeds the limit",
-            552,
-            "5.3.4",
-        ));
+        return Err(refuse(&acc, Defect::TooBigForRecipients));
     }
     Ok(acc)
 }
@@ -330,54 +324,60 @@ mod tests {
         let all = ["a@pec.alpha.test", "b@pec.beta.test", "c@example.com"];
         let l = Limits::default();
         let r = refused(MSG, "other@pec.alpha.test", &all, l);
-        assert!(r.reason.contains("MAIL FROM") && r.notice);
+        assert_eq!(r.defect, Defect::FromNotSender);
+        assert!(r.defect.italian().contains("MAIL FROM"));
         assert_eq!(
             r.partial.from, "other@pec.alpha.test",
             "notice to the session's sender"
         );
         let r = refused(MSG, "mario@pec.alpha.test", &all[..2], l);
-        assert!(r.reason.contains("RCPT TO"));
+        assert_eq!(r.defect, Defect::RecipientsDiffer);
         let hidden = [
             "a@pec.alpha.test",
             "b@pec.beta.test",
             "c@example.com",
             "h@x.it",
         ];
-        assert!(refused(MSG, "mario@pec.alpha.test", &hidden, l)
-            .reason
-            .contains("RCPT TO"));
+        assert_eq!(
+            refused(MSG, "mario@pec.alpha.test", &hidden, l).defect,
+            Defect::RecipientsDiffer
+        );
         let bcc = [b"Bcc: h@x.it\r\n".as_slice(), MSG].concat();
-        assert!(refused(&bcc, "mario@pec.alpha.test", &all, l)
-            .reason
-            .contains("Bcc"));
+        assert_eq!(
+            refused(&bcc, "mario@pec.alpha.test", &all, l).defect,
+            Defect::Bcc
+        );
         let two_from = [b"From: x@pec.alpha.test\r\n".as_slice(), MSG].concat();
-        assert!(refused(&two_from, "mario@pec.alpha.test", &all, l)
-            .reason
-            .contains("From"));
+        assert_eq!(
+            refused(&two_from, "mario@pec.alpha.test", &all, l).defect,
+            Defect::FromNotOneAddress
+        );
         let no_to = b"From: mario@pec.alpha.test\r\nCc: c@example.com\r\n\r\nx";
-        assert!(
-            refused(no_to, "mario@pec.alpha.test", &["c@example.com"], l)
-                .reason
-                .contains("To")
+        assert_eq!(
+            refused(no_to, "mario@pec.alpha.test", &["c@example.com"], l).defect,
+            Defect::NoTo
         );
         let small = Limits {
             max_message_size: 400,
             max_recipients: 100,
         };
         let r = refused(MSG, "mario@pec.alpha.test", &all, small);
-        assert!(r.notice && r.code == 552, "{r:?}");
+        assert_eq!(r.defect, Defect::TooBigForRecipients, "{r:?}");
         let tiny = Limits {
             max_message_size: 100,
             max_recipients: 100,
         };
-        assert!(!refused(MSG, "mario@pec.alpha.test", &all, tiny).notice);
+        assert_eq!(
+            refused(MSG, "mario@pec.alpha.test", &all, tiny).defect,
+            Defect::TooBig
+        );
         let few = Limits {
             max_message_size: 1 << 20,
             max_recipients: 2,
         };
-        assert!(refused(MSG, "mario@pec.alpha.test", &all, few)
-            .reason
-            .contains("numero"));
+        let r = refused(MSG, "mario@pec.alpha.test", &all, few);
+        assert_eq!(r.defect, Defect::TooManyRecipients);
+        assert!(r.defect.italian().contains("numero"));
     }
 
     #[test]

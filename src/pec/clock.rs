@@ -9,10 +9,15 @@
 
 use super::daticert::DataOra;
 
-/// Source of the current time, in Unix seconds.
+/// Source of the current time.
 pub trait Clock: Send + Sync {
+    /// Milliseconds since 1970-01-01T00:00:00Z.
+    fn now_ms(&self) -> i64;
+
     /// Seconds since 1970-01-01T00:00:00Z.
-    fn now(&self) -> i64;
+    fn now(&self) -> i64 {
+        self.now_ms().div_euclid(1000)
+    }
 }
 
 /// The system clock (the one place the domain may read real time from).
@@ -20,8 +25,31 @@ pub trait Clock: Send + Sync {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        since_epoch().as_secs() as i64
+    fn now_ms(&self) -> i64 {
+        since_epoch().as_millis() as i64
+    }
+}
+
+/// A clock that stands still until the test moves it (timers and expiry
+/// tested without sleeping).
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    /// A clock at `ms` (Unix milliseconds).
+    pub fn at(ms: i64) -> ManualClock {
+        ManualClock(std::sync::atomic::AtomicI64::new(ms))
+    }
+
+    /// Move it forward by `ms`.
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -40,8 +68,8 @@ pub fn since_epoch() -> std::time::Duration {
 pub struct FixedClock(pub i64);
 
 impl Clock for FixedClock {
-    fn now(&self) -> i64 {
-        self.0
+    fn now_ms(&self) -> i64 {
+        self.0 * 1000
     }
 }
 

@@ -2,6 +2,7 @@
 //! clock. Everything that needs "now" or a fresh id takes it as a parameter, so
 //! tests fix them and compare bytes.
 pub mod access;
+pub mod attachments;
 pub mod classify;
 pub mod clock;
 pub mod consistency;

@@ -62,7 +62,7 @@ impl Backend for InboundBackend {
             mail_from,
             recipients,
             next_hop: None,
-            blob: Some(blob.to_string()),
+            blob: Some(crate::flow::batch::BlobRef::Spooled(blob.to_string())),
             data: None,
             due_at: now,
         };

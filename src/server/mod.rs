@@ -8,6 +8,7 @@
 //! -> peer's `worker` (delivery point, receipts) -> back to the sender.
 
 mod admin_http;
+pub mod auth;
 pub mod inbound;
 pub mod reload;
 pub mod sealer;
@@ -47,6 +48,8 @@ pub struct Ctx {
     config: Live<Config>,
     /// `[provider]`, fixed for the life of the process.
     provider: ProviderSection,
+    /// The same, as the receipts name it.
+    pec_provider: crate::pec::envelope::Provider,
     /// Database and files.
     pub store: Store,
     /// Our S/MIME signer.
@@ -84,7 +87,22 @@ pub struct Ctx {
     /// clamd and the attachment rules; `None`: no `[antivirus]`, nothing
     /// scanned. Rebuilt by a reload that changes `[antivirus]`.
     pub scanner: Live<Option<crate::antivirus::Scanner>>,
+    /// The key of the second-factor secrets (`[web] totp_key_file`), read
+    /// at start; `None` when the webmail is off.
+    pub totp_key: Option<Arc<crate::auth::totp_key::TotpKey>>,
 }
+
+/// Our signer refused to sign (a token gone, a key that no longer loads).
+#[derive(Debug)]
+pub struct SignError(pub crate::pec::smime::SmimeError);
+
+impl std::fmt::Display for SignError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "signing: {}", self.0)
+    }
+}
+
+impl std::error::Error for SignError {}
 
 /// S/MIME signatures made by every provider in this process (for `pecd bench`).
 pub static SIGNATURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -184,14 +202,64 @@ impl Ctx {
     }
 
     /// Sign a built message with a fresh boundary.
-    pub fn sign(&self, msg: &Unsigned) -> Result<Vec<u8>, String> {
+    pub fn sign(&self, msg: &Unsigned) -> Result<Vec<u8>, SignError> {
         SIGNATURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.metrics.signature();
         let boundary = crate::pec::ids::boundary(self.ids.as_ref());
-        self.signer
-            .get()
-            .sign(msg, &boundary)
-            .map_err(|e| e.to_string())
+        self.signer.get().sign(msg, &boundary).map_err(SignError)
+    }
+
+    /// Sign every message a flow left in `batch` to sign, counting each
+    /// receipt by its type.
+    pub fn sign_batch(&self, batch: &mut crate::flow::batch::Batch) -> Result<(), SignError> {
+        use crate::flow::batch::NewBlob;
+        for b in batch.blobs.iter_mut() {
+            if let NewBlob::Sign(u) = b {
+                if let Some((_, tipo)) = u
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("X-Ricevuta"))
+                {
+                    self.metrics.receipt(tipo);
+                }
+                *b = NewBlob::Bytes(self.sign(u)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Who we are, as the flows need it.
+    pub fn us(&self) -> crate::flow::Us<'_> {
+        crate::flow::Us {
+            provider: &self.pec_provider,
+            domains: &self.provider.domains,
+            hostname: &self.provider.hostname,
+        }
+    }
+
+    /// Now (from the one clock) and the id source, for a flow.
+    pub fn now(&self) -> crate::flow::Now<'_> {
+        crate::flow::Now {
+            ms: self.clock.now_ms(),
+            ids: self.ids.as_ref(),
+        }
+    }
+
+    /// Unix milliseconds now, from the one clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// `[timers]` in milliseconds.
+    pub fn timer_config(&self) -> crate::pec::timers::TimerConfig {
+        let cfg = self.cfg();
+        let t = &cfg.timers;
+        let pre = cfg.duration(&t.preavviso_after, Duration::from_secs(12 * 3600));
+        let exp = cfg.duration(&t.expire_after, Duration::from_secs(24 * 3600));
+        crate::pec::timers::TimerConfig {
+            preavviso_after: pre.as_millis() as i64,
+            expiry_after: exp.as_millis() as i64,
+        }
     }
 
     /// Unix seconds now.
@@ -572,6 +640,41 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("{}: {e}", data_dir.display()))?
     };
+    // Files an older pecd (or one started under a wider umask) left
+    // readable by others; in the background, as a big store takes a while.
+    let dd = data_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let t = crate::store::modes::tighten(&dd);
+        if t.changed > 0 {
+            tracing::warn!(paths = t.changed, data_dir = %dd.display(),
+                "files and folders readable by other users made private (0600/0700)");
+        }
+        for e in &t.errors {
+            tracing::warn!(error = %e, "mode not checked or not narrowed");
+        }
+    });
+    let totp_key = match cfg.web.address() {
+        None => None,
+        Some(_) => {
+            let path = cfg.totp_key_path();
+            let st = store.clone();
+            let key = tokio::task::spawn_blocking(move || {
+                let key = crate::auth::totp_key::TotpKey::load_or_create(&path)
+                    .map_err(|e| e.to_string())?;
+                let n = auth::seal_plain_totp_secrets(&st, &key)?;
+                if n > 0 {
+                    tracing::info!(
+                        users = n,
+                        "second-factor secrets stored in plain hex are now sealed with web.totp_key_file"
+                    );
+                }
+                Ok::<_, String>(key)
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            Some(Arc::new(key))
+        }
+    };
     let (inflight, crashed) = crate::store::inflight::Inflight::open(&data_dir.join("inflight"))
         .map_err(|e| format!("{}: {e}", data_dir.join("inflight").display()))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -635,6 +738,10 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     let memory = crate::memory::MemoryBudget::new(cfg.memory_budget());
     let ctx = Arc::new(Ctx {
         provider: cfg.provider.clone(),
+        pec_provider: crate::pec::envelope::Provider {
+            name: cfg.provider.name.clone(),
+            domain: cfg.provider_domain().to_string(),
+        },
         config: Live::new(cfg),
         store,
         signer: Live::new(signer),
@@ -655,6 +762,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         ),
         seals: sealer::Shared::default(),
         scanner: Live::new(scanner),
+        totp_key,
     });
     let mut tasks = Vec::new();
     // Every listener declared once: its name (config key, metrics label,
@@ -722,7 +830,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
                 c.connections = ctx.metrics.connections(name);
                 let c = Live::new(imap_listener(&cfg, acceptor.clone(), &c));
                 listeners.push((name, reload::Listener::Imap(c.clone())));
-                let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
+                let auth = Arc::new(auth::UserAuth::new(ctx.clone()));
                 tokio::spawn(crate::imap::serve(l, c, auth, sd))
             }
             Speaks::Pop3(implicit) => {
@@ -736,7 +844,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
                 c.connections = ctx.metrics.connections(name);
                 let c = Live::new(pop3_listener(&cfg, acceptor.clone(), &c));
                 listeners.push((name, reload::Listener::Pop3(c.clone())));
-                let auth = Arc::new(submission::UserAuth::new(ctx.clone()));
+                let auth = Arc::new(auth::UserAuth::new(ctx.clone()));
                 tokio::spawn(crate::pop3::serve(l, c, auth, sd))
             }
             Speaks::Https => {

@@ -25,7 +25,35 @@ use crate::store::log::{Event, EventKind};
 use crate::store::queue::{self, Deadline, DueTimer, Job, JobId, Kind, NewJob};
 use crate::store::{self, maildir, users, StoreError};
 
-use super::submission::{event_for, message_id_of, our_provider, route_job, timer_config};
+use crate::flow::{event_for, message_id_of};
+
+fn our_provider(ctx: &Ctx) -> crate::pec::envelope::Provider {
+    ctx.us().provider.clone()
+}
+
+fn timer_config(ctx: &Ctx) -> crate::pec::timers::TimerConfig {
+    ctx.timer_config()
+}
+
+fn route_job(
+    ctx: &Ctx,
+    key: String,
+    identificativo: &str,
+    to: &str,
+    blob: &str,
+    data: serde_json::Value,
+    due: i64,
+) -> NewJob {
+    crate::flow::route(
+        &ctx.us(),
+        key,
+        identificativo,
+        to,
+        crate::flow::batch::BlobRef::Spooled(blob.to_string()),
+        Some(data.to_string()),
+        due,
+    )
+}
 use super::Ctx;
 
 /// How a job attempt ended.
@@ -395,7 +423,7 @@ fn sign_to_spool(
     ctx: &Ctx,
     msg: &crate::pec::types::Unsigned,
 ) -> Result<(String, Option<String>), Fail> {
-    let signed = ctx.sign(msg).map_err(Fail::Temporary)?;
+    let signed = ctx.sign(msg).map_err(|e| Fail::Temporary(e.to_string()))?;
     let blob = ctx.store.put_blob(&signed)?;
     Ok((blob, message_id_of(msg)))
 }
@@ -1411,7 +1439,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                     mail_from: job.mail_from.clone(),
                     recipients: vec![r],
                     next_hop: None,
-                    blob: Some(blob.clone()),
+                    blob: Some(crate::flow::batch::BlobRef::Spooled(blob.clone())),
                     data: None,
                     due_at: now_ms,
                 });
@@ -1508,7 +1536,7 @@ fn judge(ctx: &Ctx, job: &Job, bytes: &[u8]) -> Result<Judged, Fail> {
                     mail_from: String::new(),
                     recipients: vec![r.clone()],
                     next_hop: None,
-                    blob: Some(blob.clone()),
+                    blob: Some(crate::flow::batch::BlobRef::Spooled(blob.clone())),
                     data: Some(
                         serde_json::json!({"tipo": tipo.as_str(), "msgid": message.message_id})
                             .to_string(),
@@ -1628,7 +1656,7 @@ fn anomaly_for(
             mail_from: String::new(),
             recipients: vec![r.clone()],
             next_hop: None,
-            blob: Some(ablob.clone()),
+            blob: Some(crate::flow::batch::BlobRef::Spooled(ablob.clone())),
             data: Some(serde_json::json!({"tipo": "anomalia", "msgid": msgid}).to_string()),
             due_at: now_ms,
         })

@@ -7,26 +7,7 @@ use serde::Serialize;
 
 use super::{Db, Result};
 
-/// A message accepted at the access point.
-#[derive(Debug, Clone)]
-pub struct Accepted {
-    /// Its identificativo.
-    pub identificativo: String,
-    /// The Message-ID of the user's original message.
-    pub msgid: Option<String>,
-    /// The certified sender.
-    pub sender: String,
-    /// The original subject.
-    pub subject: String,
-    /// Recipients with their type, as the log writes them.
-    pub recipients: String,
-    /// completa / breve / sintetica.
-    pub receipt_type: String,
-    /// The busta's daticert.xml.
-    pub daticert: String,
-    /// When it was accepted (unix ms).
-    pub accepted_at: i64,
-}
+pub use crate::flow::batch::MessageRow as Accepted;
 
 /// Record an accepted message.
 pub fn insert(db: &Db<'_>, m: &Accepted) -> Result<()> {

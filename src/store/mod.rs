@@ -9,16 +9,20 @@
 //! lets the SMTP layer answer `250` only for work that is on disk.
 
 pub mod backup;
+mod commit;
+pub use commit::Committed;
 pub mod inflight;
 pub mod log;
 pub mod mailbox;
 pub mod maildir;
 pub mod messages;
+pub mod modes;
 pub mod quarantine;
 pub mod queue;
 pub mod quota;
 pub mod schema;
 pub mod seal;
+pub mod sessions;
 pub mod spool;
 pub mod users;
 
@@ -41,6 +45,8 @@ pub enum StoreError {
     Commit(String),
     /// There is no database at this path yet.
     NoDatabase(PathBuf),
+    /// A mailbox delivery of a batch failed.
+    Mailbox(String, maildir::DeliveryError),
     /// The database was migrated by a newer pecd.
     TooNew {
         /// Its schema version.
@@ -57,6 +63,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Io(e) => write!(f, "file system: {e}"),
             StoreError::Closed => write!(f, "store is shut down"),
             StoreError::Commit(e) => write!(f, "commit failed: {e}"),
+            StoreError::Mailbox(a, e) => write!(f, "{a}: {e}"),
             StoreError::TooNew { found, known } => write!(
                 f,
                 "the database has schema version {found}, newer than this pecd knows ({known}): \

@@ -10,7 +10,7 @@ use super::{Db, Result};
 use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 
-pub use crate::flow::batch::{JobId, JobKind as Kind, NewJob};
+pub use crate::flow::batch::{BlobRef, Deadline, DueTimer, JobId, JobKind as Kind, NewJob};
 
 impl rusqlite::ToSql for JobId {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -135,8 +135,24 @@ fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
-/// Add a job unless one with the same key exists. True if added.
+/// Add a job unless one with the same key exists. True if added. Its blob
+/// must be stored already ([`enqueue_named`] resolves a batch's new ones).
 pub fn enqueue(db: &Db<'_>, j: &NewJob, now: i64) -> Result<bool> {
+    let blob = match &j.blob {
+        None => None,
+        Some(BlobRef::Spooled(s)) => Some(s.as_str()),
+        Some(BlobRef::New(i)) => {
+            return Err(super::StoreError::Commit(format!(
+                "job {} names new blob {i} outside its batch",
+                j.key
+            )))
+        }
+    };
+    enqueue_named(db, j, blob, now)
+}
+
+/// [`enqueue`] with the blob's spool name given.
+pub(crate) fn enqueue_named(db: &Db<'_>, j: &NewJob, blob: Option<&str>, now: i64) -> Result<bool> {
     let conn = db.sql();
     let rcpts = serde_json::to_string(&j.recipients).unwrap_or_else(|_| "[]".into());
     let n = conn.prepare_cached(
@@ -150,7 +166,7 @@ pub fn enqueue(db: &Db<'_>, j: &NewJob, now: i64) -> Result<bool> {
         j.mail_from,
         rcpts,
         j.next_hop,
-        j.blob,
+        blob,
         j.data,
         j.due_at,
         now
@@ -372,26 +388,6 @@ pub fn cancel(db: &Db<'_>, id: JobId, now: i64) -> Result<bool> {
         params![id, now],
     )?;
     Ok(n == 1)
-}
-
-/// Which deadline fired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deadline {
-    /// The 12 h warning.
-    Preavviso,
-    /// The 24 h final notice.
-    Expire,
-}
-
-/// A timer that is due.
-#[derive(Debug, Clone)]
-pub struct DueTimer {
-    /// PEC message.
-    pub identificativo: String,
-    /// Certified recipient.
-    pub recipient: String,
-    /// Which deadline.
-    pub deadline: Deadline,
 }
 
 /// Start both deadlines for a certified recipient (no-op if already started).
@@ -663,9 +659,9 @@ mod tests {
         let m = db();
         let c = m.db();
         let mut a = job("a", 0);
-        a.blob = Some("seg-00000001.spool@0+10".into());
+        a.blob = Some(BlobRef::Spooled("seg-00000001.spool@0+10".into()));
         let mut b = job("b", 0);
-        b.blob = Some("seg-00000001.spool@10+5".into());
+        b.blob = Some(BlobRef::Spooled("seg-00000001.spool@10+5".into()));
         enqueue(&c, &a, 0).unwrap();
         enqueue(&c, &b, 0).unwrap();
         let ids: Vec<JobId> = due(&c, 0, 10).unwrap().iter().map(|j| j.id).collect();
@@ -691,7 +687,7 @@ mod tests {
         let c = m.db();
         for k in ["kept", "released", "waiting"] {
             let mut j = job(k, 0);
-            j.blob = Some(format!("seg-1.spool@{k}"));
+            j.blob = Some(BlobRef::Spooled(format!("seg-1.spool@{k}")));
             enqueue(&c, &j, 0).unwrap();
         }
         let id = |k: &str| {

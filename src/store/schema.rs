@@ -150,6 +150,26 @@ CREATE TABLE log_seal_errors (
     at    INTEGER NOT NULL
 );
 "#,
+    // 9: web sessions in the database (any node can check a cookie, and
+    // ending a user's sessions commits with the change that ends them),
+    // keyed by a hash of the token so a copy of the database opens none;
+    // the second factor's last used time step (a code works once) and its
+    // consecutive failures and lock, per account. Second-factor rows of
+    // users deleted before `user del` removed them go.
+    r#"
+CREATE TABLE web_sessions (
+    token_hash BLOB PRIMARY KEY,
+    address    TEXT NOT NULL,
+    csrf       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX web_sessions_address ON web_sessions(address);
+ALTER TABLE user_totp ADD COLUMN last_step INTEGER;
+ALTER TABLE user_totp ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE user_totp ADD COLUMN locked_until INTEGER;
+DELETE FROM user_totp WHERE address NOT IN (SELECT address FROM users);
+"#,
 ];
 
 /// The log's hash chain and its daily seals. SQL cannot hash, so the rows

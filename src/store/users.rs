@@ -112,20 +112,28 @@ pub fn add(db: &Db<'_>, address: &str, hash: &str, now_ms: i64) -> Result<bool> 
     Ok(n == 1)
 }
 
-/// Replace a user's password hash; false if there is no such user.
+/// Replace a user's password hash and end every web session of the user;
+/// false if there is no such user.
 pub fn set_password(db: &Db<'_>, address: &str, hash: &str) -> Result<bool> {
     let conn = db.sql();
     let n = conn.execute(
         "UPDATE users SET password_hash = ?2 WHERE address = ?1",
         params![normalize(address), hash],
     )?;
+    super::sessions::end_all(db, address)?;
     Ok(n == 1)
 }
 
-/// Remove a user; false if there was none. The Maildir is kept (mail is evidence).
+/// Remove a user with its second factor and web sessions; false if there
+/// was none. The Maildir is kept (mail is evidence).
 pub fn delete(db: &Db<'_>, address: &str) -> Result<bool> {
     let conn = db.sql();
     let n = conn.execute("DELETE FROM users WHERE address = ?1", [normalize(address)])?;
+    conn.execute(
+        "DELETE FROM user_totp WHERE address = ?1",
+        [normalize(address)],
+    )?;
+    super::sessions::end_all(db, address)?;
     Ok(n == 1)
 }
 
@@ -217,37 +225,139 @@ pub fn exists(db: &Db<'_>, address: &str) -> Result<bool> {
     Ok(password_hash(db, address)?.is_some())
 }
 
-/// Turn on the web login's second factor with `secret_hex`; false if there
-/// is no such user.
-pub fn set_totp(db: &Db<'_>, address: &str, secret_hex: &str, now_ms: i64) -> Result<bool> {
+/// Turn on the web login's second factor with `secret` (as stored: sealed
+/// by `auth::totp_key`), ending every web session of the user; false if
+/// there is no such user.
+pub fn set_totp(db: &Db<'_>, address: &str, secret: &str, now_ms: i64) -> Result<bool> {
     let conn = db.sql();
     if !exists(db, address)? {
         return Ok(false);
     }
     conn.execute(
         "INSERT OR REPLACE INTO user_totp(address, secret, enabled_at) VALUES (?1, ?2, ?3)",
-        params![normalize(address), secret_hex, now_ms],
+        params![normalize(address), secret, now_ms],
     )?;
+    super::sessions::end_all(db, address)?;
     Ok(true)
 }
 
-/// Turn the second factor off; false if it was not on.
+/// Turn the second factor off, ending every web session of the user; false
+/// if it was not on.
 pub fn clear_totp(db: &Db<'_>, address: &str) -> Result<bool> {
     let conn = db.sql();
     let n = conn.execute(
         "DELETE FROM user_totp WHERE address = ?1",
         [normalize(address)],
     )?;
+    super::sessions::end_all(db, address)?;
     Ok(n == 1)
 }
 
-/// The second-factor secret (hex) of a user who turned it on.
+/// The second-factor secret (as stored) of a user who turned it on.
 pub fn totp_secret(db: &Db<'_>, address: &str) -> Result<Option<String>> {
     let conn = db.sql();
     Ok(conn
         .prepare_cached("SELECT secret FROM user_totp WHERE address = ?1")?
         .query_row([normalize(address)], |r| r.get(0))
         .optional()?)
+}
+
+/// Every second-factor secret as stored, by address (re-sealing at start).
+pub fn totp_secrets(db: &Db<'_>) -> Result<Vec<(String, String)>> {
+    let mut st = db
+        .sql()
+        .prepare("SELECT address, secret FROM user_totp ORDER BY address")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Replace a stored secret by another form of the same secret, if it is
+/// still `old` (a concurrent `totp enable` wins); whether it was replaced.
+pub fn reseal_totp(db: &Db<'_>, address: &str, old: &str, new: &str) -> Result<bool> {
+    let n = db.sql().execute(
+        "UPDATE user_totp SET secret = ?3 WHERE address = ?1 AND secret = ?2",
+        params![normalize(address), old, new],
+    )?;
+    Ok(n == 1)
+}
+
+/// Consecutive wrong second-factor codes that lock the account's second
+/// factor for [`TOTP_LOCK_MS`].
+pub const TOTP_MAX_FAILURES: i64 = 10;
+/// How long a locked second factor refuses every code (15 minutes).
+pub const TOTP_LOCK_MS: i64 = 15 * 60 * 1000;
+
+/// What the account's second-factor state made of one code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotpOutcome {
+    /// Right, and of a time step later than any used before: accepted.
+    Accepted,
+    /// Right, but its time step (or a later one) was used already.
+    Replayed,
+    /// Wrong; `locked` when this failure locked the second factor.
+    Wrong {
+        /// This failure was the one that locked it.
+        locked: bool,
+    },
+    /// Locked after too many wrong codes, until this time (unix ms); the
+    /// code was not looked at and counts for nothing.
+    Locked(i64),
+    /// The user has no second factor (any more).
+    NotEnabled,
+}
+
+/// Judge and record one second-factor attempt of `address` at `now_ms`:
+/// `step` is the time step the code matched, `None` for a wrong code. One
+/// transaction, so parallel attempts cannot both use one step nor slip
+/// past the lock.
+pub fn totp_attempt(
+    db: &Db<'_>,
+    address: &str,
+    step: Option<i64>,
+    now_ms: i64,
+) -> Result<TotpOutcome> {
+    let a = normalize(address);
+    let c = db.sql();
+    let row: Option<(Option<i64>, i64, Option<i64>)> = c
+        .prepare_cached(
+            "SELECT last_step, failures, locked_until FROM user_totp WHERE address = ?1",
+        )?
+        .query_row([&a], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((last, failures, locked_until)) = row else {
+        return Ok(TotpOutcome::NotEnabled);
+    };
+    if let Some(t) = locked_until.filter(|t| *t > now_ms) {
+        return Ok(TotpOutcome::Locked(t));
+    }
+    match step {
+        Some(s) if last.is_none_or(|l| s > l) => {
+            c.execute(
+                "UPDATE user_totp SET last_step = ?2, failures = 0, locked_until = NULL WHERE address = ?1",
+                params![a, s],
+            )?;
+            Ok(TotpOutcome::Accepted)
+        }
+        _ => {
+            let n = failures + 1;
+            let locked = n >= TOTP_MAX_FAILURES;
+            if locked {
+                c.execute(
+                    "UPDATE user_totp SET failures = 0, locked_until = ?2 WHERE address = ?1",
+                    params![a, now_ms + TOTP_LOCK_MS],
+                )?;
+            } else {
+                c.execute(
+                    "UPDATE user_totp SET failures = ?2 WHERE address = ?1",
+                    params![a, n],
+                )?;
+            }
+            Ok(match step {
+                Some(_) => TotpOutcome::Replayed,
+                None => TotpOutcome::Wrong { locked },
+            })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -325,5 +435,86 @@ mod tests {
         assert_eq!(list(&c).unwrap(), vec!["alice@pec.alpha.test".to_string()]);
         assert!(delete(&c, "alice@pec.alpha.test").unwrap());
         assert!(!exists(&c, "alice@pec.alpha.test").unwrap());
+    }
+
+    #[test]
+    fn credential_changes_end_the_users_sessions() {
+        let m = crate::store::MemDb::new();
+        let c = m.db();
+        let live = |t: &str| crate::store::sessions::find(&c, t).unwrap().is_some();
+        let open = |t: &str, a: &str| {
+            crate::store::sessions::create(&c, t, a, "csrf", 0, i64::MAX / 4, i64::MAX / 4).unwrap()
+        };
+        add(&c, "a@x", "h", 0).unwrap();
+        add(&c, "b@x", "h", 0).unwrap();
+        open("a1", "a@x");
+        open("b1", "b@x");
+        assert!(set_password(&c, "a@x", "h2").unwrap());
+        assert!(!live("a1") && live("b1"));
+        open("a2", "a@x");
+        assert!(set_totp(&c, "a@x", "s", 0).unwrap());
+        assert!(!live("a2"));
+        open("a3", "a@x");
+        assert!(clear_totp(&c, "a@x").unwrap());
+        assert!(!live("a3"));
+        open("a4", "a@x");
+        set_totp(&c, "a@x", "s", 0).unwrap();
+        open("a5", "a@x");
+        assert!(delete(&c, "a@x").unwrap());
+        assert!(!live("a5") && live("b1"));
+        // The second factor went with the user: a new user of that name has none.
+        add(&c, "a@x", "h", 0).unwrap();
+        assert_eq!(totp_secret(&c, "a@x").unwrap(), None);
+    }
+
+    #[test]
+    fn a_code_works_once_and_ten_wrong_ones_lock_the_second_factor() {
+        let m = crate::store::MemDb::new();
+        let c = m.db();
+        add(&c, "a@x", "h", 0).unwrap();
+        assert_eq!(
+            totp_attempt(&c, "a@x", Some(5), 0).unwrap(),
+            TotpOutcome::NotEnabled
+        );
+        set_totp(&c, "a@x", "s", 0).unwrap();
+        assert_eq!(
+            totp_attempt(&c, "a@x", Some(5), 0).unwrap(),
+            TotpOutcome::Accepted
+        );
+        // The same step again, or an earlier one: refused.
+        assert_eq!(
+            totp_attempt(&c, "a@x", Some(5), 0).unwrap(),
+            TotpOutcome::Replayed
+        );
+        assert_eq!(
+            totp_attempt(&c, "a@x", Some(4), 0).unwrap(),
+            TotpOutcome::Replayed
+        );
+        assert_eq!(
+            totp_attempt(&c, "a@x", Some(6), 0).unwrap(),
+            TotpOutcome::Accepted
+        );
+        // A success resets the count: ten more wrong ones are needed.
+        for i in 1..TOTP_MAX_FAILURES {
+            assert_eq!(
+                totp_attempt(&c, "a@x", None, 1000).unwrap(),
+                TotpOutcome::Wrong { locked: false },
+                "failure {i}"
+            );
+        }
+        assert_eq!(
+            totp_attempt(&c, "a@x", None, 1000).unwrap(),
+            TotpOutcome::Wrong { locked: true }
+        );
+        // Locked: even the right code is refused, until the delay passes.
+        let until = 1000 + TOTP_LOCK_MS;
+        assert_eq!(
+            totp_attempt(&c, "a@x", Some(7), until - 1).unwrap(),
+            TotpOutcome::Locked(until)
+        );
+        assert_eq!(
+            totp_attempt(&c, "a@x", Some(7), until).unwrap(),
+            TotpOutcome::Accepted
+        );
     }
 }

@@ -8,3 +8,4 @@ pub mod pkcs11;
 pub mod rusage;
 pub mod termios;
 pub mod thread_cpu;
+pub mod umask;

@@ -13,7 +13,9 @@ use serde::Deserialize;
 use super::body::{BodyError, InMemory};
 use super::view::{self, Summary};
 use super::{session, ApiError, Auth, Peer, Web, MEMORY_WAIT, RETRY_AFTER_SECS};
-use crate::server::submission::{self, LoginError, UserAuth};
+use crate::flow::refusal::Refusal;
+use crate::server::auth::{LoginError, SecondFactorError, UserAuth};
+use crate::server::submission;
 use crate::store::mailbox::{Flags, Folder, MsgEntry, UserStore};
 
 /// The API routes.
@@ -140,7 +142,11 @@ async fn login(
 ) -> Result<Response, ApiError> {
     let Json(b) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let auth = UserAuth::new(web.ctx.clone());
-    let user = match auth.login(&b.username, &b.password, peer.ip(), "web").await {
+    let ip = peer.ip();
+    let (user, attempt) = match auth
+        .password_step(&b.username, &b.password, ip, "web")
+        .await
+    {
         Ok(u) => u,
         Err(LoginError::Throttled) => {
             return Err(ApiError::new(
@@ -155,33 +161,40 @@ async fn login(
             ))
         }
     };
-    let u2 = user.clone();
-    let secret = web
-        .ctx
-        .store
-        .read(move |c| crate::store::users::totp_secret(c, &u2))
+    // Until the second factor passes, the attempt still counts as a failed
+    // login: a right password alone clears nothing.
+    if let Err(e) = auth.second_factor(&user, b.totp.as_deref(), ip).await {
+        attempt.failed();
+        let (status, error) = match e {
+            SecondFactorError::Required => (StatusCode::UNAUTHORIZED, "second factor required"),
+            SecondFactorError::Wrong => (StatusCode::UNAUTHORIZED, "wrong second-factor code"),
+            SecondFactorError::Replayed => (
+                StatusCode::UNAUTHORIZED,
+                "this second-factor code was used already: wait for the next one",
+            ),
+            SecondFactorError::Locked => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many wrong second-factor codes: the second factor of this account is locked, try again later",
+            ),
+            SecondFactorError::Unavailable => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                ))
+            }
+        };
+        return Err(ApiError {
+            status,
+            body: serde_json::json!({"error": error, "totp_required": true}),
+        });
+    }
+    let (token, csrf) = web
+        .sessions
+        .create(&user)
         .await
         .map_err(ApiError::internal)?;
-    if let Some(hex) = secret {
-        let key = hex_decode(&hex).unwrap_or_default();
-        let code = b.totp.unwrap_or_default();
-        if code.trim().is_empty() {
-            return Err(ApiError {
-                status: StatusCode::UNAUTHORIZED,
-                body: serde_json::json!({"error": "second factor required", "totp_required": true}),
-            });
-        }
-        if !super::totp::check(&key, &code, web.ctx.now_secs()) {
-            // A wrong code counts as a failed login for the throttle.
-            web.ctx.throttle.record(&user, peer.ip(), false);
-            tracing::warn!(protocol = "web", user = %user, peer = %peer.ip(), "second factor refused");
-            return Err(ApiError {
-                status: StatusCode::UNAUTHORIZED,
-                body: serde_json::json!({"error": "wrong second-factor code", "totp_required": true}),
-            });
-        }
-    }
-    let (token, csrf) = web.sessions.create(&user);
+    attempt.succeeded();
+    tracing::info!(protocol = "web", user = %user, peer = %ip, "login");
     let mut r = Json(serde_json::json!({"csrf": csrf, "user": user})).into_response();
     if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&token)) {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -189,19 +202,10 @@ async fn login(
     Ok(r)
 }
 
-/// Hex to bytes.
-pub fn hex_decode(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 async fn logout(State(web): State<Arc<Web>>, a: Auth) -> Response {
-    web.sessions.remove(&a.token);
+    if let Err(e) = web.sessions.remove(&a.token).await {
+        return ApiError::internal(e).into_response();
+    }
     let mut r = StatusCode::NO_CONTENT.into_response();
     if let Ok(v) = HeaderValue::from_str(&session::clear_cookie()) {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -741,23 +745,28 @@ async fn flags(
 
 // ---------------------------------------------------------------- send
 
-fn refusal(r: submission::Refusal) -> ApiError {
-    let code = r.reply.code;
-    let status = match code {
-        552 => StatusCode::PAYLOAD_TOO_LARGE,
-        c if c < 500 => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
+/// The HTTP answer to a refusal: the one place a [`Refusal`] becomes a
+/// status (SMTP's reply is `submission::reply_for`, whose code the body
+/// repeats).
+fn refusal(r: Refusal) -> ApiError {
+    let status = if r.is_temporary() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if r.is_size() {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
     };
-    let detail = r.reason.clone().unwrap_or_else(|| r.reply.text.clone());
+    let reply = submission::reply_for(&r);
+    let code = reply.code;
     ApiError {
         status,
         body: serde_json::json!({
-            "error": if code < 500 { "temporary failure: try again" } else { "not accepted" },
-            "smtp_code": match r.reply.enhanced {
+            "error": if r.is_temporary() { "temporary failure: try again" } else { "not accepted" },
+            "smtp_code": match reply.enhanced {
                 Some((a, b, c)) => format!("{code} {a}.{b}.{c}"),
                 None => code.to_string(),
             },
-            "detail": detail,
+            "detail": r.italian().unwrap_or_else(|| reply.text.clone()),
         }),
     }
 }
@@ -1114,8 +1123,10 @@ async fn verify(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let logged_in =
-        session::cookie(&headers, session::COOKIE).is_some_and(|t| web.sessions.get(t).is_some());
+    let logged_in = match session::cookie(&headers, session::COOKIE) {
+        Some(t) => matches!(web.sessions.get(t).await, Ok(Some(_))),
+        None => false,
+    };
     let limit = {
         let cfg = web.ctx.cfg();
         if logged_in {

@@ -2,7 +2,7 @@
 //! `/`, the JSON API under `/api/v1/` (`docs/webmail.md`).
 //!
 //! It is a thin layer over what SMTP and IMAP already use: logins through
-//! [`super::submission::UserAuth::login`] (same hashes, same throttle), sends
+//! [`super::auth::UserAuth::login`] (same hashes, same throttle), sends
 //! through [`super::submission::submit`], mailboxes through
 //! [`crate::store::mailbox`], PEC facts through `pec::classify`,
 //! `pec::daticert` and `pec::verify`. Nothing here decides a PEC rule.
@@ -85,9 +85,12 @@ impl Web {
             .duration(&ctx.cfg().web.session_idle, Duration::from_secs(1800));
         let slots = ctx.cfg().web.verify_concurrency.max(1);
         let spool_dir = ctx.store.paths().data_dir.join("incoming");
+        let max = ctx
+            .cfg()
+            .duration(&ctx.cfg().web.session_max, Duration::from_secs(12 * 3600));
         Web {
+            sessions: session::Sessions::new(ctx.store.clone(), idle, max),
             ctx,
-            sessions: session::Sessions::new(idle),
             summaries: Mutex::new(HashMap::new()),
             html_omitted: Mutex::new(HashMap::new()),
             verify_calls: Mutex::new(HashMap::new()),
@@ -277,6 +280,8 @@ impl FromRequestParts<Arc<Web>> for Auth {
         let (user, csrf) = web
             .sessions
             .get(&token)
+            .await
+            .map_err(ApiError::internal)?
             .ok_or_else(ApiError::unauthorized)?;
         if !safe_method(&parts.method) {
             let sent = parts

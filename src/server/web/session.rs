@@ -1,28 +1,22 @@
-//! Web sessions: random tokens kept in memory, each with its CSRF token and
-//! the time it was last used. A session is invalid the moment it is removed
-//! (logout) or idle longer than `[web] session_idle`; a restart logs everyone
-//! out, which is the safe direction.
+//! Web sessions: random tokens, each with its CSRF token, kept in the store
+//! (`store::sessions`, under a hash of the token) so that every node sees
+//! the same sessions and a credential change ends them in the transaction
+//! that makes it. A session is invalid the moment it is removed (logout,
+//! `pecd user passwd|del|totp`), idle longer than `[web] session_idle`, or
+//! older than `[web] session_max`.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Most sessions kept at once; past it the least recently used go first.
-const MAX_SESSIONS: usize = 100_000;
+use crate::store::{self, sessions, Store, StoreError};
 
 /// The name of the session cookie (a contract).
 pub const COOKIE: &str = "pecd_session";
 
-struct Session {
-    user: String,
-    csrf: String,
-    last: Instant,
-}
-
-/// The live sessions of one provider.
+/// The sessions of one provider.
 pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
+    store: Store,
     idle: Duration,
+    max: Duration,
 }
 
 /// A fresh unguessable token: 32 random bytes, hex.
@@ -38,62 +32,60 @@ pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && openssl::memcmp::eq(a.as_bytes(), b.as_bytes())
 }
 
-impl Sessions {
-    /// Sessions that expire after `idle` without use.
-    pub fn new(idle: Duration) -> Sessions {
-        Sessions {
-            map: Mutex::new(HashMap::new()),
-            idle,
-        }
-    }
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+/// Whether a session last seen at `last_seen` and made at `created` is
+/// still open at `now` (all unix ms).
+pub fn alive(s: &sessions::Session, now: i64, idle: Duration, max: Duration) -> bool {
+    now - s.last_seen < ms(idle) && now - s.created_at < ms(max)
+}
+
+impl Sessions {
+    /// Sessions in `store` that end after `idle` without use or at `max` of age.
+    pub fn new(store: Store, idle: Duration, max: Duration) -> Sessions {
+        Sessions { store, idle, max }
     }
 
     /// Open a session for `user`: (session token, CSRF token).
-    pub fn create(&self, user: &str) -> (String, String) {
-        let now = Instant::now();
-        let mut m = self.lock();
-        m.retain(|_, s| now.duration_since(s.last) < self.idle);
-        if m.len() >= MAX_SESSIONS {
-            if let Some(oldest) = m.iter().min_by_key(|(_, s)| s.last).map(|(k, _)| k.clone()) {
-                m.remove(&oldest);
-            }
-        }
+    pub async fn create(&self, user: &str) -> Result<(String, String), StoreError> {
         let (t, csrf) = (token(), token());
-        m.insert(
-            t.clone(),
-            Session {
-                user: user.to_string(),
-                csrf: csrf.clone(),
-                last: now,
-            },
-        );
-        (t, csrf)
+        let (t2, c2, u) = (t.clone(), csrf.clone(), user.to_string());
+        let (idle, max) = (ms(self.idle), ms(self.max));
+        self.store
+            .write(move |db| sessions::create(db, &t2, &u, &c2, store::now_ms(), idle, max))
+            .await?;
+        Ok((t, csrf))
     }
 
-    /// The user and CSRF token of a live session, marking it used now.
-    pub fn get(&self, token: &str) -> Option<(String, String)> {
-        let now = Instant::now();
-        let mut m = self.lock();
-        let s = m.get_mut(token)?;
-        if now.duration_since(s.last) >= self.idle {
-            m.remove(token);
-            return None;
+    /// The user and CSRF token of a live session. Its last use is written
+    /// back only now and then (a write per request would cost a commit
+    /// each), which is as precise as an idle limit needs.
+    pub async fn get(&self, token: &str) -> Result<Option<(String, String)>, StoreError> {
+        let t = token.to_string();
+        let Some(s) = self.store.read(move |db| sessions::find(db, &t)).await? else {
+            return Ok(None);
+        };
+        let now = store::now_ms();
+        let t = token.to_string();
+        if !alive(&s, now, self.idle, self.max) {
+            let st = self.store.clone();
+            tokio::spawn(async move { st.write(move |db| sessions::end(db, &t)).await });
+            return Ok(None);
         }
-        s.last = now;
-        Some((s.user.clone(), s.csrf.clone()))
+        let every = ms(self.idle / 4).min(60_000);
+        if now - s.last_seen >= every {
+            let st = self.store.clone();
+            tokio::spawn(async move { st.write(move |db| sessions::touch(db, &t, now)).await });
+        }
+        Ok(Some((s.address, s.csrf)))
     }
 
     /// End a session.
-    pub fn remove(&self, token: &str) {
-        self.lock().remove(token);
-    }
-
-    /// End every session of a user (password or second factor changed).
-    pub fn remove_user(&self, user: &str) {
-        self.lock().retain(|_, s| s.user != user);
+    pub async fn remove(&self, token: &str) -> Result<(), StoreError> {
+        let t = token.to_string();
+        self.store.write(move |db| sessions::end(db, &t)).await
     }
 }
 
@@ -124,15 +116,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sessions_expire_when_idle_and_end_on_remove() {
-        let s = Sessions::new(Duration::from_millis(50));
-        let (t, csrf) = s.create("a@x");
-        assert_eq!(s.get(&t), Some(("a@x".into(), csrf)));
-        std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(s.get(&t), None);
-        let (t, _) = s.create("a@x");
-        s.remove(&t);
-        assert_eq!(s.get(&t), None);
+    fn sessions_end_when_idle_or_too_old() {
+        let s = |created_at, last_seen| sessions::Session {
+            address: "a@x".into(),
+            csrf: "c".into(),
+            created_at,
+            last_seen,
+        };
+        let (idle, max) = (Duration::from_secs(60), Duration::from_secs(3600));
+        assert!(alive(&s(0, 0), 59_999, idle, max));
+        assert!(!alive(&s(0, 0), 60_000, idle, max));
+        // Used a minute ago at most, but opened an hour ago: gone.
+        assert!(alive(&s(0, 3_599_000), 3_599_999, idle, max));
+        assert!(!alive(&s(0, 3_599_000), 3_600_000, idle, max));
         assert_ne!(token(), token());
         assert_eq!(token().len(), 64);
     }

@@ -26,18 +26,24 @@ pub fn code_at(secret: &[u8], now: i64) -> Option<u32> {
     hotp(secret, (now.max(0) / STEP) as u64, DIGITS)
 }
 
-/// Whether `code` is right at `now`, one step of clock skew either way.
-pub fn check(secret: &[u8], code: &str, now: i64) -> bool {
+/// The time step whose code `code` is at `now`, one step of clock skew
+/// either way (the latest if two match); `None` for a wrong code.
+pub fn matching_step(secret: &[u8], code: &str, now: i64) -> Option<i64> {
     let code = code.trim();
     if code.len() != DIGITS as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
+        return None;
     }
-    let Ok(n) = code.parse::<u32>() else {
-        return false;
-    };
-    [-STEP, 0, STEP]
+    let n = code.parse::<u32>().ok()?;
+    [STEP, 0, -STEP]
         .iter()
-        .any(|d| code_at(secret, now + d) == Some(n))
+        .map(|d| (now + d).max(0))
+        .find(|t| code_at(secret, *t) == Some(n))
+        .map(|t| t / STEP)
+}
+
+/// Whether `code` is right at `now`, one step of clock skew either way.
+pub fn check(secret: &[u8], code: &str, now: i64) -> bool {
+    matching_step(secret, code, now).is_some()
 }
 
 /// RFC 4648 base32 without padding (what authenticator apps read).
@@ -111,6 +117,10 @@ mod tests {
         assert!(check(secret, "287082", 59 + 30));
         assert!(!check(secret, "287082", 59 + 90));
         assert!(!check(secret, "28708", 59) && !check(secret, "abcdef", 59));
+        // The step a code belongs to, so that it can be used only once.
+        assert_eq!(matching_step(secret, "287082", 59), Some(1));
+        assert_eq!(matching_step(secret, "287082", 59 + 30), Some(1));
+        assert_eq!(matching_step(secret, "000000", 59), None);
     }
 
     #[test]

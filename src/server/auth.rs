@@ -1,0 +1,277 @@
+//! Logins: the password check and the provider-wide throttle shared by
+//! SMTP AUTH, IMAP, POP3 and the webmail.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::smtp::Reply;
+use crate::store::users;
+use crate::throttle::Attempt;
+
+use super::Ctx;
+
+/// Why a login was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginError {
+    /// Wrong address or password.
+    Invalid,
+    /// Too many failed attempts from this address or network: try later.
+    Throttled,
+}
+
+/// Why the web login's second factor did not let a user in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactorError {
+    /// The user has one and sent no code.
+    Required,
+    /// The code is wrong.
+    Wrong,
+    /// The code is right but was used already.
+    Replayed,
+    /// Too many wrong codes in a row: locked for a while.
+    Locked,
+    /// The secret cannot be read or opened (logged).
+    Unavailable,
+}
+
+/// Password checks shared by SMTP AUTH, IMAP LOGIN and every other protocol.
+pub struct UserAuth {
+    ctx: Arc<Ctx>,
+}
+
+impl UserAuth {
+    /// Authenticator over the users table.
+    pub fn new(ctx: Arc<Ctx>) -> UserAuth {
+        UserAuth { ctx }
+    }
+
+    /// The canonical address if the password is right (no throttling).
+    pub async fn verify(&self, user: &str, password: &str) -> Option<String> {
+        let address = users::normalize(user);
+        let (a, pw) = (address.clone(), password.to_string());
+        let Ok(_slot) = self.ctx.password_checks.acquire().await else {
+            return None;
+        };
+        let ok = self
+            .ctx
+            .store
+            .read(move |c| {
+                // argon2 is deliberately slow: it runs on the blocking pool.
+                Ok(users::check_password(
+                    users::password_hash(c, &a)?.as_deref(),
+                    &pw,
+                ))
+            })
+            .await
+            .unwrap_or(false);
+        ok.then_some(address)
+    }
+
+    /// [`UserAuth::verify`] behind the provider-wide login throttle shared by
+    /// every protocol; `protocol` names it in the log and the metrics.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        ip: IpAddr,
+        protocol: &'static str,
+    ) -> Result<String, LoginError> {
+        let (address, attempt) = self.password_step(user, password, ip, protocol).await?;
+        attempt.succeeded();
+        tracing::info!(protocol, user = %address, peer = %ip, "login");
+        Ok(address)
+    }
+
+    /// The password step of a login that may need more: the address and
+    /// the throttle's [`Attempt`], which still counts as a failure until the
+    /// caller says every factor passed. A wrong password is logged and
+    /// counted here.
+    pub async fn password_step(
+        &self,
+        user: &str,
+        password: &str,
+        ip: IpAddr,
+        protocol: &'static str,
+    ) -> Result<(String, Attempt<'_>), LoginError> {
+        let address = users::normalize(user);
+        let attempt = self
+            .ctx
+            .throttle
+            .before_attempt(&address, ip)
+            .await
+            .ok_or(LoginError::Throttled)?;
+        match self.verify(user, password).await {
+            Some(a) => Ok((a, attempt)),
+            None => {
+                attempt.failed();
+                self.logged(None, protocol, &address, ip);
+                Err(LoginError::Invalid)
+            }
+        }
+    }
+
+    /// The web login's second factor for `address`, whose password was
+    /// right: `Ok` when it passed or the user has none. Wrong codes count
+    /// per account, whatever network they come from, and lock the second
+    /// factor after [`users::TOTP_MAX_FAILURES`] in a row; a code is
+    /// accepted once (its time step, and every earlier one, are then used).
+    pub async fn second_factor(
+        &self,
+        address: &str,
+        code: Option<&str>,
+        ip: IpAddr,
+    ) -> Result<(), SecondFactorError> {
+        let a = address.to_string();
+        let stored = self
+            .ctx
+            .store
+            .read(move |c| users::totp_secret(c, &a))
+            .await
+            .map_err(|e| {
+                tracing::error!(user = address, error = %e, "second factor not readable");
+                SecondFactorError::Unavailable
+            })?;
+        let Some(stored) = stored else {
+            return Ok(());
+        };
+        let code = code.unwrap_or("").trim();
+        if code.is_empty() {
+            return Err(SecondFactorError::Required);
+        }
+        let secret = match &self.ctx.totp_key {
+            Some(k) => k.open(address, &stored).map_err(|e| e.to_string()),
+            None => Err("no web.totp_key_file loaded".to_string()),
+        };
+        let secret = secret.map_err(|e| {
+            tracing::error!(user = address, error = %e, "second-factor secret cannot be opened");
+            SecondFactorError::Unavailable
+        })?;
+        let step = super::web::totp::matching_step(&secret, code, self.ctx.now_secs());
+        let a = address.to_string();
+        let now = crate::store::now_ms();
+        let outcome = self
+            .ctx
+            .store
+            .write(move |c| users::totp_attempt(c, &a, step, now))
+            .await
+            .map_err(|e| {
+                tracing::error!(user = address, error = %e, "second factor not recorded");
+                SecondFactorError::Unavailable
+            })?;
+        let refused = |why: &str| {
+            tracing::warn!(protocol = "web", user = address, peer = %ip, why, "second factor refused");
+            self.ctx.metrics.login_failure("web");
+        };
+        match outcome {
+            users::TotpOutcome::Accepted | users::TotpOutcome::NotEnabled => Ok(()),
+            users::TotpOutcome::Replayed => {
+                refused("code already used");
+                Err(SecondFactorError::Replayed)
+            }
+            users::TotpOutcome::Wrong { locked } => {
+                refused("wrong code");
+                if locked {
+                    tracing::warn!(
+                        user = address,
+                        peer = %ip,
+                        failures = users::TOTP_MAX_FAILURES,
+                        minutes = users::TOTP_LOCK_MS / 60_000,
+                        "second factor locked after too many consecutive wrong codes"
+                    );
+                    self.ctx.metrics.totp_lockout();
+                    return Err(SecondFactorError::Locked);
+                }
+                Err(SecondFactorError::Wrong)
+            }
+            users::TotpOutcome::Locked(_) => {
+                refused("locked");
+                Err(SecondFactorError::Locked)
+            }
+        }
+    }
+
+    /// [`UserAuth::login`] for SMTP AUTH; the error is the SMTP reply.
+    pub async fn check(&self, user: &str, password: &str, ip: IpAddr) -> Result<String, Reply> {
+        self.login(user, password, ip, "smtp")
+            .await
+            .map_err(|e| match e {
+                LoginError::Throttled => Reply::auth_throttled(),
+                LoginError::Invalid => Reply::auth_failed(),
+            })
+    }
+
+    /// Log a login's outcome (with protocol, user and peer) and count a
+    /// failure in the metrics; gives the outcome back.
+    fn logged(&self, r: Option<String>, protocol: &str, user: &str, ip: IpAddr) -> Option<String> {
+        match &r {
+            Some(u) => tracing::info!(protocol, user = %u, peer = %ip, "login"),
+            None => {
+                tracing::warn!(protocol, user, peer = %ip, "login failed");
+                self.ctx.metrics.login_failure(protocol);
+            }
+        }
+        r
+    }
+}
+
+impl crate::imap::ImapAuth for UserAuth {
+    async fn authenticate(&self, user: &str, password: &str, peer: IpAddr) -> Result<String, ()> {
+        // The IMAP session applies the same shared throttle itself.
+        let r = self.verify(user, password).await;
+        self.logged(r, "imap", &users::normalize(user), peer)
+            .ok_or(())
+    }
+
+    async fn quota(&self, address: &str) -> Option<u64> {
+        self.ctx.quota_of(address).await
+    }
+}
+
+impl crate::pop3::Pop3Auth for UserAuth {
+    async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> Result<String, crate::pop3::LoginRefused> {
+        UserAuth::login(self, user, password, peer, "pop3")
+            .await
+            .map_err(|e| match e {
+                LoginError::Invalid => crate::pop3::LoginRefused::Invalid,
+                LoginError::Throttled => crate::pop3::LoginRefused::Throttled,
+            })
+    }
+}
+
+/// Seal with `key` every second-factor secret still stored in the plain hex
+/// of older versions; how many were sealed. Run at `serve` start: a
+/// migration that needs a key kept outside the database cannot be SQL.
+pub fn seal_plain_totp_secrets(
+    store: &crate::store::Store,
+    key: &crate::auth::totp_key::TotpKey,
+) -> Result<usize, String> {
+    use crate::auth::totp_key::TotpKey;
+    let all = store
+        .read_blocking(users::totp_secrets)
+        .map_err(|e| e.to_string())?;
+    let mut sealed = Vec::new();
+    for (address, stored) in all.into_iter().filter(|(_, s)| !TotpKey::is_sealed(s)) {
+        let secret = key
+            .open(&address, &stored)
+            .map_err(|e| format!("{address}: {e}"))?;
+        let new = key.seal(&address, &secret).map_err(|e| e.to_string())?;
+        sealed.push((address, stored, new));
+    }
+    if sealed.is_empty() {
+        return Ok(0);
+    }
+    store
+        .write_blocking(move |c| {
+            let mut n = 0;
+            for (a, old, new) in &sealed {
+                n += usize::from(users::reseal_totp(c, a, old, new)?);
+            }
+            Ok(n)
+        })
+        .map_err(|e| e.to_string())
+}

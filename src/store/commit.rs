@@ -1,0 +1,245 @@
+//! The one write door: [`Store::commit`] takes a [`Batch`] — what one step
+//! of the provider decided — and writes it whole. Bytes first (spool
+//! blobs, mailbox files, the quarantine copy), then every row in one
+//! group-committed transaction, after the spool and the new directory
+//! entries are synced: a row never names bytes that could be lost, and the
+//! caller's answer (`250`, a job marked done) waits for the commit.
+
+use crate::flow::batch::{Batch, BlobRef, Guard, JobEnd, NewBlob, TimerOp};
+
+use super::{log, messages, quarantine, queue, Db, Result, Store, StoreError};
+
+/// What a committed batch gives back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Whether the batch was written (false: its guard no longer held, and
+    /// nothing was).
+    pub applied: bool,
+    /// The spool names of the batch's new blobs, in order.
+    pub blobs: Vec<String>,
+    /// For each job of the batch, whether it was new (false: a job with
+    /// its key was queued already).
+    pub new_jobs: Vec<bool>,
+    /// The acceptance times (Unix ms) of the recipients an avvenuta
+    /// consegna closed in this batch (consegna latency).
+    pub delivered_sent_at: Vec<i64>,
+}
+
+/// Blobs up to this size in all are appended to the spool by the writer
+/// thread in the transaction that names them: one hand-off between threads
+/// instead of two. Larger ones are appended by the caller first, so that a
+/// large copy never holds up the writer.
+const INLINE_BLOBS_MAX: usize = crate::smtp::DEFAULT_SPOOL_THRESHOLD;
+
+impl Store {
+    /// Write `batch` (see the module doc); resolves after the commit.
+    pub async fn commit(&self, batch: Batch) -> Result<Committed> {
+        let store = self.clone();
+        let staged = tokio::task::spawn_blocking(move || store.stage(batch))
+            .await
+            .map_err(|e| StoreError::Commit(e.to_string()))??;
+        let store = self.clone();
+        self.write(move |db| store.apply(db, staged)).await
+    }
+
+    /// Blocking form of [`Store::commit`].
+    pub fn commit_blocking(&self, batch: Batch) -> Result<Committed> {
+        let staged = self.stage(batch)?;
+        let store = self.clone();
+        self.write_blocking(move |db| store.apply(db, staged))
+    }
+
+    /// The bytes of a batch written where they go, before its rows.
+    fn stage(&self, batch: Batch) -> Result<Staged> {
+        let mut bytes = Vec::with_capacity(batch.blobs.len());
+        for b in batch.blobs.iter() {
+            match b {
+                NewBlob::Bytes(v) => bytes.push(v.as_slice()),
+                NewBlob::Sign(_) => {
+                    return Err(StoreError::Commit(
+                        "a message of the batch was not signed".into(),
+                    ))
+                }
+            }
+        }
+        let read = |r: &BlobRef| -> Result<std::borrow::Cow<'_, [u8]>> {
+            match r {
+                BlobRef::New(i) => bytes
+                    .get(*i)
+                    .map(|b| std::borrow::Cow::Borrowed(*b))
+                    .ok_or_else(|| StoreError::Commit(format!("no blob {i} in the batch"))),
+                BlobRef::Spooled(name) => Ok(std::borrow::Cow::Owned(self.get_blob(name)?)),
+            }
+        };
+        for d in &batch.deliveries {
+            let b = read(&d.bytes)?;
+            self.deliver(&d.address, &d.name, &b, d.created_at, d.attempts)
+                .map_err(|e| StoreError::Mailbox(d.address.clone(), e))?;
+        }
+        let quarantine_file = match &batch.quarantine {
+            Some(q) => {
+                let b = read(&q.bytes)?;
+                let file = quarantine::keep(&self.paths().data_dir, batch.now, &b)?;
+                Some((file, b.len() as i64))
+            }
+            None => None,
+        };
+        let total: usize = bytes.iter().map(|b| b.len()).sum();
+        let names = if total > INLINE_BLOBS_MAX {
+            Some(
+                bytes
+                    .iter()
+                    .map(|b| self.put_blob(b))
+                    .collect::<std::io::Result<Vec<_>>>()?,
+            )
+        } else {
+            None
+        };
+        Ok(Staged {
+            batch,
+            names,
+            quarantine_file,
+        })
+    }
+
+    /// The rows of a staged batch, in the writer's transaction.
+    fn apply(&self, db: &Db<'_>, s: Staged) -> Result<Committed> {
+        let Staged {
+            batch,
+            names,
+            quarantine_file,
+        } = s;
+        let now = batch.now;
+        let mut out = Committed::default();
+        if let Some(Guard::TimerArmed(t)) = &batch.guard {
+            if !queue::timer_fired(db, t)? {
+                return Ok(out);
+            }
+        }
+        out.applied = true;
+        out.blobs = match names {
+            Some(n) => n,
+            None => batch
+                .blobs
+                .iter()
+                .map(|b| match b {
+                    NewBlob::Bytes(v) => self.put_blob(v),
+                    NewBlob::Sign(_) => unreachable_unsigned(),
+                })
+                .collect::<std::io::Result<Vec<_>>>()?,
+        };
+        let name_of = |r: &BlobRef| -> Result<String> {
+            match r {
+                BlobRef::Spooled(s) => Ok(s.clone()),
+                BlobRef::New(i) => out
+                    .blobs
+                    .get(*i)
+                    .cloned()
+                    .ok_or_else(|| StoreError::Commit(format!("no blob {i} in the batch"))),
+            }
+        };
+        if let Some(m) = &batch.message {
+            messages::insert(db, m)?;
+        }
+        let mut new_jobs = Vec::with_capacity(batch.jobs.len());
+        for j in &batch.jobs {
+            let blob = j.blob.as_ref().map(&name_of).transpose()?;
+            new_jobs.push(queue::enqueue_named(db, j, blob.as_deref(), now)?);
+        }
+        let repeated =
+            |i: &Option<usize>| i.is_some_and(|i| !new_jobs.get(i).copied().unwrap_or(true));
+        for l in &batch.log {
+            if !repeated(&l.unless_repeat_of) {
+                log::append(db, &l.event)?;
+            }
+        }
+        if let (Some(q), Some((file, size))) = (&batch.quarantine, quarantine_file) {
+            if !repeated(&q.unless_repeat_of) {
+                quarantine::insert(
+                    db,
+                    &quarantine::Quarantined {
+                        id: 0,
+                        identificativo: q.identificativo.clone(),
+                        virus: q.virus.clone(),
+                        sender: q.sender.clone(),
+                        recipients: q.recipients.clone(),
+                        point: q.point.to_string(),
+                        file,
+                        size,
+                        at: now,
+                    },
+                )?;
+            }
+        }
+        for t in &batch.timers {
+            match t {
+                TimerOp::Start {
+                    identificativo,
+                    recipient,
+                    sent_at,
+                    preavviso_due,
+                    expire_due,
+                } => queue::timer_start(
+                    db,
+                    identificativo,
+                    recipient,
+                    *sent_at,
+                    *preavviso_due,
+                    *expire_due,
+                )?,
+                TimerOp::Presa {
+                    identificativo,
+                    recipient,
+                } => {
+                    queue::timer_presa(db, identificativo, recipient, now)?;
+                }
+                TimerOp::Close {
+                    identificativo,
+                    recipient,
+                    by,
+                } => {
+                    queue::timer_close(db, identificativo, recipient, now, by)?;
+                }
+                TimerOp::Delivered {
+                    identificativo,
+                    recipient,
+                } => {
+                    if let Some(sent) =
+                        queue::timer_close(db, identificativo, recipient, now, "ricevuta")?
+                    {
+                        out.delivered_sent_at.push(sent);
+                    }
+                }
+                TimerOp::StopRelays { identificativo } => {
+                    queue::stop_relays(db, identificativo, now)?
+                }
+            }
+        }
+        match &batch.end {
+            Some((id, JobEnd::Done)) => queue::mark_done(db, *id, now)?,
+            Some((id, JobEnd::Failed(e))) => queue::mark_failed(db, *id, e, now)?,
+            Some((id, JobEnd::Retry { error, due_at })) => {
+                queue::reschedule(db, *id, error, *due_at, now)?
+            }
+            None => {}
+        }
+        out.new_jobs = new_jobs;
+        Ok(out)
+    }
+}
+
+/// `stage` refused unsigned messages before the writer saw the batch.
+fn unreachable_unsigned() -> std::io::Result<String> {
+    Err(std::io::Error::other(
+        "a message of the batch was not signed",
+    ))
+}
+
+/// A batch whose bytes are written.
+struct Staged {
+    batch: Batch,
+    /// The spool names, when the caller appended the blobs itself.
+    names: Option<Vec<String>>,
+    /// The quarantine file and its size.
+    quarantine_file: Option<(String, i64)>,
+}
