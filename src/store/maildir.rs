@@ -81,22 +81,7 @@ pub fn exists(mail_root: &Path, address: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn hostname_part(hostname: &str) -> String {
-    hostname.replace('/', "\\057").replace(':', "\\072")
-}
-
-/// A stable Maildir base name for an idempotency key; names sort in the
-/// order the work was created (readers that list by name show mail in order).
-pub fn file_name_for(key: &str, created_ms: i64, hostname: &str) -> String {
-    let digest = openssl::sha::sha256(key.as_bytes());
-    let hex: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}.M{:06}K{hex}.{}",
-        created_ms.div_euclid(1000),
-        created_ms.rem_euclid(1000) * 1000,
-        hostname_part(hostname)
-    )
-}
+pub use crate::flow::deliver::file_name_for;
 
 /// Deliver `bytes` to `address` under the base name `name` (see [`file_name_for`]).
 /// Returns the path of the new file, or of the earlier copy if this delivery
