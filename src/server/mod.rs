@@ -10,11 +10,12 @@
 mod admin_http;
 pub mod auth;
 pub mod inbound;
+mod jobs;
 pub mod reload;
+pub mod scheduler;
 pub mod sealer;
 pub mod submission;
 pub mod web;
-pub mod worker;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -874,8 +875,8 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     }
     // Before the worker picks anything: a job that was running when the
     // last process died is counted, and held if it keeps killing it.
-    worker::after_crash(&ctx, &crashed).await;
-    tasks.push(tokio::spawn(worker::run(ctx.clone())));
+    scheduler::after_crash(&ctx, &crashed).await;
+    tasks.push(tokio::spawn(scheduler::run(ctx.clone())));
     tasks.push(tokio::spawn(watch_index(ctx.clone())));
     tasks.push(tokio::spawn(sealer::run(ctx.clone())));
     let info = serde_json::to_string_pretty(&bound).unwrap_or_default();

@@ -41,6 +41,29 @@ pub fn daticert_of(db: &Db<'_>, identificativo: &str) -> Result<Option<String>> 
         .optional()?)
 }
 
+/// The message we accepted as `identificativo`, if we did.
+pub fn get(db: &Db<'_>, identificativo: &str) -> Result<Option<Accepted>> {
+    Ok(db
+        .sql()
+        .prepare_cached(
+            "SELECT identificativo, msgid, sender, subject, recipients, receipt_type, daticert, accepted_at
+             FROM messages WHERE identificativo = ?1",
+        )?
+        .query_row([identificativo], |r| {
+            Ok(Accepted {
+                identificativo: r.get(0)?,
+                msgid: r.get(1)?,
+                sender: r.get(2)?,
+                subject: r.get(3)?,
+                recipients: r.get(4)?,
+                receipt_type: r.get(5)?,
+                daticert: r.get(6)?,
+                accepted_at: r.get(7)?,
+            })
+        })
+        .optional()?)
+}
+
 /// When we accepted a message (Unix ms), if we did.
 pub fn accepted_at(db: &Db<'_>, identificativo: &str) -> Result<Option<i64>> {
     Ok(db

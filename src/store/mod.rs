@@ -25,6 +25,8 @@ pub mod seal;
 pub mod sessions;
 pub mod spool;
 pub mod users;
+mod work;
+pub use work::MailboxUsage;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

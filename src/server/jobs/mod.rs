@@ -1,0 +1,184 @@
+//! One small executor per job kind: load the facts the flow needs, call the
+//! flow (`crate::flow`), sign what it left to sign, and commit its batch
+//! through the store's one write door. What a failure means — try again
+//! after a backoff, or give up — is decided here once for every kind.
+
+mod deliver;
+mod judge;
+mod mailbox;
+mod relay;
+pub mod timer;
+
+use std::sync::Arc;
+
+use crate::flow::batch::{Batch, JobEnd};
+use crate::store::queue::{Job, Kind};
+use crate::store::{Committed, StoreError};
+
+use super::Ctx;
+
+/// How a job attempt failed.
+#[derive(Debug)]
+pub(super) enum Fail {
+    /// Try again later.
+    Temporary(String),
+    /// Give up.
+    Permanent(String),
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Fail {
+        Fail::Temporary(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Fail {
+    fn from(e: std::io::Error) -> Fail {
+        Fail::Temporary(e.to_string())
+    }
+}
+
+impl From<super::SignError> for Fail {
+    fn from(e: super::SignError) -> Fail {
+        Fail::Temporary(e.to_string())
+    }
+}
+
+impl From<tokio::task::JoinError> for Fail {
+    fn from(e: tokio::task::JoinError) -> Fail {
+        Fail::Temporary(e.to_string())
+    }
+}
+
+/// Tell the sender of a job held after crashes (see [`relay::held`]).
+pub async fn relay_held(ctx: &Arc<Ctx>, job: &Job) {
+    relay::held(ctx, job).await
+}
+
+/// Run one claimed job to its end.
+pub async fn run(ctx: &Arc<Ctx>, job: Job) {
+    let r = match job.kind {
+        Kind::Mailbox => mailbox::run(ctx, &job).await,
+        Kind::LocalBusta => deliver::run(ctx, &job).await,
+        Kind::Relay => relay::run(ctx, &job).await,
+        Kind::Inbound => judge::run(ctx, &job).await,
+    };
+    let batch = match r {
+        Ok(()) => return,
+        Err(Fail::Temporary(error)) => {
+            let delay = super::scheduler::backoff(ctx, job.attempts);
+            tracing::warn!(job = %job.id, kind = job.kind.as_str(), error = %error, retry_in = ?delay, "job failed, will retry");
+            let now = ctx.now_ms();
+            let mut b = Batch::at(now);
+            b.end = Some((
+                job.id,
+                JobEnd::Retry {
+                    error,
+                    due_at: now + delay.as_millis() as i64,
+                },
+            ));
+            b
+        }
+        Err(Fail::Permanent(e)) => {
+            tracing::error!(job = %job.id, kind = job.kind.as_str(), error = %e, "job failed for good");
+            crate::flow::relay::failed(
+                ctx.now_ms(),
+                job.id,
+                job.identificativo.as_deref(),
+                &job.recipients,
+                job.kind.as_str(),
+                &e,
+            )
+        }
+    };
+    if let Err(e) = ctx.store.commit(batch).await {
+        tracing::error!(error = %e, job = %job.id, "could not record job outcome");
+    }
+}
+
+/// Sign a decided batch (on the blocking pool: RSA is CPU work) and commit
+/// it; wake the scheduler for the work it queued.
+pub(super) async fn commit(ctx: &Arc<Ctx>, mut batch: Batch) -> Result<Committed, Fail> {
+    if batch
+        .blobs
+        .iter()
+        .any(|b| matches!(b, crate::flow::batch::NewBlob::Sign(_)))
+    {
+        let ctx2 = ctx.clone();
+        batch = tokio::task::spawn_blocking(move || -> Result<Batch, Fail> {
+            ctx2.sign_batch(&mut batch)?;
+            Ok(batch)
+        })
+        .await??;
+    }
+    let more = !batch.jobs.is_empty();
+    let done = ctx.store.commit(batch).await.map_err(Fail::from_commit)?;
+    if more {
+        ctx.wake.notify_one();
+    }
+    Ok(done)
+}
+
+/// The job's message bytes from the spool.
+fn blob_of(ctx: &Ctx, job: &Job) -> Result<Vec<u8>, Fail> {
+    let name = job
+        .blob
+        .as_deref()
+        .ok_or_else(|| Fail::Permanent("job has no message file".into()))?;
+    ctx.store.get_blob(name).map_err(|e| {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
+        ) {
+            Fail::Permanent(format!("spool bytes {name} are missing"))
+        } else {
+            Fail::Temporary(e.to_string())
+        }
+    })
+}
+
+/// The `tipo` and `msgid` a notice job records in its data.
+fn job_data(job: &Job) -> (Option<String>, Option<String>) {
+    let v: serde_json::Value = job
+        .data
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    (s("tipo"), s("msgid"))
+}
+
+/// The one recipient a mailbox or local-busta job serves.
+fn sole_recipient(job: &Job) -> Result<&str, Fail> {
+    job.recipients
+        .first()
+        .map(String::as_str)
+        .ok_or_else(|| Fail::Permanent("no recipient".into()))
+}
+
+/// The job as the delivery flows name it.
+fn work<'a>(job: &'a Job, raw: &'a [u8]) -> Result<crate::flow::deliver::Work<'a>, Fail> {
+    Ok(crate::flow::deliver::Work {
+        id: job.id,
+        key: &job.key,
+        created_at: job.created_at,
+        attempts: job.attempts,
+        recipient: sole_recipient(job)?,
+        raw,
+        blob: job.blob.as_deref().unwrap_or_default(),
+    })
+}
+
+impl Fail {
+    /// A store error from committing a batch with deliveries: a missing
+    /// mailbox is final, a failing disk is not.
+    fn from_commit(e: StoreError) -> Fail {
+        match e {
+            StoreError::Mailbox(a, crate::store::maildir::DeliveryError::Io(io)) => {
+                Fail::Temporary(format!("{a}: {io}"))
+            }
+            StoreError::Mailbox(a, e) => Fail::Permanent(format!("{a}: {e}")),
+            e => Fail::Temporary(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The reads and the housekeeping the scheduler and the executors need,
+//! typed: nobody outside the store hands it a closure.
+
+use std::collections::HashSet;
+
+use crate::flow::batch::{DueTimer, JobId, MessageRow};
+
+use super::queue::{self, Job};
+use super::{maildir, messages, quarantine, users, Result, Store};
+
+/// A spool segment is kept this long after its last write (a minute: any
+/// straggler is done).
+const SEGMENT_SETTLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Finished jobs are forgotten after a week, and a failed job stops holding
+/// its bytes for the operator; the PEC log keeps the record.
+const JOB_KEEP_MS: i64 = 7 * 86_400_000;
+
+/// A mailbox's usage, as a delivery needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxUsage {
+    /// Bytes used.
+    pub used: u64,
+    /// Whether the delivery of this name is already there (a retry).
+    pub already_delivered: bool,
+}
+
+impl Store {
+    /// The message we accepted as `identificativo`, if we did.
+    pub async fn accepted(&self, identificativo: &str) -> Result<Option<MessageRow>> {
+        let id = identificativo.to_string();
+        self.read(move |db| messages::get(db, &id)).await
+    }
+
+    /// Blocking form of [`Store::accepted`].
+    pub fn accepted_blocking(&self, identificativo: &str) -> Result<Option<MessageRow>> {
+        self.read_blocking(|db| messages::get(db, identificativo))
+    }
+
+    /// Whether `address` is a user of ours with a mailbox.
+    pub fn mailbox_exists(&self, address: &str) -> Result<bool> {
+        Ok(self.read_blocking(|db| users::exists(db, address))?
+            && maildir::exists(&self.paths().mail, address))
+    }
+
+    /// How full `address`'s mailbox is, and whether `name` is in it already.
+    pub fn mailbox_usage(&self, address: &str, name: &str) -> Result<MailboxUsage> {
+        let root = maildir::mailbox_path(&self.paths().mail, address)
+            .map_err(|e| super::StoreError::Commit(e.to_string()))?;
+        let used = super::quota::usage(&root)?.bytes;
+        Ok(MailboxUsage {
+            used,
+            already_delivered: maildir::delivered(&root, name),
+        })
+    }
+
+    /// Deadlines due by `now`.
+    pub async fn due_timers(&self, now: i64, limit: usize) -> Result<Vec<DueTimer>> {
+        self.read(move |db| queue::due_timers(db, now, limit)).await
+    }
+
+    /// Up to `free` pending jobs due by `now`, past those in `busy`
+    /// (running now: still pending in the table).
+    pub async fn due_jobs(&self, now: i64, free: usize, busy: HashSet<JobId>) -> Result<Vec<Job>> {
+        self.read(move |db| {
+            let mut jobs = Vec::new();
+            for id in queue::due_ids(db, now, free + busy.len())? {
+                if jobs.len() == free {
+                    break;
+                }
+                if busy.contains(&id) {
+                    continue;
+                }
+                jobs.extend(queue::pending(db, id)?);
+            }
+            Ok(jobs)
+        })
+        .await
+    }
+
+    /// The earliest due time of any pending job.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        self.read(queue::next_due).await
+    }
+
+    /// Count a crash of the process while job `id` ran; the job if this
+    /// crash held it.
+    pub async fn record_crash(&self, id: JobId, now: i64) -> Result<Option<Job>> {
+        self.write(move |db| queue::record_crash(db, id, now)).await
+    }
+
+    /// Housekeeping: remove spool segments no pending work names, forget
+    /// old finished jobs, and purge PEC log rows and quarantined messages
+    /// past the legal 30 months.
+    pub fn sweep(&self, now: i64) -> Result<()> {
+        for (seg, age) in self.spool().old_segments() {
+            if age < SEGMENT_SETTLE {
+                continue;
+            }
+            let used = self
+                .read_blocking(|db| queue::segment_in_use(db, &seg, now, JOB_KEEP_MS))
+                .unwrap_or(true);
+            if used {
+                continue;
+            }
+            if self.spool().remove_segment(&seg).is_ok() {
+                self.write_blocking(move |db| queue::forget_segment(db, &seg))?;
+            }
+        }
+        self.write_blocking(move |db| {
+            queue::purge_finished(db, now, JOB_KEEP_MS)?;
+            super::log::purge_expired(db, now)?;
+            Ok(())
+        })?;
+        // Rows first, files after the commit: a crash in between leaves an
+        // orphan file (harmless), never a row naming a missing file.
+        let expired = self.write_blocking(move |db| quarantine::purge_expired(db, now))?;
+        let dir = quarantine::dir(&self.paths().data_dir);
+        for f in expired {
+            if let Err(e) = std::fs::remove_file(dir.join(&f)) {
+                tracing::warn!(file = %f, error = %e, "quarantine sweep: could not remove");
+            }
+        }
+        Ok(())
+    }
+}
