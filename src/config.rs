@@ -1285,7 +1285,7 @@ impl Config {
             }
         }
         if let Some(av) = &self.antivirus {
-            if let Err(e) = crate::antivirus::Endpoint::parse(&av.clamd) {
+            if let Err(e) = crate::antivirus::endpoint::Endpoint::parse(&av.clamd) {
                 p.push(format!("antivirus.clamd: {e}"));
             }
             match parse_duration(&av.timeout) {

@@ -6,54 +6,15 @@
 //! connection per scan, so scans run side by side with no shared lock.
 
 pub mod attachments;
+pub mod endpoint;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::{AntivirusSection, Config, OnError};
 
-/// Where clamd listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `unix:/path` (clamd's `LocalSocket`).
-    Unix(PathBuf),
-    /// `tcp:host:port` (clamd's `TCPSocket`/`TCPAddr`).
-    Tcp(String),
-}
-
-impl Endpoint {
-    /// Parse `unix:/path` or `tcp:host:port`.
-    pub fn parse(s: &str) -> Result<Endpoint, String> {
-        if let Some(p) = s.strip_prefix("unix:") {
-            if p.is_empty() {
-                return Err("unix: needs a socket path".into());
-            }
-            Ok(Endpoint::Unix(PathBuf::from(p)))
-        } else if let Some(a) = s.strip_prefix("tcp:") {
-            match a.rsplit_once(':') {
-                Some((h, port)) if !h.is_empty() && port.parse::<u16>().is_ok() => {
-                    Ok(Endpoint::Tcp(a.to_string()))
-                }
-                _ => Err(format!("{s:?}: expected tcp:host:port")),
-            }
-        } else {
-            Err(format!(
-                "{s:?}: expected \"unix:/path\" or \"tcp:host:port\""
-            ))
-        }
-    }
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
-            Endpoint::Tcp(a) => write!(f, "tcp:{a}"),
-        }
-    }
-}
+pub use endpoint::Endpoint;
 
 /// What clamd said about a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
