@@ -12,6 +12,8 @@ use crate::cli::BenchArgs;
 use crate::cmd::AdminResult;
 use crate::store;
 
+use super::percentiles::Percentiles;
+
 use crate::lab::{self, Lab};
 
 const ALICE: &str = "alice@pec.alpha.test";
@@ -69,35 +71,6 @@ pub struct Report {
     /// With `--dead-peer`: relay jobs pending when measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queued_for_dead_peer: Option<i64>,
-}
-
-/// p50 / p99 / max of a sample, in milliseconds.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct Percentiles {
-    /// Median.
-    pub p50: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// Largest.
-    pub max: f64,
-    /// Sample size.
-    pub n: usize,
-}
-
-impl Percentiles {
-    pub(crate) fn of(mut v: Vec<f64>) -> Percentiles {
-        if v.is_empty() {
-            return Percentiles::default();
-        }
-        v.sort_by(|a, b| a.total_cmp(b));
-        let at = |q: usize| v[((v.len() * q) / 100).min(v.len() - 1)];
-        Percentiles {
-            p50: at(50),
-            p99: at(99),
-            max: v[v.len() - 1],
-            n: v.len(),
-        }
-    }
 }
 
 fn rusage() -> (f64, f64) {
@@ -462,13 +435,6 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_pick_ranks() {
-        let p = Percentiles::of((1..=100).map(f64::from).collect());
-        assert_eq!((p.p50, p.p99, p.max, p.n), (51.0, 100.0, 100.0, 100));
-        assert_eq!(Percentiles::of(vec![]).n, 0);
-    }
 
     #[test]
     fn body_has_the_requested_size() {

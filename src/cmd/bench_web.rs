@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::{SslConnector, SslMethod, SslStream};
 
-use super::bench::Percentiles;
+use super::percentiles::Percentiles;
 use crate::lab::{Lab, LabProvider, LAB_PASSWORD};
 
 const ALICE: &str = "alice@pec.alpha.test";

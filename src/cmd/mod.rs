@@ -17,6 +17,7 @@ pub mod bench;
 pub mod bench_web;
 pub mod logextract;
 pub mod logverify;
+pub mod percentiles;
 pub mod quarantine;
 pub mod serve;
 pub mod tools;
