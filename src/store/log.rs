@@ -16,6 +16,9 @@ use serde::Serialize;
 
 use crate::pec::types::Tipo;
 
+/// Days the PEC log is kept (DPR 68/2005 art. 11: 30 months), rounded up.
+pub const LOG_RETENTION_DAYS: i64 = 915;
+
 /// What a log row records. The names are the `event` column and what
 /// `pecd log` prints: operators' scripts rely on them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -541,7 +544,7 @@ pub fn query(db: &Db<'_>, q: &Query) -> Result<Vec<Event>> {
 /// Delete events older than the legal retention (30 months). Returns rows removed.
 pub fn purge_expired(db: &Db<'_>, now_ms: i64) -> Result<usize> {
     let conn = db.sql();
-    let cutoff = now_ms - (super::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
+    let cutoff = now_ms - (LOG_RETENTION_DAYS + 1) * 86_400_000;
     Ok(conn.execute("DELETE FROM log WHERE ts < ?1", [cutoff])?)
 }
 
