@@ -127,8 +127,8 @@ impl SealText {
              first-row: {}\nlast-row: {}\nrows: {}\nprevious-hash: {}\nlast-hash: {}\n",
             self.provider,
             self.date,
-            crate::store::log::iso_utc(self.date.start_ms()),
-            crate::store::log::iso_utc(self.date.end_ms()),
+            super::clock::iso_utc(self.date.start_ms()),
+            super::clock::iso_utc(self.date.end_ms()),
             self.first_row,
             self.last_row,
             self.rows,
@@ -212,7 +212,7 @@ mod tests {
         let d = Day::parse("2026-03-29").unwrap();
         assert_eq!(d.to_string(), "2026-03-29");
         assert_eq!(
-            crate::store::log::iso_utc(d.start_ms()),
+            crate::pec::clock::iso_utc(d.start_ms()),
             "2026-03-28T23:00:00.000Z"
         );
         assert_eq!(d.end_ms() - d.start_ms(), 23 * 3_600_000);
@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(d.end_ms() - d.start_ms(), 25 * 3_600_000);
         let d = Day::parse("2026-07-01").unwrap();
         assert_eq!(
-            crate::store::log::iso_utc(d.start_ms()),
+            crate::pec::clock::iso_utc(d.start_ms()),
             "2026-06-30T22:00:00.000Z"
         );
         assert_eq!(Day::of_ms(d.start_ms()), d);
