@@ -12,7 +12,7 @@ use openssl::x509::X509;
 use serde::{Deserialize, Serialize};
 
 use super::mime::decode_base64;
-use super::smime::{cert_sha1, hex_colon};
+use super::x509::{cert_sha1, hex_colon};
 
 /// One PEC provider.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -106,7 +106,7 @@ pub struct SealText {
 }
 
 fn hex(b: &[u8]) -> String {
-    super::smime::hex_plain(b)
+    super::x509::hex_plain(b)
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -197,7 +197,7 @@ pub fn verify_signature(
         .and_then(|s| {
             s.iter()
                 .next()
-                .map(|c| super::smime::name_to_string(c.subject_name()))
+                .map(|c| super::x509::name_to_string(c.subject_name()))
         })
         .unwrap_or_default();
     Ok(signer)

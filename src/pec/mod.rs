@@ -23,3 +23,4 @@ pub mod trust;
 pub mod tsa;
 pub mod types;
 pub mod verify;
+pub mod x509;

@@ -20,7 +20,7 @@ use openssl::x509::store::X509Store;
 use openssl::x509::{CrlStatus, ReasonCode, X509Crl, X509CrlRef, X509Ref, X509VerifyResult, X509};
 use serde::{Deserialize, Serialize};
 
-use super::smime::unix_time;
+use super::x509::unix_time;
 
 /// Clock skew tolerated on thisUpdate / nextUpdate.
 const SKEW: i64 = 300;
@@ -551,7 +551,7 @@ fn generalized_time(s: &str) -> Option<i64> {
     let mi: i64 = p.next()?.parse().ok()?;
     // Fractional seconds may follow.
     let sec: i64 = p.next()?.split('.').next()?.parse().ok()?;
-    let days = super::smime::der::days_from_civil(year, m, day);
+    let days = super::x509::der::days_from_civil(year, m, day);
     Some(days * 86_400 + h * 3600 + mi * 60 + sec)
 }
 

@@ -11,7 +11,7 @@ use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::verify::X509VerifyParam;
 use openssl::x509::{X509PurposeId, X509};
 
-use super::smime::der::{items, parse_time, tlv};
+use super::x509::der::{items, parse_time, tlv};
 
 /// DER of the sha256 AlgorithmIdentifier OID (2.16.840.1.101.3.4.2.1).
 const OID_SHA256: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
@@ -301,7 +301,7 @@ pub fn verify_token(
     Ok(TokenInfo {
         gen_time: tst.gen_time,
         policy: tst.policy.to_vec(),
-        serial: super::smime::hex_plain(tst.serial),
+        serial: super::x509::hex_plain(tst.serial),
         tsa,
     })
 }
@@ -310,7 +310,7 @@ fn signer_subject(token: &[u8]) -> Option<String> {
     let p7 = openssl::pkcs7::Pkcs7::from_der(token).ok()?;
     let certs = p7.signed()?.certificates()?;
     let c = certs.iter().next()?;
-    Some(super::smime::name_to_string(c.subject_name()))
+    Some(super::x509::name_to_string(c.subject_name()))
 }
 
 /// Dotted form of a DER OID content (for messages).
