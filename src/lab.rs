@@ -203,7 +203,7 @@ impl Lab {
                 )?,
                 None => text,
             };
-            let cfg = Config::from_str_at(&text, &pdir)?;
+            let cfg = Config::from_str_at(&text, &pdir).map_err(|e| e.to_string())?;
             let data = cfg.data_dir();
             let st = crate::store::Store::open(&data).map_err(|e| e.to_string())?;
             for u in &s.users {

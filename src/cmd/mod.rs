@@ -350,7 +350,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
 }
 
 /// A `--quota` / `user quota` argument: a size or `none`.
-fn user_quota(s: &str) -> Result<users::Quota, String> {
+fn user_quota(s: &str) -> Result<users::Quota, crate::config::ValueError> {
     Ok(match crate::config::parse_quota(s)? {
         Some(n) => users::Quota::Bytes(n),
         None => users::Quota::Unlimited,
@@ -464,58 +464,130 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
 /// Why `d` cannot be a provider's certified domain, if it cannot: letters,
 /// digits and hyphens in dot-separated labels (RFC 1035 §2.3.1, as DNS and
 /// certificates want it), at least two labels, no trailing dot.
-pub fn check_provider_domain(d: &str) -> Result<(), String> {
+pub fn check_provider_domain(d: &str) -> Result<(), BadDomain> {
+    let bad = |problem| {
+        Err(BadDomain {
+            domain: d.to_string(),
+            problem,
+        })
+    };
     if d.is_empty() {
-        return Err("the domain is empty".into());
+        return bad(DomainProblem::Empty);
     }
     if d.ends_with('.') {
-        return Err(format!(
-            "{d:?} ends with a dot: write it without the trailing dot"
-        ));
+        return bad(DomainProblem::TrailingDot);
     }
     if !d.is_ascii() {
-        return Err(format!(
-            "{d:?} is not ASCII: give an internationalized domain in its xn-- form"
-        ));
+        return bad(DomainProblem::NotAscii);
     }
     if d.len() > 200 {
         // Identificativi are `<~45 octets>@<domain>` and must fit in 250.
-        return Err(format!("{d:?} is longer than 200 characters"));
+        return bad(DomainProblem::TooLong);
     }
     let labels: Vec<&str> = d.split('.').collect();
     if labels.len() < 2 {
-        return Err(format!(
-            "{d:?} has no dot: a PEC domain is a full domain name such as pec.example.it"
-        ));
+        return bad(DomainProblem::NoDot);
     }
     for l in &labels {
         if l.is_empty() {
-            return Err(format!(
-                "{d:?} has an empty label (two dots in a row, or a leading dot)"
-            ));
+            return bad(DomainProblem::EmptyLabel);
         }
         if l.len() > 63 {
-            return Err(format!("{d:?}: label {l:?} is longer than 63 characters"));
+            return bad(DomainProblem::LongLabel(l.to_string()));
         }
         if let Some(c) = l.chars().find(|c| !c.is_ascii_alphanumeric() && *c != '-') {
-            return Err(format!(
-                "{d:?}: {c:?} is not allowed (only letters, digits and hyphens)"
-            ));
+            return bad(DomainProblem::BadCharacter(c));
         }
         if l.starts_with('-') || l.ends_with('-') {
-            return Err(format!("{d:?}: label {l:?} starts or ends with a hyphen"));
+            return bad(DomainProblem::HyphenAtEdge(l.to_string()));
         }
     }
     if labels
         .last()
         .is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit()))
     {
-        return Err(format!(
-            "{d:?} is an IP address or ends in a numeric label, not a domain"
-        ));
+        return bad(DomainProblem::Numeric);
     }
     Ok(())
 }
+
+/// A domain [`check_provider_domain`] refuses, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadDomain {
+    /// The domain as given.
+    pub domain: String,
+    /// What is wrong with it.
+    pub problem: DomainProblem,
+}
+
+/// What makes a domain unfit to be a provider's certified domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainProblem {
+    /// Nothing given.
+    Empty,
+    /// A trailing dot.
+    TrailingDot,
+    /// Not ASCII (an internationalized name not in its xn-- form).
+    NotAscii,
+    /// Longer than 200 characters.
+    TooLong,
+    /// One label only.
+    NoDot,
+    /// Two dots in a row, or a leading dot.
+    EmptyLabel,
+    /// A label longer than 63 characters.
+    LongLabel(String),
+    /// A character other than a letter, digit or hyphen.
+    BadCharacter(char),
+    /// A label starting or ending with a hyphen.
+    HyphenAtEdge(String),
+    /// The last label is all digits: an IP address, not a domain.
+    Numeric,
+}
+
+impl std::fmt::Display for BadDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = &self.domain;
+        match &self.problem {
+            DomainProblem::Empty => write!(f, "the domain is empty"),
+            DomainProblem::TrailingDot => {
+                write!(
+                    f,
+                    "{d:?} ends with a dot: write it without the trailing dot"
+                )
+            }
+            DomainProblem::NotAscii => write!(
+                f,
+                "{d:?} is not ASCII: give an internationalized domain in its xn-- form"
+            ),
+            DomainProblem::TooLong => write!(f, "{d:?} is longer than 200 characters"),
+            DomainProblem::NoDot => write!(
+                f,
+                "{d:?} has no dot: a PEC domain is a full domain name such as pec.example.it"
+            ),
+            DomainProblem::EmptyLabel => write!(
+                f,
+                "{d:?} has an empty label (two dots in a row, or a leading dot)"
+            ),
+            DomainProblem::LongLabel(l) => {
+                write!(f, "{d:?}: label {l:?} is longer than 63 characters")
+            }
+            DomainProblem::BadCharacter(c) => write!(
+                f,
+                "{d:?}: {c:?} is not allowed (only letters, digits and hyphens)"
+            ),
+            DomainProblem::HyphenAtEdge(l) => {
+                write!(f, "{d:?}: label {l:?} starts or ends with a hyphen")
+            }
+            DomainProblem::Numeric => write!(
+                f,
+                "{d:?} is an IP address or ends in a numeric label, not a domain"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BadDomain {}
 
 /// Ports `pecd init` writes: submission, submissions, inbound, imap, imaps,
 /// pop3, pop3s, admin, web.
@@ -738,4 +810,32 @@ fn restore(config: &Path, src: &Path) -> AdminResult {
         m.pecd_version
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_domain_says_which_rule_it_breaks() {
+        let problem = |d: &str| check_provider_domain(d).unwrap_err().problem;
+        assert_eq!(problem(""), DomainProblem::Empty);
+        assert_eq!(problem("pec"), DomainProblem::NoDot);
+        assert_eq!(problem("pec.example.it."), DomainProblem::TrailingDot);
+        assert_eq!(problem("pec..example.it"), DomainProblem::EmptyLabel);
+        assert_eq!(
+            problem("pec_mail.example.it"),
+            DomainProblem::BadCharacter('_')
+        );
+        assert_eq!(
+            problem("pec-.example.it"),
+            DomainProblem::HyphenAtEdge("pec-".into())
+        );
+        assert_eq!(problem("10.0.0.1"), DomainProblem::Numeric);
+        assert_eq!(
+            check_provider_domain("pec").unwrap_err().to_string(),
+            "\"pec\" has no dot: a PEC domain is a full domain name such as pec.example.it"
+        );
+        assert!(check_provider_domain("pec.example.it").is_ok());
+    }
 }
