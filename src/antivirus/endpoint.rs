@@ -15,10 +15,10 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Parse `unix:/path` or `tcp:host:port`.
-    pub fn parse(s: &str) -> Result<Endpoint, String> {
+    pub fn parse(s: &str) -> Result<Endpoint, EndpointError> {
         if let Some(p) = s.strip_prefix("unix:") {
             if p.is_empty() {
-                return Err("unix: needs a socket path".into());
+                return Err(EndpointError::NoSocketPath);
             }
             Ok(Endpoint::Unix(PathBuf::from(p)))
         } else if let Some(a) = s.strip_prefix("tcp:") {
@@ -26,15 +26,38 @@ impl Endpoint {
                 Some((h, port)) if !h.is_empty() && port.parse::<u16>().is_ok() => {
                     Ok(Endpoint::Tcp(a.to_string()))
                 }
-                _ => Err(format!("{s:?}: expected tcp:host:port")),
+                _ => Err(EndpointError::NotHostPort(s.to_string())),
             }
         } else {
-            Err(format!(
-                "{s:?}: expected \"unix:/path\" or \"tcp:host:port\""
-            ))
+            Err(EndpointError::UnknownKind(s.to_string()))
         }
     }
 }
+
+/// Why `antivirus.clamd` names no socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointError {
+    /// `unix:` with nothing after it.
+    NoSocketPath,
+    /// `tcp:` not followed by `host:port`: the value.
+    NotHostPort(String),
+    /// Neither `unix:` nor `tcp:`: the value.
+    UnknownKind(String),
+}
+
+impl std::fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndpointError::NoSocketPath => f.write_str("unix: needs a socket path"),
+            EndpointError::NotHostPort(s) => write!(f, "{s:?}: expected tcp:host:port"),
+            EndpointError::UnknownKind(s) => {
+                write!(f, "{s:?}: expected \"unix:/path\" or \"tcp:host:port\"")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EndpointError {}
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::{AntivirusSection, Config, OnError};
 
-pub use endpoint::Endpoint;
+pub use endpoint::{Endpoint, EndpointError};
 
 /// What clamd said about a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +81,23 @@ pub fn parse_reply(reply: &[u8]) -> Result<Verdict, ScanError> {
     Err(ScanError(format!("clamd: unexpected reply {text:?}")))
 }
 
+/// Why `[antivirus]` makes no scanner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupError {
+    /// `antivirus.clamd` names no socket.
+    Clamd(EndpointError),
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::Clamd(e) => write!(f, "antivirus.clamd: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
 /// The configured scanner (`[antivirus]`).
 #[derive(Debug, Clone)]
 pub struct Scanner {
@@ -98,16 +115,16 @@ pub struct Scanner {
 
 impl Scanner {
     /// The scanner of `cfg`, or `None` without an `[antivirus]` section.
-    pub fn from_config(cfg: &Config) -> Result<Option<Scanner>, String> {
+    pub fn from_config(cfg: &Config) -> Result<Option<Scanner>, SetupError> {
         let Some(av) = &cfg.antivirus else {
             return Ok(None);
         };
         Ok(Some(Scanner::new(av, cfg)?))
     }
 
-    fn new(av: &AntivirusSection, cfg: &Config) -> Result<Scanner, String> {
+    fn new(av: &AntivirusSection, cfg: &Config) -> Result<Scanner, SetupError> {
         Ok(Scanner {
-            endpoint: Endpoint::parse(&av.clamd).map_err(|e| format!("antivirus.clamd: {e}"))?,
+            endpoint: Endpoint::parse(&av.clamd).map_err(SetupError::Clamd)?,
             timeout: cfg.duration(&av.timeout, Duration::from_secs(30)),
             max_scan_size: av.max_scan_size(cfg.max_message_size()),
             on_error: av.on_error,
@@ -343,6 +360,10 @@ mod tests {
         );
         assert!(Endpoint::parse("tcp:127.0.0.1").is_err());
         assert!(Endpoint::parse("/run/clamd.ctl").is_err());
-        assert!(Endpoint::parse("unix:").is_err());
+        assert_eq!(Endpoint::parse("unix:"), Err(EndpointError::NoSocketPath));
+        assert_eq!(
+            Endpoint::parse("/run/clamd.ctl").unwrap_err().to_string(),
+            "\"/run/clamd.ctl\": expected \"unix:/path\" or \"tcp:host:port\""
+        );
     }
 }

@@ -144,7 +144,7 @@ fn antivirus_note(cfg: &Config) -> String {
     let s = match crate::antivirus::Scanner::from_config(cfg) {
         Ok(None) => return "no [antivirus]: the provider runs without virus checks".into(),
         Ok(Some(s)) => s,
-        Err(e) => return e,
+        Err(e) => return e.to_string(),
     };
     let head = format!("antivirus: clamd at {}", s.endpoint);
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -594,7 +594,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         web: local(&l_web),
     };
     let throttle = Arc::new(crate::throttle::LoginThrottle::new(throttle_config(&cfg)));
-    let scanner = crate::antivirus::Scanner::from_config(&cfg)?;
+    let scanner = crate::antivirus::Scanner::from_config(&cfg).map_err(|e| e.to_string())?;
     match &scanner {
         None => tracing::warn!("no [antivirus] section: running without virus checks"),
         Some(s) => match s.version().await {

@@ -184,7 +184,7 @@ impl Reloader {
             &cfg.resolve(&cfg.tls.certificate),
             &cfg.resolve(&cfg.tls.key),
         );
-        let scanner = crate::antivirus::Scanner::from_config(&cfg);
+        let scanner = crate::antivirus::Scanner::from_config(&cfg).map_err(|e| e.to_string());
         match (signer, trust, revocation, index, tls, scanner) {
             (Ok(signer), Ok((trust, roots)), Ok(revocation), Ok(index), Ok(tls), Ok(scanner)) => {
                 Ok(Next {
