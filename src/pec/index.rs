@@ -106,9 +106,9 @@ fn cert_from_bytes(bytes: &[u8]) -> Result<(Vec<u8>, [u8; 20]), String> {
 impl ProviderIndex {
     /// Read the TOML form. `load` returns the bytes of a `certificate` path
     /// (relative to the index file); unknown keys are errors naming the key.
-    pub fn from_toml(
+    pub fn from_toml<E: std::fmt::Display>(
         text: &str,
-        load: &dyn Fn(&str) -> Result<Vec<u8>, String>,
+        load: &dyn Fn(&str) -> Result<Vec<u8>, E>,
     ) -> Result<ProviderIndex, IndexError> {
         let parsed: TomlIndex = toml::from_str(text).map_err(|e| IndexError(e.to_string()))?;
         let mut providers = Vec::new();
