@@ -72,6 +72,7 @@ impl LabToken {
             )
         })?;
         crate::sys::pkcs11::load_private_key(&self.module, &self.uri, &pin)
+            .map_err(|e| e.to_string())
     }
 }
 
