@@ -167,6 +167,37 @@ impl SealText {
     }
 }
 
+/// Why a seal's signature is not taken.
+#[derive(Debug, Clone)]
+pub enum SealSignatureError {
+    /// The signature is not DER PKCS#7.
+    NotPkcs7(openssl::error::ErrorStack),
+    /// It does not verify against the roots at that time.
+    DoesNotVerify(openssl::error::ErrorStack),
+    /// OpenSSL failed building the store.
+    Openssl(openssl::error::ErrorStack),
+}
+
+impl std::fmt::Display for SealSignatureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SealSignatureError::NotPkcs7(e) => write!(f, "signature: {e}"),
+            SealSignatureError::DoesNotVerify(e) => {
+                write!(f, "the signature does not verify: {e}")
+            }
+            SealSignatureError::Openssl(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for SealSignatureError {}
+
+impl From<openssl::error::ErrorStack> for SealSignatureError {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        SealSignatureError::Openssl(e)
+    }
+}
+
 /// Check a seal's detached signature (DER PKCS#7) over `seal` against
 /// `roots`, the certificates valid at `at` (unix seconds: the time stamp's
 /// time when there is one, so a seal outlives the key that signed it).
@@ -176,21 +207,21 @@ pub fn verify_signature(
     signature: &[u8],
     roots: &[X509],
     at: Option<i64>,
-) -> Result<String, String> {
-    let p7 = Pkcs7::from_der(signature).map_err(|e| format!("signature: {e}"))?;
-    let mut sb = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+) -> Result<String, SealSignatureError> {
+    let p7 = Pkcs7::from_der(signature).map_err(SealSignatureError::NotPkcs7)?;
+    let mut sb = X509StoreBuilder::new()?;
     for c in roots {
-        sb.add_cert(c.clone()).map_err(|e| e.to_string())?;
+        sb.add_cert(c.clone())?;
     }
     if let Some(at) = at {
-        let mut param = X509VerifyParam::new().map_err(|e| e.to_string())?;
+        let mut param = X509VerifyParam::new()?;
         param.set_time(at as _);
-        sb.set_param(&param).map_err(|e| e.to_string())?;
+        sb.set_param(&param)?;
     }
     let store = sb.build();
-    let none = Stack::<X509>::new().map_err(|e| e.to_string())?;
+    let none = Stack::<X509>::new()?;
     p7.verify(&none, &store, Some(seal), None, Pkcs7Flags::BINARY)
-        .map_err(|e| format!("the signature does not verify: {e}"))?;
+        .map_err(SealSignatureError::DoesNotVerify)?;
     let signer = p7
         .signers(&none, Pkcs7Flags::empty())
         .ok()
