@@ -78,24 +78,25 @@ fn rusage() -> (f64, f64) {
 }
 
 /// RSA-2048 PKCS#1 SHA-256 signatures per second on one thread (about 1 s).
-pub fn rsa2048_rate() -> Result<f64, String> {
+pub fn rsa2048_rate() -> Result<f64, openssl::error::ErrorStack> {
     use openssl::{pkey::PKey, rsa::Rsa};
-    let key = PKey::from_rsa(Rsa::generate(2048).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
+    let key = PKey::from_rsa(Rsa::generate(2048)?)?;
     sign_rate(&key)
 }
 
 /// SHA-256 signatures per second by `key` on one thread (about 1 s): a
 /// token's key signs inside the token.
-fn sign_rate(key: &openssl::pkey::PKey<openssl::pkey::Private>) -> Result<f64, String> {
+fn sign_rate(
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+) -> Result<f64, openssl::error::ErrorStack> {
     use openssl::{hash::MessageDigest, sign::Signer};
     let data = [0x5au8; 1024];
     let t0 = Instant::now();
     let mut n = 0u64;
     while t0.elapsed() < Duration::from_secs(1) {
-        let mut s = Signer::new(MessageDigest::sha256(), key).map_err(|e| e.to_string())?;
-        s.update(&data).map_err(|e| e.to_string())?;
-        s.sign_to_vec().map_err(|e| e.to_string())?;
+        let mut s = Signer::new(MessageDigest::sha256(), key)?;
+        s.update(&data)?;
+        s.sign_to_vec()?;
         n += 1;
     }
     Ok(n as f64 / t0.elapsed().as_secs_f64())
