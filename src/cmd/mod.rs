@@ -605,28 +605,71 @@ const LISTENERS: [(&str, &str); 9] = [
     ("web.listen", "webmail, HTTPS"),
 ];
 
+/// Why `init --dev` found no ports.
+#[derive(Debug)]
+pub enum DevPortsError {
+    /// `--port-base N`: N..N+8 are not all port numbers.
+    NoSuchPorts(u16),
+    /// `--port-base`: one of its ports is taken.
+    Taken {
+        /// The `--port-base` given.
+        base: u16,
+        /// The port taken.
+        port: u16,
+        /// The listener that would have used it.
+        key: &'static str,
+        /// Why it cannot be bound.
+        error: std::io::Error,
+    },
+    /// The system gave no free loopback port.
+    NoFreePort(std::io::Error),
+}
+
+impl std::fmt::Display for DevPortsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DevPortsError::NoSuchPorts(b) => write!(
+                f,
+                "--port-base {b}: the ports {b} to {} do not all exist",
+                u32::from(*b) + 8
+            ),
+            DevPortsError::Taken {
+                base,
+                port,
+                key,
+                error,
+            } => write!(
+                f,
+                "--port-base {base}: port {port} ({key}) is not free on 127.0.0.1: {error}"
+            ),
+            DevPortsError::NoFreePort(e) => write!(f, "finding a free loopback port: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DevPortsError {}
+
 /// Loopback ports for `init --dev`: N..N+8 from `--port-base N`, each
 /// checked free, or nine the system picks (all held at once, so they
 /// differ). Free now, not reserved: another program may take one later,
 /// and `serve` then names the port it cannot bind.
-fn dev_ports(base: Option<u16>) -> Result<[u16; 9], String> {
+fn dev_ports(base: Option<u16>) -> Result<[u16; 9], DevPortsError> {
     use std::net::{Ipv4Addr, TcpListener};
     let mut ports = [0u16; 9];
     match base {
         Some(b) => {
             if u32::from(b) + 8 > u32::from(u16::MAX) || b == 0 {
-                return Err(format!(
-                    "--port-base {b}: the ports {b} to {} do not all exist",
-                    u32::from(b) + 8
-                ));
+                return Err(DevPortsError::NoSuchPorts(b));
             }
             for (i, p) in ports.iter_mut().enumerate() {
                 *p = b + i as u16;
-                TcpListener::bind((Ipv4Addr::LOCALHOST, *p)).map_err(|e| {
-                    format!(
-                        "--port-base {b}: port {p} ({}) is not free on 127.0.0.1: {e}",
-                        LISTENERS[i].0
-                    )
+                TcpListener::bind((Ipv4Addr::LOCALHOST, *p)).map_err(|error| {
+                    DevPortsError::Taken {
+                        base: b,
+                        port: *p,
+                        key: LISTENERS[i].0,
+                        error,
+                    }
                 })?;
             }
         }
@@ -635,7 +678,7 @@ fn dev_ports(base: Option<u16>) -> Result<[u16; 9], String> {
             for p in ports.iter_mut() {
                 let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
                     .and_then(|l| Ok((l.local_addr()?.port(), l)))
-                    .map_err(|e| format!("finding a free loopback port: {e}"))?;
+                    .map_err(DevPortsError::NoFreePort)?;
                 *p = l.0;
                 held.push(l.1);
             }

@@ -94,13 +94,34 @@ pub fn parse_sha1(s: &str) -> Option<[u8; 20]> {
 }
 
 /// A PEM or DER certificate's DER bytes and SHA-1.
-fn cert_from_bytes(bytes: &[u8]) -> Result<(Vec<u8>, [u8; 20]), String> {
+fn cert_from_bytes(bytes: &[u8]) -> Result<(Vec<u8>, [u8; 20]), CertError> {
     let cert = X509::from_pem(bytes)
         .or_else(|_| X509::from_der(bytes))
-        .map_err(|e| format!("not a certificate: {e}"))?;
-    let der = cert.to_der().map_err(|e| e.to_string())?;
-    let sha1 = cert_sha1(&cert).map_err(|e| e.to_string())?;
+        .map_err(CertError::NotACertificate)?;
+    let der = cert.to_der().map_err(CertError::Der)?;
+    let sha1 = cert_sha1(&cert).map_err(CertError::Sha1)?;
     Ok((der, sha1))
+}
+
+/// Why an index entry's certificate file gives no fingerprint.
+#[derive(Debug)]
+enum CertError {
+    /// Neither PEM nor DER.
+    NotACertificate(openssl::error::ErrorStack),
+    /// It does not encode back to DER.
+    Der(openssl::error::ErrorStack),
+    /// Its SHA-1 cannot be taken.
+    Sha1(super::x509::SmimeError),
+}
+
+impl fmt::Display for CertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertError::NotACertificate(e) => write!(f, "not a certificate: {e}"),
+            CertError::Der(e) => write!(f, "{e}"),
+            CertError::Sha1(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 impl ProviderIndex {
