@@ -55,21 +55,21 @@ fn no_file_imports_itself_through_others() {
 
 #[test]
 fn string_errors_do_not_grow() {
-    let mut per_file = Vec::new();
-    let mut total = 0;
+    let mut found = Vec::new();
     for path in rust_files(&src_dir()) {
         let text = std::fs::read_to_string(&path).expect("read source");
-        let n = text.lines().filter(|l| returns_string_error(l)).count();
-        if n > 0 {
-            per_file.push(format!("{n:4} {}", display(&path)));
-            total += n;
+        for (i, line) in text.lines().enumerate() {
+            if returns_string_error(line) {
+                found.push(format!("{}:{}: {}", display(&path), i + 1, line.trim()));
+            }
         }
     }
+    let total = found.len();
     assert!(
         total <= STRING_ERROR_CEILING,
         "{total} functions in src/ return Result<_, String>, the ceiling is {STRING_ERROR_CEILING}: \
-         give the new one a typed error (an enum with Display and std::error::Error).\n{}",
-        per_file.join("\n")
+         give the new one a typed error (an enum with Display and std::error::Error).\n  {}",
+        found.join("\n  ")
     );
     if total < STRING_ERROR_CEILING {
         eprintln!(
