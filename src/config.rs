@@ -322,31 +322,29 @@ fn default_quota_warning() -> String {
 
 /// A quota as written in the config or on the command line: a size, or
 /// `"none"` for no limit.
-pub fn parse_quota(s: &str) -> Result<Option<u64>, String> {
+pub fn parse_quota(s: &str) -> Result<Option<u64>, ValueError> {
     if s.trim().eq_ignore_ascii_case("none") {
         return Ok(None);
     }
     match parse_size(s)? {
-        0 => Err(format!(
-            "{s:?}: a quota of 0 would refuse all mail; say \"none\" for no limit"
-        )),
+        0 => Err(ValueError::ZeroQuota(s.to_string())),
         n => Ok(Some(n as u64)),
     }
 }
 
 /// `"90%"` (or `"90"`) as a percentage from 1 to 100.
-pub fn parse_percent(s: &str) -> Result<u64, String> {
+pub fn parse_percent(s: &str) -> Result<u64, ValueError> {
     let t = s.trim();
     let n: u64 = t
         .strip_suffix('%')
         .unwrap_or(t)
         .trim()
         .parse()
-        .map_err(|_| format!("{s:?} is not a percentage like \"90%\""))?;
+        .map_err(|_| ValueError::malformed(s, "a percentage like \"90%\""))?;
     if (1..=100).contains(&n) {
         Ok(n)
     } else {
-        Err(format!("{s:?}: must be between 1% and 100%"))
+        Err(ValueError::NotAPercentage(s.to_string()))
     }
 }
 
@@ -946,7 +944,7 @@ pub enum ConfigError {
     /// The file could not be read.
     Io(PathBuf, std::io::Error),
     /// The file is not valid TOML or has unknown/missing keys.
-    Parse(PathBuf, String),
+    Parse(PathBuf, toml::de::Error),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -974,7 +972,7 @@ pub const CONFIG_ENV: &str = "PECD_CONFIG";
 /// file is missing, so the error names the file the operator asked for
 /// rather than silently falling back to another one. With no choice and no
 /// file, the error lists every place looked at.
-pub fn locate(flag: Option<&Path>) -> Result<PathBuf, String> {
+pub fn locate(flag: Option<&Path>) -> Result<PathBuf, NoConfigFile> {
     locate_in(
         flag,
         std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()),
@@ -986,7 +984,7 @@ fn locate_in(
     flag: Option<&Path>,
     env: Option<std::ffi::OsString>,
     defaults: &[&Path],
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, NoConfigFile> {
     if let Some(p) = flag {
         return Ok(p.to_path_buf());
     }
@@ -1009,21 +1007,106 @@ fn locate_in(
             }
         })
         .collect();
-    Err(format!(
-        "no configuration file: --config not given, {CONFIG_ENV} not set, and none of {} exists",
-        looked.join(", ")
-    ))
+    Err(NoConfigFile { looked })
 }
+
+/// No configuration file named and none where one is looked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoConfigFile {
+    /// The places looked at, as the operator would write them.
+    pub looked: Vec<String>,
+}
+
+impl std::fmt::Display for NoConfigFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no configuration file: --config not given, {CONFIG_ENV} not set, and none of {} exists",
+            self.looked.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for NoConfigFile {}
+
+/// Why a size, duration, quota, percentage or address written in the
+/// configuration (or on the command line) is not understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueError {
+    /// Not of the form expected: the value and the form (`a size like "30MB"`).
+    Malformed {
+        /// The value as written.
+        value: String,
+        /// What it should look like.
+        expected: &'static str,
+    },
+    /// A unit not known for this kind of value.
+    UnknownUnit {
+        /// The value as written.
+        value: String,
+        /// The unit found.
+        unit: String,
+        /// `size` or `duration`.
+        kind: &'static str,
+    },
+    /// A size too large to count in bytes.
+    TooLarge(String),
+    /// A quota of zero, which would refuse all mail.
+    ZeroQuota(String),
+    /// A percentage outside 1% to 100%.
+    NotAPercentage(String),
+    /// Not `host:port`: the value and the resolver's reason.
+    NotHostPort {
+        /// The value as written.
+        value: String,
+        /// Why it does not parse or resolve.
+        reason: String,
+    },
+    /// `host:port` resolving to no address.
+    NoAddress(String),
+}
+
+impl ValueError {
+    fn malformed(value: &str, expected: &'static str) -> ValueError {
+        ValueError::Malformed {
+            value: value.to_string(),
+            expected,
+        }
+    }
+}
+
+impl std::fmt::Display for ValueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ValueError::Malformed { value, expected } => write!(f, "{value:?} is not {expected}"),
+            ValueError::UnknownUnit { value, unit, kind } => {
+                write!(f, "unknown {kind} unit {unit:?} in {value:?}")
+            }
+            ValueError::TooLarge(v) => write!(f, "{v:?} is too large"),
+            ValueError::ZeroQuota(v) => write!(
+                f,
+                "{v:?}: a quota of 0 would refuse all mail; say \"none\" for no limit"
+            ),
+            ValueError::NotAPercentage(v) => write!(f, "{v:?}: must be between 1% and 100%"),
+            ValueError::NotHostPort { value, reason } => {
+                write!(f, "{value:?} is not host:port ({reason})")
+            }
+            ValueError::NoAddress(v) => write!(f, "{v:?} resolves to no address"),
+        }
+    }
+}
+
+impl std::error::Error for ValueError {}
 
 /// Parse `"30MB"`, `"512KB"`, `"1GB"`, `"1048576"` into bytes (powers of 1000 for
 /// KB/MB/GB as the law's "30 MB" means, KiB/MiB/GiB for binary).
-pub fn parse_size(s: &str) -> Result<usize, String> {
+pub fn parse_size(s: &str) -> Result<usize, ValueError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: usize = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a size like \"30MB\""))?;
+        .map_err(|_| ValueError::malformed(s, "a size like \"30MB\""))?;
     let mult: usize = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "KB" | "K" => 1_000,
@@ -1032,36 +1115,51 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         "KIB" => 1 << 10,
         "MIB" => 1 << 20,
         "GIB" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+        other => {
+            return Err(ValueError::UnknownUnit {
+                value: s.to_string(),
+                unit: other.to_string(),
+                kind: "size",
+            })
+        }
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
+        .ok_or_else(|| ValueError::TooLarge(s.to_string()))
 }
 
 /// Parse `"250ms"`, `"30s"`, `"5m"`, `"12h"`, `"2d"` into a duration.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration like \"30s\", \"5m\" or \"12h\""))?;
+        .map_err(|_| ValueError::malformed(s, "a duration like \"30s\", \"5m\" or \"12h\""))?;
     Ok(match unit.trim() {
         "ms" => Duration::from_millis(n),
         "s" | "" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
         "d" => Duration::from_secs(n * 86400),
-        other => return Err(format!("unknown duration unit {other:?} in {s:?}")),
+        other => {
+            return Err(ValueError::UnknownUnit {
+                value: s.to_string(),
+                unit: other.to_string(),
+                kind: "duration",
+            })
+        }
     })
 }
 
-fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+fn parse_addr(s: &str) -> Result<SocketAddr, ValueError> {
     use std::net::ToSocketAddrs;
     s.to_socket_addrs()
-        .map_err(|e| format!("{s:?} is not host:port ({e})"))?
+        .map_err(|e| ValueError::NotHostPort {
+            value: s.to_string(),
+            reason: e.to_string(),
+        })?
         .next()
-        .ok_or_else(|| format!("{s:?} resolves to no address"))
+        .ok_or_else(|| ValueError::NoAddress(s.to_string()))
 }
 
 impl Config {
@@ -1127,8 +1225,8 @@ impl Config {
     }
 
     /// Parse TOML text whose relative paths resolve against `base`.
-    pub fn from_str_at(text: &str, base: &Path) -> Result<Config, String> {
-        let mut c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn from_str_at(text: &str, base: &Path) -> Result<Config, toml::de::Error> {
+        let mut c: Config = toml::from_str(text)?;
         c.base_dir = base.to_path_buf();
         for d in &mut c.provider.domains {
             *d = d.trim().to_ascii_lowercase();
@@ -1428,7 +1526,7 @@ impl Config {
             }
         }
         if let Some(av) = &self.antivirus {
-            if let Err(e) = crate::antivirus::Endpoint::parse(&av.clamd) {
+            if let Err(e) = crate::antivirus::endpoint::Endpoint::parse(&av.clamd) {
                 p.push(format!("antivirus.clamd: {e}"));
             }
             match parse_duration(&av.timeout) {
@@ -1702,7 +1800,9 @@ tsa_url = "none"
     #[test]
     fn unknown_key_is_named() {
         let text = format!("{MINIMAL}\n[limits]\nmax_mesage_size = \"1MB\"\n");
-        let e = Config::from_str_at(&text, Path::new(".")).unwrap_err();
+        let e = Config::from_str_at(&text, Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("max_mesage_size"), "{e}");
     }
 
@@ -2045,7 +2145,7 @@ tsa_url = "none"
         );
         assert_eq!(locate_in(None, None, &defaults).unwrap(), b);
         std::fs::remove_file(&b).unwrap();
-        let e = locate_in(None, None, &defaults).unwrap_err();
+        let e = locate_in(None, None, &defaults).unwrap_err().to_string();
         assert!(e.contains(&a.display().to_string()) && e.contains(&b.display().to_string()));
         assert!(e.contains("--config") && e.contains(CONFIG_ENV), "{e}");
     }
@@ -2129,5 +2229,42 @@ tsa_url = "none"
         assert_eq!(parse_duration("12h").unwrap(), Duration::from_secs(43200));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn value_errors_say_what_was_written_and_what_was_wanted() {
+        let said = |r: Result<(), ValueError>| r.unwrap_err().to_string();
+        assert_eq!(
+            said(parse_size("3 parsecs").map(drop)),
+            "unknown size unit \"PARSECS\" in \"3 parsecs\""
+        );
+        assert_eq!(
+            said(parse_size("big").map(drop)),
+            "\"big\" is not a size like \"30MB\""
+        );
+        assert_eq!(
+            said(parse_size("99999999999999999999GB").map(drop)),
+            "\"99999999999999999999GB\" is not a size like \"30MB\""
+        );
+        assert_eq!(
+            said(parse_size("99999999999GB").map(drop)),
+            "\"99999999999GB\" is too large"
+        );
+        assert_eq!(
+            said(parse_duration("5y").map(drop)),
+            "unknown duration unit \"y\" in \"5y\""
+        );
+        assert_eq!(
+            said(parse_quota("0").map(drop)),
+            "\"0\": a quota of 0 would refuse all mail; say \"none\" for no limit"
+        );
+        assert_eq!(
+            said(parse_percent("120%").map(drop)),
+            "\"120%\": must be between 1% and 100%"
+        );
+        assert!(matches!(
+            parse_addr("no-port"),
+            Err(ValueError::NotHostPort { .. })
+        ));
     }
 }

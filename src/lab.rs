@@ -17,9 +17,86 @@ use crate::store::users;
 
 use crate::server::Running;
 
+/// Why the lab did not start, or a lab client failed.
+#[derive(Debug)]
+pub enum LabError {
+    /// A file or folder of the lab: the path and why.
+    File(PathBuf, std::io::Error),
+    /// Another I/O failure (folders, ports, runtimes).
+    Io(std::io::Error),
+    /// A lab configuration that does not parse: which one and why.
+    Config(&'static str, toml::de::Error),
+    /// The merged configuration does not write back.
+    ConfigOut(toml::ser::Error),
+    /// A certificate could not be made.
+    Openssl(openssl::error::ErrorStack),
+    /// The development certificates were not written.
+    Certs(crate::layout::DevCertsError),
+    /// No PIN for the token's key in the environment.
+    NoPin,
+    /// The token does not give its key.
+    Token(crate::sys::pkcs11::Pkcs11Error),
+    /// A provider's store does not open.
+    Store(crate::store::StoreError),
+    /// A user or mailbox of a provider could not be made, or a provider
+    /// did not start: its words.
+    Provider(String),
+    /// A provider's runtime is gone.
+    RuntimeGone,
+    /// A provider's start task panicked or was cancelled.
+    Join(tokio::task::JoinError),
+    /// The client side: addresses, TLS settings, the SMTP session.
+    Client(String),
+    /// The message was not accepted.
+    Send(crate::relay::SendError),
+}
+
+impl std::fmt::Display for LabError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LabError::File(p, e) => write!(f, "{}: {e}", p.display()),
+            LabError::Io(e) => write!(f, "{e}"),
+            LabError::Config(what, e) => write!(f, "{what}: {e}"),
+            LabError::ConfigOut(e) => write!(f, "{e}"),
+            LabError::Openssl(e) => write!(f, "{e}"),
+            LabError::Certs(e) => write!(f, "{e}"),
+            LabError::NoPin => write!(
+                f,
+                "--pkcs11-key: set {} to the token's PIN",
+                crate::config::PIN_ENV
+            ),
+            LabError::Token(e) => write!(f, "{e}"),
+            LabError::Store(e) => write!(f, "{e}"),
+            LabError::Provider(e) | LabError::Client(e) => f.write_str(e),
+            LabError::RuntimeGone => f.write_str("runtime gone"),
+            LabError::Join(e) => write!(f, "{e}"),
+            LabError::Send(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for LabError {}
+
+impl From<std::io::Error> for LabError {
+    fn from(e: std::io::Error) -> Self {
+        LabError::Io(e)
+    }
+}
+
+impl From<openssl::error::ErrorStack> for LabError {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        LabError::Openssl(e)
+    }
+}
+
+/// A lettre error on the client side, as text.
+fn client(e: impl std::fmt::Display) -> LabError {
+    LabError::Client(e.to_string())
+}
+
 /// `base` with the tables and keys of `extra` merged in, recursively: the
 /// lab's config already has a `[limits]` table, and TOML refuses a second.
-fn merge_toml(base: &str, extra: &str) -> Result<String, String> {
+fn merge_toml(base: &str, extra: &str) -> Result<String, LabError> {
     fn merge(into: &mut toml::Table, from: toml::Table) {
         for (k, v) in from {
             match (into.get_mut(&k), v) {
@@ -33,10 +110,12 @@ fn merge_toml(base: &str, extra: &str) -> Result<String, String> {
     if extra.trim().is_empty() {
         return Ok(base.to_string());
     }
-    let mut doc: toml::Table = toml::from_str(base).map_err(|e| format!("lab config: {e}"))?;
-    let more: toml::Table = toml::from_str(extra).map_err(|e| format!("lab extra config: {e}"))?;
+    let mut doc: toml::Table =
+        toml::from_str(base).map_err(|e| LabError::Config("lab config", e))?;
+    let more: toml::Table =
+        toml::from_str(extra).map_err(|e| LabError::Config("lab extra config", e))?;
     merge(&mut doc, more);
-    toml::to_string(&doc).map_err(|e| e.to_string())
+    toml::to_string(&doc).map_err(LabError::ConfigOut)
 }
 
 /// Password of every lab user.
@@ -64,14 +143,9 @@ pub struct LabToken {
 
 impl LabToken {
     /// The token's key handle, logged in with `PECD_PKCS11_PIN`.
-    pub fn key(&self) -> Result<openssl::pkey::PKey<openssl::pkey::Private>, String> {
-        let pin = std::env::var(crate::config::PIN_ENV).map_err(|_| {
-            format!(
-                "--pkcs11-key: set {} to the token's PIN",
-                crate::config::PIN_ENV
-            )
-        })?;
-        crate::sys::pkcs11::load_private_key(&self.module, &self.uri, &pin)
+    pub fn key(&self) -> Result<openssl::pkey::PKey<openssl::pkey::Private>, LabError> {
+        let pin = std::env::var(crate::config::PIN_ENV).map_err(|_| LabError::NoPin)?;
+        crate::sys::pkcs11::load_private_key(&self.module, &self.uri, &pin).map_err(LabError::Token)
     }
 }
 
@@ -94,13 +168,12 @@ pub struct OwnRuntime(Option<tokio::runtime::Runtime>);
 
 impl OwnRuntime {
     /// A multi-threaded runtime whose threads are called `name`.
-    pub fn new(name: &str) -> Result<OwnRuntime, String> {
-        tokio::runtime::Builder::new_multi_thread()
+    pub fn new(name: &str) -> Result<OwnRuntime, LabError> {
+        Ok(tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name(name)
             .build()
-            .map(|rt| OwnRuntime(Some(rt)))
-            .map_err(|e| e.to_string())
+            .map(|rt| OwnRuntime(Some(rt)))?)
     }
 
     /// Its handle, to spawn on.
@@ -123,15 +196,15 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+fn write(path: &Path, bytes: &[u8]) -> Result<(), LabError> {
+    std::fs::write(path, bytes).map_err(|e| LabError::File(path.to_path_buf(), e))
 }
 
 impl Lab {
     /// Create and start providers under a fresh folder in the temp dir.
     /// `extra` is merged into every provider's config (e.g. `[queue]` or
     /// `[limits]` settings; its keys win).
-    pub async fn start(specs: &[LabProvider], extra: &str) -> Result<Lab, String> {
+    pub async fn start(specs: &[LabProvider], extra: &str) -> Result<Lab, LabError> {
         Lab::start_signing(specs, extra, None).await
     }
 
@@ -140,7 +213,7 @@ impl Lab {
         specs: &[LabProvider],
         extra: &str,
         token: Option<&LabToken>,
-    ) -> Result<Lab, String> {
+    ) -> Result<Lab, LabError> {
         // The token's public half, for the lab CA to certify.
         let token_key = token.map(LabToken::key).transpose()?;
         let dir = std::env::temp_dir().join(format!(
@@ -148,29 +221,26 @@ impl Lab {
             std::process::id(),
             crate::store::spool::unique_suffix()
         ));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let ca = crate::certs::generate_ca("pecd lab CA").map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&dir)?;
+        let ca = crate::certs::generate_ca("pecd lab CA")?;
         let ca_pem = ca.cert_pem();
         let mut index = String::new();
         let mut inbound_ports = Vec::new();
         for s in specs {
             let certs = dir.join(&s.domain).join("certs");
-            crate::layout::write_dev_certs(&certs, &ca, &s.name, &s.domain)?;
+            crate::layout::write_dev_certs(&certs, &ca, &s.name, &s.domain)
+                .map_err(LabError::Certs)?;
             if let Some(key) = &token_key {
-                let cert = crate::certs::signing_cert_for(&ca, key, &s.name, &s.domain)
-                    .map_err(|e| e.to_string())?;
-                write(
-                    &certs.join("signing.pem"),
-                    &cert.to_pem().map_err(|e| e.to_string())?,
-                )?;
-                std::fs::remove_file(certs.join("signing.key")).map_err(|e| e.to_string())?;
+                let cert = crate::certs::signing_cert_for(&ca, key, &s.name, &s.domain)?;
+                write(&certs.join("signing.pem"), &cert.to_pem()?)?;
+                std::fs::remove_file(certs.join("signing.key"))?;
             }
             index.push_str(&crate::layout::index_entry(
                 &s.name,
                 &s.domain,
                 &certs.join("signing.pem"),
             ));
-            inbound_ports.push(free_port().map_err(|e| e.to_string())?);
+            inbound_ports.push(free_port()?);
         }
         let mut routes = String::new();
         for (s, port) in specs.iter().zip(&inbound_ports) {
@@ -204,25 +274,28 @@ impl Lab {
                 )?,
                 None => text,
             };
-            let cfg = Config::from_str_at(&text, &pdir)?;
+            let cfg =
+                Config::from_str_at(&text, &pdir).map_err(|e| LabError::Config("lab config", e))?;
             let data = cfg.data_dir();
-            let st = crate::store::Store::open(&data).map_err(|e| e.to_string())?;
+            let st = crate::store::Store::open(&data).map_err(LabError::Store)?;
             for u in &s.users {
                 let addr = format!("{u}@{}", s.domain);
-                let hash = users::hash_password(LAB_PASSWORD)?;
+                let hash = users::hash_password(LAB_PASSWORD).map_err(LabError::Provider)?;
                 let a = addr.clone();
                 st.write_blocking(move |c| users::add(c, &a, &hash, crate::store::now_ms()))
-                    .map_err(|e| e.to_string())?;
-                crate::server::create_mailbox(&st.paths().mail, &addr)?;
+                    .map_err(LabError::Store)?;
+                crate::server::create_mailbox(&st.paths().mail, &addr)
+                    .map_err(LabError::Provider)?;
             }
             st.close();
             let rt = OwnRuntime::new(&format!("pecd-{}", s.domain))?;
-            let handle = rt.handle().ok_or("runtime gone")?;
+            let handle = rt.handle().ok_or(LabError::RuntimeGone)?;
             providers.push(
                 handle
                     .spawn(crate::server::start(cfg))
                     .await
-                    .map_err(|e| e.to_string())??,
+                    .map_err(LabError::Join)?
+                    .map_err(LabError::Provider)?,
             );
             runtimes.push(rt);
         }
@@ -235,7 +308,7 @@ impl Lab {
     }
 
     /// The standard pair: Alpha (alice) and Beta (`beta_users`).
-    pub async fn alpha_beta(beta_users: &[String], extra: &str) -> Result<Lab, String> {
+    pub async fn alpha_beta(beta_users: &[String], extra: &str) -> Result<Lab, LabError> {
         Lab::alpha_beta_signing(beta_users, extra, None).await
     }
 
@@ -244,7 +317,7 @@ impl Lab {
         beta_users: &[String],
         extra: &str,
         token: Option<&LabToken>,
-    ) -> Result<Lab, String> {
+    ) -> Result<Lab, LabError> {
         Lab::start_signing(
             &[
                 LabProvider {
@@ -265,12 +338,12 @@ impl Lab {
     }
 
     /// TLS settings of a client that trusts the lab CA.
-    pub fn client_tls(&self) -> Result<TlsParameters, String> {
-        let ca = Certificate::from_pem(&self.ca_pem).map_err(|e| e.to_string())?;
+    pub fn client_tls(&self) -> Result<TlsParameters, LabError> {
+        let ca = Certificate::from_pem(&self.ca_pem).map_err(client)?;
         TlsParameters::builder("127.0.0.1".into())
             .add_root_certificate(ca)
             .build_native()
-            .map_err(|e| e.to_string())
+            .map_err(client)
     }
 
     /// Stop every provider and remove the folder.
@@ -289,7 +362,7 @@ fn message(
     to: &[String],
     subject: &str,
     body: &str,
-) -> Result<(Envelope, String), String> {
+) -> Result<(Envelope, String), LabError> {
     let mut raw = format!(
         "From: {from}\r\nTo: {}\r\nSubject: {subject}\r\nMessage-ID: <{}@lab.client>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
         to.join(", "),
@@ -298,12 +371,12 @@ fn message(
     raw.push_str(body);
     raw.push_str("\r\n");
     let env = Envelope::new(
-        Some(from.parse::<Address>().map_err(|e| e.to_string())?),
+        Some(from.parse::<Address>().map_err(client)?),
         to.iter()
-            .map(|r| r.parse::<Address>().map_err(|e| e.to_string()))
+            .map(|r| r.parse::<Address>().map_err(client))
             .collect::<Result<_, _>>()?,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(client)?;
     Ok((env, raw))
 }
 
@@ -321,9 +394,11 @@ pub async fn submit(
     to: &[String],
     subject: &str,
     body: &str,
-) -> Result<String, String> {
+) -> Result<String, LabError> {
     let (env, raw) = message(from, to, subject, body)?;
-    let reply = crate::relay::send_on(conn, &env, raw.as_bytes(), CLIENT_TIMEOUT).await?;
+    let reply = crate::relay::send_on(conn, &env, raw.as_bytes(), CLIENT_TIMEOUT)
+        .await
+        .map_err(LabError::Send)?;
     Ok(identificativo_of(&reply))
 }
 
@@ -336,21 +411,21 @@ pub async fn session(
     lab_addr: std::net::SocketAddr,
     tls: TlsParameters,
     user: &str,
-) -> Result<AsyncSmtpConnection, String> {
+) -> Result<AsyncSmtpConnection, LabError> {
     let hello = ClientId::Domain("lab.client".into());
     let ip = lab_addr.ip().to_string();
     let tcp = crate::relay::tcp_connect(&ip, lab_addr.port(), CLIENT_TIMEOUT)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(client)?;
     let mut c = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
         .await
-        .map_err(|e| e.to_string())?;
-    c.starttls(tls, &hello).await.map_err(|e| e.to_string())?;
+        .map_err(client)?;
+    c.starttls(tls, &hello).await.map_err(client)?;
     c.auth(
         &[Mechanism::Plain],
         &Credentials::new(user.into(), LAB_PASSWORD.into()),
     )
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(client)?;
     Ok(c)
 }

@@ -146,6 +146,36 @@ pub fn route_entry(domain: &str, next_hop: &str) -> String {
     format!("[[route]]\ndomain = \"{domain}\"\nnext_hop = \"{next_hop}\"\n\n")
 }
 
+/// Why the development certificates were not written: their folder and
+/// the reason.
+#[derive(Debug)]
+pub struct DevCertsError {
+    /// The folder of the certificates.
+    pub dir: std::path::PathBuf,
+    /// What failed.
+    pub reason: DevCertsProblem,
+}
+
+/// What failed writing development certificates.
+#[derive(Debug)]
+pub enum DevCertsProblem {
+    /// A file or the folder could not be written.
+    Io(std::io::Error),
+    /// A certificate could not be made.
+    Openssl(openssl::error::ErrorStack),
+}
+
+impl std::fmt::Display for DevCertsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.reason {
+            DevCertsProblem::Io(e) => write!(f, "{}: {e}", self.dir.display()),
+            DevCertsProblem::Openssl(e) => write!(f, "{}: {e}", self.dir.display()),
+        }
+    }
+}
+
+impl std::error::Error for DevCertsError {}
+
 /// A development provider's certificates in `certs`, issued by `ca`:
 /// `ca.pem`, `signing.pem`/`.key` (for `name`, `domain`) and `tls.pem`/`.key`
 /// for `mx.<domain>` — the files the configuration above names.
@@ -154,15 +184,20 @@ pub fn write_dev_certs(
     ca: &crate::certs::CertKey,
     name: &str,
     domain: &str,
-) -> Result<(), String> {
-    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", certs.display());
-    std::fs::create_dir_all(certs).map_err(|e| at(&e))?;
-    std::fs::write(certs.join("ca.pem"), ca.cert_pem()).map_err(|e| at(&e))?;
-    let signing = crate::certs::generate_signing(ca, name, domain).map_err(|e| at(&e))?;
+) -> Result<(), DevCertsError> {
+    let at = |reason| DevCertsError {
+        dir: certs.to_path_buf(),
+        reason,
+    };
+    let io = |e| at(DevCertsProblem::Io(e));
+    let ssl = |e| at(DevCertsProblem::Openssl(e));
+    std::fs::create_dir_all(certs).map_err(io)?;
+    std::fs::write(certs.join("ca.pem"), ca.cert_pem()).map_err(io)?;
+    let signing = crate::certs::generate_signing(ca, name, domain).map_err(ssl)?;
     signing
         .write(&certs.join("signing.pem"), &certs.join("signing.key"))
-        .map_err(|e| at(&e))?;
-    let tls = crate::certs::generate_tls(ca, &format!("mx.{domain}")).map_err(|e| at(&e))?;
+        .map_err(io)?;
+    let tls = crate::certs::generate_tls(ca, &format!("mx.{domain}")).map_err(ssl)?;
     tls.write(&certs.join("tls.pem"), &certs.join("tls.key"))
-        .map_err(|e| at(&e))
+        .map_err(io)
 }

@@ -27,54 +27,121 @@ pub fn acceptor_from_files(
     Ok(Arc::new(b.build()))
 }
 
+/// Why the `[tls]` files make no acceptor; each names the key at fault
+/// (`tls.certificate` or `tls.key`) and its file.
+#[derive(Debug)]
+pub enum TlsFilesError {
+    /// `tls.certificate` cannot be read.
+    ReadCertificate(std::path::PathBuf, io::Error),
+    /// `tls.key` cannot be read.
+    ReadKey(std::path::PathBuf, io::Error),
+    /// `tls.certificate` holds no PEM certificate; `swapped` when it holds
+    /// a private key instead.
+    NoCertificate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// It holds a private key: the two keys are likely swapped.
+        swapped: bool,
+    },
+    /// `tls.key` holds no usable PEM private key; `swapped` when it holds a
+    /// certificate instead.
+    NoKey {
+        /// The file.
+        path: std::path::PathBuf,
+        /// It holds a certificate: the two keys are likely swapped.
+        swapped: bool,
+        /// OpenSSL's reason.
+        error: openssl::error::ErrorStack,
+    },
+    /// The key is not the certificate's.
+    Mismatch {
+        /// `tls.key`.
+        key: std::path::PathBuf,
+        /// `tls.certificate`.
+        certificate: std::path::PathBuf,
+    },
+    /// OpenSSL refused the files anyway (the chain after the certificate).
+    Acceptor(std::path::PathBuf, openssl::error::ErrorStack),
+}
+
+impl std::fmt::Display for TlsFilesError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsFilesError::ReadCertificate(p, e) => {
+                write!(f, "tls.certificate: cannot read {}: {e}", p.display())
+            }
+            TlsFilesError::ReadKey(p, e) => write!(f, "tls.key: cannot read {}: {e}", p.display()),
+            TlsFilesError::NoCertificate { path, swapped } => write!(
+                f,
+                "tls.certificate: {} holds no PEM certificate{}",
+                path.display(),
+                if *swapped {
+                    " (it holds a private key: are tls.certificate and tls.key swapped?)"
+                } else {
+                    ""
+                }
+            ),
+            TlsFilesError::NoKey {
+                path,
+                swapped,
+                error,
+            } => write!(
+                f,
+                "tls.key: {} holds no usable PEM private key{} ({error})",
+                path.display(),
+                if *swapped {
+                    " (it holds a certificate: are tls.certificate and tls.key swapped?)"
+                } else {
+                    ""
+                }
+            ),
+            TlsFilesError::Mismatch { key, certificate } => write!(
+                f,
+                "tls.key: the key in {} does not belong to the certificate in {} (tls.certificate); \
+                 give the key the certificate was issued for",
+                key.display(),
+                certificate.display()
+            ),
+            TlsFilesError::Acceptor(p, e) => write!(f, "tls.certificate: {}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for TlsFilesError {}
+
 /// [`acceptor_from_files`] for the `[tls]` keys, with each failure in plain
 /// words naming the key at fault (`tls.certificate` or `tls.key`) and its
 /// file; OpenSSL's error chain follows only as detail.
-pub fn acceptor_for_config(cert: &Path, key: &Path) -> Result<Acceptor, String> {
-    let cert_pem = std::fs::read(cert)
-        .map_err(|e| format!("tls.certificate: cannot read {}: {e}", cert.display()))?;
-    let key_pem =
-        std::fs::read(key).map_err(|e| format!("tls.key: cannot read {}: {e}", key.display()))?;
+pub fn acceptor_for_config(cert: &Path, key: &Path) -> Result<Acceptor, TlsFilesError> {
+    let cert_pem =
+        std::fs::read(cert).map_err(|e| TlsFilesError::ReadCertificate(cert.to_path_buf(), e))?;
+    let key_pem = std::fs::read(key).map_err(|e| TlsFilesError::ReadKey(key.to_path_buf(), e))?;
     let leaf = match openssl::x509::X509::stack_from_pem(&cert_pem) {
         Ok(chain) if !chain.is_empty() => chain.into_iter().next(),
         Ok(_) => None,
         Err(_) => None,
     }
-    .ok_or_else(|| {
-        let hint = if openssl::pkey::PKey::private_key_from_pem(&cert_pem).is_ok() {
-            " (it holds a private key: are tls.certificate and tls.key swapped?)"
-        } else {
-            ""
-        };
-        format!(
-            "tls.certificate: {} holds no PEM certificate{hint}",
-            cert.display()
-        )
+    .ok_or_else(|| TlsFilesError::NoCertificate {
+        path: cert.to_path_buf(),
+        swapped: openssl::pkey::PKey::private_key_from_pem(&cert_pem).is_ok(),
     })?;
-    let pkey = openssl::pkey::PKey::private_key_from_pem(&key_pem).map_err(|e| {
-        let hint = if openssl::x509::X509::from_pem(&key_pem).is_ok() {
-            " (it holds a certificate: are tls.certificate and tls.key swapped?)"
-        } else {
-            ""
-        };
-        format!(
-            "tls.key: {} holds no usable PEM private key{hint} ({e})",
-            key.display()
-        )
-    })?;
+    let pkey =
+        openssl::pkey::PKey::private_key_from_pem(&key_pem).map_err(|e| TlsFilesError::NoKey {
+            path: key.to_path_buf(),
+            swapped: openssl::x509::X509::from_pem(&key_pem).is_ok(),
+            error: e,
+        })?;
     let matches = leaf
         .public_key()
         .map(|pk| pk.public_eq(&pkey))
         .unwrap_or(false);
     if !matches {
-        return Err(format!(
-            "tls.key: the key in {} does not belong to the certificate in {} (tls.certificate); \
-             give the key the certificate was issued for",
-            key.display(),
-            cert.display()
-        ));
+        return Err(TlsFilesError::Mismatch {
+            key: key.to_path_buf(),
+            certificate: cert.to_path_buf(),
+        });
     }
-    acceptor_from_files(cert, key).map_err(|e| format!("tls.certificate: {}: {e}", cert.display()))
+    acceptor_from_files(cert, key).map_err(|e| TlsFilesError::Acceptor(cert.to_path_buf(), e))
 }
 
 /// Run the server side of a TLS handshake over an accepted TCP stream.

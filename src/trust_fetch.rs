@@ -20,9 +20,10 @@ use std::time::Duration;
 
 use openssl::x509::{X509Crl, X509Ref, X509};
 
+use crate::http::HttpError;
 use crate::pec::revocation::{
     self, crl_answer, crl_is_from, decide, find_issuer, ocsp_answer, Fresh, Mode, Policy,
-    Revocation, RevocationCheck, Source, StatusRequest,
+    Revocation, RevocationCheck, Source, SourceError, StatusRequest,
 };
 
 /// Time allowed for one fetch, connecting included.
@@ -38,6 +39,95 @@ const MAX_OCSP: u64 = 1 << 20;
 const FAILURE_PAUSE: i64 = 30;
 /// Entries per cache before it starts afresh.
 const CACHE_MAX: usize = 4096;
+
+/// A CRL file (`[trust] crl`, `pecd verify --crl`) that does not read or
+/// parse.
+#[derive(Debug)]
+pub struct CrlFileError {
+    /// The file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub reason: CrlFileProblem,
+}
+
+/// Why a CRL file is not usable.
+#[derive(Debug)]
+pub enum CrlFileProblem {
+    /// It cannot be read.
+    Io(std::io::Error),
+    /// It is not a CRL.
+    Parse(SourceError),
+}
+
+impl std::fmt::Display for CrlFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.reason {
+            CrlFileProblem::Io(e) => write!(f, "{}: {e}", self.path.display()),
+            CrlFileProblem::Parse(e) => write!(f, "{}: {e}", self.path.display()),
+        }
+    }
+}
+
+impl std::error::Error for CrlFileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.reason {
+            CrlFileProblem::Io(e) => Some(e),
+            CrlFileProblem::Parse(e) => Some(e),
+        }
+    }
+}
+
+/// Why `[trust]` makes no checker.
+#[derive(Debug)]
+pub enum SetupError {
+    /// A `trust.crl` file does not read or parse.
+    TrustCrl(CrlFileError),
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::TrustCrl(e) => write!(f, "trust.crl: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SetupError::TrustCrl(e) => Some(e),
+        }
+    }
+}
+
+/// Why a source was not fetched.
+#[derive(Debug)]
+enum FetchError {
+    /// The exchange failed now.
+    Http(HttpError),
+    /// It failed moments ago (the error then) and is not asked again before
+    /// `until`.
+    Paused { error: String, until: i64 },
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Http(e) => write!(f, "{e}"),
+            FetchError::Paused { error, until } => write!(
+                f,
+                "{error} (failed moments ago: not asked again before {})",
+                revocation::utc(*until)
+            ),
+        }
+    }
+}
+
+impl From<FetchError> for SourceError {
+    fn from(e: FetchError) -> SourceError {
+        SourceError::Fetch(e.to_string())
+    }
+}
 
 struct FileCrl {
     path: PathBuf,
@@ -60,7 +150,7 @@ pub struct Checker {
 impl Checker {
     /// A checker for `policy`, with the CRL files `crl_files` (each must read
     /// and parse now; later re-reads that fail keep the copy in hand).
-    pub fn new(policy: Policy, crl_files: &[PathBuf]) -> Result<Checker, String> {
+    pub fn new(policy: Policy, crl_files: &[PathBuf]) -> Result<Checker, CrlFileError> {
         let mut files = Vec::new();
         for p in crl_files {
             let crl = read_crl(p)?;
@@ -82,7 +172,7 @@ impl Checker {
     }
 
     /// The checker `[trust]` of `cfg` describes.
-    pub fn for_config(cfg: &crate::config::Config) -> Result<Checker, String> {
+    pub fn for_config(cfg: &crate::config::Config) -> Result<Checker, SetupError> {
         let files: Vec<PathBuf> = cfg.trust.crl.iter().map(|p| cfg.resolve(p)).collect();
         Checker::new(
             Policy {
@@ -91,17 +181,17 @@ impl Checker {
             },
             &files,
         )
-        .map_err(|e| format!("trust.crl: {e}"))
+        .map_err(SetupError::TrustCrl)
     }
 
-    fn post(&self, url: &str, body: &[u8], now: i64) -> Result<Vec<u8>, String> {
+    fn post(&self, url: &str, body: &[u8], now: i64) -> Result<Vec<u8>, FetchError> {
         self.unless_failed(url, now, || {
             self.http
                 .post(url, "application/ocsp-request", body, MAX_OCSP)
         })
     }
 
-    fn get(&self, url: &str, now: i64) -> Result<Vec<u8>, String> {
+    fn get(&self, url: &str, now: i64) -> Result<Vec<u8>, FetchError> {
         self.unless_failed(url, now, || self.http.get(url, MAX_CRL))
     }
 
@@ -110,13 +200,13 @@ impl Checker {
         &self,
         url: &str,
         now: i64,
-        fetch: impl FnOnce() -> Result<Vec<u8>, String>,
-    ) -> Result<Vec<u8>, String> {
+        fetch: impl FnOnce() -> Result<Vec<u8>, HttpError>,
+    ) -> Result<Vec<u8>, FetchError> {
         if let Some((until, e)) = lock(&self.failed).get(url).filter(|(u, _)| *u > now) {
-            return Err(format!(
-                "{e} (failed moments ago: not asked again before {})",
-                revocation::utc(*until)
-            ));
+            return Err(FetchError::Paused {
+                error: e.clone(),
+                until: *until,
+            });
         }
         let r = fetch();
         match &r {
@@ -126,10 +216,10 @@ impl Checker {
             Err(e) => bounded_insert(
                 &mut lock(&self.failed),
                 url.to_string(),
-                (now + FAILURE_PAUSE, e.clone()),
+                (now + FAILURE_PAUSE, e.to_string()),
             ),
         }
-        r
+        r.map_err(FetchError::Http)
     }
 
     /// The issuer of `req.signer` among the embedded certificates and the
@@ -150,13 +240,13 @@ impl Checker {
         url: &str,
         req: &StatusRequest<'_>,
         issuer: &X509Ref,
-    ) -> (Source, Result<Fresh, String>) {
+    ) -> (Source, Result<Fresh, SourceError>) {
         let key = (*req.sha1, url.to_string());
         if let Some(f) = lock(&self.ocsp).get(&key).filter(|f| f.until >= req.now) {
             return (Source::ocsp(url).cached(true), Ok(f.clone()));
         }
         let r = revocation::ocsp_request(req.signer, issuer)
-            .and_then(|body| self.post(url, &body, req.now))
+            .and_then(|body| self.post(url, &body, req.now).map_err(SourceError::from))
             .and_then(|der| {
                 ocsp_answer(&der, req.signer, issuer, req.embedded, req.roots, req.now)
             });
@@ -196,7 +286,7 @@ impl Checker {
         url: &str,
         req: &StatusRequest<'_>,
         issuer: &X509Ref,
-    ) -> (Source, Result<Fresh, String>) {
+    ) -> (Source, Result<Fresh, SourceError>) {
         let cached = {
             let crls = lock(&self.crls);
             crls.get(url)
@@ -209,6 +299,7 @@ impl Checker {
         }
         let r = self
             .get(url, req.now)
+            .map_err(SourceError::from)
             .and_then(|b| revocation::parse_crl(&b))
             .and_then(|crl| {
                 let r = crl_answer(&crl, req.signer, issuer, req.now);
@@ -289,7 +380,7 @@ impl RevocationCheck for Checker {
     }
 }
 
-fn is_decisive(r: &Result<Fresh, String>) -> bool {
+fn is_decisive(r: &Result<Fresh, SourceError>) -> bool {
     matches!(
         r,
         Ok(Fresh {
@@ -299,9 +390,13 @@ fn is_decisive(r: &Result<Fresh, String>) -> bool {
     )
 }
 
-fn read_crl(p: &Path) -> Result<X509Crl, String> {
-    let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    revocation::parse_crl(&bytes).map_err(|e| format!("{}: {e}", p.display()))
+fn read_crl(p: &Path) -> Result<X509Crl, CrlFileError> {
+    let bad = |reason| CrlFileError {
+        path: p.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(p).map_err(|e| bad(CrlFileProblem::Io(e)))?;
+    revocation::parse_crl(&bytes).map_err(|e| bad(CrlFileProblem::Parse(e)))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -344,7 +439,11 @@ mod tests {
         let e = Checker::new(policy, &[file.clone(), junk.clone()])
             .err()
             .unwrap();
-        assert!(e.contains("junk.crl"), "{e}");
+        assert_eq!(e.path, junk);
+        assert!(matches!(e.reason, CrlFileProblem::Parse(_)), "{e}");
+        assert!(e
+            .to_string()
+            .starts_with(&format!("{}: not a CRL", junk.display())));
         let checker = Checker::new(policy, std::slice::from_ref(&file)).unwrap();
         let roots = {
             let mut b = openssl::x509::store::X509StoreBuilder::new().unwrap();

@@ -5,55 +5,16 @@
 //! is tested without a clamd; [`Scanner::scan`] drives it over one fresh
 //! connection per scan, so scans run side by side with no shared lock.
 
+pub mod endpoint;
 pub mod probe;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::{AntivirusSection, Config, OnError};
 
-/// Where clamd listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `unix:/path` (clamd's `LocalSocket`).
-    Unix(PathBuf),
-    /// `tcp:host:port` (clamd's `TCPSocket`/`TCPAddr`).
-    Tcp(String),
-}
-
-impl Endpoint {
-    /// Parse `unix:/path` or `tcp:host:port`.
-    pub fn parse(s: &str) -> Result<Endpoint, String> {
-        if let Some(p) = s.strip_prefix("unix:") {
-            if p.is_empty() {
-                return Err("unix: needs a socket path".into());
-            }
-            Ok(Endpoint::Unix(PathBuf::from(p)))
-        } else if let Some(a) = s.strip_prefix("tcp:") {
-            match a.rsplit_once(':') {
-                Some((h, port)) if !h.is_empty() && port.parse::<u16>().is_ok() => {
-                    Ok(Endpoint::Tcp(a.to_string()))
-                }
-                _ => Err(format!("{s:?}: expected tcp:host:port")),
-            }
-        } else {
-            Err(format!(
-                "{s:?}: expected \"unix:/path\" or \"tcp:host:port\""
-            ))
-        }
-    }
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
-            Endpoint::Tcp(a) => write!(f, "tcp:{a}"),
-        }
-    }
-}
+pub use endpoint::{Endpoint, EndpointError};
 
 /// What clamd said about a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +128,23 @@ fn unexpected(reply: &[u8]) -> ScanError {
     ScanError(format!("clamd: unexpected reply \"{head}{more}\""))
 }
 
+/// Why `[antivirus]` makes no scanner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupError {
+    /// `antivirus.clamd` names no socket.
+    Clamd(EndpointError),
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::Clamd(e) => write!(f, "antivirus.clamd: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
 /// The configured scanner (`[antivirus]`).
 #[derive(Debug, Clone)]
 pub struct Scanner {
@@ -184,16 +162,16 @@ pub struct Scanner {
 
 impl Scanner {
     /// The scanner of `cfg`, or `None` without an `[antivirus]` section.
-    pub fn from_config(cfg: &Config) -> Result<Option<Scanner>, String> {
+    pub fn from_config(cfg: &Config) -> Result<Option<Scanner>, SetupError> {
         let Some(av) = &cfg.antivirus else {
             return Ok(None);
         };
         Ok(Some(Scanner::new(av, cfg)?))
     }
 
-    fn new(av: &AntivirusSection, cfg: &Config) -> Result<Scanner, String> {
+    fn new(av: &AntivirusSection, cfg: &Config) -> Result<Scanner, SetupError> {
         Ok(Scanner {
-            endpoint: Endpoint::parse(&av.clamd).map_err(|e| format!("antivirus.clamd: {e}"))?,
+            endpoint: Endpoint::parse(&av.clamd).map_err(SetupError::Clamd)?,
             timeout: cfg.duration(&av.timeout, Duration::from_secs(30)),
             max_scan_size: av.max_scan_size(cfg.max_message_size()),
             on_error: av.on_error,
@@ -489,6 +467,10 @@ mod tests {
         );
         assert!(Endpoint::parse("tcp:127.0.0.1").is_err());
         assert!(Endpoint::parse("/run/clamd.ctl").is_err());
-        assert!(Endpoint::parse("unix:").is_err());
+        assert_eq!(Endpoint::parse("unix:"), Err(EndpointError::NoSocketPath));
+        assert_eq!(
+            Endpoint::parse("/run/clamd.ctl").unwrap_err().to_string(),
+            "\"/run/clamd.ctl\": expected \"unix:/path\" or \"tcp:host:port\""
+        );
     }
 }

@@ -12,6 +12,8 @@ use crate::cli::BenchArgs;
 use crate::cmd::AdminResult;
 use crate::store;
 
+use super::percentiles::Percentiles;
+
 use crate::lab::{self, Lab};
 
 const ALICE: &str = "alice@pec.alpha.test";
@@ -71,58 +73,30 @@ pub struct Report {
     pub queued_for_dead_peer: Option<i64>,
 }
 
-/// p50 / p99 / max of a sample, in milliseconds.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct Percentiles {
-    /// Median.
-    pub p50: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// Largest.
-    pub max: f64,
-    /// Sample size.
-    pub n: usize,
-}
-
-impl Percentiles {
-    pub(crate) fn of(mut v: Vec<f64>) -> Percentiles {
-        if v.is_empty() {
-            return Percentiles::default();
-        }
-        v.sort_by(|a, b| a.total_cmp(b));
-        let at = |q: usize| v[((v.len() * q) / 100).min(v.len() - 1)];
-        Percentiles {
-            p50: at(50),
-            p99: at(99),
-            max: v[v.len() - 1],
-            n: v.len(),
-        }
-    }
-}
-
 fn rusage() -> (f64, f64) {
     crate::sys::rusage::own()
 }
 
 /// RSA-2048 PKCS#1 SHA-256 signatures per second on one thread (about 1 s).
-pub fn rsa2048_rate() -> Result<f64, String> {
+pub fn rsa2048_rate() -> Result<f64, openssl::error::ErrorStack> {
     use openssl::{pkey::PKey, rsa::Rsa};
-    let key = PKey::from_rsa(Rsa::generate(2048).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
+    let key = PKey::from_rsa(Rsa::generate(2048)?)?;
     sign_rate(&key)
 }
 
 /// SHA-256 signatures per second by `key` on one thread (about 1 s): a
 /// token's key signs inside the token.
-fn sign_rate(key: &openssl::pkey::PKey<openssl::pkey::Private>) -> Result<f64, String> {
+fn sign_rate(
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+) -> Result<f64, openssl::error::ErrorStack> {
     use openssl::{hash::MessageDigest, sign::Signer};
     let data = [0x5au8; 1024];
     let t0 = Instant::now();
     let mut n = 0u64;
     while t0.elapsed() < Duration::from_secs(1) {
-        let mut s = Signer::new(MessageDigest::sha256(), key).map_err(|e| e.to_string())?;
-        s.update(&data).map_err(|e| e.to_string())?;
-        s.sign_to_vec().map_err(|e| e.to_string())?;
+        let mut s = Signer::new(MessageDigest::sha256(), key)?;
+        s.update(&data)?;
+        s.sign_to_vec()?;
         n += 1;
     }
     Ok(n as f64 / t0.elapsed().as_secs_f64())
@@ -462,13 +436,6 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_pick_ranks() {
-        let p = Percentiles::of((1..=100).map(f64::from).collect());
-        assert_eq!((p.p50, p.p99, p.max, p.n), (51.0, 100.0, 100.0, 100));
-        assert_eq!(Percentiles::of(vec![]).n, 0);
-    }
 
     #[test]
     fn body_has_the_requested_size() {

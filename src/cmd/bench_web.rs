@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::{SslConnector, SslMethod, SslStream};
 
-use super::bench::Percentiles;
+use super::percentiles::Percentiles;
 use crate::lab::{Lab, LabProvider, LAB_PASSWORD};
 
 const ALICE: &str = "alice@pec.alpha.test";
@@ -32,6 +32,62 @@ pub struct WebReport {
     pub debug_build: bool,
 }
 
+/// Why the webmail benchmark stopped.
+#[derive(Debug)]
+pub enum WebBenchError {
+    /// The folder could not be filled: the folder and why.
+    Fill(std::path::PathBuf, std::io::Error),
+    /// OpenSSL failed setting up the client.
+    Tls(openssl::error::ErrorStack),
+    /// The TLS handshake failed.
+    Handshake(String),
+    /// Connecting, writing or reading failed.
+    Io(std::io::Error),
+    /// The response has no head.
+    NoHead,
+    /// The response's status line has no status.
+    NoStatus,
+    /// The login was refused: the status.
+    Login(u16),
+    /// The login answer set no session cookie.
+    NoCookie,
+    /// The first page was not the whole folder: the status and the count
+    /// expected.
+    FirstPage(u16, String),
+}
+
+impl std::fmt::Display for WebBenchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WebBenchError::Fill(p, e) => write!(f, "{}: {e}", p.display()),
+            WebBenchError::Tls(e) => write!(f, "{e}"),
+            WebBenchError::Handshake(e) => f.write_str(e),
+            WebBenchError::Io(e) => write!(f, "{e}"),
+            WebBenchError::NoHead => f.write_str("no HTTP head"),
+            WebBenchError::NoStatus => f.write_str("no HTTP status"),
+            WebBenchError::Login(status) => write!(f, "login answered {status}"),
+            WebBenchError::NoCookie => f.write_str("login set no cookie"),
+            WebBenchError::FirstPage(status, total) => {
+                write!(f, "first page answered {status} without {total}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for WebBenchError {}
+
+impl From<std::io::Error> for WebBenchError {
+    fn from(e: std::io::Error) -> Self {
+        WebBenchError::Io(e)
+    }
+}
+
+impl From<openssl::error::ErrorStack> for WebBenchError {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        WebBenchError::Tls(e)
+    }
+}
+
 /// Fill alice's INBOX with `n` messages, log in, time `requests` first pages.
 pub async fn bench(n: usize, requests: usize) -> Result<WebReport, Box<dyn std::error::Error>> {
     let lab = Lab::start(
@@ -49,15 +105,15 @@ pub async fn bench(n: usize, requests: usize) -> Result<WebReport, Box<dyn std::
         .map_err(|e| format!("{ALICE}: {e:?}"))?
         .join("new");
     let ca = openssl::x509::X509::from_pem(&lab.ca_pem)?;
-    let timed = tokio::task::spawn_blocking(move || -> Result<Vec<f64>, String> {
-        fill(&new, n).map_err(|e| format!("{}: {e}", new.display()))?;
-        let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
-        b.cert_store_mut().add_cert(ca).map_err(|e| e.to_string())?;
+    let timed = tokio::task::spawn_blocking(move || -> Result<Vec<f64>, WebBenchError> {
+        fill(&new, n).map_err(|e| WebBenchError::Fill(new.clone(), e))?;
+        let mut b = SslConnector::builder(SslMethod::tls_client())?;
+        b.cert_store_mut().add_cert(ca)?;
         let tls = b.build();
         let login = format!(r#"{{"username":"{ALICE}","password":"{LAB_PASSWORD}"}}"#);
         let (status, head, _) = request(&tls, addr, "POST", "/api/v1/session", None, &login)?;
         if status != 200 {
-            return Err(format!("login answered {status}"));
+            return Err(WebBenchError::Login(status));
         }
         let cookie = head
             .lines()
@@ -66,7 +122,7 @@ pub async fn bench(n: usize, requests: usize) -> Result<WebReport, Box<dyn std::
                     .or(l.strip_prefix("Set-Cookie: "))
             })
             .and_then(|c| c.split(';').next())
-            .ok_or("login set no cookie")?
+            .ok_or(WebBenchError::NoCookie)?
             .to_string();
         let path = "/api/v1/folders/INBOX/messages?limit=50";
         let mut times = Vec::with_capacity(requests);
@@ -76,7 +132,7 @@ pub async fn bench(n: usize, requests: usize) -> Result<WebReport, Box<dyn std::
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             let total = format!("\"total\":{n}");
             if status != 200 || !body.contains(&total) {
-                return Err(format!("first page answered {status} without {total}"));
+                return Err(WebBenchError::FirstPage(status, total));
             }
         }
         Ok(times)
@@ -113,11 +169,12 @@ fn request(
     path: &str,
     cookie: Option<&str>,
     body: &str,
-) -> Result<(u16, String, String), String> {
-    let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    let mut s: SslStream<TcpStream> = tls.connect("127.0.0.1", tcp).map_err(|e| e.to_string())?;
+) -> Result<(u16, String, String), WebBenchError> {
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut s: SslStream<TcpStream> = tls
+        .connect("127.0.0.1", tcp)
+        .map_err(|e| WebBenchError::Handshake(e.to_string()))?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n",
@@ -128,20 +185,20 @@ fn request(
     }
     req.push_str("\r\n");
     req.push_str(body);
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    s.write_all(req.as_bytes())?;
     let mut all = Vec::new();
     // `Connection: close`: the response ends where the stream does.
     match s.read_to_end(&mut all) {
         Ok(_) => {}
         Err(e) if !all.is_empty() && e.kind() == std::io::ErrorKind::UnexpectedEof => {}
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     }
     let text = String::from_utf8_lossy(&all).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP head")?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or(WebBenchError::NoHead)?;
     let status = head
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or("no HTTP status")?;
+        .ok_or(WebBenchError::NoStatus)?;
     Ok((status, head.to_string(), body.to_string()))
 }

@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use serde::Deserialize;
 
-use super::logverify::pem_certs;
+use super::logverify::{day_flag, pem_certs, CertFileError};
 use super::AdminResult;
 use crate::cli::LogExportArgs;
 use crate::config::Config;
@@ -56,24 +56,48 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn roots(cfg: &Config) -> Result<Vec<openssl::x509::X509>, String> {
+/// Why an extract was not written or cannot be read.
+#[derive(Debug)]
+pub enum ExtractError {
+    /// A file of the extract: the path and why.
+    File(std::path::PathBuf, std::io::Error),
+    /// `extract.txt` is not a pecd log extract, or breaks its form here.
+    Malformed(&'static str),
+    /// A line that should start with `key:` does not: the key.
+    Expected(&'static str),
+    /// A row that is not the JSON of a log row.
+    BadRow(serde_json::Error),
+    /// A line that is none of the extract's.
+    UnexpectedLine(String),
+}
+
+impl std::fmt::Display for ExtractError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExtractError::File(p, e) => write!(f, "{}: {e}", p.display()),
+            ExtractError::Malformed(what) => f.write_str(what),
+            ExtractError::Expected(key) => write!(f, "extract.txt: expected {key}:"),
+            ExtractError::BadRow(e) => write!(f, "extract.txt: bad row: {e}"),
+            ExtractError::UnexpectedLine(l) => write!(f, "extract.txt: unexpected line {l:?}"),
+        }
+    }
+}
+
+impl std::error::Error for ExtractError {}
+
+fn roots(cfg: &Config) -> Result<Vec<openssl::x509::X509>, CertFileError> {
     let mut r = pem_certs(cfg, &cfg.trust.ca)?;
     r.extend(pem_certs(cfg, &cfg.signing.chain)?);
     Ok(r)
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+fn write(path: &Path, bytes: &[u8]) -> Result<(), ExtractError> {
+    std::fs::write(path, bytes).map_err(|e| ExtractError::File(path.to_path_buf(), e))
 }
 
 /// Run `pecd log export`.
 pub fn export(cfg: &Config, a: &LogExportArgs) -> AdminResult {
-    let day = |s: &Option<String>, flag: &str| -> Result<Option<Day>, String> {
-        s.as_deref()
-            .map(|d| Day::parse(d).ok_or(format!("{flag} {d:?}: expected YYYY-MM-DD")))
-            .transpose()
-    };
-    let (from, to) = (day(&a.from, "--from")?, day(&a.to, "--to")?);
+    let (from, to) = (day_flag(&a.from, "--from")?, day_flag(&a.to, "--to")?);
     if a.out.exists()
         && std::fs::read_dir(&a.out)
             .map_err(|e| format!("{}: {e}", a.out.display()))?
@@ -128,7 +152,7 @@ pub fn export(cfg: &Config, a: &LogExportArgs) -> AdminResult {
                 for (ext, bytes) in files {
                     if let Some(b) = bytes {
                         write(&seals_out.join(format!("{}.{ext}", s.date)), b)
-                            .map_err(store::StoreError::Commit)?;
+                            .map_err(|e| store::StoreError::Commit(e.to_string()))?;
                     }
                 }
             }
@@ -189,9 +213,9 @@ impl RowJson {
 
 /// Run `pecd log verify --extract DIR [--allow-unstamped]`.
 pub fn verify(cfg: &Config, dir: &Path, allow_unstamped: bool) -> AdminResult {
-    let read = |name: &str| -> Result<Vec<u8>, String> {
+    let read = |name: &str| -> Result<Vec<u8>, ExtractError> {
         let p = dir.join(name);
-        std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
+        std::fs::read(&p).map_err(|e| ExtractError::File(p, e))
     };
     let roots = roots(cfg)?;
     let tsa_roots = match &cfg.log.tsa_ca {
@@ -206,15 +230,16 @@ pub fn verify(cfg: &Config, dir: &Path, allow_unstamped: bool) -> AdminResult {
         Ok(who) => notes.push(format!("extract signed by {who}")),
         Err(e) => problems.push(format!("extract.txt: {e}")),
     }
-    let text = String::from_utf8(text).map_err(|_| "extract.txt is not UTF-8")?;
+    let text =
+        String::from_utf8(text).map_err(|_| ExtractError::Malformed("extract.txt is not UTF-8"))?;
     let mut lines = text.lines();
     if lines.next() != Some(MAGIC) {
-        return Err("extract.txt is not a pecd log extract".into());
+        return Err(ExtractError::Malformed("extract.txt is not a pecd log extract").into());
     }
-    let field = |l: Option<&str>, key: &str| -> Result<String, String> {
+    let field = |l: Option<&str>, key: &'static str| -> Result<String, ExtractError> {
         l.and_then(|l| l.strip_prefix(key)?.strip_prefix(": "))
             .map(str::to_string)
-            .ok_or(format!("extract.txt: expected {key}:"))
+            .ok_or(ExtractError::Expected(key))
     };
     let _provider = field(lines.next(), "provider")?;
     let address = field(lines.next(), "address")?;
@@ -222,20 +247,29 @@ pub fn verify(cfg: &Config, dir: &Path, allow_unstamped: bool) -> AdminResult {
     while let Some(l) = lines.next() {
         let date = field(Some(l), "day")?;
         let prev = field(lines.next(), "previous-hash")?;
-        let mut chain = unhex32(&prev).ok_or("extract.txt: bad previous-hash")?;
+        let mut chain =
+            unhex32(&prev).ok_or(ExtractError::Malformed("extract.txt: bad previous-hash"))?;
         let mut ids = Vec::new();
         loop {
-            let l = lines.next().ok_or("extract.txt: a day without end-day")?;
+            let l = lines.next().ok_or(ExtractError::Malformed(
+                "extract.txt: a day without end-day",
+            ))?;
             if l == "end-day" {
                 break;
             }
             let (digest, id) = if let Some(rest) = l.strip_prefix("digest ") {
-                let (id, h) = rest.split_once(' ').ok_or("extract.txt: bad digest line")?;
-                let id: i64 = id.parse().map_err(|_| "extract.txt: bad digest id")?;
-                (unhex32(h).ok_or("extract.txt: bad digest")?, id)
+                let (id, h) = rest
+                    .split_once(' ')
+                    .ok_or(ExtractError::Malformed("extract.txt: bad digest line"))?;
+                let id: i64 = id
+                    .parse()
+                    .map_err(|_| ExtractError::Malformed("extract.txt: bad digest id"))?;
+                let digest =
+                    unhex32(h).ok_or(ExtractError::Malformed("extract.txt: bad digest"))?;
+                (digest, id)
             } else if let Some(json) = l.strip_prefix("row ") {
                 let e = serde_json::from_str::<RowJson>(json)
-                    .map_err(|e| format!("extract.txt: bad row: {e}"))?
+                    .map_err(ExtractError::BadRow)?
                     .event();
                 if !mentions(&e, &address) {
                     problems.push(format!(
@@ -246,7 +280,7 @@ pub fn verify(cfg: &Config, dir: &Path, allow_unstamped: bool) -> AdminResult {
                 rows += 1;
                 (log::row_digest(&e), e.id)
             } else {
-                return Err(format!("extract.txt: unexpected line {l:?}").into());
+                return Err(ExtractError::UnexpectedLine(l.to_string()).into());
             };
             ids.push(id);
             chain = log::chain_next(&chain, &digest);

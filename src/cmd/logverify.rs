@@ -35,25 +35,62 @@ struct Report {
 /// A finished day is sealed a minute after its midnight (the sealer's grace).
 const GRACE_MS: i64 = 60_000;
 
-pub(super) fn pem_certs(cfg: &Config, paths: &[std::path::PathBuf]) -> Result<Vec<X509>, String> {
+/// A certificate file of the configuration that does not read or parse.
+#[derive(Debug)]
+pub enum CertFileError {
+    /// It cannot be read.
+    Read(std::path::PathBuf, std::io::Error),
+    /// It holds no PEM certificates.
+    Pem(std::path::PathBuf, openssl::error::ErrorStack),
+}
+
+impl std::fmt::Display for CertFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CertFileError::Read(p, e) => write!(f, "{}: {e}", p.display()),
+            CertFileError::Pem(p, e) => write!(f, "{}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for CertFileError {}
+
+pub(super) fn pem_certs(
+    cfg: &Config,
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<X509>, CertFileError> {
     let mut out = Vec::new();
     for p in paths {
         let p = cfg.resolve(p);
-        let pem = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        out.extend(X509::stack_from_pem(&pem).map_err(|e| format!("{}: {e}", p.display()))?);
+        let pem = std::fs::read(&p).map_err(|e| CertFileError::Read(p.clone(), e))?;
+        out.extend(X509::stack_from_pem(&pem).map_err(|e| CertFileError::Pem(p.clone(), e))?);
     }
     Ok(out)
 }
 
+/// A `--from`/`--to` day that is not `YYYY-MM-DD`: the flag and the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadDay(pub &'static str, pub String);
+
+impl std::fmt::Display for BadDay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}: expected YYYY-MM-DD", self.0, self.1)
+    }
+}
+
+impl std::error::Error for BadDay {}
+
+/// The day a `--from`/`--to` flag names, if given.
+pub(super) fn day_flag(s: &Option<String>, flag: &'static str) -> Result<Option<Day>, BadDay> {
+    s.as_deref()
+        .map(|d| Day::parse(d).ok_or_else(|| BadDay(flag, d.to_string())))
+        .transpose()
+}
+
 /// Run `pecd log verify`.
 pub fn verify(cfg: &Config, a: &LogVerifyArgs) -> AdminResult {
-    let day = |s: &Option<String>, flag: &str| -> Result<Option<Day>, String> {
-        s.as_deref()
-            .map(|d| Day::parse(d).ok_or(format!("{flag} {d:?}: expected YYYY-MM-DD")))
-            .transpose()
-    };
-    let from = day(&a.from, "--from")?;
-    let to = day(&a.to, "--to")?;
+    let from = day_flag(&a.from, "--from")?;
+    let to = day_flag(&a.to, "--to")?;
     // The provider's own signing chain is trusted for its seals, beside
     // the roots that issue providers' certificates.
     let mut roots = pem_certs(cfg, &cfg.trust.ca)?;

@@ -17,6 +17,7 @@ pub mod bench;
 pub mod bench_web;
 pub mod logextract;
 pub mod logverify;
+pub mod percentiles;
 pub mod quarantine;
 pub mod serve;
 pub mod tools;
@@ -150,7 +151,7 @@ fn antivirus_notes(cfg: &Config) -> Vec<String> {
     let s = match crate::antivirus::Scanner::from_config(cfg) {
         Ok(None) => return vec!["no [antivirus]: the provider runs without virus checks".into()],
         Ok(Some(s)) => s,
-        Err(e) => return vec![e],
+        Err(e) => return vec![e.to_string()],
     };
     let head = format!("antivirus: clamd at {}", s.endpoint);
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -367,7 +368,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
 }
 
 /// A `--quota` / `user quota` argument: a size or `none`.
-fn user_quota(s: &str) -> Result<users::Quota, String> {
+fn user_quota(s: &str) -> Result<users::Quota, crate::config::ValueError> {
     Ok(match crate::config::parse_quota(s)? {
         Some(n) => users::Quota::Bytes(n),
         None => users::Quota::Unlimited,
@@ -481,58 +482,130 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
 /// Why `d` cannot be a provider's certified domain, if it cannot: letters,
 /// digits and hyphens in dot-separated labels (RFC 1035 §2.3.1, as DNS and
 /// certificates want it), at least two labels, no trailing dot.
-pub fn check_provider_domain(d: &str) -> Result<(), String> {
+pub fn check_provider_domain(d: &str) -> Result<(), BadDomain> {
+    let bad = |problem| {
+        Err(BadDomain {
+            domain: d.to_string(),
+            problem,
+        })
+    };
     if d.is_empty() {
-        return Err("the domain is empty".into());
+        return bad(DomainProblem::Empty);
     }
     if d.ends_with('.') {
-        return Err(format!(
-            "{d:?} ends with a dot: write it without the trailing dot"
-        ));
+        return bad(DomainProblem::TrailingDot);
     }
     if !d.is_ascii() {
-        return Err(format!(
-            "{d:?} is not ASCII: give an internationalized domain in its xn-- form"
-        ));
+        return bad(DomainProblem::NotAscii);
     }
     if d.len() > 200 {
         // Identificativi are `<~45 octets>@<domain>` and must fit in 250.
-        return Err(format!("{d:?} is longer than 200 characters"));
+        return bad(DomainProblem::TooLong);
     }
     let labels: Vec<&str> = d.split('.').collect();
     if labels.len() < 2 {
-        return Err(format!(
-            "{d:?} has no dot: a PEC domain is a full domain name such as pec.example.it"
-        ));
+        return bad(DomainProblem::NoDot);
     }
     for l in &labels {
         if l.is_empty() {
-            return Err(format!(
-                "{d:?} has an empty label (two dots in a row, or a leading dot)"
-            ));
+            return bad(DomainProblem::EmptyLabel);
         }
         if l.len() > 63 {
-            return Err(format!("{d:?}: label {l:?} is longer than 63 characters"));
+            return bad(DomainProblem::LongLabel(l.to_string()));
         }
         if let Some(c) = l.chars().find(|c| !c.is_ascii_alphanumeric() && *c != '-') {
-            return Err(format!(
-                "{d:?}: {c:?} is not allowed (only letters, digits and hyphens)"
-            ));
+            return bad(DomainProblem::BadCharacter(c));
         }
         if l.starts_with('-') || l.ends_with('-') {
-            return Err(format!("{d:?}: label {l:?} starts or ends with a hyphen"));
+            return bad(DomainProblem::HyphenAtEdge(l.to_string()));
         }
     }
     if labels
         .last()
         .is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit()))
     {
-        return Err(format!(
-            "{d:?} is an IP address or ends in a numeric label, not a domain"
-        ));
+        return bad(DomainProblem::Numeric);
     }
     Ok(())
 }
+
+/// A domain [`check_provider_domain`] refuses, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadDomain {
+    /// The domain as given.
+    pub domain: String,
+    /// What is wrong with it.
+    pub problem: DomainProblem,
+}
+
+/// What makes a domain unfit to be a provider's certified domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainProblem {
+    /// Nothing given.
+    Empty,
+    /// A trailing dot.
+    TrailingDot,
+    /// Not ASCII (an internationalized name not in its xn-- form).
+    NotAscii,
+    /// Longer than 200 characters.
+    TooLong,
+    /// One label only.
+    NoDot,
+    /// Two dots in a row, or a leading dot.
+    EmptyLabel,
+    /// A label longer than 63 characters.
+    LongLabel(String),
+    /// A character other than a letter, digit or hyphen.
+    BadCharacter(char),
+    /// A label starting or ending with a hyphen.
+    HyphenAtEdge(String),
+    /// The last label is all digits: an IP address, not a domain.
+    Numeric,
+}
+
+impl std::fmt::Display for BadDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = &self.domain;
+        match &self.problem {
+            DomainProblem::Empty => write!(f, "the domain is empty"),
+            DomainProblem::TrailingDot => {
+                write!(
+                    f,
+                    "{d:?} ends with a dot: write it without the trailing dot"
+                )
+            }
+            DomainProblem::NotAscii => write!(
+                f,
+                "{d:?} is not ASCII: give an internationalized domain in its xn-- form"
+            ),
+            DomainProblem::TooLong => write!(f, "{d:?} is longer than 200 characters"),
+            DomainProblem::NoDot => write!(
+                f,
+                "{d:?} has no dot: a PEC domain is a full domain name such as pec.example.it"
+            ),
+            DomainProblem::EmptyLabel => write!(
+                f,
+                "{d:?} has an empty label (two dots in a row, or a leading dot)"
+            ),
+            DomainProblem::LongLabel(l) => {
+                write!(f, "{d:?}: label {l:?} is longer than 63 characters")
+            }
+            DomainProblem::BadCharacter(c) => write!(
+                f,
+                "{d:?}: {c:?} is not allowed (only letters, digits and hyphens)"
+            ),
+            DomainProblem::HyphenAtEdge(l) => {
+                write!(f, "{d:?}: label {l:?} starts or ends with a hyphen")
+            }
+            DomainProblem::Numeric => write!(
+                f,
+                "{d:?} is an IP address or ends in a numeric label, not a domain"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BadDomain {}
 
 /// Ports `pecd init` writes: submission, submissions, inbound, imap, imaps,
 /// pop3, pop3s, admin, web.
@@ -550,28 +623,71 @@ const LISTENERS: [(&str, &str); 9] = [
     ("web.listen", "webmail, HTTPS"),
 ];
 
+/// Why `init --dev` found no ports.
+#[derive(Debug)]
+pub enum DevPortsError {
+    /// `--port-base N`: N..N+8 are not all port numbers.
+    NoSuchPorts(u16),
+    /// `--port-base`: one of its ports is taken.
+    Taken {
+        /// The `--port-base` given.
+        base: u16,
+        /// The port taken.
+        port: u16,
+        /// The listener that would have used it.
+        key: &'static str,
+        /// Why it cannot be bound.
+        error: std::io::Error,
+    },
+    /// The system gave no free loopback port.
+    NoFreePort(std::io::Error),
+}
+
+impl std::fmt::Display for DevPortsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DevPortsError::NoSuchPorts(b) => write!(
+                f,
+                "--port-base {b}: the ports {b} to {} do not all exist",
+                u32::from(*b) + 8
+            ),
+            DevPortsError::Taken {
+                base,
+                port,
+                key,
+                error,
+            } => write!(
+                f,
+                "--port-base {base}: port {port} ({key}) is not free on 127.0.0.1: {error}"
+            ),
+            DevPortsError::NoFreePort(e) => write!(f, "finding a free loopback port: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DevPortsError {}
+
 /// Loopback ports for `init --dev`: N..N+8 from `--port-base N`, each
 /// checked free, or nine the system picks (all held at once, so they
 /// differ). Free now, not reserved: another program may take one later,
 /// and `serve` then names the port it cannot bind.
-fn dev_ports(base: Option<u16>) -> Result<[u16; 9], String> {
+fn dev_ports(base: Option<u16>) -> Result<[u16; 9], DevPortsError> {
     use std::net::{Ipv4Addr, TcpListener};
     let mut ports = [0u16; 9];
     match base {
         Some(b) => {
             if u32::from(b) + 8 > u32::from(u16::MAX) || b == 0 {
-                return Err(format!(
-                    "--port-base {b}: the ports {b} to {} do not all exist",
-                    u32::from(b) + 8
-                ));
+                return Err(DevPortsError::NoSuchPorts(b));
             }
             for (i, p) in ports.iter_mut().enumerate() {
                 *p = b + i as u16;
-                TcpListener::bind((Ipv4Addr::LOCALHOST, *p)).map_err(|e| {
-                    format!(
-                        "--port-base {b}: port {p} ({}) is not free on 127.0.0.1: {e}",
-                        LISTENERS[i].0
-                    )
+                TcpListener::bind((Ipv4Addr::LOCALHOST, *p)).map_err(|error| {
+                    DevPortsError::Taken {
+                        base: b,
+                        port: *p,
+                        key: LISTENERS[i].0,
+                        error,
+                    }
                 })?;
             }
         }
@@ -580,7 +696,7 @@ fn dev_ports(base: Option<u16>) -> Result<[u16; 9], String> {
             for p in ports.iter_mut() {
                 let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
                     .and_then(|l| Ok((l.local_addr()?.port(), l)))
-                    .map_err(|e| format!("finding a free loopback port: {e}"))?;
+                    .map_err(DevPortsError::NoFreePort)?;
                 *p = l.0;
                 held.push(l.1);
             }
@@ -768,4 +884,32 @@ fn restore(config: &Path, src: &Path) -> AdminResult {
         m.pecd_version
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_domain_says_which_rule_it_breaks() {
+        let problem = |d: &str| check_provider_domain(d).unwrap_err().problem;
+        assert_eq!(problem(""), DomainProblem::Empty);
+        assert_eq!(problem("pec"), DomainProblem::NoDot);
+        assert_eq!(problem("pec.example.it."), DomainProblem::TrailingDot);
+        assert_eq!(problem("pec..example.it"), DomainProblem::EmptyLabel);
+        assert_eq!(
+            problem("pec_mail.example.it"),
+            DomainProblem::BadCharacter('_')
+        );
+        assert_eq!(
+            problem("pec-.example.it"),
+            DomainProblem::HyphenAtEdge("pec-".into())
+        );
+        assert_eq!(problem("10.0.0.1"), DomainProblem::Numeric);
+        assert_eq!(
+            check_provider_domain("pec").unwrap_err().to_string(),
+            "\"pec\" has no dot: a PEC domain is a full domain name such as pec.example.it"
+        );
+        assert!(check_provider_domain("pec.example.it").is_ok());
+    }
 }

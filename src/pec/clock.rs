@@ -252,6 +252,21 @@ impl ItalianTime {
     }
 }
 
+/// Format milliseconds as an ISO-8601 UTC timestamp for humans.
+pub fn iso_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
 /// [`ItalianTime::human`] of Unix milliseconds.
 pub fn human_ms(ms: i64) -> String {
     ItalianTime::from_unix(ms.div_euclid(1000)).human()

@@ -12,7 +12,7 @@ use openssl::x509::X509;
 use serde::{Deserialize, Serialize};
 
 use super::mime::decode_base64;
-use super::smime::{cert_sha1, hex_colon};
+use super::x509::{cert_sha1, hex_colon};
 
 /// One PEC provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,21 +94,42 @@ pub fn parse_sha1(s: &str) -> Option<[u8; 20]> {
 }
 
 /// A PEM or DER certificate's DER bytes and SHA-1.
-fn cert_from_bytes(bytes: &[u8]) -> Result<(Vec<u8>, [u8; 20]), String> {
+fn cert_from_bytes(bytes: &[u8]) -> Result<(Vec<u8>, [u8; 20]), CertError> {
     let cert = X509::from_pem(bytes)
         .or_else(|_| X509::from_der(bytes))
-        .map_err(|e| format!("not a certificate: {e}"))?;
-    let der = cert.to_der().map_err(|e| e.to_string())?;
-    let sha1 = cert_sha1(&cert).map_err(|e| e.to_string())?;
+        .map_err(CertError::NotACertificate)?;
+    let der = cert.to_der().map_err(CertError::Der)?;
+    let sha1 = cert_sha1(&cert).map_err(CertError::Sha1)?;
     Ok((der, sha1))
+}
+
+/// Why an index entry's certificate file gives no fingerprint.
+#[derive(Debug)]
+enum CertError {
+    /// Neither PEM nor DER.
+    NotACertificate(openssl::error::ErrorStack),
+    /// It does not encode back to DER.
+    Der(openssl::error::ErrorStack),
+    /// Its SHA-1 cannot be taken.
+    Sha1(super::x509::SmimeError),
+}
+
+impl fmt::Display for CertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertError::NotACertificate(e) => write!(f, "not a certificate: {e}"),
+            CertError::Der(e) => write!(f, "{e}"),
+            CertError::Sha1(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 impl ProviderIndex {
     /// Read the TOML form. `load` returns the bytes of a `certificate` path
     /// (relative to the index file); unknown keys are errors naming the key.
-    pub fn from_toml(
+    pub fn from_toml<E: std::fmt::Display>(
         text: &str,
-        load: &dyn Fn(&str) -> Result<Vec<u8>, String>,
+        load: &dyn Fn(&str) -> Result<Vec<u8>, E>,
     ) -> Result<ProviderIndex, IndexError> {
         let parsed: TomlIndex = toml::from_str(text).map_err(|e| IndexError(e.to_string()))?;
         let mut providers = Vec::new();

@@ -106,7 +106,7 @@ pub struct SealText {
 }
 
 fn hex(b: &[u8]) -> String {
-    super::smime::hex_plain(b)
+    super::x509::hex_plain(b)
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -127,8 +127,8 @@ impl SealText {
              first-row: {}\nlast-row: {}\nrows: {}\nprevious-hash: {}\nlast-hash: {}\n",
             self.provider,
             self.date,
-            crate::store::log::iso_utc(self.date.start_ms()),
-            crate::store::log::iso_utc(self.date.end_ms()),
+            super::clock::iso_utc(self.date.start_ms()),
+            super::clock::iso_utc(self.date.end_ms()),
             self.first_row,
             self.last_row,
             self.rows,
@@ -167,6 +167,37 @@ impl SealText {
     }
 }
 
+/// Why a seal's signature is not taken.
+#[derive(Debug, Clone)]
+pub enum SealSignatureError {
+    /// The signature is not DER PKCS#7.
+    NotPkcs7(openssl::error::ErrorStack),
+    /// It does not verify against the roots at that time.
+    DoesNotVerify(openssl::error::ErrorStack),
+    /// OpenSSL failed building the store.
+    Openssl(openssl::error::ErrorStack),
+}
+
+impl std::fmt::Display for SealSignatureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SealSignatureError::NotPkcs7(e) => write!(f, "signature: {e}"),
+            SealSignatureError::DoesNotVerify(e) => {
+                write!(f, "the signature does not verify: {e}")
+            }
+            SealSignatureError::Openssl(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for SealSignatureError {}
+
+impl From<openssl::error::ErrorStack> for SealSignatureError {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        SealSignatureError::Openssl(e)
+    }
+}
+
 /// Check a seal's detached signature (DER PKCS#7) over `seal` against
 /// `roots`, the certificates valid at `at` (unix seconds: the time stamp's
 /// time when there is one, so a seal outlives the key that signed it).
@@ -176,28 +207,28 @@ pub fn verify_signature(
     signature: &[u8],
     roots: &[X509],
     at: Option<i64>,
-) -> Result<String, String> {
-    let p7 = Pkcs7::from_der(signature).map_err(|e| format!("signature: {e}"))?;
-    let mut sb = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+) -> Result<String, SealSignatureError> {
+    let p7 = Pkcs7::from_der(signature).map_err(SealSignatureError::NotPkcs7)?;
+    let mut sb = X509StoreBuilder::new()?;
     for c in roots {
-        sb.add_cert(c.clone()).map_err(|e| e.to_string())?;
+        sb.add_cert(c.clone())?;
     }
     if let Some(at) = at {
-        let mut param = X509VerifyParam::new().map_err(|e| e.to_string())?;
+        let mut param = X509VerifyParam::new()?;
         param.set_time(at as _);
-        sb.set_param(&param).map_err(|e| e.to_string())?;
+        sb.set_param(&param)?;
     }
     let store = sb.build();
-    let none = Stack::<X509>::new().map_err(|e| e.to_string())?;
+    let none = Stack::<X509>::new()?;
     p7.verify(&none, &store, Some(seal), None, Pkcs7Flags::BINARY)
-        .map_err(|e| format!("the signature does not verify: {e}"))?;
+        .map_err(SealSignatureError::DoesNotVerify)?;
     let signer = p7
         .signers(&none, Pkcs7Flags::empty())
         .ok()
         .and_then(|s| {
             s.iter()
                 .next()
-                .map(|c| super::smime::name_to_string(c.subject_name()))
+                .map(|c| super::x509::name_to_string(c.subject_name()))
         })
         .unwrap_or_default();
     Ok(signer)
@@ -212,7 +243,7 @@ mod tests {
         let d = Day::parse("2026-03-29").unwrap();
         assert_eq!(d.to_string(), "2026-03-29");
         assert_eq!(
-            crate::store::log::iso_utc(d.start_ms()),
+            crate::pec::clock::iso_utc(d.start_ms()),
             "2026-03-28T23:00:00.000Z"
         );
         assert_eq!(d.end_ms() - d.start_ms(), 23 * 3_600_000);
@@ -220,7 +251,7 @@ mod tests {
         assert_eq!(d.end_ms() - d.start_ms(), 25 * 3_600_000);
         let d = Day::parse("2026-07-01").unwrap();
         assert_eq!(
-            crate::store::log::iso_utc(d.start_ms()),
+            crate::pec::clock::iso_utc(d.start_ms()),
             "2026-06-30T22:00:00.000Z"
         );
         assert_eq!(Day::of_ms(d.start_ms()), d);

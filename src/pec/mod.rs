@@ -24,3 +24,4 @@ pub mod trust;
 pub mod tsa;
 pub mod types;
 pub mod verify;
+pub mod x509;

@@ -20,7 +20,7 @@ use openssl::x509::store::X509Store;
 use openssl::x509::{CrlStatus, ReasonCode, X509Crl, X509CrlRef, X509Ref, X509VerifyResult, X509};
 use serde::{Deserialize, Serialize};
 
-use super::smime::unix_time;
+use super::x509::unix_time;
 
 /// Clock skew tolerated on thisUpdate / nextUpdate.
 const SKEW: i64 = 300;
@@ -302,6 +302,87 @@ pub struct StatusRequest<'a> {
     pub now: i64,
 }
 
+/// Why one source (an OCSP responder, a CRL) said nothing about a
+/// certificate. Each becomes a line of [`Revocation::detail`].
+#[derive(Debug, Clone)]
+pub enum SourceError {
+    /// Fetching it failed (transport, status, size): the fetcher's words.
+    Fetch(String),
+    /// OpenSSL failed building the request or the checks.
+    Openssl(openssl::error::ErrorStack),
+    /// Not a DER OCSP response.
+    NotOcsp(openssl::error::ErrorStack),
+    /// The responder's status is not `successful`: the raw status.
+    OcspStatus(i32),
+    /// A successful response without a basic response.
+    NoBasicResponse(openssl::error::ErrorStack),
+    /// The response's signature does not verify (or its signer may not
+    /// speak for the issuer).
+    BadOcspSignature(openssl::error::ErrorStack),
+    /// The response does not name the certificate.
+    NotNamed,
+    /// A time in it does not read: which one (`thisUpdate`, …).
+    UnreadableTime(&'static str),
+    /// Revoked, at a time that does not read.
+    RevokedAtUnreadableTime,
+    /// Its thisUpdate is after now: `response` or `CRL`, and the time.
+    FromTheFuture {
+        /// `response` (OCSP) or `CRL`.
+        what: &'static str,
+        /// thisUpdate, Unix seconds.
+        this_update: i64,
+    },
+    /// An OCSP response past its nextUpdate (Unix seconds).
+    Stale(i64),
+    /// A CRL past its nextUpdate (Unix seconds), not listing the certificate.
+    CrlOutOfDate(i64),
+    /// Not a CRL in PEM or DER.
+    NotACrl(openssl::error::ErrorStack),
+    /// The CRL is not signed by the certificate's issuer.
+    CrlNotFromIssuer,
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceError::Fetch(e) => f.write_str(e),
+            SourceError::Openssl(e) => write!(f, "{e}"),
+            SourceError::NotOcsp(e) => write!(f, "not an OCSP response: {e}"),
+            SourceError::OcspStatus(s) => {
+                write!(f, "responder answered status {s} (not successful)")
+            }
+            SourceError::NoBasicResponse(e) => write!(f, "no basic response: {e}"),
+            SourceError::BadOcspSignature(e) => {
+                write!(f, "response signature does not verify: {e}")
+            }
+            SourceError::NotNamed => f.write_str("the response does not name the certificate"),
+            SourceError::UnreadableTime(what) => write!(f, "unreadable {what}"),
+            SourceError::RevokedAtUnreadableTime => f.write_str("revoked, at an unreadable time"),
+            SourceError::FromTheFuture { what, this_update } => {
+                write!(
+                    f,
+                    "{what} from the future (thisUpdate {})",
+                    utc(*this_update)
+                )
+            }
+            SourceError::Stale(t) => write!(f, "stale response (nextUpdate {})", utc(*t)),
+            SourceError::CrlOutOfDate(t) => write!(f, "CRL out of date (nextUpdate {})", utc(*t)),
+            SourceError::NotACrl(e) => write!(f, "not a CRL (PEM or DER): {e}"),
+            SourceError::CrlNotFromIssuer => {
+                f.write_str("the CRL is not signed by the certificate's issuer")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+impl From<openssl::error::ErrorStack> for SourceError {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        SourceError::Openssl(e)
+    }
+}
+
 /// Answers revocation questions (fetching and caching as it sees fit).
 pub trait RevocationCheck: Send + Sync {
     /// The policy in force.
@@ -360,12 +441,11 @@ pub fn find_issuer<'a>(
 
 /// The DER of an OCSP request for `cert` (SHA-1 CertID, as every responder
 /// understands; no nonce, so that the response may be cached).
-pub fn ocsp_request(cert: &X509Ref, issuer: &X509Ref) -> Result<Vec<u8>, String> {
-    let id =
-        OcspCertId::from_cert(MessageDigest::sha1(), cert, issuer).map_err(|e| e.to_string())?;
-    let mut req = OcspRequest::new().map_err(|e| e.to_string())?;
-    req.add_id(id).map_err(|e| e.to_string())?;
-    req.to_der().map_err(|e| e.to_string())
+pub fn ocsp_request(cert: &X509Ref, issuer: &X509Ref) -> Result<Vec<u8>, SourceError> {
+    let id = OcspCertId::from_cert(MessageDigest::sha1(), cert, issuer)?;
+    let mut req = OcspRequest::new()?;
+    req.add_id(id)?;
+    Ok(req.to_der()?)
 }
 
 /// What the OCSP response `der` says about `cert`: the response must be
@@ -378,47 +458,38 @@ pub fn ocsp_answer(
     embedded: &[X509],
     roots: &X509Store,
     now: i64,
-) -> Result<Fresh, String> {
-    let resp = OcspResponse::from_der(der).map_err(|e| format!("not an OCSP response: {e}"))?;
+) -> Result<Fresh, SourceError> {
+    let resp = OcspResponse::from_der(der).map_err(SourceError::NotOcsp)?;
     if resp.status() != OcspResponseStatus::SUCCESSFUL {
-        return Err(format!(
-            "responder answered status {} (not successful)",
-            resp.status().as_raw()
-        ));
+        return Err(SourceError::OcspStatus(resp.status().as_raw()));
     }
-    let basic = resp
-        .basic()
-        .map_err(|e| format!("no basic response: {e}"))?;
-    let mut certs = Stack::new().map_err(|e| e.to_string())?;
-    certs.push(issuer.to_owned()).map_err(|e| e.to_string())?;
+    let basic = resp.basic().map_err(SourceError::NoBasicResponse)?;
+    let mut certs = Stack::new()?;
+    certs.push(issuer.to_owned())?;
     for c in embedded {
-        certs.push(c.clone()).map_err(|e| e.to_string())?;
+        certs.push(c.clone())?;
     }
     basic
         .verify(&certs, roots, OcspFlag::empty())
-        .map_err(|e| format!("response signature does not verify: {e}"))?;
-    let id =
-        OcspCertId::from_cert(MessageDigest::sha1(), cert, issuer).map_err(|e| e.to_string())?;
-    let st = basic
-        .find_status(&id)
-        .ok_or("the response does not name the certificate")?;
-    let this_update =
-        generalized_time(&st.this_update.to_string()).ok_or("unreadable thisUpdate")?;
+        .map_err(SourceError::BadOcspSignature)?;
+    let id = OcspCertId::from_cert(MessageDigest::sha1(), cert, issuer)?;
+    let st = basic.find_status(&id).ok_or(SourceError::NotNamed)?;
+    let this_update = generalized_time(&st.this_update.to_string())
+        .ok_or(SourceError::UnreadableTime("thisUpdate"))?;
     let next_update = match st.next_update() {
-        Some(t) => Some(generalized_time(&t.to_string()).ok_or("unreadable nextUpdate")?),
+        Some(t) => Some(
+            generalized_time(&t.to_string()).ok_or(SourceError::UnreadableTime("nextUpdate"))?,
+        ),
         None => None,
     };
     if this_update > now + SKEW {
-        return Err(format!(
-            "response from the future (thisUpdate {})",
-            utc(this_update)
-        ));
+        return Err(SourceError::FromTheFuture {
+            what: "response",
+            this_update,
+        });
     }
-    if next_update.is_some_and(|n| n + SKEW < now) {
-        return Err(format!(
-            "stale response (nextUpdate {})",
-            utc(next_update.unwrap_or_default())
-        ));
+    if let Some(n) = next_update.filter(|n| n + SKEW < now) {
+        return Err(SourceError::Stale(n));
     }
     let until = next_update.unwrap_or(now + OCSP_NO_NEXT_UPDATE_TTL);
     let answer = if st.status == OcspCertStatus::GOOD {
@@ -427,7 +498,7 @@ pub fn ocsp_answer(
         let at = st
             .revocation_time
             .and_then(|t| generalized_time(&t.to_string()))
-            .ok_or("revoked, at an unreadable time")?;
+            .ok_or(SourceError::RevokedAtUnreadableTime)?;
         Answer::Revoked {
             at,
             reason: reason_name(i64::from(st.reason.as_raw())),
@@ -439,10 +510,10 @@ pub fn ocsp_answer(
 }
 
 /// A CRL in PEM or DER.
-pub fn parse_crl(bytes: &[u8]) -> Result<X509Crl, String> {
+pub fn parse_crl(bytes: &[u8]) -> Result<X509Crl, SourceError> {
     X509Crl::from_der(bytes)
         .or_else(|_| X509Crl::from_pem(bytes))
-        .map_err(|e| format!("not a CRL (PEM or DER): {e}"))
+        .map_err(SourceError::NotACrl)
 }
 
 /// Whether `crl` is `issuer`'s: its issuer name matches and its signature
@@ -472,22 +543,24 @@ pub fn crl_answer(
     cert: &X509Ref,
     issuer: &X509Ref,
     now: i64,
-) -> Result<Fresh, String> {
+) -> Result<Fresh, SourceError> {
     if !crl_is_from(crl, issuer) {
-        return Err("the CRL is not signed by the certificate's issuer".into());
+        return Err(SourceError::CrlNotFromIssuer);
     }
-    let this_update = unix_time(crl.last_update()).ok_or("unreadable thisUpdate")?;
+    let this_update =
+        unix_time(crl.last_update()).ok_or(SourceError::UnreadableTime("thisUpdate"))?;
     if this_update > now + SKEW {
-        return Err(format!(
-            "CRL from the future (thisUpdate {})",
-            utc(this_update)
-        ));
+        return Err(SourceError::FromTheFuture {
+            what: "CRL",
+            this_update,
+        });
     }
     let until = crl_until(crl);
     let cert = cert.to_owned();
     match crl.get_by_cert(&cert) {
         CrlStatus::Revoked(entry) => {
-            let at = unix_time(entry.revocation_date()).ok_or("unreadable revocation date")?;
+            let at = unix_time(entry.revocation_date())
+                .ok_or(SourceError::UnreadableTime("revocation date"))?;
             let reason = entry
                 .extension::<ReasonCode>()
                 .ok()
@@ -503,7 +576,7 @@ pub fn crl_answer(
         // CRLs) counts as good.
         CrlStatus::NotRevoked | CrlStatus::RemoveFromCrl(_) => {
             if until + SKEW < now {
-                Err(format!("CRL out of date (nextUpdate {})", utc(until)))
+                Err(SourceError::CrlOutOfDate(until))
             } else {
                 Ok(Fresh {
                     answer: Answer::Good,
@@ -551,14 +624,14 @@ fn generalized_time(s: &str) -> Option<i64> {
     let mi: i64 = p.next()?.parse().ok()?;
     // Fractional seconds may follow.
     let sec: i64 = p.next()?.split('.').next()?.parse().ok()?;
-    let days = super::smime::der::days_from_civil(year, m, day);
+    let days = super::x509::der::days_from_civil(year, m, day);
     Some(days * 86_400 + h * 3600 + mi * 60 + sec)
 }
 
 /// The verdict from the answers of the sources tried, in the order asked:
 /// the first that says good or revoked decides; `at` is the signing time.
 /// `tried` empty means the certificate offers no source at all.
-pub fn decide(mode: Mode, at: i64, tried: Vec<(Source, Result<Fresh, String>)>) -> Revocation {
+pub fn decide(mode: Mode, at: i64, tried: Vec<(Source, Result<Fresh, SourceError>)>) -> Revocation {
     if mode == Mode::Off {
         return Revocation::not_checked("[trust] revocation = \"off\"", at);
     }
@@ -630,7 +703,7 @@ pub(crate) mod tests {
 
     const AT: i64 = 1_800_000_000;
 
-    fn fresh(answer: Answer) -> Result<Fresh, String> {
+    fn fresh(answer: Answer) -> Result<Fresh, SourceError> {
         Ok(Fresh {
             answer,
             until: AT + 60,
@@ -656,7 +729,10 @@ pub(crate) mod tests {
             Mode::OcspCrl,
             AT,
             vec![
-                (o.clone(), Err("connection refused".into())),
+                (
+                    o.clone(),
+                    Err(SourceError::Fetch("connection refused".into())),
+                ),
                 (c.clone(), fresh(Answer::Good)),
             ],
         );
@@ -715,13 +791,17 @@ pub(crate) mod tests {
             AT,
             vec![
                 (Source::ocsp("http://o/"), fresh(Answer::Unknown)),
-                (Source::crl_file("/x.crl"), Err("out of date".into())),
+                (
+                    Source::crl_file("/x.crl"),
+                    Err(SourceError::CrlOutOfDate(AT - 60)),
+                ),
             ],
         );
         assert_eq!(r.status, Status::Unavailable);
         let d = r.detail.unwrap();
         assert!(
-            d.contains("unknown to the responder") && d.contains("CRL file /x.crl: out of date")
+            d.contains("unknown to the responder")
+                && d.contains("CRL file /x.crl: CRL out of date (nextUpdate ")
         );
         assert_eq!(decide(Mode::Crl, AT, vec![]).status, Status::NotChecked);
         let off = decide(
@@ -810,6 +890,7 @@ pub(crate) mod tests {
         let later = now + 7200;
         assert!(crl_answer(&crl, &good.cert, &ca.cert, later)
             .unwrap_err()
+            .to_string()
             .contains("out of date"));
         assert!(matches!(
             crl_answer(&crl, &bad.cert, &ca.cert, later).unwrap().answer,
@@ -819,7 +900,10 @@ pub(crate) mod tests {
         let other = generate_ca("Test CA").unwrap();
         let forged = crl_of(&other, &[], now - 200, now + 3600);
         assert!(!crl_is_from(&forged, &ca.cert), "same name, other key");
-        assert!(crl_answer(&forged, &good.cert, &ca.cert, now).is_err());
+        assert!(matches!(
+            crl_answer(&forged, &good.cert, &ca.cert, now),
+            Err(SourceError::CrlNotFromIssuer)
+        ));
     }
 
     /// The response `openssl ocsp -index` gives to our request for `cert`,
@@ -903,16 +987,18 @@ pub(crate) mod tests {
         );
         // A day later than its nextUpdate, the response is stale.
         let e = ocsp_answer(&good, &sc.cert, &ca.cert, &[], &roots, now + 3 * 86_400);
-        assert!(e.unwrap_err().contains("stale"));
+        assert!(matches!(e, Err(SourceError::Stale(_))), "{e:?}");
+        assert!(e.unwrap_err().to_string().contains("stale"));
         // About another certificate: it does not name ours.
         let other = generate_signing(&ca, "Beta PEC", "pec.beta.test").unwrap();
         let e = ocsp_answer(&good, &other.cert, &ca.cert, &[], &roots, now).unwrap_err();
-        assert!(e.contains("does not name"), "{e}");
+        assert!(matches!(e, SourceError::NotNamed), "{e}");
+        assert!(e.to_string().contains("does not name"), "{e}");
         // Signed by a responder the issuer never authorised.
         let rogue = generate_ca("Rogue CA").unwrap();
         let forged = openssl_ocsp(&ca, &sc.cert, None, &rogue);
         let e = ocsp_answer(&forged, &sc.cert, &ca.cert, &[], &roots, now).unwrap_err();
-        assert!(e.contains("does not verify"), "{e}");
+        assert!(e.to_string().contains("does not verify"), "{e}");
         // Even one that is itself a trusted root (another provider's CA):
         // only the issuer, or a responder it delegated to, speaks for it.
         let both = {
@@ -922,8 +1008,11 @@ pub(crate) mod tests {
             b.build()
         };
         let e = ocsp_answer(&forged, &sc.cert, &ca.cert, &[], &both, now).unwrap_err();
-        assert!(e.contains("does not verify"), "{e}");
-        assert!(ocsp_answer(b"junk", &sc.cert, &ca.cert, &[], &roots, now).is_err());
+        assert!(matches!(e, SourceError::BadOcspSignature(_)), "{e}");
+        assert!(matches!(
+            ocsp_answer(b"junk", &sc.cert, &ca.cert, &[], &roots, now),
+            Err(SourceError::NotOcsp(_))
+        ));
     }
 
     #[test]

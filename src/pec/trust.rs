@@ -21,7 +21,7 @@ use openssl::stack::Stack;
 use openssl::x509::store::X509Store;
 use openssl::x509::X509;
 
-use super::smime::{check_chain, der, name_to_string, unix_time, SmimeError};
+use super::x509::{cert_sha1, check_chain, der, name_to_string, unix_time, SmimeError};
 
 /// Entries kept per cache before it starts afresh (a few per provider).
 const CACHE_MAX: usize = 1024;
@@ -56,7 +56,7 @@ impl KnownCert {
         let key = x509.public_key()?;
         let issuer_der = x509.issuer_name().to_der()?;
         let serial = x509.serial_number().to_bn()?.to_vec();
-        let sha1 = super::smime::cert_sha1(&x509)?;
+        let sha1 = cert_sha1(&x509)?;
         Ok(KnownCert {
             key,
             issuer_der,

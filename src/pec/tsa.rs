@@ -11,7 +11,7 @@ use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::verify::X509VerifyParam;
 use openssl::x509::{X509PurposeId, X509};
 
-use super::smime::der::{items, parse_time, tlv};
+use super::x509::der::{items, parse_time, tlv};
 
 /// DER of the sha256 AlgorithmIdentifier OID (2.16.840.1.101.3.4.2.1).
 const OID_SHA256: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
@@ -21,6 +21,119 @@ const OID_TST_INFO: &[u8] = &[
 ];
 /// Largest reply read from a TSA.
 pub const MAX_REPLY: u64 = 1 << 20;
+
+/// A policy OID (`log.tsa_policy`) that cannot be encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OidError {
+    /// Not numbers separated by dots: the text.
+    NotDotted(String),
+    /// The first two arcs break X.660's rules: the text.
+    Invalid(String),
+    /// The first two arcs overflow: the text.
+    ArcTooLarge(String),
+}
+
+impl std::fmt::Display for OidError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OidError::NotDotted(s) => write!(
+                f,
+                "{s:?} is not a dotted object identifier like 1.3.6.1.4.1.99999.1"
+            ),
+            OidError::Invalid(s) => write!(f, "{s:?} is not a valid object identifier"),
+            OidError::ArcTooLarge(s) => write!(f, "{s:?}: arc too large"),
+        }
+    }
+}
+
+impl std::error::Error for OidError {}
+
+/// Why a TSA's reply or its token is not taken.
+#[derive(Debug, Clone)]
+pub enum TsaError {
+    /// The reply is not a DER TimeStampResp.
+    NotAResponse,
+    /// The TSA refused: its PKIStatus and status strings.
+    Refused {
+        /// PKIStatus (2 rejection, 3 waiting, 4/5 revocation notices).
+        status: u8,
+        /// The reply's PKIFreeText, if any.
+        text: Vec<String>,
+    },
+    /// Granted, but no token in the reply.
+    NoToken,
+    /// The token is not a SignedData over a TSTInfo.
+    NotSignedTstInfo,
+    /// The TSTInfo does not parse.
+    UnreadableTstInfo,
+    /// The token is not CMS.
+    BadToken(openssl::error::ErrorStack),
+    /// The signature does not verify against the roots (`log.tsa_ca`).
+    BadSignature(openssl::error::ErrorStack),
+    /// The imprint's hash is not SHA-256.
+    NotSha256,
+    /// The imprint is not the hash of the data.
+    OtherData,
+    /// The nonce sent is not in the token.
+    NoNonce,
+    /// The token's policy is not the one asked for.
+    OtherPolicy,
+    /// OpenSSL failed building the store or drawing the nonce.
+    Openssl(openssl::error::ErrorStack),
+}
+
+impl std::fmt::Display for TsaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TsaError::NotAResponse => f.write_str("the TSA's reply is not a TimeStampResp"),
+            TsaError::Refused { status, text } => {
+                write!(f, "the TSA refused the request (status {status}")?;
+                if !text.is_empty() {
+                    write!(f, ": {}", text.join("; "))?;
+                }
+                f.write_str(")")
+            }
+            TsaError::NoToken => f.write_str("the TSA granted the request but sent no token"),
+            TsaError::NotSignedTstInfo => {
+                f.write_str("the time stamp token is not a signed TSTInfo (RFC 3161)")
+            }
+            TsaError::UnreadableTstInfo => f.write_str("the token's TSTInfo cannot be read"),
+            TsaError::BadToken(e) => write!(f, "token: {e}"),
+            TsaError::BadSignature(e) => write!(
+                f,
+                "the time stamp token's signature does not verify against log.tsa_ca: {e}"
+            ),
+            TsaError::NotSha256 => f.write_str("the token's imprint is not SHA-256"),
+            TsaError::OtherData => {
+                f.write_str("the token stamps other data (message imprint differs)")
+            }
+            TsaError::NoNonce => f.write_str("the token does not carry the nonce of the request"),
+            TsaError::OtherPolicy => f.write_str("the token's policy is not log.tsa_policy"),
+            TsaError::Openssl(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for TsaError {}
+
+impl From<openssl::error::ErrorStack> for TsaError {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        TsaError::Openssl(e)
+    }
+}
+
+// Bridges for callers that still return `Result<_, String>` (the sealer).
+impl From<TsaError> for String {
+    fn from(e: TsaError) -> String {
+        e.to_string()
+    }
+}
+
+impl From<OidError> for String {
+    fn from(e: OidError) -> String {
+        e.to_string()
+    }
+}
 
 fn der(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
@@ -56,20 +169,20 @@ fn unsigned_integer(b: &[u8]) -> Vec<u8> {
 }
 
 /// The DER content of a dotted OID (`1.3.6.1.4.1.…`), or why not.
-pub fn oid_from_dotted(s: &str) -> Result<Vec<u8>, String> {
+pub fn oid_from_dotted(s: &str) -> Result<Vec<u8>, OidError> {
     let arcs: Vec<u64> = s
         .split('.')
         .map(|a| a.parse::<u64>())
         .collect::<Result<_, _>>()
-        .map_err(|_| format!("{s:?} is not a dotted object identifier like 1.3.6.1.4.1.99999.1"))?;
+        .map_err(|_| OidError::NotDotted(s.to_string()))?;
     if arcs.len() < 2 || arcs[0] > 2 || (arcs[0] < 2 && arcs[1] >= 40) {
-        return Err(format!("{s:?} is not a valid object identifier"));
+        return Err(OidError::Invalid(s.to_string()));
     }
     let mut out = Vec::new();
     let first = arcs[0]
         .checked_mul(40)
         .and_then(|x| x.checked_add(arcs[1]))
-        .ok_or_else(|| format!("{s:?}: arc too large"))?;
+        .ok_or_else(|| OidError::ArcTooLarge(s.to_string()))?;
     for arc in std::iter::once(first).chain(arcs[2..].iter().copied()) {
         let mut chunk = vec![(arc & 0x7f) as u8];
         let mut rest = arc >> 7;
@@ -106,15 +219,15 @@ pub fn request(hash: &[u8; 32], policy: Option<&[u8]>, nonce: &[u8]) -> Vec<u8> 
 }
 
 /// A fresh 64-bit nonce.
-pub fn nonce() -> Result<[u8; 8], String> {
+pub fn nonce() -> Result<[u8; 8], TsaError> {
     let mut n = [0u8; 8];
-    openssl::rand::rand_bytes(&mut n).map_err(|e| e.to_string())?;
+    openssl::rand::rand_bytes(&mut n)?;
     Ok(n)
 }
 
 /// The TimeStampToken of a TimeStampResp, or the TSA's refusal.
-pub fn token_of_response(resp: &[u8]) -> Result<Vec<u8>, String> {
-    let bad = || "the TSA's reply is not a TimeStampResp".to_string();
+pub fn token_of_response(resp: &[u8]) -> Result<Vec<u8>, TsaError> {
+    let bad = || TsaError::NotAResponse;
     let (tag, content, _) = tlv(resp).ok_or_else(bad)?;
     if tag != 0x30 {
         return Err(bad());
@@ -138,17 +251,10 @@ pub fn token_of_response(resp: &[u8]) -> Result<Vec<u8>, String> {
             .filter(|(t, _)| *t == 0x0C)
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
             .collect();
-        return Err(format!(
-            "the TSA refused the request (status {status}{})",
-            if text.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", text.join("; "))
-            }
-        ));
+        return Err(TsaError::Refused { status, text });
     }
     if rest.is_empty() {
-        return Err("the TSA granted the request but sent no token".into());
+        return Err(TsaError::NoToken);
     }
     let (t, _, after) = tlv(rest).ok_or_else(bad)?;
     if t != 0x30 || !after.is_empty() {
@@ -252,23 +358,21 @@ pub fn verify_token(
     hash: &[u8; 32],
     nonce: Option<&[u8]>,
     policy: Option<&[u8]>,
-) -> Result<TokenInfo, String> {
-    let embedded = embedded_tst_info(token)
-        .ok_or("the time stamp token is not a signed TSTInfo (RFC 3161)")?;
-    let unverified = parse_tst_info(embedded).ok_or("the token's TSTInfo cannot be read")?;
-    let mut param = X509VerifyParam::new().map_err(|e| e.to_string())?;
+) -> Result<TokenInfo, TsaError> {
+    let embedded = embedded_tst_info(token).ok_or(TsaError::NotSignedTstInfo)?;
+    let unverified = parse_tst_info(embedded).ok_or(TsaError::UnreadableTstInfo)?;
+    let mut param = X509VerifyParam::new()?;
     param.set_time(unverified.gen_time as _);
-    let mut sb = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+    let mut sb = X509StoreBuilder::new()?;
     for c in roots {
-        sb.add_cert(c.clone()).map_err(|e| e.to_string())?;
+        sb.add_cert(c.clone())?;
     }
-    sb.set_param(&param).map_err(|e| e.to_string())?;
-    sb.set_purpose(X509PurposeId::TIMESTAMP_SIGN)
-        .map_err(|e| e.to_string())?;
+    sb.set_param(&param)?;
+    sb.set_purpose(X509PurposeId::TIMESTAMP_SIGN)?;
     let store = sb.build();
-    let mut cms = CmsContentInfo::from_der(token).map_err(|e| format!("token: {e}"))?;
+    let mut cms = CmsContentInfo::from_der(token).map_err(TsaError::BadToken)?;
     let mut content = Vec::new();
-    let none = Stack::<X509>::new().map_err(|e| e.to_string())?;
+    let none = Stack::<X509>::new()?;
     cms.verify(
         Some(&none),
         Some(&store),
@@ -276,32 +380,30 @@ pub fn verify_token(
         Some(&mut content),
         CMSOptions::BINARY,
     )
-    .map_err(|e| {
-        format!("the time stamp token's signature does not verify against log.tsa_ca: {e}")
-    })?;
+    .map_err(TsaError::BadSignature)?;
     // What was verified is what we read: parse the verified content again.
-    let tst = parse_tst_info(&content).ok_or("the token's TSTInfo cannot be read")?;
+    let tst = parse_tst_info(&content).ok_or(TsaError::UnreadableTstInfo)?;
     if tst.alg != OID_SHA256 {
-        return Err("the token's imprint is not SHA-256".into());
+        return Err(TsaError::NotSha256);
     }
     if tst.hash != hash {
-        return Err("the token stamps other data (message imprint differs)".into());
+        return Err(TsaError::OtherData);
     }
     if let Some(n) = nonce {
         if !tst.nonce.is_some_and(|t| same_integer(t, n)) {
-            return Err("the token does not carry the nonce of the request".into());
+            return Err(TsaError::NoNonce);
         }
     }
     if let Some(p) = policy {
         if tst.policy != p {
-            return Err("the token's policy is not log.tsa_policy".into());
+            return Err(TsaError::OtherPolicy);
         }
     }
     let tsa = signer_subject(token).unwrap_or_default();
     Ok(TokenInfo {
         gen_time: tst.gen_time,
         policy: tst.policy.to_vec(),
-        serial: super::smime::hex_plain(tst.serial),
+        serial: super::x509::hex_plain(tst.serial),
         tsa,
     })
 }
@@ -310,7 +412,7 @@ fn signer_subject(token: &[u8]) -> Option<String> {
     let p7 = openssl::pkcs7::Pkcs7::from_der(token).ok()?;
     let certs = p7.signed()?.certificates()?;
     let c = certs.iter().next()?;
-    Some(super::smime::name_to_string(c.subject_name()))
+    Some(super::x509::name_to_string(c.subject_name()))
 }
 
 /// Dotted form of a DER OID content (for messages).
@@ -481,19 +583,29 @@ mod tests {
         assert!((info.gen_time - now).abs() < 300, "{}", info.gen_time);
         let roots = std::slice::from_ref(&ca);
         let other = openssl::sha::sha256(b"another seal");
+        assert!(matches!(
+            verify_token(&token, roots, &other, None, None),
+            Err(TsaError::OtherData)
+        ));
         assert!(verify_token(&token, roots, &other, None, None)
             .unwrap_err()
+            .to_string()
             .contains("imprint"));
-        assert!(verify_token(&token, roots, &hash, Some(&[1]), None)
-            .unwrap_err()
-            .contains("nonce"));
+        assert!(matches!(
+            verify_token(&token, roots, &hash, Some(&[1]), None),
+            Err(TsaError::NoNonce)
+        ));
         let p2 = oid_from_dotted("1.2.3.5").unwrap();
-        assert!(verify_token(&token, roots, &hash, None, Some(&p2))
-            .unwrap_err()
-            .contains("policy"));
+        assert!(matches!(
+            verify_token(&token, roots, &hash, None, Some(&p2)),
+            Err(TsaError::OtherPolicy)
+        ));
         let stranger = crate::certs::generate_ca("not the TSA's CA").unwrap();
         let stranger = X509::from_pem(&stranger.cert_pem()).unwrap();
-        assert!(verify_token(&token, &[stranger], &hash, None, None).is_err());
+        assert!(matches!(
+            verify_token(&token, &[stranger], &hash, None, None),
+            Err(TsaError::BadSignature(_))
+        ));
         // Cut or damaged anywhere: an error or a verdict, never a panic,
         // and never a token that passes with a changed signed byte.
         for n in 0..reply.len() {
@@ -522,6 +634,10 @@ mod tests {
         for s in ["", "1", "x.y", "3.1", "1.40", "1.2.-3"] {
             assert!(oid_from_dotted(s).is_err(), "{s}");
         }
+        assert_eq!(
+            oid_from_dotted("3.1").unwrap_err().to_string(),
+            "\"3.1\" is not a valid object identifier"
+        );
     }
 
     #[test]
@@ -539,6 +655,8 @@ mod tests {
         }
         let refused = b"\x30\x0b\x30\x09\x02\x01\x02\x30\x04\x0c\x02no";
         let e = token_of_response(refused).unwrap_err();
-        assert!(e.contains("status 2") && e.contains("no"), "{e}");
+        assert_eq!(e.to_string(), "the TSA refused the request (status 2: no)");
+        let e = token_of_response(b"\x30\x05\x30\x03\x02\x01\x00").unwrap_err();
+        assert!(matches!(e, TsaError::NoToken), "{e}");
     }
 }

@@ -189,6 +189,15 @@ impl Unsigned {
     }
 }
 
+/// An address as lookups compare it: trimmed, without angle brackets,
+/// lower-case.
+pub fn normalize_address(address: &str) -> String {
+    address
+        .trim()
+        .trim_matches(|c| c == '<' || c == '>')
+        .to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,9 +111,47 @@ pub fn system_nameservers() -> Vec<SocketAddr> {
         .collect()
 }
 
+/// Why no server answered a query (the last server's failure).
+#[derive(Debug)]
+pub enum DnsError {
+    /// The list of servers is empty.
+    NoServers,
+    /// No local socket to ask from.
+    Bind(std::io::Error),
+    /// The query could not be sent to that server.
+    Send(SocketAddr, std::io::Error),
+    /// The answer could not be received from that server.
+    Receive(SocketAddr, std::io::Error),
+    /// That server's answer does not parse (or is not to our query).
+    Malformed(SocketAddr),
+    /// An answer came from another address than the server asked.
+    Elsewhere(SocketAddr),
+    /// That server did not answer in time.
+    Timeout(SocketAddr),
+}
+
+impl std::fmt::Display for DnsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DnsError::NoServers => f.write_str("no name servers configured"),
+            DnsError::Bind(e) => write!(f, "{e}"),
+            DnsError::Send(s, e) | DnsError::Receive(s, e) => write!(f, "{s}: {e}"),
+            DnsError::Malformed(s) => write!(f, "{s}: malformed answer"),
+            DnsError::Elsewhere(s) => write!(f, "{s}: answer from elsewhere"),
+            DnsError::Timeout(s) => write!(f, "{s}: timeout"),
+        }
+    }
+}
+
+impl std::error::Error for DnsError {}
+
 /// Ask the servers in turn; the first well-formed answer wins.
-pub async fn lookup(servers: &[SocketAddr], name: &str, qtype: u16) -> Result<Vec<Record>, String> {
-    let mut last = String::from("no name servers configured");
+pub async fn lookup(
+    servers: &[SocketAddr],
+    name: &str,
+    qtype: u16,
+) -> Result<Vec<Record>, DnsError> {
+    let mut last = DnsError::NoServers;
     for server in servers {
         let id: u16 = {
             let mut b = [0u8; 2];
@@ -128,12 +166,12 @@ pub async fn lookup(servers: &[SocketAddr], name: &str, qtype: u16) -> Result<Ve
         let sock = match UdpSocket::bind(bind).await {
             Ok(s) => s,
             Err(e) => {
-                last = e.to_string();
+                last = DnsError::Bind(e);
                 continue;
             }
         };
         if let Err(e) = sock.send_to(&encode_query(id, name, qtype), server).await {
-            last = format!("{server}: {e}");
+            last = DnsError::Send(*server, e);
             continue;
         }
         let mut buf = vec![0u8; 4096];
@@ -142,11 +180,11 @@ pub async fn lookup(servers: &[SocketAddr], name: &str, qtype: u16) -> Result<Ve
                 if let Some(r) = parse_response(id, &buf[..n]) {
                     return Ok(r);
                 }
-                last = format!("{server}: malformed answer");
+                last = DnsError::Malformed(*server);
             }
-            Ok(Ok(_)) => last = format!("{server}: answer from elsewhere"),
-            Ok(Err(e)) => last = format!("{server}: {e}"),
-            Err(_) => last = format!("{server}: timeout"),
+            Ok(Ok(_)) => last = DnsError::Elsewhere(*server),
+            Ok(Err(e)) => last = DnsError::Receive(*server, e),
+            Err(_) => last = DnsError::Timeout(*server),
         }
     }
     Err(last)
@@ -158,8 +196,10 @@ pub async fn resolve_mx(
     servers: &[SocketAddr],
     domain: &str,
 ) -> Result<Vec<(String, Ipv4Addr)>, String> {
+    // The worker keeps this error as text (a temporary failure's reason).
     let mut mx: Vec<(u16, String)> = lookup(servers, domain, TYPE_MX)
-        .await?
+        .await
+        .map_err(|e| e.to_string())?
         .into_iter()
         .filter_map(|r| match r {
             Record::Mx(p, h) => Some((p, h)),
@@ -219,5 +259,31 @@ mod tests {
             parse_response(7, &r[..20]).is_some_and(|v| v.is_empty())
                 || parse_response(7, &r[..20]).is_none()
         );
+    }
+
+    #[test]
+    fn a_failed_lookup_names_the_server_and_what_went_wrong() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(lookup(&[], "pec.beta.test", TYPE_MX))
+            .unwrap_err();
+        assert!(matches!(e, DnsError::NoServers), "{e}");
+        // A server that answers every query with junk.
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            let (_, from) = server.recv_from(&mut buf).unwrap();
+            server.send_to(b"junk", from).unwrap();
+        });
+        let e = rt
+            .block_on(lookup(&[addr], "pec.beta.test", TYPE_MX))
+            .unwrap_err();
+        t.join().unwrap();
+        assert!(matches!(e, DnsError::Malformed(a) if a == addr), "{e}");
+        assert_eq!(e.to_string(), format!("{addr}: malformed answer"));
     }
 }

@@ -59,6 +59,50 @@ pub enum Outcome {
     Permanent(String),
 }
 
+/// Why the TLS settings for a next hop could not be made.
+#[derive(Debug)]
+enum TlsSetupError {
+    /// The cache's lock was poisoned by a panic.
+    Poisoned,
+    /// A `[trust] ca` root is not a certificate lettre takes.
+    Root(lettre::transport::smtp::Error),
+    /// The native TLS connector refused the settings.
+    Build(lettre::transport::smtp::Error),
+}
+
+impl std::error::Error for TlsSetupError {}
+
+impl std::fmt::Display for TlsSetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsSetupError::Poisoned => f.write_str("relay TLS cache poisoned"),
+            TlsSetupError::Root(e) | TlsSetupError::Build(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Why a transaction on a client's own session ([`send_on`]) gave no reply
+/// to the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// MAIL got no reply (an I/O error or silence): nothing was sent.
+    NoReplyToMail(String),
+    /// A refusal, or a failure at a later step.
+    Failed(Outcome),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::NoReplyToMail(e)
+            | SendError::Failed(Outcome::Temporary(e) | Outcome::Permanent(e)) => f.write_str(e),
+            SendError::Failed(Outcome::Sent) => f.write_str("sent"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
 /// Classify a lettre error once, for every caller.
 pub fn classify(e: &lettre::transport::smtp::Error) -> Outcome {
     let text = e.to_string();
@@ -171,8 +215,8 @@ impl Relay {
             .clone()
     }
 
-    fn tls_parameters(&self, hop: &NextHop) -> Result<TlsParameters, String> {
-        let mut cache = self.tls.lock().map_err(|_| "relay TLS cache poisoned")?;
+    fn tls_parameters(&self, hop: &NextHop) -> Result<TlsParameters, TlsSetupError> {
+        let mut cache = self.tls.lock().map_err(|_| TlsSetupError::Poisoned)?;
         if let Some(p) = cache.get(hop) {
             return Ok(p.clone());
         }
@@ -180,7 +224,7 @@ impl Relay {
         params = match hop.tls {
             TlsPolicy::Required => {
                 for pem in &self.roots {
-                    let cert = Certificate::from_pem(pem).map_err(|e| e.to_string())?;
+                    let cert = Certificate::from_pem(pem).map_err(TlsSetupError::Root)?;
                     params = params.add_root_certificate(cert);
                 }
                 params
@@ -189,7 +233,7 @@ impl Relay {
                 .dangerous_accept_invalid_certs(true)
                 .dangerous_accept_invalid_hostnames(true),
         };
-        let params = params.build_native().map_err(|e| e.to_string())?;
+        let params = params.build_native().map_err(TlsSetupError::Build)?;
         cache.insert(hop.clone(), params.clone());
         Ok(params)
     }
@@ -417,13 +461,12 @@ pub async fn send_on(
     env: &Envelope,
     bytes: &[u8],
     limit: Duration,
-) -> Result<Response, String> {
+) -> Result<Response, SendError> {
     Relay::transact(conn, false, env, bytes, limit)
         .await
         .map_err(|f| match f {
-            Failed::Mail(e) => e,
-            Failed::After(Outcome::Temporary(e) | Outcome::Permanent(e)) => e,
-            Failed::After(Outcome::Sent) => "sent".into(),
+            Failed::Mail(e) => SendError::NoReplyToMail(e),
+            Failed::After(o) => SendError::Failed(o),
         })
 }
 

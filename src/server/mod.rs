@@ -411,13 +411,92 @@ fn pathdiff(target: &Path, base: &Path) -> String {
     out.display().to_string()
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+/// Why the trust or signing material the configuration names does not load.
+#[derive(Debug)]
+pub enum LoadError {
+    /// A file cannot be read: the file and why.
+    Read(PathBuf, std::io::Error),
+    /// The provider index does not parse: the file and why.
+    Index(PathBuf, crate::pec::index::IndexError),
+    /// `trust.ca` makes no trust store.
+    TrustCa(crate::pec::smime::SmimeError),
+    /// A `pkcs11:` key without `signing.pkcs11_module`.
+    NoPkcs11Module,
+    /// The token's PIN is not at hand.
+    Pin(PinError),
+    /// The token does not give the key.
+    TokenKey(crate::sys::pkcs11::Pkcs11Error),
+    /// The signing certificate and chain do not go with the token's key:
+    /// the key's URI and why.
+    TokenSigner(String, crate::pec::smime::SmimeError),
+    /// The signing certificate, key and chain files make no signer.
+    Signer(crate::pec::smime::SmimeError),
+    /// [`load_signer_keyed`]: an error of the file-based signer, under
+    /// `signing.certificate`.
+    SigningCertificate(Box<LoadError>),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Read(p, e) => write!(f, "{}: {e}", p.display()),
+            LoadError::Index(p, e) => write!(f, "{}: {}", p.display(), e.0),
+            LoadError::TrustCa(e) => write!(f, "trust.ca: {e}"),
+            LoadError::NoPkcs11Module => {
+                f.write_str("signing.pkcs11_module: a pkcs11: key needs the token's module")
+            }
+            LoadError::Pin(e) => write!(f, "{e}"),
+            LoadError::TokenKey(e) => write!(f, "signing.key: {e}"),
+            LoadError::TokenSigner(uri, e) => write!(f, "signing: the token's key {uri}: {e}"),
+            LoadError::Signer(e) => write!(f, "signing: {e}"),
+            LoadError::SigningCertificate(e) => write!(f, "signing.certificate: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Why the PKCS#11 token's PIN is not at hand.
+#[derive(Debug)]
+pub enum PinError {
+    /// Neither `signing.pin_file` nor the environment variable.
+    Missing,
+    /// `signing.pin_file` cannot be read: the file and why.
+    Unreadable(PathBuf, std::io::Error),
+    /// `signing.pin_file` is readable by others: the file and its mode.
+    Exposed(PathBuf, u32),
+    /// `signing.pin_file`'s first line is empty.
+    Empty(PathBuf),
+}
+
+impl std::fmt::Display for PinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinError::Missing => write!(
+                f,
+                "signing: the PKCS#11 token needs its PIN: set signing.pin_file or {} in the environment",
+                crate::config::PIN_ENV
+            ),
+            PinError::Unreadable(p, e) => write!(f, "signing.pin_file {}: {e}", p.display()),
+            PinError::Exposed(p, mode) => write!(
+                f,
+                "signing.pin_file {}: readable by others (mode {mode:o}): chmod 600 it",
+                p.display()
+            ),
+            PinError::Empty(p) => write!(f, "signing.pin_file {}: empty", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for PinError {}
+
+fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|e| LoadError::Read(path.to_path_buf(), e))
 }
 
 /// Load the provider index named by `[trust] index`.
-pub fn load_index(path: &Path) -> Result<ProviderIndex, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn load_index(path: &Path) -> Result<ProviderIndex, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Read(path.to_path_buf(), e))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let is_ldif = path
         .extension()
@@ -425,28 +504,24 @@ pub fn load_index(path: &Path) -> Result<ProviderIndex, String> {
     let r = if is_ldif {
         ProviderIndex::from_ldif(&text)
     } else {
-        ProviderIndex::from_toml(&text, &|rel: &str| {
-            let p = base.join(rel);
-            std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
-        })
+        ProviderIndex::from_toml(&text, &|rel: &str| read(&base.join(rel)))
     };
-    r.map_err(|e| format!("{}: {}", path.display(), e.0))
+    r.map_err(|e| LoadError::Index(path.to_path_buf(), e))
 }
 
 /// The `[trust] ca` roots, parsed, and the PEM files they came from.
-pub fn load_trust(cfg: &Config) -> Result<(Trust, Vec<Vec<u8>>), String> {
+pub fn load_trust(cfg: &Config) -> Result<(Trust, Vec<Vec<u8>>), LoadError> {
     let mut pems = Vec::new();
     for p in &cfg.trust.ca {
         pems.push(read(&cfg.resolve(p))?);
     }
     let refs: Vec<&[u8]> = pems.iter().map(Vec::as_slice).collect();
-    let store =
-        crate::pec::smime::trust_store_from_pem(&refs).map_err(|e| format!("trust.ca: {e}"))?;
+    let store = crate::pec::smime::trust_store_from_pem(&refs).map_err(LoadError::TrustCa)?;
     Ok((store, pems))
 }
 
 /// The signing key and certificate chain the configuration names.
-pub fn load_signer(cfg: &Config) -> Result<Signer, String> {
+pub fn load_signer(cfg: &Config) -> Result<Signer, LoadError> {
     let cert = read(&cfg.resolve(&cfg.signing.certificate))?;
     let mut chain = Vec::new();
     for p in &cfg.signing.chain {
@@ -458,55 +533,45 @@ pub fn load_signer(cfg: &Config) -> Result<Signer, String> {
             .pkcs11_module
             .as_ref()
             .map(|m| cfg.resolve(m))
-            .ok_or("signing.pkcs11_module: a pkcs11: key needs the token's module")?;
-        let mut pin = pkcs11_pin(cfg)?;
+            .ok_or(LoadError::NoPkcs11Module)?;
+        let mut pin = pkcs11_pin(cfg).map_err(LoadError::Pin)?;
         let key = crate::sys::pkcs11::load_private_key(&module, uri, &pin);
         wipe(&mut pin);
-        let key = key.map_err(|e| format!("signing.key: {e}"))?;
+        let key = key.map_err(LoadError::TokenKey)?;
         return Signer::with_key(&cert, key, &chain)
-            .map_err(|e| format!("signing: the token's key {uri}: {e}"));
+            .map_err(|e| LoadError::TokenSigner(uri.to_string(), e));
     }
     let key = read(&cfg.resolve(&cfg.signing.key))?;
-    Signer::from_pem(&cert, &key, &chain).map_err(|e| format!("signing: {e}"))
+    Signer::from_pem(&cert, &key, &chain).map_err(LoadError::Signer)
 }
 
 /// [`load_signer`], its errors under the config key they concern.
-pub fn load_signer_keyed(cfg: &Config) -> Result<Signer, String> {
+pub fn load_signer_keyed(cfg: &Config) -> Result<Signer, LoadError> {
     load_signer(cfg).map_err(|e| match cfg.signing.pkcs11_uri() {
         // The token's errors name their own key.
         Some(_) => e,
-        None => format!("signing.certificate: {e}"),
+        None => LoadError::SigningCertificate(Box::new(e)),
     })
 }
 
 /// The token's PIN: the first line of `[signing] pin_file` (which only
 /// pecd's user may read), else `$PECD_PKCS11_PIN`.
-fn pkcs11_pin(cfg: &Config) -> Result<String, String> {
+fn pkcs11_pin(cfg: &Config) -> Result<String, PinError> {
     use std::os::unix::fs::PermissionsExt;
     let Some(f) = &cfg.signing.pin_file else {
-        return std::env::var(crate::config::PIN_ENV).map_err(|_| {
-            format!(
-                "signing: the PKCS#11 token needs its PIN: set signing.pin_file or {} in the environment",
-                crate::config::PIN_ENV
-            )
-        });
+        return std::env::var(crate::config::PIN_ENV).map_err(|_| PinError::Missing);
     };
     let path = cfg.resolve(f);
-    let meta = std::fs::metadata(&path)
-        .map_err(|e| format!("signing.pin_file {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(&path).map_err(|e| PinError::Unreadable(path.clone(), e))?;
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err(format!(
-            "signing.pin_file {}: readable by others (mode {:o}): chmod 600 it",
-            path.display(),
-            meta.permissions().mode() & 0o777
-        ));
+        return Err(PinError::Exposed(path, meta.permissions().mode() & 0o777));
     }
-    let mut text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("signing.pin_file {}: {e}", path.display()))?;
+    let mut text =
+        std::fs::read_to_string(&path).map_err(|e| PinError::Unreadable(path.clone(), e))?;
     let pin = text.lines().next().unwrap_or("").to_string();
     wipe(&mut text);
     if pin.is_empty() {
-        return Err(format!("signing.pin_file {}: empty", path.display()));
+        return Err(PinError::Empty(path));
     }
     Ok(pin)
 }
@@ -549,7 +614,7 @@ pub fn check_trust(cfg: &Config) -> Vec<String> {
             .any(missing)
         {
             if let Err(e) = load_signer_keyed(cfg) {
-                p.push(e);
+                p.push(e.to_string());
             }
         }
         if !missing(&cfg.tls.certificate) && !missing(&cfg.tls.key) {
@@ -557,19 +622,19 @@ pub fn check_trust(cfg: &Config) -> Vec<String> {
                 &cfg.resolve(&cfg.tls.certificate),
                 &cfg.resolve(&cfg.tls.key),
             ) {
-                p.push(e);
+                p.push(e.to_string());
             }
         }
         if !cfg.trust.ca.iter().any(missing) {
             if let Err(e) = load_trust(cfg) {
-                p.push(e);
+                p.push(e.to_string());
             }
         }
     }
     // CRL files that exist must parse (validate reports the missing ones).
     if !cfg.trust.crl.iter().any(missing) {
         if let Err(e) = crate::trust_fetch::Checker::for_config(cfg) {
-            p.push(e);
+            p.push(e.to_string());
         }
     }
     // The index does not depend on the certificates being generated.
@@ -618,9 +683,9 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     for w in cfg.warnings() {
         tracing::warn!("{w}");
     }
-    let signer = load_signer(&cfg)?;
-    let (trust, trust_pems) = load_trust(&cfg)?;
-    let revocation = crate::trust_fetch::Checker::for_config(&cfg)?;
+    let signer = load_signer(&cfg).map_err(|e| e.to_string())?;
+    let (trust, trust_pems) = load_trust(&cfg).map_err(|e| e.to_string())?;
+    let revocation = crate::trust_fetch::Checker::for_config(&cfg).map_err(|e| e.to_string())?;
     tracing::info!(
         revocation = cfg.trust.revocation.as_str(),
         soft_fail = cfg.trust.soft_fail,
@@ -628,11 +693,12 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         "peers' signing certificates: revocation checks {}",
         cfg.trust.revocation.as_str()
     );
-    let index = load_index(&cfg.resolve(&cfg.trust.index))?;
+    let index = load_index(&cfg.resolve(&cfg.trust.index)).map_err(|e| e.to_string())?;
     let acceptor = crate::tls::acceptor_for_config(
         &cfg.resolve(&cfg.tls.certificate),
         &cfg.resolve(&cfg.tls.key),
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     let data_dir = cfg.data_dir();
     let store = {
         let d = data_dir.clone();
@@ -701,7 +767,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         web: local(&l_web),
     };
     let throttle = Arc::new(crate::throttle::LoginThrottle::new(throttle_config(&cfg)));
-    let scanner = crate::antivirus::Scanner::from_config(&cfg)?;
+    let scanner = crate::antivirus::Scanner::from_config(&cfg).map_err(|e| e.to_string())?;
     match &scanner {
         None => tracing::warn!("no [antivirus] section: running without virus checks"),
         Some(s) => match s.version().await {

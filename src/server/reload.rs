@@ -178,16 +178,17 @@ impl Reloader {
         }
         // check_trust loaded each of these already, but a file may have
         // changed since; what is installed is what is loaded here.
-        let signer = load_signer_keyed(&cfg);
-        let trust = load_trust(&cfg);
-        let revocation = crate::trust_fetch::Checker::for_config(&cfg);
+        let signer = load_signer_keyed(&cfg).map_err(|e| e.to_string());
+        let trust = load_trust(&cfg).map_err(|e| e.to_string());
+        let revocation = crate::trust_fetch::Checker::for_config(&cfg).map_err(|e| e.to_string());
         let index =
             load_index(&cfg.resolve(&cfg.trust.index)).map_err(|e| format!("trust.index: {e}"));
         let tls = crate::tls::acceptor_for_config(
             &cfg.resolve(&cfg.tls.certificate),
             &cfg.resolve(&cfg.tls.key),
-        );
-        let scanner = crate::antivirus::Scanner::from_config(&cfg);
+        )
+        .map_err(|e| e.to_string());
+        let scanner = crate::antivirus::Scanner::from_config(&cfg).map_err(|e| e.to_string());
         match (signer, trust, revocation, index, tls, scanner) {
             (Ok(signer), Ok((trust, roots)), Ok(revocation), Ok(index), Ok(tls), Ok(scanner)) => {
                 Ok(Next {

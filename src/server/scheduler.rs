@@ -141,25 +141,6 @@ fn sweep(ctx: &Ctx) {
     }
 }
 
-/// Exponential backoff shortened by up to 25 % jitter, between `[queue] retry_initial` and `retry_max`.
-pub fn backoff(ctx: &Ctx, attempts: i64) -> Duration {
-    let cfg = ctx.cfg();
-    let q = &cfg.queue;
-    let initial = cfg.duration(&q.retry_initial, Duration::from_secs(60));
-    let max = cfg.duration(&q.retry_max, Duration::from_secs(3600));
-    let mut b = [0u8; 2];
-    let _ = openssl::rand::rand_bytes(&mut b);
-    let unit = u16::from_le_bytes(b) as f64 / u16::MAX as f64;
-    let ms = crate::pec::timers::retry_delay(
-        attempts.max(0) as u32,
-        initial.as_millis() as u64,
-        max.as_millis() as u64,
-        0.25,
-        unit,
-    );
-    Duration::from_millis(ms.max(1))
-}
-
 /// Jobs the previous process left running when it died (from the in-flight
 /// file): count each crash, and hold a job that has crashed the process
 /// [`crate::store::queue::MAX_CRASHES`] times. A held busta is not

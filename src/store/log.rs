@@ -15,6 +15,11 @@ use rusqlite::{params, OptionalExtension};
 
 pub use crate::flow::batch::{Event, EventKind};
 
+pub use crate::pec::clock::iso_utc;
+
+/// Days the PEC log is kept (DPR 68/2005 art. 11: 30 months), rounded up.
+pub const LOG_RETENTION_DAYS: i64 = 915;
+
 /// The chain value before the first row: 32 zero bytes.
 pub const GENESIS: [u8; 32] = [0; 32];
 
@@ -353,7 +358,7 @@ pub fn query(db: &Db<'_>, q: &Query) -> Result<Vec<Event>> {
 /// Delete events older than the legal retention (30 months). Returns rows removed.
 pub fn purge_expired(db: &Db<'_>, now_ms: i64) -> Result<usize> {
     let conn = db.sql();
-    let cutoff = now_ms - (super::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
+    let cutoff = now_ms - (LOG_RETENTION_DAYS + 1) * 86_400_000;
     Ok(conn.execute("DELETE FROM log WHERE ts < ?1", [cutoff])?)
 }
 
@@ -373,35 +378,6 @@ pub fn esterno_failures(db: &Db<'_>, identificativo: &str) -> Result<Vec<(String
         ))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// Format milliseconds as an ISO-8601 UTC timestamp for humans.
-pub fn iso_utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
-}
-
-// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Per identificativo, the times of the `deposito` events whose detail starts

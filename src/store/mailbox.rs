@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::atomic::write_atomic;
+
 /// IMAP hierarchy delimiter (Maildir++).
 pub const DELIM: char = '.';
 /// Name of the per-folder UID list.
@@ -242,22 +244,6 @@ pub fn create_user(mail_root: &Path, address: &str) -> Result<PathBuf, StoreErro
         write_atomic(&subs, format!("{}\n", names.join("\n")).as_bytes())?;
     }
     Ok(dir)
-}
-
-/// Write a file atomically: temporary file in the same directory, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|s| s.to_str()).unwrap_or("f"),
-        UNIQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)
 }
 
 /// A user's whole store.

@@ -8,6 +8,7 @@
 //! each. A closure's result is released only after that commit, which is what
 //! lets the SMTP layer answer `250` only for work that is on disk.
 
+pub mod atomic;
 pub mod backup;
 mod commit;
 pub use commit::Committed;

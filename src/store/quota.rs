@@ -97,7 +97,7 @@ pub fn usage(root: &Path) -> io::Result<Usage> {
     }
     let u = walk(root)?;
     // Not cached if it cannot be written (e.g. run as another user): still exact.
-    let _ = crate::store::mailbox::write_atomic(
+    let _ = super::atomic::write_atomic(
         &path,
         format!("0S\n{} {}\n", u.bytes, u.messages).as_bytes(),
     );

@@ -6,8 +6,8 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-/// Days the PEC log is kept (DPR 68/2005 art. 11: 30 months), rounded up.
-pub const LOG_RETENTION_DAYS: i64 = 915;
+// The log owns its retention; callers have long found it here.
+pub use super::log::LOG_RETENTION_DAYS;
 
 const MIGRATIONS: &[&str] = &[
     // 1: users, PEC log, accepted messages, work queue, per-recipient timers.

@@ -98,7 +98,7 @@ pub fn end(db: &Db<'_>, token: &str) -> Result<()> {
 pub fn end_all(db: &Db<'_>, address: &str) -> Result<usize> {
     Ok(db.sql().execute(
         "DELETE FROM web_sessions WHERE address = ?1",
-        [super::users::normalize(address)],
+        [crate::pec::types::normalize_address(address)],
     )?)
 }
 

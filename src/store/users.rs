@@ -5,13 +5,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use rusqlite::{params, OptionalExtension};
 
-/// Normalise an address for lookups: trimmed, lower-case.
-pub fn normalize(address: &str) -> String {
-    address
-        .trim()
-        .trim_matches(|c| c == '<' || c == '>')
-        .to_ascii_lowercase()
-}
+pub use crate::pec::types::normalize_address as normalize;
 
 /// Local parts no user may take: the provider's own receipt mailbox and the
 /// name bounces come from.

@@ -52,6 +52,75 @@ unsafe impl Send for Engine {}
 
 static ENGINE: Mutex<Option<Engine>> = Mutex::new(None);
 
+/// Why the token's key is not at hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pkcs11Error {
+    /// A string handed to the engine holds a NUL byte: which one.
+    Nul(&'static str),
+    /// Another module is already loaded in this process: that one.
+    ModuleChanged(PathBuf),
+    /// OpenSSL has no `pkcs11` engine: OpenSSL's reasons.
+    NoEngine(String),
+    /// The module's path is not UTF-8.
+    ModuleNotUtf8(PathBuf),
+    /// The engine cannot load the module: the module and OpenSSL's reasons.
+    ModuleLoad {
+        /// The module (`signing.pkcs11_module`).
+        module: PathBuf,
+        /// What the engine said.
+        reasons: String,
+    },
+    /// The engine refused the PIN: its reasons.
+    PinRefused(String),
+    /// The token refused the key: the URI and the token's reasons.
+    KeyRefused {
+        /// The key's URI (`signing.key`).
+        uri: String,
+        /// What the token said (`PIN incorrect`, `object not found`, …).
+        reasons: String,
+    },
+}
+
+impl std::fmt::Display for Pkcs11Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pkcs11Error::Nul(what) => write!(f, "{what} contains a NUL byte"),
+            Pkcs11Error::ModuleChanged(m) => write!(
+                f,
+                "the PKCS#11 module is already {} in this process; changing pkcs11_module needs a restart",
+                m.display()
+            ),
+            Pkcs11Error::NoEngine(why) => write!(
+                f,
+                "OpenSSL has no \"pkcs11\" engine (install libp11's engine, Debian package libengine-pkcs11-openssl): {why}"
+            ),
+            Pkcs11Error::ModuleNotUtf8(m) => write!(f, "{}: not UTF-8", m.display()),
+            Pkcs11Error::ModuleLoad { module, reasons } => write!(
+                f,
+                "the pkcs11 engine cannot load {}: {reasons}",
+                module.display()
+            ),
+            Pkcs11Error::PinRefused(why) => write!(f, "the pkcs11 engine refused the PIN: {why}"),
+            Pkcs11Error::KeyRefused { uri, reasons } => {
+                write!(f, "the token refused the key {uri}: {reasons}")?;
+                if reasons.contains("PIN") {
+                    write!(
+                        f,
+                        " (the PIN comes from signing.pin_file, else {})",
+                        crate::config::PIN_ENV
+                    )
+                } else if reasons.contains("not found") {
+                    f.write_str(" (no such key or token: compare the URI's token= and object= with `pkcs11-tool --module … --list-objects`)")
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for Pkcs11Error {}
+
 /// OpenSSL's error queue, emptied: the reasons the engine and the token
 /// gave (`PIN incorrect`, `object not found`), without OpenSSL's codes.
 fn openssl_errors() -> String {
@@ -72,19 +141,16 @@ fn openssl_errors() -> String {
     }
 }
 
-fn cstring(what: &str, s: &str) -> Result<CString, String> {
-    CString::new(s).map_err(|_| format!("{what} contains a NUL byte"))
+fn cstring(what: &'static str, s: &str) -> Result<CString, Pkcs11Error> {
+    CString::new(s).map_err(|_| Pkcs11Error::Nul(what))
 }
 
 /// The engine for `module`, loaded and initialised on first use.
-fn engine(module: &Path) -> Result<*mut openssl_sys::ENGINE, String> {
+fn engine(module: &Path) -> Result<*mut openssl_sys::ENGINE, Pkcs11Error> {
     let mut g = ENGINE.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(e) = g.as_ref() {
         if e.module != module {
-            return Err(format!(
-                "the PKCS#11 module is already {} in this process; changing pkcs11_module needs a restart",
-                e.module.display()
-            ));
+            return Err(Pkcs11Error::ModuleChanged(e.module.clone()));
         }
         return Ok(e.ptr);
     }
@@ -94,14 +160,11 @@ fn engine(module: &Path) -> Result<*mut openssl_sys::ENGINE, String> {
     // holding a structural reference we own.
     let ptr = unsafe { ENGINE_by_id(id.as_ptr()) };
     if ptr.is_null() {
-        return Err(format!(
-            "OpenSSL has no \"pkcs11\" engine (install libp11's engine, Debian package libengine-pkcs11-openssl): {}",
-            openssl_errors()
-        ));
+        return Err(Pkcs11Error::NoEngine(openssl_errors()));
     }
     let module_s = module
         .to_str()
-        .ok_or_else(|| format!("{}: not UTF-8", module.display()))?;
+        .ok_or_else(|| Pkcs11Error::ModuleNotUtf8(module.to_path_buf()))?;
     let cmd = cstring("command", "MODULE_PATH")?;
     let arg = cstring("pkcs11_module", module_s)?;
     // SAFETY: `ptr` is a live engine; both strings outlive the call, which
@@ -113,10 +176,10 @@ fn engine(module: &Path) -> Result<*mut openssl_sys::ENGINE, String> {
         let err = openssl_errors();
         // SAFETY: drops our structural reference; nothing else holds it.
         unsafe { ENGINE_free(ptr) };
-        return Err(format!(
-            "the pkcs11 engine cannot load {}: {err}",
-            module.display()
-        ));
+        return Err(Pkcs11Error::ModuleLoad {
+            module: module.to_path_buf(),
+            reasons: err,
+        });
     }
     let quiet = cstring("command", "QUIET")?;
     // SAFETY: `ptr` is live; QUIET takes no argument. Optional (1): an
@@ -132,7 +195,7 @@ fn engine(module: &Path) -> Result<*mut openssl_sys::ENGINE, String> {
 /// The private key `uri` (RFC 7512) of the token that `module` drives, after
 /// logging in with `pin`. Nothing ever prompts on a terminal: a missing or
 /// wrong PIN is an error naming the token's answer (`PIN incorrect`, …).
-pub fn load_private_key(module: &Path, uri: &str, pin: &str) -> Result<PKey<Private>, String> {
+pub fn load_private_key(module: &Path, uri: &str, pin: &str) -> Result<PKey<Private>, Pkcs11Error> {
     let e = engine(module)?;
     // Keys are loaded rarely (start, reload) and the PIN is engine state:
     // one at a time, so a reload never logs in with another load's PIN.
@@ -142,10 +205,7 @@ pub fn load_private_key(module: &Path, uri: &str, pin: &str) -> Result<PKey<Priv
     let uri_c = cstring("signing.key", uri)?;
     // SAFETY: `e` is the live, initialised engine; libp11 copies the PIN.
     if unsafe { ENGINE_ctrl_cmd_string(e, cmd.as_ptr(), pin_c.as_ptr(), 0) } != 1 {
-        return Err(format!(
-            "the pkcs11 engine refused the PIN: {}",
-            openssl_errors()
-        ));
+        return Err(Pkcs11Error::PinRefused(openssl_errors()));
     }
     // SAFETY: `e` is live; the URI string outlives the call; `UI_null()` is a
     // static method that answers no prompt, so the engine never reads a
@@ -159,18 +219,10 @@ pub fn load_private_key(module: &Path, uri: &str, pin: &str) -> Result<PKey<Priv
         )
     };
     if key.is_null() {
-        let why = openssl_errors();
-        let hint = if why.contains("PIN") {
-            format!(
-                " (the PIN comes from signing.pin_file, else {})",
-                crate::config::PIN_ENV
-            )
-        } else if why.contains("not found") {
-            " (no such key or token: compare the URI's token= and object= with `pkcs11-tool --module … --list-objects`)".into()
-        } else {
-            String::new()
-        };
-        return Err(format!("the token refused the key {uri}: {why}{hint}"));
+        return Err(Pkcs11Error::KeyRefused {
+            uri: uri.to_string(),
+            reasons: openssl_errors(),
+        });
     }
     // SAFETY: `key` is a non-null EVP_PKEY whose one reference we own; PKey
     // takes it over and frees it on drop.

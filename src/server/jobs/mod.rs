@@ -66,7 +66,7 @@ pub async fn run(ctx: &Arc<Ctx>, job: Job) {
     let batch = match r {
         Ok(()) => return,
         Err(Fail::Temporary(error)) => {
-            let delay = super::scheduler::backoff(ctx, job.attempts);
+            let delay = backoff(ctx, job.attempts);
             tracing::warn!(job = %job.id, kind = job.kind.as_str(), error = %error, retry_in = ?delay, "job failed, will retry");
             let now = ctx.now_ms();
             let mut b = Batch::at(now);
@@ -94,6 +94,25 @@ pub async fn run(ctx: &Arc<Ctx>, job: Job) {
     if let Err(e) = ctx.store.commit(batch).await {
         tracing::error!(error = %e, job = %job.id, "could not record job outcome");
     }
+}
+
+/// Exponential backoff shortened by up to 25 % jitter, between `[queue] retry_initial` and `retry_max`.
+pub(super) fn backoff(ctx: &Ctx, attempts: i64) -> std::time::Duration {
+    let cfg = ctx.cfg();
+    let q = &cfg.queue;
+    let initial = cfg.duration(&q.retry_initial, std::time::Duration::from_secs(60));
+    let max = cfg.duration(&q.retry_max, std::time::Duration::from_secs(3600));
+    let mut b = [0u8; 2];
+    let _ = openssl::rand::rand_bytes(&mut b);
+    let unit = u16::from_le_bytes(b) as f64 / u16::MAX as f64;
+    let ms = crate::pec::timers::retry_delay(
+        attempts.max(0) as u32,
+        initial.as_millis() as u64,
+        max.as_millis() as u64,
+        0.25,
+        unit,
+    );
+    std::time::Duration::from_millis(ms.max(1))
 }
 
 /// Sign a decided batch (on the blocking pool: RSA is CPU work) and commit

@@ -90,8 +90,7 @@ async fn decide(
         us: ctx.us(),
         now: ctx.now(),
         expire_after: ctx.timer_config().expiry_after,
-        retry_at: ctx.now_ms()
-            + super::super::scheduler::backoff(ctx, job.attempts).as_millis() as i64,
+        retry_at: ctx.now_ms() + super::backoff(ctx, job.attempts).as_millis() as i64,
         accepted: accepted.as_ref().map(|(c, at)| Accepted {
             certified: c,
             at: *at,
