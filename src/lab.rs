@@ -282,8 +282,13 @@ impl Lab {
                 let addr = format!("{u}@{}", s.domain);
                 let hash = users::hash_password(LAB_PASSWORD).map_err(LabError::Provider)?;
                 let a = addr.clone();
-                st.write_blocking(move |c| users::add(c, &a, &hash, crate::store::now_ms()))
-                    .map_err(LabError::Store)?;
+                st.write_blocking(move |c| {
+                    users::add(c, &a, &hash, {
+                        use crate::pec::clock::Clock;
+                        crate::pec::clock::SystemClock.unix_ms()
+                    })
+                })
+                .map_err(LabError::Store)?;
                 crate::server::create_mailbox(&st.paths().mail, &addr)
                     .map_err(LabError::Provider)?;
             }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// The most functions in `src/` that may return `Result<_, String>` (lines
 /// matching `-> Result<[^;{]*, ?String>`). Lower it when you convert one; a
 /// new one must bring a typed error instead.
-const STRING_ERROR_CEILING: usize = 19;
+const STRING_ERROR_CEILING: usize = 17;
 
 /// Modules the pure domain must not name: its callers, the I/O layers.
 const FORBIDDEN_MODULES: &[&str] = &["store", "server", "smtp", "imap", "pop3", "relay", "cmd"];

@@ -322,7 +322,7 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
                     let due = start + Duration::from_secs_f64(i as f64 / rate);
                     tokio::time::sleep_until(due).await;
                 }
-                let at = store::now_ms();
+                let at = crate::cmd::now_unix_ms();
                 let t = Instant::now();
                 match lab::submit(&mut client, ALICE, &rcpts, &format!("Bench {i}"), &text).await {
                     Ok(id) => {

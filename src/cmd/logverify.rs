@@ -200,7 +200,7 @@ fn check(
     }
     // A sealed day never disappears silently: every finished day with rows
     // has its seal.
-    for u in seal::unsealed_days(db, &all, store::now_ms() - GRACE_MS)? {
+    for u in seal::unsealed_days(db, &all, crate::cmd::now_unix_ms() - GRACE_MS)? {
         let day = u.day.to_string();
         if !in_period(&day) {
             continue;
@@ -289,7 +289,8 @@ fn chain(
             .and_then(|s| <[u8; 32]>::try_from(s.last_hash.as_slice()).ok())
             .map_or((0, log::GENESIS), |h| (start - 1, h)),
     };
-    let purge_cutoff = store::now_ms() - (store::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
+    let purge_cutoff =
+        crate::cmd::now_unix_ms() - (store::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
     let mut problem = None;
     let mut note = None;
     let mut first = true;
@@ -403,7 +404,7 @@ fn check_seal(
     let present = seal::count_rows(db, text.first_row, text.last_row)?;
     // Rows older than 30 months are purged (worker::sweep); their seal stays.
     let purged = text.date.start_ms()
-        < store::now_ms() - (store::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
+        < crate::cmd::now_unix_ms() - (store::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
     if purged && present < text.rows {
         r.notes.push(format!(
             "day {day}: {} of its {} row(s) purged after 30 months; its seal is still checked",
@@ -486,7 +487,7 @@ mod tests {
     fn rows_purged_after_30_months_are_a_note_rows_deleted_a_mismatch() {
         let m = crate::store::MemDb::new();
         let db = m.db();
-        let now = store::now_ms();
+        let now = crate::cmd::now_unix_ms();
         let old = now - 1000 * 86_400_000;
         for ts in [old, old + 1, old + 2, now, now + 1] {
             log::append(&db, &Event::new(EventKind::Deposito, ts)).unwrap();

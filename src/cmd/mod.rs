@@ -63,6 +63,13 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
         .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
+/// Now, Unix ms: the commands' one clock (the system's; the daemon's is
+/// `Ctx::clock`).
+pub(crate) fn now_unix_ms() -> i64 {
+    use crate::pec::clock::Clock;
+    crate::pec::clock::SystemClock.unix_ms()
+}
+
 /// Errors of admin commands: a message for the operator.
 pub type AdminResult = Result<ExitCode, Box<dyn std::error::Error>>;
 
@@ -219,7 +226,7 @@ fn prompt_hidden(prompt: &str) -> std::io::Result<String> {
 fn user(config: &Path, cmd: UserCommand) -> AdminResult {
     let cfg = load_config(config)?;
     let st = Store::open(&cfg.data_dir())?;
-    let now = store::now_ms();
+    let now = crate::cmd::now_unix_ms();
     let code = match cmd {
         UserCommand::Add {
             address,

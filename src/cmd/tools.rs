@@ -211,7 +211,7 @@ fn write_table<const N: usize>(
 }
 
 fn age(ms: i64) -> String {
-    let s = ((store::now_ms() - ms) / 1000).max(0);
+    let s = ((crate::cmd::now_unix_ms() - ms) / 1000).max(0);
     if s < 120 {
         format!("{s}s")
     } else if s < 7200 {
@@ -266,13 +266,13 @@ fn queue_list(data_dir: &Path, failed: bool, all: bool, json: bool) -> AdminResu
             v["next_attempt"] = serde_json::json!(iso(j.due_at));
             v["created"] = serde_json::json!(iso(j.created_at));
             v["updated"] = serde_json::json!(iso(j.updated_at));
-            v["age_seconds"] = serde_json::json!((store::now_ms() - j.created_at) / 1000);
+            v["age_seconds"] = serde_json::json!((crate::cmd::now_unix_ms() - j.created_at) / 1000);
             writeln!(out, "{v}")?;
         }
         failed_note();
         return Ok(ExitCode::SUCCESS);
     }
-    let now = store::now_ms();
+    let now = crate::cmd::now_unix_ms();
     let mut rows: Vec<[String; 10]> = vec![[
         "ID",
         "KIND",
@@ -394,7 +394,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
                 return Err("give a job ID, --all (every pending job) or --failed".into());
             }
             let st = Store::open(&cfg.data_dir())?;
-            let now = store::now_ms();
+            let now = crate::cmd::now_unix_ms();
             if let Some(id) = id {
                 // Say why a job cannot run again rather than "0 jobs".
                 let job = st.read_blocking(move |c| queue::get(c, id))?;
@@ -449,7 +449,7 @@ fn cancel(cfg: &crate::config::Config, id: queue::JobId) -> AdminResult {
                 .data
                 .as_deref()
                 .is_some_and(|d| d.contains(Tipo::PostaCertificata.as_str())));
-    let now = store::now_ms();
+    let now = crate::cmd::now_unix_ms();
     if carries_busta {
         let ident = job.identificativo.clone().unwrap_or_default();
         let i2 = ident.clone();
@@ -643,7 +643,7 @@ pub fn demo_main() -> AdminResult {
         let mut client =
             lab::session(submission, lab.client_tls()?, "alice@pec.alpha.test").await?;
         let t0 = Instant::now();
-        let t0_ms = store::now_ms();
+        let t0_ms = crate::cmd::now_unix_ms();
         println!("\nalice@pec.alpha.test -> bob@pec.beta.test: \"Saluti da Alpha\"");
         let id = lab::submit(
             &mut client,

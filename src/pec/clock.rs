@@ -12,11 +12,11 @@ use super::daticert::DataOra;
 /// Source of the current time.
 pub trait Clock: Send + Sync {
     /// Milliseconds since 1970-01-01T00:00:00Z.
-    fn now_ms(&self) -> i64;
+    fn unix_ms(&self) -> i64;
 
     /// Seconds since 1970-01-01T00:00:00Z.
     fn now(&self) -> i64 {
-        self.now_ms().div_euclid(1000)
+        self.unix_ms().div_euclid(1000)
     }
 }
 
@@ -25,7 +25,7 @@ pub trait Clock: Send + Sync {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
+    fn unix_ms(&self) -> i64 {
         since_epoch().as_millis() as i64
     }
 }
@@ -48,7 +48,7 @@ impl ManualClock {
 }
 
 impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
+    fn unix_ms(&self) -> i64 {
         self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
@@ -68,7 +68,7 @@ pub fn since_epoch() -> std::time::Duration {
 pub struct FixedClock(pub i64);
 
 impl Clock for FixedClock {
-    fn now_ms(&self) -> i64 {
+    fn unix_ms(&self) -> i64 {
         self.0 * 1000
     }
 }

@@ -148,7 +148,7 @@ impl UserAuth {
         })?;
         let step = super::web::totp::matching_step(&secret, code, self.ctx.now_secs());
         let a = address.to_string();
-        let now = crate::store::now_ms();
+        let now = self.ctx.unix_ms();
         let outcome = self
             .ctx
             .store

@@ -52,7 +52,7 @@ impl Backend for InboundBackend {
     }
 
     async fn data(&self, info: &SessionInfo, env: &Envelope, message: Vec<u8>) -> Reply {
-        let now = store::now_ms();
+        let now = self.ctx.unix_ms();
         let mail_from = env.mail_from.clone();
         let recipients: Vec<String> = env.rcpt_to.iter().map(|r| r.to_ascii_lowercase()).collect();
         let job = move |blob: &str| NewJob {

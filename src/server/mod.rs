@@ -241,14 +241,14 @@ impl Ctx {
     /// Now (from the one clock) and the id source, for a flow.
     pub fn now(&self) -> crate::flow::Now<'_> {
         crate::flow::Now {
-            ms: self.clock.now_ms(),
+            ms: self.clock.unix_ms(),
             ids: self.ids.as_ref(),
         }
     }
 
     /// Unix milliseconds now, from the one clock.
-    pub fn now_ms(&self) -> i64 {
-        self.clock.now_ms()
+    pub fn unix_ms(&self) -> i64 {
+        self.clock.unix_ms()
     }
 
     /// `[timers]` in milliseconds.

@@ -41,7 +41,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         if *shutdown.borrow() {
             break;
         }
-        let now = ctx.now_ms();
+        let now = ctx.unix_ms();
         if now >= next_sweep {
             next_sweep = now + SWEEP_EVERY_MS;
             let ctx2 = ctx.clone();
@@ -136,7 +136,7 @@ pub async fn run(ctx: Arc<Ctx>) {
 /// the law no longer keeps.
 fn sweep(ctx: &Ctx) {
     ctx.relay.get().prune_idle();
-    if let Err(e) = ctx.store.sweep(ctx.now_ms()) {
+    if let Err(e) = ctx.store.sweep(ctx.unix_ms()) {
         tracing::warn!(error = %e, "housekeeping failed; will try again");
     }
 }
@@ -149,7 +149,7 @@ fn sweep(ctx: &Ctx) {
 /// releases it.
 pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[JobId]) {
     for &id in ids {
-        let now = ctx.now_ms();
+        let now = ctx.unix_ms();
         let job = match ctx.store.record_crash(id, now).await {
             Ok(Some(job)) => job,
             Ok(None) => {

@@ -60,7 +60,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         let wait = match &result {
             Ok(()) => {
                 failures = 0;
-                until_next_seal(store::now_ms())
+                until_next_seal(ctx.unix_ms())
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
@@ -140,7 +140,7 @@ async fn round(ctx: &Arc<Ctx>) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("time stamp of {}: {e}", s.date))?;
         let (date, tok) = (s.date.clone(), token.clone());
-        let now = store::now_ms();
+        let now = ctx.unix_ms();
         ctx.store
             .write(move |db| store::seal::set_tsr(db, &date, &tok, now))
             .await
@@ -232,7 +232,7 @@ fn stamp(
 
 /// Seal the next finished day that has unsealed rows, if any.
 async fn seal_next(ctx: &Arc<Ctx>) -> Result<Option<Seal>, String> {
-    let now = store::now_ms();
+    let now = ctx.unix_ms();
     let signer = ctx.signer.get();
     let provider = ctx.domain().to_string();
     ctx.store
@@ -328,7 +328,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
 /// and seals still waiting for a time stamp; each such day keeps the last
 /// error (for `pecd log verify`).
 async fn refresh_status(ctx: &Arc<Ctx>, error: Option<String>) -> Result<(), String> {
-    let now = store::now_ms();
+    let now = ctx.unix_ms();
     let tsa = ctx.cfg().log.tsa().is_some();
     let recorded = error.clone();
     let (unsealed, unstamped, through) = ctx

@@ -43,7 +43,7 @@ pub(super) async fn run(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     if ours {
         // Our own sender: this job was queued by the acceptance.
         ctx.metrics
-            .consegna_after((ctx.now_ms() - job.created_at) as f64 / 1000.0);
+            .consegna_after((ctx.unix_ms() - job.created_at) as f64 / 1000.0);
     }
     Ok(())
 }

@@ -53,7 +53,7 @@ pub(super) async fn run(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         Outcome::Postpone(reason) => return Err(Fail::Temporary(reason)),
     };
     let done = commit(ctx, batch).await?;
-    let now = ctx.now_ms();
+    let now = ctx.unix_ms();
     for sent in done.delivered_sent_at {
         ctx.metrics.consegna_after((now - sent) as f64 / 1000.0);
     }
@@ -74,7 +74,7 @@ fn verdict(ctx: &Ctx, bytes: &[u8]) -> Verdict {
         trust: Some(&ctx.trust.get()),
         revocation: Some(&revocation),
         our_domains: &ctx.provider().domains,
-        now: ctx.now_ms().div_euclid(1000),
+        now: ctx.unix_ms().div_euclid(1000),
     });
     if let Verdict::Busta { verified, .. } | Verdict::Receipt { verified, .. } = &v {
         if let Some(r) = &verified.revocation {

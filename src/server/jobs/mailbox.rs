@@ -12,7 +12,7 @@ pub(super) async fn run(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     let (tipo, msgid) = job_data(job);
     let batch = crate::flow::deliver::deposit(
         &ctx.us(),
-        ctx.now_ms(),
+        ctx.unix_ms(),
         &work(job, &raw)?,
         job.identificativo.as_deref(),
         tipo.as_deref(),

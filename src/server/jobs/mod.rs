@@ -68,7 +68,7 @@ pub async fn run(ctx: &Arc<Ctx>, job: Job) {
         Err(Fail::Temporary(error)) => {
             let delay = backoff(ctx, job.attempts);
             tracing::warn!(job = %job.id, kind = job.kind.as_str(), error = %error, retry_in = ?delay, "job failed, will retry");
-            let now = ctx.now_ms();
+            let now = ctx.unix_ms();
             let mut b = Batch::at(now);
             b.end = Some((
                 job.id,
@@ -82,7 +82,7 @@ pub async fn run(ctx: &Arc<Ctx>, job: Job) {
         Err(Fail::Permanent(e)) => {
             tracing::error!(job = %job.id, kind = job.kind.as_str(), error = %e, "job failed for good");
             crate::flow::relay::failed(
-                ctx.now_ms(),
+                ctx.unix_ms(),
                 job.id,
                 job.identificativo.as_deref(),
                 &job.recipients,

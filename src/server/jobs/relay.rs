@@ -72,7 +72,7 @@ async fn decide(
     let failing = match &attempt {
         Some(Attempt::Sent(_)) => false,
         Some(Attempt::Temporary(_)) => {
-            r.is_busta() && ctx.now_ms() > job.created_at + ctx.timer_config().expiry_after
+            r.is_busta() && ctx.unix_ms() > job.created_at + ctx.timer_config().expiry_after
         }
         Some(Attempt::Permanent(_)) => r.is_busta(),
         None => true,
@@ -90,7 +90,7 @@ async fn decide(
         us: ctx.us(),
         now: ctx.now(),
         expire_after: ctx.timer_config().expiry_after,
-        retry_at: ctx.now_ms() + super::backoff(ctx, job.attempts).as_millis() as i64,
+        retry_at: ctx.unix_ms() + super::backoff(ctx, job.attempts).as_millis() as i64,
         accepted: accepted.as_ref().map(|(c, at)| Accepted {
             certified: c,
             at: *at,

@@ -89,7 +89,7 @@ impl Web {
             .cfg()
             .duration(&ctx.cfg().web.session_max, Duration::from_secs(12 * 3600));
         Web {
-            sessions: session::Sessions::new(ctx.store.clone(), idle, max),
+            sessions: session::Sessions::new(ctx.store.clone(), ctx.clock.clone(), idle, max),
             ctx,
             summaries: Mutex::new(HashMap::new()),
             html_omitted: Mutex::new(HashMap::new()),

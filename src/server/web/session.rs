@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::store::{self, sessions, Store, StoreError};
+use crate::store::{sessions, Store, StoreError};
 
 /// The name of the session cookie (a contract).
 pub const COOKIE: &str = "pecd_session";
@@ -15,6 +15,7 @@ pub const COOKIE: &str = "pecd_session";
 /// The sessions of one provider.
 pub struct Sessions {
     store: Store,
+    clock: std::sync::Arc<dyn crate::pec::clock::Clock>,
     idle: Duration,
     max: Duration,
 }
@@ -44,8 +45,18 @@ pub fn alive(s: &sessions::Session, now: i64, idle: Duration, max: Duration) -> 
 
 impl Sessions {
     /// Sessions in `store` that end after `idle` without use or at `max` of age.
-    pub fn new(store: Store, idle: Duration, max: Duration) -> Sessions {
-        Sessions { store, idle, max }
+    pub fn new(
+        store: Store,
+        clock: std::sync::Arc<dyn crate::pec::clock::Clock>,
+        idle: Duration,
+        max: Duration,
+    ) -> Sessions {
+        Sessions {
+            store,
+            clock,
+            idle,
+            max,
+        }
     }
 
     /// Open a session for `user`: (session token, CSRF token).
@@ -53,8 +64,9 @@ impl Sessions {
         let (t, csrf) = (token(), token());
         let (t2, c2, u) = (t.clone(), csrf.clone(), user.to_string());
         let (idle, max) = (ms(self.idle), ms(self.max));
+        let now = self.clock.unix_ms();
         self.store
-            .write(move |db| sessions::create(db, &t2, &u, &c2, store::now_ms(), idle, max))
+            .write(move |db| sessions::create(db, &t2, &u, &c2, now, idle, max))
             .await?;
         Ok((t, csrf))
     }
@@ -67,7 +79,7 @@ impl Sessions {
         let Some(s) = self.store.read(move |db| sessions::find(db, &t)).await? else {
             return Ok(None);
         };
-        let now = store::now_ms();
+        let now = self.clock.unix_ms();
         let t = token.to_string();
         if !alive(&s, now, self.idle, self.max) {
             let st = self.store.clone();
