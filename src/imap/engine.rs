@@ -392,7 +392,7 @@ impl Engine {
         let Some(limit) = self.quota else {
             return Ok(false);
         };
-        let used = crate::store::quota::usage(self.store.root())?.bytes;
+        let used = self.store.usage()?.bytes;
         let root = AString::try_from("").map_err(|_| StoreError::Refused("quota root"))?;
         let q = QuotaGet::new(Resource::Storage, used.div_ceil(1024), limit.div_ceil(1024));
         push(
@@ -979,7 +979,7 @@ impl Engine {
             return Ok(());
         };
         if let Some(limit) = self.quota {
-            let used = crate::store::quota::usage(self.store.root())?.bytes;
+            let used = self.store.usage()?.bytes;
             if used.saturating_add(data.len() as u64) > limit {
                 status(
                     out,
@@ -1329,7 +1329,7 @@ impl Engine {
             for &i in &idx {
                 adds = adds.saturating_add(sel.folder.size(&sel.msgs[i])?);
             }
-            let used = crate::store::quota::usage(self.store.root())?.bytes;
+            let used = self.store.usage()?.bytes;
             if used.saturating_add(adds) > limit {
                 status(
                     out,
@@ -1344,8 +1344,7 @@ impl Engine {
         let (mut src_uids, mut dst_uids, mut validity) = (vec![], vec![], 0);
         for &i in &idx {
             let m = &sel.msgs[i];
-            let path = sel.folder.locate(m)?;
-            let (v, u) = dest.copy_from(&path, &m.flags)?;
+            let (v, u) = sel.folder.copy_to(m, &dest, &m.flags)?;
             validity = v;
             src_uids.push(m.uid);
             dst_uids.push(u);

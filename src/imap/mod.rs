@@ -55,9 +55,9 @@ pub trait ImapAuth: Send + Sync + 'static {
 /// Settings of one IMAP listener.
 #[derive(Clone)]
 pub struct ImapConfig {
-    /// Root of all Maildirs (`<mail_root>/<domain>/<localpart>/`).
-    pub mail_root: PathBuf,
-    /// Host name in the greeting and in new Maildir file names.
+    /// Every user's mailbox.
+    pub mailboxes: crate::store::mailbox::Mailboxes,
+    /// Host name in the greeting.
     pub hostname: String,
     /// TLS from the first byte (imaps, 993) instead of STARTTLS (143).
     pub implicit_tls: bool,
@@ -88,14 +88,13 @@ pub struct ImapConfig {
 impl ImapConfig {
     /// A configuration with the usual defaults for the other knobs.
     pub fn new(
-        mail_root: PathBuf,
-        hostname: String,
+        mailboxes: crate::store::mailbox::Mailboxes,
         implicit_tls: bool,
         tls: crate::tls::Acceptor,
     ) -> Self {
         Self {
-            mail_root,
-            hostname,
+            hostname: mailboxes.hostname().to_string(),
+            mailboxes,
             implicit_tls,
             tls,
             max_literal: 64 * 1024 * 1024,

@@ -33,7 +33,6 @@ use tokio::sync::watch;
 
 use super::engine::{push, status, Engine, Kind};
 use super::{ImapAuth, ImapConfig};
-use crate::store::mailbox::UserStore;
 
 /// Room for the command line around a literal, on top of `max_literal`.
 const LINE_SLACK: usize = 64 * 1024;
@@ -626,9 +625,8 @@ impl<A: ImapAuth> Session<A> {
                 return;
             }
         };
-        let (root, host) = (self.cfg.mail_root.clone(), self.cfg.hostname.clone());
-        let a = address.clone();
-        let opened = tokio::task::spawn_blocking(move || UserStore::open(&root, &a, &host)).await;
+        let (boxes, a) = (self.cfg.mailboxes.clone(), address.clone());
+        let opened = tokio::task::spawn_blocking(move || boxes.open(&a)).await;
         match opened {
             Ok(Ok(store)) => {
                 let mut engine = Engine::new(store);

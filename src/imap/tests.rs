@@ -177,8 +177,7 @@ async fn start(max_literal: usize) -> Harness {
     let mut addrs = vec![];
     for implicit in [false, true] {
         let mut cfg = ImapConfig::new(
-            mail_root.clone(),
-            "mx.alpha.test".into(),
+            crate::store::mailbox::Mailboxes::at(&mail_root, "mx.alpha.test"),
             implicit,
             acceptor.clone(),
         );
@@ -507,7 +506,9 @@ fn streamed_fetch_is_the_codec_encoding() {
     let raw = [head.clone(), body.clone()].concat();
     let new = dir.path().join("alpha.test/mario.rossi/new/1.M1P1Q1.mx");
     std::fs::write(new, &raw).unwrap();
-    let store = crate::store::mailbox::UserStore::open(dir.path(), MARIO, "mx.test").unwrap();
+    let store = crate::store::mailbox::Mailboxes::at(dir.path(), "mx.test")
+        .open(MARIO)
+        .unwrap();
     let mut e = super::engine::Engine::new(store);
     let run =
         |e: &mut super::engine::Engine, line: &[u8], sink: &mut dyn FnMut(Vec<u8>) -> bool| {

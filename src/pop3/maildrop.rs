@@ -15,7 +15,6 @@
 //!
 //! Nothing here is async: callers run it on a blocking thread.
 
-use std::fs;
 use std::io;
 
 use crate::store::mailbox::{Folder, MsgEntry, UserStore};
@@ -133,7 +132,10 @@ impl Maildrop {
     }
 
     /// Open message `n` for reading; `Gone` if another session removed it.
-    pub fn open_message(&self, n: usize) -> Result<fs::File, OpenError> {
+    pub fn open_message(
+        &self,
+        n: usize,
+    ) -> Result<crate::store::mailbox::MessageReader, OpenError> {
         let e = self.get(n).map_err(OpenError::Refused)?;
         let gone = |err: io::Error| {
             if err.kind() == io::ErrorKind::NotFound {
@@ -142,8 +144,7 @@ impl Maildrop {
                 OpenError::Io(err)
             }
         };
-        let path = self.folder.locate(&e.msg).map_err(gone)?;
-        fs::File::open(path).map_err(gone)
+        self.folder.open(&e.msg).map_err(gone)
     }
 
     /// Note that message `n` was retrieved in full.
@@ -156,11 +157,9 @@ impl Maildrop {
     /// `DELE n`: mark it; a message another session already removed is refused.
     pub fn dele(&mut self, n: usize) -> Result<(), OpenError> {
         let e = self.get(n).map_err(OpenError::Refused)?;
-        match self.folder.locate(&e.msg) {
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Err(OpenError::Refused(Refused::Gone))
-            }
+        match self.folder.contains(&e.msg) {
+            Ok(true) => {}
+            Ok(false) => return Err(OpenError::Refused(Refused::Gone)),
             Err(err) => return Err(OpenError::Io(err)),
         }
         self.entries[n - 1].deleted = true;
@@ -214,14 +213,17 @@ pub enum OpenError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn setup(n: usize) -> (tempfile::TempDir, UserStore) {
         let d = tempfile::tempdir().unwrap();
-        let s = UserStore::open(d.path(), "mario@pec.test", "mx.pec.test").unwrap();
+        let s = crate::store::mailbox::Mailboxes::at(d.path(), "mx.pec.test")
+            .open("mario@pec.test")
+            .unwrap();
         for i in 0..n {
             let name = format!("{}.M1P1Q{i}.h", 1000 + i);
             fs::write(
-                s.root().join("new").join(name),
+                s.dir_for_tests().join("new").join(name),
                 format!("Subject: {i}\r\n\r\nbody {i}\r\n"),
             )
             .unwrap();
@@ -235,7 +237,10 @@ mod tests {
         let m = Maildrop::open(&s).unwrap();
         assert_eq!(m.stat(), (3, 3 * 22));
         // The files stay in new/: IMAP still sees them as \Recent.
-        assert_eq!(fs::read_dir(s.root().join("new")).unwrap().count(), 3);
+        assert_eq!(
+            fs::read_dir(s.dir_for_tests().join("new")).unwrap().count(),
+            3
+        );
         let imap = s.folder("INBOX").unwrap().sync(true).unwrap();
         let uidls: Vec<String> = m.live().map(|(_, e)| m.uidl(e)).collect();
         let want: Vec<String> = imap
@@ -286,7 +291,7 @@ mod tests {
         let inbox = s.folder("INBOX").unwrap();
         let snap = inbox.sync(true).unwrap();
         inbox.remove(&snap.msgs[0]).unwrap();
-        fs::write(s.root().join("new/2000.M1P1Q9.h"), b"late\r\n").unwrap();
+        fs::write(s.dir_for_tests().join("new/2000.M1P1Q9.h"), b"late\r\n").unwrap();
         // Numbers and sizes as at login; the removed one is refused cleanly.
         assert_eq!(m.stat(), (2, 44));
         assert!(matches!(

@@ -22,7 +22,6 @@ pub mod session;
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,9 +86,9 @@ impl Drop for MaildropLock {
 /// Settings of one POP3 listener.
 #[derive(Clone)]
 pub struct Pop3Config {
-    /// Root of all Maildirs (`<mail_root>/<domain>/<localpart>/`).
-    pub mail_root: PathBuf,
-    /// Host name in the greeting and in new Maildir file names.
+    /// Every user's mailbox.
+    pub mailboxes: crate::store::mailbox::Mailboxes,
+    /// Host name in the greeting.
     pub hostname: String,
     /// TLS from the first byte (pop3s, 995) instead of STLS (110).
     pub implicit_tls: bool,
@@ -116,14 +115,13 @@ pub struct Pop3Config {
 impl Pop3Config {
     /// A configuration with the usual defaults for the other knobs.
     pub fn new(
-        mail_root: PathBuf,
-        hostname: String,
+        mailboxes: crate::store::mailbox::Mailboxes,
         implicit_tls: bool,
         tls: crate::tls::Acceptor,
     ) -> Self {
         Self {
-            mail_root,
-            hostname,
+            hostname: mailboxes.hostname().to_string(),
+            mailboxes,
             implicit_tls,
             tls,
             idle_timeout: Duration::from_secs(10 * 60),

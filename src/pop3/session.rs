@@ -16,7 +16,6 @@ use tokio::time::{timeout_at, Instant};
 use super::command::{self, Command, DotStuffer, TopCut, MAX_LINE};
 use super::maildrop::{Maildrop, OpenError};
 use super::{LoginRefused, MaildropLock, Pop3Auth, Pop3Config};
-use crate::store::mailbox::UserStore;
 use crate::tls::Stream as Conn;
 
 /// Bytes read from a message file per step of `RETR`/`TOP`: what one
@@ -277,14 +276,11 @@ impl<A: Pop3Auth> Session<A> {
                 .await?;
             return Ok(Flow::Continue);
         };
-        let (root, host, a) = (
-            self.cfg.mail_root.clone(),
-            self.cfg.hostname.clone(),
-            address.clone(),
-        );
+        let (boxes, a) = (self.cfg.mailboxes.clone(), address.clone());
         let opened = tokio::task::spawn_blocking(move || {
-            let store =
-                UserStore::open(&root, &a, &host).map_err(|e| io::Error::other(e.to_string()))?;
+            let store = boxes
+                .open(&a)
+                .map_err(|e| io::Error::other(e.to_string()))?;
             Maildrop::open(&store)
         })
         .await
@@ -395,13 +391,24 @@ impl<A: Pop3Auth> Session<A> {
         };
         self.send(&head).await?;
         let deadline = Instant::now() + self.cfg.data_timeout;
-        let mut file = tokio::fs::File::from_std(file);
+        let mut file = Some(file);
         let mut stuffer = DotStuffer::new();
         let mut cut = top.map(TopCut::new);
         let mut buf = vec![0u8; CHUNK];
         let mut out = Vec::with_capacity(CHUNK + CHUNK / 8);
         loop {
-            let got = file.read(&mut buf).await?;
+            // The mailbox streams its bytes on a blocking thread, a chunk at
+            // a time (what tokio's own files do).
+            let mut f = file.take().ok_or(io::ErrorKind::BrokenPipe)?;
+            let (f, b, got) = tokio::task::spawn_blocking(move || {
+                let got = std::io::Read::read(&mut f, &mut buf);
+                (f, buf, got)
+            })
+            .await
+            .map_err(io::Error::other)?;
+            let got = got?;
+            file = Some(f);
+            buf = b;
             if got == 0 {
                 break;
             }

@@ -246,6 +246,11 @@ impl Ctx {
         }
     }
 
+    /// Every user's mailbox.
+    pub fn mailboxes(&self) -> crate::store::mailbox::Mailboxes {
+        self.store.mailboxes(&self.provider.hostname)
+    }
+
     /// Unix milliseconds now, from the one clock.
     pub fn unix_ms(&self) -> i64 {
         self.clock.unix_ms()
@@ -887,12 +892,8 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
                 }
             }
             Speaks::Imap(implicit) => {
-                let mut c = crate::imap::ImapConfig::new(
-                    ctx.store.paths().mail.clone(),
-                    ctx.provider.hostname.clone(),
-                    implicit,
-                    acceptor.clone(),
-                );
+                let mut c =
+                    crate::imap::ImapConfig::new(ctx.mailboxes(), implicit, acceptor.clone());
                 c.throttle = ctx.throttle.clone();
                 c.connections = ctx.metrics.connections(name);
                 let c = Live::new(imap_listener(&cfg, acceptor.clone(), &c));
@@ -901,12 +902,8 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
                 tokio::spawn(crate::imap::serve(l, c, auth, sd))
             }
             Speaks::Pop3(implicit) => {
-                let mut c = crate::pop3::Pop3Config::new(
-                    ctx.store.paths().mail.clone(),
-                    ctx.provider().hostname.clone(),
-                    implicit,
-                    acceptor.clone(),
-                );
+                let mut c =
+                    crate::pop3::Pop3Config::new(ctx.mailboxes(), implicit, acceptor.clone());
                 c.locks = pop3_locks.clone();
                 c.connections = ctx.metrics.connections(name);
                 let c = Live::new(pop3_listener(&cfg, acceptor.clone(), &c));

@@ -246,6 +246,41 @@ pub fn create_user(mail_root: &Path, address: &str) -> Result<PathBuf, StoreErro
     Ok(dir)
 }
 
+/// Every user's mailbox: where IMAP, POP3, the webmail and the CLI open
+/// one. Messages are read and written through it — their bytes stream out
+/// of [`Folder::open`], never from a path — so that the mailboxes can move
+/// from local Maildirs to a shared store without touching the protocols.
+#[derive(Debug, Clone)]
+pub struct Mailboxes {
+    root: PathBuf,
+    hostname: String,
+}
+
+impl Mailboxes {
+    /// The Maildirs under `mail_root`; `hostname` goes into new file names.
+    pub fn at(mail_root: &Path, hostname: &str) -> Mailboxes {
+        Mailboxes {
+            root: mail_root.to_path_buf(),
+            hostname: hostname.to_string(),
+        }
+    }
+
+    /// The host name new messages are named with (and protocols greet with).
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// Open (creating if needed) the mailbox of `address`.
+    pub fn open(&self, address: &str) -> Result<UserStore, StoreError> {
+        UserStore::open(&self.root, address, &self.hostname)
+    }
+
+    /// Create an empty mailbox (INBOX and the default folders) for a new user.
+    pub fn create(&self, address: &str) -> Result<(), StoreError> {
+        create_user(&self.root, address).map(|_| ())
+    }
+}
+
 /// A user's whole store.
 #[derive(Debug, Clone)]
 pub struct UserStore {
@@ -266,7 +301,7 @@ pub struct FolderInfo {
 
 impl UserStore {
     /// Open (creating if needed) the store of `address` under `mail_root`.
-    pub fn open(mail_root: &Path, address: &str, hostname: &str) -> Result<Self, StoreError> {
+    fn open(mail_root: &Path, address: &str, hostname: &str) -> Result<Self, StoreError> {
         let root = create_user(mail_root, address)?;
         Ok(Self {
             root,
@@ -274,9 +309,15 @@ impl UserStore {
         })
     }
 
-    /// The Maildir root of this user.
-    pub fn root(&self) -> &Path {
+    /// The Maildir's directory, for tests that lay files down by hand.
+    #[cfg(test)]
+    pub(crate) fn dir_for_tests(&self) -> &Path {
         &self.root
+    }
+
+    /// How much of the quota the mailbox uses.
+    pub fn usage(&self) -> io::Result<crate::store::quota::Usage> {
+        crate::store::quota::usage(&self.root)
     }
 
     /// Resolve an IMAP name to a folder handle (does not check existence).
@@ -568,6 +609,16 @@ pub fn after_restore(folder_dir: &Path) -> io::Result<bool> {
     Ok(true)
 }
 
+/// A message's bytes, streamed.
+#[derive(Debug)]
+pub struct MessageReader(fs::File);
+
+impl io::Read for MessageReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
 /// One Maildir folder (INBOX or a `.Name` subfolder).
 #[derive(Debug, Clone)]
 pub struct Folder {
@@ -576,9 +627,15 @@ pub struct Folder {
 }
 
 impl Folder {
-    /// Directory of this folder.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Whether `other` is this very folder.
+    pub fn same(&self, other: &Folder) -> bool {
+        self.path == other.path
+    }
+
+    /// A stable key for message `m` of this folder (caches of what its
+    /// bytes give: the key changes with nothing but the message).
+    pub fn key(&self, m: &MsgEntry) -> String {
+        format!("{}\u{0}{}", self.path.display(), m.base)
     }
 
     fn load_uidlist(&self) -> io::Result<UidList> {
@@ -686,7 +743,7 @@ impl Folder {
     }
 
     /// Full path of a message file, finding it again if another session renamed it.
-    pub fn locate(&self, m: &MsgEntry) -> io::Result<PathBuf> {
+    fn locate(&self, m: &MsgEntry) -> io::Result<PathBuf> {
         let p = self.path.join("cur").join(&m.file);
         if p.exists() {
             return Ok(p);
@@ -704,6 +761,28 @@ impl Folder {
     /// Read a message's exact bytes.
     pub fn read(&self, m: &MsgEntry) -> io::Result<Vec<u8>> {
         fs::read(self.locate(m)?)
+    }
+
+    /// Stream a message's exact bytes (POP3 RETR, large messages):
+    /// `NotFound` when another session removed it.
+    pub fn open(&self, m: &MsgEntry) -> io::Result<MessageReader> {
+        Ok(MessageReader(fs::File::open(self.locate(m)?)?))
+    }
+
+    /// Whether the message is still there.
+    pub fn contains(&self, m: &MsgEntry) -> io::Result<bool> {
+        match self.locate(m) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Copy message `m` into folder `dest` with `flags`, keeping its bytes
+    /// and date; gives its (UIDVALIDITY, UID) there.
+    pub fn copy_to(&self, m: &MsgEntry, dest: &Folder, flags: &Flags) -> io::Result<(u32, u32)> {
+        let src = self.locate(m)?;
+        dest.copy_from(&src, flags)
     }
 
     /// Internal date (file mtime) as seconds since the epoch.
@@ -794,7 +873,7 @@ impl Folder {
     }
 
     /// Copy a message file from another folder, keeping its bytes and date.
-    pub fn copy_from(&self, src: &Path, flags: &Flags) -> io::Result<(u32, u32)> {
+    fn copy_from(&self, src: &Path, flags: &Flags) -> io::Result<(u32, u32)> {
         let base = unique_name(&self.hostname);
         let tmp = self.path.join("tmp").join(&base);
         // A hard link shares the (immutable) bytes; fall back to a copy across devices.
@@ -847,7 +926,7 @@ mod tests {
     }
 
     fn drop_new(f: &Folder, name: &str, body: &[u8]) {
-        fs::write(f.path().join("new").join(name), body).unwrap();
+        fs::write(f.path.join("new").join(name), body).unwrap();
     }
 
     #[test]
@@ -906,7 +985,7 @@ mod tests {
     #[test]
     fn new_user_gets_default_folders_and_subscriptions() {
         let (_d, s) = store();
-        assert!(s.root().ends_with("alpha.test/mario.rossi"));
+        assert!(s.root.ends_with("alpha.test/mario.rossi"));
         let names: Vec<String> = s.list().unwrap().into_iter().map(|i| i.name).collect();
         assert_eq!(names, ["INBOX", "Drafts", "Sent", "Trash"]);
         let sent = s
@@ -929,7 +1008,7 @@ mod tests {
         assert_eq!(before.uidnext, 3);
         // The list as a backup holds it; afterwards UID 3 went to a message
         // the disaster then lost.
-        assert!(after_restore(inbox.path()).unwrap());
+        assert!(after_restore(&inbox.path).unwrap());
         drop_new(&inbox, "1002.M1P1Q1.h", b"c");
         let after = inbox.sync(true).unwrap();
         assert_eq!(after.uidvalidity, before.uidvalidity, "no client resync");
@@ -938,20 +1017,20 @@ mod tests {
             [1, 2, 3 + RESTORE_UID_GAP]
         );
         // Near the end of the UID space: a new UIDVALIDITY instead.
-        let text = fs::read_to_string(inbox.path().join(UIDLIST)).unwrap();
+        let text = fs::read_to_string(inbox.path.join(UIDLIST)).unwrap();
         let near_end = text.replacen(
             &format!(" {}\n", 4 + RESTORE_UID_GAP),
             &format!(" {}\n", u32::MAX - 5),
             1,
         );
         assert_ne!(near_end, text);
-        fs::write(inbox.path().join(UIDLIST), near_end).unwrap();
-        assert!(after_restore(inbox.path()).unwrap());
-        let fresh = fs::read_to_string(inbox.path().join(UIDLIST)).unwrap();
+        fs::write(inbox.path.join(UIDLIST), near_end).unwrap();
+        assert!(after_restore(&inbox.path).unwrap());
+        let fresh = fs::read_to_string(inbox.path.join(UIDLIST)).unwrap();
         assert!(fresh.ends_with(" 1\n"), "{fresh}");
         // A folder nobody opened has no list: nothing to do.
         let sent = s.folder("Sent").unwrap();
-        assert!(!after_restore(sent.path()).unwrap());
+        assert!(!after_restore(&sent.path).unwrap());
     }
 
     #[test]
@@ -964,7 +1043,7 @@ mod tests {
         assert_eq!(s1.msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2]);
         assert!(s1.msgs.iter().all(|m| m.recent));
         assert_eq!(s1.msgs[0].file, "1000.M1P1Q1.h:2,");
-        assert!(inbox.path().join("cur/1000.M1P1Q1.h:2,").exists());
+        assert!(inbox.path.join("cur/1000.M1P1Q1.h:2,").exists());
         assert_eq!(s1.uidnext, 3);
         // A second sync (another session, or after restart) keeps everything.
         let s2 = inbox.sync(true).unwrap();
@@ -977,7 +1056,7 @@ mod tests {
         let s3 = inbox.sync(true).unwrap();
         assert_eq!(s3.msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), [2, 3]);
         assert_eq!(s3.uidnext, 4);
-        let text = fs::read_to_string(inbox.path().join(UIDLIST)).unwrap();
+        let text = fs::read_to_string(inbox.path.join(UIDLIST)).unwrap();
         assert!(
             text.starts_with(&format!("1 {} 4\n", s1.uidvalidity)),
             "{text}"

@@ -247,6 +247,11 @@ impl Store {
         })
     }
 
+    /// Every user's mailbox, with new files named after `hostname`.
+    pub fn mailboxes(&self, hostname: &str) -> mailbox::Mailboxes {
+        mailbox::Mailboxes::at(&self.inner.paths.mail, hostname)
+    }
+
     /// The data folder layout.
     pub fn paths(&self) -> &Paths {
         &self.inner.paths

@@ -85,11 +85,7 @@ pub struct Located {
 }
 
 fn user_store(web: &Web, user: &str) -> Result<UserStore, ApiError> {
-    Ok(UserStore::open(
-        &web.ctx.store.paths().mail,
-        user,
-        &web.ctx.cfg().provider.hostname,
-    )?)
+    Ok(web.ctx.mailboxes().open(user)?)
 }
 
 /// Find message `id` in `user`'s store; 404 for anything else, including
@@ -237,7 +233,7 @@ async fn folders(
                 "uidnext": snap.uidnext,
             }));
         }
-        let used = crate::store::quota::usage(st.root())?.bytes;
+        let used = st.usage()?.bytes;
         let limit = web.ctx.quota_of_blocking(&a.user);
         Ok(Json(serde_json::json!({
             "folders": out,
@@ -327,7 +323,7 @@ struct ListQuery {
 
 /// The summary of one entry, from the cache or the file.
 pub fn summary(web: &Web, folder: &Folder, m: &MsgEntry) -> Result<Arc<Summary>, ApiError> {
-    let key = folder.path().join(&m.base);
+    let key = folder.key(m);
     if let Some(s) = web
         .summaries
         .lock()
@@ -354,7 +350,7 @@ pub fn message_view(
     raw: &[u8],
     remote_images: bool,
 ) -> (view::MessageView, crate::pec::classify::PecMessage) {
-    let key = l.folder.path().join(&l.entry.base);
+    let key = l.folder.key(&l.entry);
     let known = web
         .html_omitted
         .lock()
@@ -665,15 +661,14 @@ struct MoveBody {
 
 fn move_message(l: &Located, to: &str) -> Result<String, ApiError> {
     let dst = l.store.existing(to)?;
-    if dst.path() == l.folder.path() {
+    if dst.same(&l.folder) {
         return Ok(message_id(
             &l.folder_name,
             l.folder.sync(false)?.uidvalidity,
             l.entry.uid,
         ));
     }
-    let src = l.folder.locate(&l.entry)?;
-    let (validity, uid) = dst.copy_from(&src, &l.entry.flags)?;
+    let (validity, uid) = l.folder.copy_to(&l.entry, &dst, &l.entry.flags)?;
     l.folder.remove(&l.entry)?;
     Ok(message_id(to, validity, uid))
 }

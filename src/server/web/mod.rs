@@ -42,10 +42,10 @@ pub struct Web {
     sessions: session::Sessions,
     /// Per-message summaries for the lists, by file path; Maildir files never
     /// change their bytes, so an entry stays right while the file exists.
-    summaries: Mutex<HashMap<std::path::PathBuf, Arc<view::Summary>>>,
+    summaries: Mutex<HashMap<String, Arc<view::Summary>>>,
     /// Messages whose HTML is not shown, by file path, and why: the work
     /// spent finding out is not spent again at each opening.
-    html_omitted: Mutex<HashMap<std::path::PathBuf, view::HtmlOmitted>>,
+    html_omitted: Mutex<HashMap<String, view::HtmlOmitted>>,
     /// Anonymous `POST /api/v1/verify` calls per client IP in the current minute.
     verify_calls: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     /// Anonymous verifications in progress (`[web] verify_concurrency`).

@@ -413,11 +413,7 @@ pub fn enc(s: &str) -> String {
 }
 
 fn folder_links(web: &Web, t: &T, user: &str, current: &str) -> Sidebar {
-    let Ok(st) = crate::store::mailbox::UserStore::open(
-        &web.ctx.store.paths().mail,
-        user,
-        &web.ctx.cfg().provider.hostname,
-    ) else {
+    let Ok(st) = web.ctx.mailboxes().open(user) else {
         return Sidebar::default();
     };
     let links: Vec<FolderLink> = st
@@ -441,9 +437,7 @@ fn folder_links(web: &Web, t: &T, user: &str, current: &str) -> Sidebar {
             }
         })
         .collect();
-    let used = crate::store::quota::usage(st.root())
-        .map(|u| u.bytes)
-        .unwrap_or(0);
+    let used = st.usage().map(|u| u.bytes).unwrap_or(0);
     let space = match web.ctx.quota_of_blocking(user) {
         Some(limit) => format!(
             "{} {} {} {} ({}%)",
