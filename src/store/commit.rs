@@ -243,3 +243,106 @@ struct Staged {
     /// The quarantine file and its size.
     quarantine_file: Option<(String, i64)>,
 }
+
+#[cfg(test)]
+mod tests {
+    //! The deadlines with a clock the test moves: no daemon, no sleeping.
+    use super::*;
+    use crate::flow::batch::{Deadline, TimerOp};
+    use crate::flow::{Now, Us};
+    use crate::pec::clock::{Clock, ManualClock};
+    use crate::pec::daticert::{Certified, Destinatario};
+    use crate::pec::envelope::Provider;
+    use crate::pec::ids::SequentialIds;
+    use crate::pec::timers::{expiry_due, preavviso_due, TimerConfig};
+    use crate::pec::types::{ReceiptType, RecipientType};
+
+    const H: i64 = 3_600_000;
+
+    #[tokio::test]
+    async fn deadlines_fire_once_each_as_the_clock_passes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let clock = ManualClock::at(1_765_000_000_000);
+        let ids = SequentialIds::default();
+        let p = Provider {
+            name: "Alpha".into(),
+            domain: "pec.alpha.test".into(),
+        };
+        let domains = vec!["pec.alpha.test".to_string()];
+        let us = Us {
+            provider: &p,
+            domains: &domains,
+            hostname: "mx.test",
+        };
+        let c = Certified {
+            mittente: "mario@pec.alpha.test".into(),
+            destinatari: vec![Destinatario {
+                address: "b@pec.beta.test".into(),
+                tipo: RecipientType::Certificato,
+            }],
+            risposte: "mario@pec.alpha.test".into(),
+            oggetto: Some("x".into()),
+            identificativo: "id-1@pec.alpha.test".into(),
+            msgid: None,
+            ricevuta: ReceiptType::Completa,
+        };
+        let t0 = clock.unix_ms();
+        let cfg = TimerConfig {
+            preavviso_after: 12 * H,
+            expiry_after: 24 * H,
+        };
+        let mut b = Batch::at(t0);
+        b.timers.push(TimerOp::Start {
+            identificativo: c.identificativo.clone(),
+            recipient: "b@pec.beta.test".into(),
+            sent_at: t0,
+            preavviso_due: preavviso_due(t0, &cfg),
+            expire_due: expiry_due(t0, &cfg),
+        });
+        store.commit(b).await.unwrap();
+        let due = |clock: &ManualClock| {
+            let store = store.clone();
+            let now = clock.unix_ms();
+            async move { store.due_timers(now, 10).await.unwrap() }
+        };
+        clock.advance(12 * H - 1);
+        assert!(due(&clock).await.is_empty(), "nothing before 12 h");
+        clock.advance(1);
+        let d = due(&clock).await;
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].deadline, Deadline::Preavviso);
+        let fire = |t: &crate::flow::batch::DueTimer| {
+            let mut b = crate::flow::timers::fire(
+                &us,
+                &Now {
+                    ms: clock.unix_ms(),
+                    ids: &ids,
+                },
+                t,
+                Some(&c),
+            );
+            // A stand-in for the signature: the store takes bytes.
+            for blob in b.blobs.iter_mut() {
+                if let NewBlob::Sign(u) = blob {
+                    *blob = NewBlob::Bytes(u.entity.clone());
+                }
+            }
+            b
+        };
+        let first = store.commit(fire(&d[0])).await.unwrap();
+        assert!(first.applied && first.new_jobs == [true]);
+        // The same deadline looked at again (a restart, another node) does nothing.
+        let again = store.commit(fire(&d[0])).await.unwrap();
+        assert!(!again.applied);
+        assert!(due(&clock).await.is_empty(), "the 12 h warning fired once");
+        clock.advance(12 * H);
+        let d = due(&clock).await;
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].deadline, Deadline::Expire);
+        assert!(store.commit(fire(&d[0])).await.unwrap().applied);
+        clock.advance(48 * H);
+        assert!(due(&clock).await.is_empty(), "closed by the 24 h notice");
+        store.close();
+    }
+}
