@@ -6,6 +6,16 @@ use std::fmt::Write;
 /// 2018-11-13 16:39:27 +0100 (ms).
 pub const T0: i64 = 1_542_123_567_000;
 
+/// An unsigned message as the bytes it would be signed over.
+pub fn flat(u: &crate::pec::types::Unsigned) -> Vec<u8> {
+    let mut v = Vec::new();
+    for (k, val) in &u.headers {
+        v.extend_from_slice(format!("{k}: {val}\r\n").as_bytes());
+    }
+    v.extend_from_slice(&u.entity);
+    v
+}
+
 /// The batch as readable, stable text: every row and every blob.
 pub fn render(b: &Batch) -> String {
     let mut o = String::new();
@@ -43,14 +53,7 @@ pub fn render(b: &Batch) -> String {
     }
     for (i, blob) in b.blobs.iter().enumerate() {
         let (what, bytes) = match blob {
-            NewBlob::Sign(u) => {
-                let mut v = Vec::new();
-                for (k, val) in &u.headers {
-                    v.extend_from_slice(format!("{k}: {val}\r\n").as_bytes());
-                }
-                v.extend_from_slice(&u.entity);
-                ("to sign", v)
-            }
+            NewBlob::Sign(u) => ("to sign", flat(u)),
             NewBlob::Bytes(b) => ("bytes", b.clone()),
         };
         let _ = writeln!(

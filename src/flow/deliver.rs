@@ -341,12 +341,7 @@ mod tests {
         let when = ItalianTime::from_unix(T0 / 1000 - 60);
         let id = crate::pec::ids::identificativo(&ids, &when, "pec.alpha.test");
         let b = busta_di_trasporto(&alpha, &ids, &when, raw.as_bytes(), &acc, &id, &d);
-        let mut out = Vec::new();
-        for (k, v) in &b.unsigned.headers {
-            out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-        }
-        out.extend_from_slice(&b.unsigned.entity);
-        out
+        crate::golden::flat(&b.unsigned)
     }
 
     fn deliver(raw: &[u8], known: bool, room: Room) -> Outcome {

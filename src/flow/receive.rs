@@ -535,7 +535,7 @@ fn infected(f: &Facts<'_>, m: &Received<'_>, virus: &str, b: &mut Batch) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::golden::{check, render, T0};
+    use crate::golden::{check, flat, render, T0};
     use crate::pec::access::{check as access_check, Limits};
     use crate::pec::classify::classify;
     use crate::pec::clock::ItalianTime;
@@ -544,16 +544,7 @@ mod tests {
     use crate::pec::ids::SequentialIds;
     use crate::pec::index::Provider as Peer;
     use crate::pec::receipt::Consegna;
-    use crate::pec::types::{RecipientType, Unsigned};
-
-    fn flat(u: &Unsigned) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (k, v) in &u.headers {
-            out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-        }
-        out.extend_from_slice(&u.entity);
-        out
-    }
+    use crate::pec::types::RecipientType;
 
     fn alpha() -> Provider {
         Provider {
@@ -664,6 +655,25 @@ mod tests {
         }
     }
 
+    /// A receipt `raw` of type `tipo`, verified as signed by Beta.
+    fn from_beta(tipo: Tipo, raw: &[u8]) -> Verdict {
+        Verdict::Receipt {
+            tipo,
+            message: Box::new(classify(raw)),
+            verified: verified(),
+            provider: "Beta PEC S.p.A.".into(),
+        }
+    }
+
+    /// Beta's emitter for receipts about Alpha's busta.
+    fn beta_emits<'a>(b: &'a Provider, ids: &'a SequentialIds) -> Emitter<'a> {
+        Emitter {
+            provider: b,
+            ids,
+            when: ItalianTime::from_unix(T0 / 1000 - 10),
+        }
+    }
+
     fn busta_verdict(raw: &[u8]) -> Verdict {
         Verdict::Busta {
             message: Box::new(classify(raw)),
@@ -701,23 +711,14 @@ mod tests {
         let (_, c, _) = busta();
         let ids = SequentialIds::starting_at(500);
         let b = beta();
-        let e = Emitter {
-            provider: &b,
-            ids: &ids,
-            when: ItalianTime::from_unix(T0 / 1000 - 10),
-        };
+        let e = beta_emits(&b, &ids);
         let consegna = flat(&receipt::avvenuta_consegna(
             &e,
             &c,
             "b@pec.beta.test",
             Consegna::Sintetica,
         ));
-        let v = Verdict::Receipt {
-            tipo: Tipo::AvvenutaConsegna,
-            message: Box::new(classify(&consegna)),
-            verified: verified(),
-            provider: "Beta PEC S.p.A.".into(),
-        };
+        let v = from_beta(Tipo::AvvenutaConsegna, &consegna);
         let out = judged(judge_at(
             &alpha(),
             "pec.alpha.test",
@@ -735,12 +736,7 @@ mod tests {
             "posta-certificata@pec.alpha.test",
             &["b@pec.beta.test".to_string()],
         ));
-        let v = Verdict::Receipt {
-            tipo: Tipo::PresaInCarico,
-            message: Box::new(classify(&presa)),
-            verified: verified(),
-            provider: "Beta PEC S.p.A.".into(),
-        };
+        let v = from_beta(Tipo::PresaInCarico, &presa);
         let out = judged(judge_at(
             &alpha(),
             "pec.alpha.test",
@@ -763,11 +759,7 @@ mod tests {
         let (_, c, d) = busta();
         let ids = SequentialIds::starting_at(700);
         let b = beta();
-        let e = Emitter {
-            provider: &b,
-            ids: &ids,
-            when: ItalianTime::from_unix(T0 / 1000 - 10),
-        };
+        let e = beta_emits(&b, &ids);
         let notice = flat(&receipt::rilevazione_virus(
             &e,
             &c,
@@ -775,12 +767,7 @@ mod tests {
             &["b@pec.beta.test".to_string()],
             &receipt::virus_esteso("Beta PEC S.p.A.", "Eicar-Test"),
         ));
-        let v = Verdict::Receipt {
-            tipo: Tipo::RilevazioneVirus,
-            message: Box::new(classify(&notice)),
-            verified: verified(),
-            provider: "Beta PEC S.p.A.".into(),
-        };
+        let v = from_beta(Tipo::RilevazioneVirus, &notice);
         assert_eq!(our_message(&v), Some(c.identificativo.as_str()));
         let out = judged(judge_at(
             &alpha(),

@@ -449,10 +449,7 @@ mod tests {
             Decision::Done(o) => *o,
             Decision::Sign(b) => {
                 let mut signed = b"SIGNED ".to_vec();
-                for (k, v) in &b.unsigned().headers {
-                    signed.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-                }
-                signed.extend_from_slice(&b.unsigned().entity);
+                signed.extend_from_slice(&crate::golden::flat(b.unsigned()));
                 b.finish(&f, signed)
             }
         }

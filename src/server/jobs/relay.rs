@@ -18,18 +18,8 @@ pub(super) async fn run(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         .ok_or_else(|| Fail::Permanent("relay job without destination".into()))?;
     let bytes = blob_of(ctx, job)?;
     let attempt = attempt(ctx, job, &domain, &bytes).await?;
-    let (tipo, msgid) = job_data(job);
-    let r = Relay {
-        id: job.id,
-        identificativo: job.identificativo.as_deref(),
-        mail_from: &job.mail_from,
-        recipients: &job.recipients,
-        domain: &domain,
-        tipo: tipo.as_deref(),
-        msgid: msgid.as_deref(),
-        created_at: job.created_at,
-    };
-    let batch = decide(ctx, job, &r, &bytes, Some(attempt)).await?;
+    let data = job_data(job);
+    let batch = decide(ctx, job, &relay_of(job, &data), &bytes, Some(attempt)).await?;
     commit(ctx, batch).await?;
     Ok(())
 }
@@ -38,18 +28,8 @@ pub(super) async fn run(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
 /// told as for a refusal, when it carries a busta of ours.
 pub async fn held(ctx: &Arc<Ctx>, job: &Job) {
     let bytes = super::blob_of(ctx, job).unwrap_or_default();
-    let (tipo, msgid) = job_data(job);
-    let r = Relay {
-        id: job.id,
-        identificativo: job.identificativo.as_deref(),
-        mail_from: &job.mail_from,
-        recipients: &job.recipients,
-        domain: job.next_hop.as_deref().unwrap_or_default(),
-        tipo: tipo.as_deref(),
-        msgid: msgid.as_deref(),
-        created_at: job.created_at,
-    };
-    let told = match decide(ctx, job, &r, &bytes, None).await {
+    let data = job_data(job);
+    let told = match decide(ctx, job, &relay_of(job, &data), &bytes, None).await {
         Ok(b) => commit(ctx, b).await.map(|_| ()),
         Err(e) => Err(e),
     };
@@ -57,6 +37,20 @@ pub async fn held(ctx: &Arc<Ctx>, job: &Job) {
     // ours to tell.
     if let Err(Fail::Temporary(e)) = told {
         tracing::error!(job = %job.id, error = %e, "could not tell the sender of a held job");
+    }
+}
+
+/// The job as the relay flow sees it (`data`: its `tipo` and Message-ID).
+fn relay_of<'a>(job: &'a Job, data: &'a (Option<String>, Option<String>)) -> Relay<'a> {
+    Relay {
+        id: job.id,
+        identificativo: job.identificativo.as_deref(),
+        mail_from: &job.mail_from,
+        recipients: &job.recipients,
+        domain: job.next_hop.as_deref().unwrap_or_default(),
+        tipo: data.0.as_deref(),
+        msgid: data.1.as_deref(),
+        created_at: job.created_at,
     }
 }
 
