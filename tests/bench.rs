@@ -118,9 +118,6 @@ fn entries(dir: &std::path::Path) -> Vec<String> {
 #[test]
 fn bench_against_postfix_prints_both_and_their_ratio() {
     let tmp = open_tmpdir();
-    // What a sitting killed with SIGKILL leaves: its process is gone.
-    let stale = tmp.path().join("pecd-postfix-999999999-stale");
-    std::fs::create_dir(&stale).unwrap();
     let r = common::bench_json(
         &["--against-postfix", "--messages", "20", "--runs", "1"],
         &[("TMPDIR", tmp.path().as_os_str())],
@@ -163,17 +160,24 @@ fn bench_against_postfix_prints_both_and_their_ratio() {
         "{r:#}"
     );
     assert!(r["machine"]["cores"].as_u64().unwrap() >= 1, "{r:#}");
-    // Postfix's instance and pecd's lab are gone, and so is the stale folder.
+    // Postfix's instance and pecd's lab are gone.
     assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
 }
 
-/// SIGTERM in the middle of a Postfix run: Postfix is stopped, its folder
-/// removed, and pecd says so.
-#[test]
-fn bench_against_postfix_cleans_up_when_interrupted() {
+/// A sitting of far more messages than a stock Postfix relays in the
+/// moment a test takes, in `tmp`, followed until its first Postfix run has
+/// started: the sitting, its stderr, the instance's folder, smtpd's port
+/// and the master's pid.
+fn sitting_in_its_postfix_run(
+    tmp: &std::path::Path,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    std::path::PathBuf,
+    u16,
+    String,
+) {
     use std::io::BufRead;
-    let tmp = open_tmpdir();
-    // Far more than a stock Postfix relays in the moment the signal takes.
     let mut child = std::process::Command::new(common::pecd_bin())
         .args([
             "bench",
@@ -184,7 +188,7 @@ fn bench_against_postfix_cleans_up_when_interrupted() {
             "1",
         ])
         .env("RUST_LOG", "error")
-        .env("TMPDIR", tmp.path())
+        .env("TMPDIR", tmp)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -206,39 +210,78 @@ fn bench_against_postfix_cleans_up_when_interrupted() {
         .parse()
         .unwrap();
     let master = std::fs::read_to_string(dir.join("queue/pid/master.pid")).unwrap();
-    let master = master.trim().to_string();
+    (child, err, dir, port, master.trim().to_string())
+}
+
+fn signal(sig: &str, pid: &str) {
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([sig, pid])
         .status()
         .unwrap();
-    assert!(status.success());
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let status = loop {
+    loop {
         if let Some(s) = child.try_wait().unwrap() {
-            break s;
+            return s;
         }
         assert!(std::time::Instant::now() < deadline, "pecd did not stop");
         std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
-    assert!(!status.success(), "{rest}");
-    assert!(rest.contains("bench interrupted by SIGTERM"), "{rest}");
-    assert!(!dir.exists(), "{} left behind", dir.display());
-    assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
-    // The master is gone (or a zombie waiting for init to reap it) …
-    let stat = std::fs::read_to_string(format!("/proc/{master}/stat")).unwrap_or_default();
+    }
+}
+
+/// Gone, or a zombie waiting for init to reap it.
+fn dead(pid: &str) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let state = stat
         .rsplit(')')
         .next()
         .unwrap_or("")
         .split_whitespace()
         .next();
-    assert!(
-        matches!(state, None | Some("Z") | Some("X")),
-        "master {master}: {stat}"
+    matches!(state, None | Some("Z") | Some("X"))
+}
+
+/// SIGTERM in the middle of a Postfix run: Postfix is stopped, its folder
+/// removed, and pecd says so.
+#[test]
+fn bench_against_postfix_cleans_up_when_interrupted() {
+    let tmp = open_tmpdir();
+    let (mut child, mut err, dir, port, master) = sitting_in_its_postfix_run(tmp.path());
+    signal("-TERM", &child.id().to_string());
+    let status = wait_exit(&mut child);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(!status.success(), "{rest}");
+    assert!(rest.contains("bench interrupted by SIGTERM"), "{rest}");
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
+    assert!(dead(&master), "master {master} still runs");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+/// A sitting killed with SIGKILL cannot clean up: the next one stops the
+/// master and the orphaned `smtp-sink` it left, and removes the folder.
+#[test]
+fn bench_against_postfix_sweeps_what_a_killed_sitting_left() {
+    let tmp = open_tmpdir();
+    let (mut child, _err, dir, port, master) = sitting_in_its_postfix_run(tmp.path());
+    let sink = std::fs::read_to_string(dir.join("smtp-sink.pid")).unwrap();
+    let sink = sink.split_whitespace().next().unwrap().to_string();
+    signal("-KILL", &child.id().to_string());
+    wait_exit(&mut child);
+    assert!(dir.exists() && !dead(&master) && !dead(&sink));
+    let r = common::bench_json(
+        &["--against-postfix", "--messages", "5", "--runs", "1"],
+        &[("TMPDIR", tmp.path().as_os_str())],
     );
-    // … and nothing listens on its port.
+    assert_eq!(r["postfix"][0]["messages"], 5, "{r:#}");
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
+    assert!(dead(&master), "master {master} still runs");
+    assert!(dead(&sink), "smtp-sink {sink} still runs");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
 

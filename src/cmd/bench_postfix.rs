@@ -8,8 +8,8 @@
 //! (`config_directory`, `queue_directory`, `data_directory`, the maillog),
 //! started by root as Postfix is (the master drops to `mail_owner`), on
 //! ephemeral loopback ports, and stopped and removed when the run ends, fails
-//! or is interrupted; a folder left by a process that is gone (killed with
-//! SIGKILL) is stopped and removed by the next sitting.
+//! or is interrupted; what a process killed with SIGKILL leaves (the folder,
+//! the master, the `smtp-sink`) is stopped and removed by the next sitting.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -30,6 +30,10 @@ const MAIL_OWNER: &str = "postfix";
 const SETGID_GROUP: &str = "postdrop";
 /// Instance folders in the temp dir: this prefix, the owner's pid, a suffix.
 const DIR_PREFIX: &str = "pecd-postfix-";
+/// In an instance's folder: `PID PORT` of its `smtp-sink`, which a
+/// SIGKILL of pecd would orphan (the sink runs as `mail_owner`, so no
+/// parent-death signal reaches it).
+const SINK_PID_FILE: &str = "smtp-sink.pid";
 /// Issue 23's throughput target: pecd at least this share of Postfix.
 const TARGET_RATIO: f64 = 0.8;
 
@@ -384,6 +388,7 @@ fn sweep_stale(postfix: &Path) {
             continue;
         }
         let dir = e.path();
+        kill_orphan_sink(&dir);
         if dir.join("queue/pid/master.pid").exists() {
             stop_postfix(postfix, &dir.join("conf"));
         }
@@ -393,6 +398,34 @@ fn sweep_stale(postfix: &Path) {
                 dir.display()
             );
         }
+    }
+}
+
+/// Kill the `smtp-sink` recorded in a stale instance's folder, if that pid
+/// is still an `smtp-sink` on the recorded port (not a reused pid).
+fn kill_orphan_sink(dir: &Path) {
+    let Ok(text) = std::fs::read_to_string(dir.join(SINK_PID_FILE)) else {
+        return;
+    };
+    let mut words = text.split_whitespace();
+    let (Some(Ok(pid)), Some(Ok(port))) = (
+        words.next().map(str::parse::<u32>),
+        words.next().map(str::parse::<u16>),
+    ) else {
+        return;
+    };
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let ours = args.first().is_some_and(|a| a.ends_with(b"smtp-sink"))
+        && args.contains(&format!("127.0.0.1:{port}").as_bytes());
+    if pid > 1 && ours {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -490,6 +523,10 @@ async fn run_once(
             text
         })
     });
+    if let Some(pid) = sink.id() {
+        let p = inst.dir.join(SINK_PID_FILE);
+        std::fs::write(&p, format!("{pid} {}\n", inst.sink_port)).map_err(file_err(&p))?;
+    }
     drop(wait_listening("smtp-sink", inst.sink_port).await?);
     inst.start()?;
     greets(inst.smtpd_port).await?;
