@@ -709,7 +709,7 @@ pub async fn run(a: &BenchArgs) -> AdminResult {
     let machine = Machine::here(tools.version());
     if !a.json {
         println!(
-            "pecd bench --against-postfix: {n} messages of {} B, {conc} sessions, {runs} runs each, alternated",
+            "pecd bench --against-postfix: {n} messages of {} B, {conc} sessions, {runs} run(s) of each, alternated",
             a.size
         );
         println!(
