@@ -318,7 +318,7 @@ pub(super) async fn bench(a: &BenchArgs, rate: f64) -> Result<Report, Box<dyn st
     let client_rt = lab::OwnRuntime::new("pecd-bench-client")?;
     let on_client = client_rt.handle().ok_or("client runtime gone")?.clone();
     // Each session is one connection used message after message, as
-    // smtp-source does: no per-message NOOP probe (lettre's pool sends one).
+    // `smtp-source -d` does: no per-message NOOP probe (lettre's pool sends one).
     let addr = lab.providers[0]
         .bound
         .submission
