@@ -338,9 +338,11 @@ pub struct BenchArgs {
     /// Recipients per message.
     #[arg(long, default_value_t = 1)]
     pub recipients: usize,
-    /// Offered load in messages per second (0: as fast as the sessions go).
-    #[arg(long, default_value_t = 0.0)]
-    pub rate: f64,
+    /// Offered load, open loop: messages per second, evenly spaced, each
+    /// leaving at its time on whichever session is free (0: as fast as the
+    /// sessions go); `half`: a saturated run first, then half its PEC/s.
+    #[arg(long, default_value = "0", value_parser = parse_rate, value_name = "R|half")]
+    pub rate: Rate,
     /// Stop the recipients' provider first and measure memory with every
     /// message queued for it (no delivery is awaited).
     #[arg(long)]
@@ -364,7 +366,73 @@ pub struct BenchArgs {
     /// `--messages` messages, 100 times over HTTPS (issue 11: 10,000).
     #[arg(long, conflicts_with_all = ["dead_peer", "rate", "clamd"])]
     pub webmail: bool,
+    /// Run a stock Postfix (`smtp-source` -> `postfix` -> `smtp-sink`, 2 KiB
+    /// by default, no TLS) and pecd alternately, `--runs` times each with the
+    /// same messages, size and sessions; print both and their ratio.
+    #[arg(long, conflicts_with_all = [
+        "webmail", "dead_peer", "rate", "recipients", "clamd", "pkcs11_key",
+    ])]
+    pub against_postfix: bool,
+    /// With `--against-postfix`: runs of each.
+    #[arg(long, default_value_t = 3, requires = "against_postfix")]
+    pub runs: usize,
+    /// Seconds to wait between two runs (`--against-postfix`, `--rate
+    /// half`): see "Spacing the runs" in docs/performance.md.
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub pause: u64,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `pecd bench --rate`: the offered load.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    /// Messages per second (0: unpaced, as fast as the sessions go).
+    PerSecond(f64),
+    /// Half of the PEC/s of a saturated run made first.
+    HalfOfSaturated,
+}
+
+/// A `--rate` that is neither a number of messages per second nor `half`.
+#[derive(Debug)]
+pub struct BadRate(String);
+
+impl std::fmt::Display for BadRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?}: give messages per second (a number, 0 for unpaced) or `half`",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BadRate {}
+
+/// `--rate`: a number of messages per second (0 or more), or `half`.
+fn parse_rate(s: &str) -> Result<Rate, BadRate> {
+    if s.eq_ignore_ascii_case("half") {
+        return Ok(Rate::HalfOfSaturated);
+    }
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(Rate::PerSecond(r)),
+        _ => Err(BadRate(s.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_is_a_number_of_messages_per_second_or_half() {
+        assert_eq!(parse_rate("half").unwrap(), Rate::HalfOfSaturated);
+        assert_eq!(parse_rate("120").unwrap(), Rate::PerSecond(120.0));
+        assert_eq!(parse_rate("0").unwrap(), Rate::PerSecond(0.0));
+        for bad in ["-1", "fast", "NaN", "inf", ""] {
+            let e = parse_rate(bad).unwrap_err().to_string();
+            assert!(e.contains("`half`"), "{bad}: {e}");
+        }
+    }
 }

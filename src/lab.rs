@@ -190,7 +190,9 @@ impl Drop for OwnRuntime {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
+/// A port free on 127.0.0.1 now (bound and released: whoever binds it
+/// next is expected to be the caller).
+pub(crate) fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -352,11 +354,19 @@ impl Lab {
     }
 
     /// Stop every provider and remove the folder.
-    pub async fn stop(self) {
-        for p in self.providers {
+    pub async fn stop(mut self) {
+        for p in std::mem::take(&mut self.providers) {
             p.stop(Duration::from_secs(10)).await;
         }
-        drop(self.runtimes);
+        // Drop removes the folder once the runtimes are gone.
+    }
+}
+
+impl Drop for Lab {
+    /// A lab dropped without [`Lab::stop`] (an interrupted `pecd bench`)
+    /// still leaves no folder behind: its runtimes are shut down first.
+    fn drop(&mut self) {
+        drop(std::mem::take(&mut self.runtimes));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -405,6 +415,89 @@ pub async fn submit(
         .await
         .map_err(LabError::Send)?;
     Ok(identificativo_of(&reply))
+}
+
+/// What the access point answered to one message, and when the client
+/// finished sending it.
+pub struct Submitted {
+    /// The identificativo in the `250` reply.
+    pub id: String,
+    /// Unix ms when the message's last byte had been written to the
+    /// connection and only the final `.` was left to send: the end of DATA.
+    pub data_end_ms: i64,
+}
+
+/// Yields the message once and notes the time when asked for more: lettre
+/// asks after writing the message, just before it writes the final dot.
+struct EndOfData<'a> {
+    message: Option<&'a [u8]>,
+    at: &'a mut Option<i64>,
+}
+
+impl<'a> Iterator for EndOfData<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let part = self.message.take();
+        if part.is_none() && self.at.is_none() {
+            use crate::pec::clock::Clock;
+            *self.at = Some(crate::pec::clock::SystemClock.unix_ms());
+        }
+        part
+    }
+}
+
+/// [`submit`], noting the end of DATA: MAIL, RCPT and DATA in lock step and
+/// the same bytes on the wire as [`submit`], which a bench run needs to set
+/// its latencies against.
+pub async fn submit_timed(
+    conn: &mut AsyncSmtpConnection,
+    from: &str,
+    to: &[String],
+    subject: &str,
+    body: &str,
+) -> Result<Submitted, LabError> {
+    use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+    let (env, raw) = message(from, to, subject, body)?;
+    let step =
+        |what: &str, e: lettre::transport::smtp::Error| LabError::Client(format!("{what}: {e}"));
+    let within = |what: &'static str| {
+        move |_| LabError::Client(format!("no answer to {what} in {CLIENT_TIMEOUT:?}"))
+    };
+    tokio::time::timeout(
+        CLIENT_TIMEOUT,
+        conn.command(Mail::new(env.from().cloned(), vec![])),
+    )
+    .await
+    .map_err(within("MAIL"))?
+    .map_err(|e| step("MAIL", e))?;
+    for rcpt in env.to() {
+        tokio::time::timeout(
+            CLIENT_TIMEOUT,
+            conn.command(Rcpt::new(rcpt.clone(), vec![])),
+        )
+        .await
+        .map_err(within("RCPT"))?
+        .map_err(|e| step("RCPT", e))?;
+    }
+    tokio::time::timeout(CLIENT_TIMEOUT, conn.command(Data))
+        .await
+        .map_err(within("DATA"))?
+        .map_err(|e| step("DATA", e))?;
+    let mut at = None;
+    let parts = EndOfData {
+        message: Some(raw.as_bytes()),
+        at: &mut at,
+    };
+    let reply = tokio::time::timeout(CLIENT_TIMEOUT, conn.message_iter(parts))
+        .await
+        .map_err(within("the message"))?
+        .map_err(|e| step("the message", e))?;
+    let data_end_ms = at.ok_or_else(|| LabError::Client("the message was not sent".into()))?;
+    Ok(Submitted {
+        id: identificativo_of(&reply),
+        data_end_ms,
+    })
 }
 
 /// How long a lab client waits for the access point.

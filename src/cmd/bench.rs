@@ -2,14 +2,15 @@
 //! from C authenticated TLS sessions alice@alpha -> bob@beta, timed from the
 //! client's send to the receipts landing in alice's mailbox (from the PEC log),
 //! set against the machine's RSA signing rate measured in the same run.
+//! `--rate` offers the load open loop (message i due at i / R) and times each
+//! message from the end of its DATA too; `--rate half` first measures the
+//! saturated rate (`bench_run`). `--against-postfix` is in `bench_postfix`.
 
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cli::BenchArgs;
-use crate::cmd::AdminResult;
 use crate::store;
 
 use super::percentiles::Percentiles;
@@ -43,6 +44,18 @@ pub struct Report {
     pub accettazione_ms: Percentiles,
     /// Send -> last consegna in the sender's mailbox (ms).
     pub consegna_ms: Percentiles,
+    /// End of DATA (the message written, only the final dot left) ->
+    /// accettazione in the sender's mailbox (ms).
+    pub data_end_to_accettazione_ms: Percentiles,
+    /// End of DATA -> last consegna in the sender's mailbox (ms).
+    pub data_end_to_consegna_ms: Percentiles,
+    /// With `--rate`: how late each message left against its schedule (ms);
+    /// large values mean the sessions did not hold the offered load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_lateness_ms: Option<Percentiles>,
+    /// With `--rate half`: the saturated run whose PEC/s was halved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saturated: Option<Box<Report>>,
     /// User + system CPU of this process during the run (s).
     pub cpu_seconds: f64,
     /// CPU seconds per message.
@@ -140,43 +153,37 @@ fn times(
     m
 }
 
+/// One message the access point accepted, as the client saw it.
+#[derive(Clone)]
+struct Sent {
+    /// Identificativo from the `250`.
+    id: String,
+    /// Unix ms when the client began the transaction (MAIL).
+    at: i64,
+    /// Unix ms at the end of DATA.
+    data_end: i64,
+    /// Send -> `250` (ms, monotonic clock).
+    reply_ms: f64,
+    /// How late it left against the `--rate` schedule (ms).
+    late_ms: f64,
+}
+
 const CONSEGNE: &str = "avvenuta-consegna";
 const ACCETTAZIONI: &str = "accettazione";
 
-/// `pecd bench`.
-pub fn run(a: BenchArgs) -> AdminResult {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    if a.webmail {
-        let r = rt.block_on(super::bench_web::bench(a.messages.max(1), 100))?;
-        if a.json {
-            println!("{}", serde_json::to_string(&r)?);
-        } else {
-            let p = &r.first_page_ms;
-            println!(
-                "webmail first page of {} messages, {} requests (new TLS connection each): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; p99 is {:.2} of the 200 ms target{}",
-                r.messages,
-                r.requests,
-                p.p50,
-                p.p99,
-                p.max,
-                r.p99_of_target,
-                if r.debug_build { " (DEBUG build)" } else { "" }
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
+/// `--pause`: let the file system settle between runs.
+pub(super) async fn pause(seconds: u64) {
+    if seconds > 0 {
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
     }
-    let report = rt.block_on(bench(&a))?;
-    if a.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_text(&report);
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
-fn print_text(r: &Report) {
+/// Issue 23's latency targets at half of the saturated rate (ms).
+pub(super) const ACCETTAZIONE_P99_TARGET_MS: f64 = 50.0;
+pub(super) const CONSEGNA_P99_TARGET_MS: f64 = 1000.0;
+
+/// The text report of one run.
+pub(super) fn print_text(r: &Report) {
     println!(
         "pecd bench: {} messages x {} recipient(s), {} B body, {} sessions",
         r.messages, r.recipients, r.size, r.concurrency
@@ -194,14 +201,31 @@ fn print_text(r: &Report) {
         "  end to end:         {:.1} PEC/s ({} accepted, {:.2} s)",
         r.messages_per_second, r.accepted, r.seconds
     );
+    if r.rate > 0.0 {
+        println!("  offered load:       {:.1} PEC/s, open loop", r.rate);
+    }
     for (name, p) in [
         ("send -> 250", &r.reply_ms),
         ("send -> accettazione", &r.accettazione_ms),
         ("send -> consegna", &r.consegna_ms),
-    ] {
+        ("end of DATA -> acc.", &r.data_end_to_accettazione_ms),
+        ("end of DATA -> cons.", &r.data_end_to_consegna_ms),
+    ]
+    .into_iter()
+    .chain(r.send_lateness_ms.as_ref().map(|p| ("sends late by", p)))
+    {
         println!(
             "  {name:<20} p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms",
             p.p50, p.p99, p.max
+        );
+    }
+    if r.saturated.is_some() {
+        println!(
+            "  targets at half the saturated rate: end of DATA -> accettazione p99 {:.1} ms (< {ACCETTAZIONE_P99_TARGET_MS} ms: {}), -> consegna p99 {:.1} ms (< {CONSEGNA_P99_TARGET_MS} ms: {})",
+            r.data_end_to_accettazione_ms.p99,
+            yes_no(r.data_end_to_accettazione_ms.p99 < ACCETTAZIONE_P99_TARGET_MS),
+            r.data_end_to_consegna_ms.p99,
+            yes_no(r.data_end_to_consegna_ms.p99 < CONSEGNA_P99_TARGET_MS),
         );
     }
     println!(
@@ -224,6 +248,14 @@ fn print_text(r: &Report) {
     }
 }
 
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
 /// The two lab providers reach each other from 127.0.0.1: each lists the
 /// other as a peer network, as operators of peer providers agree to
 /// (docs/operations.md, "Connections between peer providers").
@@ -232,7 +264,8 @@ const LAB_PEERS: &str = "[limits]\npeer_networks = [\"127.0.0.1\"]\n";
 /// (`[queue] workers`, 96), within the peer's `max_connections_per_peer` (100).
 const LAB_PEER_CONNECTIONS: usize = 100;
 
-async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
+/// One run of `pecd bench` at `rate` messages per second (0: unpaced).
+pub(super) async fn bench(a: &BenchArgs, rate: f64) -> Result<Report, Box<dyn std::error::Error>> {
     let n = a.messages.max(1);
     let conc = a.concurrency.clamp(1, n);
     let nrcpt = a.recipients.max(1);
@@ -285,7 +318,7 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
     let client_rt = lab::OwnRuntime::new("pecd-bench-client")?;
     let on_client = client_rt.handle().ok_or("client runtime gone")?.clone();
     // Each session is one connection used message after message, as
-    // smtp-source does: no per-message NOOP probe (lettre's pool sends one).
+    // `smtp-source -d` does: no per-message NOOP probe (lettre's pool sends one).
     let addr = lab.providers[0]
         .bound
         .submission
@@ -304,12 +337,12 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
     let (cpu0, _) = rusage();
     let t0 = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
-    let sent: Arc<Mutex<Vec<(String, i64, f64)>>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let sent: Arc<Mutex<Vec<Sent>>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    // One schedule for every session: message i is due at start + i / rate.
+    let start = tokio::time::Instant::now();
     let mut tasks = Vec::new();
     for mut client in clients {
         let (next, sent, text, rcpts) = (next.clone(), sent.clone(), text.clone(), rcpts.clone());
-        let rate = a.rate;
-        let start = tokio::time::Instant::now();
         tasks.push(on_client.spawn(async move {
             let mut failures = 0usize;
             loop {
@@ -317,18 +350,33 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
                 if i >= n {
                     return failures;
                 }
+                let mut late_ms = 0.0;
                 if rate > 0.0 {
-                    // Open loop: message i leaves at i / rate, whoever sends it.
+                    // Open loop: message i leaves at i / rate, whoever sends
+                    // it; a message that finds every session busy leaves late,
+                    // and says by how much.
                     let due = start + Duration::from_secs_f64(i as f64 / rate);
                     tokio::time::sleep_until(due).await;
+                    late_ms = tokio::time::Instant::now()
+                        .saturating_duration_since(due)
+                        .as_secs_f64()
+                        * 1000.0;
                 }
                 let at = crate::cmd::now_unix_ms();
                 let t = Instant::now();
-                match lab::submit(&mut client, ALICE, &rcpts, &format!("Bench {i}"), &text).await {
-                    Ok(id) => {
-                        let ms = t.elapsed().as_secs_f64() * 1000.0;
-                        if let Ok(mut s) = sent.lock() {
-                            s.push((id, at, ms));
+                match lab::submit_timed(&mut client, ALICE, &rcpts, &format!("Bench {i}"), &text)
+                    .await
+                {
+                    Ok(s) => {
+                        let reply_ms = t.elapsed().as_secs_f64() * 1000.0;
+                        if let Ok(mut v) = sent.lock() {
+                            v.push(Sent {
+                                id: s.id,
+                                at,
+                                data_end: s.data_end_ms,
+                                reply_ms,
+                                late_ms,
+                            });
                         }
                     }
                     Err(e) => {
@@ -383,15 +431,19 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
     };
     let sent = sent.lock().map(|s| s.clone()).unwrap_or_default();
     let mut reply = Vec::new();
-    let mut to_acc = Vec::new();
-    let mut to_cons = Vec::new();
-    for (id, at, ms) in &sent {
-        reply.push(*ms);
-        if let Some((first, _)) = acc.get(id) {
-            to_acc.push((first - at) as f64);
+    let mut late = Vec::new();
+    let (mut to_acc, mut data_to_acc) = (Vec::new(), Vec::new());
+    let (mut to_cons, mut data_to_cons) = (Vec::new(), Vec::new());
+    for s in &sent {
+        reply.push(s.reply_ms);
+        late.push(s.late_ms);
+        if let Some((first, _)) = acc.get(&s.id) {
+            to_acc.push((first - s.at) as f64);
+            data_to_acc.push((first - s.data_end) as f64);
         }
-        if let Some((_, last)) = cons.get(id) {
-            to_cons.push((last - at) as f64);
+        if let Some((_, last)) = cons.get(&s.id) {
+            to_cons.push((last - s.at) as f64);
+            data_to_cons.push((last - s.data_end) as f64);
         }
     }
     let per_msg_sigs = if accepted > 0 {
@@ -411,13 +463,17 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
         concurrency: conc,
         size: a.size,
         recipients: nrcpt,
-        rate: a.rate,
+        rate,
         accepted,
         seconds,
         messages_per_second: mps,
         reply_ms: Percentiles::of(reply),
         accettazione_ms: Percentiles::of(to_acc),
         consegna_ms: Percentiles::of(to_cons),
+        data_end_to_accettazione_ms: Percentiles::of(data_to_acc),
+        data_end_to_consegna_ms: Percentiles::of(data_to_cons),
+        send_lateness_ms: (rate > 0.0).then(|| Percentiles::of(late)),
+        saturated: None,
         cpu_seconds: cpu1 - cpu0,
         cpu_ms_per_message: (cpu1 - cpu0) * 1000.0 / accepted.max(1) as f64,
         signatures_per_message: per_msg_sigs,

@@ -14,6 +14,8 @@ use crate::pec::revocation::Mode;
 use crate::store::{self, maildir, users, Store};
 
 pub mod bench;
+pub mod bench_postfix;
+pub mod bench_run;
 pub mod bench_web;
 pub mod logextract;
 pub mod logverify;

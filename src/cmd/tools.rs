@@ -733,5 +733,5 @@ pub fn demo_main() -> AdminResult {
 
 /// `pecd bench`.
 pub fn bench_main(a: BenchArgs) -> AdminResult {
-    super::bench::run(a)
+    super::bench_run::run(a)
 }
