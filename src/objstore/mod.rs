@@ -465,7 +465,13 @@ impl Bucket {
         let e = &self.s.endpoint;
         let key = uri_encode(key, true);
         if self.s.path_style {
-            (e.authority(&e.host), format!("/{}/{key}", self.s.bucket))
+            // The bucket itself (LIST) is `/bucket`, as the SDKs send it.
+            let path = if key.is_empty() {
+                format!("/{}", self.s.bucket)
+            } else {
+                format!("/{}/{key}", self.s.bucket)
+            };
+            (e.authority(&e.host), path)
         } else {
             (
                 e.authority(&format!("{}.{}", self.s.bucket, e.host)),
@@ -482,6 +488,8 @@ impl Bucket {
         } else {
             hex(&sha256(call.body))
         };
+        // The wall clock, never a test's or a replay's: S3 refuses a
+        // signature dated more than 15 minutes from its own time.
         let now = crate::pec::clock::since_epoch().as_secs() as i64;
         let date = AmzDate::from_unix(now);
         let mut headers: Vec<(&str, &str)> = vec![
@@ -912,7 +920,9 @@ mod tests {
                 "/pecd/ab/cd/e%20f".to_string()
             )
         );
+        assert_eq!(b.address("").1, "/pecd");
         let b = bucket("https://s3.example.net", false);
+        assert_eq!(b.address("").1, "/");
         assert_eq!(
             b.address("ab/cd/x"),
             ("pecd.s3.example.net".to_string(), "/ab/cd/x".to_string())
