@@ -142,6 +142,13 @@ fn objects_round_trip_byte_exact_empty_binary_and_5_mb() {
         assert_eq!(info.size, bytes.len() as u64, "{key}");
         assert!((now() - info.last_modified).abs() < 120, "{key}: {info:?}");
     }
+    // Streamed rather than held: the same bytes, and the size first.
+    let (size, mut reader) = b.open("rt/five-mb").unwrap();
+    assert_eq!(size, five_mb.len() as u64);
+    let mut streamed = Vec::new();
+    reader.read_to_end(&mut streamed).unwrap();
+    assert!(streamed == five_mb, "{} bytes streamed", streamed.len());
+    assert!(b.open("rt/absent").err().unwrap().is_not_found());
     // The caller's limit holds: the object is not read past it.
     let e = b.get("rt/five-mb", 1024 * 1024).unwrap_err();
     assert!(matches!(e, Error::TooLarge { limit: 1048576, .. }), "{e}");

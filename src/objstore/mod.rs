@@ -649,6 +649,37 @@ impl Bucket {
         Self::body(&op, resp, limit)
     }
 
+    /// The object as a stream, for bytes too many to hold at once (a
+    /// message sent out over POP3 or IMAP), and its size. Read errors come
+    /// from the connection as `std::io::Error`s.
+    pub fn open(&self, key: &str) -> Result<(u64, ObjectReader), Error> {
+        let op = format!("GET {}", self.name(key));
+        let call = Call {
+            method: "GET",
+            key,
+            query: &[],
+            extra: Vec::new(),
+            body: &[],
+        };
+        let resp = self.send(&op, call)?;
+        if !resp.status().is_success() {
+            return Err(Self::refusal(&op, resp));
+        }
+        let size = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| Error::BadReply {
+                op: op.clone(),
+                what: "no Content-Length".into(),
+            })?;
+        Ok((
+            size,
+            ObjectReader(resp.into_body().into_with_config().limit(size).reader()),
+        ))
+    }
+
     /// A content-addressed object (a key from [`Bucket::put_content`]),
     /// checked against its name.
     pub fn get_content(&self, key: &str, limit: u64) -> Result<Vec<u8>, Error> {
@@ -805,6 +836,15 @@ impl Bucket {
     /// `SignatureDoesNotMatch`, `InvalidAccessKeyId`, a refused connection).
     pub fn check(&self) -> Result<(), Error> {
         self.list("", None, 1).map(|_| ())
+    }
+}
+
+/// An object being read ([`Bucket::open`]).
+pub struct ObjectReader(ureq::BodyReader<'static>);
+
+impl std::io::Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
     }
 }
 
