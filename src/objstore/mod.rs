@@ -1002,6 +1002,12 @@ mod tests {
     }
 
     #[test]
+    fn a_bucket_is_shared_across_blocking_threads() {
+        fn shared<T: Send + Sync + Clone + 'static>() {}
+        shared::<Bucket>();
+    }
+
+    #[test]
     fn the_secret_stays_out_of_debug_output() {
         let b = bucket("http://127.0.0.1:9000", true);
         let shown = format!("{b:?}");
