@@ -57,6 +57,9 @@ pub struct Config {
     /// `[antivirus]`; absent: nothing is scanned.
     #[serde(default)]
     pub antivirus: Option<AntivirusSection>,
+    /// `[blobs]`: where message bytes are kept.
+    #[serde(default)]
+    pub blobs: BlobsSection,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -938,6 +941,115 @@ fn default_expire() -> String {
     "24h".into()
 }
 
+/// Where `[blobs]` keeps message bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobsBackend {
+    /// Files under `data_dir`.
+    #[default]
+    Local,
+    /// An S3-compatible object store.
+    S3,
+}
+
+/// `[blobs]`: where message bytes are kept, files under `data_dir` or an
+/// S3-compatible object store shared by the nodes of a cluster.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobsSection {
+    /// `local` (default) or `s3`.
+    #[serde(default)]
+    pub backend: BlobsBackend,
+    /// The store's URL, `http://host:port` or `https://host`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The bucket, pecd's alone.
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// The region the requests are signed for; `us-east-1` when not written.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// `http://host/bucket/key` (MinIO, Ceph and most self-hosted stores)
+    /// rather than `http://bucket.host/key` (AWS's default).
+    #[serde(default)]
+    pub path_style: bool,
+    /// File holding the access key id; without it, `AWS_ACCESS_KEY_ID`.
+    #[serde(default)]
+    pub access_key_file: Option<PathBuf>,
+    /// File holding the secret key; without it, `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default)]
+    pub secret_key_file: Option<PathBuf>,
+}
+
+/// The region S3-compatible servers expect when none is configured.
+pub const DEFAULT_S3_REGION: &str = "us-east-1";
+
+impl BlobsSection {
+    /// Problems that need no file, each as `key: message`.
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.backend != BlobsBackend::S3 {
+            for (key, set) in [
+                ("blobs.endpoint", self.endpoint.is_some()),
+                ("blobs.bucket", self.bucket.is_some()),
+                ("blobs.region", self.region.is_some()),
+                ("blobs.path_style", self.path_style),
+                ("blobs.access_key_file", self.access_key_file.is_some()),
+                ("blobs.secret_key_file", self.secret_key_file.is_some()),
+            ] {
+                if set {
+                    p.push(format!("{key}: only with blobs.backend = \"s3\""));
+                }
+            }
+            return p;
+        }
+        match self.endpoint.as_deref().map(crate::objstore::Endpoint::parse) {
+            None => p.push(
+                "blobs.endpoint: required with backend = \"s3\" (the store's URL, like \"http://127.0.0.1:9000\")".into(),
+            ),
+            Some(Err(e)) => p.push(format!("blobs.endpoint: {e}")),
+            Some(Ok(e)) if e.is_ip() && !self.path_style => p.push(format!(
+                "blobs.path_style: {e} is an IP address, which has no bucket subdomains: set path_style = true"
+            )),
+            Some(Ok(_)) => {}
+        }
+        match &self.bucket {
+            None => p.push("blobs.bucket: required with backend = \"s3\"".into()),
+            Some(b) if !crate::objstore::valid_bucket_name(b) => p.push(format!(
+                "blobs.bucket: {b:?} is not a bucket name (3 to 63 lowercase letters, digits, '-' and '.')"
+            )),
+            Some(_) => {}
+        }
+        if self.region.as_deref().is_some_and(|r| r.trim().is_empty()) {
+            p.push("blobs.region: must not be empty".into());
+        }
+        p
+    }
+}
+
+/// Why `[blobs]` gives no object store to talk to.
+#[derive(Debug)]
+pub enum BlobsError {
+    /// A key `backend = "s3"` needs is not written.
+    Missing(&'static str),
+    /// `blobs.endpoint` is not a URL of a server.
+    Endpoint(crate::objstore::EndpointError),
+    /// The access keys cannot be had.
+    Credentials(crate::objstore::CredentialsError),
+}
+
+impl std::fmt::Display for BlobsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlobsError::Missing(key) => write!(f, "{key}: required with blobs.backend = \"s3\""),
+            BlobsError::Endpoint(e) => write!(f, "blobs.endpoint: {e}"),
+            BlobsError::Credentials(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for BlobsError {}
+
 /// Errors loading a configuration file.
 #[derive(Debug)]
 pub enum ConfigError {
@@ -1353,7 +1465,38 @@ impl Config {
         keep!(admin.listen, "admin.listen");
         keep!(log.format, "log.format");
         keep!(queue.workers, "queue.workers");
+        keep!(blobs, "blobs");
         changed
+    }
+
+    /// The object store `[blobs]` names, its access keys read (from the
+    /// key files or the environment); None for `backend = "local"`.
+    pub fn s3_settings(&self) -> Result<Option<crate::objstore::Settings>, BlobsError> {
+        let b = &self.blobs;
+        if b.backend != BlobsBackend::S3 {
+            return Ok(None);
+        }
+        let endpoint = b
+            .endpoint
+            .as_deref()
+            .ok_or(BlobsError::Missing("blobs.endpoint"))?;
+        let endpoint = crate::objstore::Endpoint::parse(endpoint).map_err(BlobsError::Endpoint)?;
+        let bucket = b
+            .bucket
+            .clone()
+            .ok_or(BlobsError::Missing("blobs.bucket"))?;
+        let access = b.access_key_file.as_ref().map(|f| self.resolve(f));
+        let secret = b.secret_key_file.as_ref().map(|f| self.resolve(f));
+        let keys = crate::objstore::Settings::load_keys(access.as_deref(), secret.as_deref())
+            .map_err(BlobsError::Credentials)?;
+        Ok(Some(crate::objstore::Settings {
+            endpoint,
+            bucket,
+            region: b.region.clone().unwrap_or_else(|| DEFAULT_S3_REGION.into()),
+            path_style: b.path_style,
+            keys,
+            timeout: crate::objstore::DEFAULT_TIMEOUT,
+        }))
     }
 
     /// Settings that are valid but weaken the provider, each as `key:
@@ -1364,6 +1507,13 @@ impl Config {
             w.push(format!(
                 "log.tsa_url: \"{NO_TSA}\": the PEC log's daily seals are signed but NOT time-stamped, so anyone holding the signing key can rewrite, rechain and reseal past days unnoticed; a development setting: a provider sets the URL of its time-stamping authority (DPR 68/2005 art. 10 c. 2)"
             ));
+        }
+        if self.blobs.backend == BlobsBackend::S3 {
+            // Until the store is wired to it (issue 22), say so rather than
+            // let an operator believe the bytes are in the bucket.
+            w.push(
+                "blobs.backend: \"s3\" is checked but not used yet: this version still keeps message bytes in files under provider.data_dir".into(),
+            );
         }
         if let Some(a) = self.admin.address() {
             if let Some(why) = reachable_from_outside(&a) {
@@ -1605,6 +1755,7 @@ impl Config {
             }
         }
         p.extend(self.signing.problems());
+        p.extend(self.blobs.problems());
         if check_files {
             // A certificate for a token's key is never generated: only its
             // owner's CA can issue one.
@@ -1647,6 +1798,18 @@ impl Config {
             let idx = self.resolve(&self.trust.index);
             if !idx.exists() {
                 p.push(format!("trust.index: {} does not exist", idx.display()));
+            }
+            if self.blobs.backend == BlobsBackend::S3 {
+                for (key, f) in [
+                    ("blobs.access_key_file", &self.blobs.access_key_file),
+                    ("blobs.secret_key_file", &self.blobs.secret_key_file),
+                ] {
+                    if let Some(f) = f {
+                        if let Err(e) = crate::objstore::check_key_file(key, &self.resolve(f)) {
+                            p.push(e.to_string());
+                        }
+                    }
+                }
             }
             // Never generated: a missing CRL is always the operator's to fix.
             for c in &self.trust.crl {
@@ -1786,6 +1949,45 @@ tsa_url = "none"
         assert_eq!(new.queue.retry_max, "5m");
         assert_eq!(new.limits.max_recipients, 60);
         assert!(new.clone().keep_restart_only(&running).is_empty());
+    }
+
+    #[test]
+    fn blobs_default_to_local_files_and_an_s3_table_gives_its_settings() {
+        use std::os::unix::fs::PermissionsExt;
+        let c = Config::from_str_at(MINIMAL, Path::new("/etc/pecd")).unwrap();
+        assert_eq!(c.blobs, BlobsSection::default());
+        assert_eq!(c.blobs.backend, BlobsBackend::Local);
+        assert!(c.s3_settings().unwrap().is_none());
+
+        let dir = tempfile::tempdir().unwrap();
+        for (f, v) in [
+            ("s3-access", "AKIAEXAMPLE\n"),
+            ("s3-secret", "  s3cr3t  \nignored\n"),
+        ] {
+            std::fs::write(dir.path().join(f), v).unwrap();
+            std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        }
+        let text = format!(
+            "{MINIMAL}\n[blobs]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"pecd\"\npath_style = true\naccess_key_file = \"s3-access\"\nsecret_key_file = \"s3-secret\"\n"
+        );
+        let c = Config::from_str_at(&text, dir.path()).unwrap();
+        assert!(c.validate(false).is_empty(), "{:?}", c.validate(false));
+        let s = c.s3_settings().unwrap().unwrap();
+        assert_eq!(s.endpoint.to_string(), "http://127.0.0.1:9000");
+        assert_eq!(
+            (s.bucket.as_str(), s.region.as_str()),
+            ("pecd", "us-east-1")
+        );
+        assert!(s.path_style);
+        assert_eq!(s.keys.access_key, "AKIAEXAMPLE");
+        assert_eq!(s.keys.secret_key, "s3cr3t");
+
+        // Restart-only: the store a running daemon writes to stays.
+        let running = Config::from_str_at(MINIMAL, dir.path()).unwrap();
+        let mut new = c.clone();
+        assert_eq!(new.keep_restart_only(&running), ["blobs"]);
+        assert_eq!(new.blobs, running.blobs);
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod notify;
+pub mod objstore;
 pub mod pec;
 pub mod pop3;
 pub mod relay;

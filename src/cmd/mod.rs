@@ -83,9 +83,13 @@ pub fn load_config(path: &Path) -> Result<Config, Box<dyn std::error::Error>> {
 fn check_config(path: &Path) -> AdminResult {
     // Key errors are collected rather than fatal: every problem is printed.
     let (cfg, mut problems) = Config::load_reporting(path);
+    let mut notes = Vec::new();
     if let Some(cfg) = &cfg {
         problems.extend(cfg.validate(true));
         problems.extend(crate::server::check_trust(cfg));
+        if !problems.iter().any(|p| p.starts_with("blobs.")) {
+            blobs_check(cfg, &mut notes, &mut problems);
+        }
     }
     if problems.is_empty() {
         println!("{}: ok", path.display());
@@ -95,7 +99,7 @@ fn check_config(path: &Path) -> AdminResult {
             for w in cfg.warnings() {
                 println!("{}: warning: {w}", path.display());
             }
-            for note in antivirus_notes(cfg) {
+            for note in antivirus_notes(cfg).into_iter().chain(notes) {
                 println!("{}: {note}", path.display());
             }
         }
@@ -115,6 +119,29 @@ fn check_config(path: &Path) -> AdminResult {
         }
     }
     Ok(ExitCode::FAILURE)
+}
+
+/// An object store in `[blobs]` must answer (a LIST of one key with the
+/// configured keys): a note when it does, else a problem in the server's
+/// own words (`NoSuchBucket`, `SignatureDoesNotMatch`, a refused connection).
+fn blobs_check(cfg: &Config, notes: &mut Vec<String>, problems: &mut Vec<String>) {
+    let mut settings = match cfg.s3_settings() {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => return problems.push(e.to_string()),
+    };
+    // An operator waits for this answer; a store that is up answers at once.
+    settings.timeout = std::time::Duration::from_secs(10);
+    let bucket = crate::objstore::Bucket::new(settings);
+    let s = bucket.settings();
+    let at = format!("bucket {:?} at {}", s.bucket, s.endpoint);
+    match bucket.check() {
+        Ok(()) => notes.push(format!(
+            "blobs: {at} answers to access key {}",
+            s.keys.access_key
+        )),
+        Err(e) => problems.push(format!("blobs: {at} does not answer: {e}")),
+    }
 }
 
 /// Which listeners `serve` will open: only those whose address is written,
