@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pec;
 pub mod pop3;
+pub mod proxy;
 pub mod relay;
 pub mod server;
 pub mod smtp;
