@@ -185,6 +185,10 @@ pub struct ListenSection {
     pub pop3: Option<String>,
     /// POP3 over implicit TLS (995).
     pub pop3s: Option<String>,
+    /// Every listener above and `[web] listen` require a PROXY protocol v2
+    /// header first (a TCP load balancer in front); off by default.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// `[admin]`: the operator's HTTP listener (`/metrics`, `/health`): plain
@@ -1460,6 +1464,7 @@ impl Config {
         keep!(listen.imaps, "listen.imaps");
         keep!(listen.pop3, "listen.pop3");
         keep!(listen.pop3s, "listen.pop3s");
+        keep!(listen.proxy_protocol, "listen.proxy_protocol");
         keep!(web.listen, "web.listen");
         keep!(web.totp_key_file, "web.totp_key_file");
         keep!(admin.listen, "admin.listen");
@@ -1936,12 +1941,17 @@ tsa_url = "none"
     fn restart_only_keys_keep_their_running_values_and_the_rest_changes() {
         let running = Config::from_str_at(MINIMAL, Path::new("/etc/pecd")).unwrap();
         let edited = MINIMAL.replace("mx.alpha.test", "mx2.alpha.test")
-            + "[listen]\nimap = \"127.0.0.1:1143\"\n[queue]\nworkers = 4\nretry_max = \"5m\"\n[limits]\nmax_recipients = 60\n";
+            + "[listen]\nimap = \"127.0.0.1:1143\"\nproxy_protocol = true\n[queue]\nworkers = 4\nretry_max = \"5m\"\n[limits]\nmax_recipients = 60\n";
         let mut new = Config::from_str_at(&edited, Path::new("/etc/pecd")).unwrap();
         let changed = new.keep_restart_only(&running);
         assert_eq!(
             changed,
-            ["provider.hostname", "listen.imap", "queue.workers"]
+            [
+                "provider.hostname",
+                "listen.imap",
+                "listen.proxy_protocol",
+                "queue.workers"
+            ]
         );
         assert_eq!(new.provider, running.provider);
         assert_eq!(new.listen, running.listen);

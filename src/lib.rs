@@ -43,6 +43,7 @@ pub mod notify;
 pub mod objstore;
 pub mod pec;
 pub mod pop3;
+pub mod proxy;
 pub mod relay;
 pub mod server;
 pub mod smtp;

@@ -133,3 +133,17 @@ fn smime_der() {
     ];
     run(&[seed], 2000, 512, targets::smime_der);
 }
+
+#[test]
+fn proxy_header() {
+    let seeds: &[&[u8]] = &[
+        // TCP over IPv4, with an authority TLV, then a TLS ClientHello.
+        b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x13\xc0\x00\x02\x4d\x7f\x00\x00\x01\x9c\x40\x02\x4b\x02\x00\x04mx.a\x16\x03\x01",
+        // TCP over IPv6.
+        b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x77\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01\x15\xb3\x03\xe1",
+        // LOCAL, UNSPEC: a balancer's health check.
+        b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00EHLO x\r\n",
+        b"EHLO client.test\r\n",
+    ];
+    run(seeds, 3000, 1200, targets::proxy_header);
+}

@@ -307,3 +307,36 @@ pub fn smime_der(data: &[u8]) {
         assert!(issuer + serial + attrs + sig <= data.len());
     }
 }
+
+/// `proxy::parse` on arbitrary bytes, and on every prefix of them: a
+/// prefix of a valid header only ever asks for more (never refused, never
+/// a different header), a refusal comes within the fixed 16 bytes and
+/// stays, and no length leaves the bounds the listener allocates by.
+pub fn proxy_header(input: &[u8]) {
+    use crate::proxy::{parse, Parse, FIXED, MAX_BODY};
+    let whole = parse(input);
+    match whole {
+        Ok(Parse::Done(h)) => {
+            assert!((FIXED..=FIXED + MAX_BODY).contains(&h.len), "{h:?}");
+            assert!(h.len <= input.len());
+            assert_eq!(parse(&input[..h.len]), whole);
+            for k in 0..h.len {
+                match parse(&input[..k]) {
+                    Ok(Parse::More(n)) => assert!(n > k && n <= h.len, "{k}: more({n}) of {h:?}"),
+                    other => panic!("prefix of {k} bytes of {h:?}: {other:?}"),
+                }
+            }
+        }
+        Ok(Parse::More(n)) => {
+            assert!(n > input.len() && n <= FIXED + MAX_BODY, "more({n})");
+        }
+        Err(e) => {
+            let first = (0..=input.len()).find(|&k| parse(&input[..k]).is_err());
+            let first = first.unwrap_or(usize::MAX);
+            assert!(first <= FIXED, "refused only after {first} bytes: {e:?}");
+            for k in first..=input.len() {
+                assert_eq!(parse(&input[..k]), Err(e), "prefix of {k} bytes");
+            }
+        }
+    }
+}

@@ -83,6 +83,9 @@ pub struct ImapConfig {
     pub throttle: Arc<LoginThrottle>,
     /// Open connections, for the metrics.
     pub connections: crate::metrics::ConnectionGauge,
+    /// A PROXY protocol v2 header first on every connection
+    /// (`[listen] proxy_protocol`).
+    pub proxy_protocol: bool,
 }
 
 impl ImapConfig {
@@ -107,6 +110,7 @@ impl ImapConfig {
             max_bad_commands: 20,
             throttle: Arc::new(LoginThrottle::default()),
             connections: crate::metrics::ConnectionGauge::detached(),
+            proxy_protocol: false,
         }
     }
 }

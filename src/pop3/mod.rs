@@ -110,6 +110,9 @@ pub struct Pop3Config {
     pub locks: Arc<MaildropLocks>,
     /// Open connections, for the metrics.
     pub connections: crate::metrics::ConnectionGauge,
+    /// A PROXY protocol v2 header first on every connection
+    /// (`[listen] proxy_protocol`).
+    pub proxy_protocol: bool,
 }
 
 impl Pop3Config {
@@ -132,6 +135,7 @@ impl Pop3Config {
             max_bad_commands: 20,
             locks: MaildropLocks::new(),
             connections: crate::metrics::ConnectionGauge::detached(),
+            proxy_protocol: false,
         }
     }
 }

@@ -945,6 +945,11 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     let info = serde_json::to_string_pretty(&bound).unwrap_or_default();
     let _ = std::fs::write(ctx.store.paths().data_dir.join("listeners.json"), info);
     tracing::info!(?bound, domain = ctx.domain(), "pecd provider running");
+    if cfg.listen.proxy_protocol {
+        tracing::info!(
+            "[listen] proxy_protocol: every listener but [admin] requires a PROXY protocol v2 header first"
+        );
+    }
     match crate::sys::adjtimex::read() {
         Ok(c) => match crate::pec::clock::clock_warning(c.synchronised, c.estimated_error_us) {
             Some(w) => tracing::warn!("{w}"),
@@ -991,6 +996,7 @@ fn smtp_listener(
     c.spool_dir = base.spool_dir.clone();
     c.message_memory_factor = base.message_memory_factor;
     c.memory_wait = base.memory_wait;
+    c.proxy_protocol = cfg.listen.proxy_protocol;
     c
 }
 
@@ -1008,6 +1014,7 @@ fn imap_listener(
     c.command_timeout = cfg.duration(&limits.command_timeout, base.command_timeout);
     c.data_timeout = cfg.duration(&limits.data_timeout, base.data_timeout);
     c.max_bad_commands = limits.max_bad_commands;
+    c.proxy_protocol = cfg.listen.proxy_protocol;
     c
 }
 
@@ -1025,6 +1032,7 @@ fn pop3_listener(
     c.command_timeout = cfg.duration(&limits.command_timeout, base.command_timeout);
     c.data_timeout = cfg.duration(&limits.data_timeout, base.data_timeout);
     c.max_bad_commands = limits.max_bad_commands;
+    c.proxy_protocol = cfg.listen.proxy_protocol;
     c
 }
 

@@ -15,7 +15,7 @@ use super::session::{wait_shutdown, Session};
 use super::stream::Stream;
 use super::{Backend, SmtpConfig};
 use crate::live::Live;
-use crate::throttle::{ConnectionCap, ConnectionLimit};
+use crate::throttle::{CapSlot, ConnectionCap, ConnectionLimit, ConnectionSlot};
 
 /// Serve SMTP on an already bound listener until `shutdown` turns true, then
 /// stop accepting, let every live session answer `421 4.3.2` at its next
@@ -43,6 +43,13 @@ pub async fn serve<B: Backend>(
     info!(?local, mode = ?cfg.mode, implicit_tls = cfg.implicit_tls, "SMTP listener up");
     let limit = ConnectionCap::new(cfg.max_connections);
     let per_ip = ConnectionLimit::new(cfg.max_connections_per_ip);
+    // Connections still sending their PROXY header hold no slot yet.
+    let waiting = ConnectionCap::new(cfg.max_connections);
+    let refusals = Arc::new(crate::proxy::RefusalLog::new(match cfg.mode {
+        super::Mode::Submission if cfg.implicit_tls => "submissions",
+        super::Mode::Submission => "submission",
+        super::Mode::Inbound => "inbound",
+    }));
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
@@ -53,39 +60,45 @@ pub async fn serve<B: Backend>(
                 }
             }
             accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
+                Ok((mut tcp, peer)) => {
                     let cfg = live.get();
                     limit.set_max(cfg.max_connections);
                     per_ip.set_max(cfg.max_connections_per_ip);
+                    waiting.set_max(cfg.max_connections);
                     // Pipelined replies are written in one go; don't let Nagle delay them.
                     let _ = tcp.set_nodelay(true);
-                    let span = tracing::info_span!("smtp", %peer);
-                    // One host must not take every slot: its own cap is checked first.
-                    // A peer provider's relay legitimately opens many at once.
-                    let host_cap = if cfg.peer_networks.iter().any(|n| n.contains(peer.ip())) {
-                        cfg.max_connections_per_peer
-                    } else {
-                        cfg.max_connections_per_ip
-                    };
-                    let Some(slot) = per_ip.try_acquire_up_to(peer.ip(), host_cap) else {
-                        sessions.spawn(refuse(tcp, cfg.clone(), Reply::too_many_from_ip()).instrument(span));
+                    if cfg.proxy_protocol {
+                        // The client is known once its header is read, in
+                        // the connection's own task.
+                        let Some(wait) = waiting.try_acquire() else {
+                            refusals.refused(peer, &crate::proxy::Refused::Busy);
+                            continue;
+                        };
+                        let (limit, per_ip, refusals) = (limit.clone(), per_ip.clone(), refusals.clone());
+                        let (backend, rx) = (backend.clone(), shutdown.clone());
+                        sessions.spawn(async move {
+                            let deadline = crate::proxy::header_timeout(cfg.command_timeout);
+                            let client = match crate::proxy::client_of(&mut tcp, peer, deadline).await {
+                                Ok(c) => c,
+                                Err(e) => return refusals.refused(peer, &e),
+                            };
+                            drop(wait);
+                            let span = tracing::info_span!("smtp", peer = %client);
+                            match admit(&limit, &per_ip, client, &cfg) {
+                                Ok(held) => handle(tcp, client, cfg, backend, rx, held).instrument(span).await,
+                                Err(reply) => refuse(tcp, cfg, reply).instrument(span).await,
+                            }
+                        });
                         continue;
-                    };
-                    match limit.try_acquire() {
-                        Some(permit) => {
-                            let (cfg, backend, rx) = (cfg.clone(), backend.clone(), shutdown.clone());
-                            sessions.spawn(
-                                async move {
-                                    handle(tcp, peer, cfg, backend, rx).await;
-                                    drop(permit);
-                                    drop(slot);
-                                }
-                                .instrument(span),
-                            );
+                    }
+                    let span = tracing::info_span!("smtp", %peer);
+                    match admit(&limit, &per_ip, peer, &cfg) {
+                        Ok(held) => {
+                            let (backend, rx) = (backend.clone(), shutdown.clone());
+                            sessions.spawn(handle(tcp, peer, cfg, backend, rx, held).instrument(span));
                         }
-                        None => {
-                            drop(slot);
-                            sessions.spawn(refuse(tcp, cfg.clone(), Reply::busy()).instrument(span));
+                        Err(reply) => {
+                            sessions.spawn(refuse(tcp, cfg, reply).instrument(span));
                         }
                     }
                 }
@@ -111,12 +124,37 @@ pub async fn serve<B: Backend>(
     info!(?local, "SMTP listener drained");
 }
 
+/// The slots a session holds to its end.
+type Held = (ConnectionSlot, CapSlot);
+
+/// Slots for a session from `peer`, or the reply that refuses it. One host
+/// must not take every slot: its own cap is checked first. A peer
+/// provider's relay legitimately opens many at once.
+fn admit(
+    limit: &Arc<ConnectionCap>,
+    per_ip: &Arc<ConnectionLimit>,
+    peer: SocketAddr,
+    cfg: &SmtpConfig,
+) -> Result<Held, Reply> {
+    let host_cap = if cfg.peer_networks.iter().any(|n| n.contains(peer.ip())) {
+        cfg.max_connections_per_peer
+    } else {
+        cfg.max_connections_per_ip
+    };
+    let slot = per_ip
+        .try_acquire_up_to(peer.ip(), host_cap)
+        .ok_or_else(Reply::too_many_from_ip)?;
+    let permit = limit.try_acquire().ok_or_else(Reply::busy)?;
+    Ok((slot, permit))
+}
+
 async fn handle<B: Backend>(
     tcp: TcpStream,
     peer: SocketAddr,
     cfg: Arc<SmtpConfig>,
     backend: Arc<B>,
     shutdown: watch::Receiver<bool>,
+    _held: Held,
 ) {
     let _open = cfg.connections.open();
     let stream = if cfg.implicit_tls {

@@ -91,6 +91,9 @@ pub struct SmtpConfig {
     pub message_memory_factor: usize,
     /// How long a finished message waits for that memory before `452 4.3.1`.
     pub memory_wait: Duration,
+    /// A PROXY protocol v2 header first on every connection
+    /// (`[listen] proxy_protocol`); its client stands for the TCP peer.
+    pub proxy_protocol: bool,
 }
 
 /// Default [`SmtpConfig::spool_threshold`]: well above a usual PEC message,
@@ -120,6 +123,7 @@ impl SmtpConfig {
             spool_dir: std::env::temp_dir(),
             message_memory_factor: 1,
             memory_wait: Duration::from_secs(5),
+            proxy_protocol: false,
         }
     }
 }
@@ -145,6 +149,7 @@ impl std::fmt::Debug for SmtpConfig {
             .field("spool_dir", &self.spool_dir)
             .field("message_memory_factor", &self.message_memory_factor)
             .field("memory_wait", &self.memory_wait)
+            .field("proxy_protocol", &self.proxy_protocol)
             .finish()
     }
 }

@@ -358,9 +358,12 @@ pub async fn serve(
     let per_ip_cap = |cfg: &crate::config::Config| cfg.limits.max_connections_per_ip.max(1);
     let per_ip = crate::throttle::ConnectionLimit::new(per_ip_cap(&ctx.cfg()));
     let limit = crate::throttle::ConnectionCap::new(ctx.cfg().limits.max_connections.max(1));
+    // Connections still sending their PROXY header hold no slot yet.
+    let waiting = crate::throttle::ConnectionCap::new(ctx.cfg().limits.max_connections.max(1));
+    let refusals = Arc::new(crate::proxy::RefusalLog::new("web"));
     tracing::info!(local = ?listener.local_addr().ok(), "webmail listener up");
     loop {
-        let (tcp, peer) = tokio::select! {
+        let (mut tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -378,53 +381,113 @@ pub async fn serve(
         let cfg = ctx.cfg();
         per_ip.set_max(per_ip_cap(&cfg));
         limit.set_max(cfg.limits.max_connections.max(1));
+        waiting.set_max(cfg.limits.max_connections.max(1));
+        let _ = tcp.set_nodelay(true);
+        let conn = Conn {
+            app: app.clone(),
+            acceptor: tls.get(),
+            gauge: gauge.clone(),
+            shutdown: shutdown.clone(),
+            header_timeout: cfg.web.header_timeout(),
+            min_rate: cfg.web.body_min_rate() as u64,
+        };
+        if cfg.listen.proxy_protocol {
+            // The client is known once its header is read, in the
+            // connection's own task.
+            let Some(wait) = waiting.try_acquire() else {
+                refusals.refused(peer, &crate::proxy::Refused::Busy);
+                continue;
+            };
+            let (per_ip, limit, refusals) = (per_ip.clone(), limit.clone(), refusals.clone());
+            tokio::spawn(async move {
+                let deadline = crate::proxy::header_timeout(conn.header_timeout);
+                let client = match crate::proxy::client_of(&mut tcp, peer, deadline).await {
+                    Ok(c) => c,
+                    Err(e) => return refusals.refused(peer, &e),
+                };
+                drop(wait);
+                if let Some(held) = admit(&per_ip, &limit, client) {
+                    conn.serve(tcp, client, held).await
+                }
+            });
+            continue;
+        }
         // Over a cap the connection is closed before the TLS handshake, as
         // on the mail listeners' implicit-TLS ports.
-        let Some(slot) = per_ip.try_acquire(peer.ip()) else {
-            tracing::warn!(%peer, "web per-IP connection limit reached");
-            continue;
-        };
-        let Some(permit) = limit.try_acquire() else {
-            tracing::warn!(%peer, "web connection limit reached");
-            continue;
-        };
-        let header_timeout = cfg.web.header_timeout();
-        let min_rate = cfg.web.body_min_rate() as u64;
-        let _ = tcp.set_nodelay(true);
-        let (app, acceptor, gauge, mut sd) =
-            (app.clone(), tls.get(), gauge.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            let _hold = (slot, permit);
-            let _open = gauge.open();
-            let tls = match tokio::time::timeout(header_timeout, crate::tls::accept(&acceptor, tcp))
-                .await
-            {
+        if let Some(held) = admit(&per_ip, &limit, peer) {
+            tokio::spawn(conn.serve(tcp, peer, held));
+        }
+    }
+}
+
+/// Slots for a connection from `peer` (its host's, then the listener's),
+/// or `None` over a cap.
+fn admit(
+    per_ip: &Arc<crate::throttle::ConnectionLimit>,
+    limit: &Arc<crate::throttle::ConnectionCap>,
+    peer: SocketAddr,
+) -> Option<(crate::throttle::ConnectionSlot, crate::throttle::CapSlot)> {
+    let Some(slot) = per_ip.try_acquire(peer.ip()) else {
+        tracing::warn!(%peer, "web per-IP connection limit reached");
+        return None;
+    };
+    let Some(permit) = limit.try_acquire() else {
+        tracing::warn!(%peer, "web connection limit reached");
+        return None;
+    };
+    Some((slot, permit))
+}
+
+/// What serving one accepted connection needs.
+struct Conn {
+    app: Router,
+    acceptor: Arc<crate::tls::Acceptor>,
+    gauge: crate::metrics::ConnectionGauge,
+    shutdown: watch::Receiver<bool>,
+    header_timeout: Duration,
+    min_rate: u64,
+}
+
+impl Conn {
+    /// TLS, then HTTP/1.1 from `peer` until the client or `shutdown` ends
+    /// it, holding `held` throughout.
+    async fn serve<H>(self, tcp: tokio::net::TcpStream, peer: SocketAddr, held: H) {
+        let Conn {
+            app,
+            acceptor,
+            gauge,
+            mut shutdown,
+            header_timeout,
+            min_rate,
+        } = self;
+        let _hold = held;
+        let _open = gauge.open();
+        let tls =
+            match tokio::time::timeout(header_timeout, crate::tls::accept(&acceptor, tcp)).await {
                 Ok(Ok(s)) => s,
                 _ => return,
             };
-            let svc =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let mut req = req.map(|b| body::MinRate::new(b, min_rate, header_timeout));
-                    req.extensions_mut().insert(Peer(peer));
-                    let mut app = app.clone();
-                    async move { tower_service::Service::call(&mut app, req).await }
-                });
-            // The head timeout also bounds an idle keep-alive connection:
-            // hyper starts it as soon as the connection waits for a request.
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(MAX_BUF)
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = sd.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
-                }
-            }
+        let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let mut req = req.map(|b| body::MinRate::new(b, min_rate, header_timeout));
+            req.extensions_mut().insert(Peer(peer));
+            let mut app = app.clone();
+            async move { tower_service::Service::call(&mut app, req).await }
         });
+        // The head timeout also bounds an idle keep-alive connection:
+        // hyper starts it as soon as the connection waits for a request.
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(MAX_BUF)
+            .serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = shutdown.changed() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+            }
+        }
     }
 }
 
