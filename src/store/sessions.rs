@@ -5,7 +5,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{Db, Result};
+use super::{Db, Result, Store};
 
 /// Sessions one user may hold; past it the least recently used goes.
 pub const MAX_PER_USER: i64 = 50;
@@ -100,6 +100,41 @@ pub fn end_all(db: &Db<'_>, address: &str) -> Result<usize> {
         "DELETE FROM web_sessions WHERE address = ?1",
         [crate::pec::types::normalize_address(address)],
     )?)
+}
+
+impl Store {
+    /// Open a session (see [`create`]); resolves after the commit.
+    pub async fn create_session(
+        &self,
+        token: &str,
+        address: &str,
+        csrf: &str,
+        now_ms: i64,
+        idle_ms: i64,
+        max_ms: i64,
+    ) -> Result<()> {
+        let (t, a, c) = (token.to_string(), address.to_string(), csrf.to_string());
+        self.write(move |db| create(db, &t, &a, &c, now_ms, idle_ms, max_ms))
+            .await
+    }
+
+    /// The session of `token`, whatever its age.
+    pub async fn session(&self, token: &str) -> Result<Option<Session>> {
+        let t = token.to_string();
+        self.read(move |db| find(db, &t)).await
+    }
+
+    /// Mark the session of `token` used at `now_ms`.
+    pub async fn touch_session(&self, token: &str, now_ms: i64) -> Result<()> {
+        let t = token.to_string();
+        self.write(move |db| touch(db, &t, now_ms)).await
+    }
+
+    /// End the session of `token`.
+    pub async fn end_session(&self, token: &str) -> Result<()> {
+        let t = token.to_string();
+        self.write(move |db| end(db, &t)).await
+    }
 }
 
 #[cfg(test)]
