@@ -1,6 +1,6 @@
 //! Mailbox owners: addresses and argon2id password hashes.
 
-use super::{Db, Result};
+use super::{Db, Result, Store};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rusqlite::{params, OptionalExtension};
@@ -351,6 +351,109 @@ pub fn totp_attempt(
                 None => TotpOutcome::Wrong { locked },
             })
         }
+    }
+}
+
+impl Store {
+    /// Whether `password` is the password of user `address` (false for no
+    /// such user, after the same work: see [`check_password`]). argon2 is
+    /// deliberately slow: it runs on the blocking pool.
+    pub async fn password_matches(&self, address: &str, password: &str) -> Result<bool> {
+        let (a, pw) = (address.to_string(), password.to_string());
+        self.read(move |db| Ok(check_password(password_hash(db, &a)?.as_deref(), &pw)))
+            .await
+    }
+
+    /// The second-factor secret (as stored) of `address`, if turned on.
+    pub async fn totp_secret(&self, address: &str) -> Result<Option<String>> {
+        let a = address.to_string();
+        self.read(move |db| totp_secret(db, &a)).await
+    }
+
+    /// Judge and record one second-factor attempt (see [`totp_attempt`]).
+    pub async fn totp_attempt(
+        &self,
+        address: &str,
+        step: Option<i64>,
+        now_ms: i64,
+    ) -> Result<TotpOutcome> {
+        let a = address.to_string();
+        self.write(move |db| totp_attempt(db, &a, step, now_ms))
+            .await
+    }
+
+    /// Add a user with password hash `hash`; false if it exists already.
+    pub fn add_user_blocking(&self, address: &str, hash: &str, now_ms: i64) -> Result<bool> {
+        let (a, h) = (address.to_string(), hash.to_string());
+        self.write_blocking(move |db| add(db, &a, &h, now_ms))
+    }
+
+    /// Set a user's quota; false if there is no such user.
+    pub fn set_quota_blocking(&self, address: &str, quota: Quota) -> Result<bool> {
+        let a = address.to_string();
+        self.write_blocking(move |db| set_quota(db, &a, quota))
+    }
+
+    /// Replace a user's password hash, ending the user's web sessions;
+    /// false if there is no such user.
+    pub fn set_password_blocking(&self, address: &str, hash: &str) -> Result<bool> {
+        let (a, h) = (address.to_string(), hash.to_string());
+        self.write_blocking(move |db| set_password(db, &a, &h))
+    }
+
+    /// Remove a user with its second factor and web sessions (the Maildir
+    /// is kept); false if there was none.
+    pub fn delete_user_blocking(&self, address: &str) -> Result<bool> {
+        let a = address.to_string();
+        self.write_blocking(move |db| delete(db, &a))
+    }
+
+    /// Turn on the second factor with `secret` (sealed), ending the user's
+    /// web sessions; false if there is no such user.
+    pub fn enable_totp_blocking(&self, address: &str, secret: &str, now_ms: i64) -> Result<bool> {
+        let (a, s) = (address.to_string(), secret.to_string());
+        self.write_blocking(move |db| set_totp(db, &a, &s, now_ms))
+    }
+
+    /// Turn the second factor off, ending the user's web sessions; false if
+    /// it was not on.
+    pub fn disable_totp_blocking(&self, address: &str) -> Result<bool> {
+        let a = address.to_string();
+        self.write_blocking(move |db| clear_totp(db, &a))
+    }
+
+    /// Every user with their quota setting, sorted by address.
+    pub fn users_with_quotas_blocking(&self) -> Result<Vec<(String, Quota)>> {
+        self.read_blocking(list_quotas)
+    }
+
+    /// A user's quota setting, `None` if there is no such user.
+    pub async fn quota(&self, address: &str) -> Result<Option<Quota>> {
+        let a = address.to_string();
+        self.read(move |db| quota(db, &a)).await
+    }
+
+    /// Blocking form of [`Store::quota`].
+    pub fn quota_blocking(&self, address: &str) -> Result<Option<Quota>> {
+        self.read_blocking(|db| quota(db, address))
+    }
+
+    /// Every second-factor secret as stored, by address.
+    pub fn totp_secrets_blocking(&self) -> Result<Vec<(String, String)>> {
+        self.read_blocking(totp_secrets)
+    }
+
+    /// Replace stored secrets by other forms of the same secrets, each
+    /// `(address, old, new)` only if still `old`, in one transaction; how
+    /// many were replaced.
+    pub fn reseal_totp_blocking(&self, changes: Vec<(String, String, String)>) -> Result<usize> {
+        self.write_blocking(move |db| {
+            let mut n = 0;
+            for (a, old, new) in &changes {
+                n += usize::from(reseal_totp(db, a, old, new)?);
+            }
+            Ok(n)
+        })
     }
 }
 
