@@ -5,7 +5,7 @@ use rusqlite::{params, OptionalExtension};
 
 use serde::Serialize;
 
-use super::{Db, Result};
+use super::{Db, Result, Store};
 
 pub use crate::flow::batch::MessageRow as Accepted;
 
@@ -132,4 +132,54 @@ pub fn sent_with_msgid(db: &Db<'_>, sender: &str, msgid: &str) -> Result<Option<
         )?
         .query_row(params![sender, format!("<{bare}>"), bare], sent_row)
         .optional()?)
+}
+
+/// What the timers and the log say of a sent message's recipients so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// When each certified recipient was taken in charge (Unix ms).
+    pub presa: Vec<(String, i64)>,
+    /// The ordinary recipients not delivered for good: (recipient, when in
+    /// Unix ms, the error).
+    pub esterno_failures: Vec<(String, i64, String)>,
+}
+
+impl Store {
+    /// Messages `sender` submitted, newest first.
+    pub async fn sent_by(
+        &self,
+        sender: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<SentMessage>> {
+        let s = sender.to_string();
+        self.read(move |db| sent_by(db, &s, offset, limit)).await
+    }
+
+    /// The message `sender` submitted with this Message-ID.
+    pub async fn sent_with_msgid(&self, sender: &str, msgid: &str) -> Result<Option<SentMessage>> {
+        let (s, m) = (sender.to_string(), msgid.to_string());
+        self.read(move |db| sent_with_msgid(db, &s, &m)).await
+    }
+
+    /// Blocking form of [`Store::sent_with_msgid`].
+    pub fn sent_with_msgid_blocking(
+        &self,
+        sender: &str,
+        msgid: &str,
+    ) -> Result<Option<SentMessage>> {
+        self.read_blocking(|db| sent_with_msgid(db, sender, msgid))
+    }
+
+    /// The progress of message `identificativo` (one read).
+    pub async fn progress(&self, identificativo: &str) -> Result<Progress> {
+        let id = identificativo.to_string();
+        self.read(move |db| {
+            Ok(Progress {
+                presa: super::queue::presa_times(db, &id)?,
+                esterno_failures: super::log::esterno_failures(db, &id)?,
+            })
+        })
+        .await
+    }
 }
