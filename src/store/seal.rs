@@ -7,8 +7,9 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{Db, Result};
-use crate::pec::logseal::Day;
+use super::{Db, Result, Store, StoreError};
+use crate::pec::logseal::{Day, SealText};
+use crate::pec::smime::Signer;
 
 /// One stored seal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,6 +342,139 @@ pub fn errors(db: &Db<'_>) -> Result<std::collections::HashMap<String, (String, 
         .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
         .collect::<rusqlite::Result<_>>()?;
     Ok(v)
+}
+
+/// What the seals leave undone, as the sealer records it after a round.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Finished days with rows in no seal, and (with a TSA) sealed days
+    /// waiting for their time stamp; sorted, without repeats.
+    pub unsealed: Vec<String>,
+    /// Seals without a time stamp.
+    pub unstamped: usize,
+    /// The newest sealed day.
+    pub sealed_through: Option<String>,
+}
+
+impl Store {
+    /// Every seal, in row order.
+    pub async fn seals(&self) -> Result<Vec<Seal>> {
+        self.read(all).await
+    }
+
+    /// The newest date sealed, if any.
+    pub async fn newest_seal_date(&self) -> Result<Option<String>> {
+        self.read(newest_date).await
+    }
+
+    /// Attach the TSA's reply to the seal of `date` (once).
+    pub async fn stamp_seal(&self, date: &str, tsr: Vec<u8>, at: i64) -> Result<bool> {
+        let date = date.to_string();
+        self.write(move |db| set_tsr(db, &date, &tsr, at)).await
+    }
+
+    /// Seal the next finished day (ended `grace_ms` before `now` or
+    /// earlier) that has rows after the last seal, if any: the seal text of
+    /// `provider`, signed by `signer`, made and stored in one transaction
+    /// of the writer, so a restart finds the seal or nothing. A row
+    /// committed late, timed in a day already sealed, belongs to the next
+    /// seal.
+    pub async fn seal_next_day(
+        &self,
+        provider: String,
+        now: i64,
+        grace_ms: i64,
+        signer: std::sync::Arc<Signer>,
+    ) -> Result<Option<Seal>> {
+        self.write(move |db| {
+            let last = last(db)?;
+            let after = last.as_ref().map_or(0, |s| s.last_id);
+            let Some(min_ts) = first_unsealed_ts(db, after)? else {
+                return Ok(None);
+            };
+            let mut day = Day::of_ms(min_ts);
+            if let Some(d) = last.as_ref().and_then(|s| Day::parse(&s.date)) {
+                if day <= d {
+                    day = d.next();
+                }
+            }
+            if now < day.end_ms() + grace_ms {
+                return Ok(None);
+            }
+            let prev = last
+                .as_ref()
+                .map_or(super::log::GENESIS.to_vec(), |s| s.last_hash.clone());
+            let Some(range) = range(db, after, day.end_ms(), &prev)? else {
+                return Ok(None);
+            };
+            let text = SealText {
+                provider,
+                date: day,
+                first_row: range.first_id,
+                last_row: range.last_id,
+                rows: range.rows,
+                previous_hash: range.prev_hash.clone(),
+                last_hash: range.last_hash.clone(),
+            }
+            .render();
+            let signature = signer
+                .sign_detached(text.as_bytes())
+                .map_err(|e| StoreError::Commit(e.to_string()))?;
+            let seal = Seal {
+                date: day.to_string(),
+                first_id: range.first_id,
+                last_id: range.last_id,
+                rows: range.rows,
+                prev_hash: range.prev_hash,
+                last_hash: range.last_hash,
+                seal: text.into_bytes(),
+                signature,
+                tsr: None,
+                created_at: now,
+                stamped_at: None,
+            };
+            Ok(insert(db, &seal)?.then_some(seal))
+        })
+        .await
+    }
+
+    /// What the seals leave undone (see [`Backlog`]; the finished days are
+    /// those ended by `finished_by`, the first 1000 of them), and record
+    /// `error` as why for each such day, forgetting the errors of the
+    /// others, in one transaction. `tsa`: whether a TSA is configured, so
+    /// that an unstamped seal is still owed something.
+    pub async fn record_seal_backlog(
+        &self,
+        now: i64,
+        finished_by: i64,
+        tsa: bool,
+        error: Option<String>,
+    ) -> Result<Backlog> {
+        self.write(move |db| {
+            let seals = all(db)?;
+            let mut unsealed: Vec<String> = Vec::new();
+            let unstamped: Vec<&Seal> = seals.iter().filter(|s| s.tsr.is_none()).collect();
+            if tsa {
+                unsealed.extend(unstamped.iter().map(|s| s.date.clone()));
+            }
+            // Bounded: a log far behind shows its first 1000 days.
+            let days = unsealed_days(db, &seals, finished_by)?;
+            unsealed.extend(days.into_iter().take(1000).map(|u| u.day.to_string()));
+            unsealed.sort();
+            unsealed.dedup();
+            if let Some(e) = &error {
+                set_error(db, &unsealed, e, now)?;
+            }
+            clear_errors_except(db, &unsealed)?;
+            let sealed_through = seals.iter().map(|s| s.date.clone()).max();
+            Ok(Backlog {
+                unsealed,
+                unstamped: unstamped.len(),
+                sealed_through,
+            })
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
