@@ -371,13 +371,7 @@ async fn bench(a: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
     let acc = times(alpha, ACCETTAZIONI);
     let cons = times(alpha, CONSEGNE);
     let queued = if a.dead_peer {
-        Some(
-            alpha
-                .ctx
-                .store
-                .read_blocking(store::queue::pending_relays)
-                .unwrap_or(0),
-        )
+        Some(alpha.ctx.store.pending_relays_blocking().unwrap_or(0))
     } else {
         None
     };

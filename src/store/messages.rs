@@ -171,6 +171,16 @@ impl Store {
         self.read_blocking(|db| sent_with_msgid(db, sender, msgid))
     }
 
+    /// The daticert.xml of a message we accepted, if we did.
+    pub fn daticert_blocking(&self, identificativo: &str) -> Result<Option<String>> {
+        self.read_blocking(|db| daticert_of(db, identificativo))
+    }
+
+    /// When we accepted a message (Unix ms), if we did.
+    pub fn accepted_at_blocking(&self, identificativo: &str) -> Result<Option<i64>> {
+        self.read_blocking(|db| accepted_at(db, identificativo))
+    }
+
     /// The progress of message `identificativo` (one read).
     pub async fn progress(&self, identificativo: &str) -> Result<Progress> {
         let id = identificativo.to_string();

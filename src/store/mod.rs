@@ -179,12 +179,32 @@ struct Inner {
 /// Read an existing store without migrating it or starting a writer: the
 /// CLI beside a running daemon (WAL lets both work at once).
 pub fn inspect<R>(data_dir: &Path, f: impl FnOnce(&Db<'_>) -> Result<R>) -> Result<R> {
-    let db = Paths::new(data_dir).db;
-    if !db.exists() {
-        return Err(StoreError::NoDatabase(db));
+    Inspector::open(data_dir)?.run(f)
+}
+
+/// A read-only look at an existing store, which a running daemon may own
+/// (WAL lets both work at once): what `pecd queue list|show`, `pecd
+/// quarantine list|show` and `pecd log` (`verify`, `export`) read. It
+/// neither migrates the database nor starts a writer.
+pub struct Inspector {
+    conn: Connection,
+}
+
+impl Inspector {
+    /// Open the store under `data_dir`; an error if it has no database yet.
+    pub fn open(data_dir: &Path) -> Result<Inspector> {
+        let db = Paths::new(data_dir).db;
+        if !db.exists() {
+            return Err(StoreError::NoDatabase(db));
+        }
+        Ok(Inspector {
+            conn: open_connection(&db)?,
+        })
     }
-    let conn = open_connection(&db)?;
-    f(&Db::new(&conn))
+
+    pub(in crate::store) fn run<R>(&self, f: impl FnOnce(&Db<'_>) -> Result<R>) -> Result<R> {
+        f(&Db::new(&self.conn))
+    }
 }
 
 /// A migrated in-memory database for the store modules' unit tests.

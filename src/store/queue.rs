@@ -6,11 +6,13 @@
 //! work twice is a no-op, which is what keeps a replay after `kill -9` from
 //! producing a second busta or a second receipt.
 
-use super::{Db, Result};
+use super::{Db, Inspector, Result, Store};
 use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 
 pub use crate::flow::batch::{BlobRef, Deadline, DueTimer, JobId, JobKind as Kind, NewJob};
+
+use crate::flow::batch::Event;
 
 impl rusqlite::ToSql for JobId {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -583,6 +585,82 @@ pub fn pending_relays(db: &Db<'_>) -> Result<i64> {
         [],
         |r| r.get(0),
     )?)
+}
+
+/// An operator's cancellation of a pending job, as `pecd queue cancel`
+/// records it in one transaction.
+#[derive(Debug, Clone)]
+pub struct Cancellation {
+    /// The job.
+    pub id: JobId,
+    /// The `annullamento` log row.
+    pub event: Event,
+    /// The non-delivery notices for the sender (their bytes spooled
+    /// already), each with its log row.
+    pub notices: Vec<(NewJob, Event)>,
+    /// The message whose recipients' timers close (`annullamento`).
+    pub identificativo: String,
+    /// Those recipients.
+    pub recipients: Vec<String>,
+}
+
+impl Store {
+    /// One job by id.
+    pub fn job_blocking(&self, id: JobId) -> Result<Option<Job>> {
+        self.read_blocking(|db| get(db, id))
+    }
+
+    /// Make pending jobs due now (see [`retry_now`]); how many.
+    pub fn retry_now_blocking(&self, id: Option<JobId>, now: i64) -> Result<usize> {
+        self.write_blocking(move |db| retry_now(db, id, now))
+    }
+
+    /// Put every failed job whose bytes are kept back in the queue, due
+    /// now; how many.
+    pub fn retry_failed_blocking(&self, now: i64) -> Result<usize> {
+        self.write_blocking(move |db| retry_failed(db, now))
+    }
+
+    /// Cancel a job (see [`Cancellation`]) at `now`; false (and nothing
+    /// written) when it was no longer pending.
+    pub fn cancel_job_blocking(&self, c: Cancellation, now: i64) -> Result<bool> {
+        self.write_blocking(move |db| {
+            if !cancel(db, c.id, now)? {
+                return Ok(false);
+            }
+            super::log::append(db, &c.event)?;
+            for (j, e) in &c.notices {
+                enqueue(db, j, now)?;
+                super::log::append(db, e)?;
+            }
+            for r in &c.recipients {
+                timer_close(db, &c.identificativo, r, now, "annullamento")?;
+            }
+            Ok(true)
+        })
+    }
+
+    /// Relay jobs still pending (`pecd bench --dead-peer`).
+    pub fn pending_relays_blocking(&self) -> Result<i64> {
+        self.read_blocking(pending_relays)
+    }
+}
+
+impl Inspector {
+    /// The jobs of `which`, oldest first.
+    pub fn jobs(&self, which: Listing) -> Result<Vec<Job>> {
+        self.run(|db| list(db, which))
+    }
+
+    /// How many jobs are pending, held and failed.
+    pub fn job_counts(&self) -> Result<Vec<(JobState, i64)>> {
+        self.run(counts)
+    }
+
+    /// One job by id.
+    pub fn job(&self, id: JobId) -> Result<Option<Job>> {
+        self.run(|db| get(db, id))
+    }
 }
 
 #[cfg(test)]
