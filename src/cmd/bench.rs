@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::cli::BenchArgs;
 use crate::cmd::AdminResult;
-use crate::store;
 
 use super::percentiles::Percentiles;
 
@@ -115,10 +114,7 @@ fn body(size: usize) -> String {
 
 /// `deposito` events in `p`'s log whose detail starts with `what`.
 fn count(p: &crate::server::Running, what: &'static str) -> i64 {
-    p.ctx
-        .store
-        .read_blocking(move |db| store::log::count_deposits(db, what))
-        .unwrap_or(0)
+    p.ctx.store.count_deposits_blocking(what).unwrap_or(0)
 }
 
 /// Per identificativo, the log time of the first / last `deposito` of `what`.
@@ -126,11 +122,7 @@ fn times(
     p: &crate::server::Running,
     what: &'static str,
 ) -> std::collections::HashMap<String, (i64, i64)> {
-    let rows = p
-        .ctx
-        .store
-        .read_blocking(move |db| store::log::deposit_times(db, what))
-        .unwrap_or_default();
+    let rows = p.ctx.store.deposit_times_blocking(what).unwrap_or_default();
     let mut m = std::collections::HashMap::new();
     for (id, ts) in rows {
         let e = m.entry(id).or_insert((ts, ts));

@@ -440,7 +440,7 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
         || !q.events.is_empty()
         || q.from_ms.is_some()
         || q.until_ms.is_some();
-    let rows = store::inspect(&cfg.data_dir(), |db| store::log::query(db, &q))?;
+    let rows = store::Inspector::open(&cfg.data_dir())?.log(&q)?;
     if rows.is_empty() {
         // On stderr, so `--json` output stays nothing but JSON lines.
         if filtered {

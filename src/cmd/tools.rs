@@ -582,13 +582,12 @@ fn deposits(p: &crate::server::Running, tipo: &str) -> Vec<Event> {
         events: vec![EventKind::Deposito],
         ..Default::default()
     };
-    let t = tipo.to_string();
     p.ctx
         .store
-        .read_blocking(move |c| store::log::query(c, &q))
+        .log_events_blocking(&q)
         .unwrap_or_default()
         .into_iter()
-        .filter(|e| e.detail.as_deref().is_some_and(|d| d.starts_with(&t)))
+        .filter(|e| e.detail.as_deref().is_some_and(|d| d.starts_with(tipo)))
         .collect()
 }
 
@@ -597,10 +596,7 @@ fn events(p: &crate::server::Running, kind: EventKind) -> Vec<Event> {
         events: vec![kind],
         ..Default::default()
     };
-    p.ctx
-        .store
-        .read_blocking(move |c| store::log::query(c, &q))
-        .unwrap_or_default()
+    p.ctx.store.log_events_blocking(&q).unwrap_or_default()
 }
 
 /// `pecd demo`.
@@ -693,12 +689,7 @@ pub fn demo_main() -> AdminResult {
                 identificativo: Some(id.clone()),
                 ..Default::default()
             };
-            for e in a
-                .ctx
-                .store
-                .read_blocking(move |c| store::log::query(c, &q))
-                .unwrap_or_default()
-            {
+            for e in a.ctx.store.log_events_blocking(&q).unwrap_or_default() {
                 println!(
                     "  {} {:<26} {}",
                     human(e.ts),

@@ -10,7 +10,7 @@
 //! edited, removed or moved row breaks the chain from there on; the daily
 //! seals (`store::seal`) pin the chain's value at the end of each day.
 
-use super::{Db, Result};
+use super::{Db, Inspector, Result, Store};
 use rusqlite::{params, OptionalExtension};
 
 pub use crate::flow::batch::{Event, EventKind};
@@ -399,6 +399,63 @@ pub fn count_deposits(db: &Db<'_>, what: &str) -> Result<i64> {
         [what],
         |r| r.get(0),
     )?)
+}
+
+impl Store {
+    /// Events matching `q`, oldest first.
+    pub fn log_events_blocking(&self, q: &Query) -> Result<Vec<Event>> {
+        self.read_blocking(|db| query(db, q))
+    }
+
+    /// How many `deposito` events have a detail starting with `what`.
+    pub fn count_deposits_blocking(&self, what: &str) -> Result<i64> {
+        self.read_blocking(|db| count_deposits(db, what))
+    }
+
+    /// Per identificativo, the times of the `deposito` events whose detail
+    /// starts with `what`.
+    pub fn deposit_times_blocking(&self, what: &str) -> Result<Vec<(String, i64)>> {
+        self.read_blocking(|db| deposit_times(db, what))
+    }
+}
+
+impl Inspector {
+    /// Events matching `q`, oldest first.
+    pub fn log(&self, q: &Query) -> Result<Vec<Event>> {
+        self.run(|db| query(db, q))
+    }
+
+    /// Call `f` with each row whose id is in `from..=to`, in id order, and
+    /// its stored chain hash (see [`for_each_chained`]); `f` returns false
+    /// to stop.
+    pub fn for_each_chained(
+        &self,
+        from: i64,
+        to: i64,
+        f: impl FnMut(&Event, Option<[u8; 32]>) -> bool,
+    ) -> Result<()> {
+        self.run(|db| for_each_chained(db, from, to, f))
+    }
+
+    /// The nearest row before `id` and its chain hash, if any.
+    pub fn chain_before(&self, id: i64) -> Result<Option<(i64, Option<Vec<u8>>)>> {
+        self.run(|db| chain_before(db, id))
+    }
+
+    /// The smallest and largest row id, if the log has rows.
+    pub fn log_id_bounds(&self) -> Result<Option<(i64, i64)>> {
+        self.run(id_bounds)
+    }
+
+    /// The last row id whose time is before `ms`, if any.
+    pub fn last_log_id_before(&self, ms: i64) -> Result<Option<i64>> {
+        self.run(|db| last_id_before(db, ms))
+    }
+
+    /// The first row id whose time is at or after `ms`, if any.
+    pub fn first_log_id_from(&self, ms: i64) -> Result<Option<i64>> {
+        self.run(|db| first_id_from(db, ms))
+    }
 }
 
 #[cfg(test)]

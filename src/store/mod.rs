@@ -207,6 +207,29 @@ impl Inspector {
     }
 }
 
+/// A migrated in-memory store to inspect, and the writes its users' unit
+/// tests need to set it up.
+#[cfg(test)]
+impl Inspector {
+    pub(crate) fn in_memory() -> Inspector {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn).unwrap();
+        Inspector { conn }
+    }
+
+    pub(crate) fn test_append(&self, e: &log::Event) -> i64 {
+        self.run(|db| log::append(db, e)).unwrap()
+    }
+
+    pub(crate) fn test_purge_log(&self, now_ms: i64) -> usize {
+        self.run(|db| log::purge_expired(db, now_ms)).unwrap()
+    }
+
+    pub(crate) fn test_insert_seal(&self, s: &seal::Seal) -> bool {
+        self.run(|db| seal::insert(db, s)).unwrap()
+    }
+}
+
 /// A migrated in-memory database for the store modules' unit tests.
 #[cfg(test)]
 pub(crate) struct MemDb(Connection);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{Db, Result};
+use super::{Db, Inspector, Result};
 
 /// The quarantine folder under the data folder.
 pub fn dir(data_dir: &Path) -> PathBuf {
@@ -129,6 +129,18 @@ pub fn purge_expired(db: &Db<'_>, now_ms: i64) -> Result<Vec<String>> {
         .query_map([before_ms], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(files)
+}
+
+impl Inspector {
+    /// Every quarantined message, oldest first.
+    pub fn quarantined(&self) -> Result<Vec<Quarantined>> {
+        self.run(list)
+    }
+
+    /// One quarantined message by row id or identificativo.
+    pub fn quarantined_one(&self, key: &str) -> Result<Option<Quarantined>> {
+        self.run(|db| get(db, key))
+    }
 }
 
 #[cfg(test)]

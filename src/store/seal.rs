@@ -7,7 +7,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{Db, Result, Store, StoreError};
+use super::{Db, Inspector, Result, Store, StoreError};
 use crate::pec::logseal::{Day, SealText};
 use crate::pec::smime::Signer;
 
@@ -474,6 +474,29 @@ impl Store {
             })
         })
         .await
+    }
+}
+
+impl Inspector {
+    /// Every seal, in row order.
+    pub fn seals(&self) -> Result<Vec<Seal>> {
+        self.run(all)
+    }
+
+    /// The sealer's recorded errors by date: (error, when, unix ms).
+    pub fn seal_errors(&self) -> Result<std::collections::HashMap<String, (String, i64)>> {
+        self.run(errors)
+    }
+
+    /// The finished days (ended by `finished_by_ms`) with log rows in no
+    /// seal of `seals` (see [`unsealed_days`]).
+    pub fn unsealed_days(&self, seals: &[Seal], finished_by_ms: i64) -> Result<Vec<Unsealed>> {
+        self.run(|db| unsealed_days(db, seals, finished_by_ms))
+    }
+
+    /// How many log rows have an id in `from..=to`.
+    pub fn count_log_rows(&self, from: i64, to: i64) -> Result<i64> {
+        self.run(|db| count_rows(db, from, to))
     }
 }
 
