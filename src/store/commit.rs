@@ -4,8 +4,12 @@
 //! group-committed transaction, after the spool and the new directory
 //! entries are synced: a row never names bytes that could be lost, and the
 //! caller's answer (`250`, a job marked done) waits for the commit.
+//!
+//! A job of the batch with an empty key is keyed by its new blob's spool
+//! name (`inbound:<blob>`): bytes received over SMTP have no other name
+//! that is unique before they are spooled.
 
-use crate::flow::batch::{Batch, BlobRef, Guard, JobEnd, NewBlob, TimerOp};
+use crate::flow::batch::{Batch, BlobRef, Guard, JobEnd, NewBlob, NewJob, TimerOp};
 
 use super::{log, messages, quarantine, queue, Db, Result, Store, StoreError};
 
@@ -144,6 +148,22 @@ impl Store {
         let mut new_jobs = Vec::with_capacity(batch.jobs.len());
         for j in &batch.jobs {
             let blob = j.blob.as_ref().map(&name_of).transpose()?;
+            let keyed;
+            let j = match (j.key.is_empty(), &blob) {
+                (false, _) => j,
+                (true, Some(b)) => {
+                    keyed = NewJob {
+                        key: format!("{}:{b}", j.kind.as_str()),
+                        ..j.clone()
+                    };
+                    &keyed
+                }
+                (true, None) => {
+                    return Err(StoreError::Commit(
+                        "a job of the batch has neither a key nor a blob".into(),
+                    ))
+                }
+            };
             new_jobs.push(queue::enqueue_named(db, j, blob.as_deref(), now)?);
         }
         let repeated =
