@@ -295,8 +295,7 @@ fn chain(
             .and_then(|s| <[u8; 32]>::try_from(s.last_hash.as_slice()).ok())
             .map_or((0, log::GENESIS), |h| (start - 1, h)),
     };
-    let purge_cutoff =
-        crate::cmd::now_unix_ms() - (store::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
+    let purge_cutoff = crate::cmd::now_unix_ms() - (log::LOG_RETENTION_DAYS + 1) * 86_400_000;
     let mut problem = None;
     let mut note = None;
     let mut first = true;
@@ -410,7 +409,7 @@ fn check_seal(
     let present = db.count_log_rows(text.first_row, text.last_row)?;
     // Rows older than 30 months are purged (worker::sweep); their seal stays.
     let purged = text.date.start_ms()
-        < crate::cmd::now_unix_ms() - (store::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
+        < crate::cmd::now_unix_ms() - (log::LOG_RETENTION_DAYS + 1) * 86_400_000;
     if purged && present < text.rows {
         r.notes.push(format!(
             "day {day}: {} of its {} row(s) purged after 30 months; its seal is still checked",
