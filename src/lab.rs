@@ -283,14 +283,12 @@ impl Lab {
             for u in &s.users {
                 let addr = format!("{u}@{}", s.domain);
                 let hash = users::hash_password(LAB_PASSWORD).map_err(LabError::Provider)?;
-                let a = addr.clone();
-                st.write_blocking(move |c| {
-                    users::add(c, &a, &hash, {
-                        use crate::pec::clock::Clock;
-                        crate::pec::clock::SystemClock.unix_ms()
-                    })
-                })
-                .map_err(LabError::Store)?;
+                let now = {
+                    use crate::pec::clock::Clock;
+                    crate::pec::clock::SystemClock.unix_ms()
+                };
+                st.add_user_blocking(&addr, &hash, now)
+                    .map_err(LabError::Store)?;
                 crate::server::create_mailbox(&st.paths().mail, &addr)
                     .map_err(LabError::Provider)?;
             }

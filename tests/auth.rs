@@ -446,18 +446,17 @@ fn plain_hex_secrets_of_older_versions_keep_working_and_are_sealed_at_start() {
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     // What an older pecd stored: the secret itself, in hex.
     let st = pecd::store::Store::open(&p.path().join("data")).unwrap();
-    let (a, h) = (alice.clone(), hex.clone());
-    assert!(st
-        .write_blocking(move |c| pecd::store::users::set_totp(c, &a, &h, 0))
-        .unwrap());
+    assert!(st.enable_totp_blocking(&alice, &hex, 0).unwrap());
     st.close();
     p.start();
-    let a = alice.clone();
-    let stored = pecd::store::inspect(&p.path().join("data"), move |c| {
-        pecd::store::users::totp_secret(c, &a)
-    })
-    .unwrap()
-    .unwrap();
+    let stored: String = p
+        .db()
+        .query_row(
+            "SELECT secret FROM user_totp WHERE address = ?1",
+            [&alice],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert!(
         stored.starts_with("v1:") && !stored.contains(&hex),
         "{stored}"

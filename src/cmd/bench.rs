@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cli::BenchArgs;
-use crate::store;
 
 use super::percentiles::Percentiles;
 
@@ -128,10 +127,7 @@ fn body(size: usize) -> String {
 
 /// `deposito` events in `p`'s log whose detail starts with `what`.
 fn count(p: &crate::server::Running, what: &'static str) -> i64 {
-    p.ctx
-        .store
-        .read_blocking(move |db| store::log::count_deposits(db, what))
-        .unwrap_or(0)
+    p.ctx.store.count_deposits_blocking(what).unwrap_or(0)
 }
 
 /// Per identificativo, the log time of the first / last `deposito` of `what`.
@@ -139,11 +135,7 @@ fn times(
     p: &crate::server::Running,
     what: &'static str,
 ) -> std::collections::HashMap<String, (i64, i64)> {
-    let rows = p
-        .ctx
-        .store
-        .read_blocking(move |db| store::log::deposit_times(db, what))
-        .unwrap_or_default();
+    let rows = p.ctx.store.deposit_times_blocking(what).unwrap_or_default();
     let mut m = std::collections::HashMap::new();
     for (id, ts) in rows {
         let e = m.entry(id).or_insert((ts, ts));
@@ -419,13 +411,7 @@ pub(super) async fn bench(a: &BenchArgs, rate: f64) -> Result<Report, Box<dyn st
     let acc = times(alpha, ACCETTAZIONI);
     let cons = times(alpha, CONSEGNE);
     let queued = if a.dead_peer {
-        Some(
-            alpha
-                .ctx
-                .store
-                .read_blocking(store::queue::pending_relays)
-                .unwrap_or(0),
-        )
+        Some(alpha.ctx.store.pending_relays_blocking().unwrap_or(0))
     } else {
         None
     };

@@ -29,7 +29,7 @@ use super::AdminResult;
 use crate::cli::LogExportArgs;
 use crate::config::Config;
 use crate::pec::logseal::{self, Day, SealText};
-use crate::store::{self, log, seal};
+use crate::store::{self, log};
 
 const MAGIC: &str = "pecd-log-extract 1";
 
@@ -115,50 +115,46 @@ pub fn export(cfg: &Config, a: &LogExportArgs) -> AdminResult {
         a.address
     );
     let address = a.address.clone();
-    let (days, rows) = store::inspect(&cfg.data_dir(), |db| {
-        let mut days = 0;
-        let mut rows = 0;
-        for s in seal::all(db)? {
-            let Some(d) = Day::parse(&s.date) else {
-                continue;
-            };
-            if from.is_some_and(|f| d < f) || to.is_some_and(|t| d > t) {
-                continue;
+    let inspector = store::Inspector::open(&cfg.data_dir())?;
+    let (mut days, mut rows) = (0, 0);
+    for s in inspector.seals()? {
+        let Some(d) = Day::parse(&s.date) else {
+            continue;
+        };
+        if from.is_some_and(|f| d < f) || to.is_some_and(|t| d > t) {
+            continue;
+        }
+        let mut body = format!("day: {}\nprevious-hash: {}\n", s.date, hex(&s.prev_hash));
+        let mut mine = 0;
+        inspector.for_each_chained(s.first_id, s.last_id, |e, _| {
+            if mentions(e, &address) {
+                mine += 1;
+                body.push_str("row ");
+                body.push_str(&serde_json::to_string(e).unwrap_or_default());
+                body.push('\n');
+            } else {
+                body.push_str(&format!("digest {} {}\n", e.id, hex(&log::row_digest(e))));
             }
-            let mut body = format!("day: {}\nprevious-hash: {}\n", s.date, hex(&s.prev_hash));
-            let mut mine = 0;
-            log::for_each_chained(db, s.first_id, s.last_id, |e, _| {
-                if mentions(e, &address) {
-                    mine += 1;
-                    body.push_str("row ");
-                    body.push_str(&serde_json::to_string(e).unwrap_or_default());
-                    body.push('\n');
-                } else {
-                    body.push_str(&format!("digest {} {}\n", e.id, hex(&log::row_digest(e))));
-                }
-                true
-            })?;
-            body.push_str("end-day\n");
-            // Days without a row of the address say nothing about it.
-            if mine > 0 {
-                text.push_str(&body);
-                days += 1;
-                rows += mine;
-                let files = [
-                    ("seal", Some(&s.seal)),
-                    ("p7s", Some(&s.signature)),
-                    ("tsr", s.tsr.as_ref()),
-                ];
-                for (ext, bytes) in files {
-                    if let Some(b) = bytes {
-                        write(&seals_out.join(format!("{}.{ext}", s.date)), b)
-                            .map_err(|e| store::StoreError::Commit(e.to_string()))?;
-                    }
+            true
+        })?;
+        body.push_str("end-day\n");
+        // Days without a row of the address say nothing about it.
+        if mine > 0 {
+            text.push_str(&body);
+            days += 1;
+            rows += mine;
+            let files = [
+                ("seal", Some(&s.seal)),
+                ("p7s", Some(&s.signature)),
+                ("tsr", s.tsr.as_ref()),
+            ];
+            for (ext, bytes) in files {
+                if let Some(b) = bytes {
+                    write(&seals_out.join(format!("{}.{ext}", s.date)), b)?;
                 }
             }
         }
-        Ok((days, rows))
-    })?;
+    }
     let sig = signer
         .sign_detached(text.as_bytes())
         .map_err(|e| e.to_string())?;

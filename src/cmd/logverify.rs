@@ -101,9 +101,15 @@ pub fn verify(cfg: &Config, a: &LogVerifyArgs) -> AdminResult {
     };
     let data_dir = cfg.data_dir();
     let seals_dir = crate::server::sealer::seals_dir(&data_dir);
-    let mut report = store::inspect(&data_dir, |db| {
-        check(db, from, to, &roots, tsa_roots.as_deref(), &seals_dir)
-    })?;
+    let inspector = store::Inspector::open(&data_dir)?;
+    let mut report = check(
+        &inspector,
+        from,
+        to,
+        &roots,
+        tsa_roots.as_deref(),
+        &seals_dir,
+    )?;
     if a.allow_unstamped {
         let allowed = std::mem::take(&mut report.unstamped);
         report.notes.extend(
@@ -156,7 +162,7 @@ fn reason(errors: &std::collections::HashMap<String, (String, i64)>, day: &str) 
 }
 
 fn check(
-    db: &store::Db<'_>,
+    db: &store::Inspector,
     from: Option<Day>,
     to: Option<Day>,
     roots: &[X509],
@@ -164,21 +170,21 @@ fn check(
     seals_dir: &Path,
 ) -> store::Result<Report> {
     let mut r = Report::default();
-    let all = seal::all(db)?;
+    let all = db.seals()?;
     let in_period = |date: &str| {
         Day::parse(date).is_none_or(|d| from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t))
     };
-    let Some((min_id, max_id)) = log::id_bounds(db)? else {
+    let Some((min_id, max_id)) = db.log_id_bounds()? else {
         r.notes.push("the PEC log is empty".into());
         return Ok(r);
     };
     let period_seals: Vec<&seal::Seal> = all.iter().filter(|s| in_period(&s.date)).collect();
     let mut start = match from {
-        Some(f) => log::first_id_from(db, f.start_ms())?.unwrap_or(max_id + 1),
+        Some(f) => db.first_log_id_from(f.start_ms())?.unwrap_or(max_id + 1),
         None => min_id,
     };
     let mut end = match to {
-        Some(t) => log::last_id_before(db, t.end_ms())?.unwrap_or(min_id - 1),
+        Some(t) => db.last_log_id_before(t.end_ms())?.unwrap_or(min_id - 1),
         None => max_id,
     };
     // A sealed day is walked whole, whatever the rows' times say.
@@ -187,7 +193,7 @@ fn check(
         end = end.max(s.last_id);
     }
     chain(db, start, end, &all, &mut r)?;
-    let errors = seal::errors(db)?;
+    let errors = db.seal_errors()?;
     for s in &period_seals {
         check_seal(db, s, &all, roots, tsa_roots, seals_dir, &mut r)?;
         if s.tsr.is_none() {
@@ -200,7 +206,7 @@ fn check(
     }
     // A sealed day never disappears silently: every finished day with rows
     // has its seal.
-    for u in seal::unsealed_days(db, &all, crate::cmd::now_unix_ms() - GRACE_MS)? {
+    for u in db.unsealed_days(&all, crate::cmd::now_unix_ms() - GRACE_MS)? {
         let day = u.day.to_string();
         if !in_period(&day) {
             continue;
@@ -260,7 +266,7 @@ fn seal_files(dir: &Path) -> Vec<Day> {
 /// Walk the chain over `start..=end`; the first mismatch is a problem and
 /// ends the walk (what follows cannot be judged against a broken link).
 fn chain(
-    db: &store::Db<'_>,
+    db: &store::Inspector,
     start: i64,
     end: i64,
     seals: &[seal::Seal],
@@ -269,7 +275,7 @@ fn chain(
     if start > end {
         return Ok(());
     }
-    let (mut prev_id, mut prev) = match log::chain_before(db, start)? {
+    let (mut prev_id, mut prev) = match db.chain_before(start)? {
         Some((id, Some(h))) if h.len() == 32 => {
             let mut a = [0u8; 32];
             a.copy_from_slice(&h);
@@ -289,12 +295,11 @@ fn chain(
             .and_then(|s| <[u8; 32]>::try_from(s.last_hash.as_slice()).ok())
             .map_or((0, log::GENESIS), |h| (start - 1, h)),
     };
-    let purge_cutoff =
-        crate::cmd::now_unix_ms() - (store::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
+    let purge_cutoff = crate::cmd::now_unix_ms() - (log::LOG_RETENTION_DAYS + 1) * 86_400_000;
     let mut problem = None;
     let mut note = None;
     let mut first = true;
-    log::for_each_chained(db, start, end, |e, stored| {
+    db.for_each_chained(start, end, |e, stored| {
         r.rows += 1;
         let mut expected = log::chain_next(&prev, &log::row_digest(e));
         // The oldest row left, neither the genesis' nor a seal's successor:
@@ -361,7 +366,7 @@ fn chain(
 }
 
 fn check_seal(
-    db: &store::Db<'_>,
+    db: &store::Inspector,
     s: &seal::Seal,
     all: &[seal::Seal],
     roots: &[X509],
@@ -392,7 +397,7 @@ fn check_seal(
     }
     if let Some(p) = before {
         if text.first_row != p.last_id + 1 {
-            let between = seal::count_rows(db, p.last_id + 1, text.first_row - 1)?;
+            let between = db.count_log_rows(p.last_id + 1, text.first_row - 1)?;
             if between > 0 {
                 r.problems.push(format!(
                     "day {day}: {between} row(s) between the seal of {} and this one are in no seal",
@@ -401,10 +406,10 @@ fn check_seal(
             }
         }
     }
-    let present = seal::count_rows(db, text.first_row, text.last_row)?;
+    let present = db.count_log_rows(text.first_row, text.last_row)?;
     // Rows older than 30 months are purged (worker::sweep); their seal stays.
     let purged = text.date.start_ms()
-        < crate::cmd::now_unix_ms() - (store::schema::LOG_RETENTION_DAYS + 1) * 86_400_000;
+        < crate::cmd::now_unix_ms() - (log::LOG_RETENTION_DAYS + 1) * 86_400_000;
     if purged && present < text.rows {
         r.notes.push(format!(
             "day {day}: {} of its {} row(s) purged after 30 months; its seal is still checked",
@@ -418,7 +423,7 @@ fn check_seal(
         ));
     }
     let mut last_hash = None;
-    log::for_each_chained(db, text.last_row, text.last_row, |_, h| {
+    db.for_each_chained(text.last_row, text.last_row, |_, h| {
         last_hash = Some(h);
         false
     })?;
@@ -485,18 +490,17 @@ mod tests {
 
     #[test]
     fn rows_purged_after_30_months_are_a_note_rows_deleted_a_mismatch() {
-        let m = crate::store::MemDb::new();
-        let db = m.db();
+        let db = store::Inspector::in_memory();
         let now = crate::cmd::now_unix_ms();
         let old = now - 1000 * 86_400_000;
         for ts in [old, old + 1, old + 2, now, now + 1] {
-            log::append(&db, &Event::new(EventKind::Deposito, ts)).unwrap();
+            db.test_append(&Event::new(EventKind::Deposito, ts));
         }
         let none = Path::new("/nonexistent");
         let r = check(&db, None, None, &[], None, none).unwrap();
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         assert_eq!(r.rows, 5);
-        assert_eq!(log::purge_expired(&db, now).unwrap(), 3);
+        assert_eq!(db.test_purge_log(now), 3);
         // No seal says the missing rows were old: they may have been deleted.
         let r = check(&db, None, None, &[], None, none).unwrap();
         assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
@@ -520,7 +524,7 @@ mod tests {
             created_at: old,
             stamped_at: None,
         };
-        assert!(seal::insert(&db, &s).unwrap());
+        assert!(db.test_insert_seal(&s));
         let r = check(&db, None, None, &[], None, none).unwrap();
         assert!(
             r.problems.iter().all(|p| !p.starts_with("row ")),

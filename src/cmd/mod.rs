@@ -283,14 +283,12 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             // last: a failure in between leaves no listed user without a
             // mailbox, and running the command again finishes the job.
             crate::server::create_mailbox(&st.paths().mail, &address)?;
-            let a = address.clone();
-            let added = st.write_blocking(move |c| users::add(c, &a, &hash, now))?;
+            let added = st.add_user_blocking(&address, &hash, now)?;
             if !added {
                 return Err(format!("{address}: user exists (use `user passwd`)").into());
             }
             if let Some(q) = quota {
-                let a = address.clone();
-                st.write_blocking(move |c| users::set_quota(c, &a, q))?;
+                st.set_quota_blocking(&address, q)?;
             }
             println!("added {address}");
             ExitCode::SUCCESS
@@ -298,8 +296,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
         UserCommand::Quota { address, size } => {
             let q = user_quota(&size)?;
             let address = users::normalize(&address);
-            let a = address.clone();
-            if !st.write_blocking(move |c| users::set_quota(c, &a, q))? {
+            if !st.set_quota_blocking(&address, q)? {
                 return Err(format!("{address}: no such user").into());
             }
             match q.limit(None) {
@@ -315,8 +312,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             let address = users::normalize(&address);
             let pw = read_password(password_stdin, &address)?;
             let hash = users::hash_password(&pw)?;
-            let a = address.clone();
-            if !st.write_blocking(move |c| users::set_password(c, &a, &hash))? {
+            if !st.set_password_blocking(&address, &hash)? {
                 return Err(format!("{address}: no such user").into());
             }
             println!("password changed for {address} (its web sessions are ended)");
@@ -324,8 +320,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
         }
         UserCommand::Del { address } => {
             let address = users::normalize(&address);
-            let a = address.clone();
-            if !st.write_blocking(move |c| users::delete(c, &a))? {
+            if !st.delete_user_blocking(&address)? {
                 return Err(format!("{address}: no such user").into());
             }
             println!("deleted {address} (its web sessions are ended; its Maildir is kept)");
@@ -337,8 +332,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
                 let secret = crate::server::web::totp::new_secret();
                 let key = crate::auth::totp_key::TotpKey::load_or_create(&cfg.totp_key_path())?;
                 let sealed = key.seal(&address, &secret)?;
-                let a = address.clone();
-                if !st.write_blocking(move |c| users::set_totp(c, &a, &sealed, now))? {
+                if !st.enable_totp_blocking(&address, &sealed, now)? {
                     return Err(format!("{address}: no such user").into());
                 }
                 println!(
@@ -350,8 +344,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             }
             crate::cli::TotpAction::Disable { address } => {
                 let address = users::normalize(&address);
-                let a = address.clone();
-                if !st.write_blocking(move |c| users::clear_totp(c, &a))? {
+                if !st.disable_totp_blocking(&address)? {
                     return Err(format!("{address}: second factor was not enabled").into());
                 }
                 println!("second factor disabled for {address} (its web sessions are ended)");
@@ -359,7 +352,7 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
             }
         },
         UserCommand::List => {
-            let list = st.read_blocking(users::list_quotas)?;
+            let list = st.users_with_quotas_blocking()?;
             if list.is_empty() {
                 // On stderr: a script reading addresses from stdout gets none.
                 eprintln!("no users (add one with `pecd user add ADDRESS`)");
@@ -476,7 +469,7 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
         || !q.events.is_empty()
         || q.from_ms.is_some()
         || q.until_ms.is_some();
-    let rows = store::inspect(&cfg.data_dir(), |db| store::log::query(db, &q))?;
+    let rows = store::Inspector::open(&cfg.data_dir())?.log(&q)?;
     if rows.is_empty() {
         // On stderr, so `--json` output stays nothing but JSON lines.
         if filtered {

@@ -16,7 +16,7 @@ pub fn main(config: &Path, cmd: QuarantineCommand) -> AdminResult {
     let mut out = out.lock();
     match cmd {
         QuarantineCommand::List { json } => {
-            let rows = store::inspect(&data_dir, quarantine::list)?;
+            let rows = store::Inspector::open(&data_dir)?.quarantined()?;
             if rows.is_empty() {
                 eprintln!("the quarantine is empty");
                 return Ok(ExitCode::SUCCESS);
@@ -42,8 +42,7 @@ pub fn main(config: &Path, cmd: QuarantineCommand) -> AdminResult {
             Ok(ExitCode::SUCCESS)
         }
         QuarantineCommand::Show { id } => {
-            let key = id.clone();
-            let Some(q) = store::inspect(&data_dir, move |db| quarantine::get(db, &key))? else {
+            let Some(q) = store::Inspector::open(&data_dir)?.quarantined_one(&id)? else {
                 return Err(format!("no quarantined message {id:?}").into());
             };
             let path = quarantine::dir(&data_dir).join(&q.file);

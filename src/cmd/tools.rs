@@ -232,9 +232,8 @@ fn queue_list(data_dir: &Path, failed: bool, all: bool, json: bool) -> AdminResu
     } else {
         queue::Listing::Waiting
     };
-    let (jobs, counts) = store::inspect(data_dir, |db| {
-        Ok((queue::list(db, which)?, queue::counts(db)?))
-    })?;
+    let inspector = store::Inspector::open(data_dir)?;
+    let (jobs, counts) = (inspector.jobs(which)?, inspector.job_counts()?);
     let n_failed = counts
         .iter()
         .find(|(s, _)| *s == queue::JobState::Failed)
@@ -326,7 +325,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
     match cmd {
         QueueCommand::List { failed, all, json } => queue_list(&data_dir, failed, all, json),
         QueueCommand::Show { id, json } => {
-            let Some(j) = store::inspect(&data_dir, |db| queue::get(db, id))? else {
+            let Some(j) = store::Inspector::open(&data_dir)?.job(id)? else {
                 return Err(format!("no job {id}").into());
             };
             let bytes = j
@@ -397,7 +396,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
             let now = crate::cmd::now_unix_ms();
             if let Some(id) = id {
                 // Say why a job cannot run again rather than "0 jobs".
-                let job = st.read_blocking(move |c| queue::get(c, id))?;
+                let job = st.job_blocking(id)?;
                 let why = match &job {
                     None => Some(format!("no job {id}")),
                     Some(j) if j.state == queue::JobState::Failed && j.blob.is_none() => Some(format!(
@@ -413,13 +412,11 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
                     return Err(why.into());
                 }
             }
-            let n = st.write_blocking(move |c| {
-                if failed {
-                    queue::retry_failed(c, now)
-                } else {
-                    queue::retry_now(c, id, now)
-                }
-            })?;
+            let n = if failed {
+                st.retry_failed_blocking(now)?
+            } else {
+                st.retry_now_blocking(id, now)?
+            };
             st.close();
             println!("{n} job(s) due now");
             Ok(if n == 0 && id.is_some() {
@@ -436,9 +433,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
 /// per recipient, built and queued by this process.
 fn cancel(cfg: &crate::config::Config, id: queue::JobId) -> AdminResult {
     let st = Store::open(&cfg.data_dir())?;
-    let job = st
-        .read_blocking(move |c| queue::get(c, id))?
-        .ok_or_else(|| format!("no job {id}"))?;
+    let job = st.job_blocking(id)?.ok_or_else(|| format!("no job {id}"))?;
     if job.state != queue::JobState::Pending {
         return Err(format!("job {id} is {}, not pending", job.state).into());
     }
@@ -452,8 +447,7 @@ fn cancel(cfg: &crate::config::Config, id: queue::JobId) -> AdminResult {
     let now = crate::cmd::now_unix_ms();
     if carries_busta {
         let ident = job.identificativo.clone().unwrap_or_default();
-        let i2 = ident.clone();
-        let xml = st.read_blocking(move |db| store::messages::daticert_of(db, &i2))?;
+        let xml = st.daticert_blocking(&ident)?;
         if let Some(xml) = xml {
             let d = Daticert::parse(xml.as_bytes()).map_err(|e| format!("{e:?}"))?;
             let c = Certified::from(&d);
@@ -472,10 +466,7 @@ fn cancel(cfg: &crate::config::Config, id: queue::JobId) -> AdminResult {
                 "5.3.0 - {} - consegna annullata dal gestore",
                 cfg.provider.name
             );
-            let i3 = ident.clone();
-            let accepted = st
-                .read_blocking(move |db| store::messages::accepted_at(db, &i3))?
-                .unwrap_or(now);
+            let accepted = st.accepted_at_blocking(&ident)?.unwrap_or(now);
             let busta = job.blob.as_deref().and_then(|b| st.get_blob(b).ok());
             let busta_headers = busta
                 .as_deref()
@@ -555,24 +546,20 @@ fn cancel(cfg: &crate::config::Config, id: queue::JobId) -> AdminResult {
     let rcpts = job.recipients.clone();
     let ident = job.identificativo.clone().unwrap_or_default();
     let n_notices = notices.len();
-    let cancelled = st.write_blocking(move |c| {
-        if !queue::cancel(c, id, now)? {
-            return Ok(false);
-        }
-        let mut ev = Event::new(EventKind::Annullamento, now);
-        ev.identificativo = Some(ident.clone()).filter(|s| !s.is_empty());
-        ev.recipients = Some(rcpts.join(", "));
-        ev.detail = Some(format!("job {id} cancelled by the operator"));
-        store::log::append(c, &ev)?;
-        for (j, e) in &notices {
-            queue::enqueue(c, j, now)?;
-            store::log::append(c, e)?;
-        }
-        for r in &rcpts {
-            queue::timer_close(c, &ident, r, now, "annullamento")?;
-        }
-        Ok(true)
-    })?;
+    let mut ev = Event::new(EventKind::Annullamento, now);
+    ev.identificativo = Some(ident.clone()).filter(|s| !s.is_empty());
+    ev.recipients = Some(rcpts.join(", "));
+    ev.detail = Some(format!("job {id} cancelled by the operator"));
+    let cancelled = st.cancel_job_blocking(
+        queue::Cancellation {
+            id,
+            event: ev,
+            notices,
+            identificativo: ident,
+            recipients: rcpts,
+        },
+        now,
+    )?;
     st.close();
     if cancelled {
         println!("job {id} cancelled; {n_notices} non-delivery notice(s) queued for the sender");
@@ -595,13 +582,12 @@ fn deposits(p: &crate::server::Running, tipo: &str) -> Vec<Event> {
         events: vec![EventKind::Deposito],
         ..Default::default()
     };
-    let t = tipo.to_string();
     p.ctx
         .store
-        .read_blocking(move |c| store::log::query(c, &q))
+        .log_events_blocking(&q)
         .unwrap_or_default()
         .into_iter()
-        .filter(|e| e.detail.as_deref().is_some_and(|d| d.starts_with(&t)))
+        .filter(|e| e.detail.as_deref().is_some_and(|d| d.starts_with(tipo)))
         .collect()
 }
 
@@ -610,10 +596,7 @@ fn events(p: &crate::server::Running, kind: EventKind) -> Vec<Event> {
         events: vec![kind],
         ..Default::default()
     };
-    p.ctx
-        .store
-        .read_blocking(move |c| store::log::query(c, &q))
-        .unwrap_or_default()
+    p.ctx.store.log_events_blocking(&q).unwrap_or_default()
 }
 
 /// `pecd demo`.
@@ -706,12 +689,7 @@ pub fn demo_main() -> AdminResult {
                 identificativo: Some(id.clone()),
                 ..Default::default()
             };
-            for e in a
-                .ctx
-                .store
-                .read_blocking(move |c| store::log::query(c, &q))
-                .unwrap_or_default()
-            {
+            for e in a.ctx.store.log_events_blocking(&q).unwrap_or_default() {
                 println!(
                     "  {} {:<26} {}",
                     human(e.ts),

@@ -48,20 +48,13 @@ impl UserAuth {
     /// The canonical address if the password is right (no throttling).
     pub async fn verify(&self, user: &str, password: &str) -> Option<String> {
         let address = users::normalize(user);
-        let (a, pw) = (address.clone(), password.to_string());
         let Ok(_slot) = self.ctx.password_checks.acquire().await else {
             return None;
         };
         let ok = self
             .ctx
             .store
-            .read(move |c| {
-                // argon2 is deliberately slow: it runs on the blocking pool.
-                Ok(users::check_password(
-                    users::password_hash(c, &a)?.as_deref(),
-                    &pw,
-                ))
-            })
+            .password_matches(&address, password)
             .await
             .unwrap_or(false);
         ok.then_some(address)
@@ -121,16 +114,10 @@ impl UserAuth {
         code: Option<&str>,
         ip: IpAddr,
     ) -> Result<(), SecondFactorError> {
-        let a = address.to_string();
-        let stored = self
-            .ctx
-            .store
-            .read(move |c| users::totp_secret(c, &a))
-            .await
-            .map_err(|e| {
-                tracing::error!(user = address, error = %e, "second factor not readable");
-                SecondFactorError::Unavailable
-            })?;
+        let stored = self.ctx.store.totp_secret(address).await.map_err(|e| {
+            tracing::error!(user = address, error = %e, "second factor not readable");
+            SecondFactorError::Unavailable
+        })?;
         let Some(stored) = stored else {
             return Ok(());
         };
@@ -147,12 +134,11 @@ impl UserAuth {
             SecondFactorError::Unavailable
         })?;
         let step = super::web::totp::matching_step(&secret, code, self.ctx.now_secs());
-        let a = address.to_string();
         let now = self.ctx.unix_ms();
         let outcome = self
             .ctx
             .store
-            .write(move |c| users::totp_attempt(c, &a, step, now))
+            .totp_attempt(address, step, now)
             .await
             .map_err(|e| {
                 tracing::error!(user = address, error = %e, "second factor not recorded");
@@ -251,9 +237,7 @@ pub fn seal_plain_totp_secrets(
     key: &crate::auth::totp_key::TotpKey,
 ) -> Result<usize, String> {
     use crate::auth::totp_key::TotpKey;
-    let all = store
-        .read_blocking(users::totp_secrets)
-        .map_err(|e| e.to_string())?;
+    let all = store.totp_secrets_blocking().map_err(|e| e.to_string())?;
     let mut sealed = Vec::new();
     for (address, stored) in all.into_iter().filter(|(_, s)| !TotpKey::is_sealed(s)) {
         let secret = key
@@ -266,12 +250,6 @@ pub fn seal_plain_totp_secrets(
         return Ok(0);
     }
     store
-        .write_blocking(move |c| {
-            let mut n = 0;
-            for (a, old, new) in &sealed {
-                n += usize::from(users::reseal_totp(c, a, old, new)?);
-            }
-            Ok(n)
-        })
+        .reseal_totp_blocking(sealed)
         .map_err(|e| e.to_string())
 }

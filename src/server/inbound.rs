@@ -7,15 +7,10 @@
 
 use std::sync::Arc;
 
+use crate::flow::batch::{Batch, Event, EventKind, JobKind as Kind, NewBlob, NewJob};
 use crate::smtp::{Backend, Envelope, Reply, SessionInfo};
-use crate::store;
-use crate::store::log::{Event, EventKind};
-use crate::store::queue::{self, Kind, NewJob};
 
 use super::Ctx;
-
-/// Messages up to this size are spooled by the store's writer thread.
-const INLINE_BLOB_MAX: usize = crate::smtp::DEFAULT_SPOOL_THRESHOLD;
 
 /// Backend of the inbound listener.
 pub struct InboundBackend {
@@ -53,19 +48,14 @@ impl Backend for InboundBackend {
 
     async fn data(&self, info: &SessionInfo, env: &Envelope, message: Vec<u8>) -> Reply {
         let now = self.ctx.unix_ms();
-        let mail_from = env.mail_from.clone();
-        let recipients: Vec<String> = env.rcpt_to.iter().map(|r| r.to_ascii_lowercase()).collect();
-        let job = move |blob: &str| NewJob {
-            key: format!("inbound:{blob}"),
-            kind: Kind::Inbound,
-            identificativo: None,
-            mail_from,
-            recipients,
-            next_hop: None,
-            blob: Some(crate::flow::batch::BlobRef::Spooled(blob.to_string())),
-            data: None,
-            due_at: now,
-        };
+        let mut batch = Batch::at(now);
+        // Small messages are appended by the store's writer thread in the
+        // transaction that names them (the writer syncs the spool before it
+        // commits): the peer's 250 waits for one hand-off between threads
+        // instead of two. A peer has a bounded number of connections to us
+        // (20, or `[limits] max_connections_per_peer`) and one message in
+        // flight on each, so this wait bounds how fast it can send.
+        let blob = batch.blob(NewBlob::Bytes(message));
         let mut ev = Event::new(EventKind::Ricezione, now);
         ev.sender = Some(env.mail_from.clone());
         ev.recipients = Some(env.rcpt_to.join(", "));
@@ -74,49 +64,23 @@ impl Backend for InboundBackend {
             info.peer,
             info.helo.clone().unwrap_or_default()
         ));
-        let st = self.ctx.store.clone();
-        let r = if message.len() <= INLINE_BLOB_MAX {
-            // Appended by the writer thread in the transaction that names it
-            // (the writer syncs the spool before it commits): the peer's 250
-            // waits for one hand-off between threads instead of two. A peer
-            // has a bounded number of connections to us (20, or `[limits]
-            // max_connections_per_peer`) and one message in flight on each,
-            // so this wait bounds how fast it can send.
-            self.ctx
-                .store
-                .write(move |c| {
-                    let blob = st.put_blob(&message)?;
-                    store::log::append(c, &ev)?;
-                    queue::enqueue(c, &job(&blob), now)?;
-                    Ok(blob)
-                })
-                .await
-        } else {
-            // Copying a large message on the writer would hold up every commit.
-            let blob = match tokio::task::spawn_blocking(move || st.put_blob(&message)).await {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "spool write failed");
-                    return Reply::local_error();
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "spool task failed");
-                    return Reply::local_error();
-                }
-            };
-            self.ctx
-                .store
-                .write(move |c| {
-                    store::log::append(c, &ev)?;
-                    queue::enqueue(c, &job(&blob), now)?;
-                    Ok(blob)
-                })
-                .await
-        };
-        match r {
-            Ok(blob) => {
+        batch.log(ev);
+        batch.jobs.push(NewJob {
+            // Keyed by the spool name the store gives the bytes.
+            key: String::new(),
+            kind: Kind::Inbound,
+            identificativo: None,
+            mail_from: env.mail_from.clone(),
+            recipients: env.rcpt_to.iter().map(|r| r.to_ascii_lowercase()).collect(),
+            next_hop: None,
+            blob: Some(blob),
+            data: None,
+            due_at: now,
+        });
+        match self.ctx.store.commit(batch).await {
+            Ok(c) => {
                 self.ctx.wake.notify_one();
-                Reply::queued(&blob)
+                Reply::queued(c.blobs.first().map_or("", String::as_str))
             }
             Err(e) => {
                 tracing::error!(error = %e, "inbound commit failed");

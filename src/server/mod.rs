@@ -112,20 +112,13 @@ impl Ctx {
     /// The quota in force for `address` in bytes (its own, else the
     /// provider's default); `None` for no limit.
     pub async fn quota_of(&self, address: &str) -> Option<u64> {
-        let a = address.to_string();
-        let setting = self
-            .store
-            .read(move |db| crate::store::users::quota(db, &a))
-            .await;
+        let setting = self.store.quota(address).await;
         self.quota_limit(setting)
     }
 
     /// [`Ctx::quota_of`] on the calling (blocking) thread.
     pub fn quota_of_blocking(&self, address: &str) -> Option<u64> {
-        let a = address.to_string();
-        let setting = self
-            .store
-            .read_blocking(move |db| crate::store::users::quota(db, &a));
+        let setting = self.store.quota_blocking(address);
         self.quota_limit(setting)
     }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 use openssl::x509::X509;
 
 use super::Ctx;
-use crate::pec::logseal::{Day, SealText};
+use crate::pec::logseal::Day;
 use crate::store::{self, seal::Seal};
 
 /// Rows timed before midnight may still be committing just after it.
@@ -106,11 +106,7 @@ async fn round(ctx: &Arc<Ctx>) -> Result<(), String> {
             "PEC log day sealed"
         );
     }
-    let all = ctx
-        .store
-        .read(store::seal::all)
-        .await
-        .map_err(|e| e.to_string())?;
+    let all = ctx.store.seals().await.map_err(|e| e.to_string())?;
     {
         let dir = dir.clone();
         let all = all.clone();
@@ -139,10 +135,9 @@ async fn round(ctx: &Arc<Ctx>) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("time stamp of {}: {e}", s.date))?;
-        let (date, tok) = (s.date.clone(), token.clone());
         let now = ctx.unix_ms();
         ctx.store
-            .write(move |db| store::seal::set_tsr(db, &date, &tok, now))
+            .stamp_seal(&s.date, token.clone(), now)
             .await
             .map_err(|e| e.to_string())?;
         let path = dir.join(format!("{}.tsr", s.date));
@@ -171,7 +166,7 @@ async fn refuse_after_a_lost_seal(ctx: &Arc<Ctx>, dir: &Path) -> Result<(), Stri
     };
     let newest_row = ctx
         .store
-        .read(store::seal::newest_date)
+        .newest_seal_date()
         .await
         .map_err(|e| e.to_string())?
         .and_then(|d| Day::parse(&d));
@@ -232,61 +227,13 @@ fn stamp(
 
 /// Seal the next finished day that has unsealed rows, if any.
 async fn seal_next(ctx: &Arc<Ctx>) -> Result<Option<Seal>, String> {
-    let now = ctx.unix_ms();
-    let signer = ctx.signer.get();
-    let provider = ctx.domain().to_string();
     ctx.store
-        .write(move |db| {
-            let last = store::seal::last(db)?;
-            let after = last.as_ref().map_or(0, |s| s.last_id);
-            let Some(min_ts) = store::seal::first_unsealed_ts(db, after)? else {
-                return Ok(None);
-            };
-            let mut day = Day::of_ms(min_ts);
-            // A row committed late, timed in a day already sealed, belongs
-            // to the next seal.
-            if let Some(d) = last.as_ref().and_then(|s| Day::parse(&s.date)) {
-                if day <= d {
-                    day = d.next();
-                }
-            }
-            if now < day.end_ms() + GRACE_MS {
-                return Ok(None);
-            }
-            let prev = last
-                .as_ref()
-                .map_or(store::log::GENESIS.to_vec(), |s| s.last_hash.clone());
-            let Some(range) = store::seal::range(db, after, day.end_ms(), &prev)? else {
-                return Ok(None);
-            };
-            let text = SealText {
-                provider,
-                date: day,
-                first_row: range.first_id,
-                last_row: range.last_id,
-                rows: range.rows,
-                previous_hash: range.prev_hash.clone(),
-                last_hash: range.last_hash.clone(),
-            }
-            .render();
-            let signature = signer
-                .sign_detached(text.as_bytes())
-                .map_err(|e| store::StoreError::Commit(e.to_string()))?;
-            let seal = Seal {
-                date: day.to_string(),
-                first_id: range.first_id,
-                last_id: range.last_id,
-                rows: range.rows,
-                prev_hash: range.prev_hash,
-                last_hash: range.last_hash,
-                seal: text.into_bytes(),
-                signature,
-                tsr: None,
-                created_at: now,
-                stamped_at: None,
-            };
-            Ok(store::seal::insert(db, &seal)?.then_some(seal))
-        })
+        .seal_next_day(
+            ctx.domain().to_string(),
+            ctx.unix_ms(),
+            GRACE_MS,
+            ctx.signer.get(),
+        )
         .await
         .map_err(|e| format!("sealing the PEC log: {e}"))
 }
@@ -330,28 +277,13 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
 async fn refresh_status(ctx: &Arc<Ctx>, error: Option<String>) -> Result<(), String> {
     let now = ctx.unix_ms();
     let tsa = ctx.cfg().log.tsa().is_some();
-    let recorded = error.clone();
-    let (unsealed, unstamped, through) = ctx
+    let store::seal::Backlog {
+        unsealed,
+        unstamped,
+        sealed_through: through,
+    } = ctx
         .store
-        .write(move |db| {
-            let seals = store::seal::all(db)?;
-            let mut unsealed: Vec<String> = Vec::new();
-            let unstamped: Vec<&Seal> = seals.iter().filter(|s| s.tsr.is_none()).collect();
-            if tsa {
-                unsealed.extend(unstamped.iter().map(|s| s.date.clone()));
-            }
-            // Bounded: a log far behind shows its first 1000 days.
-            let days = store::seal::unsealed_days(db, &seals, now - GRACE_MS)?;
-            unsealed.extend(days.into_iter().take(1000).map(|u| u.day.to_string()));
-            unsealed.sort();
-            unsealed.dedup();
-            if let Some(e) = &recorded {
-                store::seal::set_error(db, &unsealed, e, now)?;
-            }
-            store::seal::clear_errors_except(db, &unsealed)?;
-            let through = seals.iter().map(|s| s.date.clone()).max();
-            Ok((unsealed, unstamped.len(), through))
-        })
+        .record_seal_backlog(now, now - GRACE_MS, tsa, error.clone())
         .await
         .map_err(|e| e.to_string())?;
     if !unsealed.is_empty() {

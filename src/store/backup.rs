@@ -34,11 +34,11 @@ use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use rusqlite::backup::StepResult;
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use super::{now_ms, open_connection, schema, spool, Paths};
+use super::sqlite::backup::SnapshotError;
+use super::sqlite::schema;
+use super::{now_ms, spool, Paths};
 
 /// Name of the manifest inside a backup.
 pub const MANIFEST: &str = "pecd-backup.json";
@@ -77,8 +77,8 @@ pub enum BackupError {
     Refused(String),
     /// A file operation failed.
     Io(PathBuf, io::Error),
-    /// SQLite failed.
-    Sql(rusqlite::Error),
+    /// The database failed.
+    Sql(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl std::fmt::Display for BackupError {
@@ -92,12 +92,6 @@ impl std::fmt::Display for BackupError {
 }
 
 impl std::error::Error for BackupError {}
-
-impl From<rusqlite::Error> for BackupError {
-    fn from(e: rusqlite::Error) -> Self {
-        BackupError::Sql(e)
-    }
-}
 
 fn at(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '_ {
     move |e| BackupError::Io(path.to_path_buf(), e)
@@ -281,67 +275,29 @@ fn delivery_stem(file: &str) -> Option<(&str, i64)> {
 
 /// Copy the live database `db` into the new file `dst` as one instant.
 fn snapshot_db(db: &Path, dst: &Path, snapshot_ms: i64) -> Result<Snapshot, BackupError> {
-    let src = open_connection(db)?;
-    let mut out = Connection::open(dst)?;
-    {
-        let b = rusqlite::backup::Backup::new(&src, &mut out)?;
-        // All pages in one step: a stepwise copy restarts whenever another
-        // connection commits, which on a busy provider is always.
-        let mut busy = 0;
-        loop {
-            match b.step(-1)? {
-                StepResult::Done => break,
-                StepResult::More => {}
-                _ => {
-                    busy += 1;
-                    if busy > 200 {
-                        return Err(BackupError::Refused(format!(
-                            "{}: database stayed busy for 10 s",
-                            db.display()
-                        )));
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-            }
-        }
-    }
-    // A self-contained file: no -wal or -shm beside it in the backup.
-    out.pragma_update(None, "journal_mode", "DELETE")?;
-    let check: String = out.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-    if check != "ok" {
-        return Err(BackupError::Refused(format!(
-            "the database copy fails its integrity check: {check}"
-        )));
-    }
-    let schema_version: i64 = out.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let blobs = {
-        let mut st = out.prepare(
-            "SELECT blob FROM jobs WHERE blob IS NOT NULL AND state IN ('pending', 'held')",
-        )?;
-        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()?
-    };
     let mut deliveries = Deliveries {
         stems: HashSet::new(),
         snapshot_ms,
     };
-    {
-        let mut st = out.prepare("SELECT key, created_at FROM jobs")?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let key: String = r.get(0)?;
-            let created: i64 = r.get(1)?;
-            deliveries
-                .stems
-                .insert(super::maildir::file_name_for(&key, created, ""));
+    let copied = super::sqlite::backup::snapshot(db, dst, |key, created| {
+        deliveries
+            .stems
+            .insert(super::maildir::file_name_for(key, created, ""));
+    })
+    .map_err(|e| match e {
+        SnapshotError::Busy => {
+            BackupError::Refused(format!("{}: database stayed busy for 10 s", db.display()))
         }
-    }
-    out.close().map_err(|(_, e)| BackupError::Sql(e))?;
+        SnapshotError::Check(check) => BackupError::Refused(format!(
+            "the database copy fails its integrity check: {check}"
+        )),
+        SnapshotError::Sql(e) => BackupError::Sql(e),
+    })?;
     let f = File::open(dst).map_err(at(dst))?;
     f.sync_all().map_err(at(dst))?;
     Ok(Snapshot {
-        schema_version,
-        blobs,
+        schema_version: copied.schema_version,
+        blobs: copied.blobs,
         deliveries,
     })
 }
@@ -730,16 +686,19 @@ mod tests {
     fn store_with_a_queued_blob(data: &Path) -> (Store, String) {
         let st = Store::open(data).unwrap();
         let blob = st.put_blob(b"Subject: queued\r\n\r\nbody\r\n").unwrap();
-        let b = blob.clone();
-        st.write_blocking(move |c| {
-            c.sql().execute(
-                "INSERT INTO jobs(key, kind, recipients, blob, due_at, created_at, updated_at)
-                 VALUES ('relay:x:pec.beta.test', 'relay', 'bob@pec.beta.test', ?1, 0, 0, 0)",
-                [&b],
-            )?;
-            Ok(())
-        })
-        .unwrap();
+        let mut batch = crate::flow::batch::Batch::at(0);
+        batch.jobs.push(crate::flow::batch::NewJob {
+            key: "relay:x:pec.beta.test".into(),
+            kind: crate::flow::batch::JobKind::Relay,
+            identificativo: None,
+            mail_from: String::new(),
+            recipients: vec!["bob@pec.beta.test".into()],
+            next_hop: None,
+            blob: Some(crate::flow::batch::BlobRef::Spooled(blob.clone())),
+            data: None,
+            due_at: 0,
+        });
+        st.commit_blocking(batch).unwrap();
         maildir::create(&st.paths().mail, "alice@pec.alpha.test").unwrap();
         (st, blob)
     }

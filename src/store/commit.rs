@@ -4,10 +4,15 @@
 //! group-committed transaction, after the spool and the new directory
 //! entries are synced: a row never names bytes that could be lost, and the
 //! caller's answer (`250`, a job marked done) waits for the commit.
+//!
+//! A job of the batch with an empty key is keyed by its new blob's spool
+//! name (`inbound:<blob>`): bytes received over SMTP have no other name
+//! that is unique before they are spooled.
 
-use crate::flow::batch::{Batch, BlobRef, Guard, JobEnd, NewBlob, TimerOp};
+use crate::flow::batch::{Batch, BlobRef, Guard, JobEnd, NewBlob, NewJob, TimerOp};
 
-use super::{log, messages, quarantine, queue, Db, Result, Store, StoreError};
+use super::sqlite::Db;
+use super::{quarantine, Result, Store, StoreError};
 
 /// What a committed batch gives back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -112,7 +117,7 @@ impl Store {
         let now = batch.now;
         let mut out = Committed::default();
         if let Some(Guard::TimerArmed(t)) = &batch.guard {
-            if !queue::timer_fired(db, t)? {
+            if !db.timer_fired(t)? {
                 return Ok(out);
             }
         }
@@ -139,36 +144,49 @@ impl Store {
             }
         };
         if let Some(m) = &batch.message {
-            messages::insert(db, m)?;
+            db.message_insert(m)?;
         }
         let mut new_jobs = Vec::with_capacity(batch.jobs.len());
         for j in &batch.jobs {
             let blob = j.blob.as_ref().map(&name_of).transpose()?;
-            new_jobs.push(queue::enqueue_named(db, j, blob.as_deref(), now)?);
+            let keyed;
+            let j = match (j.key.is_empty(), &blob) {
+                (false, _) => j,
+                (true, Some(b)) => {
+                    keyed = NewJob {
+                        key: format!("{}:{b}", j.kind.as_str()),
+                        ..j.clone()
+                    };
+                    &keyed
+                }
+                (true, None) => {
+                    return Err(StoreError::Commit(
+                        "a job of the batch has neither a key nor a blob".into(),
+                    ))
+                }
+            };
+            new_jobs.push(db.job_enqueue_named(j, blob.as_deref(), now)?);
         }
         let repeated =
             |i: &Option<usize>| i.is_some_and(|i| !new_jobs.get(i).copied().unwrap_or(true));
         for l in &batch.log {
             if !repeated(&l.unless_repeat_of) {
-                log::append(db, &l.event)?;
+                db.log_append(&l.event)?;
             }
         }
         if let (Some(q), Some((file, size))) = (&batch.quarantine, quarantine_file) {
             if !repeated(&q.unless_repeat_of) {
-                quarantine::insert(
-                    db,
-                    &quarantine::Quarantined {
-                        id: 0,
-                        identificativo: q.identificativo.clone(),
-                        virus: q.virus.clone(),
-                        sender: q.sender.clone(),
-                        recipients: q.recipients.clone(),
-                        point: q.point.to_string(),
-                        file,
-                        size,
-                        at: now,
-                    },
-                )?;
+                db.quarantine_insert(&quarantine::Quarantined {
+                    id: 0,
+                    identificativo: q.identificativo.clone(),
+                    virus: q.virus.clone(),
+                    sender: q.sender.clone(),
+                    recipients: q.recipients.clone(),
+                    point: q.point.to_string(),
+                    file,
+                    size,
+                    at: now,
+                })?;
             }
         }
         for t in &batch.timers {
@@ -179,8 +197,7 @@ impl Store {
                     sent_at,
                     preavviso_due,
                     expire_due,
-                } => queue::timer_start(
-                    db,
+                } => db.timer_start(
                     identificativo,
                     recipient,
                     *sent_at,
@@ -191,35 +208,33 @@ impl Store {
                     identificativo,
                     recipient,
                 } => {
-                    queue::timer_presa(db, identificativo, recipient, now)?;
+                    db.timer_presa(identificativo, recipient, now)?;
                 }
                 TimerOp::Close {
                     identificativo,
                     recipient,
                     by,
                 } => {
-                    queue::timer_close(db, identificativo, recipient, now, by)?;
+                    db.timer_close(identificativo, recipient, now, by)?;
                 }
                 TimerOp::Delivered {
                     identificativo,
                     recipient,
                 } => {
                     if let Some(sent) =
-                        queue::timer_close(db, identificativo, recipient, now, "ricevuta")?
+                        db.timer_close(identificativo, recipient, now, "ricevuta")?
                     {
                         out.delivered_sent_at.push(sent);
                     }
                 }
-                TimerOp::StopRelays { identificativo } => {
-                    queue::stop_relays(db, identificativo, now)?
-                }
+                TimerOp::StopRelays { identificativo } => db.stop_relays(identificativo, now)?,
             }
         }
         match &batch.end {
-            Some((id, JobEnd::Done)) => queue::mark_done(db, *id, now)?,
-            Some((id, JobEnd::Failed(e))) => queue::mark_failed(db, *id, e, now)?,
+            Some((id, JobEnd::Done)) => db.job_mark_done(*id, now)?,
+            Some((id, JobEnd::Failed(e))) => db.job_mark_failed(*id, e, now)?,
             Some((id, JobEnd::Retry { error, due_at })) => {
-                queue::reschedule(db, *id, error, *due_at, now)?
+                db.job_reschedule(*id, error, *due_at, now)?
             }
             None => {}
         }

@@ -1,12 +1,13 @@
-//! Durable state: one SQLite database (users, PEC log, work queue, timers,
+//! Durable state: one database (users, PEC log, work queue, timers,
 //! accepted messages) plus message bytes in fsynced files (spool, Maildirs).
 //!
-//! One writer thread owns the write connection. Callers hand it closures; it
-//! runs every closure that is waiting in one transaction (each in its own
-//! savepoint, so one failure does not spoil the others) and commits once:
-//! group commit, so many SMTP sessions share one fsync instead of paying one
-//! each. A closure's result is released only after that commit, which is what
-//! lets the SMTP layer answer `250` only for work that is on disk.
+//! The rest of the daemon calls the typed methods of [`Store`] (and of
+//! [`Inspector`], for the commands that read a store a daemon owns); the
+//! steps of the PEC flows write through [`Store::commit`]. Only the
+//! backend, `sqlite`, speaks SQL: there the writes of all callers are
+//! group-committed by one writer thread, and a result is released only
+//! after its commit, which is what lets the SMTP layer answer `250` only
+//! for work that is on disk.
 
 pub mod atomic;
 pub mod backup;
@@ -21,10 +22,10 @@ pub mod modes;
 pub mod quarantine;
 pub mod queue;
 pub mod quota;
-pub mod schema;
 pub mod seal;
 pub mod sessions;
 pub mod spool;
+mod sqlite;
 pub mod users;
 mod work;
 pub use work::MailboxUsage;
@@ -33,7 +34,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
-use rusqlite::Connection;
+use sqlite::{Db, Sqlite};
 
 /// Errors from the store.
 #[derive(Debug)]
@@ -81,55 +82,14 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(Box::new(e))
-    }
-}
-
 /// What a store operation gives back.
 pub type Result<T> = std::result::Result<T, StoreError>;
-
-/// The database inside one store call, as the typed operations of the store
-/// modules take it. Callers never see what is behind it: only `src/store/`
-/// speaks SQL, so a second backend (PostgreSQL) replaces this and the
-/// operations' bodies without touching the rest of the daemon.
-pub struct Db<'a> {
-    conn: &'a Connection,
-    /// The writer thread's last log row and its chain hash (None: not read
-    /// yet); absent on other connections, which read it from the table.
-    tip: Option<&'a std::cell::Cell<Option<log::ChainTip>>>,
-}
-
-impl<'a> Db<'a> {
-    pub(in crate::store) fn new(conn: &'a Connection) -> Db<'a> {
-        Db { conn, tip: None }
-    }
-
-    fn writer(conn: &'a Connection, tip: &'a std::cell::Cell<Option<log::ChainTip>>) -> Db<'a> {
-        Db {
-            conn,
-            tip: Some(tip),
-        }
-    }
-
-    pub(in crate::store) fn tip(&self) -> Option<&'a std::cell::Cell<Option<log::ChainTip>>> {
-        self.tip
-    }
-
-    pub(in crate::store) fn sql(&self) -> &'a Connection {
-        self.conn
-    }
-}
 
 impl From<std::io::Error> for StoreError {
     fn from(e: std::io::Error) -> Self {
         StoreError::Io(e)
     }
 }
-
-type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
-type WriteJob = Box<dyn FnOnce(&Db<'_>) -> (bool, Completion) + Send>;
 
 /// Layout of the data folder.
 #[derive(Debug, Clone)]
@@ -171,51 +131,51 @@ struct Inner {
     opened_ms: i64,
     spool: Arc<spool::Spool>,
     dirty: DirtyDirs,
-    writer: Mutex<Option<mpsc::Sender<WriteJob>>>,
-    readers: Mutex<Vec<Connection>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    db: Sqlite,
 }
 
-/// Read an existing store without migrating it or starting a writer: the
-/// CLI beside a running daemon (WAL lets both work at once).
-pub fn inspect<R>(data_dir: &Path, f: impl FnOnce(&Db<'_>) -> Result<R>) -> Result<R> {
-    let db = Paths::new(data_dir).db;
-    if !db.exists() {
-        return Err(StoreError::NoDatabase(db));
+/// A read-only look at an existing store, which a running daemon may own
+/// (WAL lets both work at once): what `pecd queue list|show`, `pecd
+/// quarantine list|show` and `pecd log` (`verify`, `export`) read. It
+/// neither migrates the database nor starts a writer.
+pub struct Inspector {
+    db: sqlite::ReadOnly,
+}
+
+impl Inspector {
+    /// Open the store under `data_dir`; an error if it has no database yet.
+    pub fn open(data_dir: &Path) -> Result<Inspector> {
+        Ok(Inspector {
+            db: sqlite::ReadOnly::open(&Paths::new(data_dir).db)?,
+        })
     }
-    let conn = open_connection(&db)?;
-    f(&Db::new(&conn))
+
+    fn run<R>(&self, f: impl FnOnce(&Db<'_>) -> Result<R>) -> Result<R> {
+        self.db.run(f)
+    }
 }
 
-/// A migrated in-memory database for the store modules' unit tests.
+/// A migrated in-memory store to inspect, and the writes its users' unit
+/// tests need to set it up.
 #[cfg(test)]
-pub(crate) struct MemDb(Connection);
-
-#[cfg(test)]
-impl MemDb {
-    pub(crate) fn new() -> MemDb {
-        let mut c = Connection::open_in_memory().unwrap();
-        schema::migrate(&mut c).unwrap();
-        MemDb(c)
+impl Inspector {
+    pub(crate) fn in_memory() -> Inspector {
+        Inspector {
+            db: sqlite::ReadOnly::in_memory(),
+        }
     }
 
-    pub(crate) fn db(&self) -> Db<'_> {
-        Db::new(&self.0)
+    pub(crate) fn test_append(&self, e: &log::Event) -> i64 {
+        self.run(|db| db.log_append(e)).unwrap()
     }
-}
 
-/// Open a connection with the settings every pecd connection uses.
-pub(crate) fn open_connection(db: &Path) -> rusqlite::Result<Connection> {
-    let c = Connection::open(db)?;
-    c.busy_timeout(std::time::Duration::from_secs(10))?;
-    c.pragma_update(None, "journal_mode", "WAL")?;
-    // FULL: a commit is on disk when it returns; the 250 promise depends on it.
-    c.pragma_update(None, "synchronous", "FULL")?;
-    c.pragma_update(None, "foreign_keys", "ON")?;
-    // Statement journals of the group commit's savepoints would otherwise be
-    // files created and deleted per batch.
-    c.pragma_update(None, "temp_store", "MEMORY")?;
-    Ok(c)
+    pub(crate) fn test_purge_log(&self, now_ms: i64) -> usize {
+        self.run(|db| db.log_purge_expired(now_ms)).unwrap()
+    }
+
+    pub(crate) fn test_insert_seal(&self, s: &seal::Seal) -> bool {
+        self.run(|db| db.seal_insert(s)).unwrap()
+    }
 }
 
 impl Store {
@@ -225,24 +185,18 @@ impl Store {
         let paths = Paths::new(data_dir);
         std::fs::create_dir_all(&paths.spool)?;
         std::fs::create_dir_all(&paths.mail)?;
-        let mut conn = open_connection(&paths.db)?;
-        schema::migrate(&mut conn)?;
-        let (tx, rx) = mpsc::channel::<WriteJob>();
+        let db = sqlite::Migrated::open(&paths.db)?;
         let dirty: DirtyDirs = Arc::default();
         let spool = Arc::new(spool::Spool::open(&paths.spool)?);
         let (d2, s2) = (dirty.clone(), spool.clone());
-        let thread = std::thread::Builder::new()
-            .name("pecd-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, d2, s2))?;
+        let db = Sqlite::start(db, Box::new(move || sync_before_commit(&s2, &d2)))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 paths,
                 opened_ms,
                 spool,
                 dirty,
-                writer: Mutex::new(Some(tx)),
-                readers: Mutex::new(Vec::new()),
-                thread: Mutex::new(Some(thread)),
+                db,
             }),
         })
     }
@@ -300,44 +254,16 @@ impl Store {
         Ok(path)
     }
 
-    fn submit(&self, job: WriteJob) -> Result<()> {
-        let guard = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;
-        guard
-            .as_ref()
-            .ok_or(StoreError::Closed)?
-            .send(job)
-            .map_err(|_| StoreError::Closed)
-    }
-
-    fn make_job<R, F>(f: F, done: impl FnOnce(Result<R>) + Send + 'static) -> WriteJob
-    where
-        F: FnOnce(&Db<'_>) -> Result<R> + Send + 'static,
-        R: Send + 'static,
-    {
-        Box::new(move |db: &Db<'_>| match f(db) {
-            Ok(r) => (
-                true,
-                Box::new(
-                    move |committed: std::result::Result<(), String>| match committed {
-                        Ok(()) => done(Ok(r)),
-                        Err(e) => done(Err(StoreError::Commit(e))),
-                    },
-                ) as Completion,
-            ),
-            Err(e) => (false, Box::new(move |_| done(Err(e))) as Completion),
-        })
-    }
-
     /// Run `f` in the next group-committed transaction; resolves after the commit.
-    pub async fn write<R, F>(&self, f: F) -> Result<R>
+    pub(in crate::store) async fn write<R, F>(&self, f: F) -> Result<R>
     where
         F: FnOnce(&Db<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(Self::make_job(f, move |r| {
+        self.inner.db.write_then(f, move |r| {
             let _ = tx.send(r);
-        }))?;
+        })?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -346,15 +272,9 @@ impl Store {
     /// file created and removed in the spool folder.
     pub async fn check_writable(&self) -> std::result::Result<(), String> {
         let now = now_ms();
-        self.write(move |db| {
-            db.sql().execute(
-                "INSERT INTO health (id, at) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET at = ?1",
-                [now],
-            )?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| format!("database: {e}"))?;
+        self.write(move |db| db.health_touch(now))
+            .await
+            .map_err(|e| format!("database: {e}"))?;
         let probe = self.paths().spool.join(".health-probe");
         let spool = self.paths().spool.clone();
         tokio::task::spawn_blocking(move || {
@@ -368,24 +288,24 @@ impl Store {
 
     /// Jobs by state, for the metrics.
     pub async fn job_counts(&self) -> Result<Vec<(queue::JobState, i64)>> {
-        self.read(queue::counts).await
+        self.read(|db| db.job_counts()).await
     }
 
-    /// Blocking form of [`Store::write`] for the CLI and worker threads.
-    pub fn write_blocking<R, F>(&self, f: F) -> Result<R>
+    /// Blocking form of [`Store::write`].
+    pub(in crate::store) fn write_blocking<R, F>(&self, f: F) -> Result<R>
     where
         F: FnOnce(&Db<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let (tx, rx) = mpsc::channel();
-        self.submit(Self::make_job(f, move |r| {
+        self.inner.db.write_then(f, move |r| {
             let _ = tx.send(r);
-        }))?;
+        })?;
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 
     /// Run a read-only closure on a pooled connection (off the async threads).
-    pub async fn read<R, F>(&self, f: F) -> Result<R>
+    pub(in crate::store) async fn read<R, F>(&self, f: F) -> Result<R>
     where
         F: FnOnce(&Db<'_>) -> Result<R> + Send + 'static,
         R: Send + 'static,
@@ -397,106 +317,37 @@ impl Store {
     }
 
     /// Blocking form of [`Store::read`].
-    pub fn read_blocking<R, F>(&self, f: F) -> Result<R>
+    pub(in crate::store) fn read_blocking<R, F>(&self, f: F) -> Result<R>
     where
         F: FnOnce(&Db<'_>) -> Result<R>,
     {
-        let conn = {
-            let mut pool = self.inner.readers.lock().map_err(|_| StoreError::Closed)?;
-            pool.pop()
-        };
-        let conn = match conn {
-            Some(c) => c,
-            None => open_connection(&self.inner.paths.db)?,
-        };
-        let r = f(&Db::new(&conn));
-        if let Ok(mut pool) = self.inner.readers.lock() {
-            if pool.len() < 8 {
-                pool.push(conn);
-            }
-        }
-        r
+        self.inner.db.read_blocking(f)
     }
 
     /// Stop the writer after the work already handed to it; waits for it.
     pub fn close(&self) {
-        if let Ok(mut w) = self.inner.writer.lock() {
-            w.take();
-        }
-        if let Ok(mut t) = self.inner.thread.lock() {
-            if let Some(t) = t.take() {
-                let _ = t.join();
-            }
-        }
+        self.inner.db.close();
     }
 }
 
-fn writer_loop(
-    mut conn: Connection,
-    rx: mpsc::Receiver<WriteJob>,
-    dirty: DirtyDirs,
-    spool: Arc<spool::Spool>,
-) {
-    // The log's chain tip lives here, read from the table at the first
-    // append, so each row costs one hash and no extra read.
-    let tip = std::cell::Cell::new(None);
-    while let Ok(first) = rx.recv() {
-        let batch_tip = tip.get();
-        let mut batch = vec![first];
-        while batch.len() < 512 {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
-        let mut completions: Vec<(bool, Completion)> = Vec::with_capacity(batch.len());
-        let outcome = (|| -> rusqlite::Result<()> {
-            let mut txn = conn.transaction()?;
-            for job in batch.drain(..) {
-                let mut sp = txn.savepoint()?;
-                let job_tip = tip.get();
-                let (ok, done) = job(&Db::writer(&sp, &tip));
-                if ok {
-                    sp.commit()?;
-                } else {
-                    sp.rollback()?;
-                    drop(sp);
-                    tip.set(job_tip);
-                }
-                completions.push((ok, done));
-            }
-            // Bytes and files written before these rows were handed to us
-            // must be on disk before a row names them.
-            if let Err(e) = spool.sync() {
-                tracing::error!(error = %e, "spool fsync failed");
-                return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(e)));
-            }
-            let dirs: Vec<PathBuf> = dirty
-                .lock()
-                .map(|mut d| d.drain().collect())
-                .unwrap_or_default();
-            for d in &dirs {
-                if let Err(e) = spool::sync_dir(d) {
-                    tracing::error!(dir = %d.display(), error = %e, "directory fsync failed");
-                    return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(e)));
-                }
-            }
-            txn.commit()
-        })();
-        let committed = outcome.map_err(|e| e.to_string());
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "store commit failed");
-            tip.set(batch_tip);
-        }
-        // A job that was not committed must not be told it was; those that
-        // failed on their own already carry their error.
-        for (_, done) in completions {
-            done(committed.clone());
-        }
-        // Jobs left unrun (the transaction could not start) are dropped here:
-        // their callers see `StoreError::Closed`, never a false success.
-        drop(batch);
+/// Before each commit: the spool's appends, then the new directory
+/// entries of deliveries, reach the disk.
+fn sync_before_commit(spool: &spool::Spool, dirty: &DirtyDirs) -> std::io::Result<()> {
+    if let Err(e) = spool.sync() {
+        tracing::error!(error = %e, "spool fsync failed");
+        return Err(e);
     }
+    let dirs: Vec<PathBuf> = dirty
+        .lock()
+        .map(|mut d| d.drain().collect())
+        .unwrap_or_default();
+    for d in &dirs {
+        if let Err(e) = spool::sync_dir(d) {
+            tracing::error!(dir = %d.display(), error = %e, "directory fsync failed");
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch (the store's time unit).
@@ -528,36 +379,5 @@ mod tests {
         }
         assert_eq!(std::fs::read_dir(box_dir.join("new")).unwrap().count(), 0);
         store.close();
-    }
-
-    #[tokio::test]
-    async fn failed_closure_does_not_spoil_the_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let a = store.write(|c| {
-            c.sql().execute(
-                "INSERT INTO users(address, password_hash, created_at) VALUES ('a@x.test','h',0)",
-                [],
-            )?;
-            Ok(())
-        });
-        let b = store.write(|c| {
-            c.sql().execute(
-                "INSERT INTO users(address, password_hash, created_at) VALUES ('b@x.test','h',0)",
-                [],
-            )?;
-            Err::<(), _>(StoreError::Commit("refused".into()))
-        });
-        let (ra, rb) = tokio::join!(a, b);
-        assert!(ra.is_ok());
-        assert!(rb.is_err());
-        let n: i64 = store
-            .read(|c| {
-                Ok(c.sql()
-                    .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
-            })
-            .await
-            .unwrap();
-        assert_eq!(n, 1);
     }
 }

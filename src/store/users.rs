@@ -1,9 +1,8 @@
 //! Mailbox owners: addresses and argon2id password hashes.
 
-use super::{Db, Result};
+use super::{Result, Store};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use rusqlite::{params, OptionalExtension};
 
 pub use crate::pec::types::normalize_address as normalize;
 
@@ -96,49 +95,6 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
     }
 }
 
-/// Insert a user; false if it already exists.
-pub fn add(db: &Db<'_>, address: &str, hash: &str, now_ms: i64) -> Result<bool> {
-    let conn = db.sql();
-    let n = conn.execute(
-        "INSERT OR IGNORE INTO users(address, password_hash, created_at) VALUES (?1, ?2, ?3)",
-        params![normalize(address), hash, now_ms],
-    )?;
-    Ok(n == 1)
-}
-
-/// Replace a user's password hash and end every web session of the user;
-/// false if there is no such user.
-pub fn set_password(db: &Db<'_>, address: &str, hash: &str) -> Result<bool> {
-    let conn = db.sql();
-    let n = conn.execute(
-        "UPDATE users SET password_hash = ?2 WHERE address = ?1",
-        params![normalize(address), hash],
-    )?;
-    super::sessions::end_all(db, address)?;
-    Ok(n == 1)
-}
-
-/// Remove a user with its second factor and web sessions; false if there
-/// was none. The Maildir is kept (mail is evidence).
-pub fn delete(db: &Db<'_>, address: &str) -> Result<bool> {
-    let conn = db.sql();
-    let n = conn.execute("DELETE FROM users WHERE address = ?1", [normalize(address)])?;
-    conn.execute(
-        "DELETE FROM user_totp WHERE address = ?1",
-        [normalize(address)],
-    )?;
-    super::sessions::end_all(db, address)?;
-    Ok(n == 1)
-}
-
-/// Every user address, sorted.
-pub fn list(db: &Db<'_>) -> Result<Vec<String>> {
-    let conn = db.sql();
-    let mut st = conn.prepare("SELECT address FROM users ORDER BY address")?;
-    let rows = st.query_map([], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
 /// A user's own quota setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quota {
@@ -159,120 +115,6 @@ impl Quota {
             Quota::Bytes(n) => Some(n),
         }
     }
-
-    fn to_sql(self) -> Option<i64> {
-        match self {
-            Quota::Default => None,
-            Quota::Unlimited => Some(-1),
-            Quota::Bytes(n) => Some(i64::try_from(n).unwrap_or(i64::MAX)),
-        }
-    }
-
-    fn from_sql(v: Option<i64>) -> Quota {
-        match v {
-            None => Quota::Default,
-            Some(n) if n < 0 => Quota::Unlimited,
-            Some(n) => Quota::Bytes(n as u64),
-        }
-    }
-}
-
-/// Set a user's quota; false if there is no such user.
-pub fn set_quota(db: &Db<'_>, address: &str, quota: Quota) -> Result<bool> {
-    let conn = db.sql();
-    let n = conn.execute(
-        "UPDATE users SET quota = ?2 WHERE address = ?1",
-        rusqlite::params![normalize(address), quota.to_sql()],
-    )?;
-    Ok(n == 1)
-}
-
-/// A user's quota setting, `None` if there is no such user.
-pub fn quota(db: &Db<'_>, address: &str) -> Result<Option<Quota>> {
-    let conn = db.sql();
-    Ok(conn
-        .prepare_cached("SELECT quota FROM users WHERE address = ?1")?
-        .query_row([normalize(address)], |r| r.get::<_, Option<i64>>(0))
-        .optional()
-        .map(|o| o.map(Quota::from_sql))?)
-}
-
-/// Every user with their quota setting, sorted by address.
-pub fn list_quotas(db: &Db<'_>) -> Result<Vec<(String, Quota)>> {
-    let conn = db.sql();
-    let mut st = conn.prepare("SELECT address, quota FROM users ORDER BY address")?;
-    let rows = st.query_map([], |r| Ok((r.get(0)?, Quota::from_sql(r.get(1)?))))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// The stored hash of a user.
-pub fn password_hash(db: &Db<'_>, address: &str) -> Result<Option<String>> {
-    let conn = db.sql();
-    Ok(conn
-        .prepare_cached("SELECT password_hash FROM users WHERE address = ?1")?
-        .query_row([normalize(address)], |r| r.get(0))
-        .optional()?)
-}
-
-/// Whether a user exists.
-pub fn exists(db: &Db<'_>, address: &str) -> Result<bool> {
-    Ok(password_hash(db, address)?.is_some())
-}
-
-/// Turn on the web login's second factor with `secret` (as stored: sealed
-/// by `auth::totp_key`), ending every web session of the user; false if
-/// there is no such user.
-pub fn set_totp(db: &Db<'_>, address: &str, secret: &str, now_ms: i64) -> Result<bool> {
-    let conn = db.sql();
-    if !exists(db, address)? {
-        return Ok(false);
-    }
-    conn.execute(
-        "INSERT OR REPLACE INTO user_totp(address, secret, enabled_at) VALUES (?1, ?2, ?3)",
-        params![normalize(address), secret, now_ms],
-    )?;
-    super::sessions::end_all(db, address)?;
-    Ok(true)
-}
-
-/// Turn the second factor off, ending every web session of the user; false
-/// if it was not on.
-pub fn clear_totp(db: &Db<'_>, address: &str) -> Result<bool> {
-    let conn = db.sql();
-    let n = conn.execute(
-        "DELETE FROM user_totp WHERE address = ?1",
-        [normalize(address)],
-    )?;
-    super::sessions::end_all(db, address)?;
-    Ok(n == 1)
-}
-
-/// The second-factor secret (as stored) of a user who turned it on.
-pub fn totp_secret(db: &Db<'_>, address: &str) -> Result<Option<String>> {
-    let conn = db.sql();
-    Ok(conn
-        .prepare_cached("SELECT secret FROM user_totp WHERE address = ?1")?
-        .query_row([normalize(address)], |r| r.get(0))
-        .optional()?)
-}
-
-/// Every second-factor secret as stored, by address (re-sealing at start).
-pub fn totp_secrets(db: &Db<'_>) -> Result<Vec<(String, String)>> {
-    let mut st = db
-        .sql()
-        .prepare("SELECT address, secret FROM user_totp ORDER BY address")?;
-    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// Replace a stored secret by another form of the same secret, if it is
-/// still `old` (a concurrent `totp enable` wins); whether it was replaced.
-pub fn reseal_totp(db: &Db<'_>, address: &str, old: &str, new: &str) -> Result<bool> {
-    let n = db.sql().execute(
-        "UPDATE user_totp SET secret = ?3 WHERE address = ?1 AND secret = ?2",
-        params![normalize(address), old, new],
-    )?;
-    Ok(n == 1)
 }
 
 /// Consecutive wrong second-factor codes that lock the account's second
@@ -300,57 +142,109 @@ pub enum TotpOutcome {
     NotEnabled,
 }
 
-/// Judge and record one second-factor attempt of `address` at `now_ms`:
-/// `step` is the time step the code matched, `None` for a wrong code. One
-/// transaction, so parallel attempts cannot both use one step nor slip
-/// past the lock.
-pub fn totp_attempt(
-    db: &Db<'_>,
-    address: &str,
-    step: Option<i64>,
-    now_ms: i64,
-) -> Result<TotpOutcome> {
-    let a = normalize(address);
-    let c = db.sql();
-    let row: Option<(Option<i64>, i64, Option<i64>)> = c
-        .prepare_cached(
-            "SELECT last_step, failures, locked_until FROM user_totp WHERE address = ?1",
-        )?
-        .query_row([&a], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    let Some((last, failures, locked_until)) = row else {
-        return Ok(TotpOutcome::NotEnabled);
-    };
-    if let Some(t) = locked_until.filter(|t| *t > now_ms) {
-        return Ok(TotpOutcome::Locked(t));
+impl Store {
+    /// Whether `password` is the password of user `address` (false for no
+    /// such user, after the same work: see [`check_password`]). argon2 is
+    /// deliberately slow: it runs on the blocking pool.
+    pub async fn password_matches(&self, address: &str, password: &str) -> Result<bool> {
+        let (a, pw) = (address.to_string(), password.to_string());
+        self.read(move |db| Ok(check_password(db.user_password_hash(&a)?.as_deref(), &pw)))
+            .await
     }
-    match step {
-        Some(s) if last.is_none_or(|l| s > l) => {
-            c.execute(
-                "UPDATE user_totp SET last_step = ?2, failures = 0, locked_until = NULL WHERE address = ?1",
-                params![a, s],
-            )?;
-            Ok(TotpOutcome::Accepted)
-        }
-        _ => {
-            let n = failures + 1;
-            let locked = n >= TOTP_MAX_FAILURES;
-            if locked {
-                c.execute(
-                    "UPDATE user_totp SET failures = 0, locked_until = ?2 WHERE address = ?1",
-                    params![a, now_ms + TOTP_LOCK_MS],
-                )?;
-            } else {
-                c.execute(
-                    "UPDATE user_totp SET failures = ?2 WHERE address = ?1",
-                    params![a, n],
-                )?;
+
+    /// The second-factor secret (as stored) of `address`, if turned on.
+    pub async fn totp_secret(&self, address: &str) -> Result<Option<String>> {
+        let a = address.to_string();
+        self.read(move |db| db.totp_secret(&a)).await
+    }
+
+    /// Judge and record one second-factor attempt of `address` at `now_ms`:
+    /// `step` is the time step the code matched, `None` for a wrong code.
+    /// One transaction, so parallel attempts cannot both use one step nor
+    /// slip past the lock.
+    pub async fn totp_attempt(
+        &self,
+        address: &str,
+        step: Option<i64>,
+        now_ms: i64,
+    ) -> Result<TotpOutcome> {
+        let a = address.to_string();
+        self.write(move |db| db.totp_attempt(&a, step, now_ms))
+            .await
+    }
+
+    /// Add a user with password hash `hash`; false if it exists already.
+    pub fn add_user_blocking(&self, address: &str, hash: &str, now_ms: i64) -> Result<bool> {
+        let (a, h) = (address.to_string(), hash.to_string());
+        self.write_blocking(move |db| db.user_add(&a, &h, now_ms))
+    }
+
+    /// Set a user's quota; false if there is no such user.
+    pub fn set_quota_blocking(&self, address: &str, quota: Quota) -> Result<bool> {
+        let a = address.to_string();
+        self.write_blocking(move |db| db.user_set_quota(&a, quota))
+    }
+
+    /// Replace a user's password hash, ending the user's web sessions;
+    /// false if there is no such user.
+    pub fn set_password_blocking(&self, address: &str, hash: &str) -> Result<bool> {
+        let (a, h) = (address.to_string(), hash.to_string());
+        self.write_blocking(move |db| db.user_set_password(&a, &h))
+    }
+
+    /// Remove a user with its second factor and web sessions (the Maildir
+    /// is kept); false if there was none.
+    pub fn delete_user_blocking(&self, address: &str) -> Result<bool> {
+        let a = address.to_string();
+        self.write_blocking(move |db| db.user_delete(&a))
+    }
+
+    /// Turn on the second factor with `secret` (sealed), ending the user's
+    /// web sessions; false if there is no such user.
+    pub fn enable_totp_blocking(&self, address: &str, secret: &str, now_ms: i64) -> Result<bool> {
+        let (a, s) = (address.to_string(), secret.to_string());
+        self.write_blocking(move |db| db.totp_set(&a, &s, now_ms))
+    }
+
+    /// Turn the second factor off, ending the user's web sessions; false if
+    /// it was not on.
+    pub fn disable_totp_blocking(&self, address: &str) -> Result<bool> {
+        let a = address.to_string();
+        self.write_blocking(move |db| db.totp_clear(&a))
+    }
+
+    /// Every user with their quota setting, sorted by address.
+    pub fn users_with_quotas_blocking(&self) -> Result<Vec<(String, Quota)>> {
+        self.read_blocking(|db| db.users_with_quotas())
+    }
+
+    /// A user's quota setting, `None` if there is no such user.
+    pub async fn quota(&self, address: &str) -> Result<Option<Quota>> {
+        let a = address.to_string();
+        self.read(move |db| db.user_quota(&a)).await
+    }
+
+    /// Blocking form of [`Store::quota`].
+    pub fn quota_blocking(&self, address: &str) -> Result<Option<Quota>> {
+        self.read_blocking(|db| db.user_quota(address))
+    }
+
+    /// Every second-factor secret as stored, by address.
+    pub fn totp_secrets_blocking(&self) -> Result<Vec<(String, String)>> {
+        self.read_blocking(|db| db.totp_secrets())
+    }
+
+    /// Replace stored secrets by other forms of the same secrets, each
+    /// `(address, old, new)` only if still `old`, in one transaction; how
+    /// many were replaced.
+    pub fn reseal_totp_blocking(&self, changes: Vec<(String, String, String)>) -> Result<usize> {
+        self.write_blocking(move |db| {
+            let mut n = 0;
+            for (a, old, new) in &changes {
+                n += usize::from(db.totp_reseal(a, old, new)?);
             }
-            Ok(match step {
-                Some(_) => TotpOutcome::Replayed,
-                None => TotpOutcome::Wrong { locked },
-            })
-        }
+            Ok(n)
+        })
     }
 }
 
@@ -410,105 +304,5 @@ mod tests {
             assert!(validate_new_address(bad).is_err(), "{bad:?} accepted");
         }
         assert!(validate_new_address(&format!("{}@pec.test", "a".repeat(64))).is_ok());
-    }
-
-    #[test]
-    fn add_verify_passwd_delete() {
-        let m = crate::store::MemDb::new();
-        let c = m.db();
-        let h = hash_password("s3cret").unwrap();
-        assert!(h.starts_with("$argon2id$"));
-        assert!(add(&c, "Alice@PEC.alpha.test", &h, 0).unwrap());
-        assert!(!add(&c, "alice@pec.alpha.test", &h, 0).unwrap());
-        let stored = password_hash(&c, "alice@pec.alpha.test").unwrap().unwrap();
-        assert!(verify_password(&stored, "s3cret"));
-        assert!(!verify_password(&stored, "wrong"));
-        assert!(set_password(&c, "alice@pec.alpha.test", &hash_password("new").unwrap()).unwrap());
-        let stored = password_hash(&c, "alice@pec.alpha.test").unwrap().unwrap();
-        assert!(verify_password(&stored, "new"));
-        assert_eq!(list(&c).unwrap(), vec!["alice@pec.alpha.test".to_string()]);
-        assert!(delete(&c, "alice@pec.alpha.test").unwrap());
-        assert!(!exists(&c, "alice@pec.alpha.test").unwrap());
-    }
-
-    #[test]
-    fn credential_changes_end_the_users_sessions() {
-        let m = crate::store::MemDb::new();
-        let c = m.db();
-        let live = |t: &str| crate::store::sessions::find(&c, t).unwrap().is_some();
-        let open = |t: &str, a: &str| {
-            crate::store::sessions::create(&c, t, a, "csrf", 0, i64::MAX / 4, i64::MAX / 4).unwrap()
-        };
-        add(&c, "a@x", "h", 0).unwrap();
-        add(&c, "b@x", "h", 0).unwrap();
-        open("a1", "a@x");
-        open("b1", "b@x");
-        assert!(set_password(&c, "a@x", "h2").unwrap());
-        assert!(!live("a1") && live("b1"));
-        open("a2", "a@x");
-        assert!(set_totp(&c, "a@x", "s", 0).unwrap());
-        assert!(!live("a2"));
-        open("a3", "a@x");
-        assert!(clear_totp(&c, "a@x").unwrap());
-        assert!(!live("a3"));
-        open("a4", "a@x");
-        set_totp(&c, "a@x", "s", 0).unwrap();
-        open("a5", "a@x");
-        assert!(delete(&c, "a@x").unwrap());
-        assert!(!live("a5") && live("b1"));
-        // The second factor went with the user: a new user of that name has none.
-        add(&c, "a@x", "h", 0).unwrap();
-        assert_eq!(totp_secret(&c, "a@x").unwrap(), None);
-    }
-
-    #[test]
-    fn a_code_works_once_and_ten_wrong_ones_lock_the_second_factor() {
-        let m = crate::store::MemDb::new();
-        let c = m.db();
-        add(&c, "a@x", "h", 0).unwrap();
-        assert_eq!(
-            totp_attempt(&c, "a@x", Some(5), 0).unwrap(),
-            TotpOutcome::NotEnabled
-        );
-        set_totp(&c, "a@x", "s", 0).unwrap();
-        assert_eq!(
-            totp_attempt(&c, "a@x", Some(5), 0).unwrap(),
-            TotpOutcome::Accepted
-        );
-        // The same step again, or an earlier one: refused.
-        assert_eq!(
-            totp_attempt(&c, "a@x", Some(5), 0).unwrap(),
-            TotpOutcome::Replayed
-        );
-        assert_eq!(
-            totp_attempt(&c, "a@x", Some(4), 0).unwrap(),
-            TotpOutcome::Replayed
-        );
-        assert_eq!(
-            totp_attempt(&c, "a@x", Some(6), 0).unwrap(),
-            TotpOutcome::Accepted
-        );
-        // A success resets the count: ten more wrong ones are needed.
-        for i in 1..TOTP_MAX_FAILURES {
-            assert_eq!(
-                totp_attempt(&c, "a@x", None, 1000).unwrap(),
-                TotpOutcome::Wrong { locked: false },
-                "failure {i}"
-            );
-        }
-        assert_eq!(
-            totp_attempt(&c, "a@x", None, 1000).unwrap(),
-            TotpOutcome::Wrong { locked: true }
-        );
-        // Locked: even the right code is refused, until the delay passes.
-        let until = 1000 + TOTP_LOCK_MS;
-        assert_eq!(
-            totp_attempt(&c, "a@x", Some(7), until - 1).unwrap(),
-            TotpOutcome::Locked(until)
-        );
-        assert_eq!(
-            totp_attempt(&c, "a@x", Some(7), until).unwrap(),
-            TotpOutcome::Accepted
-        );
     }
 }

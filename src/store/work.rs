@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use crate::flow::batch::{DueTimer, JobId, MessageRow};
 
-use super::queue::{self, Job};
-use super::{maildir, messages, quarantine, users, Result, Store};
+use super::queue::Job;
+use super::{maildir, quarantine, Result, Store};
 
 /// A spool segment is kept this long after its last write (a minute: any
 /// straggler is done).
@@ -29,17 +29,17 @@ impl Store {
     /// The message we accepted as `identificativo`, if we did.
     pub async fn accepted(&self, identificativo: &str) -> Result<Option<MessageRow>> {
         let id = identificativo.to_string();
-        self.read(move |db| messages::get(db, &id)).await
+        self.read(move |db| db.message_get(&id)).await
     }
 
     /// Blocking form of [`Store::accepted`].
     pub fn accepted_blocking(&self, identificativo: &str) -> Result<Option<MessageRow>> {
-        self.read_blocking(|db| messages::get(db, identificativo))
+        self.read_blocking(|db| db.message_get(identificativo))
     }
 
     /// Whether `address` is a user of ours with a mailbox.
     pub fn mailbox_exists(&self, address: &str) -> Result<bool> {
-        Ok(self.read_blocking(|db| users::exists(db, address))?
+        Ok(self.read_blocking(|db| db.user_exists(address))?
             && maildir::exists(&self.paths().mail, address))
     }
 
@@ -56,7 +56,7 @@ impl Store {
 
     /// Deadlines due by `now`.
     pub async fn due_timers(&self, now: i64, limit: usize) -> Result<Vec<DueTimer>> {
-        self.read(move |db| queue::due_timers(db, now, limit)).await
+        self.read(move |db| db.due_timers(now, limit)).await
     }
 
     /// Up to `free` pending jobs due by `now`, past those in `busy`
@@ -64,14 +64,14 @@ impl Store {
     pub async fn due_jobs(&self, now: i64, free: usize, busy: HashSet<JobId>) -> Result<Vec<Job>> {
         self.read(move |db| {
             let mut jobs = Vec::new();
-            for id in queue::due_ids(db, now, free + busy.len())? {
+            for id in db.job_due_ids(now, free + busy.len())? {
                 if jobs.len() == free {
                     break;
                 }
                 if busy.contains(&id) {
                     continue;
                 }
-                jobs.extend(queue::pending(db, id)?);
+                jobs.extend(db.job_pending(id)?);
             }
             Ok(jobs)
         })
@@ -80,13 +80,13 @@ impl Store {
 
     /// The earliest due time of any pending job.
     pub async fn next_due(&self) -> Result<Option<i64>> {
-        self.read(queue::next_due).await
+        self.read(|db| db.jobs_next_due()).await
     }
 
     /// Count a crash of the process while job `id` ran; the job if this
     /// crash held it.
     pub async fn record_crash(&self, id: JobId, now: i64) -> Result<Option<Job>> {
-        self.write(move |db| queue::record_crash(db, id, now)).await
+        self.write(move |db| db.job_record_crash(id, now)).await
     }
 
     /// Housekeeping: remove spool segments no pending work names, forget
@@ -98,23 +98,23 @@ impl Store {
                 continue;
             }
             let used = self
-                .read_blocking(|db| queue::segment_in_use(db, &seg, now, JOB_KEEP_MS))
+                .read_blocking(|db| db.segment_in_use(&seg, now, JOB_KEEP_MS))
                 .unwrap_or(true);
             if used {
                 continue;
             }
             if self.spool().remove_segment(&seg).is_ok() {
-                self.write_blocking(move |db| queue::forget_segment(db, &seg))?;
+                self.write_blocking(move |db| db.forget_segment(&seg))?;
             }
         }
         self.write_blocking(move |db| {
-            queue::purge_finished(db, now, JOB_KEEP_MS)?;
-            super::log::purge_expired(db, now)?;
+            db.jobs_purge_finished(now, JOB_KEEP_MS)?;
+            db.log_purge_expired(now)?;
             Ok(())
         })?;
         // Rows first, files after the commit: a crash in between leaves an
         // orphan file (harmless), never a row naming a missing file.
-        let expired = self.write_blocking(move |db| quarantine::purge_expired(db, now))?;
+        let expired = self.write_blocking(move |db| db.quarantine_purge_expired(now))?;
         let dir = quarantine::dir(&self.paths().data_dir);
         for f in expired {
             if let Err(e) = std::fs::remove_file(dir.join(&f)) {

@@ -981,16 +981,13 @@ async fn sent_status(
     user: &str,
     m: crate::store::messages::SentMessage,
 ) -> Result<serde_json::Value, ApiError> {
-    let id = m.identificativo.clone();
-    let (presa, esterno) = web
+    let crate::store::messages::Progress {
+        presa,
+        esterno_failures: esterno,
+    } = web
         .ctx
         .store
-        .read(move |c| {
-            Ok((
-                crate::store::queue::presa_times(c, &id)?,
-                crate::store::log::esterno_failures(c, &id)?,
-            ))
-        })
+        .progress(&m.identificativo)
         .await
         .map_err(ApiError::internal)?;
     let (web2, user2, id2) = (web.clone(), user.to_string(), m.identificativo.clone());
@@ -1022,11 +1019,10 @@ pub async fn sent_page(
     offset: usize,
     limit: usize,
 ) -> Result<Vec<serde_json::Value>, ApiError> {
-    let u = user.to_string();
     let rows = web
         .ctx
         .store
-        .read(move |c| crate::store::messages::sent_by(c, &u, offset, limit))
+        .sent_by(user, offset, limit)
         .await
         .map_err(ApiError::internal)?;
     let mut out = vec![];
@@ -1051,10 +1047,9 @@ async fn sent_row(
     user: &str,
     msgid: &str,
 ) -> Result<crate::store::messages::SentMessage, ApiError> {
-    let (u, m) = (user.to_string(), msgid.to_string());
     web.ctx
         .store
-        .read(move |c| crate::store::messages::sent_with_msgid(c, &u, &m))
+        .sent_with_msgid(user, msgid)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(ApiError::not_found)

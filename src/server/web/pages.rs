@@ -897,11 +897,7 @@ async fn message(
             pm.kind,
             pm.x_riferimento_message_id.as_deref(),
         ) {
-            let (u, r) = (user.clone(), rif.trim().to_string());
-            let found = w
-                .ctx
-                .store
-                .read_blocking(move |db| crate::store::messages::sent_with_msgid(db, &u, &r));
+            let found = w.ctx.store.sent_with_msgid_blocking(&user, rif.trim());
             if let Ok(Some(m)) = found {
                 p.sent_link = format!("/sent?msgid={}", enc(m.msgid.as_deref().unwrap_or(rif)));
             }

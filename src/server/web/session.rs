@@ -62,11 +62,10 @@ impl Sessions {
     /// Open a session for `user`: (session token, CSRF token).
     pub async fn create(&self, user: &str) -> Result<(String, String), StoreError> {
         let (t, csrf) = (token(), token());
-        let (t2, c2, u) = (t.clone(), csrf.clone(), user.to_string());
         let (idle, max) = (ms(self.idle), ms(self.max));
         let now = self.clock.unix_ms();
         self.store
-            .write(move |db| sessions::create(db, &t2, &u, &c2, now, idle, max))
+            .create_session(&t, user, &csrf, now, idle, max)
             .await?;
         Ok((t, csrf))
     }
@@ -75,29 +74,27 @@ impl Sessions {
     /// back only now and then (a write per request would cost a commit
     /// each), which is as precise as an idle limit needs.
     pub async fn get(&self, token: &str) -> Result<Option<(String, String)>, StoreError> {
-        let t = token.to_string();
-        let Some(s) = self.store.read(move |db| sessions::find(db, &t)).await? else {
+        let Some(s) = self.store.session(token).await? else {
             return Ok(None);
         };
         let now = self.clock.unix_ms();
         let t = token.to_string();
         if !alive(&s, now, self.idle, self.max) {
             let st = self.store.clone();
-            tokio::spawn(async move { st.write(move |db| sessions::end(db, &t)).await });
+            tokio::spawn(async move { st.end_session(&t).await });
             return Ok(None);
         }
         let every = ms(self.idle / 4).min(60_000);
         if now - s.last_seen >= every {
             let st = self.store.clone();
-            tokio::spawn(async move { st.write(move |db| sessions::touch(db, &t, now)).await });
+            tokio::spawn(async move { st.touch_session(&t, now).await });
         }
         Ok(Some((s.address, s.csrf)))
     }
 
     /// End a session.
     pub async fn remove(&self, token: &str) -> Result<(), StoreError> {
-        let t = token.to_string();
-        self.store.write(move |db| sessions::end(db, &t)).await
+        self.store.end_session(token).await
     }
 }
 

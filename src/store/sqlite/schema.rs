@@ -4,10 +4,7 @@
 
 use rusqlite::Connection;
 
-use super::StoreError;
-
-// The log owns its retention; callers have long found it here.
-pub use super::log::LOG_RETENTION_DAYS;
+use crate::store::StoreError;
 
 const MIGRATIONS: &[&str] = &[
     // 1: users, PEC log, accepted messages, work queue, per-recipient timers.
@@ -249,6 +246,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::log::LOG_RETENTION_DAYS;
 
     #[test]
     fn log_refuses_update_and_recent_delete() {
