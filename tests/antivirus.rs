@@ -243,7 +243,7 @@ async fn infected_and_blocked_submissions_are_refused_with_signed_notices() {
 
     // Only the two clean bustas reached bob.
     p.wait_messages(BOB, "X-Trasporto", "posta-certificata", 2);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_quiet(&[&p]);
     assert_eq!(
         p.messages_with(BOB, "X-Trasporto", "posta-certificata")
             .len(),
@@ -371,6 +371,7 @@ async fn infected_busta_from_a_peer_is_not_delivered_and_the_sender_hears_of_it_
         .submit_raw(CARLO, &[BEA], &raw, false)
         .await
         .expect("Alpha does not scan: accepted");
+    let accepted = Instant::now();
     let id = ident_of(&reply);
 
     // Beta: one avviso di rilevazione virus, logged for bea, signed, to
@@ -437,7 +438,8 @@ async fn infected_busta_from_a_peer_is_not_delivered_and_the_sender_hears_of_it_
 
     // Past both time limits: still exactly one notice, no 12 h / 24 h one,
     // no presa in carico, nothing in bea's box, one quarantined busta.
-    std::thread::sleep(Duration::from_secs(8));
+    sleep_past(accepted, Duration::from_secs(6));
+    wait_quiet(&[&a, &b]);
     assert_eq!(receipts_for(&a, CARLO, "errore-consegna", &id).len(), 1);
     assert!(receipts_for(&a, CARLO, "preavviso-errore-consegna", &id).is_empty());
     assert!(events_of(&a, "preavviso-errore-consegna", Some(&id)).is_empty());
@@ -478,7 +480,7 @@ async fn infected_busta_from_a_peer_is_not_delivered_and_the_sender_hears_of_it_
         kept == plain || kept == [&plain[..], b"\r\n"].concat(),
         "kept byte for byte"
     );
-    std::thread::sleep(Duration::from_millis(500));
+    wait_quiet(&[&a, &b]);
     assert!(events_of(&b, "anomalia", None).is_empty());
     assert!(b.mailbox(BEA).is_empty(), "bea got something");
     let metrics = Command::new("curl")
@@ -737,7 +739,7 @@ fn a_hostile_clamd_is_a_scan_failure_never_clean_and_none_of_its_bytes_reach_a_r
     }
     // Only the first clean message went through.
     p.wait_messages(BOB, "X-Trasporto", "posta-certificata", 1);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_quiet(&[&p]);
     assert_eq!(
         p.messages_with(BOB, "X-Trasporto", "posta-certificata")
             .len(),

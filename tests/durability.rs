@@ -11,10 +11,6 @@ use std::time::{Duration, Instant};
 use common::flow::*;
 use common::*;
 
-fn pending(p: &TestProvider) -> usize {
-    queue_jobs(p).len()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill9_during_load_loses_nothing_acknowledged_and_duplicates_nothing() {
     let ca = TestCa::new();
@@ -82,17 +78,7 @@ async fn kill9_during_load_loses_nothing_acknowledged_and_duplicates_nothing() {
     a.start();
     wait_complete(&a, &b, &acked, 90);
     // Let both queues drain, then judge everything that exists.
-    let t0 = Instant::now();
-    while pending(&a) + pending(&b) > 0 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "queues did not drain: A {:#?} B {:#?}",
-            queue_jobs(&a),
-            queue_jobs(&b)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    wait_quiet(&[&a, &b]);
     let t = tally(&a, &b);
     for id in &acked {
         assert_eq!(t.get(id), Some(&COMPLETE), "acknowledged {id}");
@@ -193,7 +179,10 @@ async fn sigterm_answers_421_exits_within_grace_and_keeps_acknowledged_work() {
     let pid = a.child.as_ref().unwrap().id() as i32;
     let t0 = Instant::now();
     signal(pid as u32, "TERM");
-    std::thread::sleep(Duration::from_millis(300));
+    // The listeners close once the shutdown has reached the sessions.
+    a.wait_for("the shutdown to begin", 10, || {
+        a.log().contains("SMTP listener closed").then_some(())
+    });
     w.write_all(b"NOOP\r\n").unwrap();
     let reply = read_reply(&mut r);
     assert!(reply.starts_with("421 4.3.2"), "got {reply:?}");
@@ -283,10 +272,7 @@ async fn peer_retransmission_delivers_and_emits_nothing_twice() {
     b.wait_for("Beta to judge the copy", 10, || {
         (events_of(&b, "busta-ricevuta", Some(&id)).len() >= 2).then_some(())
     });
-    a.wait_for("queues to drain", 20, || {
-        (pending(&a) == 0 && pending(&b) == 0).then_some(())
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    wait_quiet(&[&a, &b]);
     assert_eq!(
         a.messages_with(ALICE, "X-Ricevuta", "avvenuta-consegna")
             .len(),
@@ -334,7 +320,7 @@ async fn peer_down_then_up_delivers_each_message_once() {
     });
     b.start();
     wait_complete(&a, &b, &ids, 30);
-    std::thread::sleep(Duration::from_secs(2));
+    wait_quiet(&[&a, &b]);
     let t = tally(&a, &b);
     assert_eq!(t.len(), 3);
     for id in &ids {

@@ -181,10 +181,11 @@ async fn a_job_running_when_the_process_dies_is_held_after_three_deaths() {
         connected.recv_timeout(Duration::from_secs(3)).is_err(),
         "a held job ran again"
     );
-    // One notice, even after one more restart.
+    // One notice, even after one more restart (started: jobs left by a
+    // crash have been dealt with; quiet: what they started has run).
     p.stop();
     p.start();
-    std::thread::sleep(Duration::from_secs(1));
+    wait_quiet_but(&[&p], |j| j["state"] == "held");
     assert_eq!(
         p.messages_with(alice, "X-Ricevuta", "errore-consegna")
             .len(),

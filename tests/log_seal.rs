@@ -293,15 +293,13 @@ async fn a_finished_day_is_sealed_time_stamped_after_the_tsa_comes_back_and_once
     assert!(dir.join(format!("{today}.seal")).exists());
     assert!(dir.join(format!("{today}.p7s")).exists());
     assert!(!dir.join(format!("{today}.tsr")).exists());
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        p.log()
+    p.wait_for("the TSA to be retried", 20, || {
+        (p.log()
             .matches("PEC log seal not complete; trying again")
             .count()
-            >= 2,
-        "the TSA is retried:\n{}",
-        p.log()
-    );
+            >= 2)
+            .then_some(())
+    });
     // Meanwhile `log verify` names the day, with the sealer's reason.
     let (ok, out) = verify(&p);
     assert!(!ok, "{out}");
@@ -372,11 +370,11 @@ async fn a_finished_day_is_sealed_time_stamped_after_the_tsa_comes_back_and_once
     // A restart seals nothing twice and asks the TSA nothing more.
     p.stop();
     p.start_env(&tomorrow());
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        health(&p)["log"]["sealed_through"],
-        serde_json::json!(today)
-    );
+    // The sealer's first round on this start is over when /health names
+    // the sealed day (null until then).
+    p.wait_for("the sealer's first round after the restart", 20, || {
+        (health(&p)["log"]["sealed_through"] == serde_json::json!(today)).then_some(())
+    });
     p.stop();
     assert_eq!(seal_count(&p), 1);
     assert_eq!(tsa.requests(), 1);

@@ -87,9 +87,10 @@ fn unterminated_data_is_spooled_to_disk_not_held_in_memory() {
             });
         }
     });
-    // Each session passed the spool threshold (the new code says so)...
-    // ... and every byte has had time to reach the daemon.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Every byte written is in the daemon's hands.
+    p.wait_for("the daemon to read every byte sent", 60, || {
+        (unread_bytes(p.inbound) == 0).then_some(())
+    });
     let (rss, peak) = memory_of(pid);
     let held = (N * SIZE) / MB;
     eprintln!(
@@ -215,13 +216,14 @@ fn imap_before_login_refuses_big_literals_and_endless_lines() {
     const SIZE: usize = 5 * MB;
     let filler = vec![b'a'; SIZE];
     let mut conns: Vec<_> = (0..N).map(|_| imap_plain(p.imap)).collect();
+    let written = std::sync::atomic::AtomicUsize::new(0);
     // Half announce a 5 MB LOGIN literal, half send a 5 MB line with no end.
     let answers: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = conns
             .iter_mut()
             .enumerate()
             .map(|(i, (r, w))| {
-                let filler = &filler;
+                let (filler, written) = (&filler, &written);
                 s.spawn(move || {
                     let mut answer = String::new();
                     if i % 2 == 0 {
@@ -232,9 +234,11 @@ fn imap_before_login_refuses_big_literals_and_endless_lines() {
                             // Invited to send it: an attacker would.
                             let _ = w.write_all(filler);
                         }
+                        written.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     } else {
                         let _ = w.write_all(b"a LOGIN ");
                         let _ = w.write_all(filler);
+                        written.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         // Closed on us: the BYE, or a reset that overtook it.
                         match r.read_line(&mut answer) {
                             Ok(0) => answer = "EOF".into(),
@@ -246,8 +250,13 @@ fn imap_before_login_refuses_big_literals_and_endless_lines() {
                 })
             })
             .collect();
-        // The line writers only get an answer if the daemon closes on them.
-        std::thread::sleep(Duration::from_millis(1500));
+        // Every client has written what it will and the daemon has read it
+        // (or closed on it); the line writers only get an answer if the
+        // daemon closes on them, so the load is still in place.
+        p.wait_for("the clients' bytes to reach the daemon", 60, || {
+            (written.load(std::sync::atomic::Ordering::SeqCst) == N && unread_bytes(p.imap) == 0)
+                .then_some(())
+        });
         let (rss, peak) = memory_of(pid);
         eprintln!(
             "{N} x {} MB before login: base {} MB, rss {} MB, peak {} MB",

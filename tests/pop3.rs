@@ -276,19 +276,30 @@ async fn a_snapshot_survives_concurrent_imap_expunge_and_delivery() {
     // A POP3 session logs in, then waits while IMAP expunges message 1 and
     // a new PEC arrives.
     let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pop3_client.py");
+    let go = dir.path().join("go");
     let script = format!(
-        "{}stat\nuidl\nsleep 8\nstat\nretr 1 {out}\ndele 1\nretr 2 {out}\ndele 2\nlist\nquit\n",
+        "{}stat\nuidl\nwait_file {go} 60\nstat\nretr 1 {out}\ndele 1\nretr 2 {out}\ndele 2\nlist\nquit\n",
         login(BOB),
+        go = go.display(),
         out = out.display()
     );
-    let child = Command::new("python3")
+    let mut child = Command::new("python3")
         .arg(&py)
         .args(["127.0.0.1", &p.pop3s.to_string(), "tls", &script])
         .env("POP3_CAFILE", &p.ca_pem)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // The client prints each step as it ends: once UIDL has answered, the
+    // session holds its snapshot of the maildrop.
+    let mut printed = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut r: Vec<Value> = Vec::new();
+    for l in printed.by_ref() {
+        r.push(serde_json::from_str(&l.unwrap()).unwrap());
+        if r.last().unwrap()["verb"] == "uidl" {
+            break;
+        }
+    }
     let recs = imap(
         &p,
         p.imap,
@@ -306,11 +317,10 @@ async fn a_snapshot_survives_concurrent_imap_expunge_and_delivery() {
         "{second:#?}"
     );
 
-    let o = child.wait_with_output().unwrap();
-    let r: Vec<Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    // The session goes on.
+    std::fs::write(&go, "").unwrap();
+    r.extend(printed.map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap()));
+    assert!(child.wait().unwrap().success());
     assert_eq!(rec(&r, 3)["count"], 2);
     assert_eq!(rec(&r, 6)["count"], 2, "the snapshot, not the live folder");
     assert!(

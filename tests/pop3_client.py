@@ -31,7 +31,7 @@ Steps:
     raw TEXT                  one command line sent verbatim
     rawbytes N                a line of N 'A's without waiting for a reply
     drop                      close the socket without QUIT
-    sleep SECONDS
+    wait_file PATH SECONDS    wait until PATH exists (ok false after SECONDS)
 """
 
 import json
@@ -119,9 +119,12 @@ def main():
             elif verb == "drop":
                 c.sock.close()
                 rec["resp"] = "dropped"
-            elif verb == "sleep":
-                time.sleep(float(args[0]))
-                rec["resp"] = "slept"
+            elif verb == "wait_file":
+                deadline = time.monotonic() + float(args[1])
+                while not os.path.exists(args[0]) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                rec["ok"] = os.path.exists(args[0])
+                rec["resp"] = "waited"
             else:
                 raise SystemExit("unknown step " + verb)
         except poplib.error_proto as e:

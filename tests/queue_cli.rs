@@ -2,8 +2,6 @@
 //! messages stuck on a dead peer.
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 
 const ALICE: &str = "alice@pec.alpha.test";
@@ -129,7 +127,7 @@ async fn queue_cli_lists_shows_retries_and_cancels_while_the_daemon_runs() {
             .success(),
         "a job is cancelled once"
     );
-    std::thread::sleep(Duration::from_millis(500));
+    wait_quiet_but(&[&a], |j| j["identificativo"] == ids[1].as_str());
     assert_eq!(receipts_for(&a, ALICE, "errore-consegna", &ids[0]).len(), 1);
     // The other message is still queued.
     assert_eq!(relay_job(&a, &ids[1])["state"], "pending");

@@ -108,6 +108,7 @@ async fn a_full_box_refuses_the_busta_with_one_signed_notice_and_receipts_still_
     });
 
     let id3 = send(&a, 3).await;
+    let accepted3 = std::time::Instant::now();
     let notice = a.wait_for("errore-consegna for the full box", 30, || {
         receipts_for(&a, ALICE, "errore-consegna", &id3).pop()
     });
@@ -135,7 +136,8 @@ async fn a_full_box_refuses_the_busta_with_one_signed_notice_and_receipts_still_
     assert!(ev[0].to_string().contains("full"), "{:#}", ev[0]);
 
     // Past both deadlines: no preavviso, no second notice, for that recipient.
-    std::thread::sleep(Duration::from_secs(10));
+    sleep_past(accepted3, Duration::from_secs(8));
+    wait_quiet(&[&a, &b]);
     assert_eq!(receipts_for(&a, ALICE, "errore-consegna", &id3).len(), 1);
     assert!(
         receipts_for(&a, ALICE, "preavviso-errore-consegna", &id3).is_empty(),

@@ -82,8 +82,8 @@ fn transport_refusals_no_auth_no_tls_wrong_password_spoofed_sender() {
     assert_eq!(code, 553, "{text}");
     assert!(text.starts_with("5.7.1"), "{text}");
     assert_eq!(t.cmd("QUIT").0, 221);
-    // Give the worker the time it would need to deliver a (wrong) notice.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // A (wrong) notice would have been delivered once the queue is quiet.
+    wait_quiet(&[&p]);
     for u in [ALICE, BOB, CAROL] {
         assert!(p.mailbox(u).is_empty(), "{u} got mail: {:?}", p.mailbox(u));
     }
@@ -195,7 +195,7 @@ async fn formal_refusals_get_a_signed_non_accettazione() {
     }
     // One notice per refusal, all to the authenticated sender; nobody else
     // got anything (in particular not the forged From of the "from" case).
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_quiet(&[&p]);
     assert_eq!(p.mailbox(ALICE).len(), cases.len());
     assert!(p.mailbox(BOB).is_empty(), "{:?}", p.mailbox(BOB));
     assert!(p.mailbox(CAROL).is_empty());
@@ -248,7 +248,7 @@ async fn oversize_is_a_plain_552_without_notice() {
         .await
         .expect("small message accepted");
     p.wait_messages(ALICE, "X-Ricevuta", "accettazione", 1);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_quiet(&[&p]);
     assert!(p
         .messages_with(ALICE, "X-Ricevuta", "non-accettazione")
         .is_empty());
@@ -292,7 +292,7 @@ fn smtp_smuggling_neither_ends_the_message_nor_starts_another() {
     }
     assert_eq!(c.cmd("QUIT").0, 221);
 
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    wait_quiet(&[&p]);
     for f in all_mail_files(&p) {
         let m = std::fs::read(&f).unwrap();
         let text = String::from_utf8_lossy(&m);

@@ -34,6 +34,8 @@ struct SinkState {
     refuse: Option<String>,
     /// Transactions whose MAIL arrived together with their DATA.
     pipelined_groups: usize,
+    /// Sessions ended, their socket closed.
+    closed: usize,
 }
 
 /// A tiny ESMTP server on 127.0.0.1 run by its own tokio runtime thread (the
@@ -80,7 +82,11 @@ impl Sink {
                 let l = tokio::net::TcpListener::from_std(l).unwrap();
                 loop {
                     let Ok((s, _)) = l.accept().await else { return };
-                    tokio::spawn(sink_session(s, st.clone()));
+                    let st = st.clone();
+                    tokio::spawn(async move {
+                        sink_session(s, st.clone()).await;
+                        st.lock().unwrap().closed += 1;
+                    });
                 }
             });
         });
@@ -89,6 +95,14 @@ impl Sink {
 
     fn txns(&self) -> Vec<Txn> {
         self.state.lock().unwrap().txns.clone()
+    }
+
+    fn wait_closed(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.state.lock().unwrap().closed < n {
+            assert!(Instant::now() < deadline, "the sink closed no session");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn wait_txns(&self, n: usize) -> Vec<Txn> {
@@ -511,6 +525,7 @@ async fn cross_provider_exchange() {
         "sei destinatari meno uno",
     );
     let id6 = submit(&a, ALICE, &rcpts, &m6).await;
+    let accepted6 = Instant::now();
     let want_types = vec![
         ("bob@pec.beta.test".to_string(), RecipientType::Certificato),
         (
@@ -580,7 +595,8 @@ async fn cross_provider_exchange() {
     assert_eq!(timers, vec!["bob@pec.beta.test", "dave@pec.beta.test"]);
     // Past the 3 s preavviso deadline: still no receipt or notice about the
     // esterno recipients.
-    std::thread::sleep(Duration::from_millis(3500));
+    sleep_past(accepted6, Duration::from_secs(3));
+    wait_quiet(&[&a, &b]);
     for (_, m) in a.all_mail() {
         if let Some(d) = pecd::pec::classify::classify(&m).daticert {
             if let Some(c) = &d.consegna {
@@ -742,9 +758,12 @@ async fn connections_to_a_busy_peer_are_reused() {
     a.start();
     b.start();
     let sessions = |p: &TestProvider| p.log().matches("session start").count();
-    // Let the readiness probes' sessions be logged before the baseline.
-    std::thread::sleep(Duration::from_millis(300));
-    let before = sessions(&b);
+    // The baseline counts the SMTP sessions of the readiness probes
+    // (submission and inbound).
+    let before = b.wait_for("the readiness probes' sessions", 10, || {
+        let n = sessions(&b);
+        (n >= 2).then_some(n)
+    });
     const N: usize = 8;
     let mut ids = Vec::new();
     for i in 0..N {
@@ -804,8 +823,8 @@ async fn a_pooled_connection_closed_by_the_peer_is_replaced() {
         let m = message(ALICE, &["z@plain.test"], &[], &format!("Uno {i}"), "", "x");
         ids.push(submit(&a, ALICE, &["z@plain.test"], &m).await);
         sink.wait_txns(i);
-        // Let the peer's hang-up reach the pooled connection.
-        std::thread::sleep(Duration::from_millis(300));
+        // The peer has hung up (the FIN is in Alpha's socket, loopback).
+        sink.wait_closed(i);
     }
     let got: Vec<Option<String>> = sink
         .txns()
@@ -907,6 +926,7 @@ async fn permanent_refusal_by_a_peer_is_reported_to_the_sender() {
         &big,
     );
     let id = submit(&a, ALICE, &["bob@pec.beta.test"], &m).await;
+    let accepted = Instant::now();
     let notice = wait_receipts(&a, ALICE, "errore-consegna", &id, 1);
     verified(&notice[0], &ca, "notice of a permanent refusal");
     let d = daticert(&notice[0]);
@@ -923,7 +943,8 @@ async fn permanent_refusal_by_a_peer_is_reported_to_the_sender() {
         .collect();
     assert!(pending.is_empty(), "nothing left to retry: {pending:?}");
     // Past both deadlines: the closed recipient gets no time-limit notice.
-    std::thread::sleep(Duration::from_secs(7));
+    sleep_past(accepted, Duration::from_secs(6));
+    wait_quiet(&[&a, &b]);
     assert!(receipts_for(&a, ALICE, "preavviso-errore-consegna", &id).is_empty());
     assert!(b.mailbox("bob@pec.beta.test").is_empty());
     a.stop();

@@ -92,8 +92,9 @@ async fn dead_peer_gets_one_preavviso_then_one_final_notice_esterno_none() {
             .count();
         (pending == 0).then_some(())
     });
-    // A few more retry periods: nothing else is emitted, for either message.
-    std::thread::sleep(Duration::from_secs(3));
+    // Nothing else is emitted, for either message, once Alpha is quiet
+    // (the esterno relay may still wait on its dead route).
+    wait_quiet_but(&[&a], |j| j["identificativo"] == id2.as_str());
     assert_eq!(
         receipts_for(
             &a,
@@ -269,7 +270,8 @@ async fn timer_armed_before_a_restart_fires_once_after_it() {
         let m = receipts_for(&a, "alice@pec.alpha.test", "preavviso-errore-consegna", &id);
         (!m.is_empty()).then_some(())
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // The relay to the dead route stays.
+    wait_quiet_but(&[&a], |j| j["kind"] == "relay");
     let m = receipts_for(&a, "alice@pec.alpha.test", "preavviso-errore-consegna", &id);
     assert_eq!(m.len(), 1, "fires exactly once");
     assert!(!is_final(&m[0]));
@@ -415,7 +417,7 @@ async fn presa_in_carico_stops_only_the_warning_and_peer_final_notice_is_final()
         (!m.is_empty()).then_some(m)
     });
     assert!(t0.elapsed() >= Duration::from_secs(4));
-    std::thread::sleep(Duration::from_secs(2));
+    wait_quiet(&[&a]);
     let ours1 = receipts_for(
         &a,
         "alice@pec.alpha.test",

@@ -427,8 +427,10 @@ fn unfinished_uploads_are_held_on_disk_and_memory_returns() {
             });
         }
     });
-    // Every byte has had time to reach the daemon.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Every byte written is in the daemon's hands.
+    p.wait_for("the daemon to read every byte sent", 60, || {
+        (unread_bytes(p.web) == 0).then_some(())
+    });
     let (rss, peak) = memory_of(pid);
     eprintln!(
         "unfinished uploads (4 x 8 MB anonymous, 20 x 5 MB logged in): base {} MB, rss {} MB, peak {} MB",

@@ -67,6 +67,9 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// What `pecd serve` logs once it is fully started.
+const RUNNING: &str = "pecd provider running";
+
 /// A throwaway CA for one test.
 pub struct TestCa {
     pub ca: pecd::certs::CertKey,
@@ -300,6 +303,7 @@ listen = "127.0.0.1:{web}"
     /// libfaketime's, to run the daemon on another day).
     pub fn start_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none());
+        let runs_before = self.log().matches(RUNNING).count();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -319,20 +323,27 @@ listen = "127.0.0.1:{web}"
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         for port in [self.submission, self.inbound, self.imap, self.web] {
-            loop {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    break;
-                }
-                if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                    panic!("pecd exited early ({st}):\n{}", self.log());
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "pecd did not start:\n{}",
-                    self.log()
-                );
-                std::thread::sleep(Duration::from_millis(50));
+            self.starting(deadline, |_| {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+        }
+        // The ports listen before the start is over: this line comes once
+        // jobs left by a crash are dealt with and the scheduler runs.
+        self.starting(deadline, |p| p.log().matches(RUNNING).count() > runs_before);
+    }
+
+    /// Wait until `up`, failing if pecd exits or `deadline` passes.
+    fn starting(&mut self, deadline: Instant, up: impl Fn(&TestProvider) -> bool) {
+        while !up(self) {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("pecd exited early ({st}):\n{}", self.log());
             }
+            assert!(
+                Instant::now() < deadline,
+                "pecd did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -1011,6 +1022,93 @@ pub fn events_of(p: &TestProvider, event: &str, id: Option<&str>) -> Vec<serde_j
 /// `pecd queue list --json` parsed.
 pub fn queue_jobs(p: &TestProvider) -> Vec<serde_json::Value> {
     p.cli_json(&["queue", "list", "--json"])
+}
+
+/// How long the queues must stay empty to count as quiet: longer than the
+/// scheduler's look for due deadlines (every 200 ms), so a time-limit
+/// notice that would fire wrongly has been queued by then.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// Wait until the providers are quiet: no job left in any of their queues,
+/// look after look for [`QUIET`]. Every decision is committed with the job
+/// that ends it and with the jobs it starts, and a relay job ends only
+/// after the peer has committed what it received, so work still under way
+/// shows in some queue: what a wrong decision would emit is now there to be
+/// seen, and a negative assertion can follow.
+pub fn wait_quiet(ps: &[&TestProvider]) {
+    wait_quiet_but(ps, |_| false)
+}
+
+/// [`wait_quiet`], but jobs `stuck` accepts (a relay to a dead route, a
+/// held job) may stay.
+pub fn wait_quiet_but(ps: &[&TestProvider], stuck: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet_since: Option<Instant> = None;
+    loop {
+        let busy: Vec<(String, Vec<serde_json::Value>)> = ps
+            .iter()
+            .map(|p| {
+                let jobs = queue_jobs(p).into_iter().filter(|j| !stuck(j)).collect();
+                (p.name.clone(), jobs)
+            })
+            .filter(|(_, jobs): &(String, Vec<_>)| !jobs.is_empty())
+            .collect();
+        if busy.is_empty() {
+            if quiet_since.get_or_insert_with(Instant::now).elapsed() >= QUIET {
+                return;
+            }
+        } else {
+            quiet_since = None;
+            if Instant::now() > deadline {
+                let logs: String = ps
+                    .iter()
+                    .map(|p| format!("--- {} log ---\n{}", p.name, p.log()))
+                    .collect();
+                panic!("timed out waiting for the queues to drain: {busy:#?}\n{logs}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sleep until `after` has passed since `since` (the acceptance of a
+/// message, from which its time limits count), plus [`QUIET`]: a deadline
+/// of `after` is then past, and any notice it would fire is queued. A wait
+/// whose length is what the test checks.
+pub fn sleep_past(since: Instant, after: Duration) {
+    std::thread::sleep((since + after + QUIET).saturating_duration_since(Instant::now()));
+}
+
+/// Bytes written on the loopback TCP connections to `port` that the
+/// listening process has not read yet: its receive queues plus the
+/// clients' send queues, from `/proc/net/tcp`.
+pub fn unread_bytes(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let port_of = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    let queue = |q: &str| u64::from_str_radix(q, 16).unwrap_or(0);
+    let mut unread = 0;
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(remote), Some((tx, rx))) =
+            (f.get(1), f.get(2), f.get(4).and_then(|q| q.split_once(':')))
+        else {
+            continue;
+        };
+        // A listening socket's receive queue is its accept backlog.
+        if f.get(3) == Some(&"0A") {
+            continue;
+        }
+        if port_of(local) == Some(port) {
+            unread += queue(rx);
+        }
+        if port_of(remote) == Some(port) {
+            unread += queue(tx);
+        }
+    }
+    unread
 }
 
 /// Messages of a user's mailbox that refer to `identificativo` (via daticert or X-Riferimento).
