@@ -13,6 +13,7 @@ mod devpki;
 pub mod inbound;
 mod index;
 mod jobs;
+mod listeners;
 mod load;
 pub mod reload;
 pub mod scheduler;

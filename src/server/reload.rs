@@ -20,7 +20,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::start::{imap_listener, new_relay, pop3_listener, smtp_listener};
+use super::listeners::{imap_listener, new_relay, pop3_listener, smtp_listener};
 use super::{check_trust, load_index, load_signer_keyed, load_trust, throttle_config, Ctx};
 use crate::config::Config;
 use crate::imap::ImapConfig;
