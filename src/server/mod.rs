@@ -1,11 +1,12 @@
 //! The running provider: wires the configuration, the store, the signer, the
-//! provider index and the listeners together, and runs the worker that moves
-//! queued work along.
+//! provider index and the listeners together, and runs the scheduler that
+//! moves queued work along.
 //!
 //! The path of a message (see `docs/architecture.md`):
-//! SMTP submission -> `submission` (pec::access, sign, one transaction, 250)
-//! -> `worker` (Maildir delivery / relay) -> peer's `inbound` (pec::reception)
-//! -> peer's `worker` (delivery point, receipts) -> back to the sender.
+//! SMTP submission -> `submission` (flow::submit, sign, Store::commit, 250)
+//! -> `scheduler` -> `jobs::mailbox` / `jobs::relay` -> peer's `inbound`
+//! -> peer's `jobs::judge` (flow::receive) and `jobs::deliver` (flow::deliver,
+//! receipts) -> back to the sender.
 
 mod admin_http;
 pub mod auth;
@@ -78,7 +79,7 @@ pub struct Ctx {
     pub ids: Arc<dyn IdSource>,
     /// Outbound SMTP (rebuilt when a reload changes its roots or timeout).
     pub relay: Live<Relay>,
-    /// Nudges the worker when new work is committed.
+    /// Nudges the scheduler when new work is committed.
     pub wake: Notify,
     /// Jobs being worked on right now (never picked twice).
     pub running: Mutex<HashSet<crate::store::queue::JobId>>,

@@ -356,7 +356,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
             shutdown_rx.clone(),
         )));
     }
-    // Before the worker picks anything: a job that was running when the
+    // Before the scheduler picks anything: a job that was running when the
     // last process died is counted, and held if it keeps killing it.
     scheduler::after_crash(&ctx, &crashed).await;
     tasks.push(tokio::spawn(scheduler::run(ctx.clone())));
