@@ -2183,6 +2183,33 @@ tsa_url = "none"
     }
 
     #[test]
+    fn cluster_node_defaults_to_the_host_name_and_lease_to_30s() {
+        let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
+        assert_eq!(Some(c.cluster.node()), crate::sys::hostname::get());
+        assert_eq!(c.cluster.lease(), Duration::from_secs(30));
+        assert!(c.validate(false).iter().all(|l| !l.starts_with("cluster.")));
+        let with = |cluster: &str| {
+            let text = format!("{MINIMAL}\n[cluster]\n{cluster}\n");
+            Config::from_str_at(&text, Path::new(".")).unwrap()
+        };
+        let c = with("node = \"node-2.dc1\"\nlease = \"1m\"");
+        assert_eq!(c.cluster.node(), "node-2.dc1");
+        assert_eq!(c.cluster.lease(), Duration::from_secs(60));
+        assert!(c.validate(false).is_empty(), "{:?}", c.validate(false));
+        for (bad, key) in [
+            ("node = \"\"", "cluster.node: "),
+            ("node = \"a b\"", "cluster.node: "),
+            ("lease = \"1s\"", "cluster.lease: must be at least 3s"),
+            ("lease = \"soon\"", "cluster.lease: "),
+        ] {
+            let p = with(bad).validate(false);
+            assert!(p.iter().any(|l| l.starts_with(key)), "{bad}: {p:?}");
+        }
+        let text = format!("{MINIMAL}\n[cluster]\nnodes = 3\n");
+        assert!(Config::from_str_at(&text, Path::new(".")).is_err());
+    }
+
+    #[test]
     fn a_token_key_needs_its_module_and_never_its_pin_in_the_file() {
         let with = |signing: &str| {
             let text = MINIMAL.replace(
