@@ -83,8 +83,6 @@ pub struct Ctx {
     pub wake: Notify,
     /// Jobs being worked on right now (never picked twice).
     pub running: Mutex<HashSet<crate::store::queue::JobId>>,
-    /// The same, in a file a crash leaves behind (the crash-loop guard).
-    pub inflight: Arc<crate::store::inflight::Inflight>,
     /// Flips to true on shutdown.
     pub shutdown: watch::Receiver<bool>,
     /// The operator's counters and gauges (`/metrics`).

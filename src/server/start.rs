@@ -66,7 +66,7 @@ impl Running {
             tracing::warn!("shutdown grace period over; remaining work stays queued");
         }
         // A job cut short by the grace period did not crash the process.
-        self.ctx.inflight.clear();
+        scheduler::release_claims(&self.ctx).await;
         let store = self.ctx.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
     }
@@ -167,8 +167,6 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
             Some(Arc::new(key))
         }
     };
-    let (inflight, crashed) = crate::store::inflight::Inflight::open(&data_dir.join("inflight"))
-        .map_err(|e| format!("{}: {e}", data_dir.join("inflight").display()))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let relay = new_relay(&cfg, trust_pems.clone());
     let l_sub = bind(&cfg.listen.submission, "listen.submission").await?;
@@ -245,7 +243,6 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         relay: Live::new(relay),
         wake: Notify::new(),
         running: Mutex::new(HashSet::new()),
-        inflight,
         metrics: Arc::new(crate::metrics::Metrics::new()),
         shutdown: shutdown_rx.clone(),
         throttle,
@@ -358,7 +355,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     }
     // Before the scheduler picks anything: a job that was running when the
     // last process died is counted, and held if it keeps killing it.
-    scheduler::after_crash(&ctx, &crashed).await;
+    scheduler::after_crash(&ctx).await;
     tasks.push(tokio::spawn(scheduler::run(ctx.clone())));
     tasks.push(tokio::spawn(watch_index(ctx.clone())));
     tasks.push(tokio::spawn(sealer::run(ctx.clone())));

@@ -11,9 +11,9 @@
 
 pub mod atomic;
 pub mod backup;
+pub mod claims;
 mod commit;
 pub use commit::Committed;
-pub mod inflight;
 pub mod log;
 pub mod mailbox;
 pub mod maildir;
@@ -51,6 +51,9 @@ pub enum StoreError {
     NoDatabase(PathBuf),
     /// A mailbox delivery of a batch failed.
     Mailbox(String, maildir::DeliveryError),
+    /// The batch ran under a claim that no longer holds (another node took
+    /// the work over after the lease lapsed): nothing of it was written.
+    LostClaim,
     /// The database was migrated by a newer pecd.
     TooNew {
         /// Its schema version.
@@ -68,6 +71,10 @@ impl std::fmt::Display for StoreError {
             StoreError::Closed => write!(f, "store is shut down"),
             StoreError::Commit(e) => write!(f, "commit failed: {e}"),
             StoreError::Mailbox(a, e) => write!(f, "{a}: {e}"),
+            StoreError::LostClaim => write!(
+                f,
+                "the claim on this work was lost (its lease lapsed and another node took it): outcome not recorded"
+            ),
             StoreError::TooNew { found, known } => write!(
                 f,
                 "the database has schema version {found}, newer than this pecd knows ({known}): \
