@@ -1,7 +1,7 @@
 //! The command line contract: `check-config`, `user add/passwd/del/list`,
 //! `log` with its filters, `init`, development certificates on a fresh
 //! checkout, and a clean exit on SIGTERM. Every test runs the real binary.
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

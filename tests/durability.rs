@@ -1,7 +1,7 @@
 //! The `250` promise through `kill -9` and SIGTERM: every acknowledged message
 //! is delivered exactly once, nothing is half done, and a shutting-down
 //! provider answers `421 4.3.2`.
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
