@@ -241,6 +241,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batchs_new_due_jobs_are_written_claimed_by_its_taker() {
+        let (_d, store, clock) = setup(&[]).await;
+        let now = clock.unix_ms();
+        let mut b = Batch::at(now);
+        b.job(job("due", now));
+        b.job(job("later", now + 60_000));
+        b.taker = Some(crate::flow::batch::Taker {
+            node: "node-1".into(),
+            lease_ms: LEASE,
+        });
+        let c = store.commit(b).await.unwrap();
+        assert_eq!(c.new_jobs, [true, true]);
+        assert_eq!(c.taken.len(), 1, "only the job due now is taken");
+        let taken = &c.taken[0];
+        assert_eq!(taken.key, "due");
+        let stored = state(&store, taken.id);
+        assert_eq!(stored.claimed_by.as_deref(), Some("node-1"));
+        assert_eq!(stored.claimed_until, Some(now + LEASE));
+        assert_eq!((stored.fence, taken.fence), (1, 1));
+        assert_eq!(taken.claim(), stored.claim());
+        // Another node gets it only once the lease has lapsed.
+        let two = Claimant::new("node-2", LEASE);
+        assert!(store
+            .claim(&two, now, jobs(10))
+            .await
+            .unwrap()
+            .jobs
+            .is_empty());
+        // The taker's commit under the claim it was handed ends the job.
+        assert!(store.commit(done(taken, now)).await.unwrap().applied);
+        assert_eq!(state(&store, taken.id).state, JobState::Done);
+        // Committed again (same key): nothing new is taken.
+        let mut again = Batch::at(now);
+        again.job(job("due", now));
+        again.taker = Some(crate::flow::batch::Taker {
+            node: "node-1".into(),
+            lease_ms: LEASE,
+        });
+        let c = store.commit(again).await.unwrap();
+        assert_eq!(c.new_jobs, [false]);
+        assert!(c.taken.is_empty());
+    }
+
+    #[tokio::test]
     async fn each_due_job_is_handed_out_once() {
         let (_d, store, clock) = setup(&["a", "b", "c"]).await;
         let one = Claimant::new("node-1", LEASE);

@@ -96,6 +96,41 @@ impl Db<'_> {
         Ok(n == 1)
     }
 
+    /// Queue a job as [`Db::job_enqueue_named`] does, already claimed by
+    /// `node` until `until` (its first claim, fence 1); gives its id when
+    /// it was new.
+    pub(in crate::store) fn job_enqueue_claimed(
+        &self,
+        j: &NewJob,
+        blob: Option<&str>,
+        now: i64,
+        node: &str,
+        until: i64,
+    ) -> Result<Option<JobId>> {
+        let conn = self.sql();
+        let rcpts = serde_json::to_string(&j.recipients).unwrap_or_else(|_| "[]".into());
+        let n = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO jobs(key, kind, identificativo, mail_from, recipients, next_hop, blob, data, due_at, created_at, updated_at, claimed_by, claimed_until, fence)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, 1)",
+            )?
+            .execute(params![
+                j.key,
+                j.kind.as_str(),
+                j.identificativo,
+                j.mail_from,
+                rcpts,
+                j.next_hop,
+                blob,
+                j.data,
+                j.due_at,
+                now,
+                node,
+                until
+            ])?;
+        Ok((n == 1).then(|| JobId(conn.last_insert_rowid())))
+    }
+
     /// The earliest due time of any pending job or live timer.
     pub(in crate::store) fn jobs_next_due(&self) -> Result<Option<i64>> {
         let conn = self.sql();
