@@ -75,25 +75,7 @@ impl Db<'_> {
         blob: Option<&str>,
         now: i64,
     ) -> Result<bool> {
-        let conn = self.sql();
-        let rcpts = serde_json::to_string(&j.recipients).unwrap_or_else(|_| "[]".into());
-        let n = conn.prepare_cached(
-            "INSERT OR IGNORE INTO jobs(key, kind, identificativo, mail_from, recipients, next_hop, blob, data, due_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-        )?
-        .execute(params![
-            j.key,
-            j.kind.as_str(),
-            j.identificativo,
-            j.mail_from,
-            rcpts,
-            j.next_hop,
-            blob,
-            j.data,
-            j.due_at,
-            now
-        ])?;
-        Ok(n == 1)
+        Ok(self.job_insert(j, blob, now, None)?.is_some())
     }
 
     /// Queue a job as [`Db::job_enqueue_named`] does, already claimed by
@@ -107,12 +89,25 @@ impl Db<'_> {
         node: &str,
         until: i64,
     ) -> Result<Option<JobId>> {
+        self.job_insert(j, blob, now, Some((node, until)))
+    }
+
+    /// Insert a job unless its key is queued already, unclaimed or claimed
+    /// by `claim` (node, until); gives its id when it was new.
+    fn job_insert(
+        &self,
+        j: &NewJob,
+        blob: Option<&str>,
+        now: i64,
+        claim: Option<(&str, i64)>,
+    ) -> Result<Option<JobId>> {
         let conn = self.sql();
         let rcpts = serde_json::to_string(&j.recipients).unwrap_or_else(|_| "[]".into());
+        let (node, until) = claim.unzip();
         let n = conn
             .prepare_cached(
                 "INSERT OR IGNORE INTO jobs(key, kind, identificativo, mail_from, recipients, next_hop, blob, data, due_at, created_at, updated_at, claimed_by, claimed_until, fence)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, 1)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?11 IS NOT NULL)",
             )?
             .execute(params![
                 j.key,
