@@ -168,26 +168,14 @@ impl Store {
 mod tests {
     //! Two nodes on one database, with a clock the test moves.
     use super::*;
-    use crate::flow::batch::{Batch, Event, EventKind, JobEnd, NewJob, TimerOp};
+    use crate::flow::batch::{Batch, Event, EventKind, JobEnd, TimerOp};
     use crate::pec::clock::{Clock, ManualClock};
-    use crate::store::queue::{JobState, Kind, Listing, MAX_CRASHES};
+    use crate::store::queue::{JobState, Listing, MAX_CRASHES};
     use crate::store::StoreError;
 
     const LEASE: i64 = 30_000;
 
-    fn job(key: &str, due: i64) -> NewJob {
-        NewJob {
-            key: key.into(),
-            kind: Kind::Relay,
-            identificativo: Some("id@x".into()),
-            mail_from: "a@x".into(),
-            recipients: vec!["b@y".into()],
-            next_hop: Some("y".into()),
-            blob: None,
-            data: None,
-            due_at: due,
-        }
-    }
+    use crate::store::queue::test_job as job;
 
     fn jobs(n: usize) -> Want {
         Want {

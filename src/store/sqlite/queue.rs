@@ -483,9 +483,7 @@ impl Db<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::queue::{
-        BlobRef, Deadline, DueTimer, Job, JobId, JobState, Kind, Listing, NewJob,
-    };
+    use crate::store::queue::{BlobRef, Deadline, DueTimer, Job, JobId, JobState, Kind, Listing};
     use crate::store::sqlite::{Db, MemDb};
     use crate::store::Result;
 
@@ -493,19 +491,7 @@ mod tests {
         MemDb::new()
     }
 
-    fn job(key: &str, due: i64) -> NewJob {
-        NewJob {
-            key: key.into(),
-            kind: Kind::Relay,
-            identificativo: Some("id@x".into()),
-            mail_from: "a@x".into(),
-            recipients: vec!["b@y".into()],
-            next_hop: Some("y".into()),
-            blob: None,
-            data: None,
-            due_at: due,
-        }
-    }
+    use crate::store::queue::test_job as job;
 
     /// What a claim at `now` would hand out, left unclaimed.
     fn due(c: &Db<'_>, now: i64, limit: usize) -> Result<Vec<Job>> {
