@@ -274,8 +274,6 @@ fn sweep(ctx: &Ctx) {
 /// [`crate::store::queue::MAX_CRASHES`] times is held (see [`hold`]).
 pub async fn after_crash(ctx: &Arc<Ctx>) {
     let node = ctx.cfg().cluster.node();
-    // Where an older pecd kept the running jobs' ids; claims replace it.
-    let _ = std::fs::remove_file(ctx.store.paths().data_dir.join("inflight"));
     let r = match ctx.store.recover(&node, ctx.unix_ms()).await {
         Ok(r) => r,
         Err(e) => {
