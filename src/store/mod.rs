@@ -13,7 +13,7 @@ pub mod atomic;
 pub mod backup;
 pub mod claims;
 mod commit;
-pub use commit::Committed;
+pub use commit::{Committed, Staged};
 pub mod log;
 pub mod mailbox;
 pub mod maildir;
@@ -28,7 +28,6 @@ pub mod spool;
 mod sqlite;
 pub mod users;
 mod work;
-pub use work::MailboxUsage;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
