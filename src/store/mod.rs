@@ -10,6 +10,8 @@
 //! for work that is on disk.
 
 pub mod atomic;
+#[macro_use]
+mod backend;
 pub mod backup;
 mod commit;
 pub use commit::Committed;
@@ -34,7 +36,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
-use sqlite::{Db, Sqlite};
+use backend::Tx;
+use sqlite::Sqlite;
 
 /// Errors from the store.
 #[derive(Debug)]
@@ -131,7 +134,13 @@ struct Inner {
     opened_ms: i64,
     spool: Arc<spool::Spool>,
     dirty: DirtyDirs,
-    db: Sqlite,
+    db: Backend,
+}
+
+/// The database behind a running store.
+enum Backend {
+    /// One writer thread with group commit, and a pool of readers.
+    Sqlite(Sqlite),
 }
 
 /// A read-only look at an existing store, which a running daemon may own
@@ -139,19 +148,27 @@ struct Inner {
 /// quarantine list|show` and `pecd log` (`verify`, `export`) read. It
 /// neither migrates the database nor starts a writer.
 pub struct Inspector {
-    db: sqlite::ReadOnly,
+    db: ReadOnlyBackend,
+}
+
+/// The database behind an [`Inspector`].
+enum ReadOnlyBackend {
+    /// One connection, neither migrated nor written.
+    Sqlite(sqlite::ReadOnly),
 }
 
 impl Inspector {
     /// Open the store under `data_dir`; an error if it has no database yet.
     pub fn open(data_dir: &Path) -> Result<Inspector> {
         Ok(Inspector {
-            db: sqlite::ReadOnly::open(&Paths::new(data_dir).db)?,
+            db: ReadOnlyBackend::Sqlite(sqlite::ReadOnly::open(&Paths::new(data_dir).db)?),
         })
     }
 
-    fn run<R>(&self, f: impl FnOnce(&Db<'_>) -> Result<R>) -> Result<R> {
-        self.db.run(f)
+    fn run<R>(&self, f: impl FnOnce(&dyn Tx) -> Result<R>) -> Result<R> {
+        match &self.db {
+            ReadOnlyBackend::Sqlite(db) => db.run(f),
+        }
     }
 }
 
@@ -161,7 +178,7 @@ impl Inspector {
 impl Inspector {
     pub(crate) fn in_memory() -> Inspector {
         Inspector {
-            db: sqlite::ReadOnly::in_memory(),
+            db: ReadOnlyBackend::Sqlite(sqlite::ReadOnly::in_memory()),
         }
     }
 
@@ -189,7 +206,10 @@ impl Store {
         let dirty: DirtyDirs = Arc::default();
         let spool = Arc::new(spool::Spool::open(&paths.spool)?);
         let (d2, s2) = (dirty.clone(), spool.clone());
-        let db = Sqlite::start(db, Box::new(move || sync_before_commit(&s2, &d2)))?;
+        let db = Backend::Sqlite(Sqlite::start(
+            db,
+            Box::new(move || sync_before_commit(&s2, &d2)),
+        )?);
         Ok(Store {
             inner: Arc::new(Inner {
                 paths,
@@ -257,14 +277,18 @@ impl Store {
     /// Run `f` in the next group-committed transaction; resolves after the commit.
     pub(in crate::store) async fn write<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Db<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&dyn Tx) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.inner.db.write_then(f, move |r| {
-            let _ = tx.send(r);
-        })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        match &self.inner.db {
+            Backend::Sqlite(db) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                db.write_then(f, move |r| {
+                    let _ = tx.send(r);
+                })?;
+                rx.await.map_err(|_| StoreError::Closed)?
+            }
+        }
     }
 
     /// Prove the store takes writes: a row committed through the writer
@@ -294,20 +318,24 @@ impl Store {
     /// Blocking form of [`Store::write`].
     pub(in crate::store) fn write_blocking<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Db<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&dyn Tx) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        let (tx, rx) = mpsc::channel();
-        self.inner.db.write_then(f, move |r| {
-            let _ = tx.send(r);
-        })?;
-        rx.recv().map_err(|_| StoreError::Closed)?
+        match &self.inner.db {
+            Backend::Sqlite(db) => {
+                let (tx, rx) = mpsc::channel();
+                db.write_then(f, move |r| {
+                    let _ = tx.send(r);
+                })?;
+                rx.recv().map_err(|_| StoreError::Closed)?
+            }
+        }
     }
 
     /// Run a read-only closure on a pooled connection (off the async threads).
     pub(in crate::store) async fn read<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Db<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&dyn Tx) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let store = self.clone();
@@ -319,14 +347,18 @@ impl Store {
     /// Blocking form of [`Store::read`].
     pub(in crate::store) fn read_blocking<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Db<'_>) -> Result<R>,
+        F: FnOnce(&dyn Tx) -> Result<R>,
     {
-        self.inner.db.read_blocking(f)
+        match &self.inner.db {
+            Backend::Sqlite(db) => db.read_blocking(f),
+        }
     }
 
     /// Stop the writer after the work already handed to it; waits for it.
     pub fn close(&self) {
-        self.inner.db.close();
+        match &self.inner.db {
+            Backend::Sqlite(db) => db.close(),
+        }
     }
 }
 
