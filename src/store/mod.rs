@@ -14,6 +14,8 @@ pub mod atomic;
 mod backend;
 pub mod backup;
 mod commit;
+#[cfg(test)]
+mod conformance;
 pub use commit::Committed;
 pub mod inflight;
 pub mod log;
@@ -21,6 +23,7 @@ pub mod mailbox;
 pub mod maildir;
 pub mod messages;
 pub mod modes;
+mod postgres;
 pub mod quarantine;
 pub mod queue;
 pub mod quota;
@@ -52,6 +55,8 @@ pub enum StoreError {
     Commit(String),
     /// There is no database at this path yet.
     NoDatabase(PathBuf),
+    /// The PostgreSQL database has no pecd schema yet.
+    NoSchema,
     /// A mailbox delivery of a batch failed.
     Mailbox(String, maildir::DeliveryError),
     /// The database was migrated by a newer pecd.
@@ -75,6 +80,10 @@ impl std::fmt::Display for StoreError {
                 f,
                 "the database has schema version {found}, newer than this pecd knows ({known}): \
                  run the newer pecd, or restore the backup taken before the upgrade (docs/operations.md, Upgrades)"
+            ),
+            StoreError::NoSchema => write!(
+                f,
+                "the PostgreSQL database has no pecd schema yet (has the daemon run against it?)"
             ),
             StoreError::NoDatabase(p) => {
                 write!(f, "{}: no database yet (has the daemon run?)", p.display())
@@ -119,6 +128,58 @@ impl Paths {
     }
 }
 
+/// Which database holds the store's rows (`[store] backend`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Database {
+    /// `pecd.sqlite3` under the data folder (the default).
+    #[default]
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres(PgSettings),
+}
+
+/// How to reach the PostgreSQL database (`[store] url`, `password_file`,
+/// `pool`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    /// libpq-style URL or key=value string.
+    pub url: String,
+    /// The password, when it is not in the URL (`password_file` or
+    /// `PGPASSWORD`).
+    pub password: Option<String>,
+    /// Connections kept at most.
+    pub pool: usize,
+}
+
+impl std::fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "…"))
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl Database {
+    /// Whether the database answers (`check-config`): for PostgreSQL, a
+    /// connection and its schema version, else the driver's words; a
+    /// database of a newer pecd is refused.
+    pub fn probe(&self) -> Result<()> {
+        match self {
+            Database::Sqlite => Ok(()),
+            Database::Postgres(s) => {
+                let found = postgres::probe(s)?;
+                let known = postgres::schema::latest_version();
+                if found > known {
+                    return Err(StoreError::TooNew { found, known });
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -141,6 +202,8 @@ struct Inner {
 enum Backend {
     /// One writer thread with group commit, and a pool of readers.
     Sqlite(Sqlite),
+    /// One transaction per write on a pooled connection.
+    Postgres(Box<postgres::Pg>),
 }
 
 /// A read-only look at an existing store, which a running daemon may own
@@ -155,11 +218,23 @@ pub struct Inspector {
 enum ReadOnlyBackend {
     /// One connection, neither migrated nor written.
     Sqlite(sqlite::ReadOnly),
+    /// One connection, to a database pecd migrated already.
+    Postgres(Box<postgres::Pg>),
 }
 
 impl Inspector {
     /// Open the store under `data_dir`; an error if it has no database yet.
     pub fn open(data_dir: &Path) -> Result<Inspector> {
+        Inspector::open_with(data_dir, &Database::Sqlite)
+    }
+
+    /// Open the store of `database` (SQLite: under `data_dir`).
+    pub fn open_with(data_dir: &Path, database: &Database) -> Result<Inspector> {
+        if let Database::Postgres(s) = database {
+            return Ok(Inspector {
+                db: ReadOnlyBackend::Postgres(Box::new(postgres::Pg::inspect(s)?)),
+            });
+        }
         Ok(Inspector {
             db: ReadOnlyBackend::Sqlite(sqlite::ReadOnly::open(&Paths::new(data_dir).db)?),
         })
@@ -168,6 +243,7 @@ impl Inspector {
     fn run<R>(&self, f: impl FnOnce(&dyn Tx) -> Result<R>) -> Result<R> {
         match &self.db {
             ReadOnlyBackend::Sqlite(db) => db.run(f),
+            ReadOnlyBackend::Postgres(db) => db.read_blocking(f),
         }
     }
 }
@@ -198,18 +274,32 @@ impl Inspector {
 impl Store {
     /// Open (creating and migrating) the store under `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Store> {
+        Store::open_with(data_dir, &Database::Sqlite)
+    }
+
+    /// Open (creating and migrating) the store: its files under
+    /// `data_dir`, its rows in `database`.
+    pub fn open_with(data_dir: &Path, database: &Database) -> Result<Store> {
         let opened_ms = now_ms();
         let paths = Paths::new(data_dir);
         std::fs::create_dir_all(&paths.spool)?;
         std::fs::create_dir_all(&paths.mail)?;
-        let db = sqlite::Migrated::open(&paths.db)?;
         let dirty: DirtyDirs = Arc::default();
         let spool = Arc::new(spool::Spool::open(&paths.spool)?);
         let (d2, s2) = (dirty.clone(), spool.clone());
-        let db = Backend::Sqlite(Sqlite::start(
-            db,
-            Box::new(move || sync_before_commit(&s2, &d2)),
-        )?);
+        let db = match database {
+            Database::Sqlite => {
+                let db = sqlite::Migrated::open(&paths.db)?;
+                Backend::Sqlite(Sqlite::start(
+                    db,
+                    Box::new(move || sync_before_commit(&s2, &d2)),
+                )?)
+            }
+            Database::Postgres(s) => Backend::Postgres(Box::new(postgres::Pg::open(
+                s,
+                Box::new(move || sync_before_commit(&s2, &d2)),
+            )?)),
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 paths,
@@ -288,6 +378,12 @@ impl Store {
                 })?;
                 rx.await.map_err(|_| StoreError::Closed)?
             }
+            Backend::Postgres(_) => {
+                let store = self.clone();
+                tokio::task::spawn_blocking(move || store.write_blocking(f))
+                    .await
+                    .map_err(|e| StoreError::Commit(e.to_string()))?
+            }
         }
     }
 
@@ -329,6 +425,7 @@ impl Store {
                 })?;
                 rx.recv().map_err(|_| StoreError::Closed)?
             }
+            Backend::Postgres(db) => db.write_blocking(f),
         }
     }
 
@@ -351,6 +448,7 @@ impl Store {
     {
         match &self.inner.db {
             Backend::Sqlite(db) => db.read_blocking(f),
+            Backend::Postgres(db) => db.read_blocking(f),
         }
     }
 
@@ -358,6 +456,7 @@ impl Store {
     pub fn close(&self) {
         match &self.inner.db {
             Backend::Sqlite(db) => db.close(),
+            Backend::Postgres(db) => db.close(),
         }
     }
 }

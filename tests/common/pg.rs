@@ -187,13 +187,24 @@ impl PgCluster {
     /// Run `sql` with psql in database `db`; its output (unaligned, no
     /// headers).
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let mut c = Command::new(self.bin.join("psql"));
-        c.arg("-h")
+        self.try_psql(db, sql)
+            .unwrap_or_else(|e| panic!("psql {sql:?}: {e}"))
+    }
+
+    /// [`PgCluster::psql`], giving the server's complaint when it fails.
+    pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out = Command::new(self.bin.join("psql"))
+            .arg("-h")
             .arg(self.socket_dir())
             .args(["-p", &self.port.to_string(), "-U", ROLE, "-d", db])
-            .args(["-v", "ON_ERROR_STOP=1", "-X", "-A", "-t", "-c", sql]);
-        let out = run(c, &format!("psql {sql:?}"));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+            .args(["-v", "ON_ERROR_STOP=1", "-X", "-A", "-t", "-c", sql])
+            .output()
+            .map_err(|e| format!("cannot run psql: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
     }
 }
 

@@ -1,0 +1,551 @@
+//! The same expectations of every typed operation (`backend::Tx`) run
+//! against both backends: SQLite in a temp folder, and PostgreSQL in a
+//! throwaway cluster (`tests/common/pg.rs`, shared with the integration
+//! tests). A backend that answers differently from the other fails here.
+
+use super::backend::Tx;
+use super::log::{chain_next, row_digest, Event, EventKind, Query, GENESIS};
+use super::messages::Accepted;
+use super::quarantine::Quarantined;
+use super::queue::{BlobRef, Deadline, DueTimer, JobState, Kind, Listing, NewJob};
+use super::seal::Seal;
+use super::users::{Quota, TotpOutcome, TOTP_MAX_FAILURES};
+use super::{Database, PgSettings, Result, Store, StoreError};
+
+#[allow(dead_code)]
+#[path = "../../tests/common/pg.rs"]
+mod pg_cluster;
+
+fn w<R: Send + 'static>(s: &Store, f: impl FnOnce(&dyn Tx) -> Result<R> + Send + 'static) -> R {
+    s.write_blocking(f).unwrap()
+}
+
+fn r<R>(s: &Store, f: impl FnOnce(&dyn Tx) -> Result<R>) -> R {
+    s.read_blocking(f).unwrap()
+}
+
+fn job(key: &str, kind: Kind, id: &str, rcpts: &[&str], due: i64) -> NewJob {
+    NewJob {
+        key: key.into(),
+        kind,
+        identificativo: Some(id.into()),
+        mail_from: "a@x.test".into(),
+        recipients: rcpts.iter().map(|s| s.to_string()).collect(),
+        next_hop: Some("y.test".into()),
+        blob: Some(BlobRef::Spooled(format!("seg1@{}", key.len()))),
+        data: None,
+        due_at: due,
+    }
+}
+
+fn users(s: &Store) {
+    assert!(w(s, |d| d.user_add("Alice@X.test", "h1", 5)));
+    assert!(!w(s, |d| d.user_add("alice@x.test", "h2", 6)));
+    assert_eq!(
+        r(s, |d| d.user_password_hash("ALICE@x.test")).as_deref(),
+        Some("h1")
+    );
+    assert!(w(s, |d| d.user_set_password("alice@x.test", "h3")));
+    assert!(!w(s, |d| d.user_set_password("nobody@x.test", "h3")));
+    assert!(w(s, |d| d.user_set_quota("alice@x.test", Quota::Bytes(1000))));
+    assert_eq!(
+        r(s, |d| d.user_quota("alice@x.test")),
+        Some(Quota::Bytes(1000))
+    );
+    assert!(w(s, |d| d.user_add("bob@x.test", "h", 5)));
+    assert!(w(s, |d| d.user_set_quota("bob@x.test", Quota::Unlimited)));
+    assert_eq!(
+        r(s, |d| d.users_with_quotas()),
+        vec![
+            ("alice@x.test".to_string(), Quota::Bytes(1000)),
+            ("bob@x.test".to_string(), Quota::Unlimited)
+        ]
+    );
+    // The second factor: a step works once, failures lock.
+    assert!(!w(s, |d| d.totp_set("nobody@x.test", "s", 1)));
+    assert!(w(s, |d| d.totp_set("alice@x.test", "sec", 1)));
+    assert_eq!(
+        r(s, |d| d.totp_secret("alice@x.test")).as_deref(),
+        Some("sec")
+    );
+    assert_eq!(
+        w(s, |d| d.totp_attempt("alice@x.test", Some(7), 10)),
+        TotpOutcome::Accepted
+    );
+    assert_eq!(
+        w(s, |d| d.totp_attempt("alice@x.test", Some(7), 11)),
+        TotpOutcome::Replayed
+    );
+    // The replay counted as the first failure.
+    for _ in 2..TOTP_MAX_FAILURES {
+        assert_eq!(
+            w(s, |d| d.totp_attempt("alice@x.test", None, 12)),
+            TotpOutcome::Wrong { locked: false }
+        );
+    }
+    assert_eq!(
+        w(s, |d| d.totp_attempt("alice@x.test", None, 12)),
+        TotpOutcome::Wrong { locked: true }
+    );
+    assert!(matches!(
+        w(s, |d| d.totp_attempt("alice@x.test", Some(9), 13)),
+        TotpOutcome::Locked(_)
+    ));
+    assert_eq!(
+        w(s, |d| d.totp_attempt("bob@x.test", Some(1), 13)),
+        TotpOutcome::NotEnabled
+    );
+    assert!(w(s, |d| d.totp_reseal("alice@x.test", "sec", "sec2")));
+    assert!(!w(s, |d| d.totp_reseal("alice@x.test", "sec", "sec3")));
+    assert_eq!(
+        r(s, |d| d.totp_secrets()),
+        vec![("alice@x.test".to_string(), "sec2".to_string())]
+    );
+    // Sessions end with a change of credentials.
+    w(s, |d| {
+        d.session_create("tok", "alice@x.test", "csrf", 100, 60_000, 600_000)
+    });
+    let found = r(s, |d| d.session_find("tok")).unwrap();
+    assert_eq!((found.csrf.as_str(), found.last_seen), ("csrf", 100));
+    w(s, |d| d.session_touch("tok", 200));
+    w(s, |d| d.session_touch("tok", 150));
+    assert_eq!(r(s, |d| d.session_find("tok")).unwrap().last_seen, 200);
+    assert!(w(s, |d| d.totp_clear("alice@x.test")));
+    assert!(r(s, |d| d.session_find("tok")).is_none());
+    w(s, |d| {
+        d.session_create("t2", "bob@x.test", "c", 100, 60_000, 600_000)
+    });
+    w(s, |d| d.session_end("t2"));
+    assert!(r(s, |d| d.session_find("t2")).is_none());
+    assert!(w(s, |d| d.user_delete("bob@x.test")));
+    assert!(!r(s, |d| d.user_exists("bob@x.test")));
+}
+
+fn messages(s: &Store) {
+    let m = |id: &str, at: i64| Accepted {
+        identificativo: id.into(),
+        msgid: Some(format!("<{id}@x.test>")),
+        sender: "Alice@X.test".into(),
+        subject: "s".into(),
+        recipients: "b@y.test".into(),
+        receipt_type: "completa".into(),
+        daticert: format!("<d>{id}</d>"),
+        accepted_at: at,
+    };
+    let (m1, m2) = (m("m1", 1), m("m2", 2));
+    w(s, move |d| d.message_insert(&m1));
+    w(s, move |d| d.message_insert(&m2));
+    let dup = m("m1", 3);
+    assert!(s.write_blocking(move |d| d.message_insert(&dup)).is_err());
+    assert_eq!(r(s, |d| d.message_get("m1")), Some(m("m1", 1)));
+    assert_eq!(
+        r(s, |d| d.message_daticert("m2")).as_deref(),
+        Some("<d>m2</d>")
+    );
+    assert_eq!(r(s, |d| d.message_accepted_at("m2")), Some(2));
+    let sent = r(s, |d| d.sent_by("alice@x.test", 0, 10));
+    let ids: Vec<_> = sent.iter().map(|m| m.identificativo.as_str()).collect();
+    assert_eq!(ids, ["m2", "m1"]);
+    assert_eq!(r(s, |d| d.sent_by("alice@x.test", 1, 10)).len(), 1);
+    assert_eq!(
+        r(s, |d| d.sent_with_msgid("ALICE@x.test", "m1@x.test"))
+            .unwrap()
+            .identificativo,
+        "m1"
+    );
+    assert!(r(s, |d| d.sent_with_msgid("other@x.test", "m1@x.test")).is_none());
+}
+
+fn queue(s: &Store) {
+    let j1 = job("relay:1", Kind::Relay, "id1", &["b@y.test"], 100);
+    let j2 = job("mailbox:1", Kind::Mailbox, "id1", &["a@x.test"], 200);
+    let (a, b) = (j1.clone(), j2.clone());
+    assert!(w(s, move |d| d.job_enqueue(&a, 1)));
+    assert!(w(s, move |d| d.job_enqueue(&b, 1)));
+    let a = j1.clone();
+    assert!(!w(s, move |d| d.job_enqueue(&a, 2)), "one job per key");
+    let bad = NewJob {
+        blob: Some(BlobRef::New(0)),
+        ..job("x", Kind::Relay, "i", &[], 0)
+    };
+    assert!(s.write_blocking(move |d| d.job_enqueue(&bad, 1)).is_err());
+    // Mailbox deliveries first, then by due time.
+    let due = r(s, |d| d.job_due_ids(1_000, 10));
+    assert_eq!(due.len(), 2);
+    let (relay, mailbox) = (due[1], due[0]);
+    assert_eq!(r(s, |d| d.job_get(mailbox)).unwrap().kind, Kind::Mailbox);
+    assert_eq!(r(s, |d| d.job_due_ids(150, 10)), vec![relay]);
+    assert_eq!(r(s, |d| d.jobs_next_due()), Some(100));
+    let got = r(s, |d| d.job_pending(relay)).unwrap();
+    assert_eq!(got.recipients, vec!["b@y.test".to_string()]);
+    assert_eq!(got.state, JobState::Pending);
+    w(s, move |d| d.job_reschedule(relay, "busy", 500, 3));
+    let got = r(s, |d| d.job_get(relay)).unwrap();
+    assert_eq!((got.attempts, got.due_at), (1, 500));
+    assert_eq!(got.last_error.as_deref(), Some("busy"));
+    w(s, move |d| d.job_mark_done(mailbox, 4));
+    assert!(r(s, |d| d.job_pending(mailbox)).is_none());
+    // Crashes hold a job at the third; the operator's retry frees it.
+    assert!(w(s, move |d| d.job_record_crash(relay, 5)).is_none());
+    assert!(w(s, move |d| d.job_record_crash(relay, 5)).is_none());
+    let held = w(s, move |d| d.job_record_crash(relay, 5)).unwrap();
+    assert_eq!(held.state, JobState::Held);
+    let counts = r(s, |d| d.job_counts());
+    assert_eq!(
+        counts,
+        vec![
+            (JobState::Pending, 0),
+            (JobState::Held, 1),
+            (JobState::Failed, 0)
+        ]
+    );
+    assert_eq!(r(s, |d| d.job_list(Listing::Waiting)).len(), 1);
+    assert_eq!(r(s, |d| d.job_list(Listing::All)).len(), 2);
+    assert_eq!(w(s, move |d| d.jobs_retry_now(Some(relay), 6)), 1);
+    w(s, move |d| d.job_mark_failed(relay, "no", 7));
+    assert_eq!(r(s, |d| d.job_list(Listing::Failed)).len(), 1);
+    assert_eq!(w(s, |d| d.jobs_retry_failed(8)), 1);
+    assert_eq!(w(s, |d| d.jobs_retry_now(None, 9)), 1);
+    assert_eq!(r(s, |d| d.pending_relays()), 1);
+    assert!(w(s, move |d| d.job_cancel(relay, 10)));
+    assert!(!w(s, move |d| d.job_cancel(relay, 10)));
+    // Spool segments: named by a job's blob until forgotten.
+    assert!(!r(s, |d| d.segment_in_use("seg1", 11, 0)));
+    let j3 = job("relay:3", Kind::Relay, "id3", &["c@y.test"], 100);
+    assert!(w(s, move |d| d.job_enqueue(&j3, 11)));
+    assert!(r(s, |d| d.segment_in_use("seg1", 11, 0)));
+    assert!(!r(s, |d| d.segment_in_use("seg", 11, 0)));
+    w(s, |d| d.forget_segment("seg1"));
+    assert!(!r(s, |d| d.segment_in_use("seg1", 11, 0)));
+    assert_eq!(w(s, |d| d.jobs_purge_finished(1_000, 10)), 2);
+
+    // Timers.
+    w(s, |d| d.timer_start("id3", "c@y.test", 1, 100, 200));
+    w(s, |d| d.timer_start("id3", "c@y.test", 9, 900, 900));
+    w(s, |d| d.timer_start("id3", "d@y.test", 1, 100, 200));
+    assert_eq!(r(s, |d| d.jobs_next_due()), Some(100));
+    let due = r(s, |d| d.due_timers(150, 10));
+    assert_eq!(due.len(), 2);
+    assert!(due.iter().all(|t| t.deadline == Deadline::Preavviso));
+    // Past both deadlines, only the final one.
+    let due = r(s, |d| d.due_timers(250, 10));
+    assert_eq!(due.len(), 2);
+    assert!(due.iter().all(|t| t.deadline == Deadline::Expire));
+    assert!(w(s, |d| d.timer_presa("id3", "c@y.test", 120)));
+    assert_eq!(
+        r(s, |d| d.presa_times("id3")),
+        vec![("c@y.test".to_string(), 120)]
+    );
+    let t = DueTimer {
+        identificativo: "id3".into(),
+        recipient: "d@y.test".into(),
+        deadline: Deadline::Preavviso,
+    };
+    let t2 = t.clone();
+    assert!(w(s, move |d| d.timer_fired(&t)));
+    assert!(!w(s, move |d| d.timer_fired(&t2)));
+    assert_eq!(
+        w(s, |d| d.timer_close("id3", "c@y.test", 130, "ricevuta")),
+        Some(1)
+    );
+    assert_eq!(w(s, |d| d.timer_close("id3", "c@y.test", 131, "x")), None);
+    // The relay stops once every certified recipient is closed.
+    let j4 = job(
+        "relay:4",
+        Kind::Relay,
+        "id3",
+        &["c@y.test", "d@y.test"],
+        100,
+    );
+    assert!(w(s, move |d| d.job_enqueue(&j4, 12)));
+    w(s, |d| d.stop_relays("id3", 13));
+    assert_eq!(r(s, |d| d.pending_relays()), 1);
+    w(s, |d| {
+        d.timer_close("id3", "d@y.test", 14, "expire").map(|_| ())
+    });
+    w(s, |d| d.stop_relays("id3", 15));
+    assert_eq!(r(s, |d| d.pending_relays()), 0);
+}
+
+fn chain_of(s: &Store) -> Vec<i64> {
+    let mut ids = Vec::new();
+    let mut prev = GENESIS;
+    r(s, |d| {
+        d.log_for_each_chained(0, i64::MAX, &mut |e, h| {
+            prev = chain_next(&prev, &row_digest(e));
+            assert_eq!(h, Some(prev), "row {}", e.id);
+            ids.push(e.id);
+            true
+        })
+    });
+    ids
+}
+
+fn log_and_seals(s: &Store) {
+    let ev = |k: EventKind, ts: i64, id: &str| Event {
+        identificativo: Some(id.into()),
+        sender: Some("Alice@X.test".into()),
+        msgid: Some(format!("<{id}@m>")),
+        detail: Some("accettazione di x".into()),
+        ..Event::new(k, ts)
+    };
+    let e1 = ev(EventKind::Accettazione, 1_000, "L1");
+    assert_eq!(w(s, move |d| d.log_append(&e1)), 1);
+    // A transaction that fails after appending leaves no hole.
+    let e2 = ev(EventKind::Deposito, 2_000, "L2");
+    let failed = s.write_blocking(move |d| {
+        d.log_append(&e2)?;
+        Err::<(), _>(StoreError::Commit("refused".into()))
+    });
+    assert!(failed.is_err());
+    let (e2, e3) = (
+        ev(EventKind::Deposito, 2_000, "L2"),
+        ev(EventKind::AvvenutaConsegna, 3_000, "L3"),
+    );
+    assert_eq!(
+        w(s, move |d| Ok((d.log_append(&e2)?, d.log_append(&e3)?))),
+        (2, 3)
+    );
+    assert_eq!(chain_of(s), vec![1, 2, 3]);
+    assert_eq!(r(s, |d| d.log_id_bounds()), Some((1, 3)));
+    assert_eq!(r(s, |d| d.log_last_id_before(2_500)), Some(2));
+    assert_eq!(r(s, |d| d.log_first_id_from(2_500)), Some(3));
+    assert_eq!(r(s, |d| d.log_chain_before(2)).unwrap().0, 1);
+    let q = |q: Query| -> Vec<i64> { r(s, |d| d.log_query(&q)).iter().map(|e| e.id).collect() };
+    assert_eq!(
+        q(Query {
+            identificativo: Some("<L2>".into()),
+            ..Query::default()
+        }),
+        [2]
+    );
+    assert_eq!(
+        q(Query {
+            msgid: Some("L3@m".into()),
+            ..Query::default()
+        }),
+        [3]
+    );
+    assert_eq!(
+        q(Query {
+            address: Some("alice@x".into()),
+            events: vec![EventKind::Deposito, EventKind::AvvenutaConsegna],
+            from_ms: Some(2_500),
+            ..Query::default()
+        }),
+        [3]
+    );
+    assert_eq!(r(s, |d| d.count_deposits("accettazione")), 1);
+    assert_eq!(
+        r(s, |d| d.deposit_times("accettazione")),
+        vec![("L2".to_string(), 2_000)]
+    );
+    let fail = Event {
+        recipients: Some("z@ord.test".into()),
+        error: Some("5.1.1".into()),
+        ..ev(EventKind::parse("mancata-consegna-esterno"), 3_500, "L3")
+    };
+    w(s, move |d| d.log_append(&fail));
+    assert_eq!(
+        r(s, |d| d.esterno_failures("L3")),
+        vec![("z@ord.test".to_string(), 3_500, "5.1.1".to_string())]
+    );
+
+    // Seals.
+    let range = r(s, |d| d.seal_range(0, 2_500, &GENESIS)).unwrap();
+    assert_eq!((range.first_id, range.last_id, range.rows), (1, 2, 2));
+    assert_eq!(r(s, |d| d.log_count_rows(1, 4)), 4);
+    assert_eq!(r(s, |d| d.log_first_unsealed_ts(2)), Some(3_000));
+    let seal = Seal {
+        date: "1970-01-01".into(),
+        first_id: 1,
+        last_id: 2,
+        rows: 2,
+        prev_hash: GENESIS.to_vec(),
+        last_hash: range.last_hash.clone(),
+        seal: b"seal".to_vec(),
+        signature: b"sig".to_vec(),
+        tsr: None,
+        created_at: 9,
+        stamped_at: None,
+    };
+    let (a, b) = (seal.clone(), seal.clone());
+    assert!(w(s, move |d| d.seal_insert(&a)));
+    assert!(!w(s, move |d| d.seal_insert(&b)), "one seal a day");
+    assert!(w(s, |d| d.seal_set_tsr("1970-01-01", b"tsr", 10)));
+    assert!(!w(s, |d| d.seal_set_tsr("1970-01-01", b"tsr2", 11)));
+    let all = r(s, |d| d.seal_all());
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].tsr.as_deref(), Some(&b"tsr"[..]));
+    assert_eq!(r(s, |d| d.seal_last()).unwrap().last_id, 2);
+    assert_eq!(
+        r(s, |d| d.seal_newest_date()).as_deref(),
+        Some("1970-01-01")
+    );
+    let unsealed = r(s, |d| d.unsealed_days(&all, i64::MAX / 2));
+    assert_eq!(unsealed.iter().map(|u| u.rows).sum::<i64>(), 2);
+    w(s, |d| {
+        d.seal_set_error(&["1970-01-02".into(), "1970-01-03".into()], "tsa down", 5)
+    });
+    w(s, |d| {
+        d.seal_set_error(&["1970-01-02".into()], "still down", 6)
+    });
+    w(s, |d| d.seal_clear_errors_except(&["1970-01-02".into()]));
+    let errs = r(s, |d| d.seal_errors());
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs["1970-01-02"], ("still down".to_string(), 6));
+    // Rows past 30 months go; the rest stay.
+    assert_eq!(w(s, |d| d.log_purge_expired(4_000)), 0);
+
+    // Quarantine.
+    let q1 = Quarantined {
+        id: 0,
+        identificativo: Some("Q1".into()),
+        virus: "Eicar".into(),
+        sender: "a@x.test".into(),
+        recipients: "b@y.test".into(),
+        point: "submission".into(),
+        file: "q1.eml".into(),
+        size: 68,
+        at: 1,
+    };
+    let q = q1.clone();
+    let id = w(s, move |d| d.quarantine_insert(&q));
+    assert!(id > 0);
+    assert_eq!(r(s, |d| d.quarantine_list()).len(), 1);
+    assert_eq!(r(s, |d| d.quarantine_get("Q1")).unwrap().id, id);
+    assert_eq!(
+        r(s, |d| d.quarantine_get(&id.to_string())).unwrap().file,
+        "q1.eml"
+    );
+    assert_eq!(
+        w(s, |d| d.quarantine_purge_expired(crate::store::now_ms())),
+        vec!["q1.eml".to_string()]
+    );
+    w(s, |d| d.health_touch(1));
+}
+
+/// Every area, in order, on one store.
+fn every_operation(s: &Store) {
+    users(s);
+    messages(s);
+    queue(s);
+    log_and_seals(s);
+}
+
+#[test]
+fn sqlite_answers_every_operation_as_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    every_operation(&s);
+    s.close();
+}
+
+fn pg_settings(url: String) -> Database {
+    Database::Postgres(PgSettings {
+        url,
+        password: None,
+        pool: 4,
+    })
+}
+
+#[test]
+fn postgresql_answers_every_operation_as_sqlite_does() {
+    let pg = pg_cluster::PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
+    every_operation(&s);
+    s.close();
+    // A second open finds the schema migrated and the rows kept.
+    let s = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
+    assert!(r(&s, |d| d.user_exists("alice@x.test")));
+    s.close();
+    assert_eq!(
+        pg.psql("pecd", "SELECT count(*) FROM pecd_migrations"),
+        super::postgres::schema::latest_version().to_string()
+    );
+}
+
+#[test]
+fn postgresql_keeps_one_log_chain_under_concurrent_writers() {
+    let pg = pg_cluster::PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Two stores on one database: two nodes, each with its own pool.
+    let a = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
+    let b = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let s = if t % 2 == 0 { a.clone() } else { b.clone() };
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let e = Event::new(EventKind::Deposito, t * 1_000 + i);
+                    s.write_blocking(move |d| {
+                        d.log_append(&e)?;
+                        d.log_append(&e)
+                    })
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let ids = chain_of(&a);
+    assert_eq!(ids, (1..=400).collect::<Vec<i64>>());
+    a.close();
+    b.close();
+}
+
+#[test]
+fn postgresql_refuses_a_schema_newer_than_this_pecd_and_an_empty_database() {
+    let pg = pg_cluster::PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = pg_settings(pg.url());
+    let e = super::Inspector::open_with(dir.path(), &db)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("no pecd schema"), "{e}");
+    Store::open_with(dir.path(), &db).unwrap().close();
+    assert!(super::Inspector::open_with(dir.path(), &db).is_ok());
+    pg.psql(
+        "pecd",
+        "INSERT INTO pecd_migrations(version, applied_at) VALUES (999, 0)",
+    );
+    for e in [
+        Store::open_with(dir.path(), &db).err().unwrap().to_string(),
+        super::Inspector::open_with(dir.path(), &db)
+            .err()
+            .unwrap()
+            .to_string(),
+        db.probe().unwrap_err().to_string(),
+    ] {
+        assert!(e.contains("newer than this pecd"), "{e}");
+    }
+    let unreachable = pg_settings(pg.url_of("nosuchdb"));
+    let e = unreachable.probe().unwrap_err().to_string();
+    assert!(
+        e.contains("nosuchdb") && e.contains("does not exist"),
+        "{e}"
+    );
+    // The guards of the legal record hold in the database itself.
+    let url = pg.create_database("guards");
+    let s = Store::open_with(dir.path(), &pg_settings(url)).unwrap();
+    let now = crate::store::now_ms();
+    w(&s, move |d| {
+        d.log_append(&Event::new(EventKind::Deposito, now))
+    });
+    s.close();
+    for sql in [
+        "UPDATE log SET event = 'x'",
+        "DELETE FROM log",
+        "TRUNCATE log",
+    ] {
+        let e = pg.try_psql("guards", sql).unwrap_err();
+        assert!(
+            e.contains("append-only") || e.contains("kept 30 months"),
+            "{sql}: {e}"
+        );
+    }
+}
