@@ -63,6 +63,9 @@ pub struct Config {
     /// `[store]`: where the store's rows are kept.
     #[serde(default)]
     pub store: StoreSection,
+    /// `[cluster]`: this node's name and how long its claims on work hold.
+    #[serde(default)]
+    pub cluster: ClusterSection,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -948,6 +951,84 @@ fn default_expire() -> String {
     "24h".into()
 }
 
+/// `[cluster]`: who this node is among the nodes sharing one store, and
+/// how long the work it claims stays its own without renewal.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// This node's name, unique among the nodes; the host name if unset.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// How long a claim holds unless renewed: how long a dead node's work
+    /// waits before another node takes it.
+    #[serde(default = "default_lease")]
+    pub lease: String,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            node: None,
+            lease: default_lease(),
+        }
+    }
+}
+
+fn default_lease() -> String {
+    "30s".into()
+}
+
+/// The shortest `[cluster] lease`: claims are renewed every third of it,
+/// and a renewal is a write that waits for its group commit.
+pub const MIN_LEASE: Duration = Duration::from_secs(3);
+
+/// Longest node name: it is written in every claimed row.
+const MAX_NODE_NAME: usize = 64;
+
+impl ClusterSection {
+    /// This node's name: `node`, else the host name, else `localhost`.
+    pub fn node(&self) -> String {
+        self.node
+            .clone()
+            .or_else(crate::sys::hostname::get)
+            .unwrap_or_else(|| "localhost".into())
+    }
+
+    /// `lease`, validated ([`MIN_LEASE`] when it is not).
+    pub fn lease(&self) -> Duration {
+        parse_duration(&self.lease)
+            .ok()
+            .filter(|d| *d >= MIN_LEASE)
+            .unwrap_or(MIN_LEASE)
+    }
+
+    /// Problems, each as `key: message`.
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Some(n) = &self.node {
+            if n.is_empty()
+                || n.len() > MAX_NODE_NAME
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                p.push(format!(
+                    "cluster.node: {n:?} is not a node name (1 to {MAX_NODE_NAME} letters, digits, '-', '_' or '.')"
+                ));
+            }
+        }
+        match parse_duration(&self.lease) {
+            Ok(d) if d < MIN_LEASE => p.push(format!(
+                "cluster.lease: must be at least {}s (claims are renewed every third of it)",
+                MIN_LEASE.as_secs()
+            )),
+            Ok(_) => {}
+            Err(e) => p.push(format!("cluster.lease: {e}")),
+        }
+        p
+    }
+}
+
 /// Where `[blobs]` keeps message bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -1566,6 +1647,7 @@ impl Config {
         keep!(queue.workers, "queue.workers");
         keep!(blobs, "blobs");
         keep!(store, "store");
+        keep!(cluster, "cluster");
         changed
     }
 
@@ -1767,6 +1849,7 @@ impl Config {
         if self.queue.workers == 0 {
             p.push("queue.workers: must be at least 1".into());
         }
+        p.extend(self.cluster.problems());
         if self.queue.max_connections_per_peer == 0 {
             p.push("queue.max_connections_per_peer: must be at least 1".into());
         }
@@ -2290,6 +2373,33 @@ tsa_url = "none"
                 "{key} missing in {p:?}"
             );
         }
+    }
+
+    #[test]
+    fn cluster_node_defaults_to_the_host_name_and_lease_to_30s() {
+        let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
+        assert_eq!(Some(c.cluster.node()), crate::sys::hostname::get());
+        assert_eq!(c.cluster.lease(), Duration::from_secs(30));
+        assert!(c.validate(false).iter().all(|l| !l.starts_with("cluster.")));
+        let with = |cluster: &str| {
+            let text = format!("{MINIMAL}\n[cluster]\n{cluster}\n");
+            Config::from_str_at(&text, Path::new(".")).unwrap()
+        };
+        let c = with("node = \"node-2.dc1\"\nlease = \"1m\"");
+        assert_eq!(c.cluster.node(), "node-2.dc1");
+        assert_eq!(c.cluster.lease(), Duration::from_secs(60));
+        assert!(c.validate(false).is_empty(), "{:?}", c.validate(false));
+        for (bad, key) in [
+            ("node = \"\"", "cluster.node: "),
+            ("node = \"a b\"", "cluster.node: "),
+            ("lease = \"1s\"", "cluster.lease: must be at least 3s"),
+            ("lease = \"soon\"", "cluster.lease: "),
+        ] {
+            let p = with(bad).validate(false);
+            assert!(p.iter().any(|l| l.starts_with(key)), "{bad}: {p:?}");
+        }
+        let text = format!("{MINIMAL}\n[cluster]\nnodes = 3\n");
+        assert!(Config::from_str_at(&text, Path::new(".")).is_err());
     }
 
     #[test]

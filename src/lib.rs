@@ -1,14 +1,14 @@
 //! pecd: a complete PEC (Posta Elettronica Certificata) provider in one daemon.
 //!
 //! ```text
-//! client --SMTP--> smtp + server::submission --pec::access--> store (blob + queue + log, one txn) --250-->
-//!   server::worker --relay--> peer's smtp + server::inbound --> store --> worker --pec::reception-->
-//!   delivery (Maildir) --pec::receipt--> back to the sender's provider --> sender's Maildir
+//! client --SMTP--> smtp + server::submission --flow::submit--> Store::commit (blob + queue + log, one txn) --250-->
+//!   server::scheduler -> jobs::relay --> peer's smtp + server::inbound --> Store::commit --> jobs::judge --flow::receive-->
+//!   jobs::deliver --flow::deliver--> Maildir + receipt --> back to the sender's provider --> sender's Maildir
 //! ```
 //!
-//! `pec` is the pure domain (no I/O); `smtp` and `imap` speak the protocols;
-//! `store` owns SQLite and the files; `server` wires them into a provider;
-//! `relay` is the SMTP client side.
+//! `pec` is the pure domain (no I/O); `flow` the PEC decisions as data;
+//! `smtp` and `imap` speak the protocols; `store` owns SQLite and the files;
+//! `server` wires them into a provider; `relay` is the SMTP client side.
 //!
 //! Glossary (Italian → English): *gestore* provider; *punto di accesso* access
 //! point; *punto di ricezione* reception point; *punto di consegna* delivery

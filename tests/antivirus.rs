@@ -1,6 +1,6 @@
 //! Issue 12: virus checks with a real clamd (Debian `clamav-daemon`) and
 //! blocked attachment extensions, against real `pecd` processes on loopback.
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -4,7 +4,7 @@
 //! they were opened with (and live in the database: a restart keeps them);
 //! files private under any umask; parallel first guesses queued behind the
 //! first; and the password policy of `pecd user add|passwd`.
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -293,6 +293,10 @@ fn wide_entries(root: &Path) -> Vec<String> {
 #[test]
 fn every_file_under_data_dir_is_private_under_umask_022() {
     // Inherited by every pecd this test starts (user add, serve, totp).
+    // The umask is the test process's: every test of the one test binary
+    // (tests/it.rs) starts its pecd under 022 from here on, the common
+    // default, which no other test depends on either way (pecd sets 077
+    // itself).
     pecd::sys::umask::set(0o022);
     let ca = TestCa::new();
     let mut p = alpha(&ca, &["alice", "bob"], "", "");

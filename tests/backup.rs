@@ -1,7 +1,7 @@
 //! `pecd backup` of a provider under load and `pecd restore` into a new
 //! directory: everything acknowledged before the backup started is found in
 //! the restored provider, which then finishes the queued work.
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

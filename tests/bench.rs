@@ -1,6 +1,6 @@
 //! `pecd bench` runs end to end and reports what issue 5 asks for (a small
 //! run: the figures themselves are recorded in docs/performance.md).
-mod common;
+use crate::common;
 
 #[test]
 fn bench_reports_throughput_latency_and_the_signing_bound() {

@@ -1,7 +1,7 @@
 //! The command line contract: `check-config`, `user add/passwd/del/list`,
 //! `log` with its filters, `init`, development certificates on a fresh
 //! checkout, and a clean exit on SIGTERM. Every test runs the real binary.
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -39,6 +39,15 @@ fn check_config_accepts_a_good_config_and_names_every_problem() {
             && says.contains(&format!("web 127.0.0.1:{}", p.web)),
         "{says}"
     );
+    // And which node it is, the host name unless `[cluster] node` says.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(
+        says.contains(&format!(
+            "cluster: this node is {:?}; its claims on work hold 30s",
+            host.trim()
+        )),
+        "{says}"
+    );
     let cfg = std::fs::read_to_string(p.config_path()).unwrap();
     let no_admin = cfg.replace(
         &format!("[admin]\nlisten = \"127.0.0.1:{}\"\n", p.admin),
@@ -57,7 +66,8 @@ fn check_config_accepts_a_good_config_and_names_every_problem() {
     // One unknown key and several bad values: each is reported with its key.
     let cfg = std::fs::read_to_string(p.config_path()).unwrap();
     let bad = cfg.replace("hostname = \"mx.pec.alpha.test\"", "hostname = \"bad host!\"")
-        + "\n[limits]\nmax_recipients = 10\nmax_mesage_size = \"1MB\"\n\n[timers]\npreavviso_after = \"soon\"\n";
+        + "\n[limits]\nmax_recipients = 10\nmax_mesage_size = \"1MB\"\n\n[timers]\npreavviso_after = \"soon\"\n"
+        + "\n[cluster]\nnode = \"two words\"\nlease = \"1s\"\n";
     std::fs::write(p.config_path(), bad).unwrap();
     let out = p.cli(&["check-config"], "");
     let t = text(&out);
@@ -67,6 +77,8 @@ fn check_config_accepts_a_good_config_and_names_every_problem() {
         "provider.hostname",
         "limits.max_recipients",
         "timers.preavviso_after",
+        "cluster.node",
+        "cluster.lease",
     ] {
         assert!(
             t.lines().any(|l| l.contains(key)),

@@ -1,5 +1,5 @@
 //! `pecd demo`: two providers in one process, one PEC, the whole chain printed.
-mod common;
+use crate::common;
 
 #[test]
 fn demo_shows_the_whole_chain() {

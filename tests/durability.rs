@@ -1,7 +1,7 @@
 //! The `250` promise through `kill -9` and SIGTERM: every acknowledged message
 //! is delivered exactly once, nothing is half done, and a shutting-down
 //! provider answers `421 4.3.2`.
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -326,4 +326,121 @@ async fn peer_down_then_up_delivers_each_message_once() {
     for id in &ids {
         assert_eq!(t.get(id), Some(&COMPLETE), "{id}");
     }
+}
+
+/// A TCP gate in front of a peer's inbound port: it holds the first
+/// connection open without a word (a relay in flight for as long as the
+/// test likes), and joins every later one to the peer.
+struct Gate {
+    port: u16,
+    held: std::sync::mpsc::Receiver<()>,
+}
+
+impl Gate {
+    fn to(target: u16) -> Gate {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (tx, held) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut keep = Vec::new();
+            for (i, s) in l.incoming().flatten().enumerate() {
+                if i == 0 {
+                    keep.push(s);
+                    let _ = tx.send(());
+                    continue;
+                }
+                let Ok(peer) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (s.try_clone().unwrap(), peer.try_clone().unwrap()),
+                    (peer, s),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Gate { port, held }
+    }
+}
+
+/// `kill -9` while a relay is in flight: the job's claim (shown by `queue
+/// list` with its node and lease) is the restarted node's own, taken back
+/// at start rather than after the lease, and the busta reaches the peer
+/// exactly once, with one consegna back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_mid_relay_the_restarted_node_takes_its_claim_back_and_relays_once() {
+    let ca = TestCa::new();
+    let mut a = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]),
+    );
+    let mut b = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Beta PEC S.p.A.", "pec.beta.test", &["bob"]),
+    );
+    let index = format!("{}{}", a.index_entry(), b.index_entry());
+    a.write_index(&index);
+    b.write_index(&index);
+    b.route_to(&a);
+    let gate = Gate::to(b.inbound);
+    a.append_config(&pecd::layout::route_entry(
+        "pec.beta.test",
+        &format!("127.0.0.1:{}", gate.port),
+    ));
+    // A lease far longer than the test: a restart that waited for the dead
+    // run's claim to lapse would time out.
+    a.append_config("[cluster]\nnode = \"alpha-1\"\nlease = \"1h\"\n");
+    a.start();
+    b.start();
+    let msg = message(ALICE, &[BOB], &[], "In volo", "", "x");
+    let id = ident_of(&a.submit_raw(ALICE, &[BOB], &msg, false).await.unwrap());
+    gate.held
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the relay never connected");
+    let relay = queue_jobs(&a)
+        .into_iter()
+        .find(|j| j["kind"] == "relay")
+        .expect("the relay job is listed while it runs");
+    assert_eq!(relay["claimed_by"], "alpha-1", "{relay:#}");
+    let left = relay["claimed_until"].as_i64().unwrap() - pecd::store::now_ms();
+    assert!(left > 3_000_000, "claimed for the lease: {left} ms left");
+    let text = String::from_utf8(a.cli(&["queue", "list"], "").stdout).unwrap();
+    assert!(
+        text.lines().next().unwrap().contains("CLAIMED BY"),
+        "{text}"
+    );
+    assert!(text.contains("alpha-1 +"), "{text}");
+
+    a.kill9();
+    a.start();
+    b.wait_messages(BOB, "X-Trasporto", "posta-certificata", 1);
+    a.wait_messages(ALICE, "X-Ricevuta", "avvenuta-consegna", 1);
+    wait_quiet(&[&a, &b]);
+    assert_eq!(
+        b.messages_with(BOB, "X-Trasporto", "posta-certificata")
+            .len(),
+        1
+    );
+    assert_eq!(
+        a.messages_with(ALICE, "X-Ricevuta", "avvenuta-consegna")
+            .len(),
+        1
+    );
+    assert_eq!(events_of(&a, "inoltro-busta", Some(&id)).len(), 1);
+    assert!(a.log().contains("the process died while this job ran"));
+    let done: Vec<serde_json::Value> = a
+        .cli_json(&["queue", "list", "--all", "--json"])
+        .into_iter()
+        .filter(|j| j["kind"] == "relay")
+        .collect();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0]["state"], "done");
+    assert!(
+        done[0]["claimed_by"].is_null(),
+        "the commit ended the claim"
+    );
 }

@@ -1,6 +1,6 @@
 //! Issue 9, classes 1 (crashes), 5 (accepted, then impossible to deliver)
 //! and 6 (accounts), against real `pecd` processes on loopback.
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::time::Duration;

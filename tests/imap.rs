@@ -1,6 +1,6 @@
 //! Issue 4 end to end: a real pecd, PEC messages delivered by it, read with an
 //! independent IMAP client (Python's imaplib via `tests/imap_client.py`).
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -5,7 +5,7 @@
 //! one day ahead; nothing in pecd knows): rows written today are a finished
 //! day for it. `openssl ts -verify` and `openssl cms -verify` check the
 //! files as second opinions.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};

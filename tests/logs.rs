@@ -2,7 +2,7 @@
 //! JSON object a line, no colour codes when stderr is a file, the logins and
 //! the accepted submission (with its identificativo) are on record, and
 //! `pecd log --msgid` returns the same rows as `--id`.
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

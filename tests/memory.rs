@@ -1,7 +1,7 @@
 //! Issue 9 class 3: memory a client can pin. Each test holds a real pecd
 //! under load that used to cost about 100 MB and reads the daemon's
 //! resident set from `/proc/<pid>/status` while the load is in place.
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

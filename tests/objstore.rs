@@ -2,7 +2,7 @@
 //! `check-config`, against a real S3 server on loopback: moto's, started by
 //! `tests/s3_server.py` on an ephemeral port with signature checking on, its
 //! bucket created at start (the keys are moto's, made at test time).
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,6 +1,6 @@
 //! Issue 10 §3: the admin listener's `/metrics` (read with Python's
 //! reference parser) and `/health`, against a real provider.
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

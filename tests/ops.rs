@@ -3,7 +3,7 @@
 //! pipes, readable queue output, empty results, a development config that
 //! sends nothing off the machine, TLS files named by key, and `check-config`
 //! reporting each problem once. Every test runs the real binary.
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! (so no key file ever exists), its certificate issued by the test CA with
 //! the `openssl` CLI; then real providers sign with it and `openssl` checks
 //! what they signed.
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Issue 14, POP3: a real pecd, PEC messages it delivered, downloaded with
 //! independent clients: Python's poplib (`tests/pop3_client.py`), fetchmail
 //! and curl.
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! claiming another loopback address, which the daemon must use for its
 //! caps, its login throttle and its logs.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,6 +1,6 @@
 //! `pecd queue list|show|retry|cancel` against a running daemon, with
 //! messages stuck on a dead peer.
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -2,7 +2,7 @@
 //! mancata consegna (5.2.2) to the sender, once, and no time-limit notice
 //! follows; receipts still reach a full box; a warning at the threshold;
 //! usage exact through IMAP EXPUNGE; `pecd user list` / `user quota`.
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

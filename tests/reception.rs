@@ -4,7 +4,7 @@
 //! reloaded at runtime (file change and SIGHUP). A genuine busta is certified
 //! only as its daticert says: not for a recipient it does not list, not under
 //! altered outer headers (issue 9 §2).
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! From != MAIL FROM, no To) get a 5xx **and** a signed avviso di non
 //! accettazione in the sender's mailbox; SMTP smuggling sequences inside DATA
 //! never end the message nor start a second transaction.
-mod common;
+use crate::common;
 
 use common::*;
 use pecd::pec::types::{Errore, Tipo};

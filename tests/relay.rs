@@ -2,7 +2,7 @@
 //! loopback, an ordinary ("esterno") domain served by a plain SMTP sink written
 //! here, a fake DNS server for the MX path, a peer that goes down and comes
 //! back, and connection reuse toward a busy peer.
-mod common;
+use crate::common;
 
 use std::net::UdpSocket;
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! sessions go on), the signing certificate, the limits and the routes;
 //! users need no reload; a configuration that fails validation is refused
 //! whole and the running one stays in force.
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

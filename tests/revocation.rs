@@ -4,7 +4,7 @@
 //! `openssl ocsp -index`) on loopback (`tests/revocation_http.py`), and two
 //! real pecd providers: the sender's signing certificate is issued by that
 //! CA, with its CRL DP and AIA OCSP URL pointing at the loopback port.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -5,7 +5,7 @@
 //! about each file. The signatures the README lists as verifying must verify
 //! (integrity, like `openssl smime -verify -noverify`), the damaged `NEG_`
 //! ones must not. Fails when no sample was read.
-mod common;
+use crate::common;
 
 use common::*;
 use pecd::pec::classify::{classify, Kind, PecMessage};

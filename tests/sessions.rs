@@ -4,7 +4,7 @@
 //! IP are capped on every listener; a client trickling bytes is cut off by
 //! the whole-command and whole-DATA deadlines; a session full of refused
 //! recipients or BAD commands is closed.
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! One message through one real provider: the quickest end-to-end check.
-mod common;
+use crate::common;
 
 use common::*;
 

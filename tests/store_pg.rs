@@ -3,7 +3,7 @@
 //! (`common::pg`), on a Unix socket in a temp folder. Mailboxes and
 //! message bytes stay files under the node's data folder in this step.
 
-mod common;
+use crate::common;
 
 use common::pg::PgCluster;
 use common::*;

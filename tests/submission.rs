@@ -3,7 +3,7 @@
 //! the busta di trasporto, the delivery receipts (completa, breve, sintetica)
 //! and the avviso di mancata consegna, all read back from the Maildirs and
 //! checked with `openssl smime -verify` and `xmllint --dtdvalid`.
-mod common;
+use crate::common;
 
 use common::*;
 use pecd::pec::daticert::Daticert;

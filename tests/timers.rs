@@ -1,7 +1,7 @@
 //! The 12 h / 24 h non-delivery timers with second-scale durations: a dead
 //! peer, a peer that only takes charge, esterno recipients, a restart between
 //! arming and firing, and a peer's own final notice (as Aruba sends it).
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

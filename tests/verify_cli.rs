@@ -1,6 +1,6 @@
 //! `pecd verify` on the real sample corpus and on our own messages, and
 //! `pecd index import-ldif` (issue 3).
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

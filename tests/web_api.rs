@@ -4,7 +4,7 @@
 //! access point with refusals mapped, the sent status derived from the
 //! receipts, the evidence zip checked with `openssl smime -verify`, and the
 //! public verifier.
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! browser downloaded verifies with `openssl smime -verify`; logout kills
 //! the cookie. The screenshots in docs/ come from here
 //! (`PECD_SCREENSHOTS=docs` copies them).
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

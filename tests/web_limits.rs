@@ -5,7 +5,7 @@
 //! the anonymous verifier's size limit and concurrency, and the CPU time
 //! (from `/proc/<pid>/stat`) of opening a message whose HTML is built to
 //! make the sanitiser quadratic.
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -407,7 +407,7 @@ fn check_seal(
         }
     }
     let present = db.count_log_rows(text.first_row, text.last_row)?;
-    // Rows older than 30 months are purged (worker::sweep); their seal stays.
+    // Rows older than 30 months are purged (Store::sweep); their seal stays.
     let purged = text.date.start_ms()
         < crate::cmd::now_unix_ms() - (log::LOG_RETENTION_DAYS + 1) * 86_400_000;
     if purged && present < text.rows {

@@ -115,6 +115,12 @@ fn check_config(path: &Path) -> AdminResult {
         println!("{}: ok", path.display());
         if let Some(cfg) = &cfg {
             println!("{}: {}", path.display(), listeners_note(cfg));
+            println!(
+                "{}: cluster: this node is {:?}; its claims on work hold {}s unless renewed",
+                path.display(),
+                cfg.cluster.node(),
+                cfg.cluster.lease().as_secs()
+            );
             // Valid but weaker than a provider should run: said, exit 0.
             for w in cfg.warnings() {
                 println!("{}: warning: {w}", path.display());

@@ -223,6 +223,19 @@ fn age(ms: i64) -> String {
     }
 }
 
+/// Who runs a job now and how long its claim holds unless renewed
+/// (`node +12s`; `node lapsed` once its lease has run out: a dead node's,
+/// which another node, or this one restarted, takes over); `-` for none.
+fn claim_cell(j: &queue::Job, now: i64) -> String {
+    match (&j.claimed_by, j.claimed_until) {
+        (Some(node), Some(until)) if until > now => {
+            format!("{node} +{}s", (until - now + 999) / 1000)
+        }
+        (Some(node), _) => format!("{node} lapsed"),
+        (None, _) => "-".into(),
+    }
+}
+
 /// `pecd queue list` in a table or JSON lines.
 fn queue_list(cfg: &crate::config::Config, failed: bool, all: bool, json: bool) -> AdminResult {
     let which = if failed {
@@ -265,6 +278,7 @@ fn queue_list(cfg: &crate::config::Config, failed: bool, all: bool, json: bool) 
             v["next_attempt"] = serde_json::json!(iso(j.due_at));
             v["created"] = serde_json::json!(iso(j.created_at));
             v["updated"] = serde_json::json!(iso(j.updated_at));
+            v["claimed_until_iso"] = serde_json::json!(j.claimed_until.map(iso));
             v["age_seconds"] = serde_json::json!((crate::cmd::now_unix_ms() - j.created_at) / 1000);
             writeln!(out, "{v}")?;
         }
@@ -272,7 +286,7 @@ fn queue_list(cfg: &crate::config::Config, failed: bool, all: bool, json: bool) 
         return Ok(ExitCode::SUCCESS);
     }
     let now = crate::cmd::now_unix_ms();
-    let mut rows: Vec<[String; 10]> = vec![[
+    let mut rows: Vec<[String; 11]> = vec![[
         "ID",
         "KIND",
         "STATE",
@@ -282,6 +296,7 @@ fn queue_list(cfg: &crate::config::Config, failed: bool, all: bool, json: bool) 
         "TRY",
         "NEXT",
         "AGE",
+        "CLAIMED BY",
         "LAST ERROR",
     ]
     .map(String::from)];
@@ -303,6 +318,7 @@ fn queue_list(cfg: &crate::config::Config, failed: bool, all: bool, json: bool) 
             j.attempts.to_string(),
             next,
             age(j.created_at),
+            claim_cell(&j, now),
             j.last_error.clone().unwrap_or_default(),
         ]);
     }
@@ -310,7 +326,7 @@ fn queue_list(cfg: &crate::config::Config, failed: bool, all: bool, json: bool) 
         &mut out,
         &rows,
         [
-            true, false, false, false, false, false, true, false, true, false,
+            true, false, false, false, false, false, true, false, true, false, false,
         ],
     )?;
     drop(out);
@@ -345,6 +361,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
                 v["next_attempt"] = serde_json::json!(iso(j.due_at));
                 v["created"] = serde_json::json!(iso(j.created_at));
                 v["updated"] = serde_json::json!(iso(j.updated_at));
+                v["claimed_until_iso"] = serde_json::json!(j.claimed_until.map(iso));
                 v["message_bytes"] = serde_json::json!(bytes);
                 writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
                 return Ok(ExitCode::SUCCESS);
@@ -369,6 +386,15 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
                 ("attempts", j.attempts.to_string()),
                 ("last error", opt(&j.last_error)),
                 ("next attempt", next),
+                (
+                    "claimed by",
+                    match (&j.claimed_by, j.claimed_until) {
+                        (Some(node), Some(until)) => {
+                            format!("{node} until {} (fence {})", human(until), j.fence)
+                        }
+                        _ => "-".into(),
+                    },
+                ),
                 ("created", human(j.created_at)),
                 ("updated", human(j.updated_at)),
                 ("key", j.key.clone()),

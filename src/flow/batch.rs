@@ -471,6 +471,34 @@ pub enum Guard {
     TimerArmed(DueTimer),
 }
 
+/// What a node claims: a pending job, or the armed deadlines of one
+/// certified recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Claimed {
+    /// A queued job.
+    Job(JobId),
+    /// The 12 h / 24 h timer row of one recipient of a message.
+    Timer {
+        /// PEC message.
+        identificativo: String,
+        /// Certified recipient.
+        recipient: String,
+    },
+}
+
+/// The fencing token of a claim: a batch carrying it is written only while
+/// `node` still holds `what` under this `token` (no other claim was made
+/// since). Committing such a batch ends the claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The work claimed.
+    pub what: Claimed,
+    /// The node holding it.
+    pub node: String,
+    /// The claim's number: every claim of the same work gets a larger one.
+    pub token: i64,
+}
+
 /// Everything one step decided, committed by the store in one transaction:
 /// its new blobs first (written and synced), then every row.
 #[derive(Debug, Clone, Default)]
@@ -495,6 +523,9 @@ pub struct Batch {
     pub end: Option<(JobId, JobEnd)>,
     /// What must still hold.
     pub guard: Option<Guard>,
+    /// The claim the step ran under (set by the executor, not the flow):
+    /// lost, and nothing of the batch is written.
+    pub fence: Option<Fence>,
 }
 
 impl Batch {

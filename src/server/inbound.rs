@@ -2,7 +2,7 @@
 //!
 //! Nothing is judged here beyond "is this recipient ours": the message is
 //! stored as received (exact bytes) with an `inbound` job in one transaction,
-//! answered `250`, and the worker runs the checks of `pec-spec.md` §5.2. That
+//! answered `250`, and the scheduler's judge job (`jobs::judge`) runs the checks of `pec-spec.md` §5.2. That
 //! keeps a peer's session short and makes every verdict survive a crash.
 
 use std::sync::Arc;

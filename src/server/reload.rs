@@ -20,10 +20,8 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::{
-    check_trust, imap_listener, load_index, load_signer_keyed, load_trust, new_relay,
-    pop3_listener, smtp_listener, throttle_config, Ctx,
-};
+use super::listeners::{imap_listener, new_relay, pop3_listener, smtp_listener};
+use super::{check_trust, load_index, load_signer_keyed, load_trust, throttle_config, Ctx};
 use crate::config::Config;
 use crate::imap::ImapConfig;
 use crate::live::Live;

@@ -1,21 +1,26 @@
 //! The scheduler: one loop that sleeps until the earliest due time stored
-//! in the database (a job or a deadline), hands what is due to the
-//! executors (`jobs`) with bounded concurrency, and wakes early when new
-//! work is committed. The crash guard and the backoff live here too.
+//! in the database (a job or a deadline), claims what is due for this node
+//! (`Store::claim`: each job and deadline to one node at a time, under a
+//! lease and a fencing token), hands it to the executors (`jobs`) with
+//! bounded concurrency, and wakes early when new work is committed. The
+//! claims of running jobs are renewed by a task of their own; a clean stop
+//! releases them ([`release_claims`]). The crash guard lives here too.
 //!
 //! Every job is idempotent by construction: deliveries are named after the
 //! job's key, follow-up work is queued under unique keys in the same
 //! transaction that ends the job, so a job interrupted by a crash simply
-//! runs again after the restart.
+//! runs again after the restart (or on another node, once the lease of the
+//! dead one lapses).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
 use crate::flow::batch::{Batch, Event, EventKind};
-use crate::store::queue::{JobId, Kind};
+use crate::store::claims::{Claimant, Want};
+use crate::store::queue::{Fence, Job, JobId, Kind};
 
 use super::{jobs, Ctx};
 
@@ -24,19 +29,28 @@ const SWEEP_EVERY_MS: i64 = 60_000;
 /// How often due 12 h / 24 h deadlines are looked for: they have
 /// second-scale meaning, and this spares a query per job completion.
 const TIMER_CHECK_MS: i64 = 200;
+/// Deadlines of each kind claimed at one time (fired one after another).
+const TIMERS_PER_CHECK: usize = 200;
+
+/// This node as the store's claims name it: `[cluster] node` and `lease`
+/// (restart-only keys: fixed for the life of the process).
+fn claimant(ctx: &Ctx) -> Claimant {
+    let cluster = ctx.cfg().cluster.clone();
+    Claimant::new(&cluster.node(), cluster.lease().as_millis() as i64)
+}
 
 /// Run until shutdown.
 pub async fn run(ctx: Arc<Ctx>) {
+    let me = claimant(&ctx);
     let slots = ctx.cfg().queue.workers.max(1);
     let permits = Arc::new(Semaphore::new(slots));
     let mut shutdown = ctx.shutdown.clone();
     let mut next_sweep = 0;
     let mut next_timer_check = 0;
-    // Jobs that ended since the due list was last read. That list is a
-    // snapshot: it may predate the commit of a run that has just ended (and
-    // left `running`), and such a job must not run twice (a relay would send
-    // its message again). Cleared before each read, filled after each commit.
-    let ended: Arc<Mutex<HashSet<JobId>>> = Arc::default();
+    // The claims of the jobs running now, renewed by their own task so a
+    // busy loop (a long run of deadlines to fire) cannot let them lapse.
+    let held: Arc<Mutex<HashMap<JobId, Fence>>> = Arc::default();
+    let renewer = tokio::spawn(renew(ctx.clone(), me.clone(), held.clone()));
     loop {
         if *shutdown.borrow() {
             break;
@@ -47,55 +61,59 @@ pub async fn run(ctx: Arc<Ctx>) {
             let ctx2 = ctx.clone();
             tokio::task::spawn_blocking(move || sweep(&ctx2));
         }
-        if now >= next_timer_check {
+        let timers = if now >= next_timer_check {
             next_timer_check = now + TIMER_CHECK_MS;
-            for t in ctx.store.due_timers(now, 200).await.unwrap_or_default() {
-                if let Err(e) = jobs::timer::fire(&ctx, &t).await {
-                    tracing::error!(error = ?e, id = %t.identificativo, "timer notice failed; will retry");
-                }
-            }
-        }
-        let mut started = 0;
+            TIMERS_PER_CHECK
+        } else {
+            0
+        };
         let free = permits.available_permits();
-        if free > 0 {
-            let busy: HashSet<JobId> = ctx.running.lock().map(|r| r.clone()).unwrap_or_default();
-            if let Ok(mut e) = ended.lock() {
-                e.clear();
+        let mut started = 0;
+        if free > 0 || timers > 0 {
+            // Our running jobs are never handed to us twice, even if a
+            // stalled renewal let their claim lapse.
+            let skip = ctx.running.lock().map(|r| r.clone()).unwrap_or_default();
+            let want = Want {
+                jobs: free,
+                timers,
+                skip,
+            };
+            let claims = match ctx.store.claim(&me, now, want).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not claim due work; will try again");
+                    Default::default()
+                }
+            };
+            for (id, node) in &claims.taken_over {
+                tracing::warn!(job = %id, node = %node,
+                    "took over a job whose node let its lease lapse (counted as a crash of the job)");
             }
-            let due = ctx
-                .store
-                .due_jobs(now, free, busy)
-                .await
-                .unwrap_or_default();
-            for job in due {
-                if ended.lock().map(|e| e.contains(&job.id)).unwrap_or(true) {
-                    continue;
-                }
-                let fresh = ctx
-                    .running
-                    .lock()
-                    .map(|mut r| r.insert(job.id))
-                    .unwrap_or(false);
-                if !fresh {
-                    continue;
-                }
+            for job in &claims.held {
+                hold(&ctx, job).await;
+            }
+            for job in claims.jobs {
+                let Some(fence) = job.claim() else { continue };
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    if let Ok(mut r) = ctx.running.lock() {
-                        r.remove(&job.id);
-                    }
-                    break;
+                    // Only this loop takes permits, and it claimed no more
+                    // than were free: give the claim back all the same.
+                    let _ = ctx.store.release(fence).await;
+                    continue;
                 };
+                let id = job.id;
+                if let Ok(mut r) = ctx.running.lock() {
+                    r.insert(id);
+                }
+                if let Ok(mut h) = held.lock() {
+                    h.insert(id, fence);
+                }
                 started += 1;
                 let ctx2 = ctx.clone();
-                let ended2 = ended.clone();
+                let held2 = held.clone();
                 tokio::spawn(async move {
-                    let id = job.id;
-                    let marker = ctx2.inflight.enter(id);
                     jobs::run(&ctx2, job).await;
-                    drop(marker);
-                    // Order matters: marked ended before it leaves `running`.
-                    if let Ok(mut e) = ended2.lock() {
-                        e.insert(id);
+                    if let Ok(mut h) = held2.lock() {
+                        h.remove(&id);
                     }
                     if let Ok(mut r) = ctx2.running.lock() {
                         r.remove(&id);
@@ -104,10 +122,25 @@ pub async fn run(ctx: Arc<Ctx>) {
                     ctx2.wake.notify_one();
                 });
             }
+            for t in claims.timers {
+                let fence = t.fence.clone();
+                match jobs::timer::fire(&ctx, &t.timer, fence.clone()).await {
+                    Ok(()) => {}
+                    Err(jobs::Fail::LostClaim) => tracing::warn!(id = %t.timer.identificativo,
+                        recipient = %t.timer.recipient, "another node fires this deadline now"),
+                    Err(e) => {
+                        tracing::error!(error = ?e, id = %t.timer.identificativo, "timer notice failed; will retry");
+                        // Due again at the next look, here or on another node.
+                        let _ = ctx.store.release(fence).await;
+                    }
+                }
+            }
         }
-        if started > 0 {
+        // Every free slot filled: more may be due at once.
+        if started > 0 && started == free {
             continue;
         }
+        let now = ctx.unix_ms();
         let next = ctx.store.next_due().await.ok().flatten();
         let wait = match next {
             Some(t) if t > now => Duration::from_millis((t - now) as u64),
@@ -119,7 +152,7 @@ pub async fn run(ctx: Arc<Ctx>) {
             _ = tokio::time::sleep(wait) => {}
             _ = ctx.wake.notified() => {
                 // Under load every finishing job wakes us: let a few finish
-                // together so one query hands out several jobs.
+                // together so one claim hands out several jobs.
                 if permits.available_permits() < slots {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
@@ -127,8 +160,46 @@ pub async fn run(ctx: Arc<Ctx>) {
             _ = shutdown.changed() => {}
         }
     }
-    // Let in-flight jobs finish (the caller bounds this with the grace period).
+    // Let in-flight jobs finish (the caller bounds this with the grace
+    // period), their claims renewed meanwhile.
     let _ = permits.acquire_many(slots as u32).await;
+    renewer.abort();
+}
+
+/// Renew the claims of the running jobs every third of the lease, so a
+/// claim is renewed twice before it could lapse.
+async fn renew(ctx: Arc<Ctx>, me: Claimant, held: Arc<Mutex<HashMap<JobId, Fence>>>) {
+    let every = Duration::from_millis((me.lease_ms / 3).max(1) as u64);
+    loop {
+        tokio::time::sleep(every).await;
+        let fences: Vec<Fence> = held
+            .lock()
+            .map(|h| h.values().cloned().collect())
+            .unwrap_or_default();
+        if fences.is_empty() {
+            continue;
+        }
+        match ctx.store.renew(&me, ctx.unix_ms(), fences).await {
+            Ok(lost) => {
+                for f in lost {
+                    tracing::warn!(claim = ?f.what, token = f.token,
+                        "claim lost while the work ran (another node took it): its outcome here will be refused");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not renew the claims of running jobs"),
+        }
+    }
+}
+
+/// A clean stop: every claim of this node is given back, so what it leaves
+/// unfinished is neither counted as a crash nor kept from others for a
+/// lease.
+pub async fn release_claims(ctx: &Ctx) {
+    let node = ctx.cfg().cluster.node();
+    if let Err(e) = ctx.store.release_node(&node).await {
+        tracing::warn!(error = %e, node = %node,
+            "could not release this node's claims: the next start counts them as crashes");
+    }
 }
 
 /// Housekeeping: close relay connections idle too long; the store forgets
@@ -141,42 +212,51 @@ fn sweep(ctx: &Ctx) {
     }
 }
 
-/// Jobs the previous process left running when it died (from the in-flight
-/// file): count each crash, and hold a job that has crashed the process
-/// [`crate::store::queue::MAX_CRASHES`] times. A held busta is not
-/// delivered: its sender gets an avviso di mancata consegna for each
-/// recipient, and the PEC log records the hold. `pecd queue retry ID`
-/// releases it.
-pub async fn after_crash(ctx: &Arc<Ctx>, ids: &[JobId]) {
-    for &id in ids {
-        let now = ctx.unix_ms();
-        let job = match ctx.store.record_crash(id, now).await {
-            Ok(Some(job)) => job,
-            Ok(None) => {
-                tracing::warn!(job = %id, "the process died while this job ran; it will run again");
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(job = %id, error = %e, "could not record a crashed job");
-                continue;
-            }
-        };
-        let why = job.last_error.clone().unwrap_or_default();
-        tracing::error!(job = %id, kind = job.kind.as_str(), reason = %why, "job held");
-        let mut ev = Event::new(EventKind::LavoroSospeso, now);
-        ev.identificativo = job.identificativo.clone();
-        ev.sender = Some(job.mail_from.clone()).filter(|s| !s.is_empty());
-        ev.recipients = Some(job.recipients.join(", "));
-        ev.error = Some(why);
-        ev.detail = Some(format!("job {} {} held", job.id, job.kind.as_str()));
-        let mut b = Batch::at(now);
-        b.log(ev);
-        if let Err(e) = ctx.store.commit(b).await {
-            tracing::error!(job = %id, error = %e, "could not log a held job");
+/// At start: the claims this node's previous run left (it died: `kill -9`,
+/// an abort, the OOM killer) are taken back at once and each job counted
+/// as a crash; a job that has crashed the process
+/// [`crate::store::queue::MAX_CRASHES`] times is held (see [`hold`]).
+pub async fn after_crash(ctx: &Arc<Ctx>) {
+    let node = ctx.cfg().cluster.node();
+    // Where an older pecd kept the running jobs' ids; claims replace it.
+    let _ = std::fs::remove_file(ctx.store.paths().data_dir.join("inflight"));
+    let r = match ctx.store.recover(&node, ctx.unix_ms()).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, node = %node, "could not take back the claims of the last run");
+            return;
         }
-        let ours = job.identificativo.as_deref().is_some_and(|i| !i.is_empty());
-        if ours && matches!(job.kind, Kind::Relay | Kind::LocalBusta) {
-            jobs::relay_held(ctx, &job).await;
-        }
+    };
+    for id in r.again {
+        tracing::warn!(job = %id, "the process died while this job ran; it will run again");
+    }
+    for job in &r.held {
+        hold(ctx, job).await;
+    }
+}
+
+/// A job held after crashing its node too often: not run again. A held
+/// busta is not delivered: its sender gets an avviso di mancata consegna
+/// for each recipient, and the PEC log records the hold. `pecd queue retry
+/// ID` releases it.
+async fn hold(ctx: &Arc<Ctx>, job: &Job) {
+    let now = ctx.unix_ms();
+    let id = job.id;
+    let why = job.last_error.clone().unwrap_or_default();
+    tracing::error!(job = %id, kind = job.kind.as_str(), reason = %why, "job held");
+    let mut ev = Event::new(EventKind::LavoroSospeso, now);
+    ev.identificativo = job.identificativo.clone();
+    ev.sender = Some(job.mail_from.clone()).filter(|s| !s.is_empty());
+    ev.recipients = Some(job.recipients.join(", "));
+    ev.error = Some(why);
+    ev.detail = Some(format!("job {} {} held", job.id, job.kind.as_str()));
+    let mut b = Batch::at(now);
+    b.log(ev);
+    if let Err(e) = ctx.store.commit(b).await {
+        tracing::error!(job = %id, error = %e, "could not log a held job");
+    }
+    let ours = job.identificativo.as_deref().is_some_and(|i| !i.is_empty());
+    if ours && matches!(job.kind, Kind::Relay | Kind::LocalBusta) {
+        jobs::relay_held(ctx, job).await;
     }
 }

@@ -87,12 +87,6 @@ macro_rules! with_tx_ops {
         fn job_enqueue(j: &crate::store::queue::NewJob, now: i64) -> crate::store::Result<bool>;
         /// [`Db::job_enqueue`] with the blob's spool name given.
         fn job_enqueue_named(j: &crate::store::queue::NewJob, blob: Option<&str>, now: i64) -> crate::store::Result<bool>;
-        /// Ids of up to `limit` pending jobs due at `now`: mailbox deliveries first
-        /// (a sender waits for the accettazione), then the rest by due time. Both
-        /// read in index order, so a poll costs the same with a backlog of thousands.
-        fn job_due_ids(now: i64, limit: usize) -> crate::store::Result<Vec<crate::store::queue::JobId>>;
-        /// A job by id if it is still pending.
-        fn job_pending(id: crate::store::queue::JobId) -> crate::store::Result<Option<crate::store::queue::Job>>;
         /// The earliest due time of any pending job or live timer.
         fn jobs_next_due() -> crate::store::Result<Option<i64>>;
         /// One job by id.
@@ -115,9 +109,6 @@ macro_rules! with_tx_ops {
         /// How many jobs are pending, held and failed (the states an operator
         /// watches; finished ones are only kept a week for idempotency).
         fn job_counts() -> crate::store::Result<Vec<(crate::store::queue::JobState, i64)>>;
-        /// The process died while job `id` ran: count it, and hold the job once it
-        /// has done so [`MAX_CRASHES`] times. Returns the job when it was just held.
-        fn job_record_crash(id: crate::store::queue::JobId, now: i64) -> crate::store::Result<Option<crate::store::queue::Job>>;
         /// Cancel a pending job. True if it was pending.
         fn job_cancel(id: crate::store::queue::JobId, now: i64) -> crate::store::Result<bool>;
         /// Start both deadlines for a certified recipient (no-op if already started).
@@ -130,8 +121,6 @@ macro_rules! with_tx_ops {
         /// When each certified recipient of a message was taken in charge (Unix ms),
         /// from the verified presa in carico that stopped its timer.
         fn presa_times(identificativo: &str) -> crate::store::Result<Vec<(String, i64)>>;
-        /// Timers due by `now`.
-        fn due_timers(now: i64, limit: usize) -> crate::store::Result<Vec<crate::store::queue::DueTimer>>;
         /// Disarm one deadline after its notice was queued. True if it was armed.
         fn timer_fired(t: &crate::store::queue::DueTimer) -> crate::store::Result<bool>;
         /// Whether a pending job (or a failed one younger than `failed_keep_ms`,
@@ -147,6 +136,33 @@ macro_rules! with_tx_ops {
         fn stop_relays(identificativo: &str, now: i64) -> crate::store::Result<()>;
         /// Relay jobs still pending (`pecd bench --dead-peer`).
         fn pending_relays() -> crate::store::Result<i64>;
+        // claims
+        /// Claim up to `limit` due jobs nobody holds (or whose claim
+        /// lapsed), other than those in `skip`, for `node` until `until`:
+        /// mailbox deliveries first, then by due time. Another node's lapsed
+        /// claim counts as a crash of the job, held at the `MAX_CRASHES`-th.
+        fn claim_jobs(node: &str, now: i64, until: i64, limit: usize, skip: &std::collections::HashSet<crate::store::queue::JobId>) -> crate::store::Result<crate::store::claims::JobClaims>;
+        /// Claim up to `limit` due deadlines of each kind nobody holds (or
+        /// whose claim lapsed) for `node` until `until`, each with its new
+        /// fencing token.
+        fn claim_timers(node: &str, now: i64, until: i64, limit: usize) -> crate::store::Result<Vec<(crate::store::queue::DueTimer, i64)>>;
+        /// Push the claims `node` still holds among `held` to `until`; gives
+        /// the ones another claim replaced.
+        fn renew_claims(node: &str, until: i64, held: &[crate::store::queue::Fence]) -> crate::store::Result<Vec<crate::store::queue::Fence>>;
+        /// Whether `f`'s claim still holds (its node holds the work under
+        /// that token), checked in the transaction that commits its outcome:
+        /// nobody can claim the work again before that transaction ends.
+        fn claim_holds(f: &crate::store::queue::Fence) -> crate::store::Result<bool>;
+        /// Give up the claim of `f` if it still holds.
+        fn release_claim(f: &crate::store::queue::Fence) -> crate::store::Result<bool>;
+        /// Give up every claim `node` holds; how many.
+        fn release_node(node: &str) -> crate::store::Result<usize>;
+        /// The claims an earlier run of `node` left: each pending job counted
+        /// as a crash (held at the `MAX_CRASHES`-th), every claim released.
+        /// Gives the jobs run again and the held.
+        fn recover_node(node: &str, now: i64) -> crate::store::Result<(Vec<crate::store::queue::JobId>, Vec<crate::store::queue::Job>)>;
+        /// The claim of `what` ends with the batch that ended its work.
+        fn claim_end(what: &crate::store::queue::Claimed) -> crate::store::Result<()>;
         // log
         /// Append one event; returns its row id.
         ///

@@ -796,4 +796,38 @@ mod tests {
         let err = verify(&dest).unwrap_err().to_string();
         assert!(err.contains("did not finish"), "{err}");
     }
+
+    #[tokio::test]
+    async fn a_backup_taken_while_a_job_runs_leaves_it_unclaimed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let (st, _) = store_with_a_queued_blob(&data);
+        let me = crate::store::claims::Claimant::new("node-1", 60_000);
+        let want = crate::store::claims::Want {
+            jobs: 1,
+            ..Default::default()
+        };
+        let running = st.claim(&me, 0, want).await.unwrap().jobs;
+        assert_eq!(running[0].claimed_by.as_deref(), Some("node-1"));
+        let dest = tmp.path().join("bk");
+        let d = data.clone();
+        let dest2 = dest.clone();
+        tokio::task::spawn_blocking(move || backup(&d, &dest2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            st.job_blocking(running[0].id)
+                .unwrap()
+                .unwrap()
+                .claimed_by
+                .as_deref(),
+            Some("node-1"),
+            "the live store keeps its claim"
+        );
+        st.close();
+        let copy = crate::store::Inspector::open(&dest).unwrap();
+        let j = copy.job(running[0].id).unwrap().unwrap();
+        assert_eq!((j.claimed_by, j.claimed_until), (None, None));
+    }
 }

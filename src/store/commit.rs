@@ -116,8 +116,19 @@ impl Store {
         } = s;
         let now = batch.now;
         let mut out = Committed::default();
+        // First: a batch whose claim was lost writes nothing, not even
+        // what its guard would let through.
+        if let Some(f) = &batch.fence {
+            if !db.claim_holds(f)? {
+                return Err(StoreError::LostClaim);
+            }
+        }
         if let Some(Guard::TimerArmed(t)) = &batch.guard {
             if !db.timer_fired(t)? {
+                // Nothing to do after all, and nothing left to hold.
+                if let Some(f) = &batch.fence {
+                    db.claim_end(&f.what)?;
+                }
                 return Ok(out);
             }
         }
@@ -238,6 +249,9 @@ impl Store {
             }
             None => {}
         }
+        if let Some(f) = &batch.fence {
+            db.claim_end(&f.what)?;
+        }
         out.new_jobs = new_jobs;
         Ok(out)
     }
@@ -316,10 +330,20 @@ mod tests {
             expire_due: expiry_due(t0, &cfg),
         });
         store.commit(b).await.unwrap();
+        // What a claim would hand out, released again for the next look.
         let due = |clock: &ManualClock| {
             let store = store.clone();
             let now = clock.unix_ms();
-            async move { store.due_timers(now, 10).await.unwrap() }
+            async move {
+                let me = crate::store::claims::Claimant::new("node", 1);
+                let want = crate::store::claims::Want {
+                    timers: 10,
+                    ..Default::default()
+                };
+                let got = store.claim(&me, now, want).await.unwrap();
+                store.release_node("node").await.unwrap();
+                got.timers.into_iter().map(|c| c.timer).collect::<Vec<_>>()
+            }
         };
         clock.advance(12 * H - 1);
         assert!(due(&clock).await.is_empty(), "nothing before 12 h");

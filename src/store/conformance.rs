@@ -3,11 +3,15 @@
 //! throwaway cluster (`tests/common/pg.rs`, shared with the integration
 //! tests). A backend that answers differently from the other fails here.
 
+use std::collections::HashSet;
+
 use super::backend::Tx;
 use super::log::{chain_next, row_digest, Event, EventKind, Query, GENESIS};
 use super::messages::Accepted;
 use super::quarantine::Quarantined;
-use super::queue::{BlobRef, Deadline, DueTimer, JobState, Kind, Listing, NewJob};
+use super::queue::{
+    BlobRef, Deadline, DueTimer, JobId, JobState, Kind, Listing, NewJob, MAX_CRASHES,
+};
 use super::seal::Seal;
 use super::users::{Quota, TotpOutcome, TOTP_MAX_FAILURES};
 use super::{Database, PgSettings, Result, Store, StoreError};
@@ -36,6 +40,26 @@ fn job(key: &str, kind: Kind, id: &str, rcpts: &[&str], due: i64) -> NewJob {
         data: None,
         due_at: due,
     }
+}
+
+/// The ids of the jobs a claim at `now` hands out, released again.
+fn due_jobs(s: &Store, now: i64, limit: usize) -> Vec<JobId> {
+    let got = w(s, move |d| {
+        let got = d.claim_jobs("look", now, now + 1, limit, &HashSet::new())?;
+        d.release_node("look")?;
+        Ok(got)
+    });
+    got.claimed.iter().map(|j| j.id).collect()
+}
+
+/// The deadlines a claim at `now` hands out, released again.
+fn due_timers(s: &Store, now: i64, limit: usize) -> Vec<DueTimer> {
+    let got = w(s, move |d| {
+        let got = d.claim_timers("look", now, now + 1, limit)?;
+        d.release_node("look")?;
+        Ok(got)
+    });
+    got.into_iter().map(|(t, _)| t).collect()
 }
 
 fn users(s: &Store) {
@@ -170,13 +194,14 @@ fn queue(s: &Store) {
     };
     assert!(s.write_blocking(move |d| d.job_enqueue(&bad, 1)).is_err());
     // Mailbox deliveries first, then by due time.
-    let due = r(s, |d| d.job_due_ids(1_000, 10));
+    let due = due_jobs(s, 1_000, 10);
     assert_eq!(due.len(), 2);
     let (relay, mailbox) = (due[1], due[0]);
     assert_eq!(r(s, |d| d.job_get(mailbox)).unwrap().kind, Kind::Mailbox);
-    assert_eq!(r(s, |d| d.job_due_ids(150, 10)), vec![relay]);
+    assert_eq!(due_jobs(s, 150, 10), vec![relay]);
+    assert_eq!(due_jobs(s, 1_000, 1), vec![mailbox]);
     assert_eq!(r(s, |d| d.jobs_next_due()), Some(100));
-    let got = r(s, |d| d.job_pending(relay)).unwrap();
+    let got = r(s, |d| d.job_get(relay)).unwrap();
     assert_eq!(got.recipients, vec!["b@y.test".to_string()]);
     assert_eq!(got.state, JobState::Pending);
     w(s, move |d| d.job_reschedule(relay, "busy", 500, 3));
@@ -184,12 +209,21 @@ fn queue(s: &Store) {
     assert_eq!((got.attempts, got.due_at), (1, 500));
     assert_eq!(got.last_error.as_deref(), Some("busy"));
     w(s, move |d| d.job_mark_done(mailbox, 4));
-    assert!(r(s, |d| d.job_pending(mailbox)).is_none());
-    // Crashes hold a job at the third; the operator's retry frees it.
-    assert!(w(s, move |d| d.job_record_crash(relay, 5)).is_none());
-    assert!(w(s, move |d| d.job_record_crash(relay, 5)).is_none());
-    let held = w(s, move |d| d.job_record_crash(relay, 5)).unwrap();
-    assert_eq!(held.state, JobState::Held);
+    assert_eq!(due_jobs(s, 1_000, 10), vec![relay]);
+    // Crashes (a node's claims found at its restart) hold a job at the
+    // third; the operator's retry frees it.
+    for death in 1..=MAX_CRASHES {
+        let got = w(s, |d| d.claim_jobs("n1", 1_000, 2_000, 10, &HashSet::new()));
+        assert_eq!(got.claimed.len(), 1);
+        let (again, held) = w(s, |d| d.recover_node("n1", 5));
+        if death < MAX_CRASHES {
+            assert_eq!((again, held.len()), (vec![relay], 0));
+        } else {
+            assert!(again.is_empty());
+            assert_eq!(held[0].state, JobState::Held);
+            assert_eq!(held[0].claimed_by, None);
+        }
+    }
     let counts = r(s, |d| d.job_counts());
     assert_eq!(
         counts,
@@ -224,11 +258,11 @@ fn queue(s: &Store) {
     w(s, |d| d.timer_start("id3", "c@y.test", 9, 900, 900));
     w(s, |d| d.timer_start("id3", "d@y.test", 1, 100, 200));
     assert_eq!(r(s, |d| d.jobs_next_due()), Some(100));
-    let due = r(s, |d| d.due_timers(150, 10));
+    let due = due_timers(s, 150, 10);
     assert_eq!(due.len(), 2);
     assert!(due.iter().all(|t| t.deadline == Deadline::Preavviso));
     // Past both deadlines, only the final one.
-    let due = r(s, |d| d.due_timers(250, 10));
+    let due = due_timers(s, 250, 10);
     assert_eq!(due.len(), 2);
     assert!(due.iter().all(|t| t.deadline == Deadline::Expire));
     assert!(w(s, |d| d.timer_presa("id3", "c@y.test", 120)));
@@ -548,4 +582,451 @@ fn postgresql_refuses_a_schema_newer_than_this_pecd_and_an_empty_database() {
             "{sql}: {e}"
         );
     }
+}
+
+// Claims (`store::claims`): the same checks through the `Store` API, so
+// `Store::commit`'s fence check is part of what each backend must answer.
+mod claim_checks {
+    use std::future::Future;
+
+    use crate::flow::batch::{Batch, Event, EventKind, JobEnd, NewJob, TimerOp};
+    use crate::pec::clock::{Clock, ManualClock};
+    use crate::store::claims::{Claimant, ClaimedTimer, Want};
+    use crate::store::queue::{Job, JobId, JobState, Kind, Listing, MAX_CRASHES};
+    use crate::store::{Store, StoreError};
+
+    use super::r;
+
+    pub(super) const LEASE: i64 = 30_000;
+
+    /// Each check, by name, on a fresh store.
+    /// A check on a fresh store.
+    pub(super) type Check = fn(&Store);
+
+    pub(super) const ALL: &[(&str, Check)] = &[
+        (
+            "each_due_job_is_handed_out_once",
+            each_due_job_is_handed_out_once,
+        ),
+        (
+            "a_lapsed_claim_goes_to_another_node_and_the_stale_holder_commits_nothing",
+            a_lapsed_claim_goes_to_another_node_and_the_stale_holder_commits_nothing,
+        ),
+        (
+            "renewal_extends_and_release_frees",
+            renewal_extends_and_release_frees,
+        ),
+        (
+            "a_job_that_keeps_killing_its_nodes_is_held",
+            a_job_that_keeps_killing_its_nodes_is_held,
+        ),
+        (
+            "a_restarted_node_takes_its_own_claims_back_at_once_and_counts_them",
+            a_restarted_node_takes_its_own_claims_back_at_once_and_counts_them,
+        ),
+        (
+            "deadlines_are_claimed_once_and_fired_only_under_their_claim",
+            deadlines_are_claimed_once_and_fired_only_under_their_claim,
+        ),
+    ];
+
+    /// Run one store call to its end (outside any runtime: the PostgreSQL
+    /// driver blocks, so the checks' own reads stay out of it).
+    pub(super) fn b<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    pub(super) fn job(key: &str, due: i64) -> NewJob {
+        NewJob {
+            key: key.into(),
+            kind: Kind::Relay,
+            identificativo: Some("id@x".into()),
+            mail_from: "a@x".into(),
+            recipients: vec!["b@y".into()],
+            next_hop: Some("y".into()),
+            blob: None,
+            data: None,
+            due_at: due,
+        }
+    }
+
+    pub(super) fn jobs(n: usize) -> Want {
+        Want {
+            jobs: n,
+            ..Want::default()
+        }
+    }
+
+    fn setup(store: &Store, keys: &[&str]) -> ManualClock {
+        let clock = ManualClock::at(1_765_000_000_000);
+        let mut b = Batch::at(clock.unix_ms());
+        for k in keys {
+            b.job(job(k, clock.unix_ms()));
+        }
+        self::b(store.commit(b)).unwrap();
+        clock
+    }
+
+    /// The batch that ends `job` as done, under its claim, with a log row
+    /// to show whether anything of it was written.
+    pub(super) fn done(job: &Job, now: i64) -> Batch {
+        let mut b = Batch::at(now);
+        b.end = Some((job.id, JobEnd::Done));
+        b.fence = job.claim();
+        let mut ev = Event::new(EventKind::Inoltro, now);
+        ev.detail = Some(format!("outcome of {} by {:?}", job.id, job.claimed_by));
+        b.log(ev);
+        b
+    }
+
+    fn log_rows(store: &Store) -> usize {
+        store
+            .log_events_blocking(&crate::store::log::Query::default())
+            .unwrap()
+            .len()
+    }
+
+    fn store_ids(store: &Store) -> Vec<JobId> {
+        r(store, |d| d.job_list(Listing::All))
+            .into_iter()
+            .map(|j| j.id)
+            .collect()
+    }
+
+    pub(super) fn state(store: &Store, id: JobId) -> Job {
+        store.job_blocking(id).unwrap().unwrap()
+    }
+
+    fn each_due_job_is_handed_out_once(store: &Store) {
+        let clock = setup(store, &["a", "b", "c"]);
+        let one = Claimant::new("node-1", LEASE);
+        let two = Claimant::new("node-2", LEASE);
+        let now = clock.unix_ms();
+        let first = b(store.claim(&one, now, jobs(2))).unwrap();
+        assert_eq!(first.jobs.len(), 2);
+        let second = b(store.claim(&two, now, jobs(10))).unwrap();
+        assert_eq!(second.jobs.len(), 1, "only the one nobody holds");
+        assert!(b(store.claim(&one, now, jobs(10))).unwrap().jobs.is_empty());
+        let mut ids: Vec<JobId> = first
+            .jobs
+            .iter()
+            .chain(&second.jobs)
+            .map(|j| j.id)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 3, "three jobs, three different ones");
+        for j in &first.jobs {
+            assert_eq!(j.claimed_by.as_deref(), Some("node-1"));
+            assert_eq!(j.claimed_until, Some(now + LEASE));
+            assert_eq!(j.fence, 1);
+        }
+        // A job that ends is not handed out again, even after the lease.
+        let j = &first.jobs[0];
+        assert!(b(store.commit(done(j, now))).unwrap().applied);
+        assert_eq!(state(store, j.id).state, JobState::Done);
+        assert_eq!(
+            state(store, j.id).claimed_by,
+            None,
+            "the commit ended the claim"
+        );
+        clock.advance(LEASE);
+        let later = b(store.claim(&two, clock.unix_ms(), jobs(10))).unwrap();
+        assert!(later.jobs.iter().all(|x| x.id != j.id));
+    }
+
+    fn a_lapsed_claim_goes_to_another_node_and_the_stale_holder_commits_nothing(store: &Store) {
+        let clock = setup(store, &["a"]);
+        let one = Claimant::new("node-1", LEASE);
+        let two = Claimant::new("node-2", LEASE);
+        let stale = b(store.claim(&one, clock.unix_ms(), jobs(1)))
+            .unwrap()
+            .jobs
+            .remove(0);
+        clock.advance(LEASE - 1);
+        assert!(
+            b(store.claim(&two, clock.unix_ms(), jobs(1)))
+                .unwrap()
+                .jobs
+                .is_empty(),
+            "nothing while node-1's lease holds"
+        );
+        clock.advance(1);
+        let got = b(store.claim(&two, clock.unix_ms(), jobs(1))).unwrap();
+        assert_eq!(got.jobs.len(), 1);
+        let fresh = &got.jobs[0];
+        assert_eq!(fresh.id, stale.id);
+        assert!(
+            fresh.fence > stale.fence,
+            "{} > {}",
+            fresh.fence,
+            stale.fence
+        );
+        assert_eq!(got.taken_over, vec![(stale.id, "node-1".to_string())]);
+        // node-1 wakes up and commits: refused whole.
+        let before = log_rows(store);
+        let e = b(store.commit(done(&stale, clock.unix_ms()))).unwrap_err();
+        assert!(matches!(e, StoreError::LostClaim), "{e}");
+        assert_eq!(log_rows(store), before, "no row of the refused batch");
+        let j = state(store, stale.id);
+        assert_eq!(j.state, JobState::Pending);
+        assert_eq!(j.claimed_by.as_deref(), Some("node-2"));
+        // node-2's own outcome goes through.
+        assert!(
+            b(store.commit(done(fresh, clock.unix_ms())))
+                .unwrap()
+                .applied
+        );
+        assert_eq!(log_rows(store), before + 1);
+        assert_eq!(state(store, stale.id).state, JobState::Done);
+    }
+
+    fn renewal_extends_and_release_frees(store: &Store) {
+        let clock = setup(store, &["a", "b"]);
+        let one = Claimant::new("node-1", LEASE);
+        let two = Claimant::new("node-2", LEASE);
+        let got = b(store.claim(&one, clock.unix_ms(), jobs(2))).unwrap().jobs;
+        let (a, bj) = (&got[0], &got[1]);
+        clock.advance(LEASE / 2);
+        let lost = b(store.renew(&one, clock.unix_ms(), vec![a.claim().unwrap()])).unwrap();
+        assert!(lost.is_empty());
+        assert_eq!(
+            state(store, a.id).claimed_until,
+            Some(clock.unix_ms() + LEASE)
+        );
+        clock.advance(LEASE / 2);
+        let taken = b(store.claim(&two, clock.unix_ms(), jobs(2))).unwrap().jobs;
+        assert_eq!(
+            taken.iter().map(|j| j.id).collect::<Vec<_>>(),
+            vec![bj.id],
+            "the renewed one stays with node-1, the other lapsed"
+        );
+        // Renewing a claim that was taken over says so.
+        let lost = b(store.renew(&one, clock.unix_ms(), vec![bj.claim().unwrap()])).unwrap();
+        assert_eq!(lost, vec![bj.claim().unwrap()]);
+        // Released: node-2 gets it at once, long before the lease ends.
+        assert!(b(store.release(a.claim().unwrap())).unwrap());
+        assert!(!b(store.release(a.claim().unwrap())).unwrap(), "once");
+        let now = b(store.claim(&two, clock.unix_ms(), jobs(2))).unwrap().jobs;
+        assert_eq!(now.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a.id]);
+        assert_eq!(now[0].fence, a.fence + 1);
+        // A clean stop releases all of a node's claims.
+        assert_eq!(b(store.release_node("node-2")).unwrap(), 2);
+        assert_eq!(
+            b(store.claim(&one, clock.unix_ms(), jobs(5)))
+                .unwrap()
+                .jobs
+                .len(),
+            2
+        );
+    }
+
+    fn a_job_that_keeps_killing_its_nodes_is_held(store: &Store) {
+        let clock = setup(store, &["poison"]);
+        let nodes: Vec<Claimant> = (1..=MAX_CRASHES + 1)
+            .map(|i| Claimant::new(&format!("node-{i}"), LEASE))
+            .collect();
+        for (i, n) in nodes.iter().enumerate() {
+            let got = b(store.claim(n, clock.unix_ms(), jobs(1))).unwrap();
+            if (i as i64) < MAX_CRASHES {
+                assert_eq!(got.jobs.len(), 1, "node {i} runs it");
+                assert!(got.held.is_empty());
+            } else {
+                assert!(got.jobs.is_empty(), "the {MAX_CRASHES}th death holds it");
+                assert_eq!(got.held.len(), 1);
+                assert_eq!(got.held[0].state, JobState::Held);
+                assert_eq!(got.held[0].claimed_by, None);
+            }
+            // The node dies with the job: nobody renews.
+            clock.advance(LEASE);
+        }
+        let held = state(store, store_ids(store)[0]);
+        assert_eq!(held.state, JobState::Held);
+        assert!(held.last_error.as_deref().unwrap().contains("died 3 times"));
+    }
+
+    fn a_restarted_node_takes_its_own_claims_back_at_once_and_counts_them(store: &Store) {
+        let clock = setup(store, &["a", "b"]);
+        let one = Claimant::new("node-1", LEASE);
+        for death in 1..=MAX_CRASHES {
+            let got = b(store.claim(&one, clock.unix_ms(), jobs(2))).unwrap();
+            assert_eq!(got.jobs.len(), 2, "no wait for the lease (death {death})");
+            assert!(got.taken_over.is_empty(), "its own claims are no takeover");
+            // kill -9, restart within the lease: its own claims are known dead.
+            let r = b(store.recover("node-1", clock.unix_ms())).unwrap();
+            if death < MAX_CRASHES {
+                assert_eq!((r.again.len(), r.held.len()), (2, 0));
+            } else {
+                assert_eq!((r.again.len(), r.held.len()), (0, 2));
+            }
+        }
+        assert!(b(store.claim(&one, clock.unix_ms(), jobs(2)))
+            .unwrap()
+            .jobs
+            .is_empty());
+        for id in store_ids(store) {
+            assert_eq!(state(store, id).state, JobState::Held);
+        }
+        // A clean stop counts nothing.
+        let r = b(store.recover("node-1", clock.unix_ms())).unwrap();
+        assert!(r.again.is_empty() && r.held.is_empty());
+    }
+
+    fn deadlines_are_claimed_once_and_fired_only_under_their_claim(store: &Store) {
+        let clock = ManualClock::at(1_765_000_000_000);
+        let t0 = clock.unix_ms();
+        let mut batch = Batch::at(t0);
+        batch.timers.push(TimerOp::Start {
+            identificativo: "id@x".into(),
+            recipient: "b@y".into(),
+            sent_at: t0,
+            preavviso_due: t0 + 100,
+            expire_due: t0 + 100 * LEASE,
+        });
+        b(store.commit(batch)).unwrap();
+        let one = Claimant::new("node-1", LEASE);
+        let two = Claimant::new("node-2", LEASE);
+        let timers = |n| Want {
+            timers: n,
+            ..Want::default()
+        };
+        assert!(b(store.claim(&one, t0, timers(10)))
+            .unwrap()
+            .timers
+            .is_empty());
+        clock.advance(100);
+        let got = b(store.claim(&one, clock.unix_ms(), timers(10))).unwrap();
+        assert_eq!(got.timers.len(), 1);
+        assert!(b(store.claim(&two, clock.unix_ms(), timers(10)))
+            .unwrap()
+            .timers
+            .is_empty());
+        let stale = got.timers[0].clone();
+        clock.advance(LEASE);
+        let fresh = b(store.claim(&two, clock.unix_ms(), timers(10)))
+            .unwrap()
+            .timers;
+        assert_eq!(fresh.len(), 1);
+        assert!(fresh[0].fence.token > stale.fence.token);
+        // The 12 h warning fired by node-1 after it lost the claim: refused.
+        let fire = |c: &ClaimedTimer| {
+            let mut b = Batch::at(clock.unix_ms());
+            b.guard = Some(crate::flow::batch::Guard::TimerArmed(c.timer.clone()));
+            b.fence = Some(c.fence.clone());
+            b.log(Event::new(
+                EventKind::PreavvisoErroreConsegna,
+                clock.unix_ms(),
+            ));
+            b
+        };
+        let before = log_rows(store);
+        assert!(matches!(
+            b(store.commit(fire(&stale))).unwrap_err(),
+            StoreError::LostClaim
+        ));
+        assert_eq!(log_rows(store), before);
+        assert!(b(store.commit(fire(&fresh[0]))).unwrap().applied);
+        assert_eq!(log_rows(store), before + 1);
+    }
+}
+
+#[test]
+fn sqlite_hands_out_claims_as_expected() {
+    for (name, check) in claim_checks::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        eprintln!("claims on SQLite: {name}");
+        check(&s);
+        s.close();
+    }
+}
+
+#[test]
+fn postgresql_hands_out_claims_as_sqlite_does() {
+    let pg = pg_cluster::PgCluster::start();
+    for (i, (name, check)) in claim_checks::ALL.iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = pg.create_database(&format!("claims{i}"));
+        let s = Store::open_with(dir.path(), &pg_settings(url)).unwrap();
+        eprintln!("claims on PostgreSQL: {name}");
+        check(&s);
+        s.close();
+    }
+}
+
+/// Two nodes (two stores, each with its own pool) on one database, each
+/// claiming from several threads at once, with half the claims left to
+/// lapse and taken over: no job is ever handed out twice under one fence,
+/// and every outcome is committed once.
+#[test]
+fn postgresql_never_hands_one_job_to_two_claimants_at_once() {
+    use claim_checks::{b, done, job, jobs, state, LEASE};
+    use std::sync::{Arc, Mutex};
+
+    const JOBS: usize = 240;
+    const THREADS: usize = 8;
+    let pg = pg_cluster::PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
+    let bs = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
+    let t0: i64 = 1_765_000_000_000;
+    let mut batch = crate::flow::batch::Batch::at(t0);
+    for k in 0..JOBS {
+        batch.job(job(&format!("k{k}"), t0));
+    }
+    b(a.commit(batch)).unwrap();
+    // Round 1 at t0: claims left to lapse (the nodes "die"); round 2 after
+    // the lease: taken over, and committed.
+    let handed = Arc::new(Mutex::new(Vec::new()));
+    for (round, now) in [(1, t0), (2, t0 + LEASE)] {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let s = if t % 2 == 0 { a.clone() } else { bs.clone() };
+                let handed = handed.clone();
+                std::thread::spawn(move || {
+                    let me = crate::store::claims::Claimant::new(&format!("r{round}-t{t}"), LEASE);
+                    let mut mine = 0;
+                    loop {
+                        let got = b(s.claim(&me, now, jobs(5))).unwrap();
+                        if got.jobs.is_empty() {
+                            break mine;
+                        }
+                        for j in got.jobs {
+                            handed.lock().unwrap().push((j.id, j.fence));
+                            if round == 2 {
+                                assert!(b(s.commit(done(&j, now))).unwrap().applied);
+                            }
+                            mine += 1;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let per_thread: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(per_thread.iter().sum::<usize>(), JOBS, "round {round}");
+        assert!(
+            per_thread.iter().filter(|n| **n > 0).count() > 1,
+            "the claimants ran side by side: {per_thread:?}"
+        );
+    }
+    let mut h = handed.lock().unwrap().clone();
+    h.sort();
+    let n = h.len();
+    h.dedup();
+    assert_eq!(n, h.len(), "a job handed out twice under one fence");
+    assert_eq!(n, 2 * JOBS);
+    for (id, fence) in &h {
+        assert!(*fence == 1 || *fence == 2, "{id} fence {fence}");
+    }
+    for j in r(&a, |d| d.job_list(Listing::All)) {
+        let j = state(&a, j.id);
+        assert_eq!(j.state, JobState::Done, "{}", j.id);
+        assert_eq!((j.fence, j.claimed_by), (2, None));
+    }
+    a.close();
+    bs.close();
 }

@@ -13,11 +13,11 @@ pub mod atomic;
 #[macro_use]
 mod backend;
 pub mod backup;
+pub mod claims;
 mod commit;
 #[cfg(test)]
 mod conformance;
 pub use commit::Committed;
-pub mod inflight;
 pub mod log;
 pub mod mailbox;
 pub mod maildir;
@@ -59,6 +59,9 @@ pub enum StoreError {
     NoSchema,
     /// A mailbox delivery of a batch failed.
     Mailbox(String, maildir::DeliveryError),
+    /// The batch ran under a claim that no longer holds (another node took
+    /// the work over after the lease lapsed): nothing of it was written.
+    LostClaim,
     /// The database was migrated by a newer pecd.
     TooNew {
         /// Its schema version.
@@ -76,6 +79,10 @@ impl std::fmt::Display for StoreError {
             StoreError::Closed => write!(f, "store is shut down"),
             StoreError::Commit(e) => write!(f, "commit failed: {e}"),
             StoreError::Mailbox(a, e) => write!(f, "{a}: {e}"),
+            StoreError::LostClaim => write!(
+                f,
+                "the claim on this work was lost (its lease lapsed and another node took it): outcome not recorded"
+            ),
             StoreError::TooNew { found, known } => write!(
                 f,
                 "the database has schema version {found}, newer than this pecd knows ({known}): \

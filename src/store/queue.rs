@@ -9,7 +9,9 @@
 use super::{Inspector, Result, Store};
 use serde::Serialize;
 
-pub use crate::flow::batch::{BlobRef, Deadline, DueTimer, JobId, JobKind as Kind, NewJob};
+pub use crate::flow::batch::{
+    BlobRef, Claimed, Deadline, DueTimer, Fence, JobId, JobKind as Kind, NewJob,
+};
 
 use crate::flow::batch::Event;
 
@@ -95,6 +97,23 @@ pub struct Job {
     pub created_at: i64,
     /// Last change (unix ms).
     pub updated_at: i64,
+    /// The node running it now (its claim), if any.
+    pub claimed_by: Option<String>,
+    /// Until when that claim holds unless renewed (unix ms).
+    pub claimed_until: Option<i64>,
+    /// The fencing token of its latest claim.
+    pub fence: i64,
+}
+
+impl Job {
+    /// The claim this job was handed out under, for the batch that ends it.
+    pub fn claim(&self) -> Option<Fence> {
+        self.claimed_by.as_ref().map(|node| Fence {
+            what: Claimed::Job(self.id),
+            node: node.clone(),
+            token: self.fence,
+        })
+    }
 }
 
 /// Which jobs a listing returns.

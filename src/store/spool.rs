@@ -9,7 +9,7 @@
 //! created itself (named by their creation time, so the daemon and a CLI
 //! command never share one), so a torn tail left by a crash is never appended
 //! to; bytes nobody's row names are simply never read, and a segment goes when
-//! no pending job names it (see `server::worker::sweep`).
+//! no pending job names it (see `Store::sweep` in `store/work.rs`).
 
 use std::collections::HashMap;
 use std::fs::File;

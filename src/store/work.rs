@@ -1,11 +1,9 @@
 //! The reads and the housekeeping the scheduler and the executors need,
-//! typed: nobody outside the store hands it a closure.
+//! typed: nobody outside the store hands it a closure. Due work itself is
+//! handed out by [`Store::claim`] (`claims`).
 
-use std::collections::HashSet;
+use crate::flow::batch::MessageRow;
 
-use crate::flow::batch::{DueTimer, JobId, MessageRow};
-
-use super::queue::Job;
 use super::{maildir, quarantine, Result, Store};
 
 /// A spool segment is kept this long after its last write (a minute: any
@@ -54,39 +52,9 @@ impl Store {
         })
     }
 
-    /// Deadlines due by `now`.
-    pub async fn due_timers(&self, now: i64, limit: usize) -> Result<Vec<DueTimer>> {
-        self.read(move |db| db.due_timers(now, limit)).await
-    }
-
-    /// Up to `free` pending jobs due by `now`, past those in `busy`
-    /// (running now: still pending in the table).
-    pub async fn due_jobs(&self, now: i64, free: usize, busy: HashSet<JobId>) -> Result<Vec<Job>> {
-        self.read(move |db| {
-            let mut jobs = Vec::new();
-            for id in db.job_due_ids(now, free + busy.len())? {
-                if jobs.len() == free {
-                    break;
-                }
-                if busy.contains(&id) {
-                    continue;
-                }
-                jobs.extend(db.job_pending(id)?);
-            }
-            Ok(jobs)
-        })
-        .await
-    }
-
-    /// The earliest due time of any pending job.
+    /// The earliest due time of any pending job or armed deadline.
     pub async fn next_due(&self) -> Result<Option<i64>> {
         self.read(|db| db.jobs_next_due()).await
-    }
-
-    /// Count a crash of the process while job `id` ran; the job if this
-    /// crash held it.
-    pub async fn record_crash(&self, id: JobId, now: i64) -> Result<Option<Job>> {
-        self.write(move |db| db.job_record_crash(id, now)).await
     }
 
     /// Housekeeping: remove spool segments no pending work names, forget

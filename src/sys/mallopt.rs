@@ -1,5 +1,5 @@
 //! `mallopt(M_MMAP_THRESHOLD)`: glibc allocator tuning (see
-//! `server::pin_mmap_threshold` for why).
+//! `server::start::pin_mmap_threshold` for why).
 #![allow(unsafe_code)]
 
 /// Serve allocations of at least `bytes` from mmap, returned on free.

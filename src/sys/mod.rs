@@ -2,6 +2,7 @@
 //! the crate denies `unsafe_code`, and only these modules allow it.
 
 pub mod adjtimex;
+pub mod hostname;
 pub mod linkat;
 pub mod mallopt;
 pub mod pkcs11;

@@ -48,9 +48,9 @@ pub fn signal(pid: u32, name: &str) {
 ///
 /// Ports come from below the kernel's ephemeral range (32768+), so outgoing
 /// connections made meanwhile cannot take them, and from a counter, so two
-/// providers of this test binary never get the same one. (Handing out
-/// `bind(0)` ports instead lost races under load: the port was released for
-/// pecd to bind and a client socket took it first.)
+/// providers of the test binary (tests/it.rs: every test file) never get the
+/// same one. (Handing out `bind(0)` ports instead lost races under load: the
+/// port was released for pecd to bind and a client socket took it first.)
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);

@@ -39,7 +39,7 @@ pub(super) async fn run(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     })
     .await??;
     let batch = std::mem::take(&mut outcome.batch);
-    commit(ctx, batch).await?;
+    commit(ctx, job.claim(), batch).await?;
     if ours {
         // Our own sender: this job was queued by the acceptance.
         ctx.metrics

@@ -52,7 +52,7 @@ pub(super) async fn run(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         // Like a scanner that cannot answer: the job waits and is judged again.
         Outcome::Postpone(reason) => return Err(Fail::Temporary(reason)),
     };
-    let done = commit(ctx, batch).await?;
+    let done = commit(ctx, job.claim(), batch).await?;
     let now = ctx.unix_ms();
     for sent in done.delivered_sent_at {
         ctx.metrics.consegna_after((now - sent) as f64 / 1000.0);

@@ -18,6 +18,6 @@ pub(super) async fn run(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
         tipo.as_deref(),
         msgid,
     );
-    commit(ctx, batch).await?;
+    commit(ctx, job.claim(), batch).await?;
     Ok(())
 }

@@ -11,7 +11,7 @@ pub mod timer;
 
 use std::sync::Arc;
 
-use crate::flow::batch::{Batch, JobEnd};
+use crate::flow::batch::{Batch, Fence, JobEnd};
 use crate::store::queue::{Job, Kind};
 use crate::store::{Committed, StoreError};
 
@@ -24,11 +24,18 @@ pub(super) enum Fail {
     Temporary(String),
     /// Give up.
     Permanent(String),
+    /// This node's claim on the work lapsed and another node has it now:
+    /// nothing of the outcome was written, and nothing more is to be done
+    /// here.
+    LostClaim,
 }
 
 impl From<StoreError> for Fail {
     fn from(e: StoreError) -> Fail {
-        Fail::Temporary(e.to_string())
+        match e {
+            StoreError::LostClaim => Fail::LostClaim,
+            e => Fail::Temporary(e.to_string()),
+        }
     }
 }
 
@@ -55,16 +62,21 @@ pub async fn relay_held(ctx: &Arc<Ctx>, job: &Job) {
     relay::held(ctx, job).await
 }
 
-/// Run one claimed job to its end.
+/// Run one claimed job to its end (its outcome committed under its claim).
 pub async fn run(ctx: &Arc<Ctx>, job: Job) {
+    let fence = job.claim();
     let r = match job.kind {
         Kind::Mailbox => mailbox::run(ctx, &job).await,
         Kind::LocalBusta => deliver::run(ctx, &job).await,
         Kind::Relay => relay::run(ctx, &job).await,
         Kind::Inbound => judge::run(ctx, &job).await,
     };
-    let batch = match r {
+    let mut batch = match r {
         Ok(()) => return,
+        Err(Fail::LostClaim) => {
+            lost(&job);
+            return;
+        }
         Err(Fail::Temporary(error)) => {
             let delay = backoff(ctx, job.attempts);
             tracing::warn!(job = %job.id, kind = job.kind.as_str(), error = %error, retry_in = ?delay, "job failed, will retry");
@@ -91,9 +103,25 @@ pub async fn run(ctx: &Arc<Ctx>, job: Job) {
             )
         }
     };
-    if let Err(e) = ctx.store.commit(batch).await {
-        tracing::error!(error = %e, job = %job.id, "could not record job outcome");
+    batch.fence = fence.clone();
+    match ctx.store.commit(batch).await {
+        Ok(_) => {}
+        Err(StoreError::LostClaim) => lost(&job),
+        Err(e) => {
+            tracing::error!(error = %e, job = %job.id, "could not record job outcome");
+            // Free for the next look rather than held until the lease ends.
+            if let Some(f) = fence {
+                let _ = ctx.store.release(f).await;
+            }
+        }
     }
+}
+
+/// Another node took the job over after our lease lapsed (we were stalled
+/// or cut off from the store): its outcome is theirs to record.
+fn lost(job: &Job) {
+    tracing::warn!(job = %job.id, kind = job.kind.as_str(),
+        "the claim on this job lapsed and another node has it now: this run's outcome is dropped");
 }
 
 /// Exponential backoff shortened by up to 25 % jitter, between `[queue] retry_initial` and `retry_max`.
@@ -116,8 +144,14 @@ pub(super) fn backoff(ctx: &Ctx, attempts: i64) -> std::time::Duration {
 }
 
 /// Sign a decided batch (on the blocking pool: RSA is CPU work) and commit
-/// it; wake the scheduler for the work it queued.
-pub(super) async fn commit(ctx: &Arc<Ctx>, mut batch: Batch) -> Result<Committed, Fail> {
+/// it under `claim`, the claim of the work it ends (written only while that
+/// holds); wake the scheduler for the work it queued.
+pub(super) async fn commit(
+    ctx: &Arc<Ctx>,
+    claim: Option<Fence>,
+    mut batch: Batch,
+) -> Result<Committed, Fail> {
+    batch.fence = claim;
     if batch
         .blobs
         .iter()
@@ -193,6 +227,7 @@ impl Fail {
     /// mailbox is final, a failing disk is not.
     fn from_commit(e: StoreError) -> Fail {
         match e {
+            StoreError::LostClaim => Fail::LostClaim,
             StoreError::Mailbox(a, crate::store::maildir::DeliveryError::Io(io)) => {
                 Fail::Temporary(format!("{a}: {io}"))
             }

@@ -20,7 +20,7 @@ pub(super) async fn run(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
     let attempt = attempt(ctx, job, &domain, &bytes).await?;
     let data = job_data(job);
     let batch = decide(ctx, job, &relay_of(job, &data), &bytes, Some(attempt)).await?;
-    commit(ctx, batch).await?;
+    commit(ctx, job.claim(), batch).await?;
     Ok(())
 }
 
@@ -30,7 +30,7 @@ pub async fn held(ctx: &Arc<Ctx>, job: &Job) {
     let bytes = super::blob_of(ctx, job).unwrap_or_default();
     let data = job_data(job);
     let told = match decide(ctx, job, &relay_of(job, &data), &bytes, None).await {
-        Ok(b) => commit(ctx, b).await.map(|_| ()),
+        Ok(b) => commit(ctx, None, b).await.map(|_| ()),
         Err(e) => Err(e),
     };
     // A message we do not know (a peer's, delivered here) has no sender of

@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
-use crate::flow::batch::DueTimer;
+use crate::flow::batch::{DueTimer, Fence};
 use crate::pec::daticert::{Certified, Daticert};
 
 use super::{commit, Ctx, Fail};
 
-/// Fire `t` (its notice to the sender, and what the 24 h one closes).
-pub async fn fire(ctx: &Arc<Ctx>, t: &DueTimer) -> Result<(), Fail> {
+/// Fire `t` (its notice to the sender, and what the 24 h one closes) under
+/// `claim`, the claim this node holds on it.
+pub async fn fire(ctx: &Arc<Ctx>, t: &DueTimer, claim: Fence) -> Result<(), Fail> {
     let accepted = ctx.store.accepted(&t.identificativo).await?;
     let certified = match accepted {
         Some(m) => match Daticert::parse(m.daticert.as_bytes()) {
@@ -26,6 +27,6 @@ pub async fn fire(ctx: &Arc<Ctx>, t: &DueTimer) -> Result<(), Fail> {
         }
     };
     let batch = crate::flow::timers::fire(&ctx.us(), &ctx.now(), t, certified.as_ref());
-    commit(ctx, batch).await?;
+    commit(ctx, Some(claim), batch).await?;
     Ok(())
 }

@@ -11,6 +11,7 @@ mod api;
 mod body;
 mod compose;
 mod pages;
+mod sanitise;
 mod sent;
 pub mod session;
 pub mod totp;
@@ -45,7 +46,7 @@ pub struct Web {
     summaries: Mutex<HashMap<String, Arc<view::Summary>>>,
     /// Messages whose HTML is not shown, by file path, and why: the work
     /// spent finding out is not spent again at each opening.
-    html_omitted: Mutex<HashMap<String, view::HtmlOmitted>>,
+    html_omitted: Mutex<HashMap<String, sanitise::HtmlOmitted>>,
     /// Anonymous `POST /api/v1/verify` calls per client IP in the current minute.
     verify_calls: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     /// Anonymous verifications in progress (`[web] verify_concurrency`).

@@ -9,9 +9,9 @@ use crate::store::queue::{
 };
 use crate::store::{Result, StoreError};
 
-const COLS: &str = "id, key, kind, identificativo, mail_from, recipients, next_hop, blob, data, state, attempts, last_error, due_at, created_at, updated_at";
+pub(super) const COLS: &str = "id, key, kind, identificativo, mail_from, recipients, next_hop, blob, data, state, attempts, last_error, due_at, created_at, updated_at, claimed_by, claimed_until, fence";
 
-fn row_to_job(r: &Row) -> Result<Job> {
+pub(super) fn row_to_job(r: &Row) -> Result<Job> {
     let kind: String = r.get(2);
     let rcpts: String = r.get(5);
     let state: String = r.get(9);
@@ -32,6 +32,9 @@ fn row_to_job(r: &Row) -> Result<Job> {
         due_at: r.get(12),
         created_at: r.get(13),
         updated_at: r.get(14),
+        claimed_by: r.get(15),
+        claimed_until: r.get(16),
+        fence: r.get(17),
     })
 }
 
@@ -80,37 +83,6 @@ impl PgDb<'_> {
             ],
         )?;
         Ok(n == 1)
-    }
-
-    /// Ids of up to `limit` pending jobs due at `now`, mailbox deliveries first.
-    pub(in crate::store) fn job_due_ids(&self, now: i64, limit: usize) -> Result<Vec<JobId>> {
-        let mut ids: Vec<i64> = self
-            .rows(
-                "SELECT id FROM jobs WHERE state = 'pending' AND kind = 'mailbox' AND due_at <= $1 ORDER BY due_at, id LIMIT $2",
-                &[&now, &(limit as i64)],
-            )?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if ids.len() < limit {
-            let rest = self.rows(
-                "SELECT id FROM jobs WHERE state = 'pending' AND due_at <= $1 AND kind <> 'mailbox' ORDER BY due_at, id LIMIT $2",
-                &[&now, &((limit - ids.len()) as i64)],
-            )?;
-            ids.extend(rest.iter().map(|r| r.get::<_, i64>(0)));
-        }
-        Ok(ids.into_iter().map(JobId).collect())
-    }
-
-    /// A job by id if it is still pending.
-    pub(in crate::store) fn job_pending(&self, id: JobId) -> Result<Option<Job>> {
-        self.opt(
-            &format!("SELECT {COLS} FROM jobs WHERE id = $1 AND state = 'pending'"),
-            &[&id.0],
-        )?
-        .as_ref()
-        .map(row_to_job)
-        .transpose()
     }
 
     /// The earliest due time of any pending job or live timer.
@@ -230,7 +202,8 @@ impl PgDb<'_> {
             &[&id.0, &now],
         )?;
         let held = self.exec(
-            "UPDATE jobs SET state = 'held', last_error = $2, updated_at = $3 WHERE id = $1 AND state = 'pending' AND crashes >= $4",
+            "UPDATE jobs SET state = 'held', last_error = $2, updated_at = $3, claimed_by = NULL, claimed_until = NULL
+             WHERE id = $1 AND state = 'pending' AND crashes >= $4",
             &[
                 &id.0,
                 &format!("held: the process died {MAX_CRASHES} times while running this job"),
@@ -313,33 +286,6 @@ impl PgDb<'_> {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect())
-    }
-
-    /// Timers due by `now` (a warning whose final deadline has also passed
-    /// is not sent: the final notice says everything).
-    pub(in crate::store) fn due_timers(&self, now: i64, limit: usize) -> Result<Vec<DueTimer>> {
-        let mut out = Vec::new();
-        for (sql, deadline) in [
-            (
-                "SELECT identificativo, recipient FROM timers WHERE preavviso_due IS NOT NULL AND preavviso_due <= $1
-                 AND (expire_due IS NULL OR expire_due > $1) ORDER BY preavviso_due LIMIT $2",
-                Deadline::Preavviso,
-            ),
-            (
-                "SELECT identificativo, recipient FROM timers WHERE expire_due IS NOT NULL AND expire_due <= $1
-                 ORDER BY expire_due LIMIT $2",
-                Deadline::Expire,
-            ),
-        ] {
-            for r in self.rows(sql, &[&now, &(limit as i64)])? {
-                out.push(DueTimer {
-                    identificativo: r.get(0),
-                    recipient: r.get(1),
-                    deadline,
-                });
-            }
-        }
-        Ok(out)
     }
 
     /// Disarm one deadline after its notice was queued. True if it was armed.

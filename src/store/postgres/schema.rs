@@ -185,6 +185,23 @@ CREATE TABLE web_sessions (
 );
 CREATE INDEX web_sessions_address ON web_sessions(address);
 "#,
+    // 2: claims (SQLite's migration 10; see `store::claims`): a pending job
+    // or an armed deadline is held by one node at a time, `claimed_by`
+    // until `claimed_until` (Unix ms); `fence` grows at every claim. A
+    // claim walks `jobs_claim_order` in the order it hands jobs out
+    // (mailbox deliveries first, then by due time), so a poll reads the
+    // due rows only, however long the backlog.
+    r#"
+ALTER TABLE jobs ADD COLUMN claimed_by TEXT;
+ALTER TABLE jobs ADD COLUMN claimed_until BIGINT;
+ALTER TABLE jobs ADD COLUMN fence BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE timers ADD COLUMN claimed_by TEXT;
+ALTER TABLE timers ADD COLUMN claimed_until BIGINT;
+ALTER TABLE timers ADD COLUMN fence BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX jobs_claimed ON jobs(claimed_by) WHERE claimed_by IS NOT NULL;
+CREATE INDEX timers_claimed ON timers(claimed_by) WHERE claimed_by IS NOT NULL;
+CREATE INDEX jobs_claim_order ON jobs((kind <> 'mailbox'), due_at, id) WHERE state = 'pending';
+"#,
 ];
 
 /// The schema version this binary migrates to.

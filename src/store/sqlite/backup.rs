@@ -66,6 +66,20 @@ pub(in crate::store) fn snapshot(
     }
     // A self-contained file: no -wal or -shm beside it in the backup.
     out.pragma_update(None, "journal_mode", "DELETE")?;
+    // The copy belongs to no running node: the work claimed at that
+    // instant is free in it, so a restored provider runs it again at once
+    // and counts no crash for it.
+    let claims: i64 = out.query_row(
+        "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = 'claimed_by'",
+        [],
+        |r| r.get(0),
+    )?;
+    if claims > 0 {
+        out.execute_batch(
+            "UPDATE jobs SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by IS NOT NULL;
+             UPDATE timers SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by IS NOT NULL;",
+        )?;
+    }
     let check: String = out.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
     if check != "ok" {
         return Err(SnapshotError::Check(check));

@@ -13,6 +13,7 @@
 //! is on disk.
 
 pub(in crate::store) mod backup;
+pub(in crate::store) mod claims;
 mod log;
 mod messages;
 mod quarantine;

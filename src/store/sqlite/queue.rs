@@ -15,9 +15,9 @@ impl rusqlite::ToSql for JobId {
     }
 }
 
-const COLS: &str = "id, key, kind, identificativo, mail_from, recipients, next_hop, blob, data, state, attempts, last_error, due_at, created_at, updated_at";
+pub(super) const COLS: &str = "id, key, kind, identificativo, mail_from, recipients, next_hop, blob, data, state, attempts, last_error, due_at, created_at, updated_at, claimed_by, claimed_until, fence";
 
-fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
+pub(super) fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
     let kind: String = r.get(2)?;
     let rcpts: String = r.get(5)?;
     Ok(Job {
@@ -45,6 +45,9 @@ fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
         due_at: r.get(12)?,
         created_at: r.get(13)?,
         updated_at: r.get(14)?,
+        claimed_by: r.get(15)?,
+        claimed_until: r.get(16)?,
+        fence: r.get(17)?,
     })
 }
 
@@ -91,40 +94,6 @@ impl Db<'_> {
             now
         ])?;
         Ok(n == 1)
-    }
-
-    /// Ids of up to `limit` pending jobs due at `now`: mailbox deliveries first
-    /// (a sender waits for the accettazione), then the rest by due time. Both
-    /// read in index order, so a poll costs the same with a backlog of thousands.
-    pub(in crate::store) fn job_due_ids(&self, now: i64, limit: usize) -> Result<Vec<JobId>> {
-        let conn = self.sql();
-        let mut ids: Vec<i64> = conn
-            .prepare_cached(
-                "SELECT id FROM jobs WHERE state = 'pending' AND kind = 'mailbox' AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
-            )?
-            .query_map(params![now, limit as i64], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        if ids.len() < limit {
-            let rest = conn
-                .prepare_cached(
-                    "SELECT id FROM jobs WHERE state = 'pending' AND due_at <= ?1 AND kind <> 'mailbox' ORDER BY due_at, id LIMIT ?2",
-                )?
-                .query_map(params![now, (limit - ids.len()) as i64], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<i64>>>()?;
-            ids.extend(rest);
-        }
-        Ok(ids.into_iter().map(JobId).collect())
-    }
-
-    /// A job by id if it is still pending.
-    pub(in crate::store) fn job_pending(&self, id: JobId) -> Result<Option<Job>> {
-        let conn = self.sql();
-        Ok(conn
-            .prepare_cached(&format!(
-                "SELECT {COLS} FROM jobs WHERE id = ?1 AND state = 'pending'"
-            ))?
-            .query_row([id], row_to_job)
-            .optional()?)
     }
 
     /// The earliest due time of any pending job or live timer.
@@ -277,7 +246,8 @@ impl Db<'_> {
             params![id, now],
         )?;
         let held = conn.execute(
-            "UPDATE jobs SET state = 'held', last_error = ?2, updated_at = ?3 WHERE id = ?1 AND state = 'pending' AND crashes >= ?4",
+            "UPDATE jobs SET state = 'held', last_error = ?2, updated_at = ?3, claimed_by = NULL, claimed_until = NULL
+             WHERE id = ?1 AND state = 'pending' AND crashes >= ?4",
             params![
                 id,
                 format!("held: the process died {MAX_CRASHES} times while running this job"),
@@ -362,37 +332,6 @@ impl Db<'_> {
         )?;
         let rows = st.query_map([identificativo], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Timers due by `now`.
-    pub(in crate::store) fn due_timers(&self, now: i64, limit: usize) -> Result<Vec<DueTimer>> {
-        let conn = self.sql();
-        let mut out = Vec::new();
-        // A warning whose final deadline has also passed (the provider was down
-        // through both) is not sent: the final notice says everything.
-        for (col, extra, deadline) in [
-            (
-                "preavviso_due",
-                " AND (expire_due IS NULL OR expire_due > ?1)",
-                Deadline::Preavviso,
-            ),
-            ("expire_due", "", Deadline::Expire),
-        ] {
-            let mut st = conn.prepare_cached(&format!(
-                "SELECT identificativo, recipient FROM timers WHERE {col} IS NOT NULL AND {col} <= ?1{extra} ORDER BY {col} LIMIT ?2"
-            ))?;
-            let rows = st.query_map(params![now, limit as i64], |r| {
-                Ok(DueTimer {
-                    identificativo: r.get(0)?,
-                    recipient: r.get(1)?,
-                    deadline,
-                })
-            })?;
-            for r in rows {
-                out.push(r?);
-            }
-        }
-        Ok(out)
     }
 
     /// Disarm one deadline after its notice was queued. True if it was armed.
@@ -514,7 +453,9 @@ impl Db<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::queue::{BlobRef, Deadline, Job, JobId, JobState, Kind, Listing, NewJob};
+    use crate::store::queue::{
+        BlobRef, Deadline, DueTimer, Job, JobId, JobState, Kind, Listing, NewJob,
+    };
     use crate::store::sqlite::{Db, MemDb};
     use crate::store::Result;
 
@@ -536,12 +477,18 @@ mod tests {
         }
     }
 
+    /// What a claim at `now` would hand out, left unclaimed.
     fn due(c: &Db<'_>, now: i64, limit: usize) -> Result<Vec<Job>> {
-        let ids = c.job_due_ids(now, limit)?;
-        Ok(ids
-            .into_iter()
-            .filter_map(|id| c.job_pending(id).unwrap())
-            .collect())
+        let got = c.claim_jobs("look", now, now + 1, limit, &Default::default())?;
+        c.release_node("look")?;
+        Ok(got.claimed)
+    }
+
+    /// The same for deadlines.
+    fn due_timers(c: &Db<'_>, now: i64, limit: usize) -> Result<Vec<DueTimer>> {
+        let got = c.claim_timers("look", now, now + 1, limit)?;
+        c.release_node("look")?;
+        Ok(got.into_iter().map(|(t, _)| t).collect())
     }
 
     #[test]
@@ -677,14 +624,14 @@ mod tests {
         let c = m.db();
         c.timer_start("id", "b@y", 0, 100, 200).unwrap();
         assert!(c.timer_presa("id", "b@y", 50).unwrap());
-        let d = c.due_timers(300, 10).unwrap();
+        let d = due_timers(&c, 300, 10).unwrap();
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].deadline, Deadline::Expire);
         assert!(c
             .timer_close("id", "b@y", 60, "consegna")
             .unwrap()
             .is_some());
-        assert!(c.due_timers(300, 10).unwrap().is_empty());
+        assert!(due_timers(&c, 300, 10).unwrap().is_empty());
         assert!(!c.timer_open("id", "b@y").unwrap());
     }
 
@@ -693,10 +640,10 @@ mod tests {
         let m = db();
         let c = m.db();
         c.timer_start("id", "b@y", 0, 100, 200).unwrap();
-        let d = c.due_timers(150, 10).unwrap();
+        let d = due_timers(&c, 150, 10).unwrap();
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].deadline, Deadline::Preavviso);
-        let d = c.due_timers(250, 10).unwrap();
+        let d = due_timers(&c, 250, 10).unwrap();
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].deadline, Deadline::Expire);
     }

@@ -167,6 +167,21 @@ ALTER TABLE user_totp ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE user_totp ADD COLUMN locked_until INTEGER;
 DELETE FROM user_totp WHERE address NOT IN (SELECT address FROM users);
 "#,
+    // 10: claims (issue 22): a pending job or an armed timer is handed to
+    // one node at a time, `claimed_by` until `claimed_until` (Unix ms);
+    // `fence` grows at every claim, and a commit of the work's outcome is
+    // written only while the claim it was made under still holds. A node's
+    // claims are found by node (its start, its stop, its renewals).
+    r#"
+ALTER TABLE jobs ADD COLUMN claimed_by TEXT;
+ALTER TABLE jobs ADD COLUMN claimed_until INTEGER;
+ALTER TABLE jobs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE timers ADD COLUMN claimed_by TEXT;
+ALTER TABLE timers ADD COLUMN claimed_until INTEGER;
+ALTER TABLE timers ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_claimed ON jobs(claimed_by) WHERE claimed_by IS NOT NULL;
+CREATE INDEX timers_claimed ON timers(claimed_by) WHERE claimed_by IS NOT NULL;
+"#,
 ];
 
 /// The log's hash chain and its daily seals. SQL cannot hash, so the rows
