@@ -553,10 +553,19 @@ fn a_peer_network_added_by_a_reload_gets_its_cap_on_the_next_connections() {
     let ca = TestCa::new();
     let mut p = alpha(&ca, "[limits]\nmax_connections_per_ip = 2\n");
     p.start();
-    // Sessions held open keep their slots.
+    // Sessions held open keep their slots. The start's readiness probe of
+    // this port holds one until its session has seen the probe hang up: a
+    // 421 before that is the probe's slot, so the first two wait for it.
     let mut held = Vec::new();
     for _ in 0..2 {
-        let (l, tcp) = inbound_greeting(p.inbound);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let (l, tcp) = loop {
+            let (l, tcp) = inbound_greeting(p.inbound);
+            if !l.starts_with("421") || std::time::Instant::now() > deadline {
+                break (l, tcp);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
         assert!(l.starts_with("220"), "{l}");
         held.push(tcp);
     }

@@ -526,6 +526,19 @@ pub struct Batch {
     /// The claim the step ran under (set by the executor, not the flow):
     /// lost, and nothing of the batch is written.
     pub fence: Option<Fence>,
+    /// The node that runs the batch's new jobs due at once itself (set by
+    /// the caller, not the flow): they are written already claimed by it,
+    /// so the next hop of a message costs no claim of its own.
+    pub taker: Option<Taker>,
+}
+
+/// A node taking the new due work of a batch: its name and its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taker {
+    /// `[cluster] node`.
+    pub node: String,
+    /// `[cluster] lease`, in ms.
+    pub lease_ms: i64,
 }
 
 impl Batch {

@@ -638,8 +638,8 @@ impl Bucket {
         Ok(key)
     }
 
-    /// The whole object, at most `limit` bytes.
-    pub fn get(&self, key: &str, limit: u64) -> Result<Vec<u8>, Error> {
+    /// A successful GET of `key`, with the operation's name for errors.
+    fn fetch(&self, key: &str) -> Result<(String, ureq::http::Response<ureq::Body>), Error> {
         let op = format!("GET {}", self.name(key));
         let call = Call {
             method: "GET",
@@ -652,6 +652,12 @@ impl Bucket {
         if !resp.status().is_success() {
             return Err(Self::refusal(&op, resp));
         }
+        Ok((op, resp))
+    }
+
+    /// The whole object, at most `limit` bytes.
+    pub fn get(&self, key: &str, limit: u64) -> Result<Vec<u8>, Error> {
+        let (op, resp) = self.fetch(key)?;
         Self::body(&op, resp, limit)
     }
 
@@ -659,18 +665,7 @@ impl Bucket {
     /// message sent out over POP3 or IMAP), and its size. Read errors come
     /// from the connection as `std::io::Error`s.
     pub fn open(&self, key: &str) -> Result<(u64, ObjectReader), Error> {
-        let op = format!("GET {}", self.name(key));
-        let call = Call {
-            method: "GET",
-            key,
-            query: &[],
-            extra: Vec::new(),
-            body: &[],
-        };
-        let resp = self.send(&op, call)?;
-        if !resp.status().is_success() {
-            return Err(Self::refusal(&op, resp));
-        }
+        let (op, resp) = self.fetch(key)?;
         let size = resp
             .headers()
             .get("content-length")

@@ -77,10 +77,12 @@ impl Backend for InboundBackend {
             data: None,
             due_at: now,
         });
+        batch.taker = Some(self.ctx.taker());
         match self.ctx.store.commit(batch).await {
             Ok(c) => {
-                self.ctx.wake.notify_one();
-                Reply::queued(c.blobs.first().map_or("", String::as_str))
+                let reply = Reply::queued(c.blobs.first().map_or("", String::as_str));
+                self.ctx.hand_over(c.taken);
+                reply
             }
             Err(e) => {
                 tracing::error!(error = %e, "inbound commit failed");

@@ -82,6 +82,11 @@ pub struct Ctx {
     pub relay: Live<Relay>,
     /// Nudges the scheduler when new work is committed.
     pub wake: Notify,
+    /// New jobs a commit of this node wrote claimed by it, on their way to
+    /// its scheduler (see [`Ctx::hand_over`]).
+    pub handoff: tokio::sync::mpsc::UnboundedSender<crate::store::queue::Job>,
+    /// The scheduler's end of `handoff`, taken when it starts.
+    pub handoff_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<crate::store::queue::Job>>>,
     /// Jobs being worked on right now (never picked twice).
     pub running: Mutex<HashSet<crate::store::queue::JobId>>,
     /// Flips to true on shutdown.
@@ -252,6 +257,26 @@ impl Ctx {
     /// Every user's mailbox.
     pub fn mailboxes(&self) -> crate::store::mailbox::Mailboxes {
         self.store.mailboxes(&self.provider.hostname)
+    }
+
+    /// This node as the taker of the new due work it commits
+    /// (`[cluster] node` and `lease`).
+    pub fn taker(&self) -> crate::flow::batch::Taker {
+        let cluster = &self.cfg().cluster;
+        crate::flow::batch::Taker {
+            node: cluster.node(),
+            lease_ms: cluster.lease().as_millis() as i64,
+        }
+    }
+
+    /// Hand the jobs a commit wrote claimed by this node to its scheduler,
+    /// and wake it for the rest.
+    pub fn hand_over(&self, taken: Vec<crate::store::queue::Job>) {
+        for job in taken {
+            // A scheduler gone (shutdown): the claim lapses or is released.
+            let _ = self.handoff.send(job);
+        }
+        self.wake.notify_one();
     }
 
     /// Unix milliseconds now, from the one clock.

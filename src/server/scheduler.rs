@@ -12,7 +12,7 @@
 //! runs again after the restart (or on another node, once the lease of the
 //! dead one lapses).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +29,11 @@ const SWEEP_EVERY_MS: i64 = 60_000;
 /// How often due 12 h / 24 h deadlines are looked for: they have
 /// second-scale meaning, and this spares a query per job completion.
 const TIMER_CHECK_MS: i64 = 200;
+/// How often due jobs are claimed from the store while none comes to hand
+/// otherwise: the next hop of a message is handed over by the commit that
+/// queued it (`Ctx::hand_over`), so the store is asked only for retries
+/// come due, work queued by other nodes or commands, and lapsed claims.
+const CLAIM_CHECK_MS: i64 = 50;
 /// Deadlines of each kind claimed at one time (fired one after another).
 const TIMERS_PER_CHECK: usize = 200;
 
@@ -47,13 +52,39 @@ pub async fn run(ctx: Arc<Ctx>) {
     let mut shutdown = ctx.shutdown.clone();
     let mut next_sweep = 0;
     let mut next_timer_check = 0;
+    let mut next_claim_check = 0;
     // The claims of the jobs running now, renewed by their own task so a
     // busy loop (a long run of deadlines to fire) cannot let them lapse.
     let held: Arc<Mutex<HashMap<JobId, Fence>>> = Arc::default();
     let renewer = tokio::spawn(renew(ctx.clone(), me.clone(), held.clone()));
+    // Jobs this node's commits wrote claimed by it (`Ctx::hand_over`),
+    // waiting for a slot: mailbox deliveries first, as the claims order them.
+    let mut handoff = ctx.handoff_rx.lock().ok().and_then(|mut r| r.take());
+    let mut ready: [VecDeque<Job>; 2] = Default::default();
     loop {
         if *shutdown.borrow() {
             break;
+        }
+        if let Some(rx) = handoff.as_mut() {
+            while let Ok(job) = rx.try_recv() {
+                if let (Some(fence), Ok(mut h)) = (job.claim(), held.lock()) {
+                    h.insert(job.id, fence);
+                }
+                let lane = usize::from(job.kind != Kind::Mailbox);
+                ready[lane].push_back(job);
+            }
+        }
+        let mut started = 0;
+        for lane in ready.iter_mut() {
+            while !lane.is_empty() {
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    break;
+                };
+                if let Some(job) = lane.pop_front() {
+                    start(&ctx, &held, job, permit);
+                    started += 1;
+                }
+            }
         }
         let now = ctx.unix_ms();
         if now >= next_sweep {
@@ -67,8 +98,11 @@ pub async fn run(ctx: Arc<Ctx>) {
         } else {
             0
         };
-        let free = permits.available_permits();
-        let mut started = 0;
+        let free = if now >= next_claim_check {
+            permits.available_permits()
+        } else {
+            0
+        };
         if free > 0 || timers > 0 {
             // Our running jobs are never handed to us twice, even if a
             // stalled renewal let their claim lapse.
@@ -85,6 +119,10 @@ pub async fn run(ctx: Arc<Ctx>) {
                     Default::default()
                 }
             };
+            // Fewer than asked for: nothing more is due in the store now.
+            if free > 0 && claims.jobs.len() < free {
+                next_claim_check = now + CLAIM_CHECK_MS;
+            }
             for (id, node) in &claims.taken_over {
                 tracing::warn!(job = %id, node = %node,
                     "took over a job whose node let its lease lapse (counted as a crash of the job)");
@@ -100,27 +138,11 @@ pub async fn run(ctx: Arc<Ctx>) {
                     let _ = ctx.store.release(fence).await;
                     continue;
                 };
-                let id = job.id;
-                if let Ok(mut r) = ctx.running.lock() {
-                    r.insert(id);
-                }
                 if let Ok(mut h) = held.lock() {
-                    h.insert(id, fence);
+                    h.insert(job.id, fence);
                 }
+                start(&ctx, &held, job, permit);
                 started += 1;
-                let ctx2 = ctx.clone();
-                let held2 = held.clone();
-                tokio::spawn(async move {
-                    jobs::run(&ctx2, job).await;
-                    if let Ok(mut h) = held2.lock() {
-                        h.remove(&id);
-                    }
-                    if let Ok(mut r) = ctx2.running.lock() {
-                        r.remove(&id);
-                    }
-                    drop(permit);
-                    ctx2.wake.notify_one();
-                });
             }
             for t in claims.timers {
                 let fence = t.fence.clone();
@@ -137,7 +159,7 @@ pub async fn run(ctx: Arc<Ctx>) {
             }
         }
         // Every free slot filled: more may be due at once.
-        if started > 0 && started == free {
+        if started > 0 && permits.available_permits() == 0 {
             continue;
         }
         let now = ctx.unix_ms();
@@ -148,6 +170,13 @@ pub async fn run(ctx: Arc<Ctx>) {
         }
         .min(Duration::from_millis((next_timer_check - now).max(1) as u64))
         .min(Duration::from_secs(1));
+        // A claim check to come; one due already waits for a free slot
+        // (a finishing job wakes us).
+        let wait = if next_claim_check > now {
+            wait.min(Duration::from_millis((next_claim_check - now) as u64))
+        } else {
+            wait
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = ctx.wake.notified() => {
@@ -164,6 +193,33 @@ pub async fn run(ctx: Arc<Ctx>) {
     // period), their claims renewed meanwhile.
     let _ = permits.acquire_many(slots as u32).await;
     renewer.abort();
+}
+
+/// Run `job` (claimed, its fence in `held`) in a task of its own holding
+/// `permit`; its claim leaves `held` when it ends.
+fn start(
+    ctx: &Arc<Ctx>,
+    held: &Arc<Mutex<HashMap<JobId, Fence>>>,
+    job: Job,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let id = job.id;
+    if let Ok(mut r) = ctx.running.lock() {
+        r.insert(id);
+    }
+    let ctx2 = ctx.clone();
+    let held2 = held.clone();
+    tokio::spawn(async move {
+        jobs::run(&ctx2, job).await;
+        if let Ok(mut h) = held2.lock() {
+            h.remove(&id);
+        }
+        if let Ok(mut r) = ctx2.running.lock() {
+            r.remove(&id);
+        }
+        drop(permit);
+        ctx2.wake.notify_one();
+    });
 }
 
 /// Renew the claims of the running jobs every third of the lease, so a
@@ -218,8 +274,6 @@ fn sweep(ctx: &Ctx) {
 /// [`crate::store::queue::MAX_CRASHES`] times is held (see [`hold`]).
 pub async fn after_crash(ctx: &Arc<Ctx>) {
     let node = ctx.cfg().cluster.node();
-    // Where an older pecd kept the running jobs' ids; claims replace it.
-    let _ = std::fs::remove_file(ctx.store.paths().data_dir.join("inflight"));
     let r = match ctx.store.recover(&node, ctx.unix_ms()).await {
         Ok(r) => r,
         Err(e) => {

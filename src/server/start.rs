@@ -173,6 +173,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         }
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (handoff, handoff_rx) = tokio::sync::mpsc::unbounded_channel();
     let relay = new_relay(&cfg, trust_pems.clone());
     let l_sub = bind(&cfg.listen.submission, "listen.submission").await?;
     let l_subs = bind(&cfg.listen.submissions, "listen.submissions").await?;
@@ -247,6 +248,8 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         ids: Arc::new(RandomIds),
         relay: Live::new(relay),
         wake: Notify::new(),
+        handoff,
+        handoff_rx: Mutex::new(Some(handoff_rx)),
         running: Mutex::new(HashSet::new()),
         metrics: Arc::new(crate::metrics::Metrics::new()),
         shutdown: shutdown_rx.clone(),

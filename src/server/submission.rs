@@ -155,12 +155,15 @@ pub async fn submit(
         }
     };
     let quarantined = outcome.batch.quarantine.is_some();
-    let batch = std::mem::take(&mut outcome.batch);
-    if let Err(e) = ctx.store.commit(batch).await {
-        tracing::error!(error = %e, "submission commit failed");
-        return Err(Refusal::Local);
+    let mut batch = std::mem::take(&mut outcome.batch);
+    batch.taker = Some(ctx.taker());
+    match ctx.store.commit(batch).await {
+        Ok(c) => ctx.hand_over(c.taken),
+        Err(e) => {
+            tracing::error!(error = %e, "submission commit failed");
+            return Err(Refusal::Local);
+        }
     }
-    ctx.wake.notify_one();
     ctx.metrics.submission(outcome.result.is_ok());
     match outcome.result {
         Ok(a) => {

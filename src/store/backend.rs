@@ -87,6 +87,10 @@ macro_rules! with_tx_ops {
         fn job_enqueue(j: &crate::store::queue::NewJob, now: i64) -> crate::store::Result<bool>;
         /// [`Db::job_enqueue`] with the blob's spool name given.
         fn job_enqueue_named(j: &crate::store::queue::NewJob, blob: Option<&str>, now: i64) -> crate::store::Result<bool>;
+        /// Queue a job as [`Db::job_enqueue_named`] does, already claimed by
+        /// `node` until `until` (its first claim, fence 1); gives its id when
+        /// it was new.
+        fn job_enqueue_claimed(j: &crate::store::queue::NewJob, blob: Option<&str>, now: i64, node: &str, until: i64) -> crate::store::Result<Option<crate::store::queue::JobId>>;
         /// The earliest due time of any pending job or live timer.
         fn jobs_next_due() -> crate::store::Result<Option<i64>>;
         /// One job by id.

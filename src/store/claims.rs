@@ -169,6 +169,8 @@ impl Store {
     /// At the start of `node`: the claims its previous run left are dead
     /// (one process per node); count each job as a crash and free them.
     pub async fn recover(&self, node: &str, now: i64) -> Result<Recovered> {
+        // Where an older pecd kept the running jobs' ids; claims replace it.
+        let _ = std::fs::remove_file(self.paths().data_dir.join("inflight"));
         let node = node.to_string();
         self.write(move |db| {
             let (again, held) = db.recover_node(&node, now)?;

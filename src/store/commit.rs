@@ -12,10 +12,11 @@
 use crate::flow::batch::{Batch, BlobRef, Guard, JobEnd, NewBlob, NewJob, TimerOp};
 
 use super::backend::Tx;
+use super::queue::{Job, JobState};
 use super::{quarantine, Result, Store, StoreError};
 
 /// What a committed batch gives back.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Committed {
     /// Whether the batch was written (false: its guard no longer held, and
     /// nothing was).
@@ -28,6 +29,9 @@ pub struct Committed {
     /// The acceptance times (Unix ms) of the recipients an avvenuta
     /// consegna closed in this batch (consegna latency).
     pub delivered_sent_at: Vec<i64>,
+    /// The new jobs due at once, written claimed by the batch's taker: the
+    /// caller hands them to that node's scheduler.
+    pub taken: Vec<Job>,
 }
 
 /// Blobs up to this size in all are appended to the spool by the writer
@@ -176,7 +180,36 @@ impl Store {
                     ))
                 }
             };
-            new_jobs.push(db.job_enqueue_named(j, blob.as_deref(), now)?);
+            match batch.taker.as_ref().filter(|_| j.due_at <= now) {
+                Some(t) => {
+                    let until = now.saturating_add(t.lease_ms);
+                    let id = db.job_enqueue_claimed(j, blob.as_deref(), now, &t.node, until)?;
+                    new_jobs.push(id.is_some());
+                    if let Some(id) = id {
+                        out.taken.push(Job {
+                            id,
+                            key: j.key.clone(),
+                            kind: j.kind,
+                            identificativo: j.identificativo.clone(),
+                            mail_from: j.mail_from.clone(),
+                            recipients: j.recipients.clone(),
+                            next_hop: j.next_hop.clone(),
+                            blob,
+                            data: j.data.clone(),
+                            state: JobState::Pending,
+                            attempts: 0,
+                            last_error: None,
+                            due_at: j.due_at,
+                            created_at: now,
+                            updated_at: now,
+                            claimed_by: Some(t.node.clone()),
+                            claimed_until: Some(until),
+                            fence: 1,
+                        });
+                    }
+                }
+                None => new_jobs.push(db.job_enqueue_named(j, blob.as_deref(), now)?),
+            }
         }
         let repeated =
             |i: &Option<usize>| i.is_some_and(|i| !new_jobs.get(i).copied().unwrap_or(true));

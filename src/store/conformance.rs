@@ -299,6 +299,32 @@ fn queue(s: &Store) {
     });
     w(s, |d| d.stop_relays("id3", 15));
     assert_eq!(r(s, |d| d.pending_relays()), 0);
+
+    // A job written already claimed (a commit's hand-over): its first
+    // claim, fence 1; nobody else is handed it before the lease lapses.
+    let j5 = job("relay:5", Kind::Relay, "id5", &["e@y.test"], 16);
+    let again = j5.clone();
+    let id = w(s, move |d| {
+        d.job_enqueue_claimed(&j5, Some("seg2@1"), 16, "n1", 1_016)
+    })
+    .expect("a new key gives its id");
+    let got = r(s, move |d| d.job_get(id)).unwrap();
+    assert_eq!(got.key, "relay:5");
+    assert_eq!(got.blob.as_deref(), Some("seg2@1"));
+    assert_eq!(
+        (got.state, got.due_at, got.created_at),
+        (JobState::Pending, 16, 16)
+    );
+    assert_eq!(got.claimed_by.as_deref(), Some("n1"));
+    assert_eq!((got.claimed_until, got.fence), (Some(1_016), 1));
+    assert_eq!(
+        w(s, move |d| d
+            .job_enqueue_claimed(&again, None, 17, "n2", 1_017)),
+        None,
+        "one job per key"
+    );
+    assert!(due_jobs(s, 1_000, 10).is_empty(), "held under its claim");
+    assert_eq!(due_jobs(s, 1_016, 10), vec![id], "the lease lapsed");
 }
 
 fn chain_of(s: &Store) -> Vec<i64> {
@@ -589,10 +615,10 @@ fn postgresql_refuses_a_schema_newer_than_this_pecd_and_an_empty_database() {
 mod claim_checks {
     use std::future::Future;
 
-    use crate::flow::batch::{Batch, Event, EventKind, JobEnd, NewJob, TimerOp};
+    use crate::flow::batch::{Batch, Event, EventKind, JobEnd, TimerOp};
     use crate::pec::clock::{Clock, ManualClock};
     use crate::store::claims::{Claimant, ClaimedTimer, Want};
-    use crate::store::queue::{Job, JobId, JobState, Kind, Listing, MAX_CRASHES};
+    use crate::store::queue::{Job, JobId, JobState, Listing, MAX_CRASHES};
     use crate::store::{Store, StoreError};
 
     use super::r;
@@ -604,6 +630,10 @@ mod claim_checks {
     pub(super) type Check = fn(&Store);
 
     pub(super) const ALL: &[(&str, Check)] = &[
+        (
+            "a_batchs_new_due_jobs_are_written_claimed_by_its_taker",
+            a_batchs_new_due_jobs_are_written_claimed_by_its_taker,
+        ),
         (
             "each_due_job_is_handed_out_once",
             each_due_job_is_handed_out_once,
@@ -640,19 +670,7 @@ mod claim_checks {
             .block_on(f)
     }
 
-    pub(super) fn job(key: &str, due: i64) -> NewJob {
-        NewJob {
-            key: key.into(),
-            kind: Kind::Relay,
-            identificativo: Some("id@x".into()),
-            mail_from: "a@x".into(),
-            recipients: vec!["b@y".into()],
-            next_hop: Some("y".into()),
-            blob: None,
-            data: None,
-            due_at: due,
-        }
-    }
+    pub(super) use crate::store::queue::test_job as job;
 
     pub(super) fn jobs(n: usize) -> Want {
         Want {
@@ -699,6 +717,50 @@ mod claim_checks {
 
     pub(super) fn state(store: &Store, id: JobId) -> Job {
         store.job_blocking(id).unwrap().unwrap()
+    }
+
+    fn a_batchs_new_due_jobs_are_written_claimed_by_its_taker(store: &Store) {
+        let now = setup(store, &[]).unix_ms();
+        let taker = || {
+            Some(crate::flow::batch::Taker {
+                node: "node-1".into(),
+                lease_ms: LEASE,
+            })
+        };
+        let mut batch = Batch::at(now);
+        batch.job(job("due", now));
+        batch.job(job("later", now + 60_000));
+        batch.taker = taker();
+        let c = b(store.commit(batch)).unwrap();
+        assert_eq!(c.new_jobs, [true, true]);
+        assert_eq!(c.taken.len(), 1, "only the job due now is taken");
+        let taken = &c.taken[0];
+        assert_eq!(taken.key, "due");
+        let stored = state(store, taken.id);
+        assert_eq!(stored.claimed_by.as_deref(), Some("node-1"));
+        assert_eq!(stored.claimed_until, Some(now + LEASE));
+        assert_eq!((stored.fence, taken.fence), (1, 1));
+        assert_eq!(taken.claim(), stored.claim());
+        // The one not due yet is written unclaimed.
+        let later = store_ids(store)
+            .into_iter()
+            .map(|id| state(store, id))
+            .find(|j| j.key == "later")
+            .unwrap();
+        assert_eq!((later.claimed_by, later.fence), (None, 0));
+        // Another node gets it only once the lease has lapsed.
+        let two = Claimant::new("node-2", LEASE);
+        assert!(b(store.claim(&two, now, jobs(10))).unwrap().jobs.is_empty());
+        // The taker's commit under the claim it was handed ends the job.
+        assert!(b(store.commit(done(taken, now))).unwrap().applied);
+        assert_eq!(state(store, taken.id).state, JobState::Done);
+        // Committed again (same key): nothing new is taken.
+        let mut again = Batch::at(now);
+        again.job(job("due", now));
+        again.taker = taker();
+        let c = b(store.commit(again)).unwrap();
+        assert_eq!(c.new_jobs, [false]);
+        assert!(c.taken.is_empty());
     }
 
     fn each_due_job_is_handed_out_once(store: &Store) {

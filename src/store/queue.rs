@@ -207,3 +207,19 @@ impl Inspector {
         self.run(|db| db.job_get(id))
     }
 }
+
+/// A relay job keyed `key`, due at `due`: the store's tests' fixture.
+#[cfg(test)]
+pub(crate) fn test_job(key: &str, due: i64) -> crate::flow::batch::NewJob {
+    crate::flow::batch::NewJob {
+        key: key.into(),
+        kind: Kind::Relay,
+        identificativo: Some("id@x".into()),
+        mail_from: "a@x".into(),
+        recipients: vec!["b@y".into()],
+        next_hop: Some("y".into()),
+        blob: None,
+        data: None,
+        due_at: due,
+    }
+}

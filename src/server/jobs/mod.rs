@@ -145,7 +145,7 @@ pub(super) fn backoff(ctx: &Ctx, attempts: i64) -> std::time::Duration {
 
 /// Sign a decided batch (on the blocking pool: RSA is CPU work) and commit
 /// it under `claim`, the claim of the work it ends (written only while that
-/// holds); wake the scheduler for the work it queued.
+/// holds); the work it queued due now goes to this node's scheduler.
 pub(super) async fn commit(
     ctx: &Arc<Ctx>,
     claim: Option<Fence>,
@@ -165,9 +165,10 @@ pub(super) async fn commit(
         .await??;
     }
     let more = !batch.jobs.is_empty();
-    let done = ctx.store.commit(batch).await.map_err(Fail::from_commit)?;
+    batch.taker = Some(ctx.taker());
+    let mut done = ctx.store.commit(batch).await.map_err(Fail::from_commit)?;
     if more {
-        ctx.wake.notify_one();
+        ctx.hand_over(std::mem::take(&mut done.taken));
     }
     Ok(done)
 }

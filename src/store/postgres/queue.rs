@@ -65,10 +65,39 @@ impl PgDb<'_> {
         blob: Option<&str>,
         now: i64,
     ) -> Result<bool> {
+        Ok(self.job_insert(j, blob, now, None)?.is_some())
+    }
+
+    /// Queue a job as [`PgDb::job_enqueue_named`] does, already claimed by
+    /// `node` until `until` (its first claim, fence 1); gives its id when
+    /// it was new.
+    pub(in crate::store) fn job_enqueue_claimed(
+        &self,
+        j: &NewJob,
+        blob: Option<&str>,
+        now: i64,
+        node: &str,
+        until: i64,
+    ) -> Result<Option<JobId>> {
+        self.job_insert(j, blob, now, Some((node, until)))
+    }
+
+    /// Insert a job unless its key is queued already, unclaimed or claimed
+    /// by `claim` (node, until); gives its id when it was new.
+    fn job_insert(
+        &self,
+        j: &NewJob,
+        blob: Option<&str>,
+        now: i64,
+        claim: Option<(&str, i64)>,
+    ) -> Result<Option<JobId>> {
         let rcpts = serde_json::to_string(&j.recipients).unwrap_or_else(|_| "[]".into());
-        let n = self.exec(
-            "INSERT INTO jobs(key, kind, identificativo, mail_from, recipients, next_hop, blob, data, due_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (key) DO NOTHING",
+        let (node, until) = claim.unzip();
+        let fence: i64 = i64::from(node.is_some());
+        let row = self.opt(
+            "INSERT INTO jobs(key, kind, identificativo, mail_from, recipients, next_hop, blob, data, due_at, created_at, updated_at, claimed_by, claimed_until, fence)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13)
+             ON CONFLICT (key) DO NOTHING RETURNING id",
             &[
                 &j.key,
                 &j.kind.as_str(),
@@ -80,9 +109,12 @@ impl PgDb<'_> {
                 &j.data,
                 &j.due_at,
                 &now,
+                &node,
+                &until,
+                &fence,
             ],
         )?;
-        Ok(n == 1)
+        Ok(row.map(|r| JobId(r.get(0))))
     }
 
     /// The earliest due time of any pending job or live timer.

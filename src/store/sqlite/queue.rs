@@ -75,25 +75,55 @@ impl Db<'_> {
         blob: Option<&str>,
         now: i64,
     ) -> Result<bool> {
+        Ok(self.job_insert(j, blob, now, None)?.is_some())
+    }
+
+    /// Queue a job as [`Db::job_enqueue_named`] does, already claimed by
+    /// `node` until `until` (its first claim, fence 1); gives its id when
+    /// it was new.
+    pub(in crate::store) fn job_enqueue_claimed(
+        &self,
+        j: &NewJob,
+        blob: Option<&str>,
+        now: i64,
+        node: &str,
+        until: i64,
+    ) -> Result<Option<JobId>> {
+        self.job_insert(j, blob, now, Some((node, until)))
+    }
+
+    /// Insert a job unless its key is queued already, unclaimed or claimed
+    /// by `claim` (node, until); gives its id when it was new.
+    fn job_insert(
+        &self,
+        j: &NewJob,
+        blob: Option<&str>,
+        now: i64,
+        claim: Option<(&str, i64)>,
+    ) -> Result<Option<JobId>> {
         let conn = self.sql();
         let rcpts = serde_json::to_string(&j.recipients).unwrap_or_else(|_| "[]".into());
-        let n = conn.prepare_cached(
-            "INSERT OR IGNORE INTO jobs(key, kind, identificativo, mail_from, recipients, next_hop, blob, data, due_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-        )?
-        .execute(params![
-            j.key,
-            j.kind.as_str(),
-            j.identificativo,
-            j.mail_from,
-            rcpts,
-            j.next_hop,
-            blob,
-            j.data,
-            j.due_at,
-            now
-        ])?;
-        Ok(n == 1)
+        let (node, until) = claim.unzip();
+        let n = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO jobs(key, kind, identificativo, mail_from, recipients, next_hop, blob, data, due_at, created_at, updated_at, claimed_by, claimed_until, fence)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?11 IS NOT NULL)",
+            )?
+            .execute(params![
+                j.key,
+                j.kind.as_str(),
+                j.identificativo,
+                j.mail_from,
+                rcpts,
+                j.next_hop,
+                blob,
+                j.data,
+                j.due_at,
+                now,
+                node,
+                until
+            ])?;
+        Ok((n == 1).then(|| JobId(conn.last_insert_rowid())))
     }
 
     /// The earliest due time of any pending job or live timer.
@@ -453,9 +483,7 @@ impl Db<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::queue::{
-        BlobRef, Deadline, DueTimer, Job, JobId, JobState, Kind, Listing, NewJob,
-    };
+    use crate::store::queue::{BlobRef, Deadline, DueTimer, Job, JobId, JobState, Kind, Listing};
     use crate::store::sqlite::{Db, MemDb};
     use crate::store::Result;
 
@@ -463,19 +491,7 @@ mod tests {
         MemDb::new()
     }
 
-    fn job(key: &str, due: i64) -> NewJob {
-        NewJob {
-            key: key.into(),
-            kind: Kind::Relay,
-            identificativo: Some("id@x".into()),
-            mail_from: "a@x".into(),
-            recipients: vec!["b@y".into()],
-            next_hop: Some("y".into()),
-            blob: None,
-            data: None,
-            due_at: due,
-        }
-    }
+    use crate::store::queue::test_job as job;
 
     /// What a claim at `now` would hand out, left unclaimed.
     fn due(c: &Db<'_>, now: i64, limit: usize) -> Result<Vec<Job>> {
