@@ -11,8 +11,8 @@
 
 use crate::flow::batch::{Batch, BlobRef, Guard, JobEnd, NewBlob, NewJob, TimerOp};
 
+use super::backend::Tx;
 use super::queue::{Job, JobState};
-use super::sqlite::Db;
 use super::{quarantine, Result, Store, StoreError};
 
 /// What a committed batch gives back.
@@ -140,7 +140,7 @@ impl Store {
     }
 
     /// The rows of a staged batch, in the writer's transaction.
-    fn apply(&self, db: &Db<'_>, s: Staged) -> Result<Committed> {
+    fn apply(&self, db: &dyn Tx, s: Staged) -> Result<Committed> {
         let Staged {
             batch,
             names,
