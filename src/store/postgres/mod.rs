@@ -20,6 +20,7 @@
 mod claims;
 mod log;
 mod messages;
+mod nodes;
 mod quarantine;
 mod queue;
 pub(in crate::store) mod schema;

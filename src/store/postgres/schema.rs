@@ -202,6 +202,18 @@ CREATE INDEX jobs_claimed ON jobs(claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE INDEX timers_claimed ON timers(claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE INDEX jobs_claim_order ON jobs((kind <> 'mailbox'), due_at, id) WHERE state = 'pending';
 "#,
+    // 3: the nodes of the cluster (SQLite's migration 11): each running
+    // node's heartbeat, renewed with its claims; a clean stop writes
+    // `stopped_at`.
+    r#"
+CREATE TABLE nodes (
+    node         TEXT PRIMARY KEY,
+    started_at   BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    stopped_at   BIGINT,
+    version      TEXT NOT NULL
+);
+"#,
 ];
 
 /// The schema version this binary migrates to.

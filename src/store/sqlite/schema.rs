@@ -182,6 +182,18 @@ ALTER TABLE timers ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX jobs_claimed ON jobs(claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE INDEX timers_claimed ON timers(claimed_by) WHERE claimed_by IS NOT NULL;
 "#,
+    // 11: the nodes of a cluster (issue 22, `pecd cluster status`): each
+    // running node's heartbeat, renewed with its claims; a clean stop
+    // writes `stopped_at`.
+    r#"
+CREATE TABLE nodes (
+    node         TEXT PRIMARY KEY,
+    started_at   INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    stopped_at   INTEGER,
+    version      TEXT NOT NULL
+);
+"#,
 ];
 
 /// The log's hash chain and its daily seals. SQL cannot hash, so the rows
