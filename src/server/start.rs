@@ -364,7 +364,8 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     // Before the scheduler picks anything: a job that was running when the
     // last process died is counted, and held if it keeps killing it.
     scheduler::after_crash(&ctx).await;
-    tasks.push(tokio::spawn(scheduler::run(ctx.clone())));
+    let started = scheduler::announce(&ctx).await;
+    tasks.push(tokio::spawn(scheduler::run(ctx.clone(), started)));
     tasks.push(tokio::spawn(watch_index(ctx.clone())));
     tasks.push(tokio::spawn(sealer::run(ctx.clone())));
     let info = serde_json::to_string_pretty(&bound).unwrap_or_default();

@@ -1,7 +1,7 @@
 //! The same expectations of every typed operation (`backend::Tx`) run
 //! against both backends: SQLite in a temp folder, and PostgreSQL in a
-//! throwaway cluster (`tests/common/pg.rs`, shared with the integration
-//! tests). A backend that answers differently from the other fails here.
+//! throwaway cluster (`crate::labpg`, shared with the integration tests
+//! and `pecd bench --store postgresql`). A backend that answers differently from the other fails here.
 
 use std::collections::HashSet;
 
@@ -16,9 +16,10 @@ use super::seal::Seal;
 use super::users::{Quota, TotpOutcome, TOTP_MAX_FAILURES};
 use super::{Database, PgSettings, Result, Store, StoreError};
 
-#[allow(dead_code)]
-#[path = "../../tests/common/pg.rs"]
-mod pg_cluster;
+/// A throwaway cluster for one test (`crate::labpg`, fsync off).
+fn pg_cluster() -> crate::labpg::PgCluster {
+    crate::labpg::PgCluster::start(false).unwrap_or_else(|e| panic!("{e}"))
+}
 
 fn w<R: Send + 'static>(s: &Store, f: impl FnOnce(&dyn Tx) -> Result<R> + Send + 'static) -> R {
     s.write_blocking(f).unwrap()
@@ -564,7 +565,7 @@ fn pg_settings(url: String) -> Database {
 
 #[test]
 fn postgresql_answers_every_operation_as_sqlite_does() {
-    let pg = pg_cluster::PgCluster::start();
+    let pg = pg_cluster();
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
     every_operation(&s);
@@ -574,14 +575,15 @@ fn postgresql_answers_every_operation_as_sqlite_does() {
     assert!(r(&s, |d| d.user_exists("alice@x.test")));
     s.close();
     assert_eq!(
-        pg.psql("pecd", "SELECT count(*) FROM pecd_migrations"),
+        pg.psql("pecd", "SELECT count(*) FROM pecd_migrations")
+            .unwrap(),
         super::postgres::schema::latest_version().to_string()
     );
 }
 
 #[test]
 fn postgresql_keeps_one_log_chain_under_concurrent_writers() {
-    let pg = pg_cluster::PgCluster::start();
+    let pg = pg_cluster();
     let dir = tempfile::tempdir().unwrap();
     // Two stores on one database: two nodes, each with its own pool.
     let a = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
@@ -612,7 +614,7 @@ fn postgresql_keeps_one_log_chain_under_concurrent_writers() {
 
 #[test]
 fn postgresql_refuses_a_schema_newer_than_this_pecd_and_an_empty_database() {
-    let pg = pg_cluster::PgCluster::start();
+    let pg = pg_cluster();
     let dir = tempfile::tempdir().unwrap();
     let db = pg_settings(pg.url());
     let e = super::Inspector::open_with(dir.path(), &db)
@@ -625,7 +627,8 @@ fn postgresql_refuses_a_schema_newer_than_this_pecd_and_an_empty_database() {
     pg.psql(
         "pecd",
         "INSERT INTO pecd_migrations(version, applied_at) VALUES (999, 0)",
-    );
+    )
+    .unwrap();
     for e in [
         Store::open_with(dir.path(), &db).err().unwrap().to_string(),
         super::Inspector::open_with(dir.path(), &db)
@@ -643,7 +646,7 @@ fn postgresql_refuses_a_schema_newer_than_this_pecd_and_an_empty_database() {
         "{e}"
     );
     // The guards of the legal record hold in the database itself.
-    let url = pg.create_database("guards");
+    let url = pg.create_database("guards").unwrap();
     let s = Store::open_with(dir.path(), &pg_settings(url)).unwrap();
     let now = crate::store::now_ms();
     w(&s, move |d| {
@@ -655,7 +658,7 @@ fn postgresql_refuses_a_schema_newer_than_this_pecd_and_an_empty_database() {
         "DELETE FROM log",
         "TRUNCATE log",
     ] {
-        let e = pg.try_psql("guards", sql).unwrap_err();
+        let e = pg.psql("guards", sql).unwrap_err().to_string();
         assert!(
             e.contains("append-only") || e.contains("kept 30 months"),
             "{sql}: {e}"
@@ -1062,10 +1065,10 @@ fn sqlite_hands_out_claims_as_expected() {
 
 #[test]
 fn postgresql_hands_out_claims_as_sqlite_does() {
-    let pg = pg_cluster::PgCluster::start();
+    let pg = pg_cluster();
     for (i, (name, check)) in claim_checks::ALL.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
-        let url = pg.create_database(&format!("claims{i}"));
+        let url = pg.create_database(&format!("claims{i}")).unwrap();
         let s = Store::open_with(dir.path(), &pg_settings(url)).unwrap();
         eprintln!("claims on PostgreSQL: {name}");
         check(&s);
@@ -1084,7 +1087,7 @@ fn postgresql_never_hands_one_job_to_two_claimants_at_once() {
 
     const JOBS: usize = 240;
     const THREADS: usize = 8;
-    let pg = pg_cluster::PgCluster::start();
+    let pg = pg_cluster();
     let dir = tempfile::tempdir().unwrap();
     let a = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
     let bs = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
