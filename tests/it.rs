@@ -16,6 +16,7 @@ mod auth;
 mod backup;
 mod bench;
 mod cli;
+mod cluster_throttle;
 mod demo;
 mod docs_commands;
 mod durability;

@@ -19,6 +19,7 @@ mod commit;
 mod conformance;
 pub use commit::Committed;
 pub mod log;
+mod logins;
 pub mod mailbox;
 pub mod maildir;
 pub mod messages;

@@ -202,6 +202,21 @@ CREATE INDEX jobs_claimed ON jobs(claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE INDEX timers_claimed ON timers(claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE INDEX jobs_claim_order ON jobs((kind <> 'mailbox'), due_at, id) WHERE state = 'pending';
 "#,
+    // 3: login failure counts (SQLite's migration 11; see `store::logins`),
+    // per account and per source network, shared by every node; forgotten
+    // by `last_ms`.
+    r#"
+CREATE TABLE login_failures (
+    scope           TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    failures        BIGINT NOT NULL,
+    pending         BIGINT NOT NULL,
+    last_ms         BIGINT NOT NULL,
+    next_allowed_ms BIGINT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX login_failures_last ON login_failures(last_ms);
+"#,
 ];
 
 /// The schema version this binary migrates to.
