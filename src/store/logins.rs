@@ -15,8 +15,9 @@ use crate::throttle::{CountsError, CountsFuture};
 use super::backend::Tx;
 use super::{Result, Store};
 
-/// The two counts of an attempt, taken (locked) in this order by every
-/// transaction, so that two never wait for each other.
+/// The two counts of an attempt, taken (locked) account first, network
+/// second, by every transaction: none holds a network's lock while it
+/// waits for an account's, so no two deadlock.
 fn take(db: &dyn Tx, keys: &[CountKey; 2]) -> Result<[Option<FailureCount>; 2]> {
     Ok([
         db.login_count_take(&keys[0])?,
