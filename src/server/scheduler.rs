@@ -275,11 +275,13 @@ pub async fn release_claims(ctx: &Ctx) {
     }
 }
 
-/// Housekeeping: close relay connections idle too long; the store forgets
-/// old finished jobs, collects spool bytes no work names, and purges what
-/// the law no longer keeps.
+/// Housekeeping: close relay connections idle too long and forget the
+/// shared login failure counts past their time; the store forgets old
+/// finished jobs, collects spool bytes no work names, and purges what the
+/// law no longer keeps.
 fn sweep(ctx: &Ctx) {
     ctx.relay.get().prune_idle();
+    ctx.throttle.sweep();
     if let Err(e) = ctx.store.sweep(ctx.unix_ms()) {
         tracing::warn!(error = %e, "housekeeping failed; will try again");
     }

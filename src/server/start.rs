@@ -195,7 +195,18 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         pop3s: local(&l_pop3s),
         web: local(&l_web),
     };
-    let throttle = Arc::new(crate::throttle::LoginThrottle::new(throttle_config(&cfg)));
+    let clock: Arc<dyn crate::pec::clock::Clock> = Arc::new(SystemClock);
+    // With a cluster's database the failure counts are shared, so a guess
+    // on one node counts on all; one SQLite node keeps them in memory.
+    let throttle = Arc::new(if store.is_shared() {
+        crate::throttle::LoginThrottle::shared(
+            throttle_config(&cfg),
+            Arc::new(store.clone()),
+            clock.clone(),
+        )
+    } else {
+        crate::throttle::LoginThrottle::new(throttle_config(&cfg))
+    });
     let scanner = crate::antivirus::Scanner::from_config(&cfg).map_err(|e| e.to_string())?;
     match &scanner {
         None => tracing::warn!("no [antivirus] section: running without virus checks"),
@@ -244,7 +255,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         trust: Live::new(trust),
         revocation: Live::new(revocation),
         index: RwLock::new(Arc::new(index)),
-        clock: Arc::new(SystemClock),
+        clock,
         ids: Arc::new(RandomIds),
         relay: Live::new(relay),
         wake: Notify::new(),

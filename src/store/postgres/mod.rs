@@ -19,6 +19,7 @@
 
 mod claims;
 mod log;
+mod logins;
 mod messages;
 mod nodes;
 mod quarantine;

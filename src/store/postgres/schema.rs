@@ -214,6 +214,21 @@ CREATE TABLE nodes (
     version      TEXT NOT NULL
 );
 "#,
+    // 4: login failure counts (SQLite's migration 12; see `store::logins`),
+    // per account and per source network, shared by every node; forgotten
+    // by `last_ms`.
+    r#"
+CREATE TABLE login_failures (
+    scope           TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    failures        BIGINT NOT NULL,
+    pending         BIGINT NOT NULL,
+    last_ms         BIGINT NOT NULL,
+    next_allowed_ms BIGINT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX login_failures_last ON login_failures(last_ms);
+"#,
 ];
 
 /// The schema version this binary migrates to.

@@ -15,6 +15,7 @@
 pub(in crate::store) mod backup;
 pub(in crate::store) mod claims;
 mod log;
+mod logins;
 mod messages;
 mod nodes;
 mod quarantine;

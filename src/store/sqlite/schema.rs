@@ -194,6 +194,22 @@ CREATE TABLE nodes (
     version      TEXT NOT NULL
 );
 "#,
+    // 12: login failure counts (`store::logins`, issue 22), per account and
+    // per source network: kept here only when the database is shared by a
+    // cluster's nodes (PostgreSQL); a SQLite node counts in memory, and
+    // the table stays empty. Forgotten by `last_ms`.
+    r#"
+CREATE TABLE login_failures (
+    scope           TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    failures        INTEGER NOT NULL,
+    pending         INTEGER NOT NULL,
+    last_ms         INTEGER NOT NULL,
+    next_allowed_ms INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX login_failures_last ON login_failures(last_ms);
+"#,
 ];
 
 /// The log's hash chain and its daily seals. SQL cannot hash, so the rows
