@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::super::{totp, ApiError, Auth, Peer, Web};
 use crate::auth::codes;
+use crate::auth::policy::WeakPassword;
 use crate::server::auth::{LoginError, SecondFactorError, UserAuth};
 use crate::store::account::{AppPassword, AppPasswordAdded, MAX_APP_PASSWORDS};
 
@@ -94,7 +95,17 @@ pub(super) async fn password(
         Err(LoginError::Invalid) => return Err(wrong("the current password is wrong")),
     };
     attempt.succeeded();
-    crate::auth::policy::check(&b.new).map_err(|e| unprocessable(e.to_string()))?;
+    crate::auth::policy::check(&b.new).map_err(|e| {
+        // `reason` lets a page say it in its own language.
+        let reason = match e {
+            WeakPassword::TooShort { .. } => "too_short",
+            WeakPassword::Common => "common",
+        };
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: serde_json::json!({"error": e.to_string(), "reason": reason}),
+        }
+    })?;
     let new = b.new;
     let hash = tokio::task::spawn_blocking(move || crate::store::users::hash_password(&new))
         .await
