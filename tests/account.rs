@@ -365,11 +365,30 @@ fn with_the_second_factor_mail_protocols_take_app_passwords_only_revoked_at_once
 
     let r = c.delete(&format!("/api/v1/account/app-passwords/{id}"));
     assert_eq!(r.status, 204, "{}", r.text());
+    let failures = || -> Vec<f64> {
+        let m = http_get(p.admin, "/metrics").1;
+        ["imap", "pop3", "smtp"]
+            .iter()
+            .map(|proto| {
+                let key = format!("pecd_login_failures_total{{protocol=\"{proto}\"}} ");
+                m.lines()
+                    .find_map(|l| l.strip_prefix(&key)?.trim().parse().ok())
+                    .unwrap_or(0.0)
+            })
+            .collect()
+    };
+    let before = failures();
     assert_eq!(
         mail_logins(&p, &alice, &app),
         [false; 3],
         "revoked: IMAP, POP3, SMTP"
     );
+    // A wrong app password is a failed login for the throttle and the
+    // metrics, on each protocol.
+    let after = failures();
+    for (i, proto) in ["imap", "pop3", "smtp"].iter().enumerate() {
+        assert_eq!(after[i], before[i] + 1.0, "{proto}: {before:?} {after:?}");
+    }
     assert_eq!(
         c.delete(&format!("/api/v1/account/app-passwords/{id}"))
             .status,
