@@ -41,6 +41,7 @@ mod revocation;
 mod samples;
 mod sessions;
 mod smoke;
+mod store_pg;
 mod submission;
 mod timers;
 mod verify_cli;
