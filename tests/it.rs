@@ -17,6 +17,7 @@ mod auth;
 mod backup;
 mod bench;
 mod cli;
+mod cluster_status;
 mod demo;
 mod docs_commands;
 mod durability;

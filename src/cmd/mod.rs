@@ -17,6 +17,7 @@ pub mod bench;
 pub mod bench_postfix;
 pub mod bench_run;
 pub mod bench_web;
+pub mod cluster;
 pub mod logextract;
 pub mod logverify;
 pub mod percentiles;
@@ -41,6 +42,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Verify(a) => tools::verify_main(a, flag.as_deref()),
         Command::Index(i) => tools::index_main(i),
         Command::Queue(q) => config().and_then(|p| tools::queue_main(&p, q)),
+        Command::Cluster(c) => config().and_then(|p| cluster::main(&p, c)),
         Command::Quarantine(q) => config().and_then(|p| quarantine::main(&p, q)),
         Command::Demo => tools::demo_main(),
         Command::Bench(b) => tools::bench_main(b),

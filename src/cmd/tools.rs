@@ -171,19 +171,19 @@ pub fn index_main(cmd: IndexCommand) -> AdminResult {
 }
 
 /// Unix milliseconds as people read them (the form of `pecd log`).
-fn human(ms: i64) -> String {
+pub(crate) fn human(ms: i64) -> String {
     crate::pec::clock::human_ms(ms)
 }
 
 /// Unix milliseconds as ISO 8601 with the Italian offset (every `--json`).
-fn iso(ms: i64) -> String {
+pub(crate) fn iso(ms: i64) -> String {
     crate::pec::clock::iso8601_ms(ms)
 }
 
 /// Rows padded to the widest cell of each column, so long identificativi
 /// and addresses do not push the columns after them out of line. The last
 /// column (free text) is not padded; `right` names the numeric columns.
-fn write_table<const N: usize>(
+pub(crate) fn write_table<const N: usize>(
     out: &mut impl Write,
     rows: &[[String; N]],
     right: [bool; N],
@@ -210,7 +210,7 @@ fn write_table<const N: usize>(
     Ok(())
 }
 
-fn age(ms: i64) -> String {
+pub(crate) fn age(ms: i64) -> String {
     let s = ((crate::cmd::now_unix_ms() - ms) / 1000).max(0);
     if s < 120 {
         format!("{s}s")

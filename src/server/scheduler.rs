@@ -57,7 +57,9 @@ pub async fn run(ctx: Arc<Ctx>) {
     // The claims of the jobs running now, renewed by their own task so a
     // busy loop (a long run of deadlines to fire) cannot let them lapse.
     let held: Arc<Mutex<HashMap<JobId, Fence>>> = Arc::default();
-    let renewer = tokio::spawn(renew(ctx.clone(), me.clone(), held.clone()));
+    let started = ctx.unix_ms();
+    beat(&ctx, &me, started).await;
+    let renewer = tokio::spawn(renew(ctx.clone(), me.clone(), held.clone(), started));
     // Jobs this node's commits wrote claimed by it (`Ctx::hand_over`),
     // waiting for a slot: mailbox deliveries first, as the claims order them.
     let mut handoff = ctx.handoff_rx.lock().ok().and_then(|mut r| r.take());
@@ -220,12 +222,20 @@ fn start(
     });
 }
 
+/// This node's heartbeat (`pecd cluster status`).
+async fn beat(ctx: &Ctx, me: &Claimant, started: i64) {
+    if let Err(e) = ctx.store.beat(&me.node, started, ctx.unix_ms()).await {
+        tracing::warn!(error = %e, node = %me.node, "could not record this node's heartbeat");
+    }
+}
+
 /// Renew the claims of the running jobs every third of the lease, so a
-/// claim is renewed twice before it could lapse.
-async fn renew(ctx: Arc<Ctx>, me: Claimant, held: Arc<Mutex<HashMap<JobId, Fence>>>) {
+/// claim is renewed twice before it could lapse, and beat with them.
+async fn renew(ctx: Arc<Ctx>, me: Claimant, held: Arc<Mutex<HashMap<JobId, Fence>>>, started: i64) {
     let every = Duration::from_millis((me.lease_ms / 3).max(1) as u64);
     loop {
         tokio::time::sleep(every).await;
+        beat(&ctx, &me, started).await;
         let fences: Vec<Fence> = held
             .lock()
             .map(|h| h.values().cloned().collect())
@@ -253,6 +263,9 @@ pub async fn release_claims(ctx: &Ctx) {
     if let Err(e) = ctx.store.release_node(&node).await {
         tracing::warn!(error = %e, node = %node,
             "could not release this node's claims: the next start counts them as crashes");
+    }
+    if let Err(e) = ctx.store.node_stopped(&node, ctx.unix_ms()).await {
+        tracing::warn!(error = %e, node = %node, "could not record this node's stop");
     }
 }
 

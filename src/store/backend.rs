@@ -204,6 +204,15 @@ macro_rules! with_tx_ops {
         fn recover_node(node: &str, now: i64) -> crate::store::Result<(Vec<crate::store::queue::JobId>, Vec<crate::store::queue::Job>)>;
         /// The claim of `what` ends with the batch that ended its work.
         fn claim_end(what: &crate::store::queue::Claimed) -> crate::store::Result<()>;
+        /// Record that `node` (started at `started_at`, running `version`)
+        /// is alive at `now`.
+        fn node_beat(node: &str, started_at: i64, now: i64, version: &str) -> crate::store::Result<()>;
+        /// Record a clean stop of `node` at `now`.
+        fn node_stop(node: &str, now: i64) -> crate::store::Result<()>;
+        /// Every node that ever beat, by name.
+        fn nodes_seen() -> crate::store::Result<Vec<crate::store::cluster::NodeSeen>>;
+        /// The claims each node holds (live and lapsed at `now`), by node.
+        fn claims_per_node(now: i64) -> crate::store::Result<Vec<crate::store::cluster::ClaimsHeld>>;
         // log
         /// Append one event; returns its row id.
         ///

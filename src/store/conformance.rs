@@ -727,6 +727,58 @@ fn log_and_seals(s: &Store) {
     w(s, |d| d.health_touch(1));
 }
 
+/// The nodes' heartbeats and the claims per node (`pecd cluster status`).
+fn cluster(s: &Store) {
+    assert!(r(s, |d| d.nodes_seen()).is_empty());
+    w(s, |d| d.node_beat("n2", 900, 1_000, "0.1.0"));
+    w(s, |d| d.node_beat("n1", 950, 1_100, "0.1.0"));
+    w(s, |d| d.node_beat("n1", 950, 1_200, "0.1.0"));
+    let seen = r(s, |d| d.nodes_seen());
+    let names: Vec<_> = seen.iter().map(|n| n.node.as_str()).collect();
+    assert_eq!(names, ["n1", "n2"]);
+    assert_eq!((seen[0].started_at, seen[0].heartbeat_at), (950, 1_200));
+    assert_eq!(seen[0].stopped_at, None);
+    w(s, |d| d.node_stop("n1", 1_300));
+    let n1 = r(s, |d| d.nodes_seen()).remove(0);
+    assert_eq!((n1.stopped_at, n1.heartbeat_at), (Some(1_300), 1_300));
+    // A restart under the same name is up again, with its new start.
+    w(s, |d| d.node_beat("n1", 1_400, 1_400, "0.2.0"));
+    let n1 = r(s, |d| d.nodes_seen()).remove(0);
+    assert_eq!(
+        (n1.stopped_at, n1.started_at, n1.version.as_str()),
+        (None, 1_400, "0.2.0")
+    );
+
+    // Claims per node: n1 holds one job until 5,000, n2 one deadline
+    // until 4,000; at 4,500 n2's has lapsed.
+    w(s, |d| {
+        d.job_enqueue(&job("cl1", Kind::Relay, "idc", &["c@y.test"], 10), 10)
+    });
+    w(s, |d| d.timer_start("idc", "c@y.test", 1, 10, 20));
+    let got = w(s, |d| d.claim_jobs("n1", 3_000, 5_000, 1, &HashSet::new()));
+    assert_eq!(got.claimed.len(), 1);
+    let timers = w(s, |d| d.claim_timers("n2", 3_000, 4_000, 1));
+    assert_eq!(timers.len(), 1);
+    let held = r(s, |d| d.claims_per_node(4_500));
+    let of = |n: &str| {
+        held.iter()
+            .find(|c| c.node == n)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        (of("n1").jobs, of("n1").jobs_lapsed, of("n1").timers),
+        (1, 0, 0)
+    );
+    assert_eq!(
+        (of("n2").jobs, of("n2").timers, of("n2").timers_lapsed),
+        (0, 0, 1)
+    );
+    w(s, |d| d.release_node("n1"));
+    w(s, |d| d.release_node("n2"));
+    assert!(r(s, |d| d.claims_per_node(4_500)).is_empty());
+}
+
 /// Every area, in order, on one store.
 fn every_operation(s: &Store) {
     users(s);
@@ -734,6 +786,7 @@ fn every_operation(s: &Store) {
     messages(s);
     queue(s);
     log_and_seals(s);
+    cluster(s);
 }
 
 #[test]

@@ -15,6 +15,7 @@ pub mod atomic;
 mod backend;
 pub mod backup;
 pub mod claims;
+pub mod cluster;
 mod commit;
 #[cfg(test)]
 mod conformance;

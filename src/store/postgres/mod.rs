@@ -21,6 +21,7 @@ mod account;
 mod claims;
 mod log;
 mod messages;
+mod nodes;
 mod quarantine;
 mod queue;
 pub(in crate::store) mod schema;

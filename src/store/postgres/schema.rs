@@ -202,7 +202,19 @@ CREATE INDEX jobs_claimed ON jobs(claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE INDEX timers_claimed ON timers(claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE INDEX jobs_claim_order ON jobs((kind <> 'mailbox'), due_at, id) WHERE state = 'pending';
 "#,
-    // 3: account self-service (SQLite's migration 11; see `store::account`):
+    // 3: the nodes of the cluster (SQLite's migration 11): each running
+    // node's heartbeat, renewed with its claims; a clean stop writes
+    // `stopped_at`.
+    r#"
+CREATE TABLE nodes (
+    node         TEXT PRIMARY KEY,
+    started_at   BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    stopped_at   BIGINT,
+    version      TEXT NOT NULL
+);
+"#,
+    // 4: account self-service (SQLite's migration 12; see `store::account`):
     // app passwords (SHA-256 of a random secret), the second factor's
     // one-time recovery codes (hashed the same way), and a second factor
     // being enrolled (sealed like `user_totp.secret`) until its first code

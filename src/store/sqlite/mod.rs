@@ -17,6 +17,7 @@ pub(in crate::store) mod backup;
 pub(in crate::store) mod claims;
 mod log;
 mod messages;
+mod nodes;
 mod quarantine;
 mod queue;
 pub(in crate::store) mod schema;

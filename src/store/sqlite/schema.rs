@@ -182,7 +182,19 @@ ALTER TABLE timers ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX jobs_claimed ON jobs(claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE INDEX timers_claimed ON timers(claimed_by) WHERE claimed_by IS NOT NULL;
 "#,
-    // 11: account self-service (issue 24): app passwords for IMAP, POP3 and
+    // 11: the nodes of a cluster (issue 22, `pecd cluster status`): each
+    // running node's heartbeat, renewed with its claims; a clean stop
+    // writes `stopped_at`.
+    r#"
+CREATE TABLE nodes (
+    node         TEXT PRIMARY KEY,
+    started_at   INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    stopped_at   INTEGER,
+    version      TEXT NOT NULL
+);
+"#,
+    // 12: account self-service (issue 24): app passwords for IMAP, POP3 and
     // SMTP (SHA-256 of a random secret: high entropy needs no slow hash,
     // and the lookup is one index probe), the second factor's one-time
     // recovery codes (hashed the same way), and a second factor being
