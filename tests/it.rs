@@ -10,6 +10,7 @@
 
 mod common;
 
+mod account;
 mod antivirus;
 mod architecture;
 mod auth;

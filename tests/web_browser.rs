@@ -15,7 +15,7 @@ use common::web::Http;
 use common::*;
 
 /// A Python that has Selenium (Debian's python3-selenium lives in /usr/bin).
-fn selenium_python() -> PathBuf {
+pub fn selenium_python() -> PathBuf {
     for p in ["/usr/bin/python3", "python3"] {
         let ok = Command::new(p)
             .args(["-c", "import selenium"])

@@ -1,10 +1,14 @@
 //! Logins: the password check and the provider-wide throttle shared by
-//! SMTP AUTH, IMAP, POP3 and the webmail.
+//! SMTP AUTH, IMAP, POP3 and the webmail. The webmail takes the account
+//! password and the second factor (a TOTP code or a recovery code); the
+//! mail protocols take the account password only while the user has no
+//! second factor, and the user's app passwords always.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::smtp::Reply;
+use crate::store::account::{self, MailCredential};
 use crate::store::users;
 use crate::throttle::Attempt;
 
@@ -60,8 +64,63 @@ impl UserAuth {
         ok.then_some(address)
     }
 
-    /// [`UserAuth::verify`] behind the provider-wide login throttle shared by
-    /// every protocol; `protocol` names it in the log and the metrics.
+    /// The canonical address if `password` opens `user`'s mailbox over a
+    /// mail protocol (IMAP, POP3, SMTP AUTH; no throttling): the account
+    /// password while the user has no second factor, or one of the user's
+    /// app passwords. A refusal is logged with its reason.
+    pub async fn verify_mail(
+        &self,
+        user: &str,
+        password: &str,
+        ip: IpAddr,
+        protocol: &'static str,
+    ) -> Option<String> {
+        let address = users::normalize(user);
+        let Ok(_slot) = self.ctx.password_checks.acquire().await else {
+            return None;
+        };
+        let digest = crate::auth::codes::digest(password);
+        let judged = self
+            .ctx
+            .store
+            .mail_credential(&address, password, digest)
+            .await;
+        match judged {
+            Ok(MailCredential::Account) => Some(address),
+            Ok(MailCredential::App(app)) => {
+                let now = self.ctx.unix_ms();
+                if app
+                    .last_used
+                    .is_none_or(|t| now - t >= account::LAST_USE_EVERY_MS)
+                {
+                    if let Err(e) = self.ctx.store.app_password_used(&app.id, now).await {
+                        tracing::warn!(user = %address, error = %e, "app password use not recorded");
+                    }
+                }
+                tracing::info!(protocol, user = %address, peer = %ip, app_password = %app.id, label = %app.label, "app password used");
+                Some(address)
+            }
+            Ok(MailCredential::AccountWithSecondFactor) => {
+                tracing::warn!(
+                    protocol,
+                    user = %address,
+                    peer = %ip,
+                    "account password refused: the second factor is on, mail clients need an app password"
+                );
+                None
+            }
+            Ok(MailCredential::Wrong) => None,
+            Err(e) => {
+                tracing::error!(user = %address, error = %e, "login not checked");
+                None
+            }
+        }
+    }
+
+    /// A mail protocol login ([`UserAuth::verify_mail`]) behind the
+    /// provider-wide login throttle shared by every protocol: a wrong app
+    /// password counts as a failure like a wrong password; `protocol` names
+    /// it in the log and the metrics.
     pub async fn login(
         &self,
         user: &str,
@@ -69,15 +128,31 @@ impl UserAuth {
         ip: IpAddr,
         protocol: &'static str,
     ) -> Result<String, LoginError> {
-        let (address, attempt) = self.password_step(user, password, ip, protocol).await?;
-        attempt.succeeded().await;
-        tracing::info!(protocol, user = %address, peer = %ip, "login");
-        Ok(address)
+        let address = users::normalize(user);
+        let attempt = self
+            .ctx
+            .throttle
+            .before_attempt(&address, ip)
+            .await
+            .ok_or(LoginError::Throttled)?;
+        match self.verify_mail(user, password, ip, protocol).await {
+            Some(a) => {
+                attempt.succeeded().await;
+                tracing::info!(protocol, user = %a, peer = %ip, "login");
+                Ok(a)
+            }
+            None => {
+                attempt.failed().await;
+                self.logged(None, protocol, &address, ip);
+                Err(LoginError::Invalid)
+            }
+        }
     }
 
-    /// The password step of a login that may need more: the address and
-    /// the throttle's [`Attempt`], which still counts as a failure until the
-    /// caller says every factor passed. A wrong password is logged and
+    /// The password step of the webmail's login, which may need more: the
+    /// address and the throttle's [`Attempt`], which still counts as a
+    /// failure until the caller says every factor passed. Only the account
+    /// password (never an app password). A wrong password is logged and
     /// counted here.
     pub async fn password_step(
         &self,
@@ -125,6 +200,29 @@ impl UserAuth {
         if code.is_empty() {
             return Err(SecondFactorError::Required);
         }
+        let now = self.ctx.unix_ms();
+        if crate::auth::codes::looks_like_recovery_code(code) {
+            let digest = crate::auth::codes::digest(code);
+            let outcome = self
+                .ctx
+                .store
+                .totp_recovery_attempt(address, digest, now)
+                .await
+                .map_err(|e| {
+                    tracing::error!(user = address, error = %e, "recovery code not recorded");
+                    SecondFactorError::Unavailable
+                })?;
+            if outcome == users::TotpOutcome::Accepted {
+                let left = self
+                    .ctx
+                    .store
+                    .recovery_codes_left(address)
+                    .await
+                    .unwrap_or(0);
+                tracing::warn!(user = address, peer = %ip, left, "recovery code used in place of the second factor");
+            }
+            return self.second_factor_outcome(address, ip, outcome);
+        }
         let secret = match &self.ctx.totp_key {
             Some(k) => k.open(address, &stored).map_err(|e| e.to_string()),
             None => Err("no web.totp_key_file loaded".to_string()),
@@ -134,7 +232,6 @@ impl UserAuth {
             SecondFactorError::Unavailable
         })?;
         let step = super::web::totp::matching_step(&secret, code, self.ctx.now_secs());
-        let now = self.ctx.unix_ms();
         let outcome = self
             .ctx
             .store
@@ -144,6 +241,17 @@ impl UserAuth {
                 tracing::error!(user = address, error = %e, "second factor not recorded");
                 SecondFactorError::Unavailable
             })?;
+        self.second_factor_outcome(address, ip, outcome)
+    }
+
+    /// What one judged second-factor answer means for the login, logged
+    /// and counted.
+    fn second_factor_outcome(
+        &self,
+        address: &str,
+        ip: IpAddr,
+        outcome: users::TotpOutcome,
+    ) -> Result<(), SecondFactorError> {
         let refused = |why: &str| {
             tracing::warn!(protocol = "web", user = address, peer = %ip, why, "second factor refused");
             self.ctx.metrics.login_failure("web");
@@ -203,7 +311,7 @@ impl UserAuth {
 impl crate::imap::ImapAuth for UserAuth {
     async fn authenticate(&self, user: &str, password: &str, peer: IpAddr) -> Result<String, ()> {
         // The IMAP session applies the same shared throttle itself.
-        let r = self.verify(user, password).await;
+        let r = self.verify_mail(user, password, peer, "imap").await;
         self.logged(r, "imap", &users::normalize(user), peer)
             .ok_or(())
     }

@@ -24,7 +24,8 @@ macro_rules! with_tx_ops {
         /// Replace a user's password hash and end every web session of the
         /// user; false if there is no such user.
         fn user_set_password(address: &str, hash: &str) -> crate::store::Result<bool>;
-        /// Remove a user with its second factor and web sessions; false if
+        /// Remove a user with its second factor (recovery codes, an
+        /// enrolment in progress), app passwords and web sessions; false if
         /// there was none. The Maildir is kept (mail is evidence).
         fn user_delete(address: &str) -> crate::store::Result<bool>;
         /// Set a user's quota; false if there is no such user.
@@ -38,11 +39,12 @@ macro_rules! with_tx_ops {
         /// Whether a user exists.
         fn user_exists(address: &str) -> crate::store::Result<bool>;
         /// Turn on the web login's second factor with `secret` (as stored:
-        /// sealed by `auth::totp_key`), ending every web session of the user;
-        /// false if there is no such user.
+        /// sealed by `auth::totp_key`), ending every web session of the user
+        /// and forgetting recovery codes and any enrolment (they belong to
+        /// another secret); false if there is no such user.
         fn totp_set(address: &str, secret: &str, now_ms: i64) -> crate::store::Result<bool>;
-        /// Turn the second factor off, ending every web session of the user;
-        /// false if it was not on.
+        /// Turn the second factor off with its recovery codes, ending every
+        /// web session of the user; false if it was not on.
         fn totp_clear(address: &str) -> crate::store::Result<bool>;
         /// The second-factor secret (as stored) of a user who turned it on.
         fn totp_secret(address: &str) -> crate::store::Result<Option<String>>;
@@ -57,6 +59,41 @@ macro_rules! with_tx_ops {
         /// wrong code. One transaction, so parallel attempts cannot both use
         /// one step nor slip past the lock.
         fn totp_attempt(address: &str, step: Option<i64>, now_ms: i64) -> crate::store::Result<crate::store::users::TotpOutcome>;
+        // account self-service
+        /// Replace a user's password hash, ending every web session of the
+        /// user but the one of token `keep`; false if there is no such user.
+        fn user_change_password(address: &str, hash: &str, keep: &str) -> crate::store::Result<bool>;
+        /// Store a new app password of `address` (its digest only).
+        fn app_password_add(address: &str, id: &str, label: &str, digest: &[u8; 32], now_ms: i64) -> crate::store::Result<crate::store::account::AppPasswordAdded>;
+        /// The app passwords of `address`, oldest first.
+        fn app_passwords(address: &str) -> crate::store::Result<Vec<crate::store::account::AppPassword>>;
+        /// Remove app password `id` of `address`; false if `address` has
+        /// none of that id (another user's id included).
+        fn app_password_revoke(address: &str, id: &str) -> crate::store::Result<bool>;
+        /// The app password of `address` with this digest.
+        fn app_password_find(address: &str, digest: &[u8; 32]) -> crate::store::Result<Option<crate::store::account::AppPassword>>;
+        /// Record a use of app password `id` at `now_ms` (never moving it back).
+        fn app_password_used(id: &str, now_ms: i64) -> crate::store::Result<()>;
+        /// Start (or restart) a second-factor enrolment of `address` with
+        /// `secret` (sealed); false if there is no such user.
+        fn totp_pending_set(address: &str, secret: &str, now_ms: i64) -> crate::store::Result<bool>;
+        /// The enrolment in progress of `address`: (sealed secret, started at).
+        fn totp_pending(address: &str) -> crate::store::Result<Option<(String, i64)>>;
+        /// Finish the enrolment of `address` whose pending secret is still
+        /// `secret`: the second factor on (its code of time step `step`
+        /// used), `recovery` its codes (digests), the user's web sessions
+        /// but `keep` ended; false if that enrolment is gone.
+        fn totp_confirm(address: &str, secret: &str, step: i64, recovery: &[[u8; 32]], now_ms: i64, keep: &str) -> crate::store::Result<bool>;
+        /// Turn the second factor of `address` off (recovery codes and any
+        /// enrolment with it), ending the user's web sessions but `keep`;
+        /// false if it was not on.
+        fn totp_disable_keeping(address: &str, keep: &str) -> crate::store::Result<bool>;
+        /// Judge and record one recovery code (its digest) of `address`: a
+        /// code of the user's is accepted once; a wrong one counts with the
+        /// wrong TOTP codes towards the lock.
+        fn totp_recovery_attempt(address: &str, digest: &[u8; 32], now_ms: i64) -> crate::store::Result<crate::store::users::TotpOutcome>;
+        /// How many unused recovery codes `address` has.
+        fn totp_recovery_left(address: &str) -> crate::store::Result<i64>;
         // sessions
         /// Store a new session, first dropping every session past `idle_ms` of
         /// disuse or `max_ms` of age, and the least recently used of the user's

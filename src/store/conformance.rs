@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use super::account::{AppPasswordAdded, MAX_APP_PASSWORDS};
 use super::backend::Tx;
 use super::log::{chain_next, row_digest, Event, EventKind, Query, GENESIS};
 use super::messages::Accepted;
@@ -144,6 +145,247 @@ fn users(s: &Store) {
     assert!(r(s, |d| d.session_find("t2")).is_none());
     assert!(w(s, |d| d.user_delete("bob@x.test")));
     assert!(!r(s, |d| d.user_exists("bob@x.test")));
+}
+
+/// Account self-service (`store::account`): app passwords, the second
+/// factor's enrolment and recovery codes, a password change keeping the
+/// session it came from.
+fn account(s: &Store) {
+    assert!(w(s, |d| d.user_add("carol@x.test", "h", 1)));
+    assert!(w(s, |d| d.user_add("dave@x.test", "h", 1)));
+    // App passwords: per user, found by digest, revoked by their owner only.
+    assert_eq!(
+        w(s, |d| d.app_password_add(
+            "nobody@x.test",
+            "i0",
+            "l",
+            &[0; 32],
+            1
+        )),
+        AppPasswordAdded::NoUser
+    );
+    assert_eq!(
+        w(s, |d| d.app_password_add(
+            "Carol@X.test",
+            "i1",
+            "phone",
+            &[1; 32],
+            10
+        )),
+        AppPasswordAdded::Added
+    );
+    w(s, |d| {
+        d.app_password_add("carol@x.test", "i2", "laptop", &[2; 32], 20)
+    });
+    w(s, |d| {
+        d.app_password_add("dave@x.test", "i3", "pc", &[3; 32], 5)
+    });
+    let found = r(s, |d| d.app_password_find("carol@x.test", &[1; 32])).unwrap();
+    assert_eq!(
+        (
+            found.id.as_str(),
+            found.label.as_str(),
+            found.created_at,
+            found.last_used
+        ),
+        ("i1", "phone", 10, None)
+    );
+    // Dave's secret does not open Carol's account.
+    assert!(r(s, |d| d.app_password_find("carol@x.test", &[3; 32])).is_none());
+    assert!(!w(s, |d| d.app_password_revoke("carol@x.test", "i3")));
+    assert!(r(s, |d| d.app_password_find("dave@x.test", &[3; 32])).is_some());
+    // The last use only moves forward.
+    w(s, |d| d.app_password_used("i1", 50));
+    w(s, |d| d.app_password_used("i1", 40));
+    let list = r(s, |d| d.app_passwords("CAROL@x.test"));
+    assert_eq!(
+        list.iter()
+            .map(|p| (p.id.as_str(), p.last_used))
+            .collect::<Vec<_>>(),
+        vec![("i1", Some(50)), ("i2", None)]
+    );
+    assert!(w(s, |d| d.app_password_revoke("carol@x.test", "i1")));
+    assert!(r(s, |d| d.app_password_find("carol@x.test", &[1; 32])).is_none());
+    assert!(!w(s, |d| d.app_password_revoke("carol@x.test", "i1")));
+    // At most MAX_APP_PASSWORDS each.
+    w(s, |d| {
+        for i in 1..MAX_APP_PASSWORDS {
+            let mut digest = [9u8; 32];
+            digest[..8].copy_from_slice(&i.to_be_bytes());
+            d.app_password_add("carol@x.test", &format!("m{i}"), "m", &digest, 30)?;
+        }
+        Ok(())
+    });
+    assert_eq!(
+        r(s, |d| d.app_passwords("carol@x.test")).len() as i64,
+        MAX_APP_PASSWORDS
+    );
+    assert_eq!(
+        w(s, |d| d.app_password_add(
+            "carol@x.test",
+            "over",
+            "x",
+            &[4; 32],
+            31
+        )),
+        AppPasswordAdded::TooMany
+    );
+    // A password change ends the user's other web sessions, not this one.
+    for t in ["here", "there"] {
+        w(s, move |d| {
+            d.session_create(t, "carol@x.test", "c", 100, 60_000, 600_000)
+        });
+    }
+    assert!(w(s, |d| d.user_change_password(
+        "carol@x.test",
+        "h2",
+        "here"
+    )));
+    assert!(!w(s, |d| d.user_change_password(
+        "nobody@x.test",
+        "h2",
+        "here"
+    )));
+    assert_eq!(
+        r(s, |d| d.user_password_hash("carol@x.test")).as_deref(),
+        Some("h2")
+    );
+    assert!(r(s, |d| d.session_find("here")).is_some());
+    assert!(r(s, |d| d.session_find("there")).is_none());
+    // An enrolment: its start is kept (the web refuses one past 15
+    // minutes), a restart replaces secret and start, and only the secret
+    // in progress confirms, once.
+    assert!(!w(s, |d| d.totp_pending_set("nobody@x.test", "s", 1)));
+    assert!(w(s, |d| d.totp_pending_set("carol@x.test", "s1", 100)));
+    assert_eq!(
+        r(s, |d| d.totp_pending("carol@x.test")),
+        Some(("s1".to_string(), 100))
+    );
+    assert!(w(s, |d| d.totp_pending_set("carol@x.test", "s2", 200)));
+    assert_eq!(
+        r(s, |d| d.totp_pending("carol@x.test")),
+        Some(("s2".to_string(), 200))
+    );
+    w(s, |d| {
+        d.session_create("there", "carol@x.test", "c", 100, 60_000, 600_000)
+    });
+    assert!(!w(s, |d| d.totp_confirm(
+        "carol@x.test",
+        "s1",
+        5,
+        &[],
+        300,
+        "here"
+    )));
+    assert_eq!(r(s, |d| d.totp_secret("carol@x.test")), None);
+    let codes = [[7u8; 32], [8u8; 32], [10u8; 32]];
+    assert!(w(s, move |d| d.totp_confirm(
+        "carol@x.test",
+        "s2",
+        5,
+        &codes,
+        300,
+        "here"
+    )));
+    assert!(!w(s, move |d| d.totp_confirm(
+        "carol@x.test",
+        "s2",
+        5,
+        &codes,
+        300,
+        "here"
+    )));
+    assert_eq!(r(s, |d| d.totp_pending("carol@x.test")), None);
+    assert_eq!(
+        r(s, |d| d.totp_secret("carol@x.test")).as_deref(),
+        Some("s2")
+    );
+    assert!(r(s, |d| d.session_find("here")).is_some());
+    assert!(r(s, |d| d.session_find("there")).is_none());
+    // The confirming code's step is used.
+    assert_eq!(
+        w(s, |d| d.totp_attempt("carol@x.test", Some(5), 301)),
+        TotpOutcome::Replayed
+    );
+    // Recovery codes work once; wrong ones lock like wrong TOTP codes
+    // (the replay above was the first failure).
+    assert_eq!(r(s, |d| d.totp_recovery_left("carol@x.test")), 3);
+    assert_eq!(
+        w(s, |d| d.totp_recovery_attempt(
+            "carol@x.test",
+            &[7; 32],
+            302
+        )),
+        TotpOutcome::Accepted
+    );
+    assert_eq!(
+        w(s, |d| d.totp_recovery_attempt(
+            "carol@x.test",
+            &[7; 32],
+            303
+        )),
+        TotpOutcome::Wrong { locked: false }
+    );
+    for _ in 2..TOTP_MAX_FAILURES {
+        assert_eq!(
+            w(s, |d| d.totp_recovery_attempt(
+                "carol@x.test",
+                &[9; 32],
+                304
+            )),
+            TotpOutcome::Wrong { locked: false }
+        );
+    }
+    assert_eq!(
+        w(s, |d| d.totp_recovery_attempt(
+            "carol@x.test",
+            &[9; 32],
+            305
+        )),
+        TotpOutcome::Wrong { locked: true }
+    );
+    assert!(matches!(
+        w(s, |d| d.totp_recovery_attempt(
+            "carol@x.test",
+            &[8; 32],
+            306
+        )),
+        TotpOutcome::Locked(_)
+    ));
+    assert_eq!(r(s, |d| d.totp_recovery_left("carol@x.test")), 2);
+    assert_eq!(
+        w(s, |d| d.totp_recovery_attempt("dave@x.test", &[8; 32], 306)),
+        TotpOutcome::NotEnabled
+    );
+    // A new secret from the operator forgets the old secret's codes.
+    assert!(w(s, |d| d.totp_set("carol@x.test", "s3", 400)));
+    assert_eq!(r(s, |d| d.totp_recovery_left("carol@x.test")), 0);
+    // Turning it off from the web keeps that session.
+    w(s, |d| {
+        d.session_create("here", "carol@x.test", "c", 500, 60_000, 600_000)
+    });
+    w(s, |d| d.totp_pending_set("carol@x.test", "s4", 500));
+    assert!(w(s, |d| d.totp_disable_keeping("carol@x.test", "here")));
+    assert!(!w(s, |d| d.totp_disable_keeping("carol@x.test", "here")));
+    assert_eq!(r(s, |d| d.totp_pending("carol@x.test")), None);
+    assert!(r(s, |d| d.session_find("here")).is_some());
+    // Deleting a user takes its app passwords, codes and enrolment along.
+    w(s, |d| {
+        d.totp_pending_set("dave@x.test", "d1", 600)?;
+        d.totp_confirm("dave@x.test", "d1", 1, &[[11; 32]], 600, "none")?;
+        d.totp_pending_set("dave@x.test", "d2", 601)
+    });
+    assert_eq!(r(s, |d| d.totp_recovery_left("dave@x.test")), 1);
+    assert!(w(s, |d| d.user_delete("dave@x.test")));
+    assert!(r(s, |d| d.app_passwords("dave@x.test")).is_empty());
+    assert!(r(s, |d| d.app_password_find("dave@x.test", &[3; 32])).is_none());
+    assert_eq!(r(s, |d| d.totp_recovery_left("dave@x.test")), 0);
+    assert_eq!(r(s, |d| d.totp_pending("dave@x.test")), None);
+    // Re-creating the address starts clean.
+    assert!(w(s, |d| d.user_add("dave@x.test", "h", 2)));
+    assert!(r(s, |d| d.app_passwords("dave@x.test")).is_empty());
+    assert_eq!(r(s, |d| d.totp_secret("dave@x.test")), None);
+    assert!(w(s, |d| d.user_delete("dave@x.test")));
 }
 
 fn messages(s: &Store) {
@@ -582,6 +824,7 @@ fn login_counts(s: &Store) {
 /// Every area, in order, on one store.
 fn every_operation(s: &Store) {
     users(s);
+    account(s);
     messages(s);
     queue(s);
     log_and_seals(s);

@@ -9,6 +9,7 @@
 //! after its commit, which is what lets the SMTP layer answer `250` only
 //! for work that is on disk.
 
+pub mod account;
 pub mod atomic;
 #[macro_use]
 mod backend;

@@ -17,6 +17,7 @@
 //! `read`/`write` move there), and connections are dropped on a thread of
 //! their own for the same reason.
 
+mod account;
 mod claims;
 mod log;
 mod logins;

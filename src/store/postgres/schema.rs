@@ -229,6 +229,32 @@ CREATE TABLE login_failures (
 );
 CREATE INDEX login_failures_last ON login_failures(last_ms);
 "#,
+    // 5: account self-service (SQLite's migration 13; see `store::account`):
+    // app passwords (SHA-256 of a random secret), the second factor's
+    // one-time recovery codes (hashed the same way), and a second factor
+    // being enrolled (sealed like `user_totp.secret`) until its first code
+    // confirms it.
+    r#"
+CREATE TABLE app_passwords (
+    id         TEXT PRIMARY KEY,
+    address    TEXT NOT NULL,
+    label      TEXT NOT NULL,
+    hash       BYTEA NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    last_used  BIGINT
+);
+CREATE INDEX app_passwords_address ON app_passwords(address);
+CREATE TABLE totp_recovery (
+    address TEXT NOT NULL,
+    hash    BYTEA NOT NULL,
+    PRIMARY KEY (address, hash)
+);
+CREATE TABLE totp_pending (
+    address    TEXT PRIMARY KEY,
+    secret     TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+"#,
 ];
 
 /// The schema version this binary migrates to.

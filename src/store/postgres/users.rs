@@ -2,7 +2,7 @@
 //! `sqlite/users.rs`, whose statements these translate.
 
 use super::PgDb;
-use crate::store::users::{normalize, Quota, TotpOutcome, TOTP_LOCK_MS, TOTP_MAX_FAILURES};
+use crate::store::users::{normalize, Quota, TotpOutcome};
 use crate::store::Result;
 
 /// The `quota` column of a setting: NULL the default, -1 no limit, else bytes.
@@ -48,11 +48,13 @@ impl PgDb<'_> {
         Ok(n == 1)
     }
 
-    /// Remove a user with its second factor and web sessions.
+    /// Remove a user with its second factor, app passwords and web sessions.
     pub(in crate::store) fn user_delete(&self, address: &str) -> Result<bool> {
         let a = normalize(address);
         let n = self.exec("DELETE FROM users WHERE address = $1", &[&a])?;
         self.exec("DELETE FROM user_totp WHERE address = $1", &[&a])?;
+        self.totp_extras_clear(&a)?;
+        self.app_passwords_clear(&a)?;
         self.sessions_end_all(address)?;
         Ok(n == 1)
     }
@@ -118,6 +120,8 @@ impl PgDb<'_> {
                  locked_until = NULL",
             &[&normalize(address), &secret, &now_ms],
         )?;
+        // Recovery codes belong to the secret they were made with.
+        self.totp_extras_clear(address)?;
         self.sessions_end_all(address)?;
         Ok(true)
     }
@@ -128,6 +132,7 @@ impl PgDb<'_> {
             "DELETE FROM user_totp WHERE address = $1",
             &[&normalize(address)],
         )?;
+        self.totp_extras_clear(address)?;
         self.sessions_end_all(address)?;
         Ok(n == 1)
     }
@@ -199,19 +204,7 @@ impl PgDb<'_> {
                 Ok(TotpOutcome::Accepted)
             }
             _ => {
-                let n = failures + 1;
-                let locked = n >= TOTP_MAX_FAILURES;
-                if locked {
-                    self.exec(
-                        "UPDATE user_totp SET failures = 0, locked_until = $2 WHERE address = $1",
-                        &[&a, &(now_ms + TOTP_LOCK_MS)],
-                    )?;
-                } else {
-                    self.exec(
-                        "UPDATE user_totp SET failures = $2 WHERE address = $1",
-                        &[&a, &n],
-                    )?;
-                }
+                let locked = self.totp_failed(&a, failures, now_ms)?;
                 Ok(match step {
                     Some(_) => TotpOutcome::Replayed,
                     None => TotpOutcome::Wrong { locked },

@@ -210,6 +210,33 @@ CREATE TABLE login_failures (
 ) WITHOUT ROWID;
 CREATE INDEX login_failures_last ON login_failures(last_ms);
 "#,
+    // 13: account self-service (issue 24): app passwords for IMAP, POP3 and
+    // SMTP (SHA-256 of a random secret: high entropy needs no slow hash,
+    // and the lookup is one index probe), the second factor's one-time
+    // recovery codes (hashed the same way), and a second factor being
+    // enrolled (sealed like `user_totp.secret`) until its first code
+    // confirms it.
+    r#"
+CREATE TABLE app_passwords (
+    id         TEXT PRIMARY KEY,
+    address    TEXT NOT NULL,
+    label      TEXT NOT NULL,
+    hash       BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    last_used  INTEGER
+);
+CREATE INDEX app_passwords_address ON app_passwords(address);
+CREATE TABLE totp_recovery (
+    address TEXT NOT NULL,
+    hash    BLOB NOT NULL,
+    PRIMARY KEY (address, hash)
+) WITHOUT ROWID;
+CREATE TABLE totp_pending (
+    address    TEXT PRIMARY KEY,
+    secret     TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The log's hash chain and its daily seals. SQL cannot hash, so the rows

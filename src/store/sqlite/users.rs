@@ -25,6 +25,10 @@ fn quota_from_sql(v: Option<i64>) -> Quota {
     }
 }
 
+/// A second factor's state: the last time step used, the consecutive
+/// failures, locked until (unix ms).
+pub(super) type TotpState = (Option<i64>, i64, Option<i64>);
+
 impl Db<'_> {
     /// Insert a user; false if it already exists.
     pub(in crate::store) fn user_add(
@@ -62,6 +66,8 @@ impl Db<'_> {
             "DELETE FROM user_totp WHERE address = ?1",
             [normalize(address)],
         )?;
+        self.totp_extras_clear(address)?;
+        self.app_passwords_clear(address)?;
         self.sessions_end_all(address)?;
         Ok(n == 1)
     }
@@ -125,6 +131,8 @@ impl Db<'_> {
             "INSERT OR REPLACE INTO user_totp(address, secret, enabled_at) VALUES (?1, ?2, ?3)",
             params![normalize(address), secret, now_ms],
         )?;
+        // Recovery codes belong to the secret they were made with.
+        self.totp_extras_clear(address)?;
         self.sessions_end_all(address)?;
         Ok(true)
     }
@@ -137,6 +145,7 @@ impl Db<'_> {
             "DELETE FROM user_totp WHERE address = ?1",
             [normalize(address)],
         )?;
+        self.totp_extras_clear(address)?;
         self.sessions_end_all(address)?;
         Ok(n == 1)
     }
@@ -187,13 +196,7 @@ impl Db<'_> {
     ) -> Result<TotpOutcome> {
         let a = normalize(address);
         let c = self.sql();
-        let row: Option<(Option<i64>, i64, Option<i64>)> = c
-            .prepare_cached(
-                "SELECT last_step, failures, locked_until FROM user_totp WHERE address = ?1",
-            )?
-            .query_row([&a], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
-        let Some((last, failures, locked_until)) = row else {
+        let Some((last, failures, locked_until)) = self.totp_state(&a)? else {
             return Ok(TotpOutcome::NotEnabled);
         };
         if let Some(t) = locked_until.filter(|t| *t > now_ms) {
@@ -208,25 +211,46 @@ impl Db<'_> {
                 Ok(TotpOutcome::Accepted)
             }
             _ => {
-                let n = failures + 1;
-                let locked = n >= TOTP_MAX_FAILURES;
-                if locked {
-                    c.execute(
-                        "UPDATE user_totp SET failures = 0, locked_until = ?2 WHERE address = ?1",
-                        params![a, now_ms + TOTP_LOCK_MS],
-                    )?;
-                } else {
-                    c.execute(
-                        "UPDATE user_totp SET failures = ?2 WHERE address = ?1",
-                        params![a, n],
-                    )?;
-                }
+                let locked = self.totp_failed(&a, failures, now_ms)?;
                 Ok(match step {
                     Some(_) => TotpOutcome::Replayed,
                     None => TotpOutcome::Wrong { locked },
                 })
             }
         }
+    }
+
+    /// The second step's state of `address` (normalised): `None` without a
+    /// second factor.
+    pub(super) fn totp_state(&self, address: &str) -> Result<Option<TotpState>> {
+        Ok(self
+            .sql()
+            .prepare_cached(
+                "SELECT last_step, failures, locked_until FROM user_totp WHERE address = ?1",
+            )?
+            .query_row([address], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?)
+    }
+
+    /// Count one more wrong second-factor answer of `address` (normalised),
+    /// which had `failures` in a row before it; whether it locked the
+    /// second factor (the count starts again then).
+    pub(super) fn totp_failed(&self, address: &str, failures: i64, now_ms: i64) -> Result<bool> {
+        let c = self.sql();
+        let n = failures + 1;
+        let locked = n >= TOTP_MAX_FAILURES;
+        if locked {
+            c.execute(
+                "UPDATE user_totp SET failures = 0, locked_until = ?2 WHERE address = ?1",
+                params![address, now_ms + TOTP_LOCK_MS],
+            )?;
+        } else {
+            c.execute(
+                "UPDATE user_totp SET failures = ?2 WHERE address = ?1",
+                params![address, n],
+            )?;
+        }
+        Ok(locked)
     }
 }
 

@@ -15,6 +15,7 @@ use super::{session, ApiError, Auth, Peer, Web, MEMORY_WAIT, RETRY_AFTER_SECS};
 use crate::server::auth::{LoginError, SecondFactorError, UserAuth};
 use crate::store::mailbox::{Folder, MsgEntry, UserStore};
 
+pub mod account;
 mod messages;
 mod send;
 mod sent;
@@ -51,6 +52,20 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/api/v1/sent/{msgid}", get(sent_one))
         .route("/api/v1/sent/{msgid}/evidence", get(evidence))
         .route("/api/v1/verify", post(verify))
+        .route("/api/v1/account/password", post(account::password))
+        .route(
+            "/api/v1/account/totp",
+            post(account::totp_start).delete(account::totp_disable),
+        )
+        .route("/api/v1/account/totp/confirm", post(account::totp_confirm))
+        .route(
+            "/api/v1/account/app-passwords",
+            get(account::app_passwords).post(account::app_password_add),
+        )
+        .route(
+            "/api/v1/account/app-passwords/{id}",
+            axum::routing::delete(account::app_password_revoke),
+        )
 }
 
 // ---------------------------------------------------------------- ids

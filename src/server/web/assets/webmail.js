@@ -208,4 +208,121 @@
         });
     });
   }
+
+  if (page === "settings") {
+    // Each answer is shown in the page's language from the strings the
+    // server put on the element; the API's own text only as a fallback.
+    var say = function (el, text, bad) {
+      el.textContent = text;
+      el.className = bad ? "error" : "ok";
+      el.hidden = false;
+    };
+    var reply = function (r) {
+      return r.json().then(function (j) { return [r, j]; }, function () { return [r, {}]; });
+    };
+    var pf = document.getElementById("password-form");
+    pf.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var msg = document.getElementById("password-msg");
+      if (pf.elements["new"].value !== pf.elements.again.value) {
+        say(msg, pf.getAttribute("data-mismatch"), true);
+        return;
+      }
+      api("POST", "/api/v1/account/password",
+        { current: pf.elements.current.value, "new": pf.elements["new"].value }, true)
+        .then(reply).then(function (rj) {
+          var r = rj[0], j = rj[1];
+          if (r.status === 204) { pf.reset(); say(msg, pf.getAttribute("data-changed"), false); return; }
+          var t = j.error || ("HTTP " + r.status);
+          if (r.status === 403) { t = pf.getAttribute("data-wrong"); }
+          if (r.status === 429) { t = pf.getAttribute("data-throttled"); }
+          if (r.status === 422 && j.reason === "too_short") { t = pf.getAttribute("data-too-short"); }
+          if (r.status === 422 && j.reason === "common") { t = pf.getAttribute("data-too-common"); }
+          say(msg, t, true);
+        });
+    });
+
+    var totp = document.getElementById("totp");
+    var totpMsg = document.getElementById("totp-msg");
+    var totpError = function (r, j) {
+      var t = j.error || ("HTTP " + r.status);
+      if (r.status === 403) { t = totp.getAttribute("data-wrong"); }
+      if (r.status === 429) { t = totp.getAttribute("data-throttled"); }
+      say(totpMsg, t, true);
+    };
+    var start = document.getElementById("totp-start");
+    if (start) {
+      start.addEventListener("click", function () {
+        api("POST", "/api/v1/account/totp", {}, true).then(reply).then(function (rj) {
+          var r = rj[0], j = rj[1];
+          if (!r.ok) { totpError(r, j); return; }
+          totpMsg.hidden = true;
+          if (j.qr) { document.getElementById("totp-qr").src = j.qr; }
+          document.getElementById("totp-secret").textContent = j.secret;
+          document.getElementById("totp-uri").textContent = j.otpauth_uri;
+          document.getElementById("totp-enrol").hidden = false;
+          start.hidden = true;
+          document.getElementById("totp-code").focus();
+        });
+      });
+      var cf2 = document.getElementById("totp-confirm-form");
+      cf2.addEventListener("submit", function (ev) {
+        ev.preventDefault();
+        api("POST", "/api/v1/account/totp/confirm", { code: cf2.elements.code.value.trim() }, true)
+          .then(reply).then(function (rj) {
+            var r = rj[0], j = rj[1];
+            if (!r.ok) { totpError(r, j); return; }
+            totpMsg.hidden = true;
+            var ol = document.getElementById("recovery-codes");
+            (j.recovery_codes || []).forEach(function (c) {
+              var li = document.createElement("li");
+              var code = document.createElement("code");
+              code.textContent = c;
+              li.appendChild(code);
+              ol.appendChild(li);
+            });
+            document.getElementById("totp-enrol").hidden = true;
+            document.getElementById("totp-recovery").hidden = false;
+            document.getElementById("totp-recovery").querySelector("a").focus();
+          });
+      });
+    }
+    var off = document.getElementById("totp-off-form");
+    if (off) {
+      off.addEventListener("submit", function (ev) {
+        ev.preventDefault();
+        api("DELETE", "/api/v1/account/totp", { code: off.elements.code.value.trim() }, true)
+          .then(reply).then(function (rj) {
+            if (rj[0].status === 204) { location.reload(); return; }
+            totpError(rj[0], rj[1]);
+          });
+      });
+    }
+
+    var appMsg = document.getElementById("app-msg");
+    var af = document.getElementById("app-form");
+    af.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      api("POST", "/api/v1/account/app-passwords", { label: af.elements.label.value }, true)
+        .then(reply).then(function (rj) {
+          var r = rj[0], j = rj[1];
+          if (r.status !== 201) { say(appMsg, j.error || ("HTTP " + r.status), true); return; }
+          appMsg.hidden = true;
+          document.getElementById("app-password").textContent = j.password;
+          document.getElementById("app-new").hidden = false;
+          af.hidden = true;
+          document.getElementById("app-new").querySelector("a").focus();
+        });
+    });
+    document.addEventListener("click", function (ev) {
+      var b = ev.target.closest("button[data-revoke]");
+      if (!b) { return; }
+      if (!window.confirm(b.getAttribute("data-confirm"))) { return; }
+      api("DELETE", "/api/v1/account/app-passwords/" + encodeURIComponent(b.getAttribute("data-revoke")))
+        .then(reply).then(function (rj) {
+          if (rj[0].status === 204) { location.reload(); return; }
+          say(appMsg, rj[1].error || ("HTTP " + rj[0].status), true);
+        });
+    });
+  }
 })();

@@ -18,6 +18,7 @@ use super::{ApiError, Auth, Web};
 mod list;
 mod message;
 mod sent;
+mod settings;
 mod strings;
 
 use strings::{EN, IT};
@@ -44,6 +45,7 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/compose", get(compose))
         .route("/sent", get(sent::sent))
         .route("/verify", get(verify))
+        .route("/settings", get(settings::settings))
         .route(
             "/assets/webmail.css",
             get(|| async { asset("text/css; charset=utf-8", CSS) }),
@@ -66,6 +68,7 @@ pub struct T {
     sent_status: &'static str,
     verify: &'static str,
     logout: &'static str,
+    settings: &'static str,
     folders: &'static str,
     space_used: &'static str,
     of: &'static str,
