@@ -9,6 +9,7 @@
 //! after its commit, which is what lets the SMTP layer answer `250` only
 //! for work that is on disk.
 
+pub mod api;
 pub mod atomic;
 pub mod backup;
 pub mod claims;

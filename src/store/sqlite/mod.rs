@@ -12,6 +12,7 @@
 //! commit, which is what lets the SMTP layer answer `250` only for work that
 //! is on disk.
 
+mod api;
 pub(in crate::store) mod backup;
 pub(in crate::store) mod claims;
 mod log;

@@ -50,6 +50,7 @@ impl Db<'_> {
             params![normalize(address), hash],
         )?;
         self.sessions_end_all(address)?;
+        self.tokens_revoke_all(address)?;
         Ok(n == 1)
     }
 
