@@ -102,6 +102,28 @@ pub const MAX_NAME: usize = 100;
 /// Tokens one mailbox may hold.
 pub const MAX_PER_USER: i64 = 100;
 
+/// A token name that is empty, too long or has control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadName;
+
+impl std::fmt::Display for BadName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "name: 1 to {MAX_NAME} characters, no control characters")
+    }
+}
+
+impl std::error::Error for BadName {}
+
+/// A token's name, trimmed: 1 to [`MAX_NAME`] characters, no control
+/// characters.
+pub fn check_name(name: &str) -> std::result::Result<String, BadName> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > MAX_NAME || n.chars().any(char::is_control) {
+        return Err(BadName);
+    }
+    Ok(n.to_string())
+}
+
 /// The key a token is stored under.
 pub fn token_hash(token: &str) -> [u8; 32] {
     openssl::sha::sha256(token.as_bytes())

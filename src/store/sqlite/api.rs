@@ -25,6 +25,9 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiToken> {
     })
 }
 
+/// An idempotency row: body hash, msgid, created_at, status, response.
+type KeyRow = (Vec<u8>, String, i64, Option<i64>, Option<Vec<u8>>);
+
 const TOKEN_COLUMNS: &str = "id, address, name, scopes, created_at, last_used";
 
 impl Db<'_> {
@@ -142,7 +145,7 @@ impl Db<'_> {
             "DELETE FROM api_idempotency WHERE created_at <= ?1",
             [now_ms - ttl_ms],
         )?;
-        let row: Option<(Vec<u8>, String, i64, Option<i64>, Option<Vec<u8>>)> = c
+        let row: Option<KeyRow> = c
             .query_row(
                 "SELECT body_hash, msgid, created_at, status, response FROM api_idempotency
                  WHERE address = ?1 AND key = ?2",

@@ -15,9 +15,12 @@ use super::{session, ApiError, Auth, Peer, Web, MEMORY_WAIT, RETRY_AFTER_SECS};
 use crate::server::auth::{LoginError, SecondFactorError, UserAuth};
 use crate::store::mailbox::{Folder, MsgEntry, UserStore};
 
+mod idempotency;
 mod messages;
 mod send;
+mod send_json;
 mod sent;
+mod tokens;
 
 use messages::{delete, flags, html, list, mbox, message, move_to, part, raw, verify_report};
 pub use messages::{list_page, message_view, pec_object};
@@ -51,6 +54,7 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/api/v1/sent/{msgid}", get(sent_one))
         .route("/api/v1/sent/{msgid}/evidence", get(evidence))
         .route("/api/v1/verify", post(verify))
+        .merge(tokens::routes())
 }
 
 // ---------------------------------------------------------------- ids
@@ -324,9 +328,17 @@ async fn verify(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let logged_in = match session::cookie(&headers, session::COOKIE) {
-        Some(t) => matches!(web.sessions.get(t).await, Ok(Some(_))),
-        None => false,
+    // An API token (any scope) counts as a login; a bad one is refused.
+    let logged_in = match (
+        super::bearer::presented(&headers),
+        session::cookie(&headers, session::COOKIE),
+    ) {
+        (Some(token), _) => {
+            super::bearer::check(&web, token, Some(Default::default())).await?;
+            true
+        }
+        (None, Some(t)) => matches!(web.sessions.get(t).await, Ok(Some(_))),
+        (None, None) => false,
     };
     let limit = {
         let cfg = web.ctx.cfg();
