@@ -11,6 +11,7 @@
 mod common;
 
 mod antivirus;
+mod api_tokens;
 mod architecture;
 mod auth;
 mod backup;
