@@ -17,6 +17,7 @@ use crate::store::mailbox::{Folder, MsgEntry, UserStore};
 
 mod idempotency;
 mod messages;
+mod refusal;
 mod send;
 mod send_json;
 mod sent;

@@ -8,7 +8,7 @@
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::send::{no_bcc, tipo_ricevuta, too_big};
+use super::refusal::{no_bcc, tipo_ricevuta, too_big};
 use crate::server::web::compose::{addresses, Draft, Upload};
 use crate::server::web::ApiError;
 
