@@ -369,3 +369,119 @@ fn operator_tokens_rate_limit_and_problems() {
     owner.login(alice, PASSWORD);
     assert_eq!(owner.get("/api/v1/folders").status, 200);
 }
+
+/// The `(METHOD, path)` of every `/api/v1` route the router declares, read
+/// from the sources of `src/server/web/api/` (`.route("/api/v1/…",
+/// get(…).post(…))`).
+fn router_routes() -> std::collections::BTreeSet<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server/web/api");
+    let mut out = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let src = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for piece in src.split(".route(").skip(1) {
+            let Some(path) = piece
+                .trim_start()
+                .strip_prefix('"')
+                .and_then(|p| p.split('"').next())
+            else {
+                continue;
+            };
+            if !path.starts_with("/api/v1") {
+                continue;
+            }
+            // The method router: up to the end of this `.route(…)` call.
+            let mut depth = 1;
+            let call: String = piece
+                .chars()
+                .take_while(|c| {
+                    depth += match c {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    depth > 0
+                })
+                .collect();
+            for m in ["get", "post", "put", "patch", "delete"] {
+                let called = call.match_indices(&format!("{m}(")).any(|(i, _)| {
+                    i == 0
+                        || !call.as_bytes()[i - 1].is_ascii_alphanumeric()
+                            && call.as_bytes()[i - 1] != b'_'
+                });
+                if called {
+                    out.insert((m.to_uppercase(), path.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_openapi_document_is_valid_and_names_every_route() {
+    let ca = TestCa::new();
+    let mut p = TestProvider::prepare(
+        &ca,
+        &ProviderSpec::new("Alpha PEC S.p.A.", "pec.alpha.test", &["alice"]),
+    );
+    p.start();
+    // Public: a client reads it before it has a token.
+    let r = client(&p).get("/api/v1/openapi.json");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc = r.json();
+    let file = p.path().join("openapi.json");
+    std::fs::write(&file, &r.body).unwrap();
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys; from openapi_spec_validator import validate; \
+             validate(json.load(open(sys.argv[1]))); print('valid')",
+        ])
+        .arg(&file)
+        .output()
+        .expect("python3 with openapi-spec-validator (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(doc["openapi"], "3.1.0");
+
+    let routes = router_routes();
+    assert!(
+        routes.len() > 20,
+        "the route reader finds the routes: {routes:?}"
+    );
+    assert!(routes.contains(&("PATCH".into(), "/api/v1/folders/{folder}".into())));
+    let documented: std::collections::BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(|m| (m.to_uppercase(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let missing: Vec<_> = routes.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "routes missing from openapi.json: {missing:?}"
+    );
+    let extra: Vec<_> = documented.difference(&routes).collect();
+    assert!(
+        extra.is_empty(),
+        "openapi.json names routes the router has not: {extra:?}"
+    );
+    // Security as the server checks it: send needs `send`, account routes no token.
+    assert_eq!(
+        doc["paths"]["/api/v1/messages"]["post"]["security"][0]["bearer"],
+        serde_json::json!(["send"])
+    );
+    assert!(!doc["paths"]["/api/v1/account/tokens"]["post"]["security"]
+        .to_string()
+        .contains("bearer"));
+}

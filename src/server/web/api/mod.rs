@@ -17,6 +17,7 @@ use crate::store::mailbox::{Folder, MsgEntry, UserStore};
 
 mod idempotency;
 mod messages;
+mod openapi;
 mod refusal;
 mod send;
 mod send_json;
@@ -55,6 +56,7 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/api/v1/sent/{msgid}", get(sent_one))
         .route("/api/v1/sent/{msgid}/evidence", get(evidence))
         .route("/api/v1/verify", post(verify))
+        .route("/api/v1/openapi.json", get(openapi::openapi))
         .merge(tokens::routes())
 }
 
