@@ -44,6 +44,9 @@ pub enum Command {
     /// Infected messages kept for 30 months (works while the daemon runs).
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
+    /// The nodes sharing this provider's store (works while they run).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Start two providers on loopback and show a PEC travelling between them.
     Demo,
     /// End-to-end throughput benchmark on loopback.
@@ -306,6 +309,19 @@ pub enum QuarantineCommand {
     Show {
         /// Row id from `list`, or the identificativo.
         id: String,
+    },
+}
+
+/// `pecd cluster …`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Every node seen in the store: up, stopped or silent (no heartbeat
+    /// for a whole `[cluster] lease`), its last heartbeat and the claims
+    /// it holds.
+    Status {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -60,6 +60,9 @@ pub struct Config {
     /// `[blobs]`: where message bytes are kept.
     #[serde(default)]
     pub blobs: BlobsSection,
+    /// `[store]`: where the store's rows are kept.
+    #[serde(default)]
+    pub store: StoreSection,
     /// `[cluster]`: this node's name and how long its claims on work hold.
     #[serde(default)]
     pub cluster: ClusterSection,
@@ -1201,6 +1204,97 @@ impl BlobsSection {
     }
 }
 
+/// Which database `[store]` keeps the rows in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// `pecd.sqlite3` under `data_dir`.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgresql,
+}
+
+/// `[store]`: where users, the PEC log, the queue, the timers and the
+/// accepted messages are kept: SQLite under `data_dir` (the default), or
+/// a PostgreSQL database.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `sqlite` (default) or `postgresql`.
+    #[serde(default)]
+    pub backend: StoreBackend,
+    /// libpq-style URL (`postgresql://user@host/db`, a Unix socket with
+    /// `?host=/run/postgresql`) or `key=value` string.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// File whose first line is the password (mode 0600); without it,
+    /// `PGPASSWORD`, else the URL's own or none.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Connections kept at most (default [`DEFAULT_STORE_POOL`]).
+    #[serde(default)]
+    pub pool: Option<usize>,
+}
+
+/// `[store] pool` when not written.
+pub const DEFAULT_STORE_POOL: usize = 16;
+
+impl StoreSection {
+    /// Problems that need no file, each as `key: message`.
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.backend != StoreBackend::Postgresql {
+            for (key, set) in [
+                ("store.url", self.url.is_some()),
+                ("store.password_file", self.password_file.is_some()),
+                ("store.pool", self.pool.is_some()),
+            ] {
+                if set {
+                    p.push(format!("{key}: only with store.backend = \"postgresql\""));
+                }
+            }
+            return p;
+        }
+        match &self.url {
+            None => p.push(
+                "store.url: required with backend = \"postgresql\" (like \"postgresql://pecd@/pecd?host=/run/postgresql\")".into(),
+            ),
+            // Its syntax is the driver's to judge: `check-config` connects.
+            Some(u) if u.trim().is_empty() => p.push("store.url: must not be empty".into()),
+            Some(_) => {}
+        }
+        if let Some(n) = self.pool {
+            if !(1..=1000).contains(&n) {
+                p.push(format!("store.pool: {n} is not between 1 and 1000"));
+            }
+        }
+        p
+    }
+}
+
+/// Why `[store]` gives no database to talk to.
+#[derive(Debug)]
+pub enum StoreConfigError {
+    /// `store.url` is not written.
+    NoUrl,
+    /// The password cannot be had.
+    Password(crate::objstore::CredentialsError),
+}
+
+impl std::fmt::Display for StoreConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreConfigError::NoUrl => {
+                write!(f, "store.url: required with store.backend = \"postgresql\"")
+            }
+            StoreConfigError::Password(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreConfigError {}
+
 /// Why `[blobs]` gives no object store to talk to.
 #[derive(Debug)]
 pub enum BlobsError {
@@ -1641,8 +1735,21 @@ impl Config {
         keep!(log.format, "log.format");
         keep!(queue.workers, "queue.workers");
         keep!(blobs, "blobs");
+        keep!(store, "store");
         keep!(cluster, "cluster");
         changed
+    }
+
+    /// The password of `[store]`: the first line of `password_file`
+    /// (refused unless only its owner can read it), else `PGPASSWORD`,
+    /// else none (the URL's own, or an authentication without one).
+    pub fn store_password(&self) -> Result<Option<String>, StoreConfigError> {
+        match &self.store.password_file {
+            Some(f) => crate::objstore::read_secret_file("store.password_file", &self.resolve(f))
+                .map(Some)
+                .map_err(StoreConfigError::Password),
+            None => Ok(std::env::var("PGPASSWORD").ok().filter(|v| !v.is_empty())),
+        }
     }
 
     /// The object store `[blobs]` names, its access keys read (from the
@@ -1689,6 +1796,14 @@ impl Config {
             // let an operator believe the bytes are in the bucket.
             w.push(
                 "blobs.backend: \"s3\" is checked but not used yet: this version still keeps message bytes in files under provider.data_dir".into(),
+            );
+        }
+        if self.store.backend == StoreBackend::Postgresql {
+            // The rows are shared, the files are not (issue 22's later
+            // steps): two nodes on one database would each hold half of
+            // every mailbox.
+            w.push(
+                "store.backend: \"postgresql\" keeps users, the PEC log, the queue and the timers in PostgreSQL, but mailboxes and message bytes are still files under provider.data_dir on this node: this is not yet a cluster, run one pecd per database".into(),
             );
         }
         if let Some(a) = self.admin.address() {
@@ -1934,6 +2049,7 @@ impl Config {
         }
         p.extend(self.signing.problems());
         p.extend(self.blobs.problems());
+        p.extend(self.store.problems());
         if check_files {
             // A certificate for a token's key is never generated: only its
             // owner's CA can issue one.
@@ -1976,6 +2092,15 @@ impl Config {
             let idx = self.resolve(&self.trust.index);
             if !idx.exists() {
                 p.push(format!("trust.index: {} does not exist", idx.display()));
+            }
+            if let (StoreBackend::Postgresql, Some(f)) =
+                (self.store.backend, &self.store.password_file)
+            {
+                if let Err(e) =
+                    crate::objstore::check_key_file("store.password_file", &self.resolve(f))
+                {
+                    p.push(e.to_string());
+                }
             }
             if self.blobs.backend == BlobsBackend::S3 {
                 for (key, f) in [
@@ -2132,6 +2257,74 @@ tsa_url = "none"
         assert_eq!(new.queue.retry_max, "5m");
         assert_eq!(new.limits.max_recipients, 60);
         assert!(new.clone().keep_restart_only(&running).is_empty());
+    }
+
+    #[test]
+    fn store_defaults_to_sqlite_and_a_postgresql_table_gives_its_settings() {
+        use std::os::unix::fs::PermissionsExt;
+        let c = Config::from_str_at(MINIMAL, Path::new("/etc/pecd")).unwrap();
+        assert_eq!(c.store, StoreSection::default());
+        assert_eq!(c.store.backend, StoreBackend::Sqlite);
+        // PostgreSQL keys without the backend, and a backend without its URL.
+        let c = Config::from_str_at(
+            &format!("{MINIMAL}\n[store]\nurl = \"postgresql://x@/y\"\npool = 4\n"),
+            Path::new("/etc/pecd"),
+        )
+        .unwrap();
+        let p = c.validate(false);
+        assert!(
+            p.contains(&"store.url: only with store.backend = \"postgresql\"".to_string()),
+            "{p:?}"
+        );
+        assert!(
+            p.contains(&"store.pool: only with store.backend = \"postgresql\"".to_string()),
+            "{p:?}"
+        );
+        let c = Config::from_str_at(
+            &format!("{MINIMAL}\n[store]\nbackend = \"postgresql\"\npool = 0\n"),
+            Path::new("/etc/pecd"),
+        )
+        .unwrap();
+        let p = c.validate(false);
+        assert!(
+            p.iter().any(|p| p.starts_with("store.url: required")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|p| p.starts_with("store.pool: 0")), "{p:?}");
+        assert!(Config::from_str_at(
+            &format!("{MINIMAL}\n[store]\nbackend = \"mysql\"\n"),
+            Path::new("/etc/pecd"),
+        )
+        .is_err());
+
+        // The password file: first line, only its owner may read it.
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pg-password");
+        std::fs::write(&pw, "s3cr3t\n").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = format!(
+            "{MINIMAL}\n[store]\nbackend = \"postgresql\"\nurl = \"postgresql://pecd@/pecd?host=/run/postgresql\"\npassword_file = \"pg-password\"\n"
+        );
+        let c = Config::from_str_at(&text, dir.path()).unwrap();
+        assert!(c.validate(false).is_empty(), "{:?}", c.validate(false));
+        assert_eq!(c.store_password().unwrap().as_deref(), Some("s3cr3t"));
+        assert!(c.warnings().iter().any(|w| w.contains("not yet a cluster")));
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = c.store_password().unwrap_err().to_string();
+        assert!(
+            e.contains("store.password_file") && e.contains("chmod 600"),
+            "{e}"
+        );
+        assert!(c
+            .validate(true)
+            .iter()
+            .any(|p| p.starts_with("store.password_file")));
+
+        // Restart-only: the database a running daemon writes to stays.
+        let running = Config::from_str_at(MINIMAL, dir.path()).unwrap();
+        let mut new = c.clone();
+        assert_eq!(new.keep_restart_only(&running), ["store"]);
+        assert_eq!(new.store, running.store);
     }
 
     #[test]

@@ -368,6 +368,32 @@ fn operator_tokens_rate_limit_and_problems() {
     let mut owner = client(&p);
     owner.login(alice, PASSWORD);
     assert_eq!(owner.get("/api/v1/folders").status, 200);
+
+    // A password change keeps a user's tokens (integrations go on); the
+    // user's removal takes them.
+    let o = p.cli(
+        &["token", "create", bob, "--name", "b", "--scope", "read"],
+        "",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let b = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let o = p.cli(
+        &["user", "passwd", bob, "--password-stdin"],
+        "another password 42\n",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        bearer(&c, &b, "GET", "/api/v1/folders", &[], b"").status,
+        200
+    );
+    let o = p.cli(&["user", "del", bob], "");
+    assert!(o.status.success(), "{}", text(&o));
+    problem(&bearer(&c, &b, "GET", "/api/v1/folders", &[], b""), 401);
+    assert!(
+        String::from_utf8_lossy(&p.cli(&["token", "list"], "").stdout)
+            .lines()
+            .all(|l| !l.contains(bob))
+    );
 }
 
 /// The `(METHOD, path)` of every `/api/v1` route the router declares, read

@@ -35,6 +35,78 @@ fn the_pure_domain_names_no_io_layer() {
     );
 }
 
+/// Database drivers and the one module of `src/` that may name each: the
+/// store's backends are the only code that speaks SQL.
+const DRIVERS: &[(&str, &[&str])] = &[
+    ("rusqlite", &["store", "sqlite"]),
+    ("postgres", &["store", "postgres"]),
+    ("postgres_openssl", &["store", "postgres"]),
+];
+
+#[test]
+fn database_drivers_stay_in_their_backend() {
+    let tree = SourceTree::load(&src_dir());
+    let bad = driver_violations(&tree);
+    assert!(
+        bad.is_empty(),
+        "a database driver is named outside its backend (src/store/sqlite/, src/store/postgres/); \
+         add a typed operation to store::backend::Tx instead:\n  {}",
+        bad.join("\n  ")
+    );
+}
+
+/// Where a file names a driver outside its backend module.
+fn driver_violations(tree: &SourceTree) -> Vec<String> {
+    let mut bad = Vec::new();
+    for file in tree.files.values() {
+        for named in names(tree, file) {
+            if named.resolved.is_some() {
+                continue;
+            }
+            let Some(first) = named.external.first() else {
+                continue;
+            };
+            for (driver, home) in DRIVERS {
+                let home: Vec<String> = home.iter().map(|s| s.to_string()).collect();
+                if first == driver && !file.module.starts_with(&home) {
+                    bad.push(format!(
+                        "{}:{} names {driver} ({})",
+                        file.name, named.line, named.written
+                    ));
+                }
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn checker_flags_a_driver_outside_its_backend() {
+    let tree = SourceTree::from_sources(&[
+        ("lib.rs", "pub mod store; pub mod server;"),
+        (
+            "store/mod.rs",
+            "mod sqlite; mod postgres; fn f() { postgres::open(); }",
+        ),
+        ("store/sqlite/mod.rs", "use rusqlite::Connection;"),
+        (
+            "store/postgres/mod.rs",
+            "use ::postgres::Client; pub fn open() {}",
+        ),
+        (
+            "server/mod.rs",
+            "fn f() { let _ = rusqlite::Connection::open(\"\"); }\nuse postgres::Client;",
+        ),
+    ]);
+    assert_eq!(
+        driver_violations(&tree),
+        [
+            "src/server/mod.rs:1 names rusqlite (rusqlite::Connection::open)",
+            "src/server/mod.rs:2 names postgres (use postgres::Client)",
+        ]
+    );
+}
+
 #[test]
 fn no_file_imports_itself_through_others() {
     let tree = SourceTree::load(&src_dir());

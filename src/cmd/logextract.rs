@@ -29,7 +29,7 @@ use super::AdminResult;
 use crate::cli::LogExportArgs;
 use crate::config::Config;
 use crate::pec::logseal::{self, Day, SealText};
-use crate::store::{self, log};
+use crate::store::log;
 
 const MAGIC: &str = "pecd-log-extract 1";
 
@@ -115,7 +115,7 @@ pub fn export(cfg: &Config, a: &LogExportArgs) -> AdminResult {
         a.address
     );
     let address = a.address.clone();
-    let inspector = store::Inspector::open(&cfg.data_dir())?;
+    let inspector = super::inspect_store(cfg)?;
     let (mut days, mut rows) = (0, 0);
     for s in inspector.seals()? {
         let Some(d) = Day::parse(&s.date) else {

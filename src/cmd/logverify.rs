@@ -101,7 +101,7 @@ pub fn verify(cfg: &Config, a: &LogVerifyArgs) -> AdminResult {
     };
     let data_dir = cfg.data_dir();
     let seals_dir = crate::server::sealer::seals_dir(&data_dir);
-    let inspector = store::Inspector::open(&data_dir)?;
+    let inspector = super::inspect_store(cfg)?;
     let mut report = check(
         &inspector,
         from,

@@ -17,6 +17,7 @@ pub mod bench;
 pub mod bench_postfix;
 pub mod bench_run;
 pub mod bench_web;
+pub mod cluster;
 pub mod logextract;
 pub mod logverify;
 pub mod percentiles;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Verify(a) => tools::verify_main(a, flag.as_deref()),
         Command::Index(i) => tools::index_main(i),
         Command::Queue(q) => config().and_then(|p| tools::queue_main(&p, q)),
+        Command::Cluster(c) => config().and_then(|p| cluster::main(&p, c)),
         Command::Quarantine(q) => config().and_then(|p| quarantine::main(&p, q)),
         Command::Demo => tools::demo_main(),
         Command::Bench(b) => tools::bench_main(b),
@@ -76,6 +78,23 @@ pub(crate) fn now_unix_ms() -> i64 {
 /// Errors of admin commands: a message for the operator.
 pub type AdminResult = Result<ExitCode, Box<dyn std::error::Error>>;
 
+/// The store of `cfg`: its files under `data_dir`, its rows where
+/// `[store]` says (created and migrated if need be).
+pub(crate) fn open_store(cfg: &Config) -> Result<Store, Box<dyn std::error::Error>> {
+    Ok(Store::open_with(
+        &cfg.data_dir(),
+        &crate::server::database::database(cfg)?,
+    )?)
+}
+
+/// A read-only look at the store of `cfg`, which a running daemon may own.
+pub(crate) fn inspect_store(cfg: &Config) -> Result<store::Inspector, Box<dyn std::error::Error>> {
+    Ok(store::Inspector::open_with(
+        &cfg.data_dir(),
+        &crate::server::database::database(cfg)?,
+    )?)
+}
+
 /// Load a config or explain why not.
 pub fn load_config(path: &Path) -> Result<Config, Box<dyn std::error::Error>> {
     Ok(Config::load(path)?)
@@ -90,6 +109,9 @@ fn check_config(path: &Path) -> AdminResult {
         problems.extend(crate::server::check_trust(cfg));
         if !problems.iter().any(|p| p.starts_with("blobs.")) {
             blobs_check(cfg, &mut notes, &mut problems);
+        }
+        if !problems.iter().any(|p| p.starts_with("store.")) {
+            store_check(cfg, &mut notes, &mut problems);
         }
     }
     if problems.is_empty() {
@@ -148,6 +170,21 @@ fn blobs_check(cfg: &Config, notes: &mut Vec<String>, problems: &mut Vec<String>
             s.keys.access_key
         )),
         Err(e) => problems.push(format!("blobs: {at} does not answer: {e}")),
+    }
+}
+
+/// A PostgreSQL database in `[store]` must answer (a connection and its
+/// schema version): a note when it does, else a problem in the driver's
+/// own words (a refused connection, a failed password, no such database).
+fn store_check(cfg: &Config, notes: &mut Vec<String>, problems: &mut Vec<String>) {
+    let db = match crate::server::database::database(cfg) {
+        Ok(db @ store::Database::Postgres(_)) => db,
+        Ok(store::Database::Sqlite) => return,
+        Err(e) => return problems.push(e.to_string()),
+    };
+    match db.probe() {
+        Ok(()) => notes.push("store: the PostgreSQL database of store.url answers".into()),
+        Err(e) => problems.push(format!("store: the PostgreSQL database of store.url: {e}")),
     }
 }
 
@@ -261,7 +298,7 @@ fn prompt_hidden(prompt: &str) -> std::io::Result<String> {
 
 fn user(config: &Path, cmd: UserCommand) -> AdminResult {
     let cfg = load_config(config)?;
-    let st = Store::open(&cfg.data_dir())?;
+    let st = open_store(&cfg)?;
     let now = crate::cmd::now_unix_ms();
     let code = match cmd {
         UserCommand::Add {
@@ -549,7 +586,7 @@ fn log(config: &Path, a: LogArgs) -> AdminResult {
         || !q.events.is_empty()
         || q.from_ms.is_some()
         || q.until_ms.is_some();
-    let rows = store::Inspector::open(&cfg.data_dir())?.log(&q)?;
+    let rows = inspect_store(&cfg)?.log(&q)?;
     if rows.is_empty() {
         // On stderr, so `--json` output stays nothing but JSON lines.
         if filtered {
@@ -965,8 +1002,22 @@ fn init(a: InitArgs) -> AdminResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `pecd backup`/`restore` copy a SQLite store; a PostgreSQL one is the
+/// database's own tools' to copy (its rows are not under `data_dir`).
+fn refuse_postgres(cfg: &Config, what: &str) -> Result<(), Box<dyn std::error::Error>> {
+    if cfg.store.backend == crate::config::StoreBackend::Postgresql {
+        return Err(format!(
+            "pecd {what} copies a SQLite store; with store.backend = \"postgresql\" the rows are in PostgreSQL: \
+             use pg_dump/pg_restore for the database and copy provider.data_dir's files (docs/operations.md)"
+        )
+        .into());
+    }
+    Ok(())
+}
+
 fn backup(config: &Path, dest: &Path) -> AdminResult {
     let cfg = load_config(config)?;
+    refuse_postgres(&cfg, "backup")?;
     let m = store::backup::backup(&cfg.data_dir(), dest)?;
     println!(
         "backed up {} into {}: {} files, {} bytes, schema {}, database as of {}",
@@ -982,6 +1033,7 @@ fn backup(config: &Path, dest: &Path) -> AdminResult {
 
 fn restore(config: &Path, src: &Path) -> AdminResult {
     let cfg = load_config(config)?;
+    refuse_postgres(&cfg, "restore")?;
     let m = store::backup::restore(src, &cfg.data_dir())?;
     println!(
         "restored {} into {}: {} files, {} bytes, database as of {} (pecd {})",

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use crate::cli::QuarantineCommand;
 use crate::cmd::{load_config, AdminResult};
-use crate::store::{self, quarantine};
+use crate::store::quarantine;
 
 /// Run a `pecd quarantine` subcommand.
 pub fn main(config: &Path, cmd: QuarantineCommand) -> AdminResult {
@@ -16,7 +16,7 @@ pub fn main(config: &Path, cmd: QuarantineCommand) -> AdminResult {
     let mut out = out.lock();
     match cmd {
         QuarantineCommand::List { json } => {
-            let rows = store::Inspector::open(&data_dir)?.quarantined()?;
+            let rows = super::inspect_store(&cfg)?.quarantined()?;
             if rows.is_empty() {
                 eprintln!("the quarantine is empty");
                 return Ok(ExitCode::SUCCESS);
@@ -42,7 +42,7 @@ pub fn main(config: &Path, cmd: QuarantineCommand) -> AdminResult {
             Ok(ExitCode::SUCCESS)
         }
         QuarantineCommand::Show { id } => {
-            let Some(q) = store::Inspector::open(&data_dir)?.quarantined_one(&id)? else {
+            let Some(q) = super::inspect_store(&cfg)?.quarantined_one(&id)? else {
                 return Err(format!("no quarantined message {id:?}").into());
             };
             let path = quarantine::dir(&data_dir).join(&q.file);

@@ -15,9 +15,9 @@ use crate::pec::ids::RandomIds;
 use crate::pec::receipt::{self, Emitter};
 use crate::pec::types::{Errore, Tipo};
 use crate::pec::verify::{VerifyReport, VerifyRequest};
+use crate::store;
 use crate::store::log::{Event, EventKind};
 use crate::store::queue::{self, Kind, NewJob};
-use crate::store::{self, Store};
 
 use crate::lab::{self, Lab};
 
@@ -171,19 +171,19 @@ pub fn index_main(cmd: IndexCommand) -> AdminResult {
 }
 
 /// Unix milliseconds as people read them (the form of `pecd log`).
-fn human(ms: i64) -> String {
+pub(crate) fn human(ms: i64) -> String {
     crate::pec::clock::human_ms(ms)
 }
 
 /// Unix milliseconds as ISO 8601 with the Italian offset (every `--json`).
-fn iso(ms: i64) -> String {
+pub(crate) fn iso(ms: i64) -> String {
     crate::pec::clock::iso8601_ms(ms)
 }
 
 /// Rows padded to the widest cell of each column, so long identificativi
 /// and addresses do not push the columns after them out of line. The last
 /// column (free text) is not padded; `right` names the numeric columns.
-fn write_table<const N: usize>(
+pub(crate) fn write_table<const N: usize>(
     out: &mut impl Write,
     rows: &[[String; N]],
     right: [bool; N],
@@ -210,7 +210,7 @@ fn write_table<const N: usize>(
     Ok(())
 }
 
-fn age(ms: i64) -> String {
+pub(crate) fn age(ms: i64) -> String {
     let s = ((crate::cmd::now_unix_ms() - ms) / 1000).max(0);
     if s < 120 {
         format!("{s}s")
@@ -237,7 +237,7 @@ fn claim_cell(j: &queue::Job, now: i64) -> String {
 }
 
 /// `pecd queue list` in a table or JSON lines.
-fn queue_list(data_dir: &Path, failed: bool, all: bool, json: bool) -> AdminResult {
+fn queue_list(cfg: &crate::config::Config, failed: bool, all: bool, json: bool) -> AdminResult {
     let which = if failed {
         queue::Listing::Failed
     } else if all {
@@ -245,7 +245,7 @@ fn queue_list(data_dir: &Path, failed: bool, all: bool, json: bool) -> AdminResu
     } else {
         queue::Listing::Waiting
     };
-    let inspector = store::Inspector::open(data_dir)?;
+    let inspector = super::inspect_store(cfg)?;
     let (jobs, counts) = (inspector.jobs(which)?, inspector.job_counts()?);
     let n_failed = counts
         .iter()
@@ -337,11 +337,10 @@ fn queue_list(data_dir: &Path, failed: bool, all: bool, json: bool) -> AdminResu
 /// `pecd queue …` (works beside a running daemon: SQLite WAL).
 pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
     let cfg = load_config(config)?;
-    let data_dir = cfg.data_dir();
     match cmd {
-        QueueCommand::List { failed, all, json } => queue_list(&data_dir, failed, all, json),
+        QueueCommand::List { failed, all, json } => queue_list(&cfg, failed, all, json),
         QueueCommand::Show { id, json } => {
-            let Some(j) = store::Inspector::open(&data_dir)?.job(id)? else {
+            let Some(j) = super::inspect_store(&cfg)?.job(id)? else {
                 return Err(format!("no job {id}").into());
             };
             let bytes = j
@@ -418,7 +417,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
             if id.is_none() && !all && !failed {
                 return Err("give a job ID, --all (every pending job) or --failed".into());
             }
-            let st = Store::open(&cfg.data_dir())?;
+            let st = super::open_store(&cfg)?;
             let now = crate::cmd::now_unix_ms();
             if let Some(id) = id {
                 // Say why a job cannot run again rather than "0 jobs".
@@ -458,7 +457,7 @@ pub fn queue_main(config: &Path, cmd: QueueCommand) -> AdminResult {
 /// Cancel a job; for a busta the sender gets a signed non-delivery notice
 /// per recipient, built and queued by this process.
 fn cancel(cfg: &crate::config::Config, id: queue::JobId) -> AdminResult {
-    let st = Store::open(&cfg.data_dir())?;
+    let st = super::open_store(cfg)?;
     let job = st.job_blocking(id)?.ok_or_else(|| format!("no job {id}"))?;
     if job.state != queue::JobState::Pending {
         return Err(format!("job {id} is {}, not pending", job.state).into());

@@ -234,6 +234,19 @@ pub fn check_key_file(key: &'static str, path: &Path) -> Result<(), CredentialsE
     Ok(())
 }
 
+/// The first line of a secret file, checked with [`check_key_file`] (the
+/// file and its config key named in the error).
+pub fn read_secret_file(key: &'static str, path: &Path) -> Result<String, CredentialsError> {
+    check_key_file(key, path)?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CredentialsError::Unreadable(key, path.to_path_buf(), e))?;
+    let line = text.lines().next().unwrap_or("").trim().to_string();
+    if line.is_empty() {
+        return Err(CredentialsError::Empty(key, path.to_path_buf()));
+    }
+    Ok(line)
+}
+
 /// The first line of a key file (checked with [`check_key_file`]), else the
 /// environment variable.
 fn read_key(
@@ -248,14 +261,7 @@ fn read_key(
             .map(|v| v.trim().to_string())
             .ok_or(CredentialsError::Missing(key, env));
     };
-    check_key_file(key, path)?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CredentialsError::Unreadable(key, path.to_path_buf(), e))?;
-    let line = text.lines().next().unwrap_or("").trim().to_string();
-    if line.is_empty() {
-        return Err(CredentialsError::Empty(key, path.to_path_buf()));
-    }
-    Ok(line)
+    read_secret_file(key, path)
 }
 
 /// Everything a [`Bucket`] needs.

@@ -10,6 +10,7 @@
 
 mod admin_http;
 pub mod auth;
+pub mod database;
 mod devpki;
 pub mod inbound;
 mod index;

@@ -1,5 +1,6 @@
-//! The scheduler: one loop that sleeps until the earliest due time stored
-//! in the database (a job or a deadline), claims what is due for this node
+//! The scheduler: one loop that looks for due work (jobs every
+//! `CLAIM_CHECK_MS` while a slot is free, deadlines every
+//! `TIMER_CHECK_MS`), claims what is due for this node
 //! (`Store::claim`: each job and deadline to one node at a time, under a
 //! lease and a fencing token), hands it to the executors (`jobs`) with
 //! bounded concurrency, and wakes early when new work is committed. The
@@ -56,7 +57,9 @@ pub async fn run(ctx: Arc<Ctx>) {
     // The claims of the jobs running now, renewed by their own task so a
     // busy loop (a long run of deadlines to fire) cannot let them lapse.
     let held: Arc<Mutex<HashMap<JobId, Fence>>> = Arc::default();
-    let renewer = tokio::spawn(renew(ctx.clone(), me.clone(), held.clone()));
+    let started = ctx.unix_ms();
+    beat(&ctx, &me, started).await;
+    let renewer = tokio::spawn(renew(ctx.clone(), me.clone(), held.clone(), started));
     // Jobs this node's commits wrote claimed by it (`Ctx::hand_over`),
     // waiting for a slot: mailbox deliveries first, as the claims order them.
     let mut handoff = ctx.handoff_rx.lock().ok().and_then(|mut r| r.take());
@@ -162,16 +165,13 @@ pub async fn run(ctx: Arc<Ctx>) {
         if started > 0 && permits.available_permits() == 0 {
             continue;
         }
+        // No look at the store's next due time: with a free slot the next
+        // claim check is at most CLAIM_CHECK_MS away, and with none a
+        // finishing job wakes us first, so it could only add a query per
+        // finished job.
         let now = ctx.unix_ms();
-        let next = ctx.store.next_due().await.ok().flatten();
-        let wait = match next {
-            Some(t) if t > now => Duration::from_millis((t - now) as u64),
-            _ => Duration::from_secs(1),
-        }
-        .min(Duration::from_millis((next_timer_check - now).max(1) as u64))
-        .min(Duration::from_secs(1));
-        // A claim check to come; one due already waits for a free slot
-        // (a finishing job wakes us).
+        let wait = Duration::from_millis((next_timer_check - now).max(1) as u64)
+            .min(Duration::from_secs(1));
         let wait = if next_claim_check > now {
             wait.min(Duration::from_millis((next_claim_check - now) as u64))
         } else {
@@ -222,12 +222,20 @@ fn start(
     });
 }
 
+/// This node's heartbeat (`pecd cluster status`).
+async fn beat(ctx: &Ctx, me: &Claimant, started: i64) {
+    if let Err(e) = ctx.store.beat(&me.node, started, ctx.unix_ms()).await {
+        tracing::warn!(error = %e, node = %me.node, "could not record this node's heartbeat");
+    }
+}
+
 /// Renew the claims of the running jobs every third of the lease, so a
-/// claim is renewed twice before it could lapse.
-async fn renew(ctx: Arc<Ctx>, me: Claimant, held: Arc<Mutex<HashMap<JobId, Fence>>>) {
+/// claim is renewed twice before it could lapse, and beat with them.
+async fn renew(ctx: Arc<Ctx>, me: Claimant, held: Arc<Mutex<HashMap<JobId, Fence>>>, started: i64) {
     let every = Duration::from_millis((me.lease_ms / 3).max(1) as u64);
     loop {
         tokio::time::sleep(every).await;
+        beat(&ctx, &me, started).await;
         let fences: Vec<Fence> = held
             .lock()
             .map(|h| h.values().cloned().collect())
@@ -255,6 +263,9 @@ pub async fn release_claims(ctx: &Ctx) {
     if let Err(e) = ctx.store.release_node(&node).await {
         tracing::warn!(error = %e, node = %node,
             "could not release this node's claims: the next start counts them as crashes");
+    }
+    if let Err(e) = ctx.store.node_stopped(&node, ctx.unix_ms()).await {
+        tracing::warn!(error = %e, node = %node, "could not record this node's stop");
     }
 }
 

@@ -125,12 +125,17 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     )
     .map_err(|e| e.to_string())?;
     let data_dir = cfg.data_dir();
+    let database = super::database::database(&cfg).map_err(|e| e.to_string())?;
     let store = {
-        let d = data_dir.clone();
-        tokio::task::spawn_blocking(move || Store::open(&d))
+        let (d, db) = (data_dir.clone(), database.clone());
+        let on_pg = db != crate::store::Database::Sqlite;
+        tokio::task::spawn_blocking(move || Store::open_with(&d, &db))
             .await
             .map_err(|e| e.to_string())?
-            .map_err(|e| format!("{}: {e}", data_dir.display()))?
+            .map_err(|e| match on_pg {
+                true => format!("store (backend = \"postgresql\"): {e}"),
+                false => format!("{}: {e}", data_dir.display()),
+            })?
     };
     // Files an older pecd (or one started under a wider umask) left
     // readable by others; in the background, as a big store takes a while.

@@ -139,11 +139,16 @@ pub async fn submit(
     let (mail_from, rcpts, user) = (from.to_string(), recipients.to_vec(), user.to_string());
     let scanned = screen.clone();
     // Parsing and RSA signing are CPU work: keep them off the I/O threads.
+    // The bytes are staged in the same trip through the blocking pool.
     let decided = tokio::task::spawn_blocking(move || {
-        decide(&c2, &message, &mail_from, &rcpts, &user, &scanned)
+        let mut outcome = decide(&c2, &message, &mail_from, &rcpts, &user, &scanned)?;
+        let mut batch = std::mem::take(&mut outcome.batch);
+        batch.taker = Some(c2.taker());
+        let quarantined = batch.quarantine.is_some();
+        Ok::<_, super::SignError>((outcome, quarantined, c2.store.stage(batch)))
     })
     .await;
-    let mut outcome = match decided {
+    let (outcome, quarantined, staged) = match decided {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "submission failed before commit");
@@ -154,10 +159,7 @@ pub async fn submit(
             return Err(Refusal::Local);
         }
     };
-    let quarantined = outcome.batch.quarantine.is_some();
-    let mut batch = std::mem::take(&mut outcome.batch);
-    batch.taker = Some(ctx.taker());
-    match ctx.store.commit(batch).await {
+    match async { ctx.store.commit_staged(staged?).await }.await {
         Ok(c) => ctx.hand_over(c.taken),
         Err(e) => {
             tracing::error!(error = %e, "submission commit failed");

@@ -11,8 +11,8 @@
 
 use crate::flow::batch::{Batch, BlobRef, Guard, JobEnd, NewBlob, NewJob, TimerOp};
 
+use super::backend::Tx;
 use super::queue::{Job, JobState};
-use super::sqlite::Db;
 use super::{quarantine, Result, Store, StoreError};
 
 /// What a committed batch gives back.
@@ -43,12 +43,38 @@ const INLINE_BLOBS_MAX: usize = crate::smtp::DEFAULT_SPOOL_THRESHOLD;
 impl Store {
     /// Write `batch` (see the module doc); resolves after the commit.
     pub async fn commit(&self, batch: Batch) -> Result<Committed> {
-        let store = self.clone();
-        let staged = tokio::task::spawn_blocking(move || store.stage(batch))
-            .await
-            .map_err(|e| StoreError::Commit(e.to_string()))??;
+        // A batch of rows and small blobs only is staged without touching
+        // a file: no trip through the blocking pool for it.
+        let staged = if Self::stages_files(&batch) {
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || store.stage(batch))
+                .await
+                .map_err(|e| StoreError::Commit(e.to_string()))??
+        } else {
+            self.stage(batch)?
+        };
+        self.commit_staged(staged).await
+    }
+
+    /// The rows of a batch whose bytes [`Store::stage`] wrote, in the next
+    /// group commit; resolves after the commit.
+    pub async fn commit_staged(&self, staged: Staged) -> Result<Committed> {
         let store = self.clone();
         self.write(move |db| store.apply(db, staged)).await
+    }
+
+    /// Whether staging `batch` writes or reads files (mailbox deliveries,
+    /// a quarantine copy, spooled bytes, blobs too large to inline).
+    fn stages_files(batch: &Batch) -> bool {
+        let inline: usize = batch
+            .blobs
+            .iter()
+            .map(|b| match b {
+                NewBlob::Bytes(v) => v.len(),
+                NewBlob::Sign(_) => 0,
+            })
+            .sum();
+        !batch.deliveries.is_empty() || batch.quarantine.is_some() || inline > INLINE_BLOBS_MAX
     }
 
     /// Blocking form of [`Store::commit`].
@@ -58,8 +84,10 @@ impl Store {
         self.write_blocking(move |db| store.apply(db, staged))
     }
 
-    /// The bytes of a batch written where they go, before its rows.
-    fn stage(&self, batch: Batch) -> Result<Staged> {
+    /// The bytes of a batch written where they go, before its rows
+    /// (blocking: callers already off the async threads stage here and
+    /// then [`Store::commit_staged`]).
+    pub fn stage(&self, batch: Batch) -> Result<Staged> {
         let mut bytes = Vec::with_capacity(batch.blobs.len());
         for b in batch.blobs.iter() {
             match b {
@@ -112,7 +140,7 @@ impl Store {
     }
 
     /// The rows of a staged batch, in the writer's transaction.
-    fn apply(&self, db: &Db<'_>, s: Staged) -> Result<Committed> {
+    fn apply(&self, db: &dyn Tx, s: Staged) -> Result<Committed> {
         let Staged {
             batch,
             names,
@@ -297,8 +325,8 @@ fn unreachable_unsigned() -> std::io::Result<String> {
     ))
 }
 
-/// A batch whose bytes are written.
-struct Staged {
+/// A batch whose bytes are written, its rows still to commit.
+pub struct Staged {
     batch: Batch,
     /// The spool names, when the caller appended the blobs itself.
     names: Option<Vec<String>>,

@@ -132,9 +132,9 @@ impl Inspector {
         &self,
         from: i64,
         to: i64,
-        f: impl FnMut(&Event, Option<[u8; 32]>) -> bool,
+        mut f: impl FnMut(&Event, Option<[u8; 32]>) -> bool,
     ) -> Result<()> {
-        self.run(|db| db.log_for_each_chained(from, to, f))
+        self.run(|db| db.log_for_each_chained(from, to, &mut f))
     }
 
     /// The nearest row before `id` and its chain hash, if any.

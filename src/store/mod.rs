@@ -11,15 +11,21 @@
 
 pub mod api;
 pub mod atomic;
+#[macro_use]
+mod backend;
 pub mod backup;
 pub mod claims;
+pub mod cluster;
 mod commit;
-pub use commit::Committed;
+#[cfg(test)]
+mod conformance;
+pub use commit::{Committed, Staged};
 pub mod log;
 pub mod mailbox;
 pub mod maildir;
 pub mod messages;
 pub mod modes;
+mod postgres;
 pub mod quarantine;
 pub mod queue;
 pub mod quota;
@@ -29,13 +35,13 @@ pub mod spool;
 mod sqlite;
 pub mod users;
 mod work;
-pub use work::MailboxUsage;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
-use sqlite::{Db, Sqlite};
+use backend::Tx;
+use sqlite::Sqlite;
 
 /// Errors from the store.
 #[derive(Debug)]
@@ -50,6 +56,8 @@ pub enum StoreError {
     Commit(String),
     /// There is no database at this path yet.
     NoDatabase(PathBuf),
+    /// The PostgreSQL database has no pecd schema yet.
+    NoSchema,
     /// A mailbox delivery of a batch failed.
     Mailbox(String, maildir::DeliveryError),
     /// The batch ran under a claim that no longer holds (another node took
@@ -80,6 +88,10 @@ impl std::fmt::Display for StoreError {
                 f,
                 "the database has schema version {found}, newer than this pecd knows ({known}): \
                  run the newer pecd, or restore the backup taken before the upgrade (docs/operations.md, Upgrades)"
+            ),
+            StoreError::NoSchema => write!(
+                f,
+                "the PostgreSQL database has no pecd schema yet (has the daemon run against it?)"
             ),
             StoreError::NoDatabase(p) => {
                 write!(f, "{}: no database yet (has the daemon run?)", p.display())
@@ -124,6 +136,58 @@ impl Paths {
     }
 }
 
+/// Which database holds the store's rows (`[store] backend`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Database {
+    /// `pecd.sqlite3` under the data folder (the default).
+    #[default]
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres(PgSettings),
+}
+
+/// How to reach the PostgreSQL database (`[store] url`, `password_file`,
+/// `pool`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    /// libpq-style URL or key=value string.
+    pub url: String,
+    /// The password, when it is not in the URL (`password_file` or
+    /// `PGPASSWORD`).
+    pub password: Option<String>,
+    /// Connections kept at most.
+    pub pool: usize,
+}
+
+impl std::fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "…"))
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl Database {
+    /// Whether the database answers (`check-config`): for PostgreSQL, a
+    /// connection and its schema version, else the driver's words; a
+    /// database of a newer pecd is refused.
+    pub fn probe(&self) -> Result<()> {
+        match self {
+            Database::Sqlite => Ok(()),
+            Database::Postgres(s) => {
+                let found = postgres::probe(s)?;
+                let known = postgres::schema::latest_version();
+                if found > known {
+                    return Err(StoreError::TooNew { found, known });
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -139,7 +203,15 @@ struct Inner {
     opened_ms: i64,
     spool: Arc<spool::Spool>,
     dirty: DirtyDirs,
-    db: Sqlite,
+    db: Backend,
+}
+
+/// The database behind a running store.
+enum Backend {
+    /// One writer thread with group commit, and a pool of readers.
+    Sqlite(Sqlite),
+    /// One transaction per write on a pooled connection.
+    Postgres(Box<postgres::Pg>),
 }
 
 /// A read-only look at an existing store, which a running daemon may own
@@ -147,19 +219,40 @@ struct Inner {
 /// quarantine list|show` and `pecd log` (`verify`, `export`) read. It
 /// neither migrates the database nor starts a writer.
 pub struct Inspector {
-    db: sqlite::ReadOnly,
+    db: ReadOnlyBackend,
+}
+
+/// The database behind an [`Inspector`].
+enum ReadOnlyBackend {
+    /// One connection, neither migrated nor written.
+    Sqlite(sqlite::ReadOnly),
+    /// One connection, to a database pecd migrated already.
+    Postgres(Box<postgres::Pg>),
 }
 
 impl Inspector {
     /// Open the store under `data_dir`; an error if it has no database yet.
     pub fn open(data_dir: &Path) -> Result<Inspector> {
+        Inspector::open_with(data_dir, &Database::Sqlite)
+    }
+
+    /// Open the store of `database` (SQLite: under `data_dir`).
+    pub fn open_with(data_dir: &Path, database: &Database) -> Result<Inspector> {
+        if let Database::Postgres(s) = database {
+            return Ok(Inspector {
+                db: ReadOnlyBackend::Postgres(Box::new(postgres::Pg::inspect(s)?)),
+            });
+        }
         Ok(Inspector {
-            db: sqlite::ReadOnly::open(&Paths::new(data_dir).db)?,
+            db: ReadOnlyBackend::Sqlite(sqlite::ReadOnly::open(&Paths::new(data_dir).db)?),
         })
     }
 
-    fn run<R>(&self, f: impl FnOnce(&Db<'_>) -> Result<R>) -> Result<R> {
-        self.db.run(f)
+    fn run<R>(&self, f: impl FnOnce(&dyn Tx) -> Result<R>) -> Result<R> {
+        match &self.db {
+            ReadOnlyBackend::Sqlite(db) => db.run(f),
+            ReadOnlyBackend::Postgres(db) => db.read_blocking(f),
+        }
     }
 }
 
@@ -169,7 +262,7 @@ impl Inspector {
 impl Inspector {
     pub(crate) fn in_memory() -> Inspector {
         Inspector {
-            db: sqlite::ReadOnly::in_memory(),
+            db: ReadOnlyBackend::Sqlite(sqlite::ReadOnly::in_memory()),
         }
     }
 
@@ -189,15 +282,32 @@ impl Inspector {
 impl Store {
     /// Open (creating and migrating) the store under `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Store> {
+        Store::open_with(data_dir, &Database::Sqlite)
+    }
+
+    /// Open (creating and migrating) the store: its files under
+    /// `data_dir`, its rows in `database`.
+    pub fn open_with(data_dir: &Path, database: &Database) -> Result<Store> {
         let opened_ms = now_ms();
         let paths = Paths::new(data_dir);
         std::fs::create_dir_all(&paths.spool)?;
         std::fs::create_dir_all(&paths.mail)?;
-        let db = sqlite::Migrated::open(&paths.db)?;
         let dirty: DirtyDirs = Arc::default();
         let spool = Arc::new(spool::Spool::open(&paths.spool)?);
         let (d2, s2) = (dirty.clone(), spool.clone());
-        let db = Sqlite::start(db, Box::new(move || sync_before_commit(&s2, &d2)))?;
+        let db = match database {
+            Database::Sqlite => {
+                let db = sqlite::Migrated::open(&paths.db)?;
+                Backend::Sqlite(Sqlite::start(
+                    db,
+                    Box::new(move || sync_before_commit(&s2, &d2)),
+                )?)
+            }
+            Database::Postgres(s) => Backend::Postgres(Box::new(postgres::Pg::open(
+                s,
+                Box::new(move || sync_before_commit(&s2, &d2)),
+            )?)),
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 paths,
@@ -265,14 +375,24 @@ impl Store {
     /// Run `f` in the next group-committed transaction; resolves after the commit.
     pub(in crate::store) async fn write<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Db<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&dyn Tx) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.inner.db.write_then(f, move |r| {
-            let _ = tx.send(r);
-        })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        match &self.inner.db {
+            Backend::Sqlite(db) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                db.write_then(f, move |r| {
+                    let _ = tx.send(r);
+                })?;
+                rx.await.map_err(|_| StoreError::Closed)?
+            }
+            Backend::Postgres(_) => {
+                let store = self.clone();
+                tokio::task::spawn_blocking(move || store.write_blocking(f))
+                    .await
+                    .map_err(|e| StoreError::Commit(e.to_string()))?
+            }
+        }
     }
 
     /// Prove the store takes writes: a row committed through the writer
@@ -302,20 +422,25 @@ impl Store {
     /// Blocking form of [`Store::write`].
     pub(in crate::store) fn write_blocking<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Db<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&dyn Tx) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        let (tx, rx) = mpsc::channel();
-        self.inner.db.write_then(f, move |r| {
-            let _ = tx.send(r);
-        })?;
-        rx.recv().map_err(|_| StoreError::Closed)?
+        match &self.inner.db {
+            Backend::Sqlite(db) => {
+                let (tx, rx) = mpsc::channel();
+                db.write_then(f, move |r| {
+                    let _ = tx.send(r);
+                })?;
+                rx.recv().map_err(|_| StoreError::Closed)?
+            }
+            Backend::Postgres(db) => db.write_blocking(f),
+        }
     }
 
     /// Run a read-only closure on a pooled connection (off the async threads).
     pub(in crate::store) async fn read<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Db<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&dyn Tx) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let store = self.clone();
@@ -327,14 +452,20 @@ impl Store {
     /// Blocking form of [`Store::read`].
     pub(in crate::store) fn read_blocking<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Db<'_>) -> Result<R>,
+        F: FnOnce(&dyn Tx) -> Result<R>,
     {
-        self.inner.db.read_blocking(f)
+        match &self.inner.db {
+            Backend::Sqlite(db) => db.read_blocking(f),
+            Backend::Postgres(db) => db.read_blocking(f),
+        }
     }
 
     /// Stop the writer after the work already handed to it; waits for it.
     pub fn close(&self) {
-        self.inner.db.close();
+        match &self.inner.db {
+            Backend::Sqlite(db) => db.close(),
+            Backend::Postgres(db) => db.close(),
+        }
     }
 }
 

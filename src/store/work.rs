@@ -14,15 +14,6 @@ const SEGMENT_SETTLE: std::time::Duration = std::time::Duration::from_secs(60);
 /// its bytes for the operator; the PEC log keeps the record.
 const JOB_KEEP_MS: i64 = 7 * 86_400_000;
 
-/// A mailbox's usage, as a delivery needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MailboxUsage {
-    /// Bytes used.
-    pub used: u64,
-    /// Whether the delivery of this name is already there (a retry).
-    pub already_delivered: bool,
-}
-
 impl Store {
     /// The message we accepted as `identificativo`, if we did.
     pub async fn accepted(&self, identificativo: &str) -> Result<Option<MessageRow>> {
@@ -41,15 +32,21 @@ impl Store {
             && maildir::exists(&self.paths().mail, address))
     }
 
-    /// How full `address`'s mailbox is, and whether `name` is in it already.
-    pub fn mailbox_usage(&self, address: &str, name: &str) -> Result<MailboxUsage> {
-        let root = maildir::mailbox_path(&self.paths().mail, address)
-            .map_err(|e| super::StoreError::Commit(e.to_string()))?;
-        let used = super::quota::usage(&root)?.bytes;
-        Ok(MailboxUsage {
-            used,
-            already_delivered: maildir::delivered(&root, name),
-        })
+    /// How many bytes `address`'s mailbox uses.
+    pub fn mailbox_used(&self, address: &str) -> Result<u64> {
+        Ok(super::quota::usage(&self.mailbox_root(address)?)?.bytes)
+    }
+
+    /// Whether `address`'s mailbox already holds the delivery `name` (a
+    /// retry): a lookup in `new/` and a listing of `cur/`, so asked only
+    /// when the answer matters.
+    pub fn already_delivered(&self, address: &str, name: &str) -> Result<bool> {
+        Ok(maildir::delivered(&self.mailbox_root(address)?, name))
+    }
+
+    fn mailbox_root(&self, address: &str) -> Result<std::path::PathBuf> {
+        maildir::mailbox_path(&self.paths().mail, address)
+            .map_err(|e| super::StoreError::Commit(e.to_string()))
     }
 
     /// The earliest due time of any pending job or armed deadline.

@@ -3,6 +3,7 @@
 //! `xmllint` CLIs as independent second opinions.
 #![allow(dead_code)]
 
+pub mod pg;
 pub mod web;
 
 use std::io::Write;

@@ -54,15 +54,13 @@ fn room_for(ctx: &Ctx, rcpt: &str, name: &str, size: u64) -> Result<Room, Fail> 
     let Some(limit) = ctx.quota_of_blocking(rcpt) else {
         return Ok(Room::Fits(None));
     };
-    let usage = ctx
-        .store
-        .mailbox_usage(rcpt, name)
-        .map_err(|e| Fail::Temporary(format!("mailbox usage of {rcpt}: {e}")))?;
-    if usage.used.saturating_add(size) <= limit || usage.already_delivered {
-        return Ok(Room::Fits(Some((usage.used, limit))));
+    let temporary = |e| Fail::Temporary(format!("mailbox usage of {rcpt}: {e}"));
+    let used = ctx.store.mailbox_used(rcpt).map_err(temporary)?;
+    // The retry check lists `cur/`: only when the quota would refuse.
+    if used.saturating_add(size) <= limit
+        || ctx.store.already_delivered(rcpt, name).map_err(temporary)?
+    {
+        return Ok(Room::Fits(Some((used, limit))));
     }
-    Ok(Room::Full {
-        used: usage.used,
-        limit,
-    })
+    Ok(Room::Full { used, limit })
 }

@@ -152,21 +152,26 @@ pub(super) async fn commit(
     mut batch: Batch,
 ) -> Result<Committed, Fail> {
     batch.fence = claim;
-    if batch
+    let more = !batch.jobs.is_empty();
+    batch.taker = Some(ctx.taker());
+    let mut done = if batch
         .blobs
         .iter()
         .any(|b| matches!(b, crate::flow::batch::NewBlob::Sign(_)))
     {
+        // Signing is CPU work off the async threads; the bytes are staged
+        // in the same trip through the blocking pool.
         let ctx2 = ctx.clone();
-        batch = tokio::task::spawn_blocking(move || -> Result<Batch, Fail> {
+        let staged = tokio::task::spawn_blocking(move || -> Result<_, Fail> {
             ctx2.sign_batch(&mut batch)?;
-            Ok(batch)
+            ctx2.store.stage(batch).map_err(Fail::from_commit)
         })
         .await??;
+        ctx.store.commit_staged(staged).await
+    } else {
+        ctx.store.commit(batch).await
     }
-    let more = !batch.jobs.is_empty();
-    batch.taker = Some(ctx.taker());
-    let mut done = ctx.store.commit(batch).await.map_err(Fail::from_commit)?;
+    .map_err(Fail::from_commit)?;
     if more {
         ctx.hand_over(std::mem::take(&mut done.taken));
     }

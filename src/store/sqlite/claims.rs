@@ -21,20 +21,9 @@ use rusqlite::{params, OptionalExtension};
 
 use super::queue::{row_to_job, COLS};
 use super::Db;
+use crate::store::claims::JobClaims;
 use crate::store::queue::{Claimed, Deadline, DueTimer, Fence, Job, JobId};
 use crate::store::Result;
-
-/// What one claim of jobs found.
-#[derive(Debug, Default)]
-pub(in crate::store) struct JobClaims {
-    /// Claimed by the caller (with their new fence).
-    pub claimed: Vec<Job>,
-    /// Taken over from another node whose claim had lapsed (also in
-    /// `claimed`), with that node's name.
-    pub taken_over: Vec<(JobId, String)>,
-    /// Taken over, and held instead of run: that was one death too many.
-    pub held: Vec<Job>,
-}
 
 impl Db<'_> {
     /// Claim up to `limit` due jobs that nobody holds (or whose claim

@@ -389,10 +389,10 @@ mod tests {
         );
     }
 
-    fn chain_ok(c: &Db<'_>) -> usize {
+    fn chain_ok(c: &dyn crate::store::backend::Tx) -> usize {
         let mut prev = GENESIS;
         let mut n = 0;
-        c.log_for_each_chained(0, i64::MAX, |e, h| {
+        c.log_for_each_chained(0, i64::MAX, &mut |e, h| {
             prev = chain_next(&prev, &row_digest(e));
             assert_eq!(h, Some(prev), "row {}", e.id);
             n += 1;

@@ -17,6 +17,7 @@ pub(in crate::store) mod backup;
 pub(in crate::store) mod claims;
 mod log;
 mod messages;
+mod nodes;
 mod quarantine;
 mod queue;
 pub(in crate::store) mod schema;
@@ -29,6 +30,7 @@ use std::sync::{mpsc, Mutex};
 
 use rusqlite::Connection;
 
+use super::backend::Tx;
 use super::log::ChainTip;
 use super::{Result, StoreError};
 
@@ -77,6 +79,8 @@ impl<'a> Db<'a> {
         Ok(())
     }
 }
+
+delegate_tx_for!(Db<'_>);
 
 /// Open a connection with the settings every pecd connection uses.
 fn open_connection(db: &Path) -> rusqlite::Result<Connection> {
@@ -153,7 +157,7 @@ impl Sqlite {
         done: impl FnOnce(Result<R>) + Send + 'static,
     ) -> Result<()>
     where
-        F: FnOnce(&Db<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&dyn Tx) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let job: WriteJob = Box::new(move |db: &Db<'_>| match f(db) {
@@ -179,7 +183,7 @@ impl Sqlite {
     /// Run a read-only closure on a pooled connection, on this thread.
     pub(in crate::store) fn read_blocking<R, F>(&self, f: F) -> Result<R>
     where
-        F: FnOnce(&Db<'_>) -> Result<R>,
+        F: FnOnce(&dyn Tx) -> Result<R>,
     {
         let conn = {
             let mut pool = self.readers.lock().map_err(|_| StoreError::Closed)?;
@@ -237,7 +241,7 @@ impl ReadOnly {
     }
 
     /// Run `f` on it.
-    pub(in crate::store) fn run<R>(&self, f: impl FnOnce(&Db<'_>) -> Result<R>) -> Result<R> {
+    pub(in crate::store) fn run<R>(&self, f: impl FnOnce(&dyn Tx) -> Result<R>) -> Result<R> {
         f(&Db::new(&self.conn))
     }
 }
@@ -323,30 +327,16 @@ mod tests {
     async fn failed_closure_does_not_spoil_the_batch() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let a = store.write(|c| {
-            c.sql().execute(
-                "INSERT INTO users(address, password_hash, created_at) VALUES ('a@x.test','h',0)",
-                [],
-            )?;
-            Ok(())
-        });
+        let a = store.write(|c| c.user_add("a@x.test", "h", 0));
         let b = store.write(|c| {
-            c.sql().execute(
-                "INSERT INTO users(address, password_hash, created_at) VALUES ('b@x.test','h',0)",
-                [],
-            )?;
+            c.user_add("b@x.test", "h", 0)?;
             Err::<(), _>(StoreError::Commit("refused".into()))
         });
         let (ra, rb) = tokio::join!(a, b);
         assert!(ra.is_ok());
         assert!(rb.is_err());
-        let n: i64 = store
-            .read(|c| {
-                Ok(c.sql()
-                    .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
-            })
-            .await
-            .unwrap();
-        assert_eq!(n, 1);
+        let users = store.read(|c| c.users_with_quotas()).await.unwrap();
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].0, "a@x.test");
     }
 }

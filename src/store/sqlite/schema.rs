@@ -182,7 +182,19 @@ ALTER TABLE timers ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX jobs_claimed ON jobs(claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE INDEX timers_claimed ON timers(claimed_by) WHERE claimed_by IS NOT NULL;
 "#,
-    // 11: API tokens (issue 25), stored as the SHA-256 of the token so a
+    // 11: the nodes of a cluster (issue 22, `pecd cluster status`): each
+    // running node's heartbeat, renewed with its claims; a clean stop
+    // writes `stopped_at`.
+    r#"
+CREATE TABLE nodes (
+    node         TEXT PRIMARY KEY,
+    started_at   INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    stopped_at   INTEGER,
+    version      TEXT NOT NULL
+);
+"#,
+    // 12: API tokens (issue 25), stored as the SHA-256 of the token so a
     // copy of the database holds none; `Idempotency-Key`s of
     // `POST /api/v1/messages` per user with the hash of the request body
     // and, once known, the answer to give again (`status` NULL while the

@@ -50,7 +50,6 @@ impl Db<'_> {
             params![normalize(address), hash],
         )?;
         self.sessions_end_all(address)?;
-        self.tokens_revoke_all(address)?;
         Ok(n == 1)
     }
 
@@ -64,6 +63,7 @@ impl Db<'_> {
             [normalize(address)],
         )?;
         self.sessions_end_all(address)?;
+        self.tokens_revoke_all(address)?;
         Ok(n == 1)
     }
 
