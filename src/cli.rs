@@ -412,6 +412,13 @@ pub struct BenchArgs {
     /// `--messages` messages, 100 times over HTTPS (issue 11: 10,000).
     #[arg(long, conflicts_with_all = ["dead_peer", "rate", "clamd"])]
     pub webmail: bool,
+    /// Where both lab providers keep their rows: `sqlite` (the embedded
+    /// default) or `postgresql` (a throwaway PostgreSQL cluster on a Unix
+    /// socket, fsync on, one database per provider; needs Debian's
+    /// `postgresql` package, and runs initdb as the `postgres` user when
+    /// pecd runs as root).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgresql"], conflicts_with = "webmail")]
+    pub store: String,
     /// Run a stock Postfix (`smtp-source` -> `postfix` -> `smtp-sink`, 2 KiB
     /// by default, no TLS) and pecd alternately, `--runs` times each with the
     /// same messages, size and sessions; print both and their ratio.

@@ -18,6 +18,7 @@ mod backup;
 mod bench;
 mod cli;
 mod cluster_status;
+mod cluster_throttle;
 mod demo;
 mod docs_commands;
 mod durability;

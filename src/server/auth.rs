@@ -70,7 +70,7 @@ impl UserAuth {
         protocol: &'static str,
     ) -> Result<String, LoginError> {
         let (address, attempt) = self.password_step(user, password, ip, protocol).await?;
-        attempt.succeeded();
+        attempt.succeeded().await;
         tracing::info!(protocol, user = %address, peer = %ip, "login");
         Ok(address)
     }
@@ -96,7 +96,7 @@ impl UserAuth {
         match self.verify(user, password).await {
             Some(a) => Ok((a, attempt)),
             None => {
-                attempt.failed();
+                attempt.failed().await;
                 self.logged(None, protocol, &address, ip);
                 Err(LoginError::Invalid)
             }

@@ -177,6 +177,16 @@ macro_rules! with_tx_ops {
         fn nodes_seen() -> crate::store::Result<Vec<crate::store::cluster::NodeSeen>>;
         /// The claims each node holds (live and lapsed at `now`), by node.
         fn claims_per_node(now: i64) -> crate::store::Result<Vec<crate::store::cluster::ClaimsHeld>>;
+        // login failure counts
+        /// The failure count kept under `key`, if any; on PostgreSQL the
+        /// key stays locked until the transaction ends (also while it has
+        /// no row yet), so two nodes never both update it from one value.
+        fn login_count_take(key: &crate::throttle::counts::CountKey) -> crate::store::Result<Option<crate::throttle::counts::FailureCount>>;
+        /// Keep `count` under `key` (`None`: forget it).
+        fn login_count_put(key: &crate::throttle::counts::CountKey, count: Option<&crate::throttle::counts::FailureCount>) -> crate::store::Result<()>;
+        /// Forget every count whose last attempt was before `before` (Unix
+        /// ms); how many.
+        fn login_counts_forget(before: i64) -> crate::store::Result<usize>;
         // api
         /// Make an API token for an existing user with fewer than
         /// `api::MAX_PER_USER`; only its hash is stored.

@@ -21,6 +21,7 @@ mod commit;
 mod conformance;
 pub use commit::{Committed, Staged};
 pub mod log;
+mod logins;
 pub mod mailbox;
 pub mod maildir;
 pub mod messages;

@@ -20,6 +20,7 @@
 mod api;
 mod claims;
 mod log;
+mod logins;
 mod messages;
 mod nodes;
 mod quarantine;

@@ -214,7 +214,22 @@ CREATE TABLE nodes (
     version      TEXT NOT NULL
 );
 "#,
-    // 4: the public API (SQLite's migration 12, issue 25): tokens under
+    // 4: login failure counts (SQLite's migration 12; see `store::logins`),
+    // per account and per source network, shared by every node; forgotten
+    // by `last_ms`.
+    r#"
+CREATE TABLE login_failures (
+    scope           TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    failures        BIGINT NOT NULL,
+    pending         BIGINT NOT NULL,
+    last_ms         BIGINT NOT NULL,
+    next_allowed_ms BIGINT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX login_failures_last ON login_failures(last_ms);
+"#,
+    // 5: the public API (SQLite's migration 13, issue 25): tokens under
     // their SHA-256; `Idempotency-Key`s per user with the body hash and,
     // once known, the answer (`status` NULL while the first request runs).
     // The primary key of `api_idempotency` is what makes two requests with

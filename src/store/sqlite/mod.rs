@@ -16,6 +16,7 @@ mod api;
 pub(in crate::store) mod backup;
 pub(in crate::store) mod claims;
 mod log;
+mod logins;
 mod messages;
 mod nodes;
 mod quarantine;

@@ -194,7 +194,23 @@ CREATE TABLE nodes (
     version      TEXT NOT NULL
 );
 "#,
-    // 12: API tokens (issue 25), stored as the SHA-256 of the token so a
+    // 12: login failure counts (`store::logins`, issue 22), per account and
+    // per source network: kept here only when the database is shared by a
+    // cluster's nodes (PostgreSQL); a SQLite node counts in memory, and
+    // the table stays empty. Forgotten by `last_ms`.
+    r#"
+CREATE TABLE login_failures (
+    scope           TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    failures        INTEGER NOT NULL,
+    pending         INTEGER NOT NULL,
+    last_ms         INTEGER NOT NULL,
+    next_allowed_ms INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX login_failures_last ON login_failures(last_ms);
+"#,
+    // 13: API tokens (issue 25), stored as the SHA-256 of the token so a
     // copy of the database holds none; `Idempotency-Key`s of
     // `POST /api/v1/messages` per user with the hash of the request body
     // and, once known, the answer to give again (`status` NULL while the

@@ -174,7 +174,7 @@ async fn login(
     // Until the second factor passes, the attempt still counts as a failed
     // login: a right password alone clears nothing.
     if let Err(e) = auth.second_factor(&user, b.totp.as_deref(), ip).await {
-        attempt.failed();
+        attempt.failed().await;
         let (status, error) = match e {
             SecondFactorError::Required => (StatusCode::UNAUTHORIZED, "second factor required"),
             SecondFactorError::Wrong => (StatusCode::UNAUTHORIZED, "wrong second-factor code"),
@@ -203,7 +203,7 @@ async fn login(
         .create(&user)
         .await
         .map_err(ApiError::internal)?;
-    attempt.succeeded();
+    attempt.succeeded().await;
     tracing::info!(protocol = "web", user = %user, peer = %ip, "login");
     let mut r = Json(serde_json::json!({"csrf": csrf, "user": user})).into_response();
     if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&token)) {
