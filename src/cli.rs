@@ -26,6 +26,9 @@ pub enum Command {
     /// Manage users (mailbox owners).
     #[command(subcommand)]
     User(UserCommand),
+    /// API tokens of a mailbox (`Authorization: Bearer` on /api/v1).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Print PEC log events, oldest first.
     Log(LogArgs),
     /// Write a ready-to-run provider into DIR.
@@ -101,6 +104,33 @@ pub enum UserCommand {
         /// `enable` (prints the otpauth:// URI) or `disable`.
         #[command(subcommand)]
         action: TotpAction,
+    },
+}
+
+/// `pecd token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token for a mailbox; prints it (shown this once: only a
+    /// hash is kept).
+    Create {
+        /// The mailbox it acts for, e.g. alice@pec.example.it.
+        address: String,
+        /// A label, e.g. the integration that will use it.
+        #[arg(long)]
+        name: String,
+        /// What it may do: `send`, `read` or both, comma-separated.
+        #[arg(long, default_value = "send,read", value_name = "SCOPES")]
+        scope: String,
+    },
+    /// List tokens (all, or one mailbox's) with their scopes and last use.
+    List {
+        /// Only this mailbox's.
+        address: Option<String>,
+    },
+    /// Revoke a token: refused from its next request on.
+    Revoke {
+        /// The token's id (`token list`).
+        id: String,
     },
 }
 

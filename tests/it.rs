@@ -12,6 +12,7 @@ mod common;
 
 mod account;
 mod antivirus;
+mod api_tokens;
 mod architecture;
 mod auth;
 mod backup;

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use super::account::{AppPasswordAdded, MAX_APP_PASSWORDS};
+use super::api::{token_hash, CreateRefused, KeyClaim, Scopes, MAX_PER_USER};
 use super::backend::Tx;
 use super::log::{chain_next, row_digest, Event, EventKind, Query, GENESIS};
 use super::messages::Accepted;
@@ -821,6 +822,139 @@ fn login_counts(s: &Store) {
     assert_eq!(w(s, move |d| d.login_count_take(&acct)), None);
 }
 
+/// API tokens and `Idempotency-Key`s (issue 25).
+fn api(s: &Store) {
+    let read = Scopes::parse(["read"]).unwrap();
+    let both = Scopes::parse(["read", "send"]).unwrap();
+    assert_eq!(
+        w(s, move |d| d.token_create("nobody@x.test", "n", read, 1)).unwrap_err(),
+        CreateRefused::NoUser
+    );
+    assert!(w(s, |d| d.user_add("tok@x.test", "h", 1)));
+    assert!(w(s, |d| d.user_add("other@x.test", "h", 1)));
+    let t1 = w(s, move |d| d.token_create("TOK@x.test", "ci", both, 1_000)).unwrap();
+    let t2 = w(s, move |d| d.token_create("tok@x.test", "ro", read, 2_000)).unwrap();
+    let t3 = w(s, move |d| d.token_create("other@x.test", "o", read, 1_500)).unwrap();
+    let found = r(s, |d| d.token_find(&token_hash(&t1.token))).unwrap();
+    assert_eq!(
+        (
+            found.id.as_str(),
+            found.address.as_str(),
+            found.name.as_str(),
+            found.scopes,
+            found.created_at,
+            found.last_used
+        ),
+        (t1.id.as_str(), "tok@x.test", "ci", both, 1_000, None)
+    );
+    assert_eq!(r(s, |d| d.token_find(&token_hash("pecd_nothing"))), None);
+    // Last use only moves forward.
+    let id1 = t1.id.clone();
+    w(s, move |d| d.token_touch(&id1, 5_000));
+    let id1 = t1.id.clone();
+    w(s, move |d| d.token_touch(&id1, 4_000));
+    let mine = r(s, |d| d.token_list(Some("Tok@X.test")));
+    let ids: Vec<_> = mine.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, [t1.id.as_str(), t2.id.as_str()], "oldest first");
+    assert_eq!((mine[0].last_used, mine[1].last_used), (Some(5_000), None));
+    let all: Vec<_> = r(s, |d| d.token_list(None))
+        .into_iter()
+        .map(|t| t.address)
+        .collect();
+    assert_eq!(all, ["other@x.test", "tok@x.test", "tok@x.test"]);
+    // Revocation: only the owner's, once.
+    let id2 = t2.id.clone();
+    assert!(!w(s, move |d| d.token_revoke(&id2, Some("other@x.test"))));
+    let id2 = t2.id.clone();
+    assert!(w(s, move |d| d.token_revoke(&id2, Some("tok@x.test"))));
+    let id2 = t2.id.clone();
+    assert!(!w(s, move |d| d.token_revoke(&id2, None)));
+    assert_eq!(r(s, |d| d.token_find(&token_hash(&t2.token))), None);
+    // At most MAX_PER_USER per mailbox.
+    w(s, move |d| {
+        for i in 1..MAX_PER_USER {
+            d.token_create("tok@x.test", &format!("t{i}"), read, 3_000 + i)?
+                .map_err(|e| StoreError::Commit(format!("{e:?}")))?;
+        }
+        Ok(())
+    });
+    assert_eq!(
+        w(s, move |d| d.token_create(
+            "tok@x.test",
+            "one more",
+            read,
+            9_000
+        ))
+        .unwrap_err(),
+        CreateRefused::TooMany
+    );
+    // A password change keeps the tokens; the user's removal takes them.
+    assert!(w(s, |d| d.user_set_password("tok@x.test", "h2")));
+    assert!(r(s, |d| d.token_find(&token_hash(&t1.token))).is_some());
+    assert!(w(s, |d| d.user_delete("tok@x.test")));
+    assert_eq!(r(s, |d| d.token_find(&token_hash(&t1.token))), None);
+    assert!(r(s, |d| d.token_list(Some("tok@x.test"))).is_empty());
+    assert!(r(s, |d| d.token_find(&token_hash(&t3.token))).is_some());
+
+    // Idempotency-Keys.
+    let (h1, h2) = ([1u8; 32], [2u8; 32]);
+    let day = 86_400_000;
+    let claim = |a: &'static str, k: &'static str, h: [u8; 32], m: &'static str, now: i64| {
+        w(s, move |d| d.idempotency_claim(a, k, &h, m, now, day))
+    };
+    assert_eq!(claim("a@x.test", "k", h1, "m1", 0), KeyClaim::Fresh);
+    assert_eq!(
+        claim("a@x.test", "k", h1, "m2", 10),
+        KeyClaim::InProgress {
+            msgid: "m1".into(),
+            started_at: 0
+        }
+    );
+    assert_eq!(claim("a@x.test", "k", h2, "m2", 10), KeyClaim::OtherBody);
+    assert_eq!(
+        claim("b@x.test", "k", h2, "m3", 10),
+        KeyClaim::Fresh,
+        "another user's key of the same name is another key"
+    );
+    // A take-over names the attempt it replaces: only one of two wins.
+    assert!(w(s, |d| d
+        .idempotency_take_over("a@x.test", "k", "m1", "m4", 20)));
+    assert!(!w(s, |d| d
+        .idempotency_take_over("a@x.test", "k", "m1", "m5", 20)));
+    // Only the holder's answer is recorded.
+    w(s, |d| {
+        d.idempotency_answer("a@x.test", "k", "m1", 500, b"no")
+    });
+    assert!(matches!(
+        claim("a@x.test", "k", h1, "m6", 25),
+        KeyClaim::InProgress { .. }
+    ));
+    w(s, |d| {
+        d.idempotency_answer("a@x.test", "k", "m4", 201, b"{}")
+    });
+    let replay = KeyClaim::Answered {
+        status: 201,
+        body: b"{}".to_vec(),
+    };
+    assert_eq!(claim("a@x.test", "k", h1, "m6", 30), replay);
+    assert_eq!(claim("a@x.test", "k", h2, "m6", 30), KeyClaim::OtherBody);
+    // An answered key is not released; an unanswered one is.
+    w(s, |d| d.idempotency_release("a@x.test", "k", "m4"));
+    assert_eq!(claim("a@x.test", "k", h1, "m6", 30), replay);
+    w(s, |d| d.idempotency_release("b@x.test", "k", "m3"));
+    assert_eq!(claim("b@x.test", "k", h1, "m7", 40), KeyClaim::Fresh);
+    // A day after its last start a key is free for anything.
+    assert_eq!(claim("a@x.test", "k", h2, "m8", 20 + day), KeyClaim::Fresh);
+    assert_eq!(
+        claim("b@x.test", "k", h1, "m9", 20 + day),
+        KeyClaim::InProgress {
+            msgid: "m7".into(),
+            started_at: 40
+        },
+        "b's key started later: still held"
+    );
+}
+
 /// Every area, in order, on one store.
 fn every_operation(s: &Store) {
     users(s);
@@ -830,6 +964,7 @@ fn every_operation(s: &Store) {
     log_and_seals(s);
     cluster(s);
     login_counts(s);
+    api(s);
 }
 
 #[test]
@@ -893,6 +1028,51 @@ fn postgresql_keeps_one_log_chain_under_concurrent_writers() {
     }
     let ids = chain_of(&a);
     assert_eq!(ids, (1..=400).collect::<Vec<i64>>());
+    a.close();
+    b.close();
+}
+
+/// Requests with one `Idempotency-Key` on two nodes at once: one claim
+/// is `Fresh` (one send), every other sees it in progress. Without the
+/// primary key and `ON CONFLICT DO NOTHING` two would insert, or one would
+/// fail on the key with a database error.
+#[test]
+fn postgresql_gives_one_idempotency_key_to_one_of_many_concurrent_requests() {
+    let pg = pg_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
+    let b = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
+    for round in 0..20 {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let s = if t % 2 == 0 { a.clone() } else { b.clone() };
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    s.write_blocking(move |d| {
+                        d.idempotency_claim(
+                            "a@x.test",
+                            &format!("key-{round}"),
+                            &[7; 32],
+                            &format!("m{t}"),
+                            1_000,
+                            86_400_000,
+                        )
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        let got: Vec<KeyClaim> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let fresh = got.iter().filter(|c| **c == KeyClaim::Fresh).count();
+        assert_eq!(fresh, 1, "round {round}: {got:?}");
+        assert!(
+            got.iter()
+                .all(|c| matches!(c, KeyClaim::Fresh | KeyClaim::InProgress { .. })),
+            "round {round}: {got:?}"
+        );
+    }
     a.close();
     b.close();
 }

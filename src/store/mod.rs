@@ -10,6 +10,7 @@
 //! for work that is on disk.
 
 pub mod account;
+pub mod api;
 pub mod atomic;
 #[macro_use]
 mod backend;

@@ -18,6 +18,7 @@
 //! their own for the same reason.
 
 mod account;
+mod api;
 mod claims;
 mod log;
 mod logins;

@@ -255,6 +255,35 @@ CREATE TABLE totp_pending (
     created_at BIGINT NOT NULL
 );
 "#,
+    // 6: the public API (SQLite's migration 14, issue 25): tokens under
+    // their SHA-256; `Idempotency-Key`s per user with the body hash and,
+    // once known, the answer (`status` NULL while the first request runs).
+    // The primary key of `api_idempotency` is what makes two requests with
+    // one key give one send: the second's `INSERT … ON CONFLICT DO
+    // NOTHING` waits for the first's transaction and then inserts nothing.
+    r#"
+CREATE TABLE api_tokens (
+    id         TEXT PRIMARY KEY,
+    token_hash BYTEA NOT NULL UNIQUE,
+    address    TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    scopes     TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_used  BIGINT
+);
+CREATE INDEX api_tokens_address ON api_tokens(address);
+CREATE TABLE api_idempotency (
+    address    TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    body_hash  BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    msgid      TEXT NOT NULL,
+    status     INTEGER,
+    response   BYTEA,
+    PRIMARY KEY (address, key)
+);
+CREATE INDEX api_idempotency_created ON api_idempotency(created_at);
+"#,
 ];
 
 /// The schema version this binary migrates to.

@@ -56,6 +56,7 @@ impl PgDb<'_> {
         self.totp_extras_clear(&a)?;
         self.app_passwords_clear(&a)?;
         self.sessions_end_all(address)?;
+        self.tokens_revoke_all(address)?;
         Ok(n == 1)
     }
 

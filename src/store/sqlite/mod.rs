@@ -13,6 +13,7 @@
 //! is on disk.
 
 mod account;
+mod api;
 pub(in crate::store) mod backup;
 pub(in crate::store) mod claims;
 mod log;

@@ -237,6 +237,34 @@ CREATE TABLE totp_pending (
     created_at INTEGER NOT NULL
 );
 "#,
+    // 14: API tokens (issue 25), stored as the SHA-256 of the token so a
+    // copy of the database holds none; `Idempotency-Key`s of
+    // `POST /api/v1/messages` per user with the hash of the request body
+    // and, once known, the answer to give again (`status` NULL while the
+    // first request is still running, with the Message-ID it submits).
+    r#"
+CREATE TABLE api_tokens (
+    id         TEXT PRIMARY KEY,
+    token_hash BLOB NOT NULL UNIQUE,
+    address    TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    scopes     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used  INTEGER
+);
+CREATE INDEX api_tokens_address ON api_tokens(address);
+CREATE TABLE api_idempotency (
+    address    TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    body_hash  BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    msgid      TEXT NOT NULL,
+    status     INTEGER,
+    response   BLOB,
+    PRIMARY KEY (address, key)
+) WITHOUT ROWID;
+CREATE INDEX api_idempotency_created ON api_idempotency(created_at);
+"#,
 ];
 
 /// The log's hash chain and its daily seals. SQL cannot hash, so the rows

@@ -16,9 +16,14 @@ use crate::server::auth::{LoginError, SecondFactorError, UserAuth};
 use crate::store::mailbox::{Folder, MsgEntry, UserStore};
 
 pub mod account;
+mod idempotency;
 mod messages;
+mod openapi;
+mod refusal;
 mod send;
+mod send_json;
 mod sent;
+mod tokens;
 
 use messages::{delete, flags, html, list, mbox, message, move_to, part, raw, verify_report};
 pub use messages::{list_page, message_view, pec_object};
@@ -66,6 +71,8 @@ pub fn routes() -> Router<Arc<Web>> {
             "/api/v1/account/app-passwords/{id}",
             axum::routing::delete(account::app_password_revoke),
         )
+        .route("/api/v1/openapi.json", get(openapi::openapi))
+        .merge(tokens::routes())
 }
 
 // ---------------------------------------------------------------- ids
@@ -339,9 +346,17 @@ async fn verify(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let logged_in = match session::cookie(&headers, session::COOKIE) {
-        Some(t) => matches!(web.sessions.get(t).await, Ok(Some(_))),
-        None => false,
+    // An API token (any scope) counts as a login; a bad one is refused.
+    let logged_in = match (
+        super::bearer::presented(&headers),
+        session::cookie(&headers, session::COOKIE),
+    ) {
+        (Some(token), _) => {
+            super::bearer::check(&web, token, Some(Default::default())).await?;
+            true
+        }
+        (None, Some(t)) => matches!(web.sessions.get(t).await, Ok(Some(_))),
+        (None, None) => false,
     };
     let limit = {
         let cfg = web.ctx.cfg();
