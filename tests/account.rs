@@ -7,6 +7,7 @@
 //! refusals. The password policy of `pecd user add|passwd` is tested in
 //! `auth::weak_passwords_are_refused_by_user_add_and_passwd_with_the_reason`.
 use crate::common;
+use common::totp::{base32_decode, code_now, wrong_code};
 
 use common::web::Http;
 use common::*;
@@ -27,45 +28,6 @@ fn logged_in(p: &TestProvider, user: &str, password: &str) -> Http {
     let mut c = Http::new(p.web, &p.ca_pem);
     c.login(user, password);
     c
-}
-
-fn base32_decode(s: &str) -> Vec<u8> {
-    let (mut buf, mut bits, mut out) = (0u32, 0u32, vec![]);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => continue,
-        } as u32;
-        buf = (buf << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            out.push((buf >> (bits - 8)) as u8);
-            bits -= 8;
-        }
-    }
-    out
-}
-
-fn code_now(secret: &[u8]) -> String {
-    let now = pecd::pec::clock::since_epoch().as_secs() as i64;
-    format!(
-        "{:06}",
-        pecd::server::web::totp::code_at(secret, now).unwrap()
-    )
-}
-
-/// A code that is wrong now and in the steps either side.
-fn wrong_code(secret: &[u8]) -> String {
-    let now = pecd::pec::clock::since_epoch().as_secs() as i64;
-    (0..1000u32)
-        .map(|n| format!("{:06}", 100_000 + n * 7))
-        .find(|c| {
-            (-2..=2).all(|d| {
-                pecd::server::web::totp::code_at(secret, now + d * 30) != Some(c.parse().unwrap())
-            })
-        })
-        .unwrap()
 }
 
 /// A JSON request with the session's cookie and CSRF token.

@@ -5,6 +5,7 @@
 //! files private under any umask; parallel first guesses queued behind the
 //! first; and the password policy of `pecd user add|passwd`.
 use crate::common;
+use common::totp::{base32_decode, code_now, wrong_code};
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -34,24 +35,6 @@ fn text(o: &std::process::Output) -> String {
     )
 }
 
-fn base32_decode(s: &str) -> Vec<u8> {
-    let (mut buf, mut bits, mut out) = (0u32, 0u32, vec![]);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => continue,
-        } as u32;
-        buf = (buf << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            out.push((buf >> (bits - 8)) as u8);
-            bits -= 8;
-        }
-    }
-    out
-}
-
 /// `pecd user totp enable`; the secret from the URI it prints.
 fn enable_totp(p: &TestProvider, user: &str) -> Vec<u8> {
     let out = p.cli(&["user", "totp", "enable", user], "");
@@ -65,27 +48,6 @@ fn enable_totp(p: &TestProvider, user: &str) -> Vec<u8> {
             .next()
             .unwrap(),
     )
-}
-
-fn code_now(secret: &[u8]) -> String {
-    let now = pecd::pec::clock::since_epoch().as_secs() as i64;
-    format!(
-        "{:06}",
-        pecd::server::web::totp::code_at(secret, now).unwrap()
-    )
-}
-
-/// A code that is wrong now and in the steps either side.
-fn wrong_code(secret: &[u8]) -> String {
-    let now = pecd::pec::clock::since_epoch().as_secs() as i64;
-    (0..1000u32)
-        .map(|n| format!("{:06}", 100_000 + n * 7))
-        .find(|c| {
-            (-2..=2).all(|d| {
-                pecd::server::web::totp::code_at(secret, now + d * 30) != Some(c.parse().unwrap())
-            })
-        })
-        .unwrap()
 }
 
 /// `POST /api/v1/session` from the loopback address `src` (127.0.0.0/8

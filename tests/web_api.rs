@@ -5,6 +5,7 @@
 //! receipts, the evidence zip checked with `openssl smime -verify`, and the
 //! public verifier.
 use crate::common;
+use common::totp::base32_decode;
 
 use std::time::{Duration, Instant};
 
@@ -661,24 +662,6 @@ fn anyone_can_verify_a_file_within_a_rate_limit() {
         false,
     );
     assert_eq!(r.status, 200);
-}
-
-fn base32_decode(s: &str) -> Vec<u8> {
-    let (mut buf, mut bits, mut out) = (0u32, 0u32, vec![]);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => continue,
-        } as u32;
-        buf = (buf << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            out.push((buf >> (bits - 8)) as u8);
-            bits -= 8;
-        }
-    }
-    out
 }
 
 #[test]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod totp;
 pub mod web;
 
 use std::io::Write;
