@@ -16,6 +16,7 @@ use super::queue::{
 use super::seal::Seal;
 use super::users::{Quota, TotpOutcome, TOTP_MAX_FAILURES};
 use super::{Database, PgSettings, Result, Store, StoreError};
+use crate::flow::notice::State as NoticeState;
 
 #[allow(dead_code)]
 #[path = "../../tests/common/pg.rs"]
@@ -368,6 +369,51 @@ fn account(s: &Store) {
     assert!(!w(s, |d| d.totp_disable_keeping("carol@x.test", "here")));
     assert_eq!(r(s, |d| d.totp_pending("carol@x.test")), None);
     assert!(r(s, |d| d.session_find("here")).is_some());
+    // The new-PEC notice address and its state, changed only from the
+    // state it was read in.
+    assert!(!w(s, |d| d.notice_set("nobody@x.test", "n@plain.test")));
+    assert_eq!(r(s, |d| d.notice_get("carol@x.test")), None);
+    assert!(w(s, |d| d.notice_set("Carol@x.test", "n@plain.test")));
+    let zero = NoticeState::default();
+    assert_eq!(
+        r(s, |d| d.notice_get("carol@x.test")),
+        Some(("n@plain.test".to_string(), zero))
+    );
+    let waiting = NoticeState {
+        next_at: 70,
+        held: 2,
+        summary_job: Some(JobId(9)),
+    };
+    assert!(w(s, move |d| d.notice_swap(
+        "carol@x.test",
+        &zero,
+        &waiting
+    )));
+    assert!(!w(s, move |d| d.notice_swap("carol@x.test", &zero, &zero)));
+    let other_job = NoticeState {
+        summary_job: Some(JobId(8)),
+        ..waiting
+    };
+    assert!(!w(s, move |d| d.notice_swap(
+        "carol@x.test",
+        &other_job,
+        &zero
+    )));
+    // A new address keeps the state; an empty one removes both.
+    assert!(w(s, |d| d.notice_set("carol@x.test", "m@plain.test")));
+    assert_eq!(
+        r(s, |d| d.notice_get("carol@x.test")),
+        Some(("m@plain.test".to_string(), waiting))
+    );
+    assert!(w(s, move |d| d.notice_swap(
+        "carol@x.test",
+        &waiting,
+        &zero
+    )));
+    assert!(w(s, |d| d.notice_set("carol@x.test", "")));
+    assert_eq!(r(s, |d| d.notice_get("carol@x.test")), None);
+    assert!(!w(s, move |d| d.notice_swap("carol@x.test", &zero, &zero)));
+    w(s, |d| d.notice_set("dave@x.test", "d@plain.test"));
     // Deleting a user takes its app passwords, codes and enrolment along.
     w(s, |d| {
         d.totp_pending_set("dave@x.test", "d1", 600)?;
@@ -380,6 +426,7 @@ fn account(s: &Store) {
     assert!(r(s, |d| d.app_password_find("dave@x.test", &[3; 32])).is_none());
     assert_eq!(r(s, |d| d.totp_recovery_left("dave@x.test")), 0);
     assert_eq!(r(s, |d| d.totp_pending("dave@x.test")), None);
+    assert_eq!(r(s, |d| d.notice_get("dave@x.test")), None);
     // Re-creating the address starts clean.
     assert!(w(s, |d| d.user_add("dave@x.test", "h", 2)));
     assert!(r(s, |d| d.app_passwords("dave@x.test")).is_empty());

@@ -6,6 +6,7 @@
 mod deliver;
 mod judge;
 mod mailbox;
+mod notice;
 mod relay;
 pub mod timer;
 
@@ -70,6 +71,7 @@ pub async fn run(ctx: &Arc<Ctx>, job: Job) {
         Kind::LocalBusta => deliver::run(ctx, &job).await,
         Kind::Relay => relay::run(ctx, &job).await,
         Kind::Inbound => judge::run(ctx, &job).await,
+        Kind::Notice => notice::run(ctx, &job).await,
     };
     let mut batch = match r {
         Ok(()) => return,

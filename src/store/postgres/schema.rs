@@ -218,7 +218,8 @@ CREATE TABLE nodes (
     // app passwords (SHA-256 of a random secret), the second factor's
     // one-time recovery codes (hashed the same way), and a second factor
     // being enrolled (sealed like `user_totp.secret`) until its first code
-    // confirms it.
+    // confirms it; the ordinary address told of each new PEC, with the
+    // state of its at-most-one-a-minute notices (`flow::notice`).
     r#"
 CREATE TABLE app_passwords (
     id         TEXT PRIMARY KEY,
@@ -238,6 +239,13 @@ CREATE TABLE totp_pending (
     address    TEXT PRIMARY KEY,
     secret     TEXT NOT NULL,
     created_at BIGINT NOT NULL
+);
+CREATE TABLE notice_settings (
+    address     TEXT PRIMARY KEY,
+    email       TEXT NOT NULL,
+    next_at     BIGINT NOT NULL DEFAULT 0,
+    held        BIGINT NOT NULL DEFAULT 0,
+    summary_job BIGINT
 );
 "#,
 ];

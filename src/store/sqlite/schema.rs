@@ -199,7 +199,8 @@ CREATE TABLE nodes (
     // and the lookup is one index probe), the second factor's one-time
     // recovery codes (hashed the same way), and a second factor being
     // enrolled (sealed like `user_totp.secret`) until its first code
-    // confirms it.
+    // confirms it; the ordinary address told of each new PEC, with the
+    // state of its at-most-one-a-minute notices (`flow::notice`).
     r#"
 CREATE TABLE app_passwords (
     id         TEXT PRIMARY KEY,
@@ -219,6 +220,13 @@ CREATE TABLE totp_pending (
     address    TEXT PRIMARY KEY,
     secret     TEXT NOT NULL,
     created_at INTEGER NOT NULL
+);
+CREATE TABLE notice_settings (
+    address     TEXT PRIMARY KEY,
+    email       TEXT NOT NULL,
+    next_at     INTEGER NOT NULL DEFAULT 0,
+    held        INTEGER NOT NULL DEFAULT 0,
+    summary_job INTEGER
 );
 "#,
 ];
