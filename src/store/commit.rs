@@ -171,8 +171,8 @@ impl Store {
         }) = &batch.guard
         {
             if !db.notice_swap(address, seen, then)? {
-                return Err(StoreError::Commit(format!(
-                    "the new-PEC notices of {address} changed meanwhile: the job runs again"
+                return Err(StoreError::Changed(format!(
+                    "the new-PEC notices of {address}"
                 )));
             }
         }

@@ -399,6 +399,30 @@ fn account(s: &Store) {
         &other_job,
         &zero
     )));
+    // Through the write door: a batch guarded on a stale state is refused
+    // whole, one on the state as it is moves it.
+    let guarded = |seen: NoticeState, then: NoticeState| {
+        let mut b = crate::flow::batch::Batch::at(60);
+        b.guard = Some(crate::flow::batch::Guard::Notice {
+            address: "carol@x.test".into(),
+            seen,
+            then,
+        });
+        b
+    };
+    assert!(matches!(
+        s.commit_blocking(guarded(zero, zero)),
+        Err(StoreError::Changed(_))
+    ));
+    assert_eq!(r(s, |d| d.notice_get("carol@x.test")).unwrap().1, waiting);
+    let moved = NoticeState { held: 3, ..waiting };
+    s.commit_blocking(guarded(waiting, moved)).unwrap();
+    assert_eq!(r(s, |d| d.notice_get("carol@x.test")).unwrap().1, moved);
+    assert!(w(s, move |d| d.notice_swap(
+        "carol@x.test",
+        &moved,
+        &waiting
+    )));
     // A new address keeps the state; an empty one removes both.
     assert!(w(s, |d| d.notice_set("carol@x.test", "m@plain.test")));
     assert_eq!(
