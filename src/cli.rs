@@ -26,6 +26,9 @@ pub enum Command {
     /// Manage users (mailbox owners).
     #[command(subcommand)]
     User(UserCommand),
+    /// API tokens of a mailbox (`Authorization: Bearer` on /api/v1).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Print PEC log events, oldest first.
     Log(LogArgs),
     /// Write a ready-to-run provider into DIR.
@@ -101,6 +104,33 @@ pub enum UserCommand {
         /// `enable` (prints the otpauth:// URI) or `disable`.
         #[command(subcommand)]
         action: TotpAction,
+    },
+}
+
+/// `pecd token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token for a mailbox; prints it (shown this once: only a
+    /// hash is kept).
+    Create {
+        /// The mailbox it acts for, e.g. alice@pec.example.it.
+        address: String,
+        /// A label, e.g. the integration that will use it.
+        #[arg(long)]
+        name: String,
+        /// What it may do: `send`, `read` or both, comma-separated.
+        #[arg(long, default_value = "send,read", value_name = "SCOPES")]
+        scope: String,
+    },
+    /// List tokens (all, or one mailbox's) with their scopes and last use.
+    List {
+        /// Only this mailbox's.
+        address: Option<String>,
+    },
+    /// Revoke a token: refused from its next request on.
+    Revoke {
+        /// The token's id (`token list`).
+        id: String,
     },
 }
 
@@ -382,6 +412,13 @@ pub struct BenchArgs {
     /// `--messages` messages, 100 times over HTTPS (issue 11: 10,000).
     #[arg(long, conflicts_with_all = ["dead_peer", "rate", "clamd"])]
     pub webmail: bool,
+    /// Where both lab providers keep their rows: `sqlite` (the embedded
+    /// default) or `postgresql` (a throwaway PostgreSQL cluster on a Unix
+    /// socket, fsync on, one database per provider; needs Debian's
+    /// `postgresql` package, and runs initdb as the `postgres` user when
+    /// pecd runs as root).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgresql"], conflicts_with = "webmail")]
+    pub store: String,
     /// Run a stock Postfix (`smtp-source` -> `postfix` -> `smtp-sink`, 2 KiB
     /// by default, no TLS) and pecd alternately, `--runs` times each with the
     /// same messages, size and sessions; print both and their ratio.

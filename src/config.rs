@@ -66,6 +66,9 @@ pub struct Config {
     /// `[cluster]`: this node's name and how long its claims on work hold.
     #[serde(default)]
     pub cluster: ClusterSection,
+    /// `[api]`: the public API's limits (issue 25).
+    #[serde(default)]
+    pub api: ApiSection,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -1029,6 +1032,92 @@ impl ClusterSection {
     }
 }
 
+/// `[api]`: limits of the public API (`/api/v1` with tokens).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Requests one API token may make: `"10/s"`, `"600/m"`, `"1000/h"`.
+    #[serde(default = "default_api_rate")]
+    pub rate: String,
+    /// Requests a token may make at once above the rate after a pause.
+    #[serde(default = "default_api_burst")]
+    pub burst: u32,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            rate: default_api_rate(),
+            burst: default_api_burst(),
+        }
+    }
+}
+
+fn default_api_rate() -> String {
+    "10/s".into()
+}
+
+fn default_api_burst() -> u32 {
+    20
+}
+
+/// An `[api] rate` that is not `N/s`, `N/m` or `N/h`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadApiRate(String);
+
+impl std::fmt::Display for BadApiRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?}: give requests per second, minute or hour, e.g. \"10/s\", \"600/m\", \"1000/h\" (more than 0)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BadApiRate {}
+
+/// `N/s`, `N/m` or `N/h` as requests per second.
+pub fn parse_api_rate(s: &str) -> Result<f64, BadApiRate> {
+    let bad = || BadApiRate(s.to_string());
+    let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
+    let n: f64 = n.trim().parse().map_err(|_| bad())?;
+    let per = match unit.trim() {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    if !n.is_finite() || n <= 0.0 {
+        return Err(bad());
+    }
+    Ok(n / per)
+}
+
+impl ApiSection {
+    /// `rate` in requests per second (the default's when it is not valid).
+    pub fn rate_per_second(&self) -> f64 {
+        parse_api_rate(&self.rate).unwrap_or(10.0)
+    }
+
+    /// `burst`, at least 1.
+    pub fn burst(&self) -> u32 {
+        self.burst.max(1)
+    }
+
+    /// Problems, each as `key: message`.
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Err(e) = parse_api_rate(&self.rate) {
+            p.push(format!("api.rate: {e}"));
+        }
+        if self.burst == 0 {
+            p.push("api.burst: must be at least 1".into());
+        }
+        p
+    }
+}
+
 /// Where `[blobs]` keeps message bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -1850,6 +1939,7 @@ impl Config {
             p.push("queue.workers: must be at least 1".into());
         }
         p.extend(self.cluster.problems());
+        p.extend(self.api.problems());
         if self.queue.max_connections_per_peer == 0 {
             p.push("queue.max_connections_per_peer: must be at least 1".into());
         }
@@ -2373,6 +2463,23 @@ tsa_url = "none"
                 "{key} missing in {p:?}"
             );
         }
+    }
+
+    #[test]
+    fn api_rate_is_requests_per_second_minute_or_hour() {
+        let c = Config::from_str_at(MINIMAL, Path::new(".")).unwrap();
+        assert_eq!((c.api.rate_per_second(), c.api.burst()), (10.0, 20));
+        assert_eq!(parse_api_rate("600/m"), Ok(10.0));
+        assert_eq!(parse_api_rate(" 7200 / h "), Ok(2.0));
+        for bad in ["10", "0/s", "-1/s", "ten/s", "10/d", "NaN/s"] {
+            assert!(parse_api_rate(bad).is_err(), "{bad}");
+        }
+        let text = format!("{MINIMAL}\n[api]\nrate = \"fast\"\nburst = 0\n");
+        let p = Config::from_str_at(&text, Path::new("."))
+            .unwrap()
+            .validate(false);
+        assert!(p.iter().any(|l| l.starts_with("api.rate: ")), "{p:?}");
+        assert!(p.iter().any(|l| l.starts_with("api.burst: ")), "{p:?}");
     }
 
     #[test]

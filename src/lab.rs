@@ -129,6 +129,9 @@ pub struct LabProvider {
     pub domain: String,
     /// Local parts of its users.
     pub users: Vec<String>,
+    /// Configuration of this provider alone, merged last (e.g. its
+    /// `[store]`).
+    pub config: String,
 }
 
 /// A key in a PKCS#11 token that every lab provider signs with (`pecd bench
@@ -264,7 +267,7 @@ impl Lab {
             ) + crate::layout::DEV_LOG_SECTION
                 + "\n"
                 + &routes;
-            let text = merge_toml(&text, extra)?;
+            let text = merge_toml(&merge_toml(&text, extra)?, &s.config)?;
             let text = match token {
                 Some(t) => merge_toml(
                     &text,
@@ -278,21 +281,30 @@ impl Lab {
             };
             let cfg =
                 Config::from_str_at(&text, &pdir).map_err(|e| LabError::Config("lab config", e))?;
-            let data = cfg.data_dir();
-            let st = crate::store::Store::open(&data).map_err(LabError::Store)?;
-            for u in &s.users {
-                let addr = format!("{u}@{}", s.domain);
-                let hash = users::hash_password(LAB_PASSWORD).map_err(LabError::Provider)?;
-                let now = {
-                    use crate::pec::clock::Clock;
-                    crate::pec::clock::SystemClock.unix_ms()
-                };
-                st.add_user_blocking(&addr, &hash, now)
-                    .map_err(LabError::Store)?;
-                crate::server::create_mailbox(&st.paths().mail, &addr)
-                    .map_err(LabError::Provider)?;
-            }
-            st.close();
+            let database = crate::server::database::database(&cfg)
+                .map_err(|e| LabError::Provider(e.to_string()))?;
+            // Off the runtime: PostgreSQL's client blocks on one of its own.
+            let (data, domain, users) = (cfg.data_dir(), s.domain.clone(), s.users.clone());
+            tokio::task::spawn_blocking(move || -> Result<(), LabError> {
+                let st =
+                    crate::store::Store::open_with(&data, &database).map_err(LabError::Store)?;
+                for u in &users {
+                    let addr = format!("{u}@{domain}");
+                    let hash = users::hash_password(LAB_PASSWORD).map_err(LabError::Provider)?;
+                    let now = {
+                        use crate::pec::clock::Clock;
+                        crate::pec::clock::SystemClock.unix_ms()
+                    };
+                    st.add_user_blocking(&addr, &hash, now)
+                        .map_err(LabError::Store)?;
+                    crate::server::create_mailbox(&st.paths().mail, &addr)
+                        .map_err(LabError::Provider)?;
+                }
+                st.close();
+                Ok(())
+            })
+            .await
+            .map_err(LabError::Join)??;
             let rt = OwnRuntime::new(&format!("pecd-{}", s.domain))?;
             let handle = rt.handle().ok_or(LabError::RuntimeGone)?;
             providers.push(
@@ -314,26 +326,43 @@ impl Lab {
 
     /// The standard pair: Alpha (alice) and Beta (`beta_users`).
     pub async fn alpha_beta(beta_users: &[String], extra: &str) -> Result<Lab, LabError> {
-        Lab::alpha_beta_signing(beta_users, extra, None).await
+        Lab::alpha_beta_signing(beta_users, extra, None, None).await
     }
 
-    /// [`Lab::alpha_beta`], both signing with `token`'s key when given.
+    /// [`Lab::alpha_beta`], both signing with `token`'s key when given,
+    /// and each keeping its rows in a database of its own in `pg` when
+    /// given (else SQLite).
     pub async fn alpha_beta_signing(
         beta_users: &[String],
         extra: &str,
         token: Option<&LabToken>,
+        pg: Option<&crate::labpg::PgCluster>,
     ) -> Result<Lab, LabError> {
+        let store = |db: &str| -> Result<String, LabError> {
+            let Some(pg) = pg else {
+                return Ok(String::new());
+            };
+            let url = pg
+                .create_database(db)
+                .map_err(|e| LabError::Provider(e.to_string()))?;
+            Ok(format!(
+                "[store]\nbackend = \"postgresql\"\nurl = {}\n",
+                toml::Value::String(url)
+            ))
+        };
         Lab::start_signing(
             &[
                 LabProvider {
                     name: "Alpha PEC S.p.A.".into(),
                     domain: "pec.alpha.test".into(),
                     users: vec!["alice".into()],
+                    config: store("alpha")?,
                 },
                 LabProvider {
                     name: "Beta PEC S.p.A.".into(),
                     domain: "pec.beta.test".into(),
                     users: beta_users.to_vec(),
+                    config: store("beta")?,
                 },
             ],
             extra,

@@ -34,6 +34,7 @@ pub(crate) mod golden;
 pub mod http;
 pub mod imap;
 pub mod lab;
+pub mod labpg;
 pub mod layout;
 pub mod live;
 pub mod logging;

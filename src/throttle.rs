@@ -25,6 +25,13 @@
 //! Memory is bounded: when a table is full, the entry with the oldest failure
 //! is forgotten (an attacker cycling through many keys only ever gets the
 //! small delays, which is the price of a fixed memory budget).
+//!
+//! Where the counts are: in this process's memory for one node (SQLite),
+//! in the store for nodes sharing a PostgreSQL database
+//! ([`LoginThrottle::shared`], [`SharedCounts`]), so that a guess on one
+//! node counts on every other. Both run the same arithmetic
+//! ([`counts`]); the store's counts are forgotten by housekeeping an
+//! hour after their last attempt instead of by a size bound.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -33,29 +40,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Tunables of a [`LoginThrottle`].
-#[derive(Debug, Clone)]
-pub struct ThrottleConfig {
-    /// Delay after the first failure; doubles with every further failure.
-    pub base_delay: Duration,
-    /// Upper bound of the delay, and of the time an attempt may queue.
-    pub max_delay: Duration,
-    /// Failures older than this are forgotten.
-    pub forget_after: Duration,
-    /// Maximum number of tracked addresses and (separately) networks.
-    pub max_entries: usize,
-}
+use crate::pec::clock::Clock;
 
-impl Default for ThrottleConfig {
-    fn default() -> Self {
-        Self {
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(30),
-            forget_after: Duration::from_secs(3600),
-            max_entries: 10_000,
-        }
-    }
-}
+pub mod counts;
+
+use counts::FailureCount;
+
+pub use counts::ThrottleConfig;
 
 /// The network a login failure is charged to: the /24 of an IPv4 address
 /// (IPv4-mapped IPv6 included), the /64 of an IPv6 address. One host usually
@@ -152,19 +143,10 @@ impl IpNet {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    failures: u32,
-    /// Attempts reserved and not recorded yet: each counts as a failure
-    /// for the delay until it is known to be a success.
-    pending: u32,
-    last: Instant,
-    next_allowed: Instant,
-}
-
+/// One table of counts in memory, bounded.
 #[derive(Debug)]
 struct Table<K> {
-    map: HashMap<K, Entry>,
+    map: HashMap<K, FailureCount>,
 }
 
 impl<K: Hash + Eq + Clone> Table<K> {
@@ -174,36 +156,24 @@ impl<K: Hash + Eq + Clone> Table<K> {
         }
     }
 
-    /// The entry of `key` unless its failures are too old to matter.
-    fn live(&mut self, key: &K, now: Instant, forget: Duration) -> Option<&mut Entry> {
-        let stale = self
-            .map
-            .get(key)
-            .is_some_and(|e| now.saturating_duration_since(e.last) >= forget);
-        if stale {
-            self.map.remove(key);
-        }
-        self.map.get_mut(key)
-    }
-
-    fn entry(&mut self, key: K, now: Instant, max: usize) -> &mut Entry {
+    /// Put back the count of `key` as [`counts`] left it (`None`: gone).
+    fn put(&mut self, key: K, count: Option<FailureCount>, max: usize) {
+        let Some(count) = count else {
+            self.map.remove(&key);
+            return;
+        };
         if !self.map.contains_key(&key) && self.map.len() >= max.max(1) {
             // Evicting the stalest entry keeps memory bounded under a flood of new keys.
             if let Some(old) = self
                 .map
                 .iter()
-                .min_by_key(|(_, e)| e.last)
+                .min_by_key(|(_, e)| e.last_ms)
                 .map(|(k, _)| k.clone())
             {
                 self.map.remove(&old);
             }
         }
-        self.map.entry(key).or_insert(Entry {
-            failures: 0,
-            pending: 0,
-            last: now,
-            next_allowed: now,
-        })
+        self.map.insert(key, count);
     }
 }
 
@@ -216,10 +186,64 @@ struct Inner {
     by_net: Table<IpAddr>,
 }
 
+/// Why failure counts kept outside this process could not be read or
+/// written (the store's error).
+pub type CountsError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a [`SharedCounts`] call resolves to.
+pub type CountsFuture<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, CountsError>> + Send>>;
+
+/// Failure counts every node of a cluster shares (the store, with
+/// PostgreSQL): [`counts::reserve`] and [`counts::record`] run where the
+/// counts are, each in one transaction, so that no two nodes change one
+/// count from the same value. Times are Unix ms.
+pub trait SharedCounts: Send + Sync {
+    /// [`counts::reserve`] for `account` (normalised) and `network`.
+    fn reserve(
+        &self,
+        account: String,
+        network: IpAddr,
+        cfg: ThrottleConfig,
+        now: i64,
+    ) -> CountsFuture<Option<Duration>>;
+
+    /// [`counts::record`] for `account` and `network`; resolves once the
+    /// outcome is kept.
+    fn record(
+        &self,
+        account: String,
+        network: IpAddr,
+        ok: bool,
+        cfg: ThrottleConfig,
+        now: i64,
+    ) -> CountsFuture<()>;
+
+    /// Forget the counts whose last attempt was before `before` (blocking:
+    /// housekeeping); how many.
+    fn forget(&self, before: i64) -> Result<usize, CountsError>;
+}
+
+/// Where the counts of a cluster live, and the clock its nodes agree on.
+struct Shared {
+    counts: Arc<dyn SharedCounts>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared")
+    }
+}
+
 /// Per-address and per-network queued delay after failed logins.
 #[derive(Debug)]
 pub struct LoginThrottle {
     inner: Mutex<Inner>,
+    /// Time zero of the in-memory counts.
+    started: Instant,
+    /// The counts are in the store, shared by every node of a cluster.
+    shared: Option<Shared>,
 }
 
 impl Default for LoginThrottle {
@@ -229,7 +253,7 @@ impl Default for LoginThrottle {
 }
 
 impl LoginThrottle {
-    /// A throttle with the given tunables.
+    /// A throttle with the given tunables, counting in this process's memory.
     pub fn new(cfg: ThrottleConfig) -> Self {
         Self {
             inner: Mutex::new(Inner {
@@ -237,7 +261,28 @@ impl LoginThrottle {
                 by_addr: Table::new(),
                 by_net: Table::new(),
             }),
+            started: Instant::now(),
+            shared: None,
         }
+    }
+
+    /// A throttle counting in `counts` (the store's database), which every
+    /// node of a cluster shares: a failure on one node delays the next
+    /// attempt on any other. Times are `clock`'s Unix milliseconds.
+    pub fn shared(
+        cfg: ThrottleConfig,
+        counts: Arc<dyn SharedCounts>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            shared: Some(Shared { counts, clock }),
+            ..Self::new(cfg)
+        }
+    }
+
+    /// Whether the counts are in the store (shared by nodes).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 
     /// The same normalisation as the users table, so `<Victim@X>` and
@@ -253,53 +298,69 @@ impl LoginThrottle {
         }
     }
 
+    fn config(&self) -> ThrottleConfig {
+        self.lock().cfg.clone()
+    }
+
+    /// `now` on the in-memory counts' clock.
+    fn ms(&self, now: Instant) -> i64 {
+        i64::try_from(now.saturating_duration_since(self.started).as_millis()).unwrap_or(i64::MAX)
+    }
+
     /// New tunables (configuration reload); the failures counted so far stay.
     pub fn set_config(&self, cfg: ThrottleConfig) {
         self.lock().cfg = cfg;
     }
 
-    /// Reserve the next slot for an attempt on `addr` from `ip` at `now`:
-    /// how long to wait for it, or `None` when the queue is already longer
-    /// than `max_delay` (refuse without checking the password).
+    /// Reserve the next slot for an attempt on `addr` from `ip` at `now`
+    /// in the in-memory counts: how long to wait for it, or `None` when the
+    /// queue is already longer than `max_delay` (refuse without checking
+    /// the password).
     pub fn reserve_at(&self, addr: &str, ip: IpAddr, now: Instant) -> Option<Duration> {
         let key = Self::key(addr);
         let net = network_of(ip);
+        let now = self.ms(now);
         let mut g = self.lock();
-        let cfg = g.cfg.clone();
-        let forget = cfg.forget_after;
-        let mut slot = now;
-        if let Some(e) = g.by_addr.live(&key, now, forget) {
-            slot = slot.max(e.next_allowed);
-        }
-        if let Some(e) = g.by_net.live(&net, now, forget) {
-            slot = slot.max(e.next_allowed);
-        }
-        let wait = slot.saturating_duration_since(now);
-        if wait > cfg.max_delay {
-            return None;
-        }
-        // The attempt is charged now, as if it had failed already: the next
-        // one queues a delay behind it even before its password is checked.
-        let max = cfg.max_entries;
         let inner = &mut *g;
-        for e in [
-            inner.by_addr.entry(key, now, max),
-            inner.by_net.entry(net, now, max),
-        ] {
-            e.pending = e.pending.saturating_add(1);
-            e.last = now;
-            e.next_allowed = slot + delay(&cfg, e.failures.max(1));
-        }
-        Some(wait)
+        let mut a = inner.by_addr.map.remove(&key);
+        let mut n = inner.by_net.map.remove(&net);
+        let wait = counts::reserve(&inner.cfg, &mut a, &mut n, now);
+        let max = inner.cfg.max_entries;
+        inner.by_addr.put(key, a, max);
+        inner.by_net.put(net, n, max);
+        wait
     }
 
     /// Wait for this attempt's slot; the [`Attempt`] must be told how it
     /// ended, and counts as a failure if dropped untold. `None`: too many
-    /// attempts are queued already; refuse this one without checking the
-    /// password.
+    /// attempts are queued already (or the shared counts cannot be read);
+    /// refuse this one without checking the password.
     #[must_use]
     pub async fn before_attempt(&self, addr: &str, ip: IpAddr) -> Option<Attempt<'_>> {
-        let d = self.reserve_at(addr, ip, Instant::now())?;
+        let d = match &self.shared {
+            None => self.reserve_at(addr, ip, Instant::now())?,
+            Some(s) => {
+                let r = s
+                    .counts
+                    .reserve(
+                        Self::key(addr),
+                        network_of(ip),
+                        self.config(),
+                        s.clock.unix_ms(),
+                    )
+                    .await;
+                match r {
+                    Ok(d) => d?,
+                    Err(e) => {
+                        // Fail closed: a login the throttle cannot count
+                        // would be a free guess.
+                        tracing::warn!(error = %e, peer = %ip,
+                            "login refused: the shared failure counts cannot be read");
+                        return None;
+                    }
+                }
+            }
+        };
         let attempt = Attempt {
             throttle: self,
             addr: addr.to_string(),
@@ -312,49 +373,67 @@ impl LoginThrottle {
         Some(attempt)
     }
 
-    /// Record the outcome of an attempt reserved with
-    /// [`reserve_at`](Self::reserve_at) and made at `now`.
+    /// Record in the in-memory counts the outcome of an attempt reserved
+    /// with [`reserve_at`](Self::reserve_at) and made at `now`.
     pub fn record_at(&self, addr: &str, ip: IpAddr, ok: bool, now: Instant) {
         let key = Self::key(addr);
         let net = network_of(ip);
+        let now = self.ms(now);
         let mut g = self.lock();
-        let cfg = g.cfg.clone();
-        let (max, forget) = (cfg.max_entries, cfg.forget_after);
-        if ok {
-            g.by_addr.map.remove(&key);
-            let clean = match g.by_net.map.get_mut(&net) {
-                Some(n) => {
-                    n.pending = n.pending.saturating_sub(1);
-                    if n.failures == 0 {
-                        // Nothing but attempts in flight: later ones need
-                        // not queue behind a success.
-                        n.next_allowed = now;
-                    }
-                    n.failures == 0 && n.pending == 0
-                }
-                None => false,
-            };
-            if clean {
-                g.by_net.map.remove(&net);
-            }
-            return;
-        }
-        // Stale history must not add to the new count.
-        g.by_addr.live(&key, now, forget);
-        g.by_net.live(&net, now, forget);
         let inner = &mut *g;
-        for e in [
-            inner.by_addr.entry(key, now, max),
-            inner.by_net.entry(net, now, max),
-        ] {
-            e.pending = e.pending.saturating_sub(1);
-            e.failures = e.failures.saturating_add(1);
-            e.last = now;
-            e.next_allowed = e.next_allowed.max(now + delay(&cfg, e.failures));
+        let mut a = inner.by_addr.map.remove(&key);
+        let mut n = inner.by_net.map.remove(&net);
+        counts::record(&inner.cfg, &mut a, &mut n, ok, now);
+        let max = inner.cfg.max_entries;
+        inner.by_addr.put(key, a, max);
+        inner.by_net.put(net, n, max);
+    }
+
+    /// Record an outcome where the counts are.
+    async fn record(&self, addr: &str, ip: IpAddr, ok: bool) {
+        match &self.shared {
+            None => self.record_at(addr, ip, ok, Instant::now()),
+            Some(s) => {
+                let r = s
+                    .counts
+                    .record(
+                        Self::key(addr),
+                        network_of(ip),
+                        ok,
+                        self.config(),
+                        s.clock.unix_ms(),
+                    )
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, peer = %ip, ok,
+                        "a login's outcome could not be counted in the store");
+                }
+            }
         }
     }
 
-    /// Number of tracked (address, network) entries; for tests and metrics.
+    /// Forget the shared counts whose last failure is older than
+    /// `forget_after` (housekeeping; the in-memory tables are bounded by
+    /// size instead). How many went.
+    pub fn sweep(&self) -> usize {
+        let Some(s) = &self.shared else {
+            return 0;
+        };
+        let before = s
+            .clock
+            .unix_ms()
+            .saturating_sub(i64::try_from(self.config().forget_after.as_millis()).unwrap_or(0));
+        match s.counts.forget(before) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "old login failure counts not forgotten; will try again");
+                0
+            }
+        }
+    }
+
+    /// Number of tracked (address, network) entries in memory; for tests
+    /// and metrics.
     pub fn tracked(&self) -> (usize, usize) {
         let g = self.lock();
         (g.by_addr.map.len(), g.by_net.map.len())
@@ -373,42 +452,55 @@ pub struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    /// Record the outcome: `true` clears the address's failures.
-    pub fn finish(mut self, ok: bool) {
+    /// Record the outcome: `true` clears the address's failures. Resolves
+    /// once it is counted (in the store: committed, so any node's next
+    /// attempt sees it).
+    pub async fn finish(mut self, ok: bool) {
         self.done = true;
-        self.throttle
-            .record_at(&self.addr, self.ip, ok, Instant::now());
+        self.throttle.record(&self.addr, self.ip, ok).await;
     }
 
     /// The login succeeded (every factor of it).
-    pub fn succeeded(self) {
-        self.finish(true);
+    pub async fn succeeded(self) {
+        self.finish(true).await;
     }
 
     /// The login failed.
-    pub fn failed(self) {
-        self.finish(false);
+    pub async fn failed(self) {
+        self.finish(false).await;
     }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            self.throttle
-                .record_at(&self.addr, self.ip, false, Instant::now());
+        if self.done {
+            return;
+        }
+        match &self.throttle.shared {
+            None => self
+                .throttle
+                .record_at(&self.addr, self.ip, false, Instant::now()),
+            Some(s) => {
+                // A drop cannot wait for the store: the failure is counted
+                // by a task of its own.
+                let counted = s.counts.record(
+                    LoginThrottle::key(&self.addr),
+                    network_of(self.ip),
+                    false,
+                    self.throttle.config(),
+                    s.clock.unix_ms(),
+                );
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        if let Err(e) = counted.await {
+                            tracing::warn!(error = %e,
+                                "an abandoned login could not be counted in the store");
+                        }
+                    });
+                }
+            }
         }
     }
-}
-
-/// The wait after `failures` failures: `base * 2^(failures-1)`, capped.
-fn delay(cfg: &ThrottleConfig, failures: u32) -> Duration {
-    if failures == 0 {
-        return Duration::ZERO;
-    }
-    let shift = (failures - 1).min(20);
-    cfg.base_delay
-        .saturating_mul(1u32 << shift)
-        .min(cfg.max_delay)
 }
 
 /// Live connections per client host ([`host_of`]) on one listener.

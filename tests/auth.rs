@@ -261,8 +261,9 @@ fn sessions_end_at_session_max_however_much_they_are_used() {
     let p = alpha(&ca, &["alice"], "session_max = \"3s\"", "");
     let alice = format!("alice@{ALPHA}");
     let mut c = Http::new(p.web, &p.ca_pem);
-    c.login(&alice, PASSWORD);
+    // Before the login: the session's lifetime counts from its creation.
     let t = Instant::now();
+    c.login(&alice, PASSWORD);
     while t.elapsed() < Duration::from_millis(2500) {
         assert_eq!(c.get("/api/v1/session").status, 200);
         std::thread::sleep(Duration::from_millis(500));

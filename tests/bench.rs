@@ -311,3 +311,27 @@ fn bench_against_postfix_names_the_package_when_postfix_is_missing() {
     assert!(err.contains("apt-get install -y postfix"), "{err}");
     assert!(err.contains("No configuration"), "{err}");
 }
+
+#[test]
+fn bench_on_postgresql_keeps_both_providers_rows_in_a_throwaway_database() {
+    let r = common::bench_json(
+        &[
+            "--messages",
+            "10",
+            "--concurrency",
+            "2",
+            "--store",
+            "postgresql",
+        ],
+        &[],
+    );
+    assert_eq!(r["accepted"], 10, "{r:#}");
+    assert_eq!(r["store"], "postgresql", "{r:#}");
+    assert_eq!(r["consegna_ms"]["n"], 10, "{r:#}");
+    // Each PEC leaves rows in both providers' logs (accettazione, inoltro,
+    // ricezione, consegna, …): at least two per message.
+    assert!(r["store_log_rows"].as_i64().unwrap() >= 20, "{r:#}");
+    let plain = common::bench_json(&["--messages", "2", "--concurrency", "1"], &[]);
+    assert_eq!(plain["store"], "sqlite", "{plain:#}");
+    assert!(plain.get("store_log_rows").is_none(), "{plain:#}");
+}

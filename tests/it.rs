@@ -12,12 +12,14 @@ mod common;
 
 mod account;
 mod antivirus;
+mod api_tokens;
 mod architecture;
 mod auth;
 mod backup;
 mod bench;
 mod cli;
 mod cluster_status;
+mod cluster_throttle;
 mod demo;
 mod docs_commands;
 mod durability;

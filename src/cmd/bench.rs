@@ -31,6 +31,13 @@ pub struct Report {
     pub recipients: usize,
     /// Offered load (messages/s, 0 = unpaced).
     pub rate: f64,
+    /// Where the providers kept their rows (`sqlite`, `postgresql`); with
+    /// PostgreSQL the database server's CPU is not in `cpu_seconds`.
+    pub store: String,
+    /// With PostgreSQL: the PEC log rows found in the two providers'
+    /// databases after the run (the rows went where the flag said).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_log_rows: Option<i64>,
     /// Messages that got `250`.
     pub accepted: usize,
     /// Wall time from the first send to the last consegna (s).
@@ -125,17 +132,32 @@ fn body(size: usize) -> String {
     b
 }
 
+/// A read of `p`'s store off the async threads: PostgreSQL's client
+/// blocks on a runtime of its own, which cannot start inside this one.
+async fn read<R: Default + Send + 'static>(
+    p: &crate::server::Running,
+    f: impl FnOnce(&crate::store::Store) -> R + Send + 'static,
+) -> R {
+    let store = p.ctx.store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .unwrap_or_default()
+}
+
 /// `deposito` events in `p`'s log whose detail starts with `what`.
-fn count(p: &crate::server::Running, what: &'static str) -> i64 {
-    p.ctx.store.count_deposits_blocking(what).unwrap_or(0)
+async fn count(p: &crate::server::Running, what: &'static str) -> i64 {
+    read(p, move |s| s.count_deposits_blocking(what).unwrap_or(0)).await
 }
 
 /// Per identificativo, the log time of the first / last `deposito` of `what`.
-fn times(
+async fn times(
     p: &crate::server::Running,
     what: &'static str,
 ) -> std::collections::HashMap<String, (i64, i64)> {
-    let rows = p.ctx.store.deposit_times_blocking(what).unwrap_or_default();
+    let rows = read(p, move |s| {
+        s.deposit_times_blocking(what).unwrap_or_default()
+    })
+    .await;
     let mut m = std::collections::HashMap::new();
     for (id, ts) in rows {
         let e = m.entry(id).or_insert((ts, ts));
@@ -195,6 +217,12 @@ pub(super) fn print_text(r: &Report) {
     );
     if r.rate > 0.0 {
         println!("  offered load:       {:.1} PEC/s, open loop", r.rate);
+    }
+    if let Some(rows) = r.store_log_rows {
+        println!(
+            "  store:              {} ({rows} log rows; its server's CPU is not counted below)",
+            r.store
+        );
     }
     for (name, p) in [
         ("send -> 250", &r.reply_ms),
@@ -296,7 +324,14 @@ pub(super) async fn bench(a: &BenchArgs, rate: f64) -> Result<Report, Box<dyn st
         }
         None => None,
     };
-    let mut lab = Lab::alpha_beta_signing(&beta_users, &extra, token.as_ref()).await?;
+    // Started before the lab and dropped after it (it outlives `lab`).
+    let pg = match a.store.as_str() {
+        "postgresql" => {
+            Some(tokio::task::spawn_blocking(|| crate::labpg::PgCluster::start(true)).await??)
+        }
+        _ => None,
+    };
+    let mut lab = Lab::alpha_beta_signing(&beta_users, &extra, token.as_ref(), pg.as_ref()).await?;
     if a.dead_peer {
         if let Some(b) = lab.providers.pop() {
             b.stop(Duration::from_secs(5)).await;
@@ -396,7 +431,7 @@ pub(super) async fn bench(a: &BenchArgs, rate: f64) -> Result<Report, Box<dyn st
     };
     let what = if a.dead_peer { ACCETTAZIONI } else { CONSEGNE };
     loop {
-        let done = count(alpha, what);
+        let done = count(alpha, what).await;
         if done >= expected {
             break;
         }
@@ -408,10 +443,10 @@ pub(super) async fn bench(a: &BenchArgs, rate: f64) -> Result<Report, Box<dyn st
     let seconds = t0.elapsed().as_secs_f64();
     let (cpu1, rss) = rusage();
     let sigs = crate::server::SIGNATURES.load(Ordering::Relaxed) - sigs0;
-    let acc = times(alpha, ACCETTAZIONI);
-    let cons = times(alpha, CONSEGNE);
+    let acc = times(alpha, ACCETTAZIONI).await;
+    let cons = times(alpha, CONSEGNE).await;
     let queued = if a.dead_peer {
-        Some(alpha.ctx.store.pending_relays_blocking().unwrap_or(0))
+        Some(read(alpha, |s| s.pending_relays_blocking().unwrap_or(0)).await)
     } else {
         None
     };
@@ -444,12 +479,24 @@ pub(super) async fn bench(a: &BenchArgs, rate: f64) -> Result<Report, Box<dyn st
         0.0
     };
     lab.stop().await;
+    let store_log_rows = match &pg {
+        Some(pg) => {
+            let mut rows = 0;
+            for db in ["alpha", "beta"] {
+                rows += pg.psql(db, "SELECT count(*) FROM log")?.parse::<i64>()?;
+            }
+            Some(rows)
+        }
+        None => None,
+    };
     Ok(Report {
         messages: n,
         concurrency: conc,
         size: a.size,
         recipients: nrcpt,
         rate,
+        store: a.store.clone(),
+        store_log_rows,
         accepted,
         seconds,
         messages_per_second: mps,

@@ -95,6 +95,7 @@ pub async fn bench(n: usize, requests: usize) -> Result<WebReport, Box<dyn std::
             name: "Alpha PEC S.p.A.".into(),
             domain: "pec.alpha.test".into(),
             users: vec!["alice".into()],
+            config: String::new(),
         }],
         "",
     )

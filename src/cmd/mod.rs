@@ -37,6 +37,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve => config().and_then(|p| serve::serve_main(&p)),
         Command::CheckConfig => config().and_then(|p| check_config(&p)),
         Command::User(u) => config().and_then(|p| user(&p, u)),
+        Command::Token(t) => config().and_then(|p| token(&p, t)),
         Command::Log(a) => config().and_then(|p| log(&p, a)),
         Command::Init(a) => init(a),
         Command::Verify(a) => tools::verify_main(a, flag.as_deref()),
@@ -437,6 +438,79 @@ fn user(config: &Path, cmd: UserCommand) -> AdminResult {
     };
     st.close();
     Ok(code)
+}
+
+fn token(config: &Path, cmd: crate::cli::TokenCommand) -> AdminResult {
+    use crate::cli::TokenCommand as T;
+    use crate::store::api::{CreateRefused, Scopes, MAX_PER_USER};
+    let cfg = load_config(config)?;
+    let st = Store::open(&cfg.data_dir())?;
+    let result = (|| -> AdminResult {
+        match cmd {
+            T::Create {
+                address,
+                name,
+                scope,
+            } => {
+                let address = users::normalize(&address);
+                let scopes =
+                    Scopes::parse(scope.split(',')).map_err(|e| format!("--scope: {e}"))?;
+                let name = crate::store::api::check_name(&name).map_err(|e| format!("--{e}"))?;
+                let t = match st.create_token_blocking(&address, &name, scopes, now_unix_ms())? {
+                    Ok(t) => t,
+                    Err(CreateRefused::NoUser) => {
+                        return Err(format!("{address}: no such user").into())
+                    }
+                    Err(CreateRefused::TooMany) => {
+                        return Err(format!(
+                            "{address}: already has {MAX_PER_USER} tokens (revoke one first)"
+                        )
+                        .into())
+                    }
+                };
+                // The token alone on stdout, for a script to capture.
+                println!("{}", t.token);
+                eprintln!(
+                    "token {} for {address} ({}): shown this once, keep it secret",
+                    t.id,
+                    scopes.names().join(",")
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            T::List { address } => {
+                let list = st.tokens_blocking(address.map(|a| users::normalize(&a)).as_deref())?;
+                if list.is_empty() {
+                    eprintln!("no tokens (make one with `pecd token create ADDRESS --name N`)");
+                }
+                let iso = |ms: i64| crate::server::web::iso_ms(ms);
+                let out = std::io::stdout();
+                let mut out = out.lock();
+                for t in list {
+                    // The id first, alone in its column: scripts take the first word.
+                    writeln!(
+                        out,
+                        "{}  {}  {:?}  scopes {}  created {}  last used {}",
+                        t.id,
+                        t.address,
+                        t.name,
+                        t.scopes.names().join(","),
+                        iso(t.created_at),
+                        t.last_used.map(iso).unwrap_or_else(|| "never".into())
+                    )?;
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            T::Revoke { id } => {
+                if !st.revoke_token_blocking(&id, None)? {
+                    return Err(format!("{id}: no such token").into());
+                }
+                println!("revoked token {id}");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })();
+    st.close();
+    result
 }
 
 /// A `--quota` / `user quota` argument: a size or `none`.

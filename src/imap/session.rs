@@ -609,7 +609,7 @@ impl<A: ImapAuth> Session<A> {
             return;
         };
         let res = self.auth.authenticate(user, pass, self.peer).await;
-        attempt.finish(res.is_ok());
+        attempt.finish(res.is_ok()).await;
         let address = match res {
             Ok(a) => a,
             Err(()) => {

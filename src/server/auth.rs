@@ -137,12 +137,12 @@ impl UserAuth {
             .ok_or(LoginError::Throttled)?;
         match self.verify_mail(user, password, ip, protocol).await {
             Some(a) => {
-                attempt.succeeded();
+                attempt.succeeded().await;
                 tracing::info!(protocol, user = %a, peer = %ip, "login");
                 Ok(a)
             }
             None => {
-                attempt.failed();
+                attempt.failed().await;
                 self.logged(None, protocol, &address, ip);
                 Err(LoginError::Invalid)
             }
@@ -171,7 +171,7 @@ impl UserAuth {
         match self.verify(user, password).await {
             Some(a) => Ok((a, attempt)),
             None => {
-                attempt.failed();
+                attempt.failed().await;
                 self.logged(None, protocol, &address, ip);
                 Err(LoginError::Invalid)
             }

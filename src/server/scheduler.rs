@@ -45,8 +45,16 @@ fn claimant(ctx: &Ctx) -> Claimant {
     Claimant::new(&cluster.node(), cluster.lease().as_millis() as i64)
 }
 
-/// Run until shutdown.
-pub async fn run(ctx: Arc<Ctx>) {
+/// Record this node's first heartbeat, before it says it runs; the start
+/// time its later heartbeats carry.
+pub async fn announce(ctx: &Ctx) -> i64 {
+    let started = ctx.unix_ms();
+    beat(ctx, &claimant(ctx), started).await;
+    started
+}
+
+/// Run until shutdown (`started`: from [`announce`]).
+pub async fn run(ctx: Arc<Ctx>, started: i64) {
     let me = claimant(&ctx);
     let slots = ctx.cfg().queue.workers.max(1);
     let permits = Arc::new(Semaphore::new(slots));
@@ -57,8 +65,6 @@ pub async fn run(ctx: Arc<Ctx>) {
     // The claims of the jobs running now, renewed by their own task so a
     // busy loop (a long run of deadlines to fire) cannot let them lapse.
     let held: Arc<Mutex<HashMap<JobId, Fence>>> = Arc::default();
-    let started = ctx.unix_ms();
-    beat(&ctx, &me, started).await;
     let renewer = tokio::spawn(renew(ctx.clone(), me.clone(), held.clone(), started));
     // Jobs this node's commits wrote claimed by it (`Ctx::hand_over`),
     // waiting for a slot: mailbox deliveries first, as the claims order them.
@@ -269,11 +275,13 @@ pub async fn release_claims(ctx: &Ctx) {
     }
 }
 
-/// Housekeeping: close relay connections idle too long; the store forgets
-/// old finished jobs, collects spool bytes no work names, and purges what
-/// the law no longer keeps.
+/// Housekeeping: close relay connections idle too long and forget the
+/// shared login failure counts past their time; the store forgets old
+/// finished jobs, collects spool bytes no work names, and purges what the
+/// law no longer keeps.
 fn sweep(ctx: &Ctx) {
     ctx.relay.get().prune_idle();
+    ctx.throttle.sweep();
     if let Err(e) = ctx.store.sweep(ctx.unix_ms()) {
         tracing::warn!(error = %e, "housekeeping failed; will try again");
     }

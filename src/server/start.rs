@@ -195,7 +195,18 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         pop3s: local(&l_pop3s),
         web: local(&l_web),
     };
-    let throttle = Arc::new(crate::throttle::LoginThrottle::new(throttle_config(&cfg)));
+    let clock: Arc<dyn crate::pec::clock::Clock> = Arc::new(SystemClock);
+    // With a cluster's database the failure counts are shared, so a guess
+    // on one node counts on all; one SQLite node keeps them in memory.
+    let throttle = Arc::new(if store.is_shared() {
+        crate::throttle::LoginThrottle::shared(
+            throttle_config(&cfg),
+            Arc::new(store.clone()),
+            clock.clone(),
+        )
+    } else {
+        crate::throttle::LoginThrottle::new(throttle_config(&cfg))
+    });
     let scanner = crate::antivirus::Scanner::from_config(&cfg).map_err(|e| e.to_string())?;
     match &scanner {
         None => tracing::warn!("no [antivirus] section: running without virus checks"),
@@ -244,7 +255,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         trust: Live::new(trust),
         revocation: Live::new(revocation),
         index: RwLock::new(Arc::new(index)),
-        clock: Arc::new(SystemClock),
+        clock,
         ids: Arc::new(RandomIds),
         relay: Live::new(relay),
         wake: Notify::new(),
@@ -364,7 +375,8 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     // Before the scheduler picks anything: a job that was running when the
     // last process died is counted, and held if it keeps killing it.
     scheduler::after_crash(&ctx).await;
-    tasks.push(tokio::spawn(scheduler::run(ctx.clone())));
+    let started = scheduler::announce(&ctx).await;
+    tasks.push(tokio::spawn(scheduler::run(ctx.clone(), started)));
     tasks.push(tokio::spawn(watch_index(ctx.clone())));
     tasks.push(tokio::spawn(sealer::run(ctx.clone())));
     let info = serde_json::to_string_pretty(&bound).unwrap_or_default();

@@ -25,7 +25,8 @@ macro_rules! with_tx_ops {
         /// user; false if there is no such user.
         fn user_set_password(address: &str, hash: &str) -> crate::store::Result<bool>;
         /// Remove a user with its second factor (recovery codes, an
-        /// enrolment in progress), app passwords and web sessions; false if
+        /// enrolment in progress), app passwords, web sessions and API
+        /// tokens; false if
         /// there was none. The Maildir is kept (mail is evidence).
         fn user_delete(address: &str) -> crate::store::Result<bool>;
         /// Set a user's quota; false if there is no such user.
@@ -224,6 +225,40 @@ macro_rules! with_tx_ops {
         fn nodes_seen() -> crate::store::Result<Vec<crate::store::cluster::NodeSeen>>;
         /// The claims each node holds (live and lapsed at `now`), by node.
         fn claims_per_node(now: i64) -> crate::store::Result<Vec<crate::store::cluster::ClaimsHeld>>;
+        // login failure counts
+        /// The failure count kept under `key`, if any; on PostgreSQL the
+        /// key stays locked until the transaction ends (also while it has
+        /// no row yet), so two nodes never both update it from one value.
+        fn login_count_take(key: &crate::throttle::counts::CountKey) -> crate::store::Result<Option<crate::throttle::counts::FailureCount>>;
+        /// Keep `count` under `key` (`None`: forget it).
+        fn login_count_put(key: &crate::throttle::counts::CountKey, count: Option<&crate::throttle::counts::FailureCount>) -> crate::store::Result<()>;
+        /// Forget every count whose last attempt was before `before` (Unix
+        /// ms); how many.
+        fn login_counts_forget(before: i64) -> crate::store::Result<usize>;
+        // api
+        /// Make an API token for an existing user with fewer than
+        /// `api::MAX_PER_USER`; only its hash is stored.
+        fn token_create(address: &str, name: &str, scopes: crate::store::api::Scopes, now_ms: i64) -> crate::store::Result<std::result::Result<crate::store::api::NewToken, crate::store::api::CreateRefused>>;
+        /// The tokens of `address` (or all), oldest first.
+        fn token_list(address: Option<&str>) -> crate::store::Result<Vec<crate::store::api::ApiToken>>;
+        /// The token stored under `hash`.
+        fn token_find(hash: &[u8; 32]) -> crate::store::Result<Option<crate::store::api::ApiToken>>;
+        /// Mark a token used at `now_ms` (never back in time).
+        fn token_touch(id: &str, now_ms: i64) -> crate::store::Result<()>;
+        /// Delete a token (of `address` only, when given); whether it existed.
+        fn token_revoke(id: &str, address: Option<&str>) -> crate::store::Result<bool>;
+        /// Claim `key` of `address` for a request whose body hashes to
+        /// `body_hash` and which submits `msgid`, after forgetting every key
+        /// older than `ttl_ms`. Of two concurrent claims of one key exactly
+        /// one gets `Fresh`.
+        fn idempotency_claim(address: &str, key: &str, body_hash: &[u8; 32], msgid: &str, now_ms: i64, ttl_ms: i64) -> crate::store::Result<crate::store::api::KeyClaim>;
+        /// Take `key` over from the unanswered attempt `old_msgid`; whether
+        /// this caller won it.
+        fn idempotency_take_over(address: &str, key: &str, old_msgid: &str, msgid: &str, now_ms: i64) -> crate::store::Result<bool>;
+        /// Record the answer of the attempt `msgid` holding `key`.
+        fn idempotency_answer(address: &str, key: &str, msgid: &str, status: u16, body: &[u8]) -> crate::store::Result<()>;
+        /// Free `key` held by the unanswered attempt `msgid`.
+        fn idempotency_release(address: &str, key: &str, msgid: &str) -> crate::store::Result<()>;
         // log
         /// Append one event; returns its row id.
         ///

@@ -1,11 +1,12 @@
 //! The same expectations of every typed operation (`backend::Tx`) run
 //! against both backends: SQLite in a temp folder, and PostgreSQL in a
-//! throwaway cluster (`tests/common/pg.rs`, shared with the integration
-//! tests). A backend that answers differently from the other fails here.
+//! throwaway cluster (`crate::labpg`, shared with the integration tests
+//! and `pecd bench --store postgresql`). A backend that answers differently from the other fails here.
 
 use std::collections::HashSet;
 
 use super::account::{AppPasswordAdded, MAX_APP_PASSWORDS};
+use super::api::{token_hash, CreateRefused, KeyClaim, Scopes, MAX_PER_USER};
 use super::backend::Tx;
 use super::log::{chain_next, row_digest, Event, EventKind, Query, GENESIS};
 use super::messages::Accepted;
@@ -18,9 +19,10 @@ use super::users::{Quota, TotpOutcome, TOTP_MAX_FAILURES};
 use super::{Database, PgSettings, Result, Store, StoreError};
 use crate::flow::notice::State as NoticeState;
 
-#[allow(dead_code)]
-#[path = "../../tests/common/pg.rs"]
-mod pg_cluster;
+/// A throwaway cluster for one test (`crate::labpg`, fsync off).
+fn pg_cluster() -> crate::labpg::PgCluster {
+    crate::labpg::PgCluster::start(false).unwrap_or_else(|e| panic!("{e}"))
+}
 
 fn w<R: Send + 'static>(s: &Store, f: impl FnOnce(&dyn Tx) -> Result<R> + Send + 'static) -> R {
     s.write_blocking(f).unwrap()
@@ -850,6 +852,180 @@ fn cluster(s: &Store) {
     assert!(r(s, |d| d.claims_per_node(4_500)).is_empty());
 }
 
+fn login_counts(s: &Store) {
+    use crate::throttle::counts::{CountKey, FailureCount};
+    let acct = CountKey::Account("victim@x.test".into());
+    let net = CountKey::Network("192.0.2.0".parse().unwrap());
+    let a = acct.clone();
+    assert_eq!(w(s, move |d| d.login_count_take(&a)), None);
+    let c = FailureCount {
+        failures: 3,
+        pending: 1,
+        last_ms: 1_000,
+        next_allowed_ms: 1_400,
+    };
+    let a = acct.clone();
+    w(s, move |d| d.login_count_put(&a, Some(&c)));
+    let a = acct.clone();
+    assert_eq!(w(s, move |d| d.login_count_take(&a)), Some(c));
+    // One key per scope: the network's count is another row.
+    let n2 = net.clone();
+    assert_eq!(w(s, move |d| d.login_count_take(&n2)), None);
+    let later = FailureCount {
+        failures: u32::MAX,
+        last_ms: 2_000,
+        ..c
+    };
+    let (a, n2) = (acct.clone(), net.clone());
+    w(s, move |d| {
+        d.login_count_put(&a, Some(&later))?;
+        d.login_count_put(&n2, Some(&c))
+    });
+    let a = acct.clone();
+    assert_eq!(w(s, move |d| d.login_count_take(&a)), Some(later));
+    // Forgotten by the last attempt's time.
+    assert_eq!(w(s, |d| d.login_counts_forget(1_000)), 0);
+    assert_eq!(w(s, |d| d.login_counts_forget(1_001)), 1);
+    let n2 = net.clone();
+    assert_eq!(w(s, move |d| d.login_count_take(&n2)), None);
+    let a = acct.clone();
+    w(s, move |d| d.login_count_put(&a, None));
+    assert_eq!(w(s, move |d| d.login_count_take(&acct)), None);
+}
+
+/// API tokens and `Idempotency-Key`s (issue 25).
+fn api(s: &Store) {
+    let read = Scopes::parse(["read"]).unwrap();
+    let both = Scopes::parse(["read", "send"]).unwrap();
+    assert_eq!(
+        w(s, move |d| d.token_create("nobody@x.test", "n", read, 1)).unwrap_err(),
+        CreateRefused::NoUser
+    );
+    assert!(w(s, |d| d.user_add("tok@x.test", "h", 1)));
+    assert!(w(s, |d| d.user_add("other@x.test", "h", 1)));
+    let t1 = w(s, move |d| d.token_create("TOK@x.test", "ci", both, 1_000)).unwrap();
+    let t2 = w(s, move |d| d.token_create("tok@x.test", "ro", read, 2_000)).unwrap();
+    let t3 = w(s, move |d| d.token_create("other@x.test", "o", read, 1_500)).unwrap();
+    let found = r(s, |d| d.token_find(&token_hash(&t1.token))).unwrap();
+    assert_eq!(
+        (
+            found.id.as_str(),
+            found.address.as_str(),
+            found.name.as_str(),
+            found.scopes,
+            found.created_at,
+            found.last_used
+        ),
+        (t1.id.as_str(), "tok@x.test", "ci", both, 1_000, None)
+    );
+    assert_eq!(r(s, |d| d.token_find(&token_hash("pecd_nothing"))), None);
+    // Last use only moves forward.
+    let id1 = t1.id.clone();
+    w(s, move |d| d.token_touch(&id1, 5_000));
+    let id1 = t1.id.clone();
+    w(s, move |d| d.token_touch(&id1, 4_000));
+    let mine = r(s, |d| d.token_list(Some("Tok@X.test")));
+    let ids: Vec<_> = mine.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, [t1.id.as_str(), t2.id.as_str()], "oldest first");
+    assert_eq!((mine[0].last_used, mine[1].last_used), (Some(5_000), None));
+    let all: Vec<_> = r(s, |d| d.token_list(None))
+        .into_iter()
+        .map(|t| t.address)
+        .collect();
+    assert_eq!(all, ["other@x.test", "tok@x.test", "tok@x.test"]);
+    // Revocation: only the owner's, once.
+    let id2 = t2.id.clone();
+    assert!(!w(s, move |d| d.token_revoke(&id2, Some("other@x.test"))));
+    let id2 = t2.id.clone();
+    assert!(w(s, move |d| d.token_revoke(&id2, Some("tok@x.test"))));
+    let id2 = t2.id.clone();
+    assert!(!w(s, move |d| d.token_revoke(&id2, None)));
+    assert_eq!(r(s, |d| d.token_find(&token_hash(&t2.token))), None);
+    // At most MAX_PER_USER per mailbox.
+    w(s, move |d| {
+        for i in 1..MAX_PER_USER {
+            d.token_create("tok@x.test", &format!("t{i}"), read, 3_000 + i)?
+                .map_err(|e| StoreError::Commit(format!("{e:?}")))?;
+        }
+        Ok(())
+    });
+    assert_eq!(
+        w(s, move |d| d.token_create(
+            "tok@x.test",
+            "one more",
+            read,
+            9_000
+        ))
+        .unwrap_err(),
+        CreateRefused::TooMany
+    );
+    // A password change keeps the tokens; the user's removal takes them.
+    assert!(w(s, |d| d.user_set_password("tok@x.test", "h2")));
+    assert!(r(s, |d| d.token_find(&token_hash(&t1.token))).is_some());
+    assert!(w(s, |d| d.user_delete("tok@x.test")));
+    assert_eq!(r(s, |d| d.token_find(&token_hash(&t1.token))), None);
+    assert!(r(s, |d| d.token_list(Some("tok@x.test"))).is_empty());
+    assert!(r(s, |d| d.token_find(&token_hash(&t3.token))).is_some());
+
+    // Idempotency-Keys.
+    let (h1, h2) = ([1u8; 32], [2u8; 32]);
+    let day = 86_400_000;
+    let claim = |a: &'static str, k: &'static str, h: [u8; 32], m: &'static str, now: i64| {
+        w(s, move |d| d.idempotency_claim(a, k, &h, m, now, day))
+    };
+    assert_eq!(claim("a@x.test", "k", h1, "m1", 0), KeyClaim::Fresh);
+    assert_eq!(
+        claim("a@x.test", "k", h1, "m2", 10),
+        KeyClaim::InProgress {
+            msgid: "m1".into(),
+            started_at: 0
+        }
+    );
+    assert_eq!(claim("a@x.test", "k", h2, "m2", 10), KeyClaim::OtherBody);
+    assert_eq!(
+        claim("b@x.test", "k", h2, "m3", 10),
+        KeyClaim::Fresh,
+        "another user's key of the same name is another key"
+    );
+    // A take-over names the attempt it replaces: only one of two wins.
+    assert!(w(s, |d| d
+        .idempotency_take_over("a@x.test", "k", "m1", "m4", 20)));
+    assert!(!w(s, |d| d
+        .idempotency_take_over("a@x.test", "k", "m1", "m5", 20)));
+    // Only the holder's answer is recorded.
+    w(s, |d| {
+        d.idempotency_answer("a@x.test", "k", "m1", 500, b"no")
+    });
+    assert!(matches!(
+        claim("a@x.test", "k", h1, "m6", 25),
+        KeyClaim::InProgress { .. }
+    ));
+    w(s, |d| {
+        d.idempotency_answer("a@x.test", "k", "m4", 201, b"{}")
+    });
+    let replay = KeyClaim::Answered {
+        status: 201,
+        body: b"{}".to_vec(),
+    };
+    assert_eq!(claim("a@x.test", "k", h1, "m6", 30), replay);
+    assert_eq!(claim("a@x.test", "k", h2, "m6", 30), KeyClaim::OtherBody);
+    // An answered key is not released; an unanswered one is.
+    w(s, |d| d.idempotency_release("a@x.test", "k", "m4"));
+    assert_eq!(claim("a@x.test", "k", h1, "m6", 30), replay);
+    w(s, |d| d.idempotency_release("b@x.test", "k", "m3"));
+    assert_eq!(claim("b@x.test", "k", h1, "m7", 40), KeyClaim::Fresh);
+    // A day after its last start a key is free for anything.
+    assert_eq!(claim("a@x.test", "k", h2, "m8", 20 + day), KeyClaim::Fresh);
+    assert_eq!(
+        claim("b@x.test", "k", h1, "m9", 20 + day),
+        KeyClaim::InProgress {
+            msgid: "m7".into(),
+            started_at: 40
+        },
+        "b's key started later: still held"
+    );
+}
+
 /// Every area, in order, on one store.
 fn every_operation(s: &Store) {
     users(s);
@@ -858,6 +1034,8 @@ fn every_operation(s: &Store) {
     queue(s);
     log_and_seals(s);
     cluster(s);
+    login_counts(s);
+    api(s);
 }
 
 #[test]
@@ -878,7 +1056,7 @@ fn pg_settings(url: String) -> Database {
 
 #[test]
 fn postgresql_answers_every_operation_as_sqlite_does() {
-    let pg = pg_cluster::PgCluster::start();
+    let pg = pg_cluster();
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
     every_operation(&s);
@@ -888,14 +1066,15 @@ fn postgresql_answers_every_operation_as_sqlite_does() {
     assert!(r(&s, |d| d.user_exists("alice@x.test")));
     s.close();
     assert_eq!(
-        pg.psql("pecd", "SELECT count(*) FROM pecd_migrations"),
+        pg.psql("pecd", "SELECT count(*) FROM pecd_migrations")
+            .unwrap(),
         super::postgres::schema::latest_version().to_string()
     );
 }
 
 #[test]
 fn postgresql_keeps_one_log_chain_under_concurrent_writers() {
-    let pg = pg_cluster::PgCluster::start();
+    let pg = pg_cluster();
     let dir = tempfile::tempdir().unwrap();
     // Two stores on one database: two nodes, each with its own pool.
     let a = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
@@ -924,9 +1103,54 @@ fn postgresql_keeps_one_log_chain_under_concurrent_writers() {
     b.close();
 }
 
+/// Requests with one `Idempotency-Key` on two nodes at once: one claim
+/// is `Fresh` (one send), every other sees it in progress. Without the
+/// primary key and `ON CONFLICT DO NOTHING` two would insert, or one would
+/// fail on the key with a database error.
+#[test]
+fn postgresql_gives_one_idempotency_key_to_one_of_many_concurrent_requests() {
+    let pg = pg_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
+    let b = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
+    for round in 0..20 {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let s = if t % 2 == 0 { a.clone() } else { b.clone() };
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    s.write_blocking(move |d| {
+                        d.idempotency_claim(
+                            "a@x.test",
+                            &format!("key-{round}"),
+                            &[7; 32],
+                            &format!("m{t}"),
+                            1_000,
+                            86_400_000,
+                        )
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        let got: Vec<KeyClaim> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let fresh = got.iter().filter(|c| **c == KeyClaim::Fresh).count();
+        assert_eq!(fresh, 1, "round {round}: {got:?}");
+        assert!(
+            got.iter()
+                .all(|c| matches!(c, KeyClaim::Fresh | KeyClaim::InProgress { .. })),
+            "round {round}: {got:?}"
+        );
+    }
+    a.close();
+    b.close();
+}
+
 #[test]
 fn postgresql_refuses_a_schema_newer_than_this_pecd_and_an_empty_database() {
-    let pg = pg_cluster::PgCluster::start();
+    let pg = pg_cluster();
     let dir = tempfile::tempdir().unwrap();
     let db = pg_settings(pg.url());
     let e = super::Inspector::open_with(dir.path(), &db)
@@ -939,7 +1163,8 @@ fn postgresql_refuses_a_schema_newer_than_this_pecd_and_an_empty_database() {
     pg.psql(
         "pecd",
         "INSERT INTO pecd_migrations(version, applied_at) VALUES (999, 0)",
-    );
+    )
+    .unwrap();
     for e in [
         Store::open_with(dir.path(), &db).err().unwrap().to_string(),
         super::Inspector::open_with(dir.path(), &db)
@@ -957,7 +1182,7 @@ fn postgresql_refuses_a_schema_newer_than_this_pecd_and_an_empty_database() {
         "{e}"
     );
     // The guards of the legal record hold in the database itself.
-    let url = pg.create_database("guards");
+    let url = pg.create_database("guards").unwrap();
     let s = Store::open_with(dir.path(), &pg_settings(url)).unwrap();
     let now = crate::store::now_ms();
     w(&s, move |d| {
@@ -969,7 +1194,7 @@ fn postgresql_refuses_a_schema_newer_than_this_pecd_and_an_empty_database() {
         "DELETE FROM log",
         "TRUNCATE log",
     ] {
-        let e = pg.try_psql("guards", sql).unwrap_err();
+        let e = pg.psql("guards", sql).unwrap_err().to_string();
         assert!(
             e.contains("append-only") || e.contains("kept 30 months"),
             "{sql}: {e}"
@@ -1376,10 +1601,10 @@ fn sqlite_hands_out_claims_as_expected() {
 
 #[test]
 fn postgresql_hands_out_claims_as_sqlite_does() {
-    let pg = pg_cluster::PgCluster::start();
+    let pg = pg_cluster();
     for (i, (name, check)) in claim_checks::ALL.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
-        let url = pg.create_database(&format!("claims{i}"));
+        let url = pg.create_database(&format!("claims{i}")).unwrap();
         let s = Store::open_with(dir.path(), &pg_settings(url)).unwrap();
         eprintln!("claims on PostgreSQL: {name}");
         check(&s);
@@ -1398,7 +1623,7 @@ fn postgresql_never_hands_one_job_to_two_claimants_at_once() {
 
     const JOBS: usize = 240;
     const THREADS: usize = 8;
-    let pg = pg_cluster::PgCluster::start();
+    let pg = pg_cluster();
     let dir = tempfile::tempdir().unwrap();
     let a = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
     let bs = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
@@ -1456,6 +1681,194 @@ fn postgresql_never_hands_one_job_to_two_claimants_at_once() {
         assert_eq!(j.state, JobState::Done, "{}", j.id);
         assert_eq!((j.fence, j.claimed_by), (2, None));
     }
+    a.close();
+    bs.close();
+}
+
+// The login throttle over the store's shared counts (`store::logins`):
+// one scenario run on the in-memory throttle and on each backend must give
+// the same waits, the ones the throttle's own tests expect.
+mod login_checks {
+    use std::net::IpAddr;
+    use std::time::{Duration, Instant};
+
+    use crate::store::Store;
+    use crate::throttle::{network_of, LoginThrottle, ThrottleConfig};
+
+    use super::claim_checks::b;
+
+    pub(super) fn cfg() -> ThrottleConfig {
+        ThrottleConfig {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            forget_after: Duration::from_secs(60),
+            max_entries: 100,
+        }
+    }
+
+    /// Where the counts are: reserve and record at a time in ms.
+    pub(super) trait Counts {
+        fn reserve(&self, addr: &str, ip: &str, now: i64) -> Option<u128>;
+        fn record(&self, addr: &str, ip: &str, ok: bool, now: i64);
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// The in-memory throttle, its time zero at `t0`.
+    pub(super) struct Memory(pub LoginThrottle, pub Instant);
+
+    impl Counts for Memory {
+        fn reserve(&self, addr: &str, i: &str, now: i64) -> Option<u128> {
+            let at = self.1 + Duration::from_millis(now as u64);
+            self.0.reserve_at(addr, ip(i), at).map(|d| d.as_millis())
+        }
+        fn record(&self, addr: &str, i: &str, ok: bool, now: i64) {
+            let at = self.1 + Duration::from_millis(now as u64);
+            self.0.record_at(addr, ip(i), ok, at);
+        }
+    }
+
+    /// A time in the Unix epoch's range, as the store's counts are kept.
+    const UNIX: i64 = 1_765_000_000_000;
+
+    impl Counts for Store {
+        fn reserve(&self, addr: &str, i: &str, now: i64) -> Option<u128> {
+            let a = crate::store::users::normalize(addr);
+            b(self.login_reserve(&a, network_of(ip(i)), &cfg(), UNIX + now))
+                .unwrap()
+                .map(|d| d.as_millis())
+        }
+        fn record(&self, addr: &str, i: &str, ok: bool, now: i64) {
+            let a = crate::store::users::normalize(addr);
+            b(self.login_record(&a, network_of(ip(i)), ok, &cfg(), UNIX + now)).unwrap();
+        }
+    }
+
+    /// The throttle's unit tests in one run: doubling to the cap, queued
+    /// parallel attempts refused past `max_delay`, a success clearing only
+    /// its own account, failures charged to the network, old ones
+    /// forgotten. Gives every wait.
+    pub(super) fn scenario(c: &dyn Counts) -> Vec<Option<u128>> {
+        let mut out = vec![];
+        let mut now = 0;
+        // Sequential failures double the wait up to the cap.
+        out.push(c.reserve("a@x", "127.0.0.1", now));
+        for _ in 0..6 {
+            c.record("a@x", "127.0.0.1", false, now);
+            let w = c.reserve("A@X ", "127.0.0.1", now);
+            out.push(w);
+            now += w.unwrap_or(0) as i64;
+        }
+        out.push(c.reserve(" <a@X>", "10.9.9.9", now).map(|w| w.min(1)));
+        // Parallel attempts queue behind one another, then are refused.
+        now = 100_000;
+        c.record("p@x", "10.0.0.1", false, now);
+        for _ in 0..11 {
+            out.push(c.reserve("p@x", "10.0.0.1", now));
+        }
+        out.push(c.reserve("p@x", "10.0.0.1", now + 2_000));
+        // A success clears only its own account.
+        now = 200_000;
+        for u in ["u1@x", "u2@x", "u3@x"] {
+            c.record(u, "192.0.2.7", false, now);
+        }
+        out.push(c.reserve("mine@x", "192.0.2.7", now));
+        c.record("mine@x", "192.0.2.7", true, now);
+        out.push(c.reserve("fresh@x", "192.0.2.7", now));
+        c.record("fresh@x", "192.0.2.7", true, now);
+        out.push(c.reserve("u1@x", "192.0.2.7", now + 400));
+        c.record("u1@x", "192.0.2.7", true, now + 400);
+        // A clean account from a clean network goes at once, again and again.
+        for _ in 0..3 {
+            out.push(c.reserve("ok@x", "198.51.100.1", now));
+            c.record("ok@x", "198.51.100.1", true, now);
+        }
+        // Failures are charged to the network (IPv4 /24, IPv6 /64).
+        now = 300_000;
+        c.record("a@y", "203.0.113.1", false, now);
+        c.record("b@y", "203.0.113.200", false, now);
+        out.push(c.reserve("c@y", "203.0.113.99", now));
+        out.push(c.reserve("d@y", "203.0.114.1", now));
+        c.record("a@y", "2001:db8:1:2::1", false, now);
+        out.push(c.reserve("z@y", "2001:db8:1:2:ffff::9", now));
+        out.push(c.reserve("y@y", "2001:db8:1:3::1", now));
+        // Old failures are forgotten.
+        now = 400_000;
+        for _ in 0..5 {
+            c.record("old@x", "127.0.0.9", false, now);
+        }
+        now += 61_000;
+        out.push(c.reserve("old@x", "127.0.0.9", now));
+        c.record("old@x", "127.0.0.9", false, now);
+        out.push(c.reserve("old@x", "127.0.0.9", now));
+        out
+    }
+
+    /// What [`scenario`] gives with the throttle's arithmetic.
+    pub(super) fn expected() -> Vec<Option<u128>> {
+        let mut e = vec![Some(0)];
+        e.extend([100, 200, 400, 800, 1000, 1000].map(Some));
+        e.push(Some(1));
+        e.extend([100, 200, 300, 400, 500, 600, 700, 800, 900, 1000].map(Some));
+        e.push(None);
+        e.push(Some(0));
+        e.extend([400, 800, 800, 0, 0, 0, 200, 0, 100, 0, 0, 100].map(Some));
+        e
+    }
+}
+
+#[test]
+fn the_shared_login_counts_throttle_as_memory_does_on_both_backends() {
+    use login_checks::{cfg, expected, scenario, Memory};
+    let memory = Memory(
+        crate::throttle::LoginThrottle::new(cfg()),
+        std::time::Instant::now(),
+    );
+    assert_eq!(scenario(&memory), expected(), "in memory");
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(scenario(&s), expected(), "in SQLite");
+    s.close();
+    let pg = pg_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
+    assert!(s.is_shared());
+    assert_eq!(scenario(&s), expected(), "in PostgreSQL");
+    s.close();
+}
+
+/// Two nodes (two stores, each with its own pool) reserving attempts on
+/// one clean account at the same instant, from several threads: each gets
+/// a slot of its own, one delay after the other, as one node's attempts
+/// do; none reads a count another is changing.
+#[test]
+fn postgresql_queues_two_nodes_attempts_on_one_account_one_behind_another() {
+    use login_checks::cfg;
+    const THREADS: u128 = 8;
+    let pg = pg_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
+    let bs = Store::open_with(dir.path(), &pg_settings(pg.url())).unwrap();
+    let now = 1_765_000_000_000;
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let s = if t % 2 == 0 { a.clone() } else { bs.clone() };
+            std::thread::spawn(move || {
+                // A different host of one /24 each: one network count.
+                let ip: std::net::IpAddr = format!("10.1.1.{t}").parse().unwrap();
+                let ip = crate::throttle::network_of(ip);
+                claim_checks::b(s.login_reserve("victim@x", ip, &cfg(), now))
+                    .unwrap()
+                    .unwrap()
+                    .as_millis()
+            })
+        })
+        .collect();
+    let mut waits: Vec<u128> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    waits.sort_unstable();
+    assert_eq!(waits, (0..THREADS).map(|i| i * 100).collect::<Vec<_>>());
     a.close();
     bs.close();
 }

@@ -10,6 +10,7 @@
 //! for work that is on disk.
 
 pub mod account;
+pub mod api;
 pub mod atomic;
 #[macro_use]
 mod backend;
@@ -21,6 +22,7 @@ mod commit;
 mod conformance;
 pub use commit::{Committed, Staged};
 pub mod log;
+mod logins;
 pub mod mailbox;
 pub mod maildir;
 pub mod messages;

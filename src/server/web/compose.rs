@@ -28,6 +28,8 @@ pub struct Draft {
     pub subject: String,
     /// Plain-text body.
     pub body: String,
+    /// An HTML body beside it (`multipart/alternative`), from the API.
+    pub html: Option<String>,
     /// `completa`, `breve` or `sintetica`.
     pub tipo_ricevuta: String,
     /// Attachments in order.
@@ -112,6 +114,14 @@ pub fn build(d: &Draft, msgid: &str, when: &ItalianTime, boundary: &str) -> Vec<
         "Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n{}",
         quoted_printable(&d.body)
     );
+    let text_part = match &d.html {
+        None => text_part,
+        // Its own boundary, not one that starts with the outer one.
+        Some(html) => format!(
+            "Content-Type: multipart/alternative; boundary=\"alt{boundary}\"\r\n\r\n--alt{boundary}\r\n{text_part}\r\n--alt{boundary}\r\nContent-Type: text/html; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n{}\r\n--alt{boundary}--\r\n",
+            quoted_printable(html)
+        ),
+    };
     let mut out = h.into_bytes();
     if d.attachments.is_empty() {
         out.extend_from_slice(text_part.as_bytes());
@@ -149,6 +159,7 @@ mod tests {
             cc: addresses("d@alpha.test"),
             subject: "Perché no".into(),
             body: "riga 1\nriga è 2\n".into(),
+            html: None,
             tipo_ricevuta: "breve".into(),
             attachments: vec![Upload {
                 filename: "fattura è.pdf".into(),
@@ -189,5 +200,34 @@ mod tests {
         .ok()
         .unwrap();
         assert_eq!(acc.receipt_type.as_str(), "breve");
+    }
+
+    #[test]
+    fn an_html_body_goes_beside_the_text_one() {
+        let mut d = Draft {
+            from: "a@alpha.test".into(),
+            to: vec!["b@beta.test".into()],
+            cc: vec![],
+            subject: "s".into(),
+            body: "testo".into(),
+            html: Some("<p>testo <b>grassetto</b></p>".into()),
+            tipo_ricevuta: "completa".into(),
+            attachments: vec![],
+        };
+        let when = ItalianTime::from_unix(1_700_000_000);
+        for with_attachment in [false, true] {
+            if with_attachment {
+                d.attachments.push(Upload {
+                    filename: "a.txt".into(),
+                    content_type: "text/plain".into(),
+                    bytes: b"allegato".to_vec(),
+                });
+            }
+            let raw = build(&d, "w1@alpha.test", &when, "----=_b1");
+            let m = crate::pec::headers::parse_message(&raw).unwrap();
+            assert_eq!(m.body_text(0).unwrap().trim(), "testo");
+            assert!(m.body_html(0).unwrap().contains("<b>grassetto</b>"));
+            assert_eq!(m.attachment_count(), usize::from(with_attachment));
+        }
     }
 }

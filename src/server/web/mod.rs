@@ -8,11 +8,14 @@
 //! `pec::daticert` and `pec::verify`. Nothing here decides a PEC rule.
 
 mod api;
+mod bearer;
 mod body;
 mod compose;
 mod pages;
+mod problem;
 mod sanitise;
 mod sent;
+pub use sent::iso_ms;
 pub mod session;
 pub mod totp;
 mod view;
@@ -58,6 +61,8 @@ pub struct Web {
     memory: Arc<crate::memory::MemoryBudget>,
     /// Where bodies past the in-memory buffer go (unlinked files).
     spool_dir: std::path::PathBuf,
+    /// `[api] rate` per API token.
+    api_rate: bearer::RateLimit,
 }
 
 /// Anonymous verifications allowed per client IP and minute.
@@ -99,6 +104,7 @@ impl Web {
             verify_per_network: crate::throttle::ConnectionLimit::new(VERIFY_PER_NETWORK),
             memory,
             spool_dir,
+            api_rate: bearer::RateLimit::default(),
         }
     }
 
@@ -157,7 +163,8 @@ struct VerifySlot {
     _slot: crate::throttle::CapSlot,
 }
 
-/// An API error: its status and a JSON body `{"error": ...}` (plus fields).
+/// An API error: its status and a JSON body `{"error": ...}` (plus fields),
+/// sent as an RFC 9457 problem (`problem::shape`).
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -170,6 +177,13 @@ impl ApiError {
         ApiError {
             status,
             body: serde_json::json!({ "error": message.into() }),
+        }
+    }
+    /// `status` as a problem of type `kind` (see `problem`).
+    fn problem(status: StatusCode, kind: &str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: serde_json::json!({ "type": kind, "error": detail.into() }),
         }
     }
     fn unauthorized() -> ApiError {
@@ -192,13 +206,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let retry = self.body.get("retry_after").and_then(|v| v.as_u64());
         let status = self.status;
-        let mut r = (status, axum::Json(self.body)).into_response();
-        if let Some(secs) = retry {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
+        let mut r = problem::response(status, self.body);
         if status == StatusCode::REQUEST_TIMEOUT {
             // The rest of a body that stalled is not waited for.
             r.headers_mut()
@@ -257,7 +266,9 @@ impl From<std::io::Error> for ApiError {
 }
 
 /// A logged-in request: the user, and (for state-changing methods) a CSRF
-/// token that matched the session's.
+/// token that matched the session's; or a request with an API token
+/// (`Authorization: Bearer`, see `bearer`) whose scopes allow its route,
+/// where `token` and `csrf` are empty.
 pub struct Auth {
     /// The user's canonical address.
     pub user: String,
@@ -275,6 +286,20 @@ impl FromRequestParts<Arc<Web>> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Auth, ApiError> {
+        if let Some(token) = bearer::presented(&parts.headers) {
+            let route = parts
+                .extensions
+                .get::<axum::extract::MatchedPath>()
+                .map(|m| m.as_str())
+                .unwrap_or("");
+            let need = bearer::need(&parts.method, route);
+            let t = bearer::check(web, token, need).await?;
+            return Ok(Auth {
+                user: t.address,
+                token: String::new(),
+                csrf: String::new(),
+            });
+        }
         let token = session::cookie(&parts.headers, session::COOKIE)
             .ok_or_else(ApiError::unauthorized)?
             .to_string();
@@ -334,6 +359,7 @@ fn router(web: Arc<Web>) -> Router {
         .merge(api::routes())
         .merge(pages::routes())
         .layer(axum::extract::DefaultBodyLimit::max(SMALL_BODY))
+        .layer(axum::middleware::from_fn(problem::api_errors))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(web)
 }

@@ -18,8 +18,10 @@
 //! their own for the same reason.
 
 mod account;
+mod api;
 mod claims;
 mod log;
+mod logins;
 mod messages;
 mod nodes;
 mod quarantine;

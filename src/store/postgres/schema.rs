@@ -214,12 +214,26 @@ CREATE TABLE nodes (
     version      TEXT NOT NULL
 );
 "#,
-    // 4: account self-service (SQLite's migration 12; see `store::account`):
+    // 4: login failure counts (SQLite's migration 12; see `store::logins`),
+    // per account and per source network, shared by every node; forgotten
+    // by `last_ms`.
+    r#"
+CREATE TABLE login_failures (
+    scope           TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    failures        BIGINT NOT NULL,
+    pending         BIGINT NOT NULL,
+    last_ms         BIGINT NOT NULL,
+    next_allowed_ms BIGINT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX login_failures_last ON login_failures(last_ms);
+"#,
+    // 5: account self-service (SQLite's migration 13; see `store::account`):
     // app passwords (SHA-256 of a random secret), the second factor's
     // one-time recovery codes (hashed the same way), and a second factor
     // being enrolled (sealed like `user_totp.secret`) until its first code
-    // confirms it; the ordinary address told of each new PEC, with the
-    // state of its at-most-one-a-minute notices (`flow::notice`).
+    // confirms it.
     r#"
 CREATE TABLE app_passwords (
     id         TEXT PRIMARY KEY,
@@ -240,6 +254,39 @@ CREATE TABLE totp_pending (
     secret     TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
+"#,
+    // 6: the public API (SQLite's migration 14, issue 25): tokens under
+    // their SHA-256; `Idempotency-Key`s per user with the body hash and,
+    // once known, the answer (`status` NULL while the first request runs).
+    // The primary key of `api_idempotency` is what makes two requests with
+    // one key give one send: the second's `INSERT … ON CONFLICT DO
+    // NOTHING` waits for the first's transaction and then inserts nothing.
+    r#"
+CREATE TABLE api_tokens (
+    id         TEXT PRIMARY KEY,
+    token_hash BYTEA NOT NULL UNIQUE,
+    address    TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    scopes     TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_used  BIGINT
+);
+CREATE INDEX api_tokens_address ON api_tokens(address);
+CREATE TABLE api_idempotency (
+    address    TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    body_hash  BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    msgid      TEXT NOT NULL,
+    status     INTEGER,
+    response   BYTEA,
+    PRIMARY KEY (address, key)
+);
+CREATE INDEX api_idempotency_created ON api_idempotency(created_at);
+"#,
+    // 7: the notice of a new PEC at an ordinary address (SQLite's
+    // migration 15; see `flow::notice`).
+    r#"
 CREATE TABLE notice_settings (
     address     TEXT PRIMARY KEY,
     email       TEXT NOT NULL,

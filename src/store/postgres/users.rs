@@ -57,6 +57,7 @@ impl PgDb<'_> {
         self.app_passwords_clear(&a)?;
         self.notice_clear(&a)?;
         self.sessions_end_all(address)?;
+        self.tokens_revoke_all(address)?;
         Ok(n == 1)
     }
 

@@ -13,9 +13,11 @@
 //! is on disk.
 
 mod account;
+mod api;
 pub(in crate::store) mod backup;
 pub(in crate::store) mod claims;
 mod log;
+mod logins;
 mod messages;
 mod nodes;
 mod quarantine;

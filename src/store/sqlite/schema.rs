@@ -194,13 +194,28 @@ CREATE TABLE nodes (
     version      TEXT NOT NULL
 );
 "#,
-    // 12: account self-service (issue 24): app passwords for IMAP, POP3 and
+    // 12: login failure counts (`store::logins`, issue 22), per account and
+    // per source network: kept here only when the database is shared by a
+    // cluster's nodes (PostgreSQL); a SQLite node counts in memory, and
+    // the table stays empty. Forgotten by `last_ms`.
+    r#"
+CREATE TABLE login_failures (
+    scope           TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    failures        INTEGER NOT NULL,
+    pending         INTEGER NOT NULL,
+    last_ms         INTEGER NOT NULL,
+    next_allowed_ms INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX login_failures_last ON login_failures(last_ms);
+"#,
+    // 13: account self-service (issue 24): app passwords for IMAP, POP3 and
     // SMTP (SHA-256 of a random secret: high entropy needs no slow hash,
     // and the lookup is one index probe), the second factor's one-time
     // recovery codes (hashed the same way), and a second factor being
     // enrolled (sealed like `user_totp.secret`) until its first code
-    // confirms it; the ordinary address told of each new PEC, with the
-    // state of its at-most-one-a-minute notices (`flow::notice`).
+    // confirms it.
     r#"
 CREATE TABLE app_passwords (
     id         TEXT PRIMARY KEY,
@@ -221,6 +236,40 @@ CREATE TABLE totp_pending (
     secret     TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+"#,
+    // 14: API tokens (issue 25), stored as the SHA-256 of the token so a
+    // copy of the database holds none; `Idempotency-Key`s of
+    // `POST /api/v1/messages` per user with the hash of the request body
+    // and, once known, the answer to give again (`status` NULL while the
+    // first request is still running, with the Message-ID it submits).
+    r#"
+CREATE TABLE api_tokens (
+    id         TEXT PRIMARY KEY,
+    token_hash BLOB NOT NULL UNIQUE,
+    address    TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    scopes     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used  INTEGER
+);
+CREATE INDEX api_tokens_address ON api_tokens(address);
+CREATE TABLE api_idempotency (
+    address    TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    body_hash  BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    msgid      TEXT NOT NULL,
+    status     INTEGER,
+    response   BLOB,
+    PRIMARY KEY (address, key)
+) WITHOUT ROWID;
+CREATE INDEX api_idempotency_created ON api_idempotency(created_at);
+"#,
+    // 15: the notice of a new PEC at an ordinary address (issue 24,
+    // `flow::notice`): the address each box names, and the state of its
+    // at-most-one-a-minute notices (the next allowed time, the PEC counted
+    // since the last notice, the job waiting to tell them).
+    r#"
 CREATE TABLE notice_settings (
     address     TEXT PRIMARY KEY,
     email       TEXT NOT NULL,

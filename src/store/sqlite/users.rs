@@ -70,6 +70,7 @@ impl Db<'_> {
         self.app_passwords_clear(address)?;
         self.notice_clear(address)?;
         self.sessions_end_all(address)?;
+        self.tokens_revoke_all(address)?;
         Ok(n == 1)
     }
 

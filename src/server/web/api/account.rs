@@ -94,7 +94,7 @@ pub(super) async fn password(
         }
         Err(LoginError::Invalid) => return Err(wrong("the current password is wrong")),
     };
-    attempt.succeeded();
+    attempt.succeeded().await;
     crate::auth::policy::check(&b.new).map_err(|e| {
         // `reason` lets a page say it in its own language.
         let reason = match e {

@@ -16,9 +16,14 @@ use crate::server::auth::{LoginError, SecondFactorError, UserAuth};
 use crate::store::mailbox::{Folder, MsgEntry, UserStore};
 
 pub mod account;
+mod idempotency;
 mod messages;
+mod openapi;
+mod refusal;
 mod send;
+mod send_json;
 mod sent;
+mod tokens;
 
 use messages::{delete, flags, html, list, mbox, message, move_to, part, raw, verify_report};
 pub use messages::{list_page, message_view, pec_object};
@@ -70,6 +75,8 @@ pub fn routes() -> Router<Arc<Web>> {
             "/api/v1/account/app-passwords/{id}",
             axum::routing::delete(account::app_password_revoke),
         )
+        .route("/api/v1/openapi.json", get(openapi::openapi))
+        .merge(tokens::routes())
 }
 
 // ---------------------------------------------------------------- ids
@@ -186,7 +193,7 @@ async fn login(
     // Until the second factor passes, the attempt still counts as a failed
     // login: a right password alone clears nothing.
     if let Err(e) = auth.second_factor(&user, b.totp.as_deref(), ip).await {
-        attempt.failed();
+        attempt.failed().await;
         let (status, error) = match e {
             SecondFactorError::Required => (StatusCode::UNAUTHORIZED, "second factor required"),
             SecondFactorError::Wrong => (StatusCode::UNAUTHORIZED, "wrong second-factor code"),
@@ -215,7 +222,7 @@ async fn login(
         .create(&user)
         .await
         .map_err(ApiError::internal)?;
-    attempt.succeeded();
+    attempt.succeeded().await;
     tracing::info!(protocol = "web", user = %user, peer = %ip, "login");
     let mut r = Json(serde_json::json!({"csrf": csrf, "user": user})).into_response();
     if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&token)) {
@@ -343,9 +350,17 @@ async fn verify(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let logged_in = match session::cookie(&headers, session::COOKIE) {
-        Some(t) => matches!(web.sessions.get(t).await, Ok(Some(_))),
-        None => false,
+    // An API token (any scope) counts as a login; a bad one is refused.
+    let logged_in = match (
+        super::bearer::presented(&headers),
+        session::cookie(&headers, session::COOKIE),
+    ) {
+        (Some(token), _) => {
+            super::bearer::check(&web, token, Some(Default::default())).await?;
+            true
+        }
+        (None, Some(t)) => matches!(web.sessions.get(t).await, Ok(Some(_))),
+        (None, None) => false,
     };
     let limit = {
         let cfg = web.ctx.cfg();
