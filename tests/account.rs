@@ -4,7 +4,8 @@
 //! with its one-time recovery codes, app passwords (the only passwords the
 //! mail protocols take once the second factor is on; revoked at once;
 //! strictly per user), and the account routes' CSRF and session-only
-//! refusals. The password policy of `pecd user add|passwd` is tested in
+//! refusals; the notice of each new PEC at an ordinary address (through
+//! the relay to a plain SMTP sink, at most one a minute). The password policy of `pecd user add|passwd` is tested in
 //! `auth::weak_passwords_are_refused_by_user_add_and_passwd_with_the_reason`.
 use crate::common;
 use common::totp::{base32_decode, code_now, wrong_code};
@@ -526,6 +527,7 @@ fn settings_page_in_a_browser_enrols_the_second_factor_and_manages_app_passwords
         "settings_desktop",
         "settings_phone",
         "app_password_revoked",
+        "notice_address_saved",
     ] {
         check(name);
     }
@@ -548,6 +550,10 @@ fn settings_page_in_a_browser_enrols_the_second_factor_and_manages_app_passwords
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(!imap_login(&p, &alice, &app));
     assert!(!imap_login(&p, &alice, new_password));
+    assert_eq!(
+        c.get("/api/v1/account/notify").json()["email"],
+        "avvisi@plain.test"
+    );
     if let Ok(dir) = std::env::var("PECD_SCREENSHOTS") {
         let dest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
         for n in [
@@ -559,4 +565,165 @@ fn settings_page_in_a_browser_enrols_the_second_factor_and_manages_app_passwords
             std::fs::copy(shots.join(n), dest.join(n)).unwrap();
         }
     }
+}
+
+/// Issue 24, "notice of a new PEC at an ordinary address": the address is
+/// set from the webmail (validated, PEC addresses refused, CSRF checked);
+/// each PEC delivered to the box queues a notice that leaves through the
+/// relay as ordinary mail (null sender, no busta, no signature) with
+/// sender, subject and time but none of the message; three PEC within a
+/// minute give one notice and, a minute later, one summary; an empty
+/// address stops them.
+#[test]
+fn a_new_pec_is_told_at_an_ordinary_address_at_most_once_a_minute() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ca = TestCa::new();
+    let sink = crate::relay::Sink::start();
+    let mut spec = ProviderSpec::new("Alpha PEC S.p.A.", ALPHA, &["alice", "bob"]);
+    spec.extra_config = format!(
+        "{FAST_THROTTLE}\n[[route]]\ndomain = \"plain.test\"\nnext_hop = \"127.0.0.1:{}\"\n",
+        sink.port
+    );
+    let mut p = TestProvider::prepare(&ca, &spec);
+    p.start();
+    let alice = format!("alice@{ALPHA}");
+    let bob = format!("bob@{ALPHA}");
+    let c = logged_in(&p, &alice, PASSWORD);
+    let r = c.get("/api/v1/account/notify");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["email"], "");
+    for bad in ["not an address", "a@b@c", "x@-bad-.test", &bob] {
+        let r = json(
+            &c,
+            "PUT",
+            "/api/v1/account/notify",
+            &serde_json::json!({ "email": bad }),
+        );
+        assert_eq!(r.status, 422, "{bad}: {}", r.text());
+    }
+    assert!(json(
+        &c,
+        "PUT",
+        "/api/v1/account/notify",
+        &serde_json::json!({ "email": &bob })
+    )
+    .text()
+    .contains("PEC address"));
+    // Without the CSRF token nothing changes.
+    let r = c.send(
+        "PUT",
+        "/api/v1/account/notify",
+        Some("application/json"),
+        br#"{"email":"x@plain.test"}"#,
+        false,
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(c.get("/api/v1/account/notify").json()["email"], "");
+    let r = json(
+        &c,
+        "PUT",
+        "/api/v1/account/notify",
+        &serde_json::json!({ "email": " Avvisi@Plain.test " }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        c.get("/api/v1/account/notify").json()["email"],
+        "avvisi@plain.test"
+    );
+
+    // Three PEC within the minute.
+    let started = std::time::Instant::now();
+    for i in 1..=3 {
+        let m = message(
+            &bob,
+            &[&alice],
+            &[],
+            &format!("Fattura {i}"),
+            "",
+            &format!("Contenuto riservato {i}"),
+        );
+        rt.block_on(p.submit_raw(&bob, &[&alice], &m, false))
+            .expect("accepted");
+    }
+    p.wait_for("three PEC in alice's box", 30, || {
+        (p.messages_with(&alice, "X-Trasporto", "posta-certificata")
+            .len()
+            == 3)
+            .then_some(())
+    });
+    let first = sink.wait_txns(1);
+    let t = &first[0];
+    assert_eq!(t.mail_from, "", "a notice has a null reverse path");
+    assert_eq!(t.rcpts, vec!["avvisi@plain.test".to_string()]);
+    let text = String::from_utf8_lossy(&t.data).to_string();
+    assert_eq!(
+        header(&t.data, "Subject").as_deref(),
+        Some(format!("Nuovo messaggio PEC da {bob}").as_str()),
+        "{text}"
+    );
+    assert!(text.contains(&format!("Mittente: {bob}")), "{text}");
+    assert!(text.contains("Oggetto: Fattura "), "{text}");
+    assert!(text.contains("Ricevuto: "), "{text}");
+    assert!(text.contains("Content-Type: text/plain"), "{text}");
+    for absent in [
+        "Contenuto riservato",
+        "posta-certificata",
+        "X-Trasporto",
+        "pkcs7",
+        "daticert",
+    ] {
+        assert!(!text.contains(absent), "{absent} in the notice: {text}");
+    }
+    // The other two wait for the minute: one job, not two notices.
+    let pending = |p: &TestProvider| {
+        queue_jobs(p)
+            .into_iter()
+            .filter(|j| j["kind"] == "notice")
+            .count()
+    };
+    p.wait_for("the other notices folded into one waiting job", 20, || {
+        (pending(&p) == 1).then_some(())
+    });
+    assert_eq!(sink.txns().len(), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while sink.txns().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no summary notice");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(55),
+        "the summary came before the minute was over: {:?}",
+        started.elapsed()
+    );
+    let t = &sink.txns()[1];
+    let text = String::from_utf8_lossy(&t.data).to_string();
+    assert_eq!(
+        header(&t.data, "Subject").as_deref(),
+        Some("2 altri messaggi PEC"),
+        "{text}"
+    );
+    assert!(!text.contains("Contenuto riservato"), "{text}");
+    p.wait_for("no notice job left", 20, || {
+        (pending(&p) == 0).then_some(())
+    });
+
+    // Stopped: the next PEC queues no notice.
+    let r = json(
+        &c,
+        "PUT",
+        "/api/v1/account/notify",
+        &serde_json::json!({ "email": "" }),
+    );
+    assert_eq!((r.status, r.json()["email"].as_str()), (200, Some("")));
+    let m = message(&bob, &[&alice], &[], "Fattura 4", "", "x");
+    rt.block_on(p.submit_raw(&bob, &[&alice], &m, false))
+        .expect("accepted");
+    p.wait_for("the fourth PEC in alice's box", 30, || {
+        (p.messages_with(&alice, "X-Trasporto", "posta-certificata")
+            .len()
+            == 4)
+            .then_some(())
+    });
+    assert_eq!(pending(&p), 0);
+    assert_eq!(sink.txns().len(), 2);
 }

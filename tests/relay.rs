@@ -12,13 +12,14 @@ use common::*;
 use pecd::pec::types::{Errore, ReceiptType, RecipientType, Tipo};
 
 // ---- a plain SMTP sink (no TLS) that records what it receives ----------------
+// (also the ordinary mailbox of `account::a_new_pec_is_told_at_an_ordinary_address…`)
 
 /// One SMTP transaction as the sink saw it.
 #[derive(Debug, Clone, Default)]
-struct Txn {
-    mail_from: String,
-    rcpts: Vec<String>,
-    data: Vec<u8>,
+pub(crate) struct Txn {
+    pub(crate) mail_from: String,
+    pub(crate) rcpts: Vec<String>,
+    pub(crate) data: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -40,13 +41,13 @@ struct SinkState {
 
 /// A tiny ESMTP server on 127.0.0.1 run by its own tokio runtime thread (the
 /// test thread blocks in `wait_for`, so it must not share a runtime with it).
-struct Sink {
-    port: u16,
+pub(crate) struct Sink {
+    pub(crate) port: u16,
     state: Arc<Mutex<SinkState>>,
 }
 
 impl Sink {
-    fn start() -> Sink {
+    pub(crate) fn start() -> Sink {
         Sink::start_with(false, false)
     }
 
@@ -93,7 +94,7 @@ impl Sink {
         Sink { port, state }
     }
 
-    fn txns(&self) -> Vec<Txn> {
+    pub(crate) fn txns(&self) -> Vec<Txn> {
         self.state.lock().unwrap().txns.clone()
     }
 
@@ -105,7 +106,7 @@ impl Sink {
         }
     }
 
-    fn wait_txns(&self, n: usize) -> Vec<Txn> {
+    pub(crate) fn wait_txns(&self, n: usize) -> Vec<Txn> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let t = self.txns();

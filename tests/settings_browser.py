@@ -147,6 +147,21 @@ def main():
         out("password_changed", True, text=msg.text)
         sizes(d, "settings")
 
+        # The new-PEC notice: a PEC address is refused in words, an
+        # ordinary one is saved and said.
+        nmsg = d.find_element(By.ID, "notify-msg")
+        def notify(addr):
+            e = d.find_element(By.ID, "notify-email")
+            e.clear()
+            e.send_keys(addr)
+            d.find_element(By.CSS_SELECTOR, "#notify-form button[type=submit]").click()
+        notify(cfg["user"])
+        wait(d).until(lambda _: nmsg.is_displayed() and "PEC address" in nmsg.text)
+        notify("Avvisi@Plain.test")
+        wait(d).until(lambda _: "avvisi@plain.test" in nmsg.text)
+        out("notice_address_saved", d.find_element(By.ID, "notify-email").get_attribute("value")
+            == "avvisi@plain.test", text=nmsg.text)
+
         # Revoking the app password.
         d.find_element(By.CSS_SELECTOR, "button[data-revoke]").click()
         d.switch_to.alert.accept()

@@ -207,6 +207,8 @@ pub enum JobKind {
     Relay,
     /// Reception point: verify and dispatch a message received from outside.
     Inbound,
+    /// The ordinary e-mail telling a box's owner of a new PEC (`flow::notice`).
+    Notice,
 }
 
 impl JobKind {
@@ -217,6 +219,7 @@ impl JobKind {
             JobKind::LocalBusta => "local-busta",
             JobKind::Relay => "relay",
             JobKind::Inbound => "inbound",
+            JobKind::Notice => "notice",
         }
     }
 
@@ -227,6 +230,7 @@ impl JobKind {
             JobKind::LocalBusta,
             JobKind::Relay,
             JobKind::Inbound,
+            JobKind::Notice,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -463,12 +467,34 @@ pub enum JobEnd {
     },
 }
 
+/// The new-PEC notices of one box, as stored (see `flow::notice`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoticeState {
+    /// No notice before this (unix ms).
+    pub next_at: i64,
+    /// PEC arrived since the last notice and not told yet.
+    pub held: i64,
+    /// The notice job waiting for `next_at` to tell the held ones.
+    pub summary_job: Option<JobId>,
+}
+
 /// A condition the whole batch depends on: when it no longer holds at
 /// commit time, nothing of the batch is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Guard {
     /// The deadline is still armed (another run has not fired it).
     TimerArmed(DueTimer),
+    /// The new-PEC notices of `address` are still as `seen` (no other
+    /// notice job moved them meanwhile): they become `then`. Otherwise the
+    /// whole batch is refused and the job runs again.
+    Notice {
+        /// The box.
+        address: String,
+        /// The state the decision was made on.
+        seen: NoticeState,
+        /// The state after it.
+        then: NoticeState,
+    },
 }
 
 /// What a node claims: a pending job, or the armed deadlines of one

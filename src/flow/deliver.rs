@@ -15,7 +15,9 @@ use crate::pec::delivery;
 use crate::pec::receipt::{self, Consegna};
 use crate::pec::types::{Errore, ReceiptType, Tipo};
 
-use super::batch::{Batch, BlobRef, Delivery, Event, EventKind, JobEnd, JobId, NewBlob};
+use super::batch::{
+    Batch, BlobRef, Delivery, Event, EventKind, JobEnd, JobId, JobKind, NewBlob, NewJob,
+};
 use super::{emit, Emitted, Now, Us};
 
 /// A stable Maildir base name for an idempotency key; names sort in the
@@ -94,6 +96,9 @@ pub struct Facts<'a> {
     pub quota_warning: u64,
     /// Now, and the ids.
     pub now: Now<'a>,
+    /// Whether the recipient wants an ordinary e-mail of each new PEC
+    /// (`flow::notice`).
+    pub notice: bool,
 }
 
 /// A busta's delivery, decided.
@@ -192,6 +197,25 @@ pub fn busta(f: &Facts<'_>, w: &Work<'_>) -> Result<Outcome, NotABusta> {
     ev.detail = Some(format!("busta stored in the mailbox of {rcpt}"));
     b.log(ev);
     b.job(em.job);
+    if f.notice {
+        // Queued with the delivery, so a restart loses no notice.
+        let pec = crate::flow::notice::Pec {
+            from: c.mittente.clone(),
+            subject: c.oggetto.clone().unwrap_or_default(),
+            at: f.now.ms,
+        };
+        b.job(NewJob {
+            key: format!("notice:{id}:{rcpt}"),
+            kind: JobKind::Notice,
+            identificativo: Some(id.clone()),
+            mail_from: String::new(),
+            recipients: vec![rcpt.to_string()],
+            next_hop: None,
+            blob: None,
+            data: serde_json::to_string(&pec).ok(),
+            due_at: f.now.ms,
+        });
+    }
     Ok(Outcome {
         batch: b,
         consegna_to_our_sender: f.us.is_local(&c.mittente),
@@ -345,6 +369,10 @@ mod tests {
     }
 
     fn deliver(raw: &[u8], known: bool, room: Room) -> Outcome {
+        deliver_noticed(raw, known, room, false)
+    }
+
+    fn deliver_noticed(raw: &[u8], known: bool, room: Room, notice: bool) -> Outcome {
         let beta = Provider {
             name: "Beta PEC S.p.A.".into(),
             domain: "pec.beta.test".into(),
@@ -361,6 +389,7 @@ mod tests {
             room,
             quota_warning: 90,
             now: Now { ms: T0, ids: &ids },
+            notice,
         };
         let w = Work {
             id: JobId(7),
@@ -386,6 +415,33 @@ mod tests {
             assert!(!o.consegna_to_our_sender, "the sender is Alpha's");
             check(name, &render(&o.batch));
         }
+    }
+
+    #[test]
+    fn a_delivered_busta_queues_its_notice_when_the_box_wants_one() {
+        let raw = busta_bytes("completa", false);
+        let notices = |o: &Outcome| -> Vec<NewJob> {
+            o.batch
+                .jobs
+                .iter()
+                .filter(|j| j.kind == JobKind::Notice)
+                .cloned()
+                .collect()
+        };
+        assert!(notices(&deliver_noticed(&raw, true, Room::Fits(None), false)).is_empty());
+        let full = Room::Full {
+            used: 10,
+            limit: 10,
+        };
+        assert!(notices(&deliver_noticed(&raw, true, full, true)).is_empty());
+        let n = notices(&deliver_noticed(&raw, true, Room::Fits(None), true));
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].recipients, vec!["b@pec.beta.test".to_string()]);
+        assert_eq!(n[0].due_at, T0);
+        let pec: crate::flow::notice::Pec =
+            serde_json::from_str(n[0].data.as_deref().unwrap()).unwrap();
+        assert_eq!(pec.at, T0);
+        assert!(pec.from.ends_with("@pec.alpha.test"), "{pec:?}");
     }
 
     #[test]

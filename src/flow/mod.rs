@@ -12,6 +12,7 @@
 
 pub mod batch;
 pub mod deliver;
+pub mod notice;
 pub mod receive;
 pub mod refusal;
 pub mod relay;

@@ -6,6 +6,7 @@
 
 use super::users::{check_password, TotpOutcome};
 use super::{Result, Store};
+use crate::flow::notice::State as NoticeState;
 
 /// App passwords one user may hold.
 pub const MAX_APP_PASSWORDS: i64 = 50;
@@ -183,5 +184,25 @@ impl Store {
     pub async fn recovery_codes_left(&self, address: &str) -> Result<i64> {
         let a = address.to_string();
         self.read(move |db| db.totp_recovery_left(&a)).await
+    }
+
+    /// The ordinary address `address` wants told of each new PEC, if any.
+    pub async fn notice_email(&self, address: &str) -> Result<Option<String>> {
+        let a = address.to_string();
+        self.read(move |db| Ok(db.notice_get(&a)?.map(|(e, _)| e)))
+            .await
+    }
+
+    /// Set the ordinary address told of each new PEC of `address` (empty:
+    /// none); false if there is no such user.
+    pub async fn set_notice_email(&self, address: &str, email: &str) -> Result<bool> {
+        let (a, e) = (address.to_string(), email.to_string());
+        self.write(move |db| db.notice_set(&a, &e)).await
+    }
+
+    /// The notice address of `address` and its notices' state (the notice
+    /// job's facts; a delivery asks whether there is one).
+    pub fn notice_blocking(&self, address: &str) -> Result<Option<(String, NoticeState)>> {
+        self.read_blocking(|db| db.notice_get(address))
     }
 }

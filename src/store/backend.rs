@@ -95,6 +95,17 @@ macro_rules! with_tx_ops {
         fn totp_recovery_attempt(address: &str, digest: &[u8; 32], now_ms: i64) -> crate::store::Result<crate::store::users::TotpOutcome>;
         /// How many unused recovery codes `address` has.
         fn totp_recovery_left(address: &str) -> crate::store::Result<i64>;
+        /// Set the ordinary address told of each new PEC of `address`
+        /// (empty: none), keeping the notices' state; false if there is no
+        /// such user.
+        fn notice_set(address: &str, email: &str) -> crate::store::Result<bool>;
+        /// The ordinary address told of each new PEC of `address`, with
+        /// the notices' state.
+        fn notice_get(address: &str) -> crate::store::Result<Option<(String, crate::flow::notice::State)>>;
+        /// Move the notices' state of `address` from `seen` to `then`;
+        /// false if it is no longer `seen` (another notice job moved it, or
+        /// the address was removed).
+        fn notice_swap(address: &str, seen: &crate::flow::notice::State, then: &crate::flow::notice::State) -> crate::store::Result<bool>;
         // sessions
         /// Store a new session, first dropping every session past `idle_ms` of
         /// disuse or `max_ms` of age, and the least recently used of the user's

@@ -164,6 +164,18 @@ impl Store {
                 return Ok(out);
             }
         }
+        if let Some(Guard::Notice {
+            address,
+            seen,
+            then,
+        }) = &batch.guard
+        {
+            if !db.notice_swap(address, seen, then)? {
+                return Err(StoreError::Changed(format!(
+                    "the new-PEC notices of {address}"
+                )));
+            }
+        }
         out.applied = true;
         out.blobs = match names {
             Some(n) => n,

@@ -17,6 +17,7 @@ use super::queue::{
 use super::seal::Seal;
 use super::users::{Quota, TotpOutcome, TOTP_MAX_FAILURES};
 use super::{Database, PgSettings, Result, Store, StoreError};
+use crate::flow::notice::State as NoticeState;
 
 /// A throwaway cluster for one test (`crate::labpg`, fsync off).
 fn pg_cluster() -> crate::labpg::PgCluster {
@@ -370,6 +371,75 @@ fn account(s: &Store) {
     assert!(!w(s, |d| d.totp_disable_keeping("carol@x.test", "here")));
     assert_eq!(r(s, |d| d.totp_pending("carol@x.test")), None);
     assert!(r(s, |d| d.session_find("here")).is_some());
+    // The new-PEC notice address and its state, changed only from the
+    // state it was read in.
+    assert!(!w(s, |d| d.notice_set("nobody@x.test", "n@plain.test")));
+    assert_eq!(r(s, |d| d.notice_get("carol@x.test")), None);
+    assert!(w(s, |d| d.notice_set("Carol@x.test", "n@plain.test")));
+    let zero = NoticeState::default();
+    assert_eq!(
+        r(s, |d| d.notice_get("carol@x.test")),
+        Some(("n@plain.test".to_string(), zero))
+    );
+    let waiting = NoticeState {
+        next_at: 70,
+        held: 2,
+        summary_job: Some(JobId(9)),
+    };
+    assert!(w(s, move |d| d.notice_swap(
+        "carol@x.test",
+        &zero,
+        &waiting
+    )));
+    assert!(!w(s, move |d| d.notice_swap("carol@x.test", &zero, &zero)));
+    let other_job = NoticeState {
+        summary_job: Some(JobId(8)),
+        ..waiting
+    };
+    assert!(!w(s, move |d| d.notice_swap(
+        "carol@x.test",
+        &other_job,
+        &zero
+    )));
+    // Through the write door: a batch guarded on a stale state is refused
+    // whole, one on the state as it is moves it.
+    let guarded = |seen: NoticeState, then: NoticeState| {
+        let mut b = crate::flow::batch::Batch::at(60);
+        b.guard = Some(crate::flow::batch::Guard::Notice {
+            address: "carol@x.test".into(),
+            seen,
+            then,
+        });
+        b
+    };
+    assert!(matches!(
+        s.commit_blocking(guarded(zero, zero)),
+        Err(StoreError::Changed(_))
+    ));
+    assert_eq!(r(s, |d| d.notice_get("carol@x.test")).unwrap().1, waiting);
+    let moved = NoticeState { held: 3, ..waiting };
+    s.commit_blocking(guarded(waiting, moved)).unwrap();
+    assert_eq!(r(s, |d| d.notice_get("carol@x.test")).unwrap().1, moved);
+    assert!(w(s, move |d| d.notice_swap(
+        "carol@x.test",
+        &moved,
+        &waiting
+    )));
+    // A new address keeps the state; an empty one removes both.
+    assert!(w(s, |d| d.notice_set("carol@x.test", "m@plain.test")));
+    assert_eq!(
+        r(s, |d| d.notice_get("carol@x.test")),
+        Some(("m@plain.test".to_string(), waiting))
+    );
+    assert!(w(s, move |d| d.notice_swap(
+        "carol@x.test",
+        &waiting,
+        &zero
+    )));
+    assert!(w(s, |d| d.notice_set("carol@x.test", "")));
+    assert_eq!(r(s, |d| d.notice_get("carol@x.test")), None);
+    assert!(!w(s, move |d| d.notice_swap("carol@x.test", &zero, &zero)));
+    w(s, |d| d.notice_set("dave@x.test", "d@plain.test"));
     // Deleting a user takes its app passwords, codes and enrolment along.
     w(s, |d| {
         d.totp_pending_set("dave@x.test", "d1", 600)?;
@@ -382,6 +452,7 @@ fn account(s: &Store) {
     assert!(r(s, |d| d.app_password_find("dave@x.test", &[3; 32])).is_none());
     assert_eq!(r(s, |d| d.totp_recovery_left("dave@x.test")), 0);
     assert_eq!(r(s, |d| d.totp_pending("dave@x.test")), None);
+    assert_eq!(r(s, |d| d.notice_get("dave@x.test")), None);
     // Re-creating the address starts clean.
     assert!(w(s, |d| d.user_add("dave@x.test", "h", 2)));
     assert!(r(s, |d| d.app_passwords("dave@x.test")).is_empty());

@@ -65,6 +65,10 @@ pub enum StoreError {
     /// The batch ran under a claim that no longer holds (another node took
     /// the work over after the lease lapsed): nothing of it was written.
     LostClaim,
+    /// A batch's guard found its state changed by another writer since
+    /// the decision read it (`Guard::Notice`): nothing of it was written;
+    /// decide again on the new state.
+    Changed(String),
     /// The database was migrated by a newer pecd.
     TooNew {
         /// Its schema version.
@@ -81,6 +85,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Io(e) => write!(f, "file system: {e}"),
             StoreError::Closed => write!(f, "store is shut down"),
             StoreError::Commit(e) => write!(f, "commit failed: {e}"),
+            StoreError::Changed(e) => write!(f, "changed meanwhile: {e}"),
             StoreError::Mailbox(a, e) => write!(f, "{a}: {e}"),
             StoreError::LostClaim => write!(
                 f,

@@ -29,6 +29,7 @@ pub(super) async fn run(ctx: &Arc<Ctx>, job: &Job) -> Result<(), Fail> {
             room,
             quota_warning: ctx2.cfg().quota_warning(),
             now: ctx2.now(),
+            notice: known && ctx2.store.notice_blocking(&rcpt)?.is_some(),
         };
         let o = crate::flow::deliver::busta(&facts, &w).map_err(|e| Fail::Permanent(e.to_string()))?;
         if let crate::flow::deliver::Room::Full { used, limit } = room {

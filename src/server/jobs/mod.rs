@@ -6,6 +6,7 @@
 mod deliver;
 mod judge;
 mod mailbox;
+mod notice;
 mod relay;
 pub mod timer;
 
@@ -22,6 +23,10 @@ use super::Ctx;
 pub(super) enum Fail {
     /// Try again later.
     Temporary(String),
+    /// A guarded state moved under the decision (`StoreError::Changed`):
+    /// decide again on the new state (at once where the executor can,
+    /// else as `Temporary`).
+    Changed(String),
     /// Give up.
     Permanent(String),
     /// This node's claim on the work lapsed and another node has it now:
@@ -70,6 +75,7 @@ pub async fn run(ctx: &Arc<Ctx>, job: Job) {
         Kind::LocalBusta => deliver::run(ctx, &job).await,
         Kind::Relay => relay::run(ctx, &job).await,
         Kind::Inbound => judge::run(ctx, &job).await,
+        Kind::Notice => notice::run(ctx, &job).await,
     };
     let mut batch = match r {
         Ok(()) => return,
@@ -77,7 +83,7 @@ pub async fn run(ctx: &Arc<Ctx>, job: Job) {
             lost(&job);
             return;
         }
-        Err(Fail::Temporary(error)) => {
+        Err(Fail::Temporary(error)) | Err(Fail::Changed(error)) => {
             let delay = backoff(ctx, job.attempts);
             tracing::warn!(job = %job.id, kind = job.kind.as_str(), error = %error, retry_in = ?delay, "job failed, will retry");
             let now = ctx.unix_ms();
@@ -238,6 +244,7 @@ impl Fail {
                 Fail::Temporary(format!("{a}: {io}"))
             }
             StoreError::Mailbox(a, e) => Fail::Permanent(format!("{a}: {e}")),
+            e @ StoreError::Changed(_) => Fail::Changed(e.to_string()),
             e => Fail::Temporary(e.to_string()),
         }
     }

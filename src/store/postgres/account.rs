@@ -7,6 +7,8 @@
 use ::postgres::Row;
 
 use super::PgDb;
+use crate::flow::batch::JobId;
+use crate::flow::notice::State;
 use crate::store::account::{AppPassword, AppPasswordAdded, MAX_APP_PASSWORDS};
 use crate::store::sessions::token_hash;
 use crate::store::users::{normalize, TotpOutcome, TOTP_LOCK_MS, TOTP_MAX_FAILURES};
@@ -293,5 +295,77 @@ impl PgDb<'_> {
                 &[&normalize(address)],
             )?
             .get(0))
+    }
+    /// Set (or, empty, remove) the ordinary address told of each new PEC
+    /// of `address`, keeping the notices' state; false if no such user.
+    pub(in crate::store) fn notice_set(&self, address: &str, email: &str) -> Result<bool> {
+        let a = normalize(address);
+        if !self.user_lock(&a)? {
+            return Ok(false);
+        }
+        if email.is_empty() {
+            self.notice_clear(&a)?;
+        } else {
+            self.exec(
+                "INSERT INTO notice_settings(address, email) VALUES ($1, $2)
+                 ON CONFLICT (address) DO UPDATE SET email = excluded.email",
+                &[&a, &email],
+            )?;
+        }
+        Ok(true)
+    }
+
+    /// Forget the notice address of `address`.
+    pub(in crate::store) fn notice_clear(&self, address: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM notice_settings WHERE address = $1",
+            &[&normalize(address)],
+        )?;
+        Ok(())
+    }
+
+    /// The notice address of `address` and the notices' state.
+    pub(in crate::store) fn notice_get(&self, address: &str) -> Result<Option<(String, State)>> {
+        Ok(self
+            .opt(
+                "SELECT email, next_at, held, summary_job FROM notice_settings WHERE address = $1",
+                &[&normalize(address)],
+            )?
+            .map(|r| {
+                (
+                    r.get(0),
+                    State {
+                        next_at: r.get(1),
+                        held: r.get(2),
+                        summary_job: r.get::<_, Option<i64>>(3).map(JobId),
+                    },
+                )
+            }))
+    }
+
+    /// Move the notices' state of `address` from `seen` to `then` (the
+    /// UPDATE's row lock makes a second swap from the same `seen` wait and
+    /// then find the row changed).
+    pub(in crate::store) fn notice_swap(
+        &self,
+        address: &str,
+        seen: &State,
+        then: &State,
+    ) -> Result<bool> {
+        let n = self.exec(
+            "UPDATE notice_settings SET next_at = $5, held = $6, summary_job = $7
+             WHERE address = $1 AND next_at = $2 AND held = $3
+               AND summary_job IS NOT DISTINCT FROM $4",
+            &[
+                &normalize(address),
+                &seen.next_at,
+                &seen.held,
+                &seen.summary_job.map(|j| j.0),
+                &then.next_at,
+                &then.held,
+                &then.summary_job.map(|j| j.0),
+            ],
+        )?;
+        Ok(n == 1)
     }
 }

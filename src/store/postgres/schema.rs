@@ -284,6 +284,17 @@ CREATE TABLE api_idempotency (
 );
 CREATE INDEX api_idempotency_created ON api_idempotency(created_at);
 "#,
+    // 7: the notice of a new PEC at an ordinary address (SQLite's
+    // migration 15; see `flow::notice`).
+    r#"
+CREATE TABLE notice_settings (
+    address     TEXT PRIMARY KEY,
+    email       TEXT NOT NULL,
+    next_at     BIGINT NOT NULL DEFAULT 0,
+    held        BIGINT NOT NULL DEFAULT 0,
+    summary_job BIGINT
+);
+"#,
 ];
 
 /// The schema version this binary migrates to.

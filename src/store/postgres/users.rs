@@ -55,6 +55,7 @@ impl PgDb<'_> {
         self.exec("DELETE FROM user_totp WHERE address = $1", &[&a])?;
         self.totp_extras_clear(&a)?;
         self.app_passwords_clear(&a)?;
+        self.notice_clear(&a)?;
         self.sessions_end_all(address)?;
         self.tokens_revoke_all(address)?;
         Ok(n == 1)

@@ -265,6 +265,19 @@ CREATE TABLE api_idempotency (
 ) WITHOUT ROWID;
 CREATE INDEX api_idempotency_created ON api_idempotency(created_at);
 "#,
+    // 15: the notice of a new PEC at an ordinary address (issue 24,
+    // `flow::notice`): the address each box names, and the state of its
+    // at-most-one-a-minute notices (the next allowed time, the PEC counted
+    // since the last notice, the job waiting to tell them).
+    r#"
+CREATE TABLE notice_settings (
+    address     TEXT PRIMARY KEY,
+    email       TEXT NOT NULL,
+    next_at     INTEGER NOT NULL DEFAULT 0,
+    held        INTEGER NOT NULL DEFAULT 0,
+    summary_job INTEGER
+);
+"#,
 ];
 
 /// The log's hash chain and its daily seals. SQL cannot hash, so the rows

@@ -68,6 +68,7 @@ impl Db<'_> {
         )?;
         self.totp_extras_clear(address)?;
         self.app_passwords_clear(address)?;
+        self.notice_clear(address)?;
         self.sessions_end_all(address)?;
         self.tokens_revoke_all(address)?;
         Ok(n == 1)

@@ -421,3 +421,61 @@ mod tests {
         assert!(svg.contains("<svg") && svg.contains("<path"), "{svg}");
     }
 }
+
+#[derive(Deserialize)]
+pub(super) struct NotifyBody {
+    email: String,
+}
+
+/// `GET /api/v1/account/notify`: the ordinary address told of each new PEC
+/// (`""`: none).
+pub(super) async fn notify_get(
+    State(web): State<Arc<Web>>,
+    WebSession(a): WebSession,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let email = web
+        .ctx
+        .store
+        .notice_email(&a.user)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        serde_json::json!({ "email": email.unwrap_or_default() }),
+    ))
+}
+
+/// `PUT /api/v1/account/notify {"email"}`: tell this ordinary address of
+/// each new PEC (sender, subject, time; at most one e-mail a minute), or
+/// nobody with `""`. A PEC address is refused: the notice is ordinary
+/// mail, which a PEC box would take as an anomaly.
+pub(super) async fn notify_set(
+    State(web): State<Arc<Web>>,
+    WebSession(a): WebSession,
+    body: Result<Json<NotifyBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let b = json_body(body)?;
+    let wanted = b.email.trim();
+    let email = if wanted.is_empty() {
+        String::new()
+    } else {
+        let e = crate::store::users::validate_new_address(wanted).map_err(unprocessable)?;
+        let domain = e.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+        if web.ctx.us().is_local(&e) || web.ctx.index().is_certified(domain) {
+            return Err(unprocessable(format!(
+                "{e} is a PEC address: the notice is ordinary e-mail, give an ordinary address"
+            )));
+        }
+        e
+    };
+    if !web
+        .ctx
+        .store
+        .set_notice_email(&a.user, &email)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::unauthorized());
+    }
+    tracing::info!(user = %a.user, notice = %email, "new-PEC notice address set from the webmail");
+    Ok(Json(serde_json::json!({ "email": email })))
+}

@@ -64,6 +64,10 @@ pub fn routes() -> Router<Arc<Web>> {
         )
         .route("/api/v1/account/totp/confirm", post(account::totp_confirm))
         .route(
+            "/api/v1/account/notify",
+            get(account::notify_get).put(account::notify_set),
+        )
+        .route(
             "/api/v1/account/app-passwords",
             get(account::app_passwords).post(account::app_password_add),
         )

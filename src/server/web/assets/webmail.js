@@ -314,6 +314,18 @@
           document.getElementById("app-new").querySelector("a").focus();
         });
     });
+    var nf = document.getElementById("notify-form");
+    var nMsg = document.getElementById("notify-msg");
+    nf.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      api("PUT", "/api/v1/account/notify", { email: nf.elements.email.value }, true)
+        .then(reply).then(function (rj) {
+          var r = rj[0], j = rj[1];
+          if (r.status !== 200) { say(nMsg, j.error || ("HTTP " + r.status), true); return; }
+          nf.elements.email.value = j.email;
+          say(nMsg, j.email ? nf.getAttribute("data-saved") + " " + j.email : nf.getAttribute("data-stopped"), false);
+        });
+    });
     document.addEventListener("click", function (ev) {
       var b = ev.target.closest("button[data-revoke]");
       if (!b) { return; }

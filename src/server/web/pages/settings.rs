@@ -1,5 +1,6 @@
 //! The account settings page (`/settings`, "Impostazioni"): password,
-//! second factor, app passwords. The page shows the state; every change
+//! second factor, app passwords, the notice of a new PEC at an ordinary
+//! address. The page shows the state; every change
 //! goes through `/api/v1/account/` from the one script, which shows the
 //! secrets those calls return (TOTP secret and QR code, recovery codes,
 //! a new app password) once, without any reload that could show them again.
@@ -56,6 +57,12 @@ pub struct S {
     revoke: &'static str,
     revoke_confirm: &'static str,
     no_apps: &'static str,
+    notify_h: &'static str,
+    notify_intro: &'static str,
+    notify_label: &'static str,
+    notify_save: &'static str,
+    notify_saved: &'static str,
+    notify_stopped: &'static str,
     new_app: &'static str,
     create: &'static str,
     app_once: &'static str,
@@ -102,6 +109,12 @@ static IT: S = S {
     revoke: "Revoca",
     revoke_confirm: "Revocare questa password? I programmi che la usano non potranno più accedere.",
     no_apps: "Nessuna password per le app.",
+    notify_h: "Avviso di nuova PEC",
+    notify_intro: "A ogni PEC ricevuta, una breve e-mail ordinaria (non PEC) a questo indirizzo con mittente, oggetto e ora, mai il contenuto; al più una al minuto, le altre riassunte nella successiva. Vuoto: nessun avviso.",
+    notify_label: "Indirizzo e-mail ordinario",
+    notify_save: "Salva",
+    notify_saved: "Salvato: gli avvisi vanno a",
+    notify_stopped: "Salvato: nessun avviso.",
     new_app: "Nome della nuova password (programma o dispositivo)",
     create: "Crea",
     app_once: "Ecco la nuova password: inserirla ora nel programma di posta, non sarà più mostrata.",
@@ -148,6 +161,12 @@ static EN: S = S {
     revoke: "Revoke",
     revoke_confirm: "Revoke this password? The programs using it will no longer get in.",
     no_apps: "No app passwords.",
+    notify_h: "New PEC notice",
+    notify_intro: "For each PEC received, a short ordinary e-mail (not PEC) to this address with sender, subject and time, never the content; at most one a minute, the others summed up in the next. Empty: no notice.",
+    notify_label: "Ordinary e-mail address",
+    notify_save: "Save",
+    notify_saved: "Saved: notices go to",
+    notify_stopped: "Saved: no notices.",
     new_app: "Name of the new password (program or device)",
     create: "Create",
     app_once: "Here is the new password: enter it in the mail program now, it will not be shown again.",
@@ -172,6 +191,7 @@ struct SettingsPage {
     totp_on: bool,
     recovery_left: i64,
     apps: Vec<AppRow>,
+    notify: String,
 }
 
 pub(super) async fn settings(
@@ -190,9 +210,10 @@ pub(super) async fn settings(
         let totp_on = st.totp_secret(&a.user).await?.is_some();
         let left = st.recovery_codes_left(&a.user).await?;
         let apps = st.app_passwords(&a.user).await?;
-        Ok::<_, crate::store::StoreError>((totp_on, left, apps))
+        let notify = st.notice_email(&a.user).await?.unwrap_or_default();
+        Ok::<_, crate::store::StoreError>((totp_on, left, apps, notify))
     };
-    let (totp_on, recovery_left, apps) = match state.await {
+    let (totp_on, recovery_left, apps, notify) = match state.await {
         Ok(x) => x,
         Err(e) => return ApiError::internal(e).into_response(),
     };
@@ -216,6 +237,7 @@ pub(super) async fn settings(
             totp_on,
             recovery_left,
             apps,
+            notify,
         },
         set,
     )
