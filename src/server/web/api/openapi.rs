@@ -341,6 +341,24 @@ fn ops() -> Vec<Op> {
             none.clone(),
         ),
         op(
+            g.clone(),
+            "/api/v1/account/notify",
+            "The ordinary address told of each new PEC (empty: none)",
+            None,
+            200,
+            json_body(obj(json!({"email": {"type": "string"}}))),
+        ),
+        op(
+            Method::PUT,
+            "/api/v1/account/notify",
+            "Tell this ordinary address of each new PEC (empty string: stop)",
+            Some(json_body(
+                json!({"type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}}),
+            )),
+            200,
+            json_body(obj(json!({"email": {"type": "string"}}))),
+        ),
+        op(
             d,
             "/api/v1/account/tokens/{id}",
             "Revoke an API token",
