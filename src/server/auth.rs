@@ -208,10 +208,7 @@ impl UserAuth {
                 .store
                 .totp_recovery_attempt(address, digest, now)
                 .await
-                .map_err(|e| {
-                    tracing::error!(user = address, error = %e, "recovery code not recorded");
-                    SecondFactorError::Unavailable
-                })?;
+                .map_err(|e| unavailable(address, "recovery code not recorded", e))?;
             if outcome == users::TotpOutcome::Accepted {
                 let left = self
                     .ctx
@@ -227,20 +224,15 @@ impl UserAuth {
             Some(k) => k.open(address, &stored).map_err(|e| e.to_string()),
             None => Err("no web.totp_key_file loaded".to_string()),
         };
-        let secret = secret.map_err(|e| {
-            tracing::error!(user = address, error = %e, "second-factor secret cannot be opened");
-            SecondFactorError::Unavailable
-        })?;
+        let secret =
+            secret.map_err(|e| unavailable(address, "second-factor secret cannot be opened", e))?;
         let step = super::web::totp::matching_step(&secret, code, self.ctx.now_secs());
         let outcome = self
             .ctx
             .store
             .totp_attempt(address, step, now)
             .await
-            .map_err(|e| {
-                tracing::error!(user = address, error = %e, "second factor not recorded");
-                SecondFactorError::Unavailable
-            })?;
+            .map_err(|e| unavailable(address, "second factor not recorded", e))?;
         self.second_factor_outcome(address, ip, outcome)
     }
 
@@ -360,4 +352,11 @@ pub fn seal_plain_totp_secrets(
     store
         .reseal_totp_blocking(sealed)
         .map_err(|e| e.to_string())
+}
+
+/// A second factor that cannot be judged now (the store or the sealing
+/// key failed): logged with `what`, and the login refused as unavailable.
+fn unavailable(address: &str, what: &str, e: impl std::fmt::Display) -> SecondFactorError {
+    tracing::error!(user = address, error = %e, "{what}");
+    SecondFactorError::Unavailable
 }
